@@ -1,0 +1,248 @@
+package config
+
+// The configuration tree. Keys are camelCase and follow Strata Maverics'
+// orchestrator configuration, so mcpProvider, connectors and apps blocks carry
+// over unchanged. Every struct here is decoded strictly: a key that has no
+// field is an error reported with its path.
+
+// Config is the whole broker configuration file.
+type Config struct {
+	Version      int           `yaml:"version"`
+	HTTP         HTTP          `yaml:"http"`
+	Storage      Storage       `yaml:"storage"`
+	Connectors   []Connector   `yaml:"connectors"`
+	AuthProvider *AuthProvider `yaml:"authProvider"`
+	MCPProvider  MCPProvider   `yaml:"mcpProvider"`
+	Apps         []App         `yaml:"apps"`
+}
+
+// HTTP is the listener every transport is served on.
+type HTTP struct {
+	// Address to listen on; loopback by default.
+	Address string `yaml:"address"`
+	TLS     *TLS   `yaml:"tls"`
+	// AllowedHosts lists the Host header values accepted (host or host:port).
+	// Empty means: loopback names only when bound to loopback, any otherwise.
+	AllowedHosts []string `yaml:"allowedHosts"`
+	// AllowedOrigins lists the Origin header values accepted besides
+	// same-origin requests. A request without Origin is accepted.
+	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// MaxBodyBytes caps one request body; 0 means the default (4 MiB).
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// ShutdownTimeout bounds graceful shutdown.
+	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+}
+
+// TLS names a certificate and key in PEM files.
+type TLS struct {
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+}
+
+// Storage selects where state lives.
+type Storage struct {
+	Bolt  *BoltStorage  `yaml:"bolt"`
+	Redis *RedisStorage `yaml:"redis"`
+}
+
+// BoltStorage is the embedded single-file store.
+type BoltStorage struct {
+	Path string `yaml:"path"`
+}
+
+// RedisStorage is the shared store for several replicas.
+type RedisStorage struct {
+	Addresses []string `yaml:"addresses"`
+	Username  string   `yaml:"username"`
+	Password  Secret   `yaml:"password"`
+	DB        int      `yaml:"db"`
+}
+
+// Connector is an external identity provider.
+type Connector struct {
+	Name              string    `yaml:"name"`
+	Type              string    `yaml:"type"`
+	OIDCWellKnownURL  string    `yaml:"oidcWellKnownURL"`
+	OAuthClientID     string    `yaml:"oauthClientID"`
+	OAuthClientSecret Secret    `yaml:"oauthClientSecret"`
+	OAuthLoginRedirect  *Redirects `yaml:"oauthLoginRedirect"`
+	OAuthLogoutRedirect *Redirects `yaml:"oauthLogoutRedirect"`
+}
+
+// Redirects is a list of redirect URLs.
+type Redirects struct {
+	URLs []string `yaml:"urls"`
+}
+
+// AuthProvider is the embedded authorization server.
+type AuthProvider struct {
+	Enabled bool   `yaml:"enabled"`
+	Issuer  string `yaml:"issuer"`
+}
+
+// MCPProvider is the MCP front end agents connect to.
+type MCPProvider struct {
+	Enabled       bool                 `yaml:"enabled"`
+	Transports    Transports           `yaml:"transports"`
+	Authorization ProviderAuthorization `yaml:"authorization"`
+}
+
+// Transports are the MCP transports served to agents.
+type Transports struct {
+	SSE    *SSETransport    `yaml:"sse"`
+	Stream *StreamTransport `yaml:"stream"`
+}
+
+// SSETransport is the legacy HTTP+SSE transport (protocol 2024-11-05).
+type SSETransport struct {
+	Enabled     bool      `yaml:"enabled"`
+	Path        string    `yaml:"path"`
+	MessagePath string    `yaml:"messagePath"`
+	KeepAlive   KeepAlive `yaml:"keepAlive"`
+}
+
+// KeepAlive sends SSE comments so idle intermediaries keep the stream open.
+type KeepAlive struct {
+	Enabled  bool     `yaml:"enabled"`
+	Interval Duration `yaml:"interval"`
+}
+
+// StreamTransport is the Streamable HTTP transport.
+type StreamTransport struct {
+	Enabled bool          `yaml:"enabled"`
+	Path    string        `yaml:"path"`
+	Session StreamSession `yaml:"session"`
+}
+
+// StreamSession configures Streamable HTTP sessions.
+type StreamSession struct {
+	Enabled                bool     `yaml:"enabled"`
+	HeaderName             string   `yaml:"headerName"`
+	AllowClientTermination bool     `yaml:"allowClientTermination"`
+	Timeout                Duration `yaml:"timeout"`
+	// Key seals session ids (32 bytes, base64). Replicas that share a key
+	// serve each other's sessions. Empty: a random key per process.
+	Key Secret `yaml:"key"`
+}
+
+// ProviderAuthorization is how agents authenticate to the provider.
+type ProviderAuthorization struct {
+	OAuth *OAuth `yaml:"oauth"`
+}
+
+// OAuth makes the provider an OAuth 2.1 resource server.
+type OAuth struct {
+	Enabled      bool          `yaml:"enabled"`
+	MetadataPath string        `yaml:"metadataPath"`
+	Servers      []OAuthServer `yaml:"servers"`
+}
+
+// OAuthServer is one trusted authorization server.
+type OAuthServer struct {
+	WellKnownEndpoint string          `yaml:"wellKnownEndpoint"`
+	RefreshInterval   Duration        `yaml:"refreshInterval"`
+	TokenValidation   TokenValidation `yaml:"tokenValidation"`
+}
+
+// TokenValidation says how access tokens from a server are checked.
+type TokenValidation struct {
+	Method            string   `yaml:"method"`
+	ExpectedAudiences []string `yaml:"expectedAudiences"`
+	JWT               JWT      `yaml:"jwt"`
+}
+
+// JWT tunes JWT access-token validation.
+type JWT struct {
+	ClockSkew Duration `yaml:"clockSkew"`
+}
+
+// App is one upstream application.
+type App struct {
+	Name          string            `yaml:"name"`
+	Type          string            `yaml:"type"`
+	ToolNamespace *ToolNamespace    `yaml:"toolNamespace"`
+	Upstream      Upstream          `yaml:"upstream"`
+	Authorization *AppAuthorization `yaml:"authorization"`
+}
+
+// ToolNamespace prefixes the names of an app's tools and prompts.
+type ToolNamespace struct {
+	Disabled bool   `yaml:"disabled"`
+	Name     string `yaml:"name"`
+}
+
+// Upstream is how the broker reaches an app's MCP server.
+type Upstream struct {
+	Transport string          `yaml:"transport"`
+	Stream    *StreamUpstream `yaml:"stream"`
+	// Timeout bounds one request to the upstream (default 30s).
+	Timeout Duration `yaml:"timeout"`
+}
+
+// StreamUpstream is a Streamable HTTP upstream.
+type StreamUpstream struct {
+	URL        string     `yaml:"url"`
+	Connection Connection `yaml:"connection"`
+}
+
+// Connection tunes the upstream connection pool.
+type Connection struct {
+	DialTimeout Duration           `yaml:"dialTimeout"`
+	KeepAlive   ConnectionKeepAlive `yaml:"keepAlive"`
+	Pool        Pool               `yaml:"pool"`
+}
+
+// ConnectionKeepAlive is the TCP keep-alive interval.
+type ConnectionKeepAlive struct {
+	Interval Duration `yaml:"interval"`
+}
+
+// Pool bounds idle upstream connections.
+type Pool struct {
+	MaxIdleConns        int `yaml:"maxIdleConns"`
+	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost"`
+}
+
+// AppAuthorization is inbound policy and outbound credentials for an app.
+type AppAuthorization struct {
+	Inbound  *Inbound  `yaml:"inbound"`
+	Outbound *Outbound `yaml:"outbound"`
+}
+
+// Inbound authorizes agents' requests with a Rego policy.
+type Inbound struct {
+	OPA *OPAPolicy `yaml:"opa"`
+}
+
+// OPAPolicy is a policy given inline or by file; exactly one of the two.
+type OPAPolicy struct {
+	Name string `yaml:"name"`
+	Rego string `yaml:"rego"`
+	File string `yaml:"file"`
+}
+
+// Outbound is how the broker authenticates to the upstream for the agent.
+type Outbound struct {
+	Type          string         `yaml:"type"`
+	TokenExchange *TokenExchange `yaml:"tokenExchange"`
+}
+
+// TokenExchange obtains a tool-scoped token per call (RFC 8693).
+type TokenExchange struct {
+	Type     string         `yaml:"type"`
+	IDP      string         `yaml:"idp"`
+	Audience string         `yaml:"audience"`
+	Tools    []ExchangeTool `yaml:"tools"`
+}
+
+// ExchangeTool is the token shape for one tool.
+type ExchangeTool struct {
+	Name   string          `yaml:"name"`
+	TTL    Duration        `yaml:"ttl"`
+	Scopes []ExchangeScope `yaml:"scopes"`
+}
+
+// ExchangeScope is one scope granted to a tool's token.
+type ExchangeScope struct {
+	Name string `yaml:"name"`
+}
