@@ -1,0 +1,137 @@
+package provider
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// The legacy HTTP+SSE transport (protocol 2024-11-05): the client opens a
+// GET stream whose first event names the endpoint it POSTs messages to;
+// every message from the server travels on that one stream. Sessions live
+// as long as the stream, so they are local to this process.
+
+func (p *Provider) serveLegacyStream(w http.ResponseWriter, r *http.Request, id *Identity) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeHTTPError(w, httpError(http.StatusMethodNotAllowed, jsonrpc.CodeServerError, "method not allowed"))
+		return
+	}
+	now := p.now()
+	s := newSession(id.Subject, now)
+	s.legacy = true
+	s.ProtocolVersion = "2024-11-05"
+	if err := p.sessions.add(s, now); err != nil {
+		writeHTTPError(w, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "cannot open session"))
+		return
+	}
+	defer p.sessions.end(s)
+	s.inflight = make(chan struct{}, p.opts.MaxInFlight)
+
+	conn := newSSEConn(w, true)
+	endpoint := p.opts.MessagePath + "?sessionId=" + url.QueryEscape(s.ID)
+	if err := conn.writeEvent("endpoint", "", []byte(endpoint)); err != nil {
+		return
+	}
+	st := s.standaloneStream()
+	st.attach(conn, 0)
+	defer st.detach(conn)
+	ctx := s.context()
+
+	var tick <-chan time.Time
+	if p.opts.KeepAlive > 0 {
+		t := time.NewTicker(p.opts.KeepAlive)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-st.detached:
+			return
+		case <-r.Context().Done():
+			return
+		case <-ctx.Done():
+			return
+		case <-tick:
+			st.comment("keep-alive")
+		}
+	}
+}
+
+// legacySender sends on the session's one stream.
+type legacySender struct{ s *Session }
+
+func (l legacySender) Send(m *jsonrpc.Message) error {
+	if !l.s.Notify(m) {
+		return ErrNoStream
+	}
+	return nil
+}
+
+func (p *Provider) serveLegacyMessage(w http.ResponseWriter, r *http.Request, id *Identity) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeHTTPError(w, httpError(http.StatusMethodNotAllowed, jsonrpc.CodeServerError, "method not allowed"))
+		return
+	}
+	sid := r.URL.Query().Get("sessionId")
+	if sid == "" {
+		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: missing sessionId"))
+		return
+	}
+	p.sessions.mu.Lock()
+	s := p.sessions.live[sid]
+	p.sessions.mu.Unlock()
+	if s == nil || !s.legacy || s.Subject != id.Subject {
+		writeHTTPError(w, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session not found"))
+		return
+	}
+	s.touch(p.now())
+	body, herr := p.readBody(w, r)
+	if herr != nil {
+		writeHTTPError(w, herr)
+		return
+	}
+	msgs, errs, _, err := jsonrpc.DecodeBatch(body)
+	if err != nil {
+		writeDecodeError(w, err)
+		return
+	}
+	out := legacySender{s}
+	ctx := s.context()
+	for i, m := range msgs {
+		if errs[i] != nil {
+			_ = out.Send(decodeErrorResponse(errs[i]))
+			continue
+		}
+		req := &Request{Message: m, Session: s, HTTP: r, Identity: id}
+		if m.Kind() != jsonrpc.KindRequest {
+			p.dispatcher.Dispatch(ctx, req)
+			continue
+		}
+		select {
+		case s.inflight <- struct{}{}:
+		default:
+			_ = out.Send(jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeServerError, "too many requests in flight")))
+			continue
+		}
+		req.Out = out
+		// The answer travels on the stream, so the POST returns at once and
+		// the request is served on its own goroutine, bounded by inflight
+		// and by the session's life.
+		go func() {
+			defer func() { <-s.inflight }()
+			initialize := req.Message.Method == "initialize"
+			resp := p.dispatcher.Dispatch(ctx, req)
+			if resp != nil {
+				_ = out.Send(resp)
+			}
+			if initialize && resp != nil && resp.Error == nil {
+				p.dispatcher.Listen(ctx, s)
+			}
+		}()
+	}
+	w.WriteHeader(http.StatusAccepted)
+}

@@ -1,0 +1,282 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// Protocol versions the provider speaks, oldest first.
+var SupportedVersions = []string{"2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"}
+
+// LatestVersion is offered to clients asking for a version we do not speak.
+const LatestVersion = "2025-11-25"
+
+// defaultHeaderVersion is assumed when a client sends no MCP-Protocol-Version.
+const defaultHeaderVersion = "2025-03-26"
+
+// IsSupportedVersion reports whether v is a version the provider speaks.
+func IsSupportedVersion(v string) bool {
+	for _, s := range SupportedVersions {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Identity is who sent an HTTP request, as the dispatcher's admission
+// established it. Sessions are bound to the Subject that opened them.
+type Identity struct {
+	Subject string
+	// Value is the dispatcher's own representation (its principal).
+	Value any
+}
+
+// Request is one client-to-server message to serve.
+type Request struct {
+	Message  *jsonrpc.Message
+	Session  *Session
+	HTTP     *http.Request
+	Identity *Identity
+	// Out carries the messages related to a request (progress, logging,
+	// server-to-client requests) to the client; nil for notifications and
+	// responses.
+	Out Sender
+}
+
+// Sender delivers messages to a client.
+type Sender interface {
+	Send(*jsonrpc.Message) error
+}
+
+// ErrNoStream means a message cannot reach the client: it accepts no event
+// stream for this request.
+var ErrNoStream = errors.New("provider: client accepts no event stream for this request")
+
+// Dispatcher serves messages. The broker's pipeline implements it.
+type Dispatcher interface {
+	// Admit runs before any HTTP request is served (every method, every
+	// transport); an *HTTPError it returns is sent as it is.
+	Admit(r *http.Request) (*Identity, error)
+	// Dispatch serves one message. For a request it returns the response;
+	// for notifications and responses it returns nil. For "initialize" the
+	// session is new and the dispatcher fills in its facts.
+	Dispatch(ctx context.Context, req *Request) *jsonrpc.Message
+	// Listen is told that the client opened its standalone stream; messages
+	// sent with Session.Notify reach it until ctx ends.
+	Listen(ctx context.Context, s *Session)
+	// Closed is told that a session ended.
+	Closed(s *Session)
+}
+
+// HTTPError ends an HTTP request with a status and a JSON-RPC error body.
+type HTTPError struct {
+	Status  int
+	Header  http.Header
+	Code    int64
+	Message string
+}
+
+func (e *HTTPError) Error() string { return e.Message }
+
+// Options configure the provider. Zero values take the defaults noted.
+type Options struct {
+	// ListenAddress decides whether loopback-only Host checks apply.
+	ListenAddress  string
+	AllowedHosts   []string
+	AllowedOrigins []string
+	// MaxBodyBytes caps a request body (4 MiB).
+	MaxBodyBytes int64
+
+	StreamEnabled bool
+	StreamPath    string // "/mcp"
+	// SessionHeader is the session id header ("Mcp-Session-Id").
+	SessionHeader          string
+	AllowClientTermination bool
+	SessionTimeout         time.Duration // 1h
+	SessionKey             []byte        // random when empty
+	MaxSessions            int           // 10000
+
+	SSEEnabled     bool
+	SSEPath        string        // "/mcp/sse"
+	MessagePath    string        // "/mcp/message"
+	KeepAlive      time.Duration // 0: none on the legacy stream
+	StreamKeepAlive time.Duration // keep-alive comments on GET streams (30s)
+
+	// MaxInFlight bounds concurrent requests per legacy session (64).
+	MaxInFlight int
+	Logger      *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// Provider serves MCP transports over HTTP.
+type Provider struct {
+	opts       Options
+	dispatcher Dispatcher
+	guard      *hostGuard
+	sessions   *registry
+	log        *slog.Logger
+	now        func() time.Time
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+}
+
+// New builds a provider.
+func New(opts Options, d Dispatcher) (*Provider, error) {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 4 << 20
+	}
+	if opts.StreamPath == "" {
+		opts.StreamPath = "/mcp"
+	}
+	if opts.SessionHeader == "" {
+		opts.SessionHeader = "Mcp-Session-Id"
+	}
+	if opts.SessionTimeout <= 0 {
+		opts.SessionTimeout = time.Hour
+	}
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = 10000
+	}
+	if opts.SSEPath == "" {
+		opts.SSEPath = "/mcp/sse"
+	}
+	if opts.MessagePath == "" {
+		opts.MessagePath = "/mcp/message"
+	}
+	if opts.StreamKeepAlive <= 0 {
+		opts.StreamKeepAlive = 30 * time.Second
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s, err := newSealer(opts.SessionKey)
+	if err != nil {
+		return nil, err
+	}
+	p := &Provider{opts: opts, dispatcher: d, log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
+	p.guard = newHostGuard(opts.ListenAddress, opts.AllowedHosts, opts.AllowedOrigins)
+	p.sessions = newRegistry(s, opts.SessionTimeout, opts.MaxSessions, d.Closed)
+	p.wg.Add(1)
+	go p.sweepLoop()
+	return p, nil
+}
+
+func (p *Provider) sweepLoop() {
+	defer p.wg.Done()
+	interval := p.opts.SessionTimeout / 4
+	if interval > time.Minute {
+		interval = time.Minute
+	}
+	if interval < time.Second {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.sessions.sweep(p.now())
+		}
+	}
+}
+
+// Close ends every session and stops background work.
+func (p *Provider) Close() {
+	p.stopOnce.Do(func() {
+		close(p.stop)
+		p.wg.Wait()
+		for _, s := range p.sessions.all() {
+			p.sessions.end(s)
+		}
+	})
+}
+
+// Register adds the provider's endpoints to mux.
+func (p *Provider) Register(mux *http.ServeMux) {
+	if p.opts.StreamEnabled {
+		mux.Handle(p.opts.StreamPath, p.guarded(p.serveStream))
+	}
+	if p.opts.SSEEnabled {
+		mux.Handle(p.opts.SSEPath, p.guarded(p.serveLegacyStream))
+		mux.Handle(p.opts.MessagePath, p.guarded(p.serveLegacyMessage))
+	}
+}
+
+// guarded wraps a transport handler with the Host/Origin checks and the
+// dispatcher's admission, which run for every method.
+func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identity)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := p.guard.check(r); err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		id, err := p.dispatcher.Admit(r)
+		if err != nil {
+			writeHTTPError(w, err)
+			return
+		}
+		if id == nil {
+			id = &Identity{}
+		}
+		next(w, r, id)
+	})
+}
+
+// writeHTTPError renders a transport-level failure.
+func writeHTTPError(w http.ResponseWriter, err error) {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		he = &HTTPError{Status: http.StatusInternalServerError, Code: jsonrpc.CodeInternalError, Message: "internal error"}
+	}
+	for k, vs := range he.Header {
+		for _, v := range vs {
+			w.Header().Add(k, v)
+		}
+	}
+	code := he.Code
+	if code == 0 {
+		code = jsonrpc.CodeServerError
+	}
+	writeJSON(w, he.Status, errorBody(code, he.Message))
+}
+
+func httpError(status int, code int64, message string) *HTTPError {
+	return &HTTPError{Status: status, Code: code, Message: message}
+}
+
+// acceptsType reports whether an Accept header admits the media type.
+func acceptsType(accept, mediaType string) bool {
+	if accept == "" {
+		return false
+	}
+	major := mediaType[:strings.IndexByte(mediaType, '/')]
+	for _, part := range strings.Split(accept, ",") {
+		t := strings.TrimSpace(part)
+		if i := strings.IndexByte(t, ';'); i >= 0 {
+			t = strings.TrimSpace(t[:i])
+		}
+		if strings.EqualFold(t, mediaType) || t == "*/*" || strings.EqualFold(t, major+"/*") {
+			return true
+		}
+	}
+	return false
+}

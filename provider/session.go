@@ -1,0 +1,301 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// UpstreamRef names the upstream session an app holds for a client session,
+// so that a replica restoring the session can reach the same upstream state.
+type UpstreamRef struct {
+	ID              string `json:"i,omitempty"`
+	ProtocolVersion string `json:"v,omitempty"`
+}
+
+// Session is one client's MCP session. The exported facts are sealed into
+// its id; the rest lives in this process only.
+type Session struct {
+	ID                 string
+	Subject            string
+	ProtocolVersion    string
+	ClientCapabilities json.RawMessage
+	ClientInfo         json.RawMessage
+	Created            time.Time
+	// Upstreams are the upstream sessions opened at initialize.
+	Upstreams map[string]UpstreamRef
+	// State is the dispatcher's per-session state.
+	State any
+
+	legacy bool
+
+	mu         sync.Mutex
+	lastSeen   time.Time
+	streams    map[string]*stream
+	order      []string // request streams, oldest first
+	nextStream int
+	standalone *stream
+	listening  context.CancelFunc // set while a GET stream is attached
+	ended      bool
+	ctx        context.Context
+	cancel     context.CancelFunc
+	inflight   chan struct{} // legacy transport: bounds concurrent requests
+}
+
+// Legacy reports whether the session uses the HTTP+SSE transport.
+func (s *Session) Legacy() bool { return s.legacy }
+
+// maxKeptStreams bounds the finished request streams kept for resumption.
+const maxKeptStreams = 32
+
+// newRequestStream opens a stream for one POST's responses.
+func (s *Session) newRequestStream() *stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextStream++
+	st := newStream(strconv.Itoa(s.nextStream))
+	if s.streams == nil {
+		s.streams = make(map[string]*stream)
+	}
+	s.streams[st.id] = st
+	s.order = append(s.order, st.id)
+	for len(s.order) > maxKeptStreams {
+		old := s.streams[s.order[0]]
+		if old != nil && !old.isFinal() {
+			break // never forget a stream whose response is still coming
+		}
+		delete(s.streams, s.order[0])
+		s.order = s.order[1:]
+	}
+	return st
+}
+
+func (st *stream) isFinal() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.final
+}
+
+// standaloneStream is the stream of the session's GET connection.
+func (s *Session) standaloneStream() *stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.standalone == nil {
+		s.standalone = newStream("0")
+	}
+	return s.standalone
+}
+
+func (s *Session) findStream(id string) *stream {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id == "0" {
+		return s.standalone
+	}
+	return s.streams[id]
+}
+
+// Notify sends a message that belongs to no client request (list changes,
+// resource updates, server-to-client requests from an idle upstream) on the
+// session's GET stream. It reports false when no client is listening.
+func (s *Session) Notify(m *jsonrpc.Message) bool {
+	st := s.standaloneStream()
+	st.mu.Lock()
+	listening := st.conn != nil
+	st.mu.Unlock()
+	if !listening {
+		return false
+	}
+	st.send(m.Encode(), false)
+	return true
+}
+
+func (s *Session) touch(now time.Time) {
+	s.mu.Lock()
+	s.lastSeen = now
+	s.mu.Unlock()
+}
+
+func (s *Session) idleSince() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastSeen
+}
+
+// Errors of session lookup.
+var (
+	errSessionNotFound = errors.New("session not found")
+	errTooManySessions = errors.New("too many sessions")
+)
+
+// registry holds this process's sessions and restores sealed ones.
+type registry struct {
+	sealer  *sealer
+	timeout time.Duration
+	max     int
+	closed  func(*Session)
+
+	mu    sync.Mutex
+	live  map[string]*Session
+	ended map[string]time.Time // terminated ids, until they would have expired anyway
+}
+
+func newRegistry(s *sealer, timeout time.Duration, max int, closed func(*Session)) *registry {
+	return &registry{sealer: s, timeout: timeout, max: max, closed: closed,
+		live: make(map[string]*Session), ended: make(map[string]time.Time)}
+}
+
+// maxLifetime bounds how old a sealed id may be when restored without local
+// state, so a leaked id does not live forever.
+func (r *registry) maxLifetime() time.Duration {
+	if r.timeout > 24*time.Hour {
+		return r.timeout
+	}
+	return 24 * time.Hour
+}
+
+// add seals and registers a new session.
+func (r *registry) add(s *Session, now time.Time) error {
+	id, err := r.sealer.seal(&sealed{
+		Subject: s.Subject, ProtocolVersion: s.ProtocolVersion, ClientCapabilities: s.ClientCapabilities,
+		ClientInfo: s.ClientInfo, Created: unixTime(s.Created), Upstreams: s.Upstreams,
+	})
+	if err != nil {
+		return err
+	}
+	s.ID = id
+	s.lastSeen = now
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.live) >= r.max {
+		return errTooManySessions
+	}
+	r.live[id] = s
+	return nil
+}
+
+// get finds a session by id, restoring it from its sealed id when this
+// process has not seen it.
+func (r *registry) get(id string, now time.Time) (*Session, error) {
+	r.mu.Lock()
+	s, ok := r.live[id]
+	_, ended := r.ended[id]
+	r.mu.Unlock()
+	if ended {
+		return nil, errSessionNotFound
+	}
+	if ok {
+		if now.Sub(s.idleSince()) > r.timeout {
+			r.end(s)
+			return nil, errSessionNotFound
+		}
+		s.touch(now)
+		return s, nil
+	}
+	v, err := r.sealer.open(id)
+	if err != nil {
+		return nil, errSessionNotFound
+	}
+	created := time.Unix(v.Created, 0)
+	if now.Sub(created) > r.maxLifetime() {
+		return nil, errSessionNotFound
+	}
+	s = &Session{ID: id, Subject: v.Subject, ProtocolVersion: v.ProtocolVersion,
+		ClientCapabilities: v.ClientCapabilities, ClientInfo: v.ClientInfo, Created: created,
+		Upstreams: v.Upstreams, lastSeen: now}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if existing, ok := r.live[id]; ok {
+		return existing, nil
+	}
+	if len(r.live) >= r.max {
+		return nil, errTooManySessions
+	}
+	r.live[id] = s
+	return s, nil
+}
+
+// end terminates a session: its id is refused from now on.
+func (r *registry) end(s *Session) {
+	r.mu.Lock()
+	delete(r.live, s.ID)
+	if s.ID != "" {
+		r.ended[s.ID] = s.Created.Add(r.maxLifetime())
+	}
+	r.mu.Unlock()
+	s.mu.Lock()
+	already := s.ended
+	s.ended = true
+	cancel := s.listening
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	if cancel != nil {
+		cancel()
+	}
+	s.context() // make sure there is a context to cancel
+	s.cancel()
+	if r.closed != nil {
+		r.closed(s)
+	}
+}
+
+// sweep ends idle sessions and forgets terminated ids past their lifetime.
+func (r *registry) sweep(now time.Time) {
+	var idle []*Session
+	r.mu.Lock()
+	for _, s := range r.live {
+		if now.Sub(s.idleSince()) > r.timeout && !s.hasListener() {
+			idle = append(idle, s)
+		}
+	}
+	for id, until := range r.ended {
+		if now.After(until) {
+			delete(r.ended, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, s := range idle {
+		r.end(s)
+	}
+}
+
+func (s *Session) hasListener() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listening != nil
+}
+
+// all returns the live sessions.
+func (r *registry) all() []*Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Session, 0, len(r.live))
+	for _, s := range r.live {
+		out = append(out, s)
+	}
+	return out
+}
+
+// newSession starts an unregistered session.
+func newSession(subject string, now time.Time) *Session {
+	s := &Session{Subject: subject, Created: now, lastSeen: now}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// context is cancelled when the session ends; calls in flight end with it.
+func (s *Session) context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+	}
+	return s.ctx
+}

@@ -1,0 +1,215 @@
+package provider
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// Limits on what a stream keeps for clients that reconnect.
+const (
+	maxStreamEvents = 256
+	maxStreamBytes  = 4 << 20
+	writeTimeout    = 10 * time.Second
+)
+
+// event is one SSE event kept for replay.
+type event struct {
+	seq  int
+	data []byte
+}
+
+// stream is one server-to-client message stream of a session: the SSE
+// response of a POST, or the session's GET stream. Messages are written to
+// the attached connection, if any, and kept (bounded) so a client that
+// reconnects with Last-Event-ID gets what it missed.
+type stream struct {
+	id string
+
+	mu       sync.Mutex
+	seq      int
+	events   []event
+	bytes    int
+	conn     *sseConn
+	final    bool
+	done     chan struct{} // closed after the final message
+	detached chan struct{} // signalled when the connection is lost
+}
+
+func newStream(id string) *stream {
+	return &stream{id: id, done: make(chan struct{}), detached: make(chan struct{}, 1)}
+}
+
+// sseConn is a live HTTP response carrying SSE.
+type sseConn struct {
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	buf    *bufio.Writer
+	legacy bool // legacy transport: every message has "event: message"
+}
+
+func newSSEConn(w http.ResponseWriter, legacy bool) *sseConn {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no")
+	h.Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	c := &sseConn{w: w, rc: http.NewResponseController(w), buf: bufio.NewWriterSize(w, 4096), legacy: legacy}
+	_ = c.flush()
+	return c
+}
+
+func (c *sseConn) flush() error {
+	_ = c.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if err := c.buf.Flush(); err != nil {
+		return err
+	}
+	return c.rc.Flush()
+}
+
+// writeEvent writes one event and flushes it: SSE must never be buffered,
+// or server-to-client requests deadlock behind it.
+func (c *sseConn) writeEvent(name, id string, data []byte) error {
+	if name != "" {
+		c.buf.WriteString("event: ")
+		c.buf.WriteString(name)
+		c.buf.WriteByte('\n')
+	} else if c.legacy {
+		c.buf.WriteString("event: message\n")
+	}
+	if id != "" {
+		c.buf.WriteString("id: ")
+		c.buf.WriteString(id)
+		c.buf.WriteByte('\n')
+	}
+	c.buf.WriteString("data: ")
+	c.buf.Write(data)
+	c.buf.WriteString("\n\n")
+	return c.flush()
+}
+
+func (c *sseConn) writeComment(text string) error {
+	c.buf.WriteString(": ")
+	c.buf.WriteString(text)
+	c.buf.WriteString("\n\n")
+	return c.flush()
+}
+
+func (s *stream) eventID(seq int) string { return s.id + "_" + strconv.Itoa(seq) }
+
+// parseEventID splits an event id into its stream id and sequence number.
+func parseEventID(id string) (streamID string, seq int, ok bool) {
+	i := strings.LastIndexByte(id, '_')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(id[i+1:])
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return id[:i], n, true
+}
+
+// send records a message and writes it to the attached connection.
+func (s *stream) send(data []byte, final bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.final {
+		return
+	}
+	s.seq++
+	s.events = append(s.events, event{seq: s.seq, data: data})
+	s.bytes += len(data)
+	for len(s.events) > 1 && (len(s.events) > maxStreamEvents || s.bytes > maxStreamBytes) {
+		s.bytes -= len(s.events[0].data)
+		s.events = s.events[1:]
+	}
+	if s.conn != nil {
+		if err := s.conn.writeEvent("", s.eventID(s.seq), data); err != nil {
+			s.dropConnLocked()
+		}
+	}
+	if final {
+		s.final = true
+		close(s.done)
+	}
+}
+
+func (s *stream) dropConnLocked() {
+	s.conn = nil
+	select {
+	case s.detached <- struct{}{}:
+	default:
+	}
+}
+
+// attach makes c the stream's connection after replaying the events after
+// seq. It fails if another connection is attached.
+func (s *stream) attach(c *sseConn, after int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		return false
+	}
+	for _, e := range s.events {
+		if e.seq <= after {
+			continue
+		}
+		if err := c.writeEvent("", s.eventID(e.seq), e.data); err != nil {
+			return true // attached and lost at once; the caller sees detached
+		}
+	}
+	s.conn = c
+	select { // a stale signal from an earlier connection
+	case <-s.detached:
+	default:
+	}
+	return true
+}
+
+// detach removes c if it is still the attached connection.
+func (s *stream) detach(c *sseConn) {
+	s.mu.Lock()
+	if s.conn == c {
+		s.conn = nil
+	}
+	s.mu.Unlock()
+}
+
+// lastSeq is the sequence number of the newest message.
+func (s *stream) lastSeq() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq
+}
+
+// comment writes a keep-alive comment to the attached connection.
+func (s *stream) comment(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		if err := s.conn.writeComment(text); err != nil {
+			s.dropConnLocked()
+		}
+	}
+}
+
+// writeJSON writes one complete JSON response body.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// errorBody is a JSON-RPC error response with no id.
+func errorBody(code int64, message string) []byte {
+	return jsonrpc.NewErrorResponse(jsonrpc.ID{}, jsonrpc.NewError(code, message)).Encode()
+}

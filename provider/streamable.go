@@ -1,0 +1,364 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// serveStream is the Streamable HTTP endpoint: POST sends messages, GET
+// opens the standalone stream or resumes one, DELETE ends the session.
+func (p *Provider) serveStream(w http.ResponseWriter, r *http.Request, id *Identity) {
+	switch r.Method {
+	case http.MethodPost:
+		p.servePost(w, r, id)
+	case http.MethodGet:
+		p.serveGet(w, r, id)
+	case http.MethodDelete:
+		p.serveDelete(w, r, id)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		writeHTTPError(w, httpError(http.StatusMethodNotAllowed, jsonrpc.CodeServerError, "method not allowed"))
+	}
+}
+
+// readBody reads a capped JSON body.
+func (p *Provider) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *HTTPError) {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mediaType != "application/json" {
+		return nil, httpError(http.StatusUnsupportedMediaType, jsonrpc.CodeInvalidRequest, "unsupported media type: want application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, httpError(http.StatusRequestEntityTooLarge, jsonrpc.CodeInvalidRequest, "request body too large")
+		}
+		return nil, httpError(http.StatusBadRequest, jsonrpc.CodeParseError, "cannot read request body")
+	}
+	return body, nil
+}
+
+// session finds the session a request names and checks it belongs to the
+// caller. Another subject's session is reported as unknown, so ids cannot be
+// probed.
+func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError) {
+	sid := r.Header.Get(p.opts.SessionHeader)
+	if sid == "" {
+		return nil, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: missing "+p.opts.SessionHeader+" header")
+	}
+	s, err := p.sessions.get(sid, p.now())
+	if errors.Is(err, errTooManySessions) {
+		return nil, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many sessions")
+	}
+	if err != nil || s.legacy || s.Subject != id.Subject {
+		return nil, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session not found")
+	}
+	return s, nil
+}
+
+// checkVersionHeader applies the MCP-Protocol-Version rules to a request
+// within a session.
+func checkVersionHeader(r *http.Request, s *Session) *HTTPError {
+	v := r.Header.Get("MCP-Protocol-Version")
+	if v == "" {
+		return nil // the client predates the header: 2025-03-26
+	}
+	if !IsSupportedVersion(v) {
+		return httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: unsupported MCP-Protocol-Version "+strconv.Quote(v))
+	}
+	if s.ProtocolVersion != "" && v != s.ProtocolVersion && s.ProtocolVersion >= "2025-06-18" {
+		return httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: MCP-Protocol-Version "+v+" differs from the negotiated "+s.ProtocolVersion)
+	}
+	return nil
+}
+
+func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identity) {
+	accept := r.Header.Get("Accept")
+	jsonOK, sseOK := acceptsType(accept, "application/json"), acceptsType(accept, "text/event-stream")
+	if accept == "" {
+		jsonOK = true
+	}
+	if !jsonOK && !sseOK {
+		writeHTTPError(w, httpError(http.StatusNotAcceptable, jsonrpc.CodeInvalidRequest, "not acceptable: accept application/json and text/event-stream"))
+		return
+	}
+	body, herr := p.readBody(w, r)
+	if herr != nil {
+		writeHTTPError(w, herr)
+		return
+	}
+	msgs, errs, batch, err := jsonrpc.DecodeBatch(body)
+	if err != nil {
+		writeDecodeError(w, err)
+		return
+	}
+	if !batch && msgs[0] != nil && msgs[0].Method == "initialize" {
+		p.initialize(w, r, id, msgs[0], sseOK)
+		return
+	}
+	s, herr := p.session(r, id)
+	if herr != nil {
+		writeHTTPError(w, herr)
+		return
+	}
+	if herr := checkVersionHeader(r, s); herr != nil {
+		writeHTTPError(w, herr)
+		return
+	}
+	if batch && s.ProtocolVersion >= "2025-06-18" {
+		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "invalid request: batches are not supported in protocol version "+s.ProtocolVersion))
+		return
+	}
+
+	// Notifications and responses only: serve them and answer 202.
+	needsResponse := false
+	for i, m := range msgs {
+		if errs[i] != nil || m.Kind() == jsonrpc.KindRequest {
+			needsResponse = true
+		}
+	}
+	ctx := s.context()
+	if !needsResponse {
+		for _, m := range msgs {
+			p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id})
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+
+	out := &postStream{w: w, sseOK: sseOK, st: s.newRequestStream()}
+	var responses []*jsonrpc.Message
+	for i, m := range msgs {
+		var resp *jsonrpc.Message
+		switch {
+		case errs[i] != nil:
+			resp = decodeErrorResponse(errs[i])
+		case m.Method == "initialize":
+			resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "invalid request: initialize must be sent alone, without a session"))
+		case m.Kind() == jsonrpc.KindRequest:
+			resp = p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out})
+		default:
+			p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id})
+		}
+		if resp != nil {
+			responses = append(responses, resp)
+		}
+	}
+	out.finish(responses, batch)
+}
+
+// initialize opens a new session. The dispatcher fills in its facts; the
+// id is sealed only after a successful result, so it carries them.
+func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identity, m *jsonrpc.Message, sseOK bool) {
+	if m.Kind() != jsonrpc.KindRequest {
+		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "invalid request: initialize must be a request"))
+		return
+	}
+	now := p.now()
+	s := newSession(id.Subject, now)
+	resp := p.dispatcher.Dispatch(s.context(), &Request{Message: m, Session: s, HTTP: r, Identity: id})
+	if resp == nil {
+		resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error"))
+	}
+	if resp.Error == nil {
+		if err := p.sessions.add(s, now); err != nil {
+			s.cancel()
+			p.dispatcher.Closed(s)
+			status := http.StatusInternalServerError
+			if errors.Is(err, errTooManySessions) {
+				status = http.StatusServiceUnavailable
+			}
+			writeHTTPError(w, httpError(status, jsonrpc.CodeServerError, "cannot open session"))
+			return
+		}
+		w.Header().Set(p.opts.SessionHeader, s.ID)
+	} else {
+		s.cancel()
+		p.dispatcher.Closed(s)
+	}
+	writeJSON(w, http.StatusOK, resp.Encode())
+}
+
+// postStream is the response of one POST: plain JSON while only the final
+// response is sent, switching to SSE at the first related message.
+type postStream struct {
+	w     http.ResponseWriter
+	sseOK bool
+	st    *stream
+
+	mu   sync.Mutex
+	conn *sseConn
+	done bool
+}
+
+// Send delivers a related message, switching the response to SSE.
+func (o *postStream) Send(m *jsonrpc.Message) error {
+	if !o.sseOK {
+		return ErrNoStream
+	}
+	o.mu.Lock()
+	if o.done {
+		o.mu.Unlock()
+		return ErrNoStream
+	}
+	if o.conn == nil {
+		o.conn = newSSEConn(o.w, false)
+		o.st.attach(o.conn, 0)
+	}
+	o.mu.Unlock()
+	o.st.send(m.Encode(), false)
+	return nil
+}
+
+// finish writes the responses and ends the stream.
+func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.done = true
+	if o.conn == nil {
+		o.st.send(nil, true) // nothing to resume: mark the stream complete
+		if !batch && len(responses) == 1 {
+			writeJSON(o.w, http.StatusOK, responses[0].Encode())
+			return
+		}
+		buf := []byte{'['}
+		for i, m := range responses {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = m.Append(buf)
+		}
+		writeJSON(o.w, http.StatusOK, append(buf, ']'))
+		return
+	}
+	for i, m := range responses {
+		o.st.send(m.Encode(), i == len(responses)-1)
+	}
+	o.st.detach(o.conn)
+}
+
+func writeDecodeError(w http.ResponseWriter, err error) {
+	writeJSON(w, http.StatusBadRequest, decodeErrorResponse(err).Encode())
+}
+
+func decodeErrorResponse(err error) *jsonrpc.Message {
+	var de *jsonrpc.DecodeError
+	if errors.As(err, &de) {
+		return jsonrpc.NewErrorResponse(de.ID, jsonrpc.NewError(de.Code, de.Message))
+	}
+	return jsonrpc.NewErrorResponse(jsonrpc.ID{}, jsonrpc.NewError(jsonrpc.CodeParseError, "parse error"))
+}
+
+func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity) {
+	if !acceptsType(r.Header.Get("Accept"), "text/event-stream") {
+		writeHTTPError(w, httpError(http.StatusNotAcceptable, jsonrpc.CodeInvalidRequest, "not acceptable: a GET stream is text/event-stream"))
+		return
+	}
+	s, herr := p.session(r, id)
+	if herr != nil {
+		writeHTTPError(w, herr)
+		return
+	}
+	if herr := checkVersionHeader(r, s); herr != nil {
+		writeHTTPError(w, herr)
+		return
+	}
+	if last := r.Header.Get("Last-Event-ID"); last != "" {
+		p.resume(w, r, s, last)
+		return
+	}
+	st := s.standaloneStream()
+	st.mu.Lock()
+	busy := st.conn != nil
+	st.mu.Unlock()
+	if busy {
+		writeHTTPError(w, httpError(http.StatusConflict, jsonrpc.CodeInvalidRequest, "conflict: the session already has a GET stream"))
+		return
+	}
+	conn := newSSEConn(w, false)
+	if !st.attach(conn, st.lastSeq()) {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.context())
+	s.mu.Lock()
+	s.listening = cancel
+	s.mu.Unlock()
+	p.dispatcher.Listen(ctx, s)
+	p.hold(r, st, conn, ctx)
+	s.mu.Lock()
+	s.listening = nil
+	s.mu.Unlock()
+	cancel()
+}
+
+// resume reattaches a client to the stream its Last-Event-ID names,
+// replaying what it missed. A stream is only ever resumed by its own ids.
+func (p *Provider) resume(w http.ResponseWriter, r *http.Request, s *Session, last string) {
+	streamID, seq, ok := parseEventID(last)
+	if !ok {
+		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: malformed Last-Event-ID"))
+		return
+	}
+	st := s.findStream(streamID)
+	if st == nil {
+		writeHTTPError(w, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "stream not found"))
+		return
+	}
+	st.mu.Lock()
+	busy := st.conn != nil
+	st.mu.Unlock()
+	if busy {
+		writeHTTPError(w, httpError(http.StatusConflict, jsonrpc.CodeInvalidRequest, "conflict: the stream is already attached"))
+		return
+	}
+	conn := newSSEConn(w, false)
+	if !st.attach(conn, seq) {
+		return
+	}
+	p.hold(r, st, conn, s.context())
+}
+
+// hold keeps a GET response open until its stream ends, the client leaves,
+// the session ends or a write fails, sending keep-alive comments meanwhile.
+func (p *Provider) hold(r *http.Request, st *stream, conn *sseConn, ctx context.Context) {
+	defer st.detach(conn)
+	t := time.NewTicker(p.opts.StreamKeepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-st.done:
+			return
+		case <-st.detached:
+			return
+		case <-r.Context().Done():
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			st.comment("keep-alive")
+		}
+	}
+}
+
+func (p *Provider) serveDelete(w http.ResponseWriter, r *http.Request, id *Identity) {
+	if !p.opts.AllowClientTermination {
+		w.Header().Set("Allow", "GET, POST")
+		writeHTTPError(w, httpError(http.StatusMethodNotAllowed, jsonrpc.CodeServerError, "method not allowed: sessions cannot be ended by clients"))
+		return
+	}
+	s, herr := p.session(r, id)
+	if herr != nil {
+		writeHTTPError(w, herr)
+		return
+	}
+	p.sessions.end(s)
+	w.WriteHeader(http.StatusNoContent)
+}
