@@ -299,3 +299,14 @@ func (s *Session) context() context.Context {
 	}
 	return s.ctx
 }
+
+// StateOr returns the dispatcher's state of the session, creating it with
+// make on first use; sessions restored from their id start without one.
+func (s *Session) StateOr(make func() any) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.State == nil {
+		s.State = make()
+	}
+	return s.State
+}

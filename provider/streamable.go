@@ -187,8 +187,8 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 	writeJSON(w, http.StatusOK, resp.Encode())
 }
 
-// postStream is the response of one POST: plain JSON while only the final
-// response is sent, switching to SSE at the first related message.
+// postStream is the response of one POST: an SSE stream when the client
+// accepts one, plain JSON otherwise (then related messages cannot be sent).
 type postStream struct {
 	w     http.ResponseWriter
 	sseOK bool
@@ -223,6 +223,12 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.done = true
+	if o.conn == nil && o.sseOK {
+		// Clients that accept both get SSE, as from the SDKs' servers: the
+		// response is then resumable like any other stream.
+		o.conn = newSSEConn(o.w, false)
+		o.st.attach(o.conn, 0)
+	}
 	if o.conn == nil {
 		o.st.send(nil, true) // nothing to resume: mark the stream complete
 		if !batch && len(responses) == 1 {

@@ -1,0 +1,197 @@
+package apps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mcpbroker/mcpbroker/apps/upstream"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// InitParams are what a client said in its initialize request; the broker
+// says the same to each upstream, so upstreams see the client's real
+// capabilities (sampling, elicitation and roots only when it has them).
+type InitParams struct {
+	ProtocolVersion string
+	Capabilities    json.RawMessage
+	ClientInfo      json.RawMessage
+}
+
+// Conn is one app's upstream session held for one client session.
+type Conn struct {
+	App  *App
+	init InitParams
+
+	ids atomic.Int64
+
+	mu      sync.Mutex
+	session *upstream.Session
+	result  *InitializeResult
+}
+
+// InitializeResult is the part of an upstream's initialize result the broker
+// uses; Raw keeps all of it.
+type InitializeResult struct {
+	ProtocolVersion string          `json:"protocolVersion"`
+	Capabilities    Capabilities    `json:"capabilities"`
+	ServerInfo      json.RawMessage `json:"serverInfo"`
+	Instructions    string          `json:"instructions"`
+}
+
+// Capabilities are a server's declared capabilities.
+type Capabilities struct {
+	Tools       *ListCapability     `json:"tools,omitempty"`
+	Resources   *ResourceCapability `json:"resources,omitempty"`
+	Prompts     *ListCapability     `json:"prompts,omitempty"`
+	Logging     json.RawMessage     `json:"logging,omitempty"`
+	Completions json.RawMessage     `json:"completions,omitempty"`
+}
+
+// ListCapability is a capability whose list can change.
+type ListCapability struct {
+	ListChanged bool `json:"listChanged,omitempty"`
+}
+
+// ResourceCapability adds subscriptions.
+type ResourceCapability struct {
+	Subscribe   bool `json:"subscribe,omitempty"`
+	ListChanged bool `json:"listChanged,omitempty"`
+}
+
+// newSession starts an upstream session; the URL was checked by NewCatalog.
+func (a *App) newSession() *upstream.Session {
+	s, _ := upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log})
+	return s
+}
+
+// Open starts an upstream session: initialize, then the initialized
+// notification.
+func (a *App) Open(ctx context.Context, p InitParams, header http.Header) (*Conn, error) {
+	c := &Conn{App: a, init: p, session: a.newSession()}
+	if err := c.handshake(ctx, header); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Restore rebuilds a session another process opened, from its id.
+func (a *App) Restore(id, protocolVersion string, p InitParams) *Conn {
+	c := &Conn{App: a, init: p, session: a.newSession()}
+	c.session.SetID(id)
+	c.session.SetProtocolVersion(protocolVersion)
+	return c
+}
+
+func (c *Conn) handshake(ctx context.Context, header http.Header) error {
+	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
+	defer cancel()
+	params := struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+		ClientInfo      json.RawMessage `json:"clientInfo"`
+	}{c.init.ProtocolVersion, c.init.Capabilities, c.init.ClientInfo}
+	if len(params.Capabilities) == 0 {
+		params.Capabilities = json.RawMessage("{}")
+	}
+	if len(params.ClientInfo) == 0 {
+		params.ClientInfo = json.RawMessage(`{"name":"mcpbroker","version":"1"}`)
+	}
+	msg, err := jsonrpc.NewRequest(jsonrpc.Int64ID(c.ids.Add(1)), "initialize", params)
+	if err != nil {
+		return err
+	}
+	s := c.currentSession()
+	resp, err := s.Call(ctx, msg, header, nil)
+	if err != nil {
+		return fmt.Errorf("apps: %s: initialize: %w", c.App.Name, err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("apps: %s: initialize: %w", c.App.Name, resp.Error)
+	}
+	var result InitializeResult
+	if err := json.Unmarshal(resp.Result, &result); err != nil {
+		return fmt.Errorf("apps: %s: initialize: malformed result: %w", c.App.Name, err)
+	}
+	s.SetProtocolVersion(result.ProtocolVersion)
+	note, _ := jsonrpc.NewNotification("notifications/initialized", nil)
+	if err := s.Send(ctx, note, header); err != nil {
+		return fmt.Errorf("apps: %s: initialized: %w", c.App.Name, err)
+	}
+	c.mu.Lock()
+	c.result = &result
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Conn) currentSession() *upstream.Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// Result is the upstream's initialize result; nil for restored sessions.
+func (c *Conn) Result() *InitializeResult {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.result
+}
+
+// Ref names the upstream session so another process can restore it.
+func (c *Conn) Ref() (id, protocolVersion string) {
+	s := c.currentSession()
+	return s.ID(), s.ProtocolVersion()
+}
+
+// NextID returns a fresh upstream request id.
+func (c *Conn) NextID() int64 { return c.ids.Add(1) }
+
+// Call sends a request whose id came from NextID and returns the response.
+// Related messages go to onMessage. An upstream that forgot the session is
+// initialized again and the request retried once: it was never served.
+func (c *Conn) Call(ctx context.Context, msg *jsonrpc.Message, header http.Header, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
+	defer cancel()
+	resp, err := c.currentSession().Call(ctx, msg, header, onMessage)
+	if errors.Is(err, upstream.ErrSessionNotFound) {
+		if err := c.reopen(ctx, header); err != nil {
+			return nil, err
+		}
+		resp, err = c.currentSession().Call(ctx, msg, header, onMessage)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("apps: %s: %s: %w", c.App.Name, msg.Method, err)
+	}
+	return resp, nil
+}
+
+// Send delivers a notification or a response to the upstream.
+func (c *Conn) Send(ctx context.Context, msg *jsonrpc.Message, header http.Header) error {
+	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
+	defer cancel()
+	if err := c.currentSession().Send(ctx, msg, header); err != nil {
+		return fmt.Errorf("apps: %s: send: %w", c.App.Name, err)
+	}
+	return nil
+}
+
+// Listen relays the upstream's standalone stream until ctx ends.
+func (c *Conn) Listen(ctx context.Context, header http.Header, onMessage func(*jsonrpc.Message)) error {
+	return c.currentSession().Listen(ctx, header, onMessage)
+}
+
+func (c *Conn) reopen(ctx context.Context, header http.Header) error {
+	c.mu.Lock()
+	c.session = c.App.newSession()
+	c.mu.Unlock()
+	return c.handshake(ctx, header)
+}
+
+// Close ends the upstream session.
+func (c *Conn) Close(ctx context.Context) error {
+	return c.currentSession().Close(ctx, nil)
+}

@@ -1,0 +1,201 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/provider"
+)
+
+// Options are what the command line adds to configuration.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+}
+
+// Broker is a configured mcpbroker: the provider in front, the apps behind,
+// and the pipeline between them.
+type Broker struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	version  string
+	catalog  *apps.Catalog
+	provider *provider.Provider
+	pipeline []stage
+	handler  http.Handler
+}
+
+// New builds a broker from a validated configuration.
+func New(cfg *config.Config, opts Options) (*Broker, error) {
+	if err := Supported(cfg); err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, log: opts.Logger, version: opts.Version}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if b.version == "" {
+		b.version = "dev"
+	}
+	catalog, err := apps.NewCatalog(cfg.Apps, b.log)
+	if err != nil {
+		return nil, err
+	}
+	b.catalog = catalog
+	b.pipeline = b.newPipeline()
+
+	popts, err := providerOptions(cfg, b.log)
+	if err != nil {
+		return nil, err
+	}
+	b.provider, err = provider.New(popts, b)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	b.provider.Register(mux)
+	b.handler = mux
+	return b, nil
+}
+
+// Supported reports configuration this build validates but cannot serve,
+// so a setting that matters for security is never silently ignored.
+func Supported(cfg *config.Config) error {
+	var problems config.Problems
+	add := func(path, message string) {
+		problems = append(problems, config.Problem{Path: path, Message: message})
+	}
+	if s := cfg.MCPProvider.Transports.Stream; s != nil && s.Enabled && !s.Session.Enabled {
+		add("mcpProvider.transports.stream.session.enabled", "sessionless streamable HTTP is not supported in this version")
+	}
+	if o := cfg.MCPProvider.Authorization.OAuth; o != nil && o.Enabled {
+		add("mcpProvider.authorization.oauth", "not supported in this version")
+	}
+	if cfg.AuthProvider != nil && cfg.AuthProvider.Enabled {
+		add("authProvider", "not supported in this version")
+	}
+	if cfg.Storage.Redis != nil {
+		add("storage.redis", "not supported in this version")
+	}
+	for i, a := range cfg.Apps {
+		if a.Authorization == nil {
+			continue
+		}
+		if a.Authorization.Inbound != nil {
+			add(fmt.Sprintf("apps[%d].authorization.inbound", i), "not supported in this version")
+		}
+		if o := a.Authorization.Outbound; o != nil && o.Type != "unprotected" {
+			add(fmt.Sprintf("apps[%d].authorization.outbound", i), "not supported in this version")
+		}
+	}
+	if len(problems) > 0 {
+		return problems
+	}
+	return nil
+}
+
+func providerOptions(cfg *config.Config, log *slog.Logger) (provider.Options, error) {
+	o := provider.Options{
+		ListenAddress:  cfg.HTTP.Address,
+		AllowedHosts:   cfg.HTTP.AllowedHosts,
+		AllowedOrigins: cfg.HTTP.AllowedOrigins,
+		MaxBodyBytes:   cfg.HTTP.MaxBodyBytes,
+		Logger:         log,
+	}
+	if s := cfg.MCPProvider.Transports.Stream; s != nil && s.Enabled {
+		o.StreamEnabled = true
+		o.StreamPath = s.Path
+		o.SessionHeader = s.Session.HeaderName
+		o.AllowClientTermination = s.Session.AllowClientTermination
+		o.SessionTimeout = time.Duration(s.Session.Timeout)
+		if key := s.Session.Key.Value(); key != "" {
+			raw, err := base64.StdEncoding.DecodeString(key)
+			if err != nil {
+				raw, err = base64.RawURLEncoding.DecodeString(key)
+			}
+			if err != nil || len(raw) != 32 {
+				return o, errors.New("broker: mcpProvider.transports.stream.session.key: want 32 bytes in base64")
+			}
+			o.SessionKey = raw
+		}
+	}
+	if s := cfg.MCPProvider.Transports.SSE; s != nil && s.Enabled {
+		o.SSEEnabled = true
+		o.SSEPath = s.Path
+		o.MessagePath = s.MessagePath
+		if s.KeepAlive.Enabled {
+			o.KeepAlive = time.Duration(s.KeepAlive.Interval)
+		}
+	}
+	return o, nil
+}
+
+// Handler serves every endpoint of the broker.
+func (b *Broker) Handler() http.Handler { return b.handler }
+
+// Close ends all sessions and releases upstream connections.
+func (b *Broker) Close() {
+	b.provider.Close()
+	for _, app := range b.catalog.Apps {
+		app.Close()
+	}
+}
+
+// Serve listens on the configured address until ctx ends, then shuts down
+// gracefully.
+func (b *Broker) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", b.cfg.HTTP.Address)
+	if err != nil {
+		return fmt.Errorf("broker: listen: %w", err)
+	}
+	return b.ServeListener(ctx, ln)
+}
+
+// ServeListener serves on ln until ctx ends.
+func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           b.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
+	}
+	if t := b.cfg.HTTP.TLS; t != nil {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return fmt.Errorf("broker: tls: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.catalog.Apps))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	timeout := time.Duration(b.cfg.HTTP.ShutdownTimeout)
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	b.provider.Close() // ends sessions, so open streams return
+	err := srv.Shutdown(shutdownCtx)
+	b.Close()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("broker: shutdown: %w", err)
+	}
+	return nil
+}

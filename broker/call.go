@@ -1,0 +1,60 @@
+package broker
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// Call is one client message on its way through the pipeline. Each stage
+// reads what earlier stages set and adds its own part.
+type Call struct {
+	Start   time.Time
+	Request *provider.Request
+	Message *jsonrpc.Message
+	Session *provider.Session
+	State   *sessionState
+
+	// Set by decode.
+	Params callParams
+
+	// Set by route.
+	Route routeKind
+	App   *apps.App
+	// Name is the upstream's name of the tool or prompt (namespace stripped).
+	Name string
+
+	// Set by forward.
+	Response *jsonrpc.Message
+	Upstream time.Duration
+}
+
+// callParams are the request parameters the broker routes by; everything
+// else is forwarded as it came.
+type callParams struct {
+	Name      string          `json:"name"`
+	URI       string          `json:"uri"`
+	Cursor    *string         `json:"cursor"`
+	Arguments json.RawMessage `json:"arguments"`
+	Ref       *struct {
+		Type string `json:"type"`
+		Name string `json:"name"`
+		URI  string `json:"uri"`
+	} `json:"ref"`
+	RequestID json.RawMessage `json:"requestId"`
+	Level     string          `json:"level"`
+}
+
+// routeKind says how a call is served.
+type routeKind uint8
+
+const (
+	routeNone      routeKind = iota
+	routeLocal               // answered by the broker (initialize, ping)
+	routeApp                 // forwarded to one app
+	routeAggregate           // a list merged across apps
+	routeFanOut              // sent to every app (logging level, roots changed)
+)

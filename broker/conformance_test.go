@@ -1,0 +1,139 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The official MCP conformance suite, in server mode, against the Go SDK's
+// conformance server directly and through the broker: every check that
+// passes directly must pass through the broker.
+func TestConformanceThroughBroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("conformance suite is not short")
+	}
+	nodeBin, modules := nodeTools(t)
+	server := buildBinary(t, "github.com/modelcontextprotocol/go-sdk/conformance/everything-server")
+	upstreamAddr := freeAddress(t)
+	startProcess(t, upstreamAddr, server, "-http", upstreamAddr, "-stateless=false")
+
+	brokerURL := startBroker(t, `
+version: 1
+mcpProvider:
+  enabled: true
+  transports:
+    stream:
+      enabled: true
+      path: /mcp
+      session: {enabled: true, allowClientTermination: true}
+apps:
+  - name: everything
+    type: mcpProxy
+    toolNamespace: {disabled: true}
+    upstream:
+      transport: stream
+      stream: {url: "http://%s/"}
+`, upstreamAddr)
+
+	direct := runConformance(t, nodeBin, modules, "http://"+upstreamAddr+"/")
+	through := runConformance(t, nodeBin, modules, brokerURL+"/mcp")
+
+	passedDirect := 0
+	for _, key := range sortedKeys(direct) {
+		if direct[key] != "SUCCESS" {
+			continue
+		}
+		passedDirect++
+		if got := through[key]; got != "SUCCESS" {
+			t.Errorf("%s: passes directly, through the broker: %s", key, orMissing(got))
+		}
+	}
+	passedThrough := 0
+	for _, status := range through {
+		if status == "SUCCESS" {
+			passedThrough++
+		}
+	}
+	t.Logf("conformance checks passed: direct %d, through the broker %d", passedDirect, passedThrough)
+	if passedDirect < 40 {
+		t.Errorf("only %d checks passed directly; the suite did not run as expected", passedDirect)
+	}
+}
+
+func orMissing(s string) string {
+	if s == "" {
+		return "missing"
+	}
+	return s
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// runConformance runs the suite against url and returns "scenario/check"
+// -> status.
+func runConformance(t *testing.T, nodeBin, modules, url string) map[string]string {
+	t.Helper()
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(nodeBin, "node"),
+		filepath.Join(modules, "@modelcontextprotocol", "conformance", "dist", "index.js"),
+		"server", "--url", url, "-o", out)
+	cmd.Env = append(os.Environ(), "PATH="+nodeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	output, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("conformance suite timed out:\n%s", tail(output))
+	}
+	_ = err // a failing check makes the suite exit non-zero; the checks decide
+	results := map[string]string{}
+	dirs, _ := filepath.Glob(filepath.Join(out, "server-*", "checks.json"))
+	for _, path := range dirs {
+		scenario := strings.TrimPrefix(filepath.Base(filepath.Dir(path)), "server-")
+		if i := strings.LastIndex(scenario, "-20"); i > 0 {
+			scenario = scenario[:i] // drop the timestamp
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var checks []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(raw, &checks); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		for _, c := range checks {
+			results[scenario+"/"+c.ID] = c.Status
+		}
+	}
+	if len(results) == 0 {
+		t.Fatalf("conformance suite produced no results:\n%s", tail(output))
+	}
+	if testing.Verbose() {
+		t.Logf("conformance against %s:\n%s", url, tail(output))
+	}
+	return results
+}
+
+func tail(b []byte) string {
+	s := string(b)
+	if len(s) > 6000 {
+		s = s[len(s)-6000:]
+	}
+	return s
+}

@@ -1,0 +1,17 @@
+package broker
+
+import "errors"
+
+// Failures the pipeline renders as JSON-RPC errors (see render.go).
+var (
+	ErrInvalidParams      = errors.New("invalid params")
+	ErrMethodNotFound     = errors.New("method not found")
+	ErrUnknownTool        = errors.New("unknown tool")
+	ErrUnknownPrompt      = errors.New("unknown prompt")
+	ErrResourceNotFound   = errors.New("resource not found")
+	ErrInvalidCursor      = errors.New("invalid cursor")
+	ErrUpstreamFailed     = errors.New("upstream unavailable")
+	ErrUpstreamTimeout    = errors.New("upstream timed out")
+	ErrNotInitialized     = errors.New("session not initialized")
+	ErrAlreadyInitialized = errors.New("session already initialized")
+)

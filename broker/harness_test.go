@@ -1,0 +1,165 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/broker"
+	"github.com/mcpbroker/mcpbroker/broker/config"
+)
+
+// startBroker runs a broker from YAML on a loopback port and returns its
+// base URL. The configuration may use %s placeholders filled from args.
+func startBroker(t testing.TB, yaml string, args ...any) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(yaml, args...)), "test.yaml")
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	cfg.HTTP.Address = ln.Addr().String()
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("MCPBROKER_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b, err := broker.New(cfg, broker.Options{Logger: log, Version: "test"})
+	if err != nil {
+		t.Fatalf("broker: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.ServeListener(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("broker did not shut down")
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+var (
+	buildOnce sync.Map // package path -> func() (string, error)
+	binDir    string
+	binDirErr error
+	binOnce   sync.Once
+)
+
+// buildBinary builds a main package once per test run.
+func buildBinary(t testing.TB, pkg string) string {
+	t.Helper()
+	binOnce.Do(func() { binDir, binDirErr = os.MkdirTemp("", "mcpbroker-test-bin") })
+	if binDirErr != nil {
+		t.Fatal(binDirErr)
+	}
+	f, _ := buildOnce.LoadOrStore(pkg, sync.OnceValues(func() (string, error) {
+		out := filepath.Join(binDir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+		}
+		return out, nil
+	}))
+	path, err := f.(func() (string, error))()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// freeAddress returns a loopback address that was free a moment ago.
+func freeAddress(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// startProcess runs a server process until the test ends and waits until
+// it accepts connections at addr.
+func startProcess(t testing.TB, addr string, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	var logs strings.Builder
+	cmd.Stdout = &lockedWriter{w: &logs}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), cmd.Stdout.(*lockedWriter).String())
+		}
+	})
+	waitListening(t, addr)
+	return cmd
+}
+
+func waitListening(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("nothing listening at %s", addr)
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
+}
+
+// nodeTools returns the directory of Node 22 and the npm packages the
+// tests use, installed by .ci/setup. Outside `make test` the tests that
+// need them are skipped, unless CI is set, where their absence fails.
+func nodeTools(t testing.TB) (bin, modules string) {
+	t.Helper()
+	bin, modules = os.Getenv("MCPBROKER_NODE_BIN"), os.Getenv("MCPBROKER_NODE_MODULES")
+	if bin == "" || modules == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("MCPBROKER_NODE_BIN and MCPBROKER_NODE_MODULES are not set: run the tests with make test")
+		}
+		t.Skip("Node tools not set up: run make test")
+	}
+	return bin, modules
+}
+
+var _ = http.MethodGet

@@ -1,0 +1,121 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// initialize negotiates the client's session and opens its upstream
+// sessions, all at once, so their ids can be sealed into the session id.
+// An app that cannot be reached now is opened later, on first use.
+func (b *Broker) initialize(ctx context.Context, c *Call) error {
+	var p struct {
+		ProtocolVersion string          `json:"protocolVersion"`
+		Capabilities    json.RawMessage `json:"capabilities"`
+		ClientInfo      json.RawMessage `json:"clientInfo"`
+	}
+	if err := json.Unmarshal(c.Message.Params, &p); err != nil || p.ProtocolVersion == "" {
+		return fmt.Errorf("%w: initialize needs protocolVersion, capabilities and clientInfo", ErrInvalidParams)
+	}
+	s := c.Session
+	if s.Legacy() && s.Upstreams != nil {
+		return ErrAlreadyInitialized
+	}
+	version := p.ProtocolVersion
+	if !provider.IsSupportedVersion(version) {
+		version = provider.LatestVersion
+	}
+	s.ProtocolVersion = version
+	s.ClientCapabilities = p.Capabilities
+	s.ClientInfo = p.ClientInfo
+	s.Upstreams = make(map[string]provider.UpstreamRef, len(b.catalog.Apps))
+
+	st := c.State
+	var mu sync.Mutex
+	results := make(map[string]*apps.InitializeResult, len(b.catalog.Apps))
+	each(b.catalog.Apps, func(app *apps.App) {
+		conn, err := app.Open(ctx, initParams(s), nil)
+		if err != nil {
+			b.log.Warn("upstream not reachable at initialize", "app", app.Name, "error", err)
+			return
+		}
+		id, upstreamVersion := conn.Ref()
+		mu.Lock()
+		s.Upstreams[app.Name] = provider.UpstreamRef{ID: id, ProtocolVersion: upstreamVersion}
+		results[app.Name] = conn.Result()
+		mu.Unlock()
+		sl := st.slot(app.Name)
+		sl.mu.Lock()
+		sl.conn = conn
+		sl.mu.Unlock()
+	})
+
+	result := map[string]any{
+		"protocolVersion": version,
+		"capabilities":    b.mergeCapabilities(results),
+		"serverInfo":      map[string]string{"name": "mcpbroker", "version": b.version},
+	}
+	if text := b.instructions(results); text != "" {
+		result["instructions"] = text
+	}
+	var err error
+	c.Response, err = jsonrpc.NewResult(c.Message.ID, result)
+	return err
+}
+
+// mergeCapabilities offers what at least one upstream offers and the broker
+// can relay. Tools are always offered: the broker lists them even when no
+// upstream is up yet.
+func (b *Broker) mergeCapabilities(results map[string]*apps.InitializeResult) map[string]any {
+	tools := map[string]any{"listChanged": true}
+	caps := map[string]any{"tools": tools}
+	var resources map[string]any
+	for _, app := range b.catalog.Apps {
+		r := results[app.Name]
+		if r == nil {
+			continue
+		}
+		if r.Capabilities.Prompts != nil {
+			caps["prompts"] = map[string]any{"listChanged": true}
+		}
+		if rc := r.Capabilities.Resources; rc != nil {
+			if resources == nil {
+				resources = map[string]any{"listChanged": true}
+			}
+			if rc.Subscribe {
+				resources["subscribe"] = true
+			}
+		}
+		if r.Capabilities.Logging != nil {
+			caps["logging"] = map[string]any{}
+		}
+		if r.Capabilities.Completions != nil {
+			caps["completions"] = map[string]any{}
+		}
+	}
+	if resources != nil {
+		caps["resources"] = resources
+	}
+	return caps
+}
+
+// instructions joins the upstreams' instructions, each under its app.
+func (b *Broker) instructions(results map[string]*apps.InitializeResult) string {
+	var parts []string
+	for _, app := range b.catalog.Apps {
+		if r := results[app.Name]; r != nil && r.Instructions != "" {
+			if len(b.catalog.Apps) == 1 {
+				return r.Instructions
+			}
+			parts = append(parts, app.Name+": "+r.Instructions)
+		}
+	}
+	return strings.Join(parts, "\n\n")
+}

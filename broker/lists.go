@@ -1,0 +1,296 @@
+package broker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// listKind is one of the lists the broker merges across apps.
+type listKind uint8
+
+const (
+	kindTool listKind = iota
+	kindPrompt
+	kindResource
+	kindTemplate
+)
+
+// listSpec says how a list is called and which field holds its items.
+var listSpecs = [...]struct {
+	method string
+	field  string
+}{
+	kindTool:     {"tools/list", "tools"},
+	kindPrompt:   {"prompts/list", "prompts"},
+	kindResource: {"resources/list", "resources"},
+	kindTemplate: {"resources/templates/list", "resourceTemplates"},
+}
+
+func kindOf(method string) listKind {
+	for k, s := range listSpecs {
+		if s.method == method {
+			return listKind(k)
+		}
+	}
+	return kindTool
+}
+
+// maxRoutes bounds the names and URIs a session remembers per kind.
+const maxRoutes = 10000
+
+// aggregate answers a list request with the items of every app: each app's
+// first page at once, then, through our cursor, the next pages of the apps
+// that have more. An app that fails is left out and logged; the others
+// still answer.
+func (b *Broker) aggregate(ctx context.Context, c *Call) error {
+	k := kindOf(c.Message.Method)
+	var cursors map[string]string
+	if c.Params.Cursor != nil {
+		var err error
+		if cursors, err = b.decodeCursor(*c.Params.Cursor); err != nil {
+			return err
+		}
+	}
+	page, err := b.collect(ctx, c, k, cursors)
+	if err != nil {
+		return err
+	}
+	result := map[string]any{listSpecs[k].field: page.items}
+	if len(page.next) > 0 {
+		result["nextCursor"] = encodeCursor(page.next)
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return fmt.Errorf("broker: encode %s: %w", c.Message.Method, err)
+	}
+	c.Response = &jsonrpc.Message{Result: raw}
+	return nil
+}
+
+// listPage is a merged page.
+type listPage struct {
+	items []json.RawMessage
+	next  map[string]string // app name -> upstream cursor
+}
+
+// collect fetches one page of a list from each app (all apps, or those
+// named in cursors), rewrites names, and learns routes.
+func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[string]string) (listPage, error) {
+	targets := b.catalog.Apps
+	if cursors != nil {
+		targets = nil
+		for _, app := range b.catalog.Apps {
+			if _, ok := cursors[app.Name]; ok {
+				targets = append(targets, app)
+			}
+		}
+	}
+	type result struct {
+		items []json.RawMessage
+		next  string
+		err   error
+	}
+	results := make([]result, len(targets))
+	index := make(map[*apps.App]int, len(targets))
+	for i, app := range targets {
+		index[app] = i
+	}
+	each(targets, func(app *apps.App) {
+		items, next, err := b.listApp(ctx, c, app, k, cursors[app.Name])
+		results[index[app]] = result{items, next, err}
+	})
+	var page listPage
+	var failed []string
+	for i, app := range targets {
+		r := results[i]
+		if r.err != nil {
+			if !errors.Is(r.err, errNotSupported) {
+				failed = append(failed, app.Name)
+				b.log.Warn("list failed", "app", app.Name, "method", listSpecs[k].method, "error", r.err)
+			}
+			continue
+		}
+		page.items = append(page.items, r.items...)
+		if r.next != "" {
+			if page.next == nil {
+				page.next = make(map[string]string)
+			}
+			page.next[app.Name] = r.next
+		}
+	}
+	if page.items == nil {
+		page.items = []json.RawMessage{}
+	}
+	if len(failed) > 0 && len(failed) == len(targets) {
+		return page, fmt.Errorf("%w: %s", ErrUpstreamFailed, strings.Join(failed, ", "))
+	}
+	return page, nil
+}
+
+// errNotSupported marks an app that does not offer a list at all.
+var errNotSupported = errors.New("list not supported")
+
+// listApp fetches one page of one app's list.
+func (b *Broker) listApp(ctx context.Context, c *Call, app *apps.App, k listKind, cursor string) ([]json.RawMessage, string, error) {
+	conn, err := b.conn(ctx, c.Session, app)
+	if err != nil {
+		return nil, "", err
+	}
+	if r := conn.Result(); r != nil && !offers(r.Capabilities, k) {
+		return nil, "", errNotSupported
+	}
+	var params json.RawMessage
+	if cursor != "" {
+		params, _ = json.Marshal(map[string]string{"cursor": cursor})
+	}
+	msg := &jsonrpc.Message{ID: jsonrpc.Int64ID(conn.NextID()), Method: listSpecs[k].method, Params: params}
+	resp, err := conn.Call(ctx, msg, nil, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == jsonrpc.CodeMethodNotFound {
+			return nil, "", errNotSupported
+		}
+		return nil, "", resp.Error
+	}
+	var page struct {
+		NextCursor string `json:"nextCursor"`
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(resp.Result, &fields); err != nil {
+		return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
+	}
+	if raw, ok := fields["nextCursor"]; ok {
+		_ = json.Unmarshal(raw, &page.NextCursor)
+	}
+	var items []json.RawMessage
+	if raw, ok := fields[listSpecs[k].field]; ok {
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
+		}
+	}
+	items, err = c.State.learn(app, k, items)
+	return items, page.NextCursor, err
+}
+
+func offers(caps apps.Capabilities, k listKind) bool {
+	switch k {
+	case kindTool:
+		return caps.Tools != nil
+	case kindPrompt:
+		return caps.Prompts != nil
+	}
+	return caps.Resources != nil
+}
+
+// learn rewrites tool and prompt names to the exposed ones and records which
+// app serves each name, URI and template.
+func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage) ([]json.RawMessage, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for i, item := range items {
+		switch k {
+		case kindTool, kindPrompt:
+			var head struct {
+				Name string `json:"name"`
+			}
+			if err := json.Unmarshal(item, &head); err != nil {
+				return nil, fmt.Errorf("malformed list item: %w", err)
+			}
+			exposed := app.ExposedName(head.Name)
+			if exposed != head.Name {
+				var fields map[string]json.RawMessage
+				if err := json.Unmarshal(item, &fields); err != nil {
+					return nil, fmt.Errorf("malformed list item: %w", err)
+				}
+				fields["name"], _ = json.Marshal(exposed)
+				items[i], _ = json.Marshal(fields)
+			}
+			routes := st.tools
+			if k == kindPrompt {
+				routes = st.prompts
+			}
+			if _, taken := routes[exposed]; !taken && len(routes) < maxRoutes {
+				routes[exposed] = app // the first app in configuration order wins
+			}
+		case kindResource:
+			var head struct {
+				URI string `json:"uri"`
+			}
+			if json.Unmarshal(item, &head) == nil && head.URI != "" && len(st.resources) < maxRoutes {
+				if _, taken := st.resources[head.URI]; !taken {
+					st.resources[head.URI] = app
+				}
+			}
+		case kindTemplate:
+			var head struct {
+				URITemplate string `json:"uriTemplate"`
+			}
+			if json.Unmarshal(item, &head) == nil && head.URITemplate != "" && len(st.templates) < maxRoutes {
+				prefix, _, _ := strings.Cut(head.URITemplate, "{")
+				if !st.hasTemplate(prefix, app) {
+					st.templates = append(st.templates, templateRoute{prefix: prefix, app: app})
+				}
+			}
+		}
+	}
+	return items, nil
+}
+
+func (st *sessionState) hasTemplate(prefix string, app *apps.App) bool {
+	for _, t := range st.templates {
+		if t.prefix == prefix && t.app == app {
+			return true
+		}
+	}
+	return false
+}
+
+// Cursors are opaque to clients: base64url of the apps' own cursors.
+func encodeCursor(next map[string]string) string {
+	raw, _ := json.Marshal(next)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+func (b *Broker) decodeCursor(cursor string) (map[string]string, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(raw) > 64<<10 {
+		return nil, ErrInvalidCursor
+	}
+	var next map[string]string
+	if err := json.Unmarshal(raw, &next); err != nil || len(next) == 0 {
+		return nil, ErrInvalidCursor
+	}
+	for name := range next {
+		if b.catalog.App(name) == nil {
+			return nil, ErrInvalidCursor
+		}
+	}
+	return next, nil
+}
+
+// each runs f for every app concurrently and waits for all of them.
+func each(list []*apps.App, f func(*apps.App)) {
+	if len(list) == 1 {
+		f(list[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for _, app := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(app)
+		}()
+	}
+	wg.Wait()
+}

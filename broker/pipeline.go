@@ -1,0 +1,85 @@
+package broker
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// stage is one step of the pipeline. It reads and extends the Call and
+// returns an error to stop it; it never writes a response.
+type stage struct {
+	name string
+	run  func(context.Context, *Call) error
+}
+
+// newPipeline lists the stages every client message goes through, in order.
+// Authentication runs earlier, at admission, for every HTTP request.
+func (b *Broker) newPipeline() []stage {
+	return []stage{
+		{"decode", b.decode},
+		{"route", b.route},
+		{"forward", b.forward},
+	}
+}
+
+// Dispatch serves one client message: it runs the pipeline, renders the
+// outcome and records the call.
+func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) *jsonrpc.Message {
+	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: stateOf(req.Session)}
+	var err error
+	for _, st := range b.pipeline {
+		if err = st.run(ctx, c); err != nil {
+			break
+		}
+	}
+	resp := render(c, err)
+	b.record(c, resp, err)
+	return resp
+}
+
+// Admit admits every HTTP request; the identity is anonymous until an
+// authentication stage is configured.
+func (b *Broker) Admit(r *http.Request) (*provider.Identity, error) {
+	return &provider.Identity{}, nil
+}
+
+// Listen relays each upstream's standalone stream to the client's while
+// the client listens.
+func (b *Broker) Listen(ctx context.Context, s *provider.Session) {
+	for _, app := range b.catalog.Apps {
+		go func() {
+			conn, err := b.conn(ctx, s, app)
+			if err != nil {
+				b.log.Debug("no upstream stream", "app", app.Name, "error", err)
+				return
+			}
+			relay := b.relayToClient(s, conn, sessionSender{s})
+			if err := conn.Listen(ctx, nil, relay); err != nil && ctx.Err() == nil {
+				b.log.Debug("upstream stream ended", "app", app.Name, "error", err)
+			}
+		}()
+	}
+}
+
+// Closed ends a session's upstream sessions.
+func (b *Broker) Closed(s *provider.Session) {
+	st, ok := s.State.(*sessionState)
+	if !ok {
+		return
+	}
+	go st.closeConns()
+}
+
+// sessionSender sends on the client's standalone stream.
+type sessionSender struct{ s *provider.Session }
+
+func (o sessionSender) Send(m *jsonrpc.Message) error {
+	if !o.s.Notify(m) {
+		return provider.ErrNoStream
+	}
+	return nil
+}

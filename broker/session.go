@@ -1,0 +1,196 @@
+package broker
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// sessionState is the broker's part of a client session: the upstream
+// sessions opened for it, and the id maps that let messages find their way
+// back.
+type sessionState struct {
+	mu    sync.Mutex
+	slots map[string]*connSlot
+
+	// inflight maps a client request id to the upstream request serving it,
+	// so the client's cancellation reaches the right upstream.
+	inflight map[string]inflightCall
+
+	// serverRequests maps the ids the broker gave upstream-to-client
+	// requests back to the upstream that sent them.
+	serverRequests map[int64]serverRequest
+	nextServerID   int64
+
+	// Routes learned from lists, for names and URIs that carry no prefix.
+	tools     map[string]*apps.App
+	prompts   map[string]*apps.App
+	resources map[string]*apps.App
+	templates []templateRoute
+}
+
+// connSlot serializes opening one app's upstream session.
+type connSlot struct {
+	mu   sync.Mutex
+	conn *apps.Conn
+}
+
+type inflightCall struct {
+	conn       *apps.Conn
+	upstreamID jsonrpc.ID
+}
+
+type serverRequest struct {
+	conn       *apps.Conn
+	upstreamID jsonrpc.ID
+}
+
+type templateRoute struct {
+	prefix string // literal part before the first expression
+	app    *apps.App
+}
+
+// maxServerRequests bounds pending upstream-to-client requests per session.
+const maxServerRequests = 1024
+
+func newSessionState() *sessionState {
+	return &sessionState{
+		slots:          make(map[string]*connSlot),
+		inflight:       make(map[string]inflightCall),
+		serverRequests: make(map[int64]serverRequest),
+		tools:          make(map[string]*apps.App),
+		prompts:        make(map[string]*apps.App),
+		resources:      make(map[string]*apps.App),
+	}
+}
+
+// state returns the broker state of a session, creating it for sessions
+// restored from their id.
+func stateOf(s *provider.Session) *sessionState {
+	return s.StateOr(func() any { return newSessionState() }).(*sessionState)
+}
+
+func (st *sessionState) slot(app string) *connSlot {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sl, ok := st.slots[app]
+	if !ok {
+		sl = &connSlot{}
+		st.slots[app] = sl
+	}
+	return sl
+}
+
+// conn returns the session's upstream session with app, restoring it from
+// the session id or opening it when needed.
+func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (*apps.Conn, error) {
+	sl := stateOf(s).slot(app.Name)
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.conn != nil {
+		return sl.conn, nil
+	}
+	init := initParams(s)
+	if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" {
+		sl.conn = app.Restore(ref.ID, ref.ProtocolVersion, init)
+		return sl.conn, nil
+	}
+	c, err := app.Open(ctx, init, nil)
+	if err != nil {
+		return nil, err
+	}
+	sl.conn = c
+	return c, nil
+}
+
+// openConns lists the upstream sessions already open.
+func (st *sessionState) openConns() []*apps.Conn {
+	st.mu.Lock()
+	slots := make([]*connSlot, 0, len(st.slots))
+	for _, sl := range st.slots {
+		slots = append(slots, sl)
+	}
+	st.mu.Unlock()
+	var out []*apps.Conn
+	for _, sl := range slots {
+		sl.mu.Lock()
+		if sl.conn != nil {
+			out = append(out, sl.conn)
+		}
+		sl.mu.Unlock()
+	}
+	return out
+}
+
+func initParams(s *provider.Session) apps.InitParams {
+	return apps.InitParams{ProtocolVersion: s.ProtocolVersion, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo}
+}
+
+func (st *sessionState) startCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID) {
+	st.mu.Lock()
+	st.inflight[clientID.Raw()] = inflightCall{conn: c, upstreamID: upstreamID}
+	st.mu.Unlock()
+}
+
+func (st *sessionState) endCall(clientID jsonrpc.ID) {
+	st.mu.Lock()
+	delete(st.inflight, clientID.Raw())
+	st.mu.Unlock()
+}
+
+func (st *sessionState) findCall(clientID string) (inflightCall, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c, ok := st.inflight[clientID]
+	return c, ok
+}
+
+// addServerRequest gives an upstream-to-client request a client-facing id.
+func (st *sessionState) addServerRequest(c *apps.Conn, upstreamID jsonrpc.ID) (jsonrpc.ID, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(st.serverRequests) >= maxServerRequests {
+		return jsonrpc.ID{}, false
+	}
+	st.nextServerID++
+	st.serverRequests[st.nextServerID] = serverRequest{conn: c, upstreamID: upstreamID}
+	return jsonrpc.Int64ID(st.nextServerID), true
+}
+
+func (st *sessionState) takeServerRequest(id jsonrpc.ID) (serverRequest, bool) {
+	n, ok := id.Int64()
+	if !ok {
+		return serverRequest{}, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	r, ok := st.serverRequests[n]
+	delete(st.serverRequests, n)
+	return r, ok
+}
+
+// clientIDFor finds the client-facing id of a pending upstream-to-client
+// request, for the upstream's cancellation of it.
+func (st *sessionState) clientIDFor(c *apps.Conn, upstreamID string) (jsonrpc.ID, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for id, r := range st.serverRequests {
+		if r.conn == c && r.upstreamID.Raw() == upstreamID {
+			return jsonrpc.Int64ID(id), true
+		}
+	}
+	return jsonrpc.ID{}, false
+}
+
+// closeConns ends the session's upstream sessions.
+func (st *sessionState) closeConns() {
+	for _, c := range st.openConns() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = c.Close(ctx)
+		cancel()
+	}
+}

@@ -1,0 +1,33 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+)
+
+// decode reads the parameters the broker routes by. The rest of the
+// parameters are forwarded untouched.
+func (b *Broker) decode(_ context.Context, c *Call) error {
+	p := bytes.TrimSpace(c.Message.Params)
+	if len(p) == 0 || c.Message.Method == "" {
+		return nil
+	}
+	if p[0] != '{' {
+		return fmt.Errorf("%w: params must be an object", ErrInvalidParams)
+	}
+	if err := json.Unmarshal(p, &c.Params); err != nil {
+		return fmt.Errorf("%w: %s", ErrInvalidParams, jsonProblem(err))
+	}
+	return nil
+}
+
+// jsonProblem describes a decoding failure without echoing input.
+func jsonProblem(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	if ok := asType(err, &typeErr); ok && typeErr.Field != "" {
+		return typeErr.Field + " has the wrong type"
+	}
+	return "malformed params"
+}

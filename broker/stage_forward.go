@@ -1,0 +1,224 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// forward serves the call where route sent it.
+func (b *Broker) forward(ctx context.Context, c *Call) error {
+	switch c.Route {
+	case routeLocal:
+		return b.serveLocal(ctx, c)
+	case routeAggregate:
+		return b.aggregate(ctx, c)
+	case routeFanOut:
+		return b.fanOut(ctx, c)
+	case routeApp:
+		switch c.Message.Kind() {
+		case jsonrpc.KindRequest:
+			return b.forwardRequest(ctx, c)
+		case jsonrpc.KindNotification:
+			return b.forwardCancel(ctx, c)
+		case jsonrpc.KindResponse:
+			return b.forwardResponse(ctx, c)
+		}
+	}
+	return nil
+}
+
+// serveLocal answers what the broker answers itself.
+func (b *Broker) serveLocal(ctx context.Context, c *Call) error {
+	switch c.Message.Method {
+	case "initialize":
+		return b.initialize(ctx, c)
+	case "ping":
+		c.Response = &jsonrpc.Message{Result: json.RawMessage("{}")}
+	}
+	return nil
+}
+
+// forwardRequest sends a request to its app under a fresh upstream id and
+// relays whatever the upstream sends back on the way.
+func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
+	conn, err := b.conn(ctx, c.Session, c.App)
+	if err != nil {
+		return upstreamError(c.App, err)
+	}
+	params, err := upstreamParams(c)
+	if err != nil {
+		return err
+	}
+	upstreamID := jsonrpc.Int64ID(conn.NextID())
+	msg := &jsonrpc.Message{ID: upstreamID, Method: c.Message.Method, Params: params}
+	c.State.startCall(c.Message.ID, conn, upstreamID)
+	defer c.State.endCall(c.Message.ID)
+	start := time.Now()
+	resp, err := conn.Call(ctx, msg, nil, b.relayToClient(c.Session, conn, c.Request.Out))
+	c.Upstream = time.Since(start)
+	if err != nil {
+		return upstreamError(c.App, err)
+	}
+	c.Response = resp
+	return nil
+}
+
+// upstreamParams rewrites the name a client used into the upstream's own.
+func upstreamParams(c *Call) (json.RawMessage, error) {
+	exposed := c.Params.Name
+	if c.Message.Method == "completion/complete" && c.Params.Ref != nil {
+		exposed = c.Params.Ref.Name
+	}
+	if c.Name == "" || c.Name == exposed {
+		return c.Message.Params, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(c.Message.Params, &fields); err != nil {
+		return nil, fmt.Errorf("%w: malformed params", ErrInvalidParams)
+	}
+	name, _ := json.Marshal(c.Name)
+	if c.Message.Method == "completion/complete" {
+		var ref map[string]json.RawMessage
+		if err := json.Unmarshal(fields["ref"], &ref); err != nil {
+			return nil, fmt.Errorf("%w: malformed ref", ErrInvalidParams)
+		}
+		ref["name"] = name
+		fields["ref"], _ = json.Marshal(ref)
+	} else {
+		fields["name"] = name
+	}
+	return json.Marshal(fields)
+}
+
+// forwardCancel passes a client's cancellation on under the upstream's id.
+func (b *Broker) forwardCancel(ctx context.Context, c *Call) error {
+	call, ok := c.State.findCall(string(trimJSON(c.Params.RequestID)))
+	if !ok {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(c.Message.Params, &fields); err != nil {
+		return fmt.Errorf("%w: malformed params", ErrInvalidParams)
+	}
+	fields["requestId"] = json.RawMessage(call.upstreamID.Raw())
+	params, _ := json.Marshal(fields)
+	return call.conn.Send(ctx, &jsonrpc.Message{Method: c.Message.Method, Params: params}, nil)
+}
+
+// forwardResponse passes a client's answer to an upstream's request back
+// under the upstream's id.
+func (b *Broker) forwardResponse(ctx context.Context, c *Call) error {
+	r, ok := c.State.takeServerRequest(c.Message.ID)
+	if !ok {
+		return nil
+	}
+	m := *c.Message
+	m.ID = r.upstreamID
+	return r.conn.Send(ctx, &m, nil)
+}
+
+// fanOut sends a message to every app and answers once.
+func (b *Broker) fanOut(ctx context.Context, c *Call) error {
+	if c.Message.Kind() == jsonrpc.KindNotification {
+		for _, conn := range c.State.openConns() {
+			if err := conn.Send(ctx, c.Message, nil); err != nil {
+				b.log.Debug("notification not delivered", "app", conn.App.Name, "method", c.Message.Method, "error", err)
+			}
+		}
+		return nil
+	}
+	// logging/setLevel: every upstream that logs gets the level.
+	each(b.catalog.Apps, func(app *apps.App) {
+		conn, err := b.conn(ctx, c.Session, app)
+		if err != nil {
+			return
+		}
+		if r := conn.Result(); r != nil && r.Capabilities.Logging == nil {
+			return
+		}
+		msg := &jsonrpc.Message{ID: jsonrpc.Int64ID(conn.NextID()), Method: c.Message.Method, Params: c.Message.Params}
+		if _, err := conn.Call(ctx, msg, nil, nil); err != nil {
+			b.log.Debug("logging level not set", "app", app.Name, "error", err)
+		}
+	})
+	c.Response = &jsonrpc.Message{Result: json.RawMessage("{}")}
+	return nil
+}
+
+// relayToClient returns the handler for messages an upstream sends while a
+// request is served (or on its standalone stream): notifications pass
+// through; requests to the client get a client-facing id so the answer can
+// find its way back.
+func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provider.Sender) func(*jsonrpc.Message) {
+	st := stateOf(s)
+	return func(m *jsonrpc.Message) {
+		switch m.Kind() {
+		case jsonrpc.KindRequest:
+			b.relayServerRequest(st, conn, out, m)
+		case jsonrpc.KindNotification:
+			if m.Method == "notifications/cancelled" {
+				m = b.remapServerCancel(st, conn, m)
+				if m == nil {
+					return
+				}
+			}
+			if out != nil {
+				_ = out.Send(m)
+			}
+		}
+	}
+}
+
+func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provider.Sender, m *jsonrpc.Message) {
+	refuse := func(message string) {
+		resp := jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInternalError, message))
+		ctx, cancel := context.WithTimeout(context.Background(), conn.App.Timeout)
+		defer cancel()
+		_ = conn.Send(ctx, resp, nil)
+	}
+	if out == nil {
+		refuse("the client has no stream open for this request")
+		return
+	}
+	id, ok := st.addServerRequest(conn, m.ID)
+	if !ok {
+		refuse("too many requests pending for the client")
+		return
+	}
+	if err := out.Send(&jsonrpc.Message{ID: id, Method: m.Method, Params: m.Params}); err != nil {
+		st.takeServerRequest(id)
+		refuse("the client cannot receive requests on this stream")
+	}
+}
+
+// remapServerCancel rewrites an upstream's cancellation of its own request
+// to the id the client knows.
+func (b *Broker) remapServerCancel(st *sessionState, conn *apps.Conn, m *jsonrpc.Message) *jsonrpc.Message {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(m.Params, &fields) != nil {
+		return nil
+	}
+	id, ok := st.clientIDFor(conn, string(trimJSON(fields["requestId"])))
+	if !ok {
+		return nil
+	}
+	st.takeServerRequest(id)
+	fields["requestId"] = json.RawMessage(id.Raw())
+	params, _ := json.Marshal(fields)
+	return &jsonrpc.Message{Method: m.Method, Params: params}
+}
+
+// upstreamError classifies a failure to reach an upstream.
+func upstreamError(app *apps.App, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, app.Name, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUpstreamFailed, app.Name, err)
+}

@@ -1,0 +1,55 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// record logs every call once it is served. The record names the session
+// by a digest (the id itself is a bearer of the session) and never holds
+// tokens or arguments.
+func (b *Broker) record(c *Call, resp *jsonrpc.Message, err error) {
+	level := slog.LevelInfo
+	if c.Message.Kind() != jsonrpc.KindRequest {
+		level = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !b.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("kind", c.Message.Kind().String()),
+		slog.String("method", c.Message.Method),
+		slog.String("session", sessionDigest(c.Session.ID)),
+		slog.Duration("duration", time.Since(c.Start)),
+	}
+	if c.App != nil {
+		attrs = append(attrs, slog.String("app", c.App.Name))
+	}
+	if c.Name != "" {
+		attrs = append(attrs, slog.String("name", c.Name))
+	}
+	if c.Upstream > 0 {
+		attrs = append(attrs, slog.Duration("upstream", c.Upstream))
+	}
+	if resp != nil && resp.Error != nil {
+		attrs = append(attrs, slog.Int64("code", resp.Error.Code))
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+	}
+	b.log.LogAttrs(ctx, level, "mcp", attrs...)
+}
+
+func sessionDigest(id string) string {
+	if id == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:6])
+}

@@ -1,0 +1,199 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// route decides who serves a message: the broker itself, one app, or all
+// of them. Tool and prompt names carry their app's prefix; names and URIs
+// without one are found in what the session's lists revealed.
+func (b *Broker) route(ctx context.Context, c *Call) error {
+	m := c.Message
+	switch m.Kind() {
+	case jsonrpc.KindResponse:
+		return b.routeResponse(c)
+	case jsonrpc.KindNotification:
+		return b.routeNotification(c)
+	}
+	switch m.Method {
+	case "initialize", "ping":
+		c.Route = routeLocal
+	case "tools/list", "prompts/list", "resources/list", "resources/templates/list":
+		c.Route = routeAggregate
+	case "logging/setLevel":
+		if c.Params.Level == "" {
+			return fmt.Errorf("%w: level is required", ErrInvalidParams)
+		}
+		c.Route = routeFanOut
+	case "tools/call":
+		return b.routeNamed(ctx, c, c.Params.Name, kindTool)
+	case "prompts/get":
+		return b.routeNamed(ctx, c, c.Params.Name, kindPrompt)
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		return b.routeURI(ctx, c, c.Params.URI)
+	case "completion/complete":
+		ref := c.Params.Ref
+		if ref == nil {
+			return fmt.Errorf("%w: ref is required", ErrInvalidParams)
+		}
+		switch ref.Type {
+		case "ref/prompt":
+			return b.routeNamed(ctx, c, ref.Name, kindPrompt)
+		case "ref/resource":
+			return b.routeURI(ctx, c, ref.URI)
+		}
+		return fmt.Errorf("%w: unknown ref type", ErrInvalidParams)
+	default:
+		return fmt.Errorf("%w: %s", ErrMethodNotFound, m.Method)
+	}
+	return nil
+}
+
+// routeNamed finds the app serving a tool or prompt.
+func (b *Broker) routeNamed(ctx context.Context, c *Call, name string, k listKind) error {
+	unknown := ErrUnknownTool
+	if k == kindPrompt {
+		unknown = ErrUnknownPrompt
+	}
+	if name == "" {
+		return fmt.Errorf("%w: name is required", ErrInvalidParams)
+	}
+	c.Route = routeApp
+	if app, upstreamName, ok := b.catalog.ByPrefix(name); ok {
+		c.App, c.Name = app, upstreamName
+		return nil
+	}
+	candidates := b.catalog.Unprefixed()
+	if len(candidates) == 0 {
+		return fmt.Errorf("%w: %s", unknown, name)
+	}
+	if len(candidates) == 1 {
+		c.App, c.Name = candidates[0], name
+		return nil
+	}
+	routes := c.State.routes(k)
+	if app := c.State.lookup(routes, name); app != nil {
+		c.App, c.Name = app, name
+		return nil
+	}
+	// Not listed yet in this session: list, then look again.
+	if _, err := b.collect(ctx, c, k, nil); err != nil && !errors.Is(err, ErrUpstreamFailed) {
+		return err
+	}
+	if app := c.State.lookup(routes, name); app != nil {
+		c.App, c.Name = app, name
+		return nil
+	}
+	return fmt.Errorf("%w: %s", unknown, name)
+}
+
+// routeURI finds the app serving a resource.
+func (b *Broker) routeURI(ctx context.Context, c *Call, uri string) error {
+	if uri == "" {
+		return fmt.Errorf("%w: uri is required", ErrInvalidParams)
+	}
+	c.Route = routeApp
+	if len(b.catalog.Apps) == 1 {
+		c.App = b.catalog.Apps[0]
+		return nil
+	}
+	if app := c.State.resourceApp(uri); app != nil {
+		c.App = app
+		return nil
+	}
+	for _, k := range []listKind{kindResource, kindTemplate} {
+		if _, err := b.collect(ctx, c, k, nil); err != nil && !errors.Is(err, ErrUpstreamFailed) {
+			return err
+		}
+	}
+	if app := c.State.resourceApp(uri); app != nil {
+		c.App = app
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrResourceNotFound, uri)
+}
+
+// routeNotification routes client notifications: cancellations to the
+// upstream serving the request, root changes to every upstream; the rest
+// concern the broker only.
+func (b *Broker) routeNotification(c *Call) error {
+	switch c.Message.Method {
+	case "notifications/cancelled":
+		call, ok := c.State.findCall(string(trimJSON(c.Params.RequestID)))
+		if !ok {
+			c.Route = routeNone // finished already, or never ours
+			return nil
+		}
+		c.Route, c.App = routeApp, call.conn.App
+	case "notifications/roots/list_changed":
+		c.Route = routeFanOut
+	default:
+		c.Route = routeNone
+	}
+	return nil
+}
+
+// routeResponse sends a client's answer to the upstream that asked.
+func (b *Broker) routeResponse(c *Call) error {
+	r, ok := c.State.peekServerRequest(c.Message.ID)
+	if !ok {
+		c.Route = routeNone
+		return nil
+	}
+	c.Route, c.App = routeApp, r.conn.App
+	return nil
+}
+
+func trimJSON(raw []byte) []byte { return []byte(strings.TrimSpace(string(raw))) }
+
+// routes returns the session's learned routes of a kind.
+func (st *sessionState) routes(k listKind) map[string]*apps.App {
+	switch k {
+	case kindPrompt:
+		return st.prompts
+	case kindResource:
+		return st.resources
+	}
+	return st.tools
+}
+
+func (st *sessionState) lookup(routes map[string]*apps.App, key string) *apps.App {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return routes[key]
+}
+
+// resourceApp finds the app of a resource URI: listed resources first, then
+// the longest matching template prefix.
+func (st *sessionState) resourceApp(uri string) *apps.App {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if app := st.resources[uri]; app != nil {
+		return app
+	}
+	var best *apps.App
+	bestLen := 0
+	for _, t := range st.templates {
+		if strings.HasPrefix(uri, t.prefix) && len(t.prefix) > bestLen {
+			best, bestLen = t.app, len(t.prefix)
+		}
+	}
+	return best
+}
+
+func (st *sessionState) peekServerRequest(id jsonrpc.ID) (serverRequest, bool) {
+	n, ok := id.Int64()
+	if !ok {
+		return serverRequest{}, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	r, ok := st.serverRequests[n]
+	return r, ok
+}

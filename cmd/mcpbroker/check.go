@@ -1,0 +1,54 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mcpbroker/mcpbroker/broker"
+	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/urfave/cli/v2"
+)
+
+// configFlag is the configuration file of serve and check.
+func configFlag() *cli.StringFlag {
+	return &cli.StringFlag{
+		Name:     "config",
+		Aliases:  []string{"c"},
+		Usage:    "configuration `FILE`",
+		EnvVars:  []string{"MCPBROKER_CONFIG"},
+		Required: true,
+	}
+}
+
+func checkCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "check",
+		Usage: "load and validate a configuration, reporting every problem",
+		Flags: []cli.Flag{configFlag()},
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c.String("config"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "%s: ok (%d apps)\n", c.String("config"), len(cfg.Apps))
+			return nil
+		},
+	}
+}
+
+// loadConfig loads, validates and checks that this build can serve a
+// configuration; problems are printed one per line.
+func loadConfig(path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err == nil {
+		err = broker.Supported(cfg)
+	}
+	if err != nil {
+		var problems config.Problems
+		if errors.As(err, &problems) {
+			return nil, cli.Exit(fmt.Sprintf("%s: %d problem(s)\n%s", path, len(problems), err), 1)
+		}
+		return nil, cli.Exit(err.Error(), 1)
+	}
+	return cfg, nil
+}
