@@ -104,10 +104,10 @@ type Options struct {
 	SessionKey             []byte        // random when empty
 	MaxSessions            int           // 10000
 
-	SSEEnabled     bool
-	SSEPath        string        // "/mcp/sse"
-	MessagePath    string        // "/mcp/message"
-	KeepAlive      time.Duration // 0: none on the legacy stream
+	SSEEnabled      bool
+	SSEPath         string        // "/mcp/sse"
+	MessagePath     string        // "/mcp/message"
+	KeepAlive       time.Duration // 0: none on the legacy stream
 	StreamKeepAlive time.Duration // keep-alive comments on GET streams (30s)
 
 	// MaxInFlight bounds concurrent requests per legacy session (64).

@@ -60,11 +60,11 @@ type RedisStorage struct {
 
 // Connector is an external identity provider.
 type Connector struct {
-	Name              string    `yaml:"name"`
-	Type              string    `yaml:"type"`
-	OIDCWellKnownURL  string    `yaml:"oidcWellKnownURL"`
-	OAuthClientID     string    `yaml:"oauthClientID"`
-	OAuthClientSecret Secret    `yaml:"oauthClientSecret"`
+	Name                string     `yaml:"name"`
+	Type                string     `yaml:"type"`
+	OIDCWellKnownURL    string     `yaml:"oidcWellKnownURL"`
+	OAuthClientID       string     `yaml:"oauthClientID"`
+	OAuthClientSecret   Secret     `yaml:"oauthClientSecret"`
 	OAuthLoginRedirect  *Redirects `yaml:"oauthLoginRedirect"`
 	OAuthLogoutRedirect *Redirects `yaml:"oauthLogoutRedirect"`
 }
@@ -82,8 +82,8 @@ type AuthProvider struct {
 
 // MCPProvider is the MCP front end agents connect to.
 type MCPProvider struct {
-	Enabled       bool                 `yaml:"enabled"`
-	Transports    Transports           `yaml:"transports"`
+	Enabled       bool                  `yaml:"enabled"`
+	Transports    Transports            `yaml:"transports"`
 	Authorization ProviderAuthorization `yaml:"authorization"`
 }
 
@@ -187,9 +187,9 @@ type StreamUpstream struct {
 
 // Connection tunes the upstream connection pool.
 type Connection struct {
-	DialTimeout Duration           `yaml:"dialTimeout"`
+	DialTimeout Duration            `yaml:"dialTimeout"`
 	KeepAlive   ConnectionKeepAlive `yaml:"keepAlive"`
-	Pool        Pool               `yaml:"pool"`
+	Pool        Pool                `yaml:"pool"`
 }
 
 // ConnectionKeepAlive is the TCP keep-alive interval.
