@@ -1,0 +1,75 @@
+package sample
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Options configures the sample server. A nil *Options means all defaults.
+type Options struct {
+	// Name is the server name reported in initialize; "ledger" if empty.
+	Name string
+	// Logger receives the server's and the SDK's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+const (
+	defaultName    = "ledger"
+	serverVersion  = "0.1.0"
+	instructions   = "A sample ledger with a few accounts. Transfers above 1000 ask the user to confirm."
+	accountsURI    = "ledger://accounts"
+	accountURIBase = accountsURI + "/"
+)
+
+func (o *Options) name() string {
+	if o == nil || o.Name == "" {
+		return defaultName
+	}
+	return o.Name
+}
+
+func (o *Options) logger() *slog.Logger {
+	if o == nil || o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
+}
+
+// ledgerServer joins one ledger to the MCP server that exposes it.
+type ledgerServer struct {
+	ledger *ledger
+	server *mcp.Server
+	logger *slog.Logger
+}
+
+// NewServer returns an MCP server with its own, freshly seeded ledger and all
+// tools, resources and prompts registered.
+func NewServer(opts *Options) *mcp.Server {
+	s := &ledgerServer{ledger: newLedger(), logger: opts.logger()}
+	s.server = mcp.NewServer(&mcp.Implementation{
+		Name:    opts.name(),
+		Title:   "Sample ledger",
+		Version: serverVersion,
+	}, &mcp.ServerOptions{
+		Instructions:       instructions,
+		Logger:             s.logger,
+		SubscribeHandler:   s.subscribe,
+		UnsubscribeHandler: s.unsubscribe,
+	})
+	s.addTools()
+	s.addResources()
+	s.addPrompts()
+	return s.server
+}
+
+// Handler serves one NewServer over Streamable HTTP with stateful sessions,
+// so every client of the handler shares the same ledger.
+func Handler(opts *Options) http.Handler {
+	server := NewServer(opts)
+	return mcp.NewStreamableHTTPHandler(
+		func(*http.Request) *mcp.Server { return server },
+		&mcp.StreamableHTTPOptions{Logger: opts.logger()},
+	)
+}

@@ -1,0 +1,190 @@
+package sample
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Identity is the output of whoami: what reached the upstream, never the
+// token itself.
+type Identity struct {
+	AuthorizationPresent bool   `json:"authorizationPresent" jsonschema:"whether the request carried an Authorization header"`
+	Scheme               string `json:"scheme,omitempty" jsonschema:"authorization scheme, for example Bearer"`
+	TokenFormat          string `json:"tokenFormat,omitempty" jsonschema:"jwt or opaque, for Bearer and DPoP tokens"`
+	// The claims are decoded only; nothing here checked a signature, issuer
+	// or expiry, so they say what the token claims, not that it is valid.
+	UnverifiedClaims *UnverifiedClaims `json:"unverifiedClaims,omitempty" jsonschema:"JWT payload claims, decoded but NOT verified"`
+	DecodeError      string            `json:"decodeError,omitempty" jsonschema:"why a token that looks like a JWT could not be decoded"`
+}
+
+// UnverifiedClaims are the claims of a JWT payload that tell who called and
+// for whom, decoded without verifying the signature.
+type UnverifiedClaims struct {
+	Issuer    string         `json:"iss,omitempty"`
+	Subject   string         `json:"sub,omitempty"`
+	Audience  []string       `json:"aud,omitempty"`
+	Scope     string         `json:"scope,omitempty"`
+	ClientID  string         `json:"client_id,omitempty"`
+	Actor     map[string]any `json:"act,omitempty" jsonschema:"the acting party of a delegated token; earlier actors nest inside"`
+	ExpiresAt int64          `json:"exp,omitempty"`
+	IssuedAt  int64          `json:"iat,omitempty"`
+	TokenID   string         `json:"jti,omitempty"`
+}
+
+func (s *ledgerServer) whoami(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, Identity, error) {
+	var authorization string
+	if req.Extra != nil {
+		authorization = req.Extra.Header.Get("Authorization")
+	}
+	identity := identify(authorization)
+	return textResult(identity.text()), identity, nil
+}
+
+// identify describes an Authorization header value without repeating it.
+func identify(authorization string) Identity {
+	if authorization == "" {
+		return Identity{}
+	}
+	identity := Identity{AuthorizationPresent: true}
+	scheme, credentials, _ := strings.Cut(strings.TrimSpace(authorization), " ")
+	credentials = strings.TrimSpace(credentials)
+	if credentials == "" {
+		// A value without a scheme may be the bare token: report nothing of it.
+		return identity
+	}
+	identity.Scheme = scheme
+	if !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "DPoP") {
+		return identity
+	}
+	if strings.Count(credentials, ".") != 2 {
+		identity.TokenFormat = "opaque"
+		return identity
+	}
+	identity.TokenFormat = "jwt"
+	claims, err := decodeUnverifiedClaims(credentials)
+	if err != nil {
+		identity.DecodeError = err.Error()
+		return identity
+	}
+	identity.UnverifiedClaims = claims
+	return identity
+}
+
+func (i Identity) text() string {
+	if !i.AuthorizationPresent {
+		return "Authorization header: absent"
+	}
+	var b strings.Builder
+	b.WriteString("Authorization header: present")
+	if i.Scheme != "" {
+		fmt.Fprintf(&b, ", scheme %q", i.Scheme)
+	}
+	if i.TokenFormat != "" {
+		fmt.Fprintf(&b, ", %s token", i.TokenFormat)
+	}
+	if i.DecodeError != "" {
+		fmt.Fprintf(&b, "\ncould not decode the token: %s", i.DecodeError)
+	}
+	if i.UnverifiedClaims != nil {
+		claims, _ := json.MarshalIndent(i.UnverifiedClaims, "", "  ")
+		fmt.Fprintf(&b, "\nclaims (decoded, NOT verified):\n%s", claims)
+	}
+	return b.String()
+}
+
+// Fixed messages: an error must never quote the token it failed on.
+var (
+	errJWTShape   = errors.New("not a compact JWS: expected three dot-separated parts")
+	errJWTBase64  = errors.New("payload is not base64url")
+	errJWTPayload = errors.New("payload is not a JSON object with the registered claim types")
+	errJWTNumber  = errors.New("exp or iat is not a number of seconds")
+)
+
+// decodeUnverifiedClaims decodes the payload of a compact JWS. It checks
+// nothing else: the signature, issuer and expiry are the broker's business,
+// and this server only reports what arrived.
+func decodeUnverifiedClaims(token string) (*UnverifiedClaims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errJWTShape
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return nil, errJWTBase64
+	}
+	var wire struct {
+		Issuer    string          `json:"iss"`
+		Subject   string          `json:"sub"`
+		Audience  json.RawMessage `json:"aud"`
+		Scope     string          `json:"scope"`
+		ClientID  string          `json:"client_id"`
+		Actor     map[string]any  `json:"act"`
+		ExpiresAt json.Number     `json:"exp"`
+		IssuedAt  json.Number     `json:"iat"`
+		TokenID   string          `json:"jti"`
+	}
+	if err := json.Unmarshal(payload, &wire); err != nil {
+		return nil, errJWTPayload
+	}
+	audience, err := decodeAudience(wire.Audience)
+	if err != nil {
+		return nil, err
+	}
+	expiresAt, err := numericDate(wire.ExpiresAt)
+	if err != nil {
+		return nil, err
+	}
+	issuedAt, err := numericDate(wire.IssuedAt)
+	if err != nil {
+		return nil, err
+	}
+	return &UnverifiedClaims{
+		Issuer:    wire.Issuer,
+		Subject:   wire.Subject,
+		Audience:  audience,
+		Scope:     wire.Scope,
+		ClientID:  wire.ClientID,
+		Actor:     wire.Actor,
+		ExpiresAt: expiresAt,
+		IssuedAt:  issuedAt,
+		TokenID:   wire.TokenID,
+	}, nil
+}
+
+// decodeAudience accepts both forms RFC 7519 allows: one string or an array.
+func decodeAudience(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, errJWTPayload
+	}
+	return many, nil
+}
+
+// numericDate truncates a NumericDate, which may carry fractions, to seconds.
+func numericDate(n json.Number) (int64, error) {
+	if n == "" {
+		return 0, nil
+	}
+	if i, err := n.Int64(); err == nil {
+		return i, nil
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsNaN(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+		return 0, errJWTNumber
+	}
+	return int64(f), nil
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps/sample"
+	"github.com/urfave/cli/v2"
+)
+
+// upstreamShutdownGrace bounds how long in-flight calls may finish after a
+// signal; open SSE streams never finish on their own, so the rest are cut.
+const upstreamShutdownGrace = 5 * time.Second
+
+func upstreamCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "upstream",
+		Usage: "run upstream MCP servers for trying out and testing the broker",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "sample",
+				Usage: "serve the sample ledger MCP server over Streamable HTTP",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9000", Usage: "address to listen on; port 0 picks a free port"},
+					&cli.StringFlag{Name: "name", Value: "ledger", Usage: "server name reported in initialize"},
+					&cli.StringFlag{Name: "path", Value: "/mcp", Usage: "URL path of the MCP endpoint"},
+				},
+				Action: runSampleUpstream,
+			},
+		},
+	}
+}
+
+func runSampleUpstream(c *cli.Context) error {
+	path := c.String("path")
+	if !strings.HasPrefix(path, "/") {
+		return cli.Exit("--path: must start with /", 2)
+	}
+	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
+
+	mcpHandler := sample.Handler(&sample.Options{Name: c.String("name"), Logger: logger})
+	// An exact match, not a ServeMux pattern, so any --path value is served
+	// literally.
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != path {
+			http.NotFound(w, r)
+			return
+		}
+		mcpHandler.ServeHTTP(w, r)
+	})
+	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+
+	// Listen before logging, so that with port 0 the log names the real port.
+	listener, err := net.Listen("tcp", c.String("listen"))
+	if err != nil {
+		return fmt.Errorf("upstream sample: %w", err)
+	}
+	logger.Info(fmt.Sprintf("sample upstream listening on http://%s%s", listener.Addr(), path))
+
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("upstream sample: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("sample upstream shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), upstreamShutdownGrace)
+	defer cancel()
+	if err := server.Shutdown(shutdownCtx); err != nil {
+		// Streams still open after the grace period are cut.
+		if err := server.Close(); err != nil {
+			return fmt.Errorf("upstream sample: close: %w", err)
+		}
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("upstream sample: %w", err)
+	}
+	return nil
+}
