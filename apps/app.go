@@ -27,6 +27,7 @@ type App struct {
 
 	// mangled maps shortened exposed names back to upstream names.
 	mangled sync.Map
+	health  health
 }
 
 // Catalog is the set of apps, in configuration order.

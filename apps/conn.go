@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/upstream"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
@@ -72,6 +73,9 @@ func (a *App) newSession() *upstream.Session {
 // Open starts an upstream session: initialize, then the initialized
 // notification.
 func (a *App) Open(ctx context.Context, p InitParams, header http.Header) (*Conn, error) {
+	if err := a.health.check(time.Now()); err != nil {
+		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
+	}
 	c := &Conn{App: a, init: p, session: a.newSession()}
 	if err := c.handshake(ctx, header); err != nil {
 		return nil, err
@@ -107,6 +111,7 @@ func (c *Conn) handshake(ctx context.Context, header http.Header) error {
 	}
 	s := c.currentSession()
 	resp, err := s.Call(ctx, msg, header, nil)
+	c.App.health.observe(err, time.Now())
 	if err != nil {
 		return fmt.Errorf("apps: %s: initialize: %w", c.App.Name, err)
 	}
@@ -154,9 +159,16 @@ func (c *Conn) NextID() int64 { return c.ids.Add(1) }
 // Related messages go to onMessage. An upstream that forgot the session is
 // initialized again and the request retried once: it was never served.
 func (c *Conn) Call(ctx context.Context, msg *jsonrpc.Message, header http.Header, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, error) {
+	if err := c.App.health.check(time.Now()); err != nil {
+		return nil, fmt.Errorf("apps: %s: %s: %w", c.App.Name, msg.Method, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
 	defer cancel()
 	resp, err := c.currentSession().Call(ctx, msg, header, onMessage)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		// A slow tool is not a dead upstream: only refusals and resets count.
+		c.App.health.observe(err, time.Now())
+	}
 	if errors.Is(err, upstream.ErrSessionNotFound) {
 		if err := c.reopen(ctx, header); err != nil {
 			return nil, err

@@ -236,7 +236,10 @@ apps:
   - name: stuck
     type: mcpProxy
     upstream: {transport: stream, timeout: 1s, stream: {url: "http://%s/mcp"}}
-`, ledgerAddr, hung)
+  - name: slow
+    type: mcpProxy
+    upstream: {transport: stream, timeout: 1s, stream: {url: "http://%s/mcp"}}
+`, ledgerAddr, hung, ledgerAddr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -259,6 +262,17 @@ apps:
 	}
 	if res := callTool(t, ctx, session, "ledger_list_accounts", nil); res.IsError {
 		t.Errorf("ledger failed beside a hung app: %s", text(res))
+	}
+
+	// A healthy upstream that takes longer than its app allows.
+	start = time.Now()
+	_, err = session.CallTool(ctx, &mcp.CallToolParams{Name: "slow_slow_count", Arguments: map[string]any{"n": 3, "delay_ms": 2000}})
+	took = time.Since(start)
+	if !errors.As(err, &rpcErr) || rpcErr.Code != -32000 || !strings.Contains(rpcErr.Message, "timed out") {
+		t.Fatalf("slow call: want JSON-RPC error -32000 (timed out), got %v", err)
+	}
+	if took > 8*time.Second {
+		t.Errorf("the timeout took %v; the app's timeout is 1s", took)
 	}
 	if names := toolNames(t, ctx, session); !names["ledger_get_balance"] {
 		t.Errorf("tools/list beside a hung app: %v", names)
