@@ -7,6 +7,7 @@ package config
 
 // Config is the whole broker configuration file.
 type Config struct {
+	// Version is the format of this file; required, and 1 is the only one.
 	Version      int           `yaml:"version"`
 	HTTP         HTTP          `yaml:"http"`
 	Storage      Storage       `yaml:"storage"`
@@ -29,7 +30,7 @@ type HTTP struct {
 	AllowedOrigins []string `yaml:"allowedOrigins"`
 	// MaxBodyBytes caps one request body; 0 means the default (4 MiB).
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
-	// ShutdownTimeout bounds graceful shutdown.
+	// ShutdownTimeout bounds graceful shutdown (default 10s).
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
 }
 
@@ -116,10 +117,12 @@ type StreamTransport struct {
 
 // StreamSession configures Streamable HTTP sessions.
 type StreamSession struct {
-	Enabled                bool     `yaml:"enabled"`
-	HeaderName             string   `yaml:"headerName"`
-	AllowClientTermination bool     `yaml:"allowClientTermination"`
-	Timeout                Duration `yaml:"timeout"`
+	Enabled bool `yaml:"enabled"`
+	// HeaderName carries the session id (default Mcp-Session-Id).
+	HeaderName             string `yaml:"headerName"`
+	AllowClientTermination bool   `yaml:"allowClientTermination"`
+	// Timeout ends a session idle this long (default 1h).
+	Timeout Duration `yaml:"timeout"`
 	// Key seals session ids (32 bytes, base64). Replicas that share a key
 	// serve each other's sessions. Empty: a random key per process.
 	Key Secret `yaml:"key"`
@@ -132,16 +135,20 @@ type ProviderAuthorization struct {
 
 // OAuth makes the provider an OAuth 2.1 resource server.
 type OAuth struct {
-	Enabled      bool          `yaml:"enabled"`
+	Enabled bool `yaml:"enabled"`
+	// MetadataPath serves the Protected Resource Metadata (RFC 9728;
+	// default /.well-known/oauth-protected-resource).
 	MetadataPath string        `yaml:"metadataPath"`
 	Servers      []OAuthServer `yaml:"servers"`
 }
 
 // OAuthServer is one trusted authorization server.
 type OAuthServer struct {
-	WellKnownEndpoint string          `yaml:"wellKnownEndpoint"`
-	RefreshInterval   Duration        `yaml:"refreshInterval"`
-	TokenValidation   TokenValidation `yaml:"tokenValidation"`
+	WellKnownEndpoint string `yaml:"wellKnownEndpoint"`
+	// RefreshInterval is how often metadata and keys are fetched again
+	// (default 24h, at least 1m).
+	RefreshInterval Duration        `yaml:"refreshInterval"`
+	TokenValidation TokenValidation `yaml:"tokenValidation"`
 }
 
 // TokenValidation says how access tokens from a server are checked.
@@ -153,13 +160,16 @@ type TokenValidation struct {
 
 // JWT tunes JWT access-token validation.
 type JWT struct {
+	// ClockSkew is the leeway for exp and nbf (default 15s, at most 5m).
 	ClockSkew Duration `yaml:"clockSkew"`
 }
 
 // App is one upstream application.
 type App struct {
-	Name          string            `yaml:"name"`
-	Type          string            `yaml:"type"`
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	// ToolNamespace left out means enabled, named after the app with "_"
+	// appended; after ApplyDefaults it is never nil.
 	ToolNamespace *ToolNamespace    `yaml:"toolNamespace"`
 	Upstream      Upstream          `yaml:"upstream"`
 	Authorization *AppAuthorization `yaml:"authorization"`
@@ -187,6 +197,7 @@ type StreamUpstream struct {
 
 // Connection tunes the upstream connection pool.
 type Connection struct {
+	// DialTimeout bounds connecting to the upstream (default 10s).
 	DialTimeout Duration            `yaml:"dialTimeout"`
 	KeepAlive   ConnectionKeepAlive `yaml:"keepAlive"`
 	Pool        Pool                `yaml:"pool"`
@@ -194,10 +205,11 @@ type Connection struct {
 
 // ConnectionKeepAlive is the TCP keep-alive interval.
 type ConnectionKeepAlive struct {
+	// Interval between TCP keep-alive probes (default 15s).
 	Interval Duration `yaml:"interval"`
 }
 
-// Pool bounds idle upstream connections.
+// Pool bounds idle upstream connections; 0 means the default, 100.
 type Pool struct {
 	MaxIdleConns        int `yaml:"maxIdleConns"`
 	MaxIdleConnsPerHost int `yaml:"maxIdleConnsPerHost"`
@@ -237,7 +249,8 @@ type TokenExchange struct {
 
 // ExchangeTool is the token shape for one tool.
 type ExchangeTool struct {
-	Name   string          `yaml:"name"`
+	Name string `yaml:"name"`
+	// TTL is the lifetime of the tool's token (default 5s, at most 1h).
 	TTL    Duration        `yaml:"ttl"`
 	Scopes []ExchangeScope `yaml:"scopes"`
 }

@@ -1,0 +1,770 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// DefaultMaxMessageBytes caps one JSON body or one SSE event when
+// Options.MaxMessageBytes is zero.
+const DefaultMaxMessageBytes = 4 << 20
+
+const (
+	// maxResumeAttempts bounds reconnections of a call's stream that bring
+	// no new event.
+	maxResumeAttempts = 5
+	defaultRetry      = time.Second
+	maxRetry          = 10 * time.Second
+	// minBackoff is where Listen's backoff starts growing when the server
+	// asked for an immediate reconnect.
+	minBackoff = 100 * time.Millisecond
+
+	// drainLimit is how much of an unwanted body is read so that its
+	// connection can be reused; beyond it the connection is dropped.
+	drainLimit = 64 << 10
+	// streamDrainTimeout bounds the wait for the server to end an SSE
+	// stream after the response arrived.
+	streamDrainTimeout = 500 * time.Millisecond
+	// maxErrorBodyRead is how much of a non-2xx body is read to find a
+	// JSON-RPC error in it.
+	maxErrorBodyRead = 16 << 10
+	// pooledBodyCap keeps one huge response from pinning memory in the pool.
+	pooledBodyCap = 64 << 10
+)
+
+// Header names in canonical form, so they can be set without
+// canonicalizing on every request.
+const (
+	headerSessionID       = "Mcp-Session-Id"
+	headerProtocolVersion = "Mcp-Protocol-Version"
+	headerLastEventID     = "Last-Event-Id"
+	headerAccept          = "Accept"
+	headerContentType     = "Content-Type"
+
+	mediaJSON   = "application/json"
+	mediaStream = "text/event-stream"
+
+	methodInitialize = "initialize"
+)
+
+// Header values shared by all requests; the transport only reads them.
+var (
+	acceptBoth      = []string{mediaJSON + ", " + mediaStream}
+	acceptStream    = []string{mediaStream}
+	contentTypeJSON = []string{mediaJSON}
+)
+
+// Options configure a Session.
+type Options struct {
+	// URL is the upstream's MCP endpoint (http or https).
+	URL string
+	// Client is shared by all sessions of one app; build it with
+	// NewHTTPClient. Nil means a client with NewHTTPClient's defaults.
+	Client *http.Client
+	// MaxMessageBytes caps one JSON body or one SSE event; zero means
+	// DefaultMaxMessageBytes.
+	MaxMessageBytes int64
+	// Logger receives reconnection events at debug level; nil discards.
+	Logger *slog.Logger
+}
+
+var defaultClient = sync.OnceValue(func() *http.Client { return NewHTTPClient(0, 0, 0, 0) })
+
+// headerValue is a string with its header form, built once when the value
+// is set instead of on every request.
+type headerValue struct {
+	value  string
+	header []string
+}
+
+func newHeaderValue(v string) *headerValue {
+	if v == "" {
+		return nil
+	}
+	return &headerValue{value: v, header: []string{v}}
+}
+
+func (h *headerValue) String() string {
+	if h == nil {
+		return ""
+	}
+	return h.value
+}
+
+// Session is one MCP session with an upstream server over Streamable HTTP.
+// A server that issues no Mcp-Session-Id gives a sessionless Session, which
+// works the same way. Its methods are safe for concurrent use; onMessage
+// callbacks may call them too (an elicitation answer is sent with Send
+// from inside the callback).
+type Session struct {
+	url      *url.URL
+	client   *http.Client
+	maxBytes int
+	logger   *slog.Logger
+
+	id              atomic.Pointer[headerValue]
+	protocolVersion atomic.Pointer[headerValue]
+}
+
+// NewSession returns a session for the upstream at opts.URL. It sends
+// nothing: the first Call is normally initialize, or the caller restores an
+// earlier session with SetID and SetProtocolVersion.
+func NewSession(opts *Options) (*Session, error) {
+	if opts == nil {
+		return nil, errors.New("upstream: no options")
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: url: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("upstream: url %q: want an absolute http or https url", u.Redacted())
+	}
+	s := &Session{
+		url:      u,
+		client:   opts.Client,
+		maxBytes: DefaultMaxMessageBytes,
+		logger:   opts.Logger,
+	}
+	if s.client == nil {
+		s.client = defaultClient()
+	}
+	if opts.MaxMessageBytes > 0 {
+		s.maxBytes = int(min(opts.MaxMessageBytes, 1<<40))
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// SetID sets the Mcp-Session-Id sent with every request; "" makes the
+// session sessionless.
+func (s *Session) SetID(id string) { s.id.Store(newHeaderValue(id)) }
+
+// ID returns the Mcp-Session-Id, "" when the server issued none.
+func (s *Session) ID() string { return s.id.Load().String() }
+
+// SetProtocolVersion sets the MCP-Protocol-Version sent with every request
+// except initialize. Call sets it from a successful initialize result.
+func (s *Session) SetProtocolVersion(v string) { s.protocolVersion.Store(newHeaderValue(v)) }
+
+// ProtocolVersion returns the negotiated protocol version, "" before
+// initialize.
+func (s *Session) ProtocolVersion() string { return s.protocolVersion.Load().String() }
+
+// identity is what one exchange sends to name its session.
+type identity struct {
+	sessionID       *headerValue
+	protocolVersion *headerValue
+}
+
+func (s *Session) identity() identity {
+	return identity{sessionID: s.id.Load(), protocolVersion: s.protocolVersion.Load()}
+}
+
+// Call POSTs the request msg and returns its response, which may be a
+// JSON-RPC error response; the error is for transport and HTTP failures.
+//
+// header holds extra headers for this HTTP exchange only (a per-call
+// Authorization); it may be nil and must not be changed during the call.
+// onMessage, if not nil, receives in order every other message the server
+// sends on the request's stream (progress, logging, server-to-client
+// requests) before Call returns, on the calling goroutine.
+//
+// For initialize, Call sends no session id or protocol version, and
+// records the Mcp-Session-Id the server issues (none makes the session
+// sessionless) and the protocolVersion of the result.
+//
+// If the event stream ends early and its events carried ids, Call resumes
+// it with GET and Last-Event-ID (SEP-1699), waiting the server's retry
+// delay between attempts and giving up after five attempts that bring no
+// new event.
+func (s *Session) Call(ctx context.Context, msg *jsonrpc.Message, header http.Header, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, error) {
+	reply, err := s.call(ctx, msg, header, onMessage)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: call %s: %w", msg.Method, err)
+	}
+	return reply, nil
+}
+
+func (s *Session) call(ctx context.Context, msg *jsonrpc.Message, header http.Header, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, error) {
+	if msg.Kind() != jsonrpc.KindRequest {
+		return nil, fmt.Errorf("message is a %s, not a request", msg.Kind())
+	}
+	initialize := msg.Method == methodInitialize
+	var who identity
+	if !initialize {
+		who = s.identity()
+	}
+	req := s.newRequest(ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, transportError(ctx, err)
+	}
+	if err := checkStatus(resp, who.sessionID, msg.ID, false); err != nil {
+		return nil, err
+	}
+	if initialize {
+		id := resp.Header.Get(headerSessionID)
+		if !validSessionID(id) {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%w: invalid %s %q", ErrProtocol, headerSessionID, sanitize(id, 64))
+		}
+		who.sessionID = newHeaderValue(id)
+		s.id.Store(who.sessionID)
+	}
+
+	var reply *jsonrpc.Message
+	switch mediaType(resp.Header) {
+	case mediaJSON:
+		reply, err = s.readJSONReply(resp, msg.ID)
+	case mediaStream:
+		reply, err = s.readStreamReply(ctx, resp.Body, msg.ID, header, who, onMessage)
+	default:
+		drainClose(resp.Body)
+		err = fmt.Errorf("%w: HTTP %d with content type %q", ErrProtocol, resp.StatusCode, sanitize(resp.Header.Get(headerContentType), 64))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if initialize && reply.Error == nil {
+		var result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		}
+		if err := json.Unmarshal(reply.Result, &result); err == nil && result.ProtocolVersion != "" {
+			s.SetProtocolVersion(result.ProtocolVersion)
+		}
+	}
+	return reply, nil
+}
+
+// Send POSTs a notification, or a response to a server-to-client request.
+// The server must accept it with 202 (200 or 204 with an empty body are
+// taken as the same).
+func (s *Session) Send(ctx context.Context, msg *jsonrpc.Message, header http.Header) error {
+	if err := s.send(ctx, msg, header); err != nil {
+		name := msg.Method
+		if name == "" {
+			name = "response " + msg.ID.String()
+		}
+		return fmt.Errorf("upstream: send %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *Session) send(ctx context.Context, msg *jsonrpc.Message, header http.Header) error {
+	if kind := msg.Kind(); kind != jsonrpc.KindNotification && kind != jsonrpc.KindResponse {
+		return fmt.Errorf("message is a %s; send takes notifications and responses", kind)
+	}
+	who := s.identity()
+	req := s.newRequest(ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return transportError(ctx, err)
+	}
+	if err := checkStatus(resp, who.sessionID, jsonrpc.ID{}, false); err != nil {
+		return err
+	}
+	if resp.StatusCode == http.StatusAccepted {
+		drainClose(resp.Body)
+		return nil
+	}
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNoContent {
+		if resp.ContentLength == 0 {
+			drainClose(resp.Body)
+			return nil
+		}
+		if mediaType(resp.Header) != mediaStream {
+			var one [1]byte
+			n, _ := io.ReadFull(resp.Body, one[:])
+			drainClose(resp.Body)
+			if n == 0 {
+				return nil
+			}
+		} else {
+			// Reading might wait for a stream that never ends.
+			resp.Body.Close()
+		}
+	} else {
+		drainClose(resp.Body)
+	}
+	return fmt.Errorf("%w: HTTP %d with a body; want 202 Accepted", ErrProtocol, resp.StatusCode)
+}
+
+// Listen opens the GET event stream and passes each message to onMessage,
+// on the calling goroutine, until ctx ends; it then returns ctx's error,
+// wrapped. After a drop it reconnects, with Last-Event-ID when the events
+// carried ids, waiting the server's retry delay and backing off up to ten
+// seconds while attempts fail. It returns at once with ErrNoStream when
+// the server answers 405, with ErrSessionNotFound when it forgot the
+// session, and with the error when the server answers another 4xx or sends
+// an event that cannot be read.
+func (s *Session) Listen(ctx context.Context, header http.Header, onMessage func(*jsonrpc.Message)) error {
+	if err := s.listen(ctx, header, onMessage); err != nil {
+		return fmt.Errorf("upstream: listen: %w", err)
+	}
+	return nil
+}
+
+func (s *Session) listen(ctx context.Context, header http.Header, onMessage func(*jsonrpc.Message)) error {
+	who := s.identity()
+	r := getSSEReader(nil, s.maxBytes)
+	defer r.put()
+	failures := 0
+	for {
+		if failures > 0 || r.src != nil {
+			delay := reconnectDelay(r, failures)
+			s.logger.LogAttrs(ctx, slog.LevelDebug, "upstream: reconnecting event stream",
+				slog.String("session", who.sessionID.String()), slog.Duration("delay", delay), slog.Int("failures", failures))
+			if err := sleep(ctx, delay); err != nil {
+				return err
+			}
+		}
+		body, err := s.openStream(ctx, header, who, string(r.lastID))
+		if err != nil {
+			var status *StatusError
+			switch {
+			case ctx.Err() != nil:
+				return ctx.Err()
+			case errors.Is(err, ErrNoStream), errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrProtocol):
+				return err
+			case errors.As(err, &status) && !transientStatus(status.StatusCode):
+				return err
+			}
+			failures++
+			s.logger.LogAttrs(ctx, slog.LevelDebug, "upstream: event stream connect failed", slog.String("error", err.Error()))
+			continue
+		}
+		r.reset(body)
+		resumedFrom := string(r.lastID)
+		delivered := false
+		for {
+			typ, data, err := r.next()
+			if err != nil {
+				body.Close()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if errors.Is(err, ErrMessageTooLarge) {
+					return err
+				}
+				break
+			}
+			if !isMessageEvent(typ, data) {
+				continue
+			}
+			m, err := jsonrpc.Decode(data)
+			if err != nil {
+				body.Close()
+				return fmt.Errorf("%w: event: %w", ErrProtocol, err)
+			}
+			delivered = true
+			if onMessage != nil {
+				onMessage(m)
+			}
+		}
+		if delivered || string(r.lastID) != resumedFrom {
+			failures = 0
+		} else {
+			failures++
+		}
+	}
+}
+
+// Close ends the session with DELETE, bounded by ctx. A server that does
+// not let clients end sessions (405) or already forgot it (404) is not an
+// error. The session keeps its id for logging.
+func (s *Session) Close(ctx context.Context, header http.Header) error {
+	who := s.identity()
+	if who.sessionID == nil {
+		return nil
+	}
+	req := s.newRequest(ctx, http.MethodDelete, nil, header, acceptBoth, who, "")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("upstream: delete session: %w", transportError(ctx, err))
+	}
+	switch resp.StatusCode {
+	case http.StatusMethodNotAllowed, http.StatusNotFound:
+		drainClose(resp.Body)
+		return nil
+	}
+	if err := checkStatus(resp, nil, jsonrpc.ID{}, false); err != nil {
+		return fmt.Errorf("upstream: delete session: %w", err)
+	}
+	drainClose(resp.Body)
+	return nil
+}
+
+// newRequest builds one HTTP exchange. The URL is parsed once per session
+// and shared: the client only reads it.
+func (s *Session) newRequest(ctx context.Context, method string, body []byte, extra http.Header, accept []string, who identity, lastEventID string) *http.Request {
+	h := make(http.Header, len(extra)+5)
+	for k, v := range extra {
+		h[k] = v
+	}
+	h[headerAccept] = accept
+	if who.sessionID != nil {
+		h[headerSessionID] = who.sessionID.header
+	}
+	if who.protocolVersion != nil {
+		h[headerProtocolVersion] = who.protocolVersion.header
+	}
+	if lastEventID != "" {
+		h[headerLastEventID] = []string{lastEventID}
+	}
+	req := &http.Request{
+		Method:     method,
+		URL:        s.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       s.url.Host,
+	}
+	if body != nil {
+		h[headerContentType] = contentTypeJSON
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return req.WithContext(ctx)
+}
+
+// openStream GETs the event stream, resuming after lastEventID if set.
+func (s *Session) openStream(ctx context.Context, header http.Header, who identity, lastEventID string) (io.ReadCloser, error) {
+	resp, err := s.client.Do(s.newRequest(ctx, http.MethodGet, nil, header, acceptStream, who, lastEventID))
+	if err != nil {
+		return nil, transportError(ctx, err)
+	}
+	if err := checkStatus(resp, who.sessionID, jsonrpc.ID{}, true); err != nil {
+		return nil, err
+	}
+	if mediaType(resp.Header) != mediaStream {
+		drainClose(resp.Body)
+		return nil, fmt.Errorf("%w: GET answered with content type %q", ErrProtocol, sanitize(resp.Header.Get(headerContentType), 64))
+	}
+	return resp.Body, nil
+}
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// readJSONReply reads an application/json answer to the request with id.
+func (s *Session) readJSONReply(resp *http.Response, id jsonrpc.ID) (*jsonrpc.Message, error) {
+	if resp.ContentLength > int64(s.maxBytes) {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%w: body of %d bytes", ErrMessageTooLarge, resp.ContentLength)
+	}
+	bp := bodyPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= pooledBodyCap {
+			bodyPool.Put(bp)
+		}
+	}()
+	data, err := readCapped(resp.Body, (*bp)[:0], s.maxBytes)
+	*bp = data[:0]
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	m, err := jsonrpc.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: body: %w", ErrProtocol, err)
+	}
+	if err := checkReply(m, id); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// checkReply reports whether m, the message that ends an application/json
+// exchange, is the response to the request with id.
+func checkReply(m *jsonrpc.Message, id jsonrpc.ID) error {
+	switch {
+	case m.Kind() != jsonrpc.KindResponse:
+		return fmt.Errorf("%w: got a %s, want the response", ErrProtocol, m.Kind())
+	case !m.ID.IsValid():
+		return fmt.Errorf("%w: error response without an id: %w", ErrProtocol, m.Error)
+	case m.ID != id:
+		return fmt.Errorf("%w: response to id %s, want %s", ErrProtocol, sanitize(m.ID.String(), 64), id)
+	}
+	return nil
+}
+
+// readStreamReply reads the event stream of one request until its response
+// arrives, resuming the stream if it breaks.
+func (s *Session) readStreamReply(ctx context.Context, body io.ReadCloser, id jsonrpc.ID, header http.Header, who identity, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, error) {
+	r := getSSEReader(body, s.maxBytes)
+	defer r.put()
+	var resume resumeState
+	for {
+		typ, data, err := r.next()
+		if err == nil {
+			if !isMessageEvent(typ, data) {
+				continue
+			}
+			m, err := jsonrpc.Decode(data)
+			if err != nil {
+				body.Close()
+				return nil, fmt.Errorf("%w: event: %w", ErrProtocol, err)
+			}
+			if m.Kind() == jsonrpc.KindResponse {
+				if m.ID == id {
+					finishStream(body)
+					return m, nil
+				}
+				if !m.ID.IsValid() {
+					body.Close()
+					return nil, fmt.Errorf("%w: error response without an id: %w", ErrProtocol, m.Error)
+				}
+			}
+			if onMessage != nil {
+				onMessage(m)
+			}
+			continue
+		}
+		body.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, ErrMessageTooLarge) {
+			return nil, err
+		}
+		if !r.resumable() {
+			if err == io.EOF {
+				return nil, fmt.Errorf("%w: the stream carried no event ids to resume from", ErrStreamEnded)
+			}
+			return nil, fmt.Errorf("%w: %w", ErrStreamEnded, err)
+		}
+		if err != io.EOF {
+			resume.lastErr = err
+		}
+		body, err = s.resume(ctx, r, &resume, header, who)
+		if err != nil {
+			return nil, err
+		}
+		r.reset(body)
+	}
+}
+
+// resumeState counts reconnections of one stream since it last brought a
+// new event.
+type resumeState struct {
+	from     []byte // last event id when progress was last measured
+	attempts int
+	lastErr  error
+}
+
+// resume reconnects a call's broken stream with GET and Last-Event-ID.
+func (s *Session) resume(ctx context.Context, r *sseReader, state *resumeState, header http.Header, who identity) (io.ReadCloser, error) {
+	for {
+		if !bytes.Equal(r.lastID, state.from) {
+			state.from = append(state.from[:0], r.lastID...)
+			state.attempts = 0
+		}
+		state.attempts++
+		if state.attempts > maxResumeAttempts {
+			if state.lastErr != nil {
+				return nil, fmt.Errorf("%w: %d reconnections brought no event: %w", ErrStreamEnded, maxResumeAttempts, state.lastErr)
+			}
+			return nil, fmt.Errorf("%w: %d reconnections brought no event", ErrStreamEnded, maxResumeAttempts)
+		}
+		delay := reconnectDelay(r, 0)
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "upstream: resuming call stream",
+			slog.String("session", who.sessionID.String()), slog.Int("attempt", state.attempts), slog.Duration("delay", delay))
+		if err := sleep(ctx, delay); err != nil {
+			return nil, err
+		}
+		body, err := s.openStream(ctx, header, who, string(r.lastID))
+		if err == nil {
+			return body, nil
+		}
+		var status *StatusError
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, ErrNoStream), errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrProtocol):
+			return nil, fmt.Errorf("resume: %w", err)
+		case errors.As(err, &status) && !transientStatus(status.StatusCode):
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+		state.lastErr = err
+	}
+}
+
+// reconnectDelay is the server's retry value (default 1s, at most 10s);
+// after failures it grows exponentially, with jitter, up to 10s.
+func reconnectDelay(r *sseReader, failures int) time.Duration {
+	d := defaultRetry
+	if r.hasRetry {
+		d = r.retry
+	}
+	d = min(d, maxRetry)
+	if failures > 1 {
+		d = max(d, minBackoff)
+		d = min(d<<min(failures-1, 8), maxRetry)
+		d = d/2 + rand.N(d/2+1)
+	}
+	return d
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// transientStatus lists answers worth retrying on a stream reconnection.
+func transientStatus(code int) bool {
+	switch code {
+	case http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
+		http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// checkStatus turns a non-2xx answer into an error, consuming its body. A
+// 404 while we sent a session id is ErrSessionNotFound, unless the body is
+// the JSON-RPC answer to our request (a method-not-found error of a later
+// protocol revision); a 405 to a GET is ErrNoStream.
+func checkStatus(resp *http.Response, sessionID *headerValue, requestID jsonrpc.ID, get bool) error {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	var buf [maxErrorBodyRead]byte
+	n, _ := io.ReadFull(resp.Body, buf[:])
+	drainClose(resp.Body)
+	body := buf[:n]
+	statusErr := &StatusError{StatusCode: resp.StatusCode, Body: sanitize(string(body), maxErrorBodyBytes)}
+	var answersRequest bool
+	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '{' {
+		if m, err := jsonrpc.Decode(trimmed); err == nil && m.Error != nil {
+			statusErr.RPCError = m.Error
+			answersRequest = requestID.IsValid() && m.ID == requestID
+		}
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound && sessionID != nil && !answersRequest:
+		return fmt.Errorf("%w (%s): %w", ErrSessionNotFound, sanitize(sessionID.value, 64), statusErr)
+	case resp.StatusCode == http.StatusMethodNotAllowed && get:
+		return fmt.Errorf("%w: %w", ErrNoStream, statusErr)
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fmt.Errorf("redirect to %q refused: %w", sanitize(resp.Header.Get("Location"), 256), statusErr)
+	}
+	return statusErr
+}
+
+// transportError explains a failed exchange: the context's error when it
+// ended, else the network error without the URL, which may carry secrets
+// in its query.
+func transportError(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return urlErr.Err
+	}
+	return err
+}
+
+// readCapped appends the body to buf, failing once it exceeds limit bytes.
+func readCapped(body io.Reader, buf []byte, limit int) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			if len(buf) > limit {
+				return buf, fmt.Errorf("%w: body over %d bytes", ErrMessageTooLarge, limit)
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):min(cap(buf), limit+1)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return buf, fmt.Errorf("%w: body over %d bytes", ErrMessageTooLarge, limit)
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// drainClose reads a little of an unwanted body so that its connection can
+// be reused, then closes it.
+func drainClose(body io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+	body.Close()
+}
+
+// finishStream waits briefly, off the caller's path, for the server to end
+// an SSE stream whose response arrived, so that the connection returns to
+// the pool; a server that keeps the stream open loses the connection.
+func finishStream(body io.ReadCloser) {
+	go func() {
+		timer := time.AfterFunc(streamDrainTimeout, func() { body.Close() })
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
+		timer.Stop()
+		body.Close()
+	}()
+}
+
+// mediaType returns the Content-Type without parameters, lower-cased only
+// when it is one of the two types the transport uses.
+func mediaType(h http.Header) string {
+	v := h.Get(headerContentType)
+	if i := strings.IndexByte(v, ';'); i >= 0 {
+		v = v[:i]
+	}
+	v = strings.TrimSpace(v)
+	switch {
+	case strings.EqualFold(v, mediaJSON):
+		return mediaJSON
+	case strings.EqualFold(v, mediaStream):
+		return mediaStream
+	}
+	return v
+}
+
+// isMessageEvent reports whether an SSE event carries a JSON-RPC message:
+// its type is "message" or none, and its data is not empty (a SEP-1699
+// priming event has an id and an empty data line).
+func isMessageEvent(eventType, data []byte) bool {
+	return (len(eventType) == 0 || string(eventType) == "message") && len(bytes.TrimSpace(data)) > 0
+}
+
+// validSessionID accepts the visible ASCII the specification allows; the
+// empty id means the server runs sessionless.
+func validSessionID(id string) bool {
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return len(id) <= 1024
+}

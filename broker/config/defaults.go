@@ -1,0 +1,119 @@
+package config
+
+import "time"
+
+// Defaults. They fill zero values only, so a value written in the file always
+// wins; the flip side is that a duration or count cannot be set to zero
+// explicitly where a default exists.
+const (
+	defaultAddress                = "127.0.0.1:8080"
+	defaultMaxBodyBytes           = 4 << 20
+	defaultShutdownTimeout        = Duration(10 * time.Second)
+	defaultStreamPath             = "/mcp"
+	defaultSessionHeaderName      = "Mcp-Session-Id"
+	defaultSessionTimeout         = Duration(time.Hour)
+	defaultSSEPath                = "/mcp/sse"
+	defaultSSEMessagePath         = "/mcp/message"
+	defaultSSEKeepAliveInterval   = Duration(30 * time.Second)
+	defaultMetadataPath           = "/.well-known/oauth-protected-resource"
+	defaultRefreshInterval        = Duration(24 * time.Hour)
+	defaultClockSkew              = Duration(15 * time.Second)
+	defaultUpstreamTimeout        = Duration(30 * time.Second)
+	defaultDialTimeout            = Duration(10 * time.Second)
+	defaultTCPKeepAliveInterval   = Duration(15 * time.Second)
+	defaultMaxIdleConnections     = 100
+	defaultMaxIdleConnectionsHost = 100
+	defaultToolTTL                = Duration(5 * time.Second)
+)
+
+// ApplyDefaults fills every zero value that has a default. It is idempotent
+// and touches nothing outside c. Version has no default: a file must say
+// which format it is written in.
+//
+//	http.address                                  127.0.0.1:8080 (loopback: exposing the broker is a decision)
+//	http.maxBodyBytes                             4 MiB
+//	http.shutdownTimeout                          10s
+//	mcpProvider.transports                        stream enabled at /mcp with sessions, when neither sse nor stream is given
+//	  stream.path                                 /mcp
+//	  stream.session.headerName                   Mcp-Session-Id
+//	  stream.session.timeout                      1h
+//	  sse.path, sse.messagePath                   /mcp/sse, /mcp/message
+//	  sse.keepAlive.interval                      30s
+//	mcpProvider.authorization.oauth.metadataPath  /.well-known/oauth-protected-resource
+//	  servers[].refreshInterval                   24h
+//	  servers[].tokenValidation.jwt.clockSkew     15s
+//	apps[].toolNamespace                          enabled, named after the app: name + "_"
+//	apps[].upstream.timeout                       30s
+//	apps[].upstream.stream.connection             dialTimeout 10s, keepAlive.interval 15s,
+//	                                              pool.maxIdleConns 100, pool.maxIdleConnsPerHost 100
+//	apps[].authorization.outbound.tokenExchange.tools[].ttl  5s
+func (c *Config) ApplyDefaults() {
+	setDefault(&c.HTTP.Address, defaultAddress)
+	setDefault(&c.HTTP.MaxBodyBytes, defaultMaxBodyBytes)
+	setDefault(&c.HTTP.ShutdownTimeout, defaultShutdownTimeout)
+	c.MCPProvider.applyDefaults()
+	for i := range c.Apps {
+		c.Apps[i].applyDefaults()
+	}
+}
+
+func (provider *MCPProvider) applyDefaults() {
+	transports := &provider.Transports
+	if transports.SSE == nil && transports.Stream == nil {
+		// Sessions on: MCP clients expect them, and they bind a
+		// conversation to the subject that started it.
+		transports.Stream = &StreamTransport{Enabled: true, Session: StreamSession{Enabled: true}}
+	}
+	if stream := transports.Stream; stream != nil {
+		setDefault(&stream.Path, defaultStreamPath)
+		setDefault(&stream.Session.HeaderName, defaultSessionHeaderName)
+		setDefault(&stream.Session.Timeout, defaultSessionTimeout)
+	}
+	if sse := transports.SSE; sse != nil {
+		setDefault(&sse.Path, defaultSSEPath)
+		setDefault(&sse.MessagePath, defaultSSEMessagePath)
+		setDefault(&sse.KeepAlive.Interval, defaultSSEKeepAliveInterval)
+	}
+	if oauth := provider.Authorization.OAuth; oauth != nil {
+		setDefault(&oauth.MetadataPath, defaultMetadataPath)
+		for i := range oauth.Servers {
+			server := &oauth.Servers[i]
+			setDefault(&server.RefreshInterval, defaultRefreshInterval)
+			setDefault(&server.TokenValidation.JWT.ClockSkew, defaultClockSkew)
+		}
+	}
+}
+
+func (app *App) applyDefaults() {
+	if app.ToolNamespace == nil {
+		app.ToolNamespace = &ToolNamespace{}
+	}
+	// An app without a name gets no derived namespace: the missing name is
+	// reported, and a namespace of "_" would only add a second, confusing
+	// problem.
+	if !app.ToolNamespace.Disabled && app.Name != "" {
+		setDefault(&app.ToolNamespace.Name, app.Name+"_")
+	}
+	setDefault(&app.Upstream.Timeout, defaultUpstreamTimeout)
+	if stream := app.Upstream.Stream; stream != nil {
+		connection := &stream.Connection
+		setDefault(&connection.DialTimeout, defaultDialTimeout)
+		setDefault(&connection.KeepAlive.Interval, defaultTCPKeepAliveInterval)
+		setDefault(&connection.Pool.MaxIdleConns, defaultMaxIdleConnections)
+		setDefault(&connection.Pool.MaxIdleConnsPerHost, defaultMaxIdleConnectionsHost)
+	}
+	if app.Authorization != nil && app.Authorization.Outbound != nil && app.Authorization.Outbound.TokenExchange != nil {
+		tools := app.Authorization.Outbound.TokenExchange.Tools
+		for i := range tools {
+			setDefault(&tools[i].TTL, defaultToolTTL)
+		}
+	}
+}
+
+// setDefault stores fallback in *value when *value is the zero value.
+func setDefault[T comparable](value *T, fallback T) {
+	var zero T
+	if *value == zero {
+		*value = fallback
+	}
+}
