@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,16 +116,11 @@ func providerOptions(cfg *config.Config, log *slog.Logger) (provider.Options, er
 		o.SessionHeader = s.Session.HeaderName
 		o.AllowClientTermination = s.Session.AllowClientTermination
 		o.SessionTimeout = time.Duration(s.Session.Timeout)
-		if key := s.Session.Key.Value(); key != "" {
-			raw, err := base64.StdEncoding.DecodeString(key)
-			if err != nil {
-				raw, err = base64.RawURLEncoding.DecodeString(key)
-			}
-			if err != nil || len(raw) != 32 {
-				return o, errors.New("broker: mcpProvider.transports.stream.session.key: want 32 bytes in base64")
-			}
-			o.SessionKey = raw
+		key, err := s.Session.DecodedKey()
+		if err != nil {
+			return o, fmt.Errorf("broker: mcpProvider.transports.stream.session.key: %w", err)
 		}
+		o.SessionKey = key
 	}
 	if s := cfg.MCPProvider.Transports.SSE; s != nil && s.Enabled {
 		o.SSEEnabled = true
