@@ -14,4 +14,6 @@ var (
 	ErrUpstreamTimeout    = errors.New("upstream timed out")
 	ErrNotInitialized     = errors.New("session not initialized")
 	ErrAlreadyInitialized = errors.New("session already initialized")
+	// ErrCancelled ends a request the client cancelled: it gets no response.
+	ErrCancelled = errors.New("cancelled by the client")
 )

@@ -11,7 +11,7 @@ import (
 // pass through as they came), otherwise a JSON-RPC error that says what
 // went wrong in the protocol's terms and nothing more.
 func render(c *Call, err error) *jsonrpc.Message {
-	if c.Message.Kind() != jsonrpc.KindRequest {
+	if c.Message.Kind() != jsonrpc.KindRequest || errors.Is(err, ErrCancelled) {
 		return nil
 	}
 	if err == nil {

@@ -42,6 +42,7 @@ type connSlot struct {
 type inflightCall struct {
 	conn       *apps.Conn
 	upstreamID jsonrpc.ID
+	cancel     context.CancelFunc // stops waiting when the client cancels
 }
 
 type serverRequest struct {
@@ -130,9 +131,9 @@ func initParams(s *provider.Session) apps.InitParams {
 	return apps.InitParams{ProtocolVersion: s.ProtocolVersion, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo}
 }
 
-func (st *sessionState) startCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID) {
+func (st *sessionState) startCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID, cancel context.CancelFunc) {
 	st.mu.Lock()
-	st.inflight[clientID.Raw()] = inflightCall{conn: c, upstreamID: upstreamID}
+	st.inflight[clientID.Raw()] = inflightCall{conn: c, upstreamID: upstreamID, cancel: cancel}
 	st.mu.Unlock()
 }
 

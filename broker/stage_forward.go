@@ -58,11 +58,16 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	}
 	upstreamID := jsonrpc.Int64ID(conn.NextID())
 	msg := &jsonrpc.Message{ID: upstreamID, Method: c.Message.Method, Params: params}
-	c.State.startCall(c.Message.ID, conn, upstreamID)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c.State.startCall(c.Message.ID, conn, upstreamID, func() { cancel(ErrCancelled) })
 	defer c.State.endCall(c.Message.ID)
 	start := time.Now()
 	resp, err := conn.Call(ctx, msg, nil, b.relayToClient(c.Session, conn, c.Request.Out))
 	c.Upstream = time.Since(start)
+	if errors.Is(context.Cause(ctx), ErrCancelled) {
+		return ErrCancelled
+	}
 	if err != nil {
 		return upstreamError(c.App, err)
 	}
@@ -109,7 +114,10 @@ func (b *Broker) forwardCancel(ctx context.Context, c *Call) error {
 	}
 	fields["requestId"] = json.RawMessage(call.upstreamID.Raw())
 	params, _ := json.Marshal(fields)
-	return call.conn.Send(ctx, &jsonrpc.Message{Method: c.Message.Method, Params: params}, nil)
+	err := call.conn.Send(ctx, &jsonrpc.Message{Method: c.Message.Method, Params: params}, nil)
+	// The client expects no answer now; stop waiting for the upstream's.
+	call.cancel()
+	return err
 }
 
 // forwardResponse passes a client's answer to an upstream's request back

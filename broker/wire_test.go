@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // wireClient speaks Streamable HTTP by hand, to see exactly what the
@@ -143,5 +145,127 @@ apps:
 	}
 	if progressSeen != 4 || logsSeen != 4 {
 		t.Errorf("before the result: %d progress and %d log notifications, want 4 and 4 (%v)", progressSeen, logsSeen, msgs)
+	}
+}
+
+// processOutput is what a process started by startProcess has printed.
+func processOutput(cmd *exec.Cmd) string { return cmd.Stdout.(*lockedWriter).String() }
+
+// sampleBroker starts a sample upstream and a broker in front of it with
+// the given extra stream-session settings.
+func sampleBroker(t *testing.T, sessionExtra string) (brokerURL string, upstream *exec.Cmd, upstreamAddr string) {
+	t.Helper()
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	upstreamAddr = freeAddress(t)
+	upstream = startProcess(t, upstreamAddr, bin, "upstream", "sample", "--listen", upstreamAddr)
+	brokerURL = startBroker(t, `
+version: 1
+mcpProvider:
+  enabled: true
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true %s}}
+    sse: {enabled: true, path: /mcp/sse, messagePath: /mcp/message}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
+`, sessionExtra, upstreamAddr)
+	return brokerURL, upstream, upstreamAddr
+}
+
+// A client's cancellation reaches the upstream under the upstream's id, and
+// the client's stream ends without a result.
+func TestCancellationIsRemapped(t *testing.T) {
+	brokerURL, upstream, _ := sampleBroker(t, "")
+	c := newWireClient(t, brokerURL+"/mcp")
+	c.initialize(`{}`)
+	resp := c.post(`{"jsonrpc":"2.0","id":"long","method":"tools/call","params":{"name":"ledger_slow_count","arguments":{"n":200,"delay_ms":50},"_meta":{"progressToken":1}}}`)
+	defer resp.Body.Close()
+	events := bufio.NewScanner(resp.Body)
+	waitFor := func(pred func(map[string]any) bool) (map[string]any, bool) {
+		for events.Scan() {
+			data, ok := strings.CutPrefix(events.Text(), "data: ")
+			if !ok || data == "" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(data), &m); err != nil {
+				t.Fatalf("event %q: %v", data, err)
+			}
+			if pred(m) {
+				return m, true
+			}
+		}
+		return nil, false
+	}
+	if _, ok := waitFor(func(m map[string]any) bool { return m["method"] == "notifications/progress" }); !ok {
+		t.Fatal("no progress before the cancellation")
+	}
+	cancel := c.post(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"long","reason":"changed my mind"}}`)
+	if cancel.StatusCode != http.StatusAccepted {
+		t.Fatalf("cancellation: %d", cancel.StatusCode)
+	}
+	if m, ok := waitFor(func(m map[string]any) bool { return m["id"] != nil }); ok {
+		t.Errorf("a cancelled request got a response: %v", m)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(processOutput(upstream), "slow_count stopped") {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream never saw the cancellation")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Two brokers holding the same session key serve the same session: the
+// second restores the upstream session from the sealed id, without a new
+// initialize upstream. A broker with another key does not know the id.
+func TestSessionServedByAnotherReplica(t *testing.T) {
+	const key = `, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="`
+	brokerA, upstream, upstreamAddr := sampleBroker(t, key)
+	brokerB := startBroker(t, `
+version: 1
+mcpProvider:
+  enabled: true
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true %s}}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
+`, key, upstreamAddr)
+	brokerC := startBroker(t, `
+version: 1
+mcpProvider:
+  enabled: true
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
+`, upstreamAddr)
+
+	a := newWireClient(t, brokerA+"/mcp")
+	a.initialize(`{}`)
+	initializations := strings.Count(processOutput(upstream), "session initialized")
+	if initializations == 0 {
+		t.Fatal("the upstream logged no initialization; the check below would prove nothing")
+	}
+
+	b := newWireClient(t, brokerB+"/mcp")
+	b.session, b.version = a.session, a.version
+	msgs := readMessages(t, b.post(`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ledger_get_balance","arguments":{"account":"alice"}}}`))
+	if len(msgs) != 1 || msgs[0]["result"] == nil {
+		t.Fatalf("call through the second replica: %v", msgs)
+	}
+	if got := strings.Count(processOutput(upstream), "session initialized"); got != initializations {
+		t.Errorf("the second replica initialized a new upstream session (%d -> %d)", initializations, got)
+	}
+
+	other := newWireClient(t, brokerC+"/mcp")
+	other.session, other.version = a.session, a.version
+	if r := other.post(`{"jsonrpc":"2.0","id":6,"method":"tools/list"}`); r.StatusCode != http.StatusNotFound {
+		t.Errorf("a broker with another key: %d, want 404", r.StatusCode)
 	}
 }

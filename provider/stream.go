@@ -123,6 +123,13 @@ func (s *stream) send(data []byte, final bool) {
 	if s.final {
 		return
 	}
+	if data == nil { // only marks the end
+		if final {
+			s.final = true
+			close(s.done)
+		}
+		return
+	}
 	s.seq++
 	s.events = append(s.events, event{seq: s.seq, data: data})
 	s.bytes += len(data)

@@ -223,6 +223,16 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.done = true
+	if len(responses) == 0 {
+		// Every request was cancelled by the client: it expects no answer.
+		o.st.send(nil, true)
+		if o.conn != nil {
+			o.st.detach(o.conn)
+		} else {
+			o.w.WriteHeader(http.StatusAccepted)
+		}
+		return
+	}
 	if o.conn == nil && o.sseOK {
 		// Clients that accept both get SSE, as from the SDKs' servers: the
 		// response is then resumable like any other stream.

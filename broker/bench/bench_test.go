@@ -1,0 +1,159 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// concurrency is the number of MCP sessions, each on its own goroutine,
+// that share the load of every case.
+const concurrency = 16
+
+// BenchmarkDataPath sends b.N tools/call requests, spread over 16
+// concurrent sessions, along each data path. Besides ns/op (wall time over
+// b.N) it reports throughput and the median and 99th percentile latency of
+// one call; ./report turns the output into a table with ratios.
+func BenchmarkDataPath(b *testing.B) {
+	for _, path := range dataPaths {
+		b.Run(path.name, func(b *testing.B) {
+			endpoint := path.start(b, startUpstream(b))
+			sessions := openSessions(b, endpoint, concurrency)
+			ctx := context.Background()
+			// Warm up: every session's connection dialled, pools filled.
+			if load := runLoad(ctx, sessions, make([]time.Duration, 4*concurrency)); load.failures > 0 {
+				b.Fatalf("warm-up: %s", load.failureSummary())
+			}
+			latencies := make([]time.Duration, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			load := runLoad(ctx, sessions, latencies)
+			b.StopTimer()
+			if load.failures > 0 {
+				b.Fatalf("not a valid measurement: %s", load.failureSummary())
+			}
+			slices.Sort(latencies)
+			b.ReportMetric(float64(b.N)/load.elapsed.Seconds(), "calls/s")
+			b.ReportMetric(microseconds(percentile(latencies, 50)), "p50-µs")
+			b.ReportMetric(microseconds(percentile(latencies, 99)), "p99-µs")
+		})
+	}
+}
+
+// TestDataPaths runs a few calls along every path, so `make test` keeps
+// the benchmark harness working. It checks results, never timings.
+func TestDataPaths(t *testing.T) {
+	for _, path := range dataPaths {
+		t.Run(path.name, func(t *testing.T) {
+			endpoint := path.start(t, startUpstream(t))
+			sessions := openSessions(t, endpoint, 4)
+			latencies := make([]time.Duration, 20)
+			load := runLoad(context.Background(), sessions, latencies)
+			if load.failures > 0 {
+				t.Fatal(load.failureSummary())
+			}
+			for i, d := range latencies {
+				if d <= 0 {
+					t.Errorf("call %d: no latency recorded", i)
+				}
+			}
+		})
+	}
+}
+
+// load is the outcome of runLoad.
+type load struct {
+	elapsed  time.Duration
+	calls    int
+	failures int64
+	errs     []error // the first few failures
+}
+
+func (l load) failureSummary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d calls failed", l.failures, l.calls)
+	for _, err := range l.errs {
+		fmt.Fprintf(&b, "\n\t%v", err)
+	}
+	return b.String()
+}
+
+// runLoad makes len(latencies) echo calls, one goroutine per session each
+// taking the next call until none are left, and records the latency of
+// call i in latencies[i].
+func runLoad(ctx context.Context, sessions []*session, latencies []time.Duration) load {
+	var (
+		next     atomic.Int64
+		failures atomic.Int64
+		mu       sync.Mutex
+		errs     []error
+		wg       sync.WaitGroup
+	)
+	n := int64(len(latencies))
+	start := time.Now()
+	for _, s := range sessions {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				err := s.callEcho(ctx)
+				latencies[i] = time.Since(t0)
+				if err != nil {
+					failures.Add(1)
+					mu.Lock()
+					if len(errs) < 3 {
+						errs = append(errs, fmt.Errorf("session %s: %w", s.id, err))
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return load{elapsed: time.Since(start), calls: len(latencies), failures: failures.Load(), errs: errs}
+}
+
+// percentile returns the nearest-rank p-th percentile of sorted latencies.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := (len(sorted)*p + 99) / 100 // ceil(n·p/100)
+	return sorted[max(rank, 1)-1]
+}
+
+func microseconds(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func TestPercentile(t *testing.T) {
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i + 1)
+	}
+	tests := []struct {
+		sorted []time.Duration
+		p      int
+		want   time.Duration
+	}{
+		{nil, 50, 0},
+		{[]time.Duration{7}, 50, 7},
+		{[]time.Duration{7}, 99, 7},
+		{[]time.Duration{1, 2}, 50, 1},
+		{[]time.Duration{1, 2, 3}, 50, 2},
+		{hundred, 50, 50},
+		{hundred, 99, 99},
+		{hundred, 100, 100},
+	}
+	for _, tt := range tests {
+		if got := percentile(tt.sorted, tt.p); got != tt.want {
+			t.Errorf("percentile(%d values, %d) = %d, want %d", len(tt.sorted), tt.p, got, tt.want)
+		}
+	}
+}

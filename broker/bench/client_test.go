@@ -1,0 +1,296 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The benchmark client speaks just enough Streamable HTTP to call a tool,
+// so that its own cost is small and the same on every path. It reuses its
+// buffers and decodes only what it checks.
+
+const requestedProtocolVersion = "2025-11-25"
+
+// session is one initialized MCP session. It is used by one goroutine at a
+// time.
+type session struct {
+	client   *http.Client
+	endpoint string
+	id       string // Mcp-Session-Id
+	version  string // negotiated protocol version
+
+	nextID int64
+	body   []byte
+	reader *bufio.Reader
+	data   []byte // the current SSE event's data
+	msg    rpcMessage
+}
+
+// rpcMessage is the part of a JSON-RPC message the client checks.
+type rpcMessage struct {
+	ID     *int64 `json:"id"`
+	Method string `json:"method"`
+	Result *struct {
+		ProtocolVersion string `json:"protocolVersion"`
+		IsError         bool   `json:"isError"`
+		Content         []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"content"`
+	} `json:"result"`
+	Error *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// openSession initializes a session at endpoint.
+func openSession(ctx context.Context, client *http.Client, endpoint string) (*session, error) {
+	s := &session{client: client, endpoint: endpoint, reader: bufio.NewReaderSize(nil, 4096)}
+	s.body = append(s.body[:0], `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"`+
+		requestedProtocolVersion+`","capabilities":{},"clientInfo":{"name":"mcpbroker-bench","version":"1"}}}`...)
+	resp, err := s.post(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("initialize: %w", err)
+	}
+	s.id = resp.Header.Get("Mcp-Session-Id")
+	if err := s.readResponse(resp, 0); err != nil {
+		return nil, fmt.Errorf("initialize: %w", err)
+	}
+	if s.id == "" {
+		return nil, errors.New("initialize: no Mcp-Session-Id")
+	}
+	s.version = s.msg.Result.ProtocolVersion
+	if s.version == "" {
+		return nil, errors.New("initialize: no protocolVersion in result")
+	}
+
+	s.body = append(s.body[:0], `{"jsonrpc":"2.0","method":"notifications/initialized"}`...)
+	resp, err = s.post(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("notifications/initialized: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return nil, fmt.Errorf("notifications/initialized: status %d, want 202", resp.StatusCode)
+	}
+	s.nextID = 1
+	return s, nil
+}
+
+// callEcho calls the echo tool and checks that the result is its text.
+func (s *session) callEcho(ctx context.Context) error {
+	id := s.nextID
+	s.nextID++
+	s.body = append(s.body[:0], `{"jsonrpc":"2.0","id":`...)
+	s.body = strconv.AppendInt(s.body, id, 10)
+	s.body = append(s.body, `,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}`...)
+	resp, err := s.post(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.readResponse(resp, id); err != nil {
+		return err
+	}
+	r := s.msg.Result
+	if r.IsError || len(r.Content) != 1 || r.Content[0].Type != "text" || r.Content[0].Text != "hello" {
+		return fmt.Errorf("tools/call %d: unexpected result %+v", id, *r)
+	}
+	return nil
+}
+
+// close ends the session, as a well-behaved client does.
+func (s *session) close(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, s.endpoint, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Mcp-Session-Id", s.id)
+	req.Header.Set("Mcp-Protocol-Version", s.version)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("delete session: status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// post sends s.body. The buffer can be reused once the response is read:
+// a server answers only after reading the whole request.
+func (s *session) post(ctx context.Context) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint, bytes.NewReader(s.body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header["Content-Type"] = []string{"application/json"}
+	req.Header["Accept"] = []string{"application/json, text/event-stream"}
+	if s.id != "" {
+		req.Header["Mcp-Session-Id"] = []string{s.id}
+		req.Header["Mcp-Protocol-Version"] = []string{s.version}
+	}
+	return s.client.Do(req)
+}
+
+// readResponse reads the response with the given id into s.msg from an
+// application/json or text/event-stream body, then drains and closes the
+// body so the connection is reused.
+func (s *session) readResponse(resp *http.Response, id int64) error {
+	defer func() {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch mediaType {
+	case "application/json":
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		matched, err := s.match(raw, id)
+		if err == nil && !matched {
+			err = fmt.Errorf("JSON body is not the response to %d: %s", id, raw)
+		}
+		return err
+	case "text/event-stream":
+		return s.readEvents(resp.Body, id)
+	default:
+		return fmt.Errorf("unexpected Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+}
+
+// readEvents reads SSE events until one carries the response to id;
+// notifications and other events before it are skipped.
+func (s *session) readEvents(body io.Reader, id int64) error {
+	s.reader.Reset(body)
+	s.data = s.data[:0]
+	hasData := false
+	for {
+		line, err := s.reader.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return errors.New("SSE line longer than 4096 bytes")
+		}
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+		if len(line) == 0 && err == nil { // end of event
+			if len(s.data) > 0 { // a priming event has an id and empty data
+				matched, merr := s.match(s.data, id)
+				if matched || merr != nil {
+					return merr
+				}
+			}
+			s.data, hasData = s.data[:0], false
+			continue
+		}
+		if value, ok := bytes.CutPrefix(line, []byte("data:")); ok {
+			if hasData {
+				s.data = append(s.data, '\n')
+			}
+			s.data = append(s.data, bytes.TrimPrefix(value, []byte(" "))...)
+			hasData = true
+		}
+		if err == io.EOF {
+			return fmt.Errorf("event stream ended without the response to %d", id)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// match decodes one JSON-RPC message into s.msg and reports whether it is
+// the response to id; an error response to id is an error.
+func (s *session) match(raw []byte, id int64) (bool, error) {
+	s.msg = rpcMessage{}
+	if err := json.Unmarshal(raw, &s.msg); err != nil {
+		return false, fmt.Errorf("decode %q: %w", raw, err)
+	}
+	if s.msg.Method != "" || s.msg.ID == nil || *s.msg.ID != id {
+		return false, nil // a notification, a server request, or another response
+	}
+	if s.msg.Error != nil {
+		return true, fmt.Errorf("response %d: error %d: %s", id, s.msg.Error.Code, s.msg.Error.Message)
+	}
+	if s.msg.Result == nil {
+		return true, fmt.Errorf("response %d has neither result nor error", id)
+	}
+	return true, nil
+}
+
+// openSessions opens n sessions at endpoint with one shared client and
+// closes them when tb ends.
+func openSessions(tb testing.TB, endpoint string, n int) []*session {
+	tb.Helper()
+	transport := newTransport()
+	client := &http.Client{Transport: transport}
+	sessions := make([]*session, n)
+	for i := range sessions {
+		s, err := openSession(context.Background(), client, endpoint)
+		if err != nil {
+			tb.Fatalf("session %d at %s: %v", i, endpoint, err)
+		}
+		sessions[i] = s
+	}
+	tb.Cleanup(func() {
+		for _, s := range sessions {
+			if err := s.close(context.Background()); err != nil {
+				tb.Errorf("session %s: %v", s.id, err)
+			}
+		}
+		transport.CloseIdleConnections()
+	})
+	return sessions
+}
+
+func TestReadEvents(t *testing.T) {
+	const result = `{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"hello"}]}}`
+	tests := []struct {
+		name    string
+		stream  string
+		wantErr string // empty: the response to 3 is found
+	}{
+		{"one event", "event: message\ndata: " + result + "\n\n", ""},
+		{"CRLF and no space", "data:" + result + "\r\n\r\n", ""},
+		{"priming event first", "id: 0\ndata: \n\nid: 1\ndata: " + result + "\n\n", ""},
+		{"data split over lines", "data: {\"jsonrpc\":\"2.0\",\"id\":3,\ndata: \"result\":{}}\n\n", ""},
+		{"notification and other response first",
+			`data: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}` + "\n\n" +
+				`data: {"jsonrpc":"2.0","id":2,"result":{}}` + "\n\n" +
+				": comment\ndata: " + result + "\n\n", ""},
+		{"error response", `data: {"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"bad"}}` + "\n\n", "error -32602: bad"},
+		{"ends early", `data: {"jsonrpc":"2.0","id":2,"result":{}}` + "\n\n", "ended without the response to 3"},
+		{"unterminated event", "data: " + result + "\n", "ended without the response to 3"},
+		{"not JSON", "data: nope\n\n", "decode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &session{reader: bufio.NewReaderSize(nil, 4096)}
+			err := s.readEvents(strings.NewReader(tt.stream), 3)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("error: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			case tt.wantErr == "" && (s.msg.ID == nil || *s.msg.ID != 3 || s.msg.Result == nil):
+				t.Fatalf("message %+v, want the result for 3", s.msg)
+			}
+		})
+	}
+}

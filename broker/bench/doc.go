@@ -1,0 +1,13 @@
+// Package bench owns the data-path benchmarks: the same MCP load sent
+// directly to an upstream server, through a bare reverse proxy, and through
+// the broker, measured in one run so the numbers compare.
+//
+// Everything runs in one process: the upstream (the official Go SDK), the
+// hop under test and a minimal Streamable HTTP client. Allocation counts
+// therefore cover the whole process, and the difference between a path and
+// "direct" is what that hop costs per call.
+//
+// Run it with `make bench`, which prints a table through ./report. A new
+// case (say, the broker with authentication or a policy) is one more entry
+// in dataPaths, usually a broker configuration variant.
+package bench

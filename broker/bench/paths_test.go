@@ -1,0 +1,143 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpbroker/mcpbroker/broker"
+	"github.com/mcpbroker/mcpbroker/broker/config"
+)
+
+// A dataPath is one way for the client to reach the upstream. start puts
+// the hop in front of the upstream MCP endpoint and returns the endpoint
+// the client should use; whatever it starts ends with tb.
+type dataPath struct {
+	name  string
+	start func(tb testing.TB, upstream string) string
+}
+
+// dataPaths are the cases of BenchmarkDataPath, in table order. direct and
+// proxy are the baselines the report compares every other row against.
+var dataPaths = []dataPath{
+	{"direct", func(_ testing.TB, upstream string) string { return upstream }},
+	{"proxy", startReverseProxy},
+	{"broker", brokerPath(plainBroker)},
+}
+
+// plainBroker proxies one app without authentication or policy. %s is the
+// upstream MCP endpoint.
+const plainBroker = `
+version: 1
+mcpProvider:
+  enabled: true
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
+apps:
+  - name: ledger
+    type: mcpProxy
+    toolNamespace: {disabled: true}
+    upstream: {transport: stream, stream: {url: %q}}
+`
+
+type echoInput struct {
+	Text string `json:"text"`
+}
+
+// startUpstream serves a stateful Go SDK server with one tool, echo, at
+// /mcp on a loopback port and returns that endpoint.
+func startUpstream(tb testing.TB) string {
+	tb.Helper()
+	server := mcp.NewServer(&mcp.Implementation{Name: "bench-upstream", Version: "1.0.0"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "echo", Description: "returns its text"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in echoInput) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
+		})
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil))
+	srv := httptest.NewServer(mux)
+	tb.Cleanup(srv.Close)
+	return srv.URL + "/mcp"
+}
+
+// startReverseProxy is the floor for any HTTP hop: a reverse proxy that
+// knows nothing of MCP, with a pooled transport like the broker's.
+func startReverseProxy(tb testing.TB, upstream string) string {
+	tb.Helper()
+	u, err := url.Parse(upstream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	target := &url.URL{Scheme: u.Scheme, Host: u.Host}
+	transport := newTransport()
+	proxy := &httputil.ReverseProxy{
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		FlushInterval: -1, // SSE: flush every write
+		Transport:     transport,
+	}
+	srv := httptest.NewServer(proxy)
+	tb.Cleanup(func() {
+		srv.Close()
+		transport.CloseIdleConnections()
+	})
+	return srv.URL + u.Path
+}
+
+// brokerPath runs the broker from yaml, whose one %q is the upstream
+// endpoint.
+func brokerPath(yaml string) func(testing.TB, string) string {
+	return func(tb testing.TB, upstream string) string {
+		tb.Helper()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cfg, err := config.Parse(fmt.Appendf(nil, yaml, upstream), "bench.yaml")
+		if err != nil {
+			ln.Close()
+			tb.Fatalf("config: %v", err)
+		}
+		cfg.HTTP.Address = ln.Addr().String()
+		b, err := broker.New(cfg, broker.Options{Version: "bench"})
+		if err != nil {
+			ln.Close()
+			tb.Fatalf("broker: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- b.ServeListener(ctx, ln) }()
+		tb.Cleanup(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("broker: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				tb.Error("broker did not shut down")
+			}
+		})
+		return "http://" + ln.Addr().String() + "/mcp"
+	}
+}
+
+// newTransport is the pooled HTTP/1.1 transport of the client and of the
+// reverse proxy: enough idle connections that 16 sessions never redial.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        128,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+}
