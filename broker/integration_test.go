@@ -316,3 +316,33 @@ func hangingListener(t *testing.T) string {
 	})
 	return ln.Addr().String()
 }
+
+// A legacy HTTP+SSE client (protocol 2024-11-05) gets the same service as a
+// Streamable HTTP one, elicitation included.
+func TestLegacySSEClient(t *testing.T) {
+	brokerURL, _, _ := sampleBroker(t, "")
+	var elicitations atomic.Int32
+	client := mcp.NewClient(&mcp.Implementation{Name: "legacy-test", Version: "1"}, &mcp.ClientOptions{
+		ElicitationHandler: func(ctx context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			elicitations.Add(1)
+			return &mcp.ElicitResult{Action: "decline"}, nil
+		},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	session, err := client.Connect(ctx, &mcp.SSEClientTransport{Endpoint: brokerURL + "/mcp/sse"}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer session.Close()
+	if names := toolNames(t, ctx, session); !names["ledger_transfer"] {
+		t.Fatalf("tools over legacy SSE: %v", names)
+	}
+	if got := text(callTool(t, ctx, session, "ledger_get_balance", map[string]any{"account": "carol"})); !strings.Contains(got, "300") {
+		t.Errorf("get_balance over legacy SSE: %s", got)
+	}
+	res := callTool(t, ctx, session, "ledger_transfer", map[string]any{"from": "alice", "to": "bob", "amount": 1500})
+	if !res.IsError || elicitations.Load() != 1 {
+		t.Errorf("declined transfer over legacy SSE: isError=%v elicitations=%d (%s)", res.IsError, elicitations.Load(), text(res))
+	}
+}
