@@ -38,16 +38,9 @@ test: setup ## Run go vet, all tests, and the Rego policy tests
 	fi
 
 bench: setup ## Run the data-path benchmarks and print the report table
-	@if [ ! -d broker/bench ]; then \
-		echo "bench: broker/bench does not exist yet, nothing to run"; exit 0; \
-	fi; \
-	set -e; \
-	$(GO) test -run '^$$' -bench 'BenchmarkDataPath' -benchmem -count 1 ./broker/bench/; \
-	if [ -d broker/bench/report ]; then \
-		$(GO) run ./broker/bench/report; \
-	else \
-		echo "bench: broker/bench/report does not exist yet, no table"; \
-	fi
+	@mkdir -p bin
+	$(GO) test -run '^$$' -bench BenchmarkDataPath -benchmem -benchtime 3s -count 1 ./broker/bench/ | tee bin/bench.out
+	$(GO) run ./broker/bench/report < bin/bench.out
 
 fuzz: ## Run every Fuzz target for FUZZTIME each (default 10s)
 	@set -e; n=0; \

@@ -35,6 +35,7 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	s.ProtocolVersion = version
 	s.ClientCapabilities = p.Capabilities
 	s.ClientInfo = p.ClientInfo
+	c.State.setClientCapabilities(p.Capabilities)
 	s.Upstreams = make(map[string]provider.UpstreamRef, len(b.catalog.Apps))
 
 	st := c.State

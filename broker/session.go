@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"time"
 
@@ -25,6 +26,9 @@ type sessionState struct {
 	// requests back to the upstream that sent them.
 	serverRequests map[int64]serverRequest
 	nextServerID   int64
+
+	// capabilities are the client's, parsed once.
+	capabilities map[string]json.RawMessage
 
 	// Routes learned from lists, for names and URIs that carry no prefix.
 	tools     map[string]*apps.App
@@ -72,7 +76,11 @@ func newSessionState() *sessionState {
 // state returns the broker state of a session, creating it for sessions
 // restored from their id.
 func stateOf(s *provider.Session) *sessionState {
-	return s.StateOr(func() any { return newSessionState() }).(*sessionState)
+	return s.StateOr(func() any {
+		st := newSessionState()
+		st.setClientCapabilities(s.ClientCapabilities)
+		return st
+	}).(*sessionState)
 }
 
 func (st *sessionState) slot(app string) *connSlot {
@@ -185,6 +193,23 @@ func (st *sessionState) clientIDFor(c *apps.Conn, upstreamID string) (jsonrpc.ID
 		}
 	}
 	return jsonrpc.ID{}, false
+}
+
+// clientCapabilities returns the client's declared capabilities.
+func (st *sessionState) clientCapabilities() map[string]json.RawMessage {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.capabilities
+}
+
+// setClientCapabilities records what the client declared at initialize or
+// what its restored session id carried.
+func (st *sessionState) setClientCapabilities(raw json.RawMessage) {
+	var caps map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &caps)
+	st.mu.Lock()
+	st.capabilities = caps
+	st.mu.Unlock()
 }
 
 // closeConns ends the session's upstream sessions.

@@ -114,10 +114,10 @@ func (b *Broker) forwardCancel(ctx context.Context, c *Call) error {
 	}
 	fields["requestId"] = json.RawMessage(call.upstreamID.Raw())
 	params, _ := json.Marshal(fields)
-	err := call.conn.Send(ctx, &jsonrpc.Message{Method: c.Message.Method, Params: params}, nil)
-	// The client expects no answer now; stop waiting for the upstream's.
+	// The client expects no answer now: stop waiting for the upstream's
+	// before telling it, so a quick answer to the cancellation is not sent.
 	call.cancel()
-	return err
+	return call.conn.Send(ctx, &jsonrpc.Message{Method: c.Message.Method, Params: params}, nil)
 }
 
 // forwardResponse passes a client's answer to an upstream's request back
@@ -191,6 +191,13 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 		defer cancel()
 		_ = conn.Send(ctx, resp, nil)
 	}
+	if !clientAccepts(st, m.Method) {
+		resp := jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeMethodNotFound, "the client does not offer "+m.Method))
+		ctx, cancel := context.WithTimeout(context.Background(), conn.App.Timeout)
+		defer cancel()
+		_ = conn.Send(ctx, resp, nil)
+		return
+	}
 	if out == nil {
 		refuse("the client has no stream open for this request")
 		return
@@ -204,6 +211,25 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 		st.takeServerRequest(id)
 		refuse("the client cannot receive requests on this stream")
 	}
+}
+
+// serverRequestCapability is the client capability each request an
+// upstream may send to the client needs; other methods are not relayed.
+var serverRequestCapability = map[string]string{
+	"ping":                   "",
+	"sampling/createMessage": "sampling",
+	"elicitation/create":     "elicitation",
+	"roots/list":             "roots",
+}
+
+// clientAccepts says whether the client declared what an upstream's request
+// needs, so a misbehaving upstream cannot reach past it.
+func clientAccepts(st *sessionState, method string) bool {
+	capability, known := serverRequestCapability[method]
+	if !known {
+		return false
+	}
+	return capability == "" || st.clientCapabilities()[capability] != nil
 }
 
 // remapServerCancel rewrites an upstream's cancellation of its own request

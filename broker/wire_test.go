@@ -248,10 +248,8 @@ apps:
 
 	a := newWireClient(t, brokerA+"/mcp")
 	a.initialize(`{}`)
-	initializations := strings.Count(processOutput(upstream), "session initialized")
-	if initializations == 0 {
-		t.Fatal("the upstream logged no initialization; the check below would prove nothing")
-	}
+	// The upstream's log arrives through a pipe: wait for it to settle.
+	initializations := eventually(t, func() int { return strings.Count(processOutput(upstream), "session initialized") }, 1)
 
 	b := newWireClient(t, brokerB+"/mcp")
 	b.session, b.version = a.session, a.version
@@ -259,6 +257,7 @@ apps:
 	if len(msgs) != 1 || msgs[0]["result"] == nil {
 		t.Fatalf("call through the second replica: %v", msgs)
 	}
+	time.Sleep(200 * time.Millisecond) // let a stray log line arrive before counting
 	if got := strings.Count(processOutput(upstream), "session initialized"); got != initializations {
 		t.Errorf("the second replica initialized a new upstream session (%d -> %d)", initializations, got)
 	}
@@ -267,5 +266,21 @@ apps:
 	other.session, other.version = a.session, a.version
 	if r := other.post(`{"jsonrpc":"2.0","id":6,"method":"tools/list"}`); r.StatusCode != http.StatusNotFound {
 		t.Errorf("a broker with another key: %d, want 404", r.StatusCode)
+	}
+}
+
+// eventually polls f until it returns at least want, for up to 10s.
+func eventually(t *testing.T, f func() int, want int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := f()
+		if got >= want {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited for %d, have %d", want, got)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
