@@ -51,7 +51,7 @@ type Session struct {
 func (s *Session) Legacy() bool { return s.legacy }
 
 // maxKeptStreams bounds the finished request streams kept for resumption.
-const maxKeptStreams = 32
+const maxKeptStreams = 16
 
 // newRequestStream opens a stream for one POST's responses.
 func (s *Session) newRequestStream() *stream {

@@ -14,7 +14,7 @@ import (
 // Limits on what a stream keeps for clients that reconnect.
 const (
 	maxStreamEvents = 256
-	maxStreamBytes  = 4 << 20
+	maxStreamBytes  = 1 << 20
 	writeTimeout    = 10 * time.Second
 )
 
@@ -60,9 +60,9 @@ func newSSEConn(w http.ResponseWriter, legacy bool) *sseConn {
 	h.Set("X-Accel-Buffering", "no")
 	h.Del("Content-Length")
 	w.WriteHeader(http.StatusOK)
-	c := &sseConn{w: w, rc: http.NewResponseController(w), buf: bufio.NewWriterSize(w, 4096), legacy: legacy}
-	_ = c.flush()
-	return c
+	// The headers go out with the first event, in one write; streams that
+	// may wait for their first event call flush at once.
+	return &sseConn{w: w, rc: http.NewResponseController(w), buf: bufio.NewWriterSize(w, 4096), legacy: legacy}
 }
 
 func (c *sseConn) flush() error {
@@ -178,6 +178,17 @@ func (s *stream) attach(c *sseConn, after int) bool {
 	default:
 	}
 	return true
+}
+
+// release detaches c after the final message; when c was still attached
+// the client has everything, so nothing is kept for resumption.
+func (s *stream) release(c *sseConn) {
+	s.mu.Lock()
+	if s.conn == c {
+		s.conn = nil
+		s.events, s.bytes = nil, 0
+	}
+	s.mu.Unlock()
 }
 
 // detach removes c if it is still the attached connection.

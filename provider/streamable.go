@@ -258,7 +258,7 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 	for i, m := range responses {
 		o.st.send(m.Encode(), i == len(responses)-1)
 	}
-	o.st.detach(o.conn)
+	o.st.release(o.conn)
 }
 
 func writeDecodeError(w http.ResponseWriter, err error) {
@@ -300,6 +300,7 @@ func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity
 		return
 	}
 	conn := newSSEConn(w, false)
+	_ = conn.flush() // the client learns at once that its stream is open
 	if !st.attach(conn, st.lastSeq()) {
 		return
 	}
@@ -336,6 +337,7 @@ func (p *Provider) resume(w http.ResponseWriter, r *http.Request, s *Session, la
 		return
 	}
 	conn := newSSEConn(w, false)
+	_ = conn.flush()
 	if !st.attach(conn, seq) {
 		return
 	}

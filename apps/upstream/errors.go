@@ -34,8 +34,11 @@ var (
 	ErrProtocol = errors.New("protocol violation")
 )
 
-// maxErrorBodyBytes bounds StatusError.Body.
-const maxErrorBodyBytes = 512
+// Bounds of the texts a StatusError keeps.
+const (
+	maxErrorBodyBytes = 512
+	maxChallengeBytes = 2048
+)
 
 // StatusError is a non-2xx answer from the upstream (including a refused
 // redirect). When the body was a JSON-RPC error response, RPCError holds its
@@ -45,6 +48,10 @@ type StatusError struct {
 	// Body is the start of the response body, sanitized for logs.
 	Body     string
 	RPCError *jsonrpc.Error
+	// WWWAuthenticate is the upstream's challenge on a 401 or 403 (RFC
+	// 6750: invalid_token, insufficient_scope), sanitized; the broker
+	// decides whether to exchange a new token.
+	WWWAuthenticate string
 }
 
 func (e *StatusError) Error() string {

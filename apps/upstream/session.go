@@ -118,6 +118,9 @@ type Session struct {
 
 	id              atomic.Pointer[headerValue]
 	protocolVersion atomic.Pointer[headerValue]
+	// streaming is set once the upstream answered a call with an SSE
+	// stream, normally initialize: see exchange.
+	streaming atomic.Bool
 }
 
 // NewSession returns a session for the upstream at opts.URL. It sends
@@ -144,7 +147,7 @@ func NewSession(opts *Options) (*Session, error) {
 		s.client = defaultClient()
 	}
 	if opts.MaxMessageBytes > 0 {
-		s.maxBytes = int(min(opts.MaxMessageBytes, 1<<40))
+		s.maxBytes = int(min(opts.MaxMessageBytes, 1<<30))
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -211,7 +214,14 @@ func (s *Session) call(ctx context.Context, msg *jsonrpc.Message, header http.He
 	if !initialize {
 		who = s.identity()
 	}
-	req := s.newRequest(ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
+	ex := s.newExchange(ctx)
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			ex.end()
+		}
+	}()
+	req := s.newRequest(ex.ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, transportError(ctx, err)
@@ -234,12 +244,22 @@ func (s *Session) call(ctx context.Context, msg *jsonrpc.Message, header http.He
 	case mediaJSON:
 		reply, err = s.readJSONReply(resp, msg.ID)
 	case mediaStream:
-		reply, err = s.readStreamReply(ctx, resp.Body, msg.ID, header, who, onMessage)
+		if !s.streaming.Load() {
+			s.streaming.Store(true)
+		}
+		var body io.ReadCloser
+		reply, body, err = s.readStreamReply(ctx, ex.ctx, resp.Body, msg.ID, header, who, onMessage)
+		if err == nil {
+			handedOff = ex.finish(body)
+		}
 	default:
 		drainClose(resp.Body)
 		err = fmt.Errorf("%w: HTTP %d with content type %q", ErrProtocol, resp.StatusCode, sanitize(resp.Header.Get(headerContentType), 64))
 	}
 	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, ctxErr
+		}
 		return nil, err
 	}
 	if initialize && reply.Error == nil {
@@ -251,6 +271,54 @@ func (s *Session) call(ctx context.Context, msg *jsonrpc.Message, header http.He
 		}
 	}
 	return reply, nil
+}
+
+// exchange is the context one call's HTTP requests run under.
+//
+// The end of an SSE stream usually arrives just after the response: if
+// the caller's context ends before it is read, the transport drops the
+// connection instead of pooling it. So when the upstream answers with
+// streams, the call runs under a context of its own that ends with the
+// caller's until the response arrives, and then lives on for finishStream.
+// The session learns from its first streamed answer, normally initialize's;
+// an upstream that answers with JSON, whose bodies are read to the end,
+// never pays for the extra contexts. Errors always report the caller's
+// context.
+type exchange struct {
+	ctx    context.Context
+	cancel context.CancelFunc // nil: ctx is the caller's own
+	stop   func() bool
+}
+
+func (s *Session) newExchange(ctx context.Context) exchange {
+	if !s.streaming.Load() {
+		return exchange{ctx: ctx}
+	}
+	detached, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return exchange{ctx: detached, cancel: cancel, stop: context.AfterFunc(ctx, cancel)}
+}
+
+func (e exchange) end() {
+	if e.cancel != nil {
+		e.stop()
+		e.cancel()
+	}
+}
+
+// finish hands the stream that carried the response to finishStream and
+// reports whether the exchange went with it.
+func (e exchange) finish(body io.ReadCloser) bool {
+	if e.cancel == nil {
+		finishStream(body, func() {})
+		return false
+	}
+	if !e.stop() {
+		// The caller's context already ended: the connection is lost anyway.
+		body.Close()
+		return false
+	}
+	finishStream(body, e.cancel)
+	return true
 }
 
 // Send POSTs a notification, or a response to a server-to-client request.
@@ -330,7 +398,7 @@ func (s *Session) listen(ctx context.Context, header http.Header, onMessage func
 		if failures > 0 || r.src != nil {
 			delay := reconnectDelay(r, failures)
 			s.logger.LogAttrs(ctx, slog.LevelDebug, "upstream: reconnecting event stream",
-				slog.String("session", who.sessionID.String()), slog.Duration("delay", delay), slog.Int("failures", failures))
+				slog.Duration("delay", delay), slog.Int("failures", failures))
 			if err := sleep(ctx, delay); err != nil {
 				return err
 			}
@@ -439,12 +507,25 @@ func (s *Session) newRequest(ctx context.Context, method string, body []byte, ex
 	}
 	if body != nil {
 		h[headerContentType] = contentTypeJSON
-		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.Body = newRequestBody(body)
 		req.ContentLength = int64(len(body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		// The transport replays the body on a fresh connection when a
+		// pooled one turns out closed.
+		req.GetBody = func() (io.ReadCloser, error) { return newRequestBody(body), nil }
 	}
 	return req.WithContext(ctx)
 }
+
+// requestBody is a request body in one allocation.
+type requestBody struct{ bytes.Reader }
+
+func newRequestBody(b []byte) *requestBody {
+	r := new(requestBody)
+	r.Reset(b)
+	return r
+}
+
+func (*requestBody) Close() error { return nil }
 
 // openStream GETs the event stream, resuming after lastEventID if set.
 func (s *Session) openStream(ctx context.Context, header http.Header, who identity, lastEventID string) (io.ReadCloser, error) {
@@ -507,8 +588,11 @@ func checkReply(m *jsonrpc.Message, id jsonrpc.ID) error {
 }
 
 // readStreamReply reads the event stream of one request until its response
-// arrives, resuming the stream if it breaks.
-func (s *Session) readStreamReply(ctx context.Context, body io.ReadCloser, id jsonrpc.ID, header http.Header, who identity, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, error) {
+// arrives, resuming the stream if it breaks. It returns the body of the
+// stream that carried the response, for the caller to finish; on error it
+// has closed every body. Reconnections use the exchange context, waits and
+// errors the caller's.
+func (s *Session) readStreamReply(ctx, exchange context.Context, body io.ReadCloser, id jsonrpc.ID, header http.Header, who identity, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, io.ReadCloser, error) {
 	r := getSSEReader(body, s.maxBytes)
 	defer r.put()
 	var resume resumeState
@@ -521,16 +605,15 @@ func (s *Session) readStreamReply(ctx context.Context, body io.ReadCloser, id js
 			m, err := jsonrpc.Decode(data)
 			if err != nil {
 				body.Close()
-				return nil, fmt.Errorf("%w: event: %w", ErrProtocol, err)
+				return nil, nil, fmt.Errorf("%w: event: %w", ErrProtocol, err)
 			}
 			if m.Kind() == jsonrpc.KindResponse {
 				if m.ID == id {
-					finishStream(body)
-					return m, nil
+					return m, body, nil
 				}
 				if !m.ID.IsValid() {
 					body.Close()
-					return nil, fmt.Errorf("%w: error response without an id: %w", ErrProtocol, m.Error)
+					return nil, nil, fmt.Errorf("%w: error response without an id: %w", ErrProtocol, m.Error)
 				}
 			}
 			if onMessage != nil {
@@ -540,23 +623,23 @@ func (s *Session) readStreamReply(ctx context.Context, body io.ReadCloser, id js
 		}
 		body.Close()
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if errors.Is(err, ErrMessageTooLarge) {
-			return nil, err
+			return nil, nil, err
 		}
 		if !r.resumable() {
 			if err == io.EOF {
-				return nil, fmt.Errorf("%w: the stream carried no event ids to resume from", ErrStreamEnded)
+				return nil, nil, fmt.Errorf("%w: the stream carried no event ids to resume from", ErrStreamEnded)
 			}
-			return nil, fmt.Errorf("%w: %w", ErrStreamEnded, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrStreamEnded, err)
 		}
 		if err != io.EOF {
 			resume.lastErr = err
 		}
-		body, err = s.resume(ctx, r, &resume, header, who)
+		body, err = s.resume(ctx, exchange, r, &resume, header, who)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		r.reset(body)
 	}
@@ -571,7 +654,7 @@ type resumeState struct {
 }
 
 // resume reconnects a call's broken stream with GET and Last-Event-ID.
-func (s *Session) resume(ctx context.Context, r *sseReader, state *resumeState, header http.Header, who identity) (io.ReadCloser, error) {
+func (s *Session) resume(ctx, exchange context.Context, r *sseReader, state *resumeState, header http.Header, who identity) (io.ReadCloser, error) {
 	for {
 		if !bytes.Equal(r.lastID, state.from) {
 			state.from = append(state.from[:0], r.lastID...)
@@ -586,11 +669,11 @@ func (s *Session) resume(ctx context.Context, r *sseReader, state *resumeState, 
 		}
 		delay := reconnectDelay(r, 0)
 		s.logger.LogAttrs(ctx, slog.LevelDebug, "upstream: resuming call stream",
-			slog.String("session", who.sessionID.String()), slog.Int("attempt", state.attempts), slog.Duration("delay", delay))
+			slog.Int("attempt", state.attempts), slog.Duration("delay", delay))
 		if err := sleep(ctx, delay); err != nil {
 			return nil, err
 		}
-		body, err := s.openStream(ctx, header, who, string(r.lastID))
+		body, err := s.openStream(exchange, header, who, string(r.lastID))
 		if err == nil {
 			return body, nil
 		}
@@ -659,7 +742,11 @@ func checkStatus(resp *http.Response, sessionID *headerValue, requestID jsonrpc.
 	n, _ := io.ReadFull(resp.Body, buf[:])
 	drainClose(resp.Body)
 	body := buf[:n]
-	statusErr := &StatusError{StatusCode: resp.StatusCode, Body: sanitize(string(body), maxErrorBodyBytes)}
+	statusErr := &StatusError{
+		StatusCode:      resp.StatusCode,
+		Body:            sanitize(string(body), maxErrorBodyBytes),
+		WWWAuthenticate: sanitize(resp.Header.Get("WWW-Authenticate"), maxChallengeBytes),
+	}
 	var answersRequest bool
 	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] == '{' {
 		if m, err := jsonrpc.Decode(trimmed); err == nil && m.Error != nil {
@@ -669,7 +756,7 @@ func checkStatus(resp *http.Response, sessionID *headerValue, requestID jsonrpc.
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound && sessionID != nil && !answersRequest:
-		return fmt.Errorf("%w (%s): %w", ErrSessionNotFound, sanitize(sessionID.value, 64), statusErr)
+		return fmt.Errorf("%w: %w", ErrSessionNotFound, statusErr)
 	case resp.StatusCode == http.StatusMethodNotAllowed && get:
 		return fmt.Errorf("%w: %w", ErrNoStream, statusErr)
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
@@ -724,13 +811,15 @@ func drainClose(body io.ReadCloser) {
 
 // finishStream waits briefly, off the caller's path, for the server to end
 // an SSE stream whose response arrived, so that the connection returns to
-// the pool; a server that keeps the stream open loses the connection.
-func finishStream(body io.ReadCloser) {
+// the pool; a server that keeps the stream open loses the connection. It
+// then ends the exchange's context.
+func finishStream(body io.ReadCloser, cancel func()) {
 	go func() {
 		timer := time.AfterFunc(streamDrainTimeout, func() { body.Close() })
 		_, _ = io.Copy(io.Discard, io.LimitReader(body, drainLimit))
 		timer.Stop()
 		body.Close()
+		cancel()
 	}()
 }
 

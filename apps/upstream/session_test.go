@@ -121,6 +121,9 @@ func TestCall(t *testing.T) {
 		maxBytes  int64
 		sessionID string // default fixtureSessionID; "-" for none
 		timeout   time.Duration
+		// streaming: the session already had a streamed answer, so its
+		// calls run under a detached context.
+		streaming bool
 		handler   func(w http.ResponseWriter, r *http.Request, m *jsonrpc.Message, n int)
 		check     func(t *testing.T, f *fixture, got result)
 	}{
@@ -314,6 +317,19 @@ func TestCall(t *testing.T) {
 			},
 		},
 		{
+			name: "upstream challenge kept",
+			handler: func(w http.ResponseWriter, r *http.Request, m *jsonrpc.Message, n int) {
+				w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="files:write"`)
+				http.Error(w, "forbidden", http.StatusForbidden)
+			},
+			check: func(t *testing.T, f *fixture, got result) {
+				var status *StatusError
+				if !errors.As(got.err, &status) || status.StatusCode != 403 || status.WWWAuthenticate != `Bearer error="insufficient_scope", scope="files:write"` {
+					t.Fatalf("err %#v, want a 403 StatusError with the challenge", got.err)
+				}
+			},
+		},
+		{
 			name: "JSON-RPC error body on 400",
 			handler: func(w http.ResponseWriter, r *http.Request, m *jsonrpc.Message, n int) {
 				writeJSON(w, http.StatusBadRequest, `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Bad Request: no session"}}`)
@@ -380,6 +396,43 @@ func TestCall(t *testing.T) {
 			check: func(t *testing.T, f *fixture, got result) {
 				if !errors.Is(got.err, context.DeadlineExceeded) || len(got.messages) != 1 {
 					t.Fatalf("err %v after %d messages, want context.DeadlineExceeded after 1", got.err, len(got.messages))
+				}
+				if got.elapsed > 2*time.Second {
+					t.Errorf("returned after %v", got.elapsed)
+				}
+			},
+		},
+		{
+			name:      "stalled stream of a streaming session hits the deadline",
+			timeout:   100 * time.Millisecond,
+			streaming: true,
+			handler: func(w http.ResponseWriter, r *http.Request, m *jsonrpc.Message, n int) {
+				startStream(w)
+				<-r.Context().Done()
+			},
+			check: func(t *testing.T, f *fixture, got result) {
+				if !errors.Is(got.err, context.DeadlineExceeded) {
+					t.Fatalf("err %v, want context.DeadlineExceeded", got.err)
+				}
+				if got.elapsed > 2*time.Second {
+					t.Errorf("returned after %v", got.elapsed)
+				}
+			},
+		},
+		{
+			name:    "stalled JSON body hits the deadline",
+			timeout: 100 * time.Millisecond,
+			handler: func(w http.ResponseWriter, r *http.Request, m *jsonrpc.Message, n int) {
+				w.Header().Set("Content-Type", "application/json")
+				event(w, `{"jsonrpc":"2.0",`)
+				select {
+				case <-r.Context().Done():
+				case <-time.After(5 * time.Second):
+				}
+			},
+			check: func(t *testing.T, f *fixture, got result) {
+				if !errors.Is(got.err, context.DeadlineExceeded) {
+					t.Fatalf("err %v, want context.DeadlineExceeded", got.err)
 				}
 				if got.elapsed > 2*time.Second {
 					t.Errorf("returned after %v", got.elapsed)
@@ -487,6 +540,7 @@ func TestCall(t *testing.T) {
 				s.SetID(tt.sessionID)
 			}
 			s.SetProtocolVersion(testProtocolVersion)
+			s.streaming.Store(tt.streaming)
 			timeout := tt.timeout
 			if timeout == 0 {
 				timeout = 10 * time.Second
@@ -800,12 +854,20 @@ func TestConnectionReuse(t *testing.T) {
 	ts.Start()
 	t.Cleanup(ts.Close)
 	s := newTestSession(t, ts.URL, 0)
-	ctx := t.Context()
+	// The session learns from its first streamed answer (initialize, for
+	// the broker) that this upstream streams; that call has time to read
+	// the end of its stream.
+	if _, err := s.Call(t.Context(), request(t, "stream", nil), nil, nil); err != nil {
+		t.Fatal(err)
+	}
 	steps := []struct {
 		method string
 		wantOK bool
 	}{{"json", true}, {"stream", true}, {"fail", false}, {"notifications/x", true}, {"stream", true}, {"json", true}, {"stream", true}}
 	for _, step := range steps {
+		// Each exchange has its own context, ended as soon as it returns,
+		// as the broker's calls do.
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		var err error
 		if strings.HasPrefix(step.method, "notifications/") {
 			note, _ := jsonrpc.NewNotification(step.method, nil)
@@ -813,6 +875,7 @@ func TestConnectionReuse(t *testing.T) {
 		} else {
 			_, err = s.Call(ctx, request(t, step.method, nil), nil, nil)
 		}
+		cancel()
 		if (err == nil) != step.wantOK {
 			t.Fatalf("%s: %v", step.method, err)
 		}
