@@ -80,6 +80,7 @@ func (provider *MCPProvider) applyDefaults() {
 			server := &oauth.Servers[i]
 			setDefault(&server.RefreshInterval, defaultRefreshInterval)
 			setDefault(&server.TokenValidation.JWT.ClockSkew, defaultClockSkew)
+			setDefault(&server.TokenValidation.GroupsClaim, "groups")
 		}
 	}
 }

@@ -140,6 +140,15 @@ type OAuth struct {
 	// default /.well-known/oauth-protected-resource).
 	MetadataPath string        `yaml:"metadataPath"`
 	Servers      []OAuthServer `yaml:"servers"`
+	// Resource is the resource identifier clients use (RFC 8707/9728). Empty:
+	// the URL of the endpoint as the client called it.
+	Resource string `yaml:"resource"`
+	// RequiredScopes must all be granted to a token, else 403
+	// insufficient_scope.
+	RequiredScopes []string `yaml:"requiredScopes"`
+	// ScopesSupported is advertised in Protected Resource Metadata;
+	// default: RequiredScopes.
+	ScopesSupported []string `yaml:"scopesSupported"`
 }
 
 // OAuthServer is one trusted authorization server.
@@ -153,15 +162,33 @@ type OAuthServer struct {
 
 // TokenValidation says how access tokens from a server are checked.
 type TokenValidation struct {
-	Method            string   `yaml:"method"`
-	ExpectedAudiences []string `yaml:"expectedAudiences"`
-	JWT               JWT      `yaml:"jwt"`
+	Method            string         `yaml:"method"`
+	ExpectedAudiences []string       `yaml:"expectedAudiences"`
+	JWT               JWT            `yaml:"jwt"`
+	Introspection     *Introspection `yaml:"introspection"`
+	// RelaxedAudience accepts tokens whatever their audience, for identity
+	// providers without resource indicators (RFC 8707). It is logged loudly:
+	// a token minted for another service is then accepted here.
+	RelaxedAudience bool `yaml:"relaxedAudience"`
+	// GroupsClaim names the claim that carries groups or roles ("groups").
+	GroupsClaim string `yaml:"groupsClaim"`
+}
+
+// Introspection names the connector whose client credentials authenticate
+// the broker to the introspection endpoint (RFC 7662).
+type Introspection struct {
+	Connector string `yaml:"connector"`
 }
 
 // JWT tunes JWT access-token validation.
 type JWT struct {
 	// ClockSkew is the leeway for exp and nbf (default 15s, at most 5m).
 	ClockSkew Duration `yaml:"clockSkew"`
+	// Algorithms is the signature allow-list (asymmetric algorithms only).
+	Algorithms []string `yaml:"algorithms"`
+	// AllowMissingTyp accepts access tokens without typ at+jwt, for
+	// identity providers that omit it.
+	AllowMissingTyp bool `yaml:"allowMissingTyp"`
 }
 
 // App is one upstream application.

@@ -286,7 +286,51 @@ func (v *validator) oauth(path string, oauth *OAuth) {
 		if skew := server.TokenValidation.JWT.ClockSkew; skew < 0 || skew > maxClockSkew {
 			v.add(field(validation, "jwt.clockSkew"), fmt.Sprintf("must be between 0s and %s, got %s", maxClockSkew, skew))
 		}
+		for j, alg := range server.TokenValidation.JWT.Algorithms {
+			if !asymmetricAlgorithms[alg] {
+				v.add(index(field(validation, "jwt.algorithms"), j), fmt.Sprintf("%s is not an allowed signature algorithm (asymmetric only: RS*, PS*, ES*, EdDSA)", quote(alg)))
+			}
+		}
+		if server.TokenValidation.Method == "introspection" {
+			in := server.TokenValidation.Introspection
+			switch {
+			case in == nil || in.Connector == "":
+				v.add(field(validation, "introspection.connector"), "required for introspection: the connector whose client credentials authenticate the broker")
+			case !v.hasConnector(in.Connector):
+				v.add(field(validation, "introspection.connector"), fmt.Sprintf("no connector named %s", quote(in.Connector)))
+			}
+		}
 	}
+	if oauth.Resource != "" {
+		if message := audienceProblem(oauth.Resource); message != "" {
+			v.add(field(path, "resource"), message)
+		}
+	}
+	for j, scope := range oauth.RequiredScopes {
+		if scope == "" || strings.ContainsAny(scope, " \"\\") {
+			v.add(index(field(path, "requiredScopes"), j), "must be a non-empty scope token")
+		}
+	}
+	for j, scope := range oauth.ScopesSupported {
+		if scope == "" || strings.ContainsAny(scope, " \"\\") {
+			v.add(index(field(path, "scopesSupported"), j), "must be a non-empty scope token")
+		}
+	}
+}
+
+// asymmetricAlgorithms are the JWS algorithms accepted for access tokens.
+var asymmetricAlgorithms = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
+}
+
+func (v *validator) hasConnector(name string) bool {
+	for _, c := range v.config.Connectors {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (v *validator) apps(apps []App) {
