@@ -110,6 +110,9 @@ type Options struct {
 	KeepAlive       time.Duration // 0: none on the legacy stream
 	StreamKeepAlive time.Duration // keep-alive comments on GET streams (30s)
 
+	// ResourceMetadata, when set, serves Protected Resource Metadata.
+	ResourceMetadata *ResourceMetadata
+
 	// MaxInFlight bounds concurrent requests per legacy session (64).
 	MaxInFlight int
 	Logger      *slog.Logger
@@ -212,6 +215,7 @@ func (p *Provider) Close() {
 
 // Register adds the provider's endpoints to mux.
 func (p *Provider) Register(mux *http.ServeMux) {
+	p.registerResourceMetadata(mux)
 	if p.opts.StreamEnabled {
 		mux.Handle(p.opts.StreamPath, p.guarded(p.serveStream))
 	}
