@@ -119,7 +119,7 @@ func (c *Conn) handshake(ctx context.Context, header http.Header) error {
 		return fmt.Errorf("apps: %s: initialize: %w", c.App.Name, resp.Error)
 	}
 	var result InitializeResult
-	if err := json.Unmarshal(resp.Result, &result); err != nil {
+	if err := jsonrpc.Unmarshal(resp.Result, &result); err != nil {
 		return fmt.Errorf("apps: %s: initialize: malformed result: %w", c.App.Name, err)
 	}
 	s.SetProtocolVersion(result.ProtocolVersion)

@@ -31,6 +31,7 @@ type Broker struct {
 	provider *provider.Provider
 	pipeline []stage
 	handler  http.Handler
+	auth     *authenticator
 }
 
 // New builds a broker from a validated configuration.
@@ -51,10 +52,23 @@ func New(cfg *config.Config, opts Options) (*Broker, error) {
 	}
 	b.catalog = catalog
 	b.pipeline = b.newPipeline()
+	if b.auth, err = newAuthenticator(cfg, b); err != nil {
+		return nil, err
+	}
 
 	popts, err := providerOptions(cfg, b.log)
 	if err != nil {
 		return nil, err
+	}
+	if o := cfg.MCPProvider.Authorization.OAuth; b.auth != nil {
+		scopes := o.ScopesSupported
+		if len(scopes) == 0 {
+			scopes = o.RequiredScopes
+		}
+		popts.ResourceMetadata = &provider.ResourceMetadata{
+			Path: o.MetadataPath, Resource: o.Resource, ScopesSupported: scopes,
+			AuthorizationServers: b.auth.verifier.Issuers,
+		}
 	}
 	b.provider, err = provider.New(popts, b)
 	if err != nil {
@@ -75,9 +89,6 @@ func Supported(cfg *config.Config) error {
 	}
 	if s := cfg.MCPProvider.Transports.Stream; s != nil && s.Enabled && !s.Session.Enabled {
 		add("mcpProvider.transports.stream.session.enabled", "sessionless streamable HTTP is not supported in this version")
-	}
-	if o := cfg.MCPProvider.Authorization.OAuth; o != nil && o.Enabled {
-		add("mcpProvider.authorization.oauth", "not supported in this version")
 	}
 	if cfg.AuthProvider != nil && cfg.AuthProvider.Enabled {
 		add("authProvider", "not supported in this version")
@@ -171,6 +182,7 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
+	b.startAuthentication(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.catalog.Apps))
@@ -193,3 +205,5 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 	return nil
 }
+
+func timeOf(d config.Duration) time.Duration { return time.Duration(d) }

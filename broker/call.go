@@ -7,6 +7,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // Call is one client message on its way through the pipeline. Each stage
@@ -17,6 +18,9 @@ type Call struct {
 	Message *jsonrpc.Message
 	Session *provider.Session
 	State   *sessionState
+	// Principal is who the access token speaks for; nil when
+	// authentication is off.
+	Principal *oauth.Principal
 
 	// Set by decode.
 	Params callParams

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -67,6 +68,9 @@ apps:
 	}
 }
 
+// timestampSuffix is the run time the suite appends to result folders.
+var timestampSuffix = regexp.MustCompile(`-\d{4}-\d{2}-\d{2}T[\d-]+Z$`)
+
 func orMissing(s string) string {
 	if s == "" {
 		return "missing"
@@ -103,9 +107,7 @@ func runConformance(t *testing.T, nodeBin, modules, url string) map[string]strin
 	dirs, _ := filepath.Glob(filepath.Join(out, "server-*", "checks.json"))
 	for _, path := range dirs {
 		scenario := strings.TrimPrefix(filepath.Base(filepath.Dir(path)), "server-")
-		if i := strings.LastIndex(scenario, "-20"); i > 0 {
-			scenario = scenario[:i] // drop the timestamp
-		}
+		scenario = timestampSuffix.ReplaceAllString(scenario, "")
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)

@@ -22,7 +22,14 @@ import (
 // base URL. The configuration may use %s placeholders filled from args.
 func startBroker(t testing.TB, yaml string, args ...any) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startBrokerAt(t, "127.0.0.1:0", yaml, args...)
+}
+
+// startBrokerAt is startBroker on a given address, for configurations
+// that must name the broker's own URL.
+func startBrokerAt(t testing.TB, addr, yaml string, args ...any) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

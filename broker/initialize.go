@@ -21,7 +21,7 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 		Capabilities    json.RawMessage `json:"capabilities"`
 		ClientInfo      json.RawMessage `json:"clientInfo"`
 	}
-	if err := json.Unmarshal(c.Message.Params, &p); err != nil || p.ProtocolVersion == "" {
+	if err := jsonrpc.Unmarshal(c.Message.Params, &p); err != nil || p.ProtocolVersion == "" {
 		return fmt.Errorf("%w: initialize needs protocolVersion, capabilities and clientInfo", ErrInvalidParams)
 	}
 	s := c.Session

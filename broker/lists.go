@@ -166,15 +166,15 @@ func (b *Broker) listApp(ctx context.Context, c *Call, app *apps.App, k listKind
 		NextCursor string `json:"nextCursor"`
 	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(resp.Result, &fields); err != nil {
+	if err := jsonrpc.Unmarshal(resp.Result, &fields); err != nil {
 		return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
 	}
 	if raw, ok := fields["nextCursor"]; ok {
-		_ = json.Unmarshal(raw, &page.NextCursor)
+		_ = jsonrpc.Unmarshal(raw, &page.NextCursor)
 	}
 	var items []json.RawMessage
 	if raw, ok := fields[listSpecs[k].field]; ok {
-		if err := json.Unmarshal(raw, &items); err != nil {
+		if err := jsonrpc.Unmarshal(raw, &items); err != nil {
 			return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
 		}
 	}
@@ -203,13 +203,13 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 			var head struct {
 				Name string `json:"name"`
 			}
-			if err := json.Unmarshal(item, &head); err != nil {
+			if err := jsonrpc.Unmarshal(item, &head); err != nil {
 				return nil, fmt.Errorf("malformed list item: %w", err)
 			}
 			exposed := app.ExposedName(head.Name)
 			if exposed != head.Name {
 				var fields map[string]json.RawMessage
-				if err := json.Unmarshal(item, &fields); err != nil {
+				if err := jsonrpc.Unmarshal(item, &fields); err != nil {
 					return nil, fmt.Errorf("malformed list item: %w", err)
 				}
 				fields["name"], _ = json.Marshal(exposed)
@@ -226,7 +226,7 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 			var head struct {
 				URI string `json:"uri"`
 			}
-			if json.Unmarshal(item, &head) == nil && head.URI != "" && len(st.resources) < maxRoutes {
+			if jsonrpc.Unmarshal(item, &head) == nil && head.URI != "" && len(st.resources) < maxRoutes {
 				if _, taken := st.resources[head.URI]; !taken {
 					st.resources[head.URI] = app
 				}
@@ -235,7 +235,7 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 			var head struct {
 				URITemplate string `json:"uriTemplate"`
 			}
-			if json.Unmarshal(item, &head) == nil && head.URITemplate != "" && len(st.templates) < maxRoutes {
+			if jsonrpc.Unmarshal(item, &head) == nil && head.URITemplate != "" && len(st.templates) < maxRoutes {
 				prefix, _, _ := strings.Cut(head.URITemplate, "{")
 				if !st.hasTemplate(prefix, app) {
 					st.templates = append(st.templates, templateRoute{prefix: prefix, app: app})
@@ -267,7 +267,7 @@ func (b *Broker) decodeCursor(cursor string) (map[string]string, error) {
 		return nil, ErrInvalidCursor
 	}
 	var next map[string]string
-	if err := json.Unmarshal(raw, &next); err != nil || len(next) == 0 {
+	if err := jsonrpc.Unmarshal(raw, &next); err != nil || len(next) == 0 {
 		return nil, ErrInvalidCursor
 	}
 	for name := range next {

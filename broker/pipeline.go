@@ -2,11 +2,11 @@ package broker
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // stage is one step of the pipeline. It reads and extends the Call and
@@ -17,7 +17,8 @@ type stage struct {
 }
 
 // newPipeline lists the stages every client message goes through, in order.
-// Authentication runs earlier, at admission, for every HTTP request.
+// Authentication (stage_authenticate.go) runs before them, at admission,
+// for every HTTP request.
 func (b *Broker) newPipeline() []stage {
 	return []stage{
 		{"decode", b.decode},
@@ -30,6 +31,9 @@ func (b *Broker) newPipeline() []stage {
 // outcome and records the call.
 func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) *jsonrpc.Message {
 	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: stateOf(req.Session)}
+	if req.Identity != nil {
+		c.Principal, _ = req.Identity.Value.(*oauth.Principal)
+	}
 	var err error
 	for _, st := range b.pipeline {
 		if err = st.run(ctx, c); err != nil {
@@ -39,12 +43,6 @@ func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) *jsonrpc.M
 	resp := render(c, err)
 	b.record(c, resp, err)
 	return resp
-}
-
-// Admit admits every HTTP request; the identity is anonymous until an
-// authentication stage is configured.
-func (b *Broker) Admit(r *http.Request) (*provider.Identity, error) {
-	return &provider.Identity{}, nil
 }
 
 // Listen relays each upstream's standalone stream to the client's while

@@ -2,8 +2,12 @@ package broker
 
 import (
 	"errors"
+	"net/http"
+	"strings"
 
+	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // render turns the outcome of a call into the client's response: the
@@ -48,3 +52,50 @@ func errorObject(err error) *jsonrpc.Error {
 
 // asType is errors.As for callers that only need the yes or no.
 func asType[T any](err error, target *T) bool { return errors.As(err, target) }
+
+// challenge renders an authentication failure as the OAuth resource server
+// answer (RFC 6750, RFC 9728): 401 with a Bearer challenge that points to
+// the Protected Resource Metadata, 403 for missing scope, 400 for a request
+// that carries its token the wrong way, 503 when tokens cannot be checked.
+func (b *Broker) challenge(r *http.Request, err error) *provider.HTTPError {
+	params := []string{}
+	status := http.StatusUnauthorized
+	message := "unauthorized"
+	switch {
+	case errors.Is(err, oauth.ErrNoToken):
+		if len(b.auth.requiredScopes) > 0 {
+			params = append(params, `scope="`+strings.Join(b.auth.requiredScopes, " ")+`"`)
+		}
+	case errors.Is(err, errTokenInQuery), errors.Is(err, oauth.ErrMalformed):
+		status, message = http.StatusBadRequest, "invalid request: "+err.Error()
+		params = append(params, `error="invalid_request"`, `error_description="`+quoteSafe(err.Error())+`"`)
+	case errors.Is(err, errInsufficientScope):
+		status, message = http.StatusForbidden, "forbidden: insufficient scope"
+		params = append(params, `error="insufficient_scope"`, `scope="`+strings.Join(b.auth.requiredScopes, " ")+`"`)
+	case errors.Is(err, oauth.ErrUnavailable):
+		return &provider.HTTPError{Status: http.StatusServiceUnavailable, Code: jsonrpc.CodeServerError,
+			Message: "authorization server unavailable", Header: http.Header{"Retry-After": {"5"}}}
+	default:
+		message = "invalid token"
+		params = append(params, `error="invalid_token"`, `error_description="the access token is not valid"`)
+	}
+	if u := b.provider.ResourceMetadataURL(r); u != "" {
+		params = append(params, `resource_metadata="`+u+`"`)
+	}
+	value := "Bearer"
+	if len(params) > 0 {
+		value += " " + strings.Join(params, ", ")
+	}
+	return &provider.HTTPError{Status: status, Code: jsonrpc.CodeServerError, Message: message,
+		Header: http.Header{"Www-Authenticate": {value}}}
+}
+
+// quoteSafe keeps a message inside a quoted-string.
+func quoteSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r == '\\' || r < 0x20 || r > 0x7e {
+			return '\''
+		}
+		return r
+	}, s)
+}

@@ -206,7 +206,7 @@ func (st *sessionState) clientCapabilities() map[string]json.RawMessage {
 // what its restored session id carried.
 func (st *sessionState) setClientCapabilities(raw json.RawMessage) {
 	var caps map[string]json.RawMessage
-	_ = json.Unmarshal(raw, &caps)
+	_ = jsonrpc.Unmarshal(raw, &caps)
 	st.mu.Lock()
 	st.capabilities = caps
 	st.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
 // decode reads the parameters the broker routes by. The rest of the
@@ -17,7 +19,7 @@ func (b *Broker) decode(_ context.Context, c *Call) error {
 	if p[0] != '{' {
 		return fmt.Errorf("%w: params must be an object", ErrInvalidParams)
 	}
-	if err := json.Unmarshal(p, &c.Params); err != nil {
+	if err := jsonrpc.Unmarshal(p, &c.Params); err != nil {
 		return fmt.Errorf("%w: %s", ErrInvalidParams, jsonProblem(err))
 	}
 	return nil

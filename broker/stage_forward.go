@@ -85,13 +85,13 @@ func upstreamParams(c *Call) (json.RawMessage, error) {
 		return c.Message.Params, nil
 	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(c.Message.Params, &fields); err != nil {
+	if err := jsonrpc.Unmarshal(c.Message.Params, &fields); err != nil {
 		return nil, fmt.Errorf("%w: malformed params", ErrInvalidParams)
 	}
 	name, _ := json.Marshal(c.Name)
 	if c.Message.Method == "completion/complete" {
 		var ref map[string]json.RawMessage
-		if err := json.Unmarshal(fields["ref"], &ref); err != nil {
+		if err := jsonrpc.Unmarshal(fields["ref"], &ref); err != nil {
 			return nil, fmt.Errorf("%w: malformed ref", ErrInvalidParams)
 		}
 		ref["name"] = name
@@ -109,7 +109,7 @@ func (b *Broker) forwardCancel(ctx context.Context, c *Call) error {
 		return nil
 	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(c.Message.Params, &fields); err != nil {
+	if err := jsonrpc.Unmarshal(c.Message.Params, &fields); err != nil {
 		return fmt.Errorf("%w: malformed params", ErrInvalidParams)
 	}
 	fields["requestId"] = json.RawMessage(call.upstreamID.Raw())
@@ -236,7 +236,7 @@ func clientAccepts(st *sessionState, method string) bool {
 // to the id the client knows.
 func (b *Broker) remapServerCancel(st *sessionState, conn *apps.Conn, m *jsonrpc.Message) *jsonrpc.Message {
 	var fields map[string]json.RawMessage
-	if json.Unmarshal(m.Params, &fields) != nil {
+	if jsonrpc.Unmarshal(m.Params, &fields) != nil {
 		return nil
 	}
 	id, ok := st.clientIDFor(conn, string(trimJSON(fields["requestId"])))

@@ -28,6 +28,9 @@ func (b *Broker) record(c *Call, resp *jsonrpc.Message, err error) {
 		slog.String("session", sessionDigest(c.Session.ID)),
 		slog.Duration("duration", time.Since(c.Start)),
 	}
+	if p := c.Principal; p != nil {
+		attrs = append(attrs, slog.String("subject", p.Subject), slog.String("client", p.ClientID))
+	}
 	if c.App != nil {
 		attrs = append(attrs, slog.String("app", c.App.Name))
 	}

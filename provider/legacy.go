@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"time"
@@ -23,22 +24,31 @@ func (p *Provider) serveLegacyStream(w http.ResponseWriter, r *http.Request, id 
 	s := newSession(id.Subject, now)
 	s.legacy = true
 	s.ProtocolVersion = "2024-11-05"
-	if err := p.sessions.add(s, now); err != nil {
+	if err := p.sessions.addLocal(s, now); err != nil {
 		writeHTTPError(w, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "cannot open session"))
 		return
 	}
 	defer p.sessions.end(s)
 	s.inflight = make(chan struct{}, p.opts.MaxInFlight)
+	ctx := s.context()
+	// The open stream is the session's listener: idle sweeps spare it.
+	s.mu.Lock()
+	s.listening = func() {}
+	s.mu.Unlock()
 
 	conn := newSSEConn(w, true)
+	st := s.standaloneStream()
+	st.attachOpen(conn, 0)
+	defer st.detach(conn)
+	// Attached first, so nothing sent once the client knows the endpoint is
+	// lost; nothing can be sent before, since the client cannot yet speak.
 	endpoint := p.opts.MessagePath + "?sessionId=" + url.QueryEscape(s.ID)
-	if err := conn.writeEvent("endpoint", "", []byte(endpoint)); err != nil {
+	st.mu.Lock()
+	err := conn.writeEvent("endpoint", "", []byte(endpoint))
+	st.mu.Unlock()
+	if err != nil {
 		return
 	}
-	st := s.standaloneStream()
-	st.attach(conn, 0)
-	defer st.detach(conn)
-	ctx := s.context()
 
 	var tick <-chan time.Time
 	if p.opts.KeepAlive > 0 {
@@ -106,7 +116,9 @@ func (p *Provider) serveLegacyMessage(w http.ResponseWriter, r *http.Request, id
 			_ = out.Send(decodeErrorResponse(errs[i]))
 			continue
 		}
-		req := &Request{Message: m, Session: s, HTTP: r, Identity: id}
+		// The request is served after this handler returns: give it a copy
+		// that does not end with the POST.
+		req := &Request{Message: m, Session: s, HTTP: r.Clone(context.WithoutCancel(r.Context())), Identity: id}
 		if m.Kind() != jsonrpc.KindRequest {
 			p.dispatcher.Dispatch(ctx, req)
 			continue

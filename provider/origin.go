@@ -20,9 +20,10 @@ type hostGuard struct {
 func newHostGuard(listenAddress string, hosts, origins []string) *hostGuard {
 	g := &hostGuard{allowedHosts: make(map[string]bool), allowedOrigins: make(map[string]bool)}
 	host, _, err := net.SplitHostPort(listenAddress)
-	if err == nil {
-		g.loopback = isLoopbackName(host)
+	if err != nil {
+		host = listenAddress // no port
 	}
+	g.loopback = isLoopbackName(host)
 	for _, h := range hosts {
 		g.allowedHosts[strings.ToLower(h)] = true
 	}
@@ -67,17 +68,17 @@ func (g *hostGuard) originAllowed(origin, host string) bool {
 		return true
 	}
 	origin = strings.ToLower(origin)
-	if g.allowedOrigins[origin] {
-		return true
+	if len(g.allowedOrigins) > 0 {
+		return g.allowedOrigins[origin] // the list is exclusive
 	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
 	if strings.EqualFold(u.Host, host) {
-		return true // same origin
+		return true // same origin; Host itself was checked before
 	}
-	return g.loopback && len(g.allowedOrigins) == 0 && isLoopbackName(splitHost(u.Host)) && isLoopbackName(splitHost(host))
+	return g.loopback && isLoopbackName(splitHost(u.Host)) && isLoopbackName(splitHost(host))
 }
 
 func (g *hostGuard) check(r *http.Request) *HTTPError {

@@ -103,6 +103,9 @@ type Options struct {
 	SessionTimeout         time.Duration // 1h
 	SessionKey             []byte        // random when empty
 	MaxSessions            int           // 10000
+	// Revocations records ended sessions; share one between replicas.
+	// Nil: this process's memory.
+	Revocations Revocations
 
 	SSEEnabled      bool
 	SSEPath         string        // "/mcp/sse"
@@ -175,7 +178,7 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	}
 	p := &Provider{opts: opts, dispatcher: d, log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
 	p.guard = newHostGuard(opts.ListenAddress, opts.AllowedHosts, opts.AllowedOrigins)
-	p.sessions = newRegistry(s, opts.SessionTimeout, opts.MaxSessions, d.Closed)
+	p.sessions = newRegistry(s, opts.SessionTimeout, opts.MaxSessions, opts.Revocations, d.Closed)
 	p.wg.Add(1)
 	go p.sweepLoop()
 	return p, nil

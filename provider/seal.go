@@ -68,13 +68,15 @@ func (s *sealer) seal(v *sealed) (string, error) {
 }
 
 // maxSessionIDLength bounds what is decrypted; real ids are far shorter.
-const maxSessionIDLength = 8 << 10
+const maxSessionIDLength = 16 << 10
 
 func (s *sealer) open(id string) (*sealed, error) {
 	if len(id) == 0 || len(id) > maxSessionIDLength {
 		return nil, errBadSessionID
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(id)
+	// Strict: one id has one spelling, so an ended id cannot come back
+	// with its unused low bits flipped.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(id)
 	if err != nil || len(raw) < s.aead.NonceSize()+s.aead.Overhead() {
 		return nil, errBadSessionID
 	}

@@ -2,9 +2,11 @@ package provider
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"strconv"
 	"sync"
 	"time"
 
@@ -38,7 +40,6 @@ type Session struct {
 	lastSeen   time.Time
 	streams    map[string]*stream
 	order      []string // request streams, oldest first
-	nextStream int
 	standalone *stream
 	listening  context.CancelFunc // set while a GET stream is attached
 	ended      bool
@@ -50,6 +51,15 @@ type Session struct {
 // Legacy reports whether the session uses the HTTP+SSE transport.
 func (s *Session) Legacy() bool { return s.legacy }
 
+// standaloneStreamID names the stream of the session's GET connection.
+const standaloneStreamID = "0"
+
+func randomStreamID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // maxKeptStreams bounds the finished request streams kept for resumption.
 const maxKeptStreams = 16
 
@@ -57,8 +67,8 @@ const maxKeptStreams = 16
 func (s *Session) newRequestStream() *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.nextStream++
-	st := newStream(strconv.Itoa(s.nextStream))
+	// Random ids: an event id of another session's stream names nothing here.
+	st := newStream(randomStreamID())
 	if s.streams == nil {
 		s.streams = make(map[string]*stream)
 	}
@@ -86,7 +96,7 @@ func (s *Session) standaloneStream() *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.standalone == nil {
-		s.standalone = newStream("0")
+		s.standalone = newStream(standaloneStreamID)
 	}
 	return s.standalone
 }
@@ -94,7 +104,7 @@ func (s *Session) standaloneStream() *stream {
 func (s *Session) findStream(id string) *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if id == "0" {
+	if id == standaloneStreamID {
 		return s.standalone
 	}
 	return s.streams[id]
@@ -140,15 +150,22 @@ type registry struct {
 	max     int
 	closed  func(*Session)
 
-	mu    sync.Mutex
-	live  map[string]*Session
-	ended map[string]time.Time // terminated ids, until they would have expired anyway
+	mu   sync.Mutex
+	live map[string]*Session
+	// ended holds terminated ids until they would have expired anyway.
+	ended Revocations
 }
 
-func newRegistry(s *sealer, timeout time.Duration, max int, closed func(*Session)) *registry {
+func newRegistry(s *sealer, timeout time.Duration, max int, ended Revocations, closed func(*Session)) *registry {
+	if ended == nil {
+		ended = NewMemoryRevocations(maxEndedSessions)
+	}
 	return &registry{sealer: s, timeout: timeout, max: max, closed: closed,
-		live: make(map[string]*Session), ended: make(map[string]time.Time)}
+		live: make(map[string]*Session), ended: ended}
 }
+
+// maxEndedSessions bounds the terminated ids remembered.
+const maxEndedSessions = 100000
 
 // maxLifetime bounds how old a sealed id may be when restored without local
 // state, so a leaked id does not live forever.
@@ -181,16 +198,20 @@ func (r *registry) add(s *Session, now time.Time) error {
 
 // get finds a session by id, restoring it from its sealed id when this
 // process has not seen it.
-func (r *registry) get(id string, now time.Time) (*Session, error) {
+func (r *registry) get(id, subject string, now time.Time) (*Session, error) {
 	r.mu.Lock()
 	s, ok := r.live[id]
-	_, ended := r.ended[id]
 	r.mu.Unlock()
-	if ended {
+	if r.ended.Revoked(id) {
 		return nil, errSessionNotFound
 	}
 	if ok {
-		if now.Sub(s.idleSince()) > r.timeout {
+		// The owner is checked before anything else: another subject's
+		// requests neither see the session nor keep it alive.
+		if s.Subject != subject {
+			return nil, errSessionNotFound
+		}
+		if now.Sub(s.idleSince()) > r.timeout && !s.hasListener() {
 			r.end(s)
 			return nil, errSessionNotFound
 		}
@@ -198,7 +219,7 @@ func (r *registry) get(id string, now time.Time) (*Session, error) {
 		return s, nil
 	}
 	v, err := r.sealer.open(id)
-	if err != nil {
+	if err != nil || v.Subject != subject {
 		return nil, errSessionNotFound
 	}
 	created := time.Unix(v.Created, 0)
@@ -220,12 +241,31 @@ func (r *registry) get(id string, now time.Time) (*Session, error) {
 	return s, nil
 }
 
+// addLocal registers a session that lives in this process only (the
+// legacy transport's): its id is random, not sealed, so no other replica
+// can restore it.
+func (r *registry) addLocal(s *Session, now time.Time) error {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	s.ID = base64.RawURLEncoding.EncodeToString(b[:])
+	s.lastSeen = now
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.live) >= r.max {
+		return errTooManySessions
+	}
+	r.live[s.ID] = s
+	return nil
+}
+
 // end terminates a session: its id is refused from now on.
 func (r *registry) end(s *Session) {
 	r.mu.Lock()
 	delete(r.live, s.ID)
 	if s.ID != "" {
-		r.ended[s.ID] = s.Created.Add(r.maxLifetime())
+		r.ended.Revoke(s.ID, s.Created.Add(r.maxLifetime()))
 	}
 	r.mu.Unlock()
 	s.mu.Lock()
@@ -255,12 +295,8 @@ func (r *registry) sweep(now time.Time) {
 			idle = append(idle, s)
 		}
 	}
-	for id, until := range r.ended {
-		if now.After(until) {
-			delete(r.ended, id)
-		}
-	}
 	r.mu.Unlock()
+	r.ended.Forget(now)
 	for _, s := range idle {
 		r.end(s)
 	}

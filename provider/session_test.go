@@ -160,16 +160,17 @@ func TestSessionIDHasOneSpelling(t *testing.T) {
 }
 
 // TestTerminatedSessionStaysTerminated: "unknown or terminated → 404". A
-// sealed id restores on any replica with the key (and after a restart), but
-// termination (DELETE, idle expiry) is recorded only in the memory of the
-// process that saw it.
+// sealed id restores on any replica with the key, so replicas share the
+// record of ended sessions.
 func TestTerminatedSessionStaysTerminated(t *testing.T) {
 	key := sessionKey(t)
 	clock := newFakeClock()
+	shared := NewMemoryRevocations(100)
 	opts := func(o *Options) {
 		o.SessionKey = key
 		o.Now = clock.Now
 		o.SessionTimeout = time.Minute
+		o.Revocations = shared
 	}
 	a := newHarness(t, opts)
 

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"bufio"
+	"bytes"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,10 +48,11 @@ func newStream(id string) *stream {
 
 // sseConn is a live HTTP response carrying SSE.
 type sseConn struct {
-	w      http.ResponseWriter
-	rc     *http.ResponseController
-	buf    *bufio.Writer
-	legacy bool // legacy transport: every message has "event: message"
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	buf     *bufio.Writer
+	legacy  bool // legacy transport: every message has "event: message"
+	started bool // the status line and headers were written
 }
 
 func newSSEConn(w http.ResponseWriter, legacy bool) *sseConn {
@@ -59,22 +61,24 @@ func newSSEConn(w http.ResponseWriter, legacy bool) *sseConn {
 	h.Set("Cache-Control", "no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no")
 	h.Del("Content-Length")
-	w.WriteHeader(http.StatusOK)
-	// The headers go out with the first event, in one write; streams that
-	// may wait for their first event call flush at once.
+	// Nothing is written yet: the caller may still answer 409 if the stream
+	// is taken. The headers go out with the first event, in one write;
+	// streams that may wait for their first event call flush at once.
 	return &sseConn{w: w, rc: http.NewResponseController(w), buf: bufio.NewWriterSize(w, 4096), legacy: legacy}
 }
 
 func (c *sseConn) flush() error {
 	_ = c.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if !c.started {
+		c.started = true
+		c.w.WriteHeader(http.StatusOK)
+	}
 	if err := c.buf.Flush(); err != nil {
 		return err
 	}
 	return c.rc.Flush()
 }
 
-// writeEvent writes one event and flushes it: SSE must never be buffered,
-// or server-to-client requests deadlock behind it.
 func (c *sseConn) writeEvent(name, id string, data []byte) error {
 	if name != "" {
 		c.buf.WriteString("event: ")
@@ -88,10 +92,31 @@ func (c *sseConn) writeEvent(name, id string, data []byte) error {
 		c.buf.WriteString(id)
 		c.buf.WriteByte('\n')
 	}
-	c.buf.WriteString("data: ")
-	c.buf.Write(data)
-	c.buf.WriteString("\n\n")
+	writeData(c.buf, data)
+	c.buf.WriteString("\n")
 	return c.flush()
+}
+
+// writeData writes data as SSE data lines. JSON holds line breaks only as
+// whitespace between tokens, so a pretty-printed upstream message is split
+// over several data lines, which the client joins again with newlines.
+func writeData(w *bufio.Writer, data []byte) {
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			break
+		}
+		w.WriteString("data: ")
+		w.Write(data[:i])
+		w.WriteByte('\n')
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	w.WriteString("data: ")
+	w.Write(data)
+	w.WriteByte('\n')
 }
 
 func (c *sseConn) writeComment(text string) error {
@@ -156,26 +181,44 @@ func (s *stream) dropConnLocked() {
 	}
 }
 
-// attach makes c the stream's connection after replaying the events after
-// seq. It fails if another connection is attached.
+// attach makes c the stream's connection, if it has none, and replays the
+// events after seq. It reports false, having written nothing, when another
+// connection holds the stream.
 func (s *stream) attach(c *sseConn, after int) bool {
+	return s.attachConn(c, after, false)
+}
+
+// attachOpen is attach for a connection that must show it is open at once
+// (a GET waiting for events): it flushes the headers, under the lock that
+// orders all writes to c.
+func (s *stream) attachOpen(c *sseConn, after int) bool {
+	return s.attachConn(c, after, true)
+}
+
+func (s *stream) attachConn(c *sseConn, after int, open bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conn != nil {
 		return false
 	}
+	select { // a stale signal from an earlier connection
+	case <-s.detached:
+	default:
+	}
+	s.conn = c
 	for _, e := range s.events {
 		if e.seq <= after {
 			continue
 		}
 		if err := c.writeEvent("", s.eventID(e.seq), e.data); err != nil {
-			return true // attached and lost at once; the caller sees detached
+			s.dropConnLocked()
+			return true
 		}
 	}
-	s.conn = c
-	select { // a stale signal from an earlier connection
-	case <-s.detached:
-	default:
+	if open && !c.started {
+		if err := c.flush(); err != nil {
+			s.dropConnLocked()
+		}
 	}
 	return true
 }

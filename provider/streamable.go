@@ -24,7 +24,11 @@ func (p *Provider) serveStream(w http.ResponseWriter, r *http.Request, id *Ident
 	case http.MethodDelete:
 		p.serveDelete(w, r, id)
 	default:
-		w.Header().Set("Allow", "GET, POST, DELETE")
+		allow := "GET, POST"
+		if p.opts.AllowClientTermination {
+			allow += ", DELETE"
+		}
+		w.Header().Set("Allow", allow)
 		writeHTTPError(w, httpError(http.StatusMethodNotAllowed, jsonrpc.CodeServerError, "method not allowed"))
 	}
 }
@@ -54,11 +58,11 @@ func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError)
 	if sid == "" {
 		return nil, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: missing "+p.opts.SessionHeader+" header")
 	}
-	s, err := p.sessions.get(sid, p.now())
+	s, err := p.sessions.get(sid, id.Subject, p.now())
 	if errors.Is(err, errTooManySessions) {
 		return nil, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many sessions")
 	}
-	if err != nil || s.legacy || s.Subject != id.Subject {
+	if err != nil || s.legacy {
 		return nil, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session not found")
 	}
 	return s, nil
@@ -101,7 +105,7 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 		return
 	}
 	if !batch && msgs[0] != nil && msgs[0].Method == "initialize" {
-		p.initialize(w, r, id, msgs[0], sseOK)
+		p.initialize(w, r, id, msgs[0], jsonOK)
 		return
 	}
 	s, herr := p.session(r, id)
@@ -134,7 +138,7 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 		return
 	}
 
-	out := &postStream{w: w, sseOK: sseOK, st: s.newRequestStream()}
+	out := &postStream{w: w, r: r, sseOK: sseOK, st: s.newRequestStream()}
 	var responses []*jsonrpc.Message
 	for i, m := range msgs {
 		var resp *jsonrpc.Message
@@ -157,7 +161,7 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 
 // initialize opens a new session. The dispatcher fills in its facts; the
 // id is sealed only after a successful result, so it carries them.
-func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identity, m *jsonrpc.Message, sseOK bool) {
+func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identity, m *jsonrpc.Message, jsonOK bool) {
 	if m.Kind() != jsonrpc.KindRequest {
 		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "invalid request: initialize must be a request"))
 		return
@@ -184,6 +188,11 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 		s.cancel()
 		p.dispatcher.Closed(s)
 	}
+	if !jsonOK {
+		conn := newSSEConn(w, false)
+		_ = conn.writeEvent("", "", resp.Encode())
+		return
+	}
 	writeJSON(w, http.StatusOK, resp.Encode())
 }
 
@@ -191,12 +200,23 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 // accepts one, plain JSON otherwise (then related messages cannot be sent).
 type postStream struct {
 	w     http.ResponseWriter
+	r     *http.Request
 	sseOK bool
 	st    *stream
 
-	mu   sync.Mutex
-	conn *sseConn
-	done bool
+	mu      sync.Mutex
+	conn    *sseConn
+	done    bool
+	unwatch func() bool // stops watching for the client going away
+}
+
+// openSSE switches the response to SSE. A client that goes away detaches
+// at once, so the rest is kept for it to resume.
+func (o *postStream) openSSE() {
+	o.conn = newSSEConn(o.w, false)
+	o.st.attach(o.conn, 0)
+	conn := o.conn
+	o.unwatch = context.AfterFunc(o.r.Context(), func() { o.st.detach(conn) })
 }
 
 // Send delivers a related message, switching the response to SSE.
@@ -210,8 +230,7 @@ func (o *postStream) Send(m *jsonrpc.Message) error {
 		return ErrNoStream
 	}
 	if o.conn == nil {
-		o.conn = newSSEConn(o.w, false)
-		o.st.attach(o.conn, 0)
+		o.openSSE()
 	}
 	o.mu.Unlock()
 	o.st.send(m.Encode(), false)
@@ -227,6 +246,7 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 		// Every request was cancelled by the client: it expects no answer.
 		o.st.send(nil, true)
 		if o.conn != nil {
+			o.unwatch()
 			o.st.detach(o.conn)
 		} else {
 			o.w.WriteHeader(http.StatusAccepted)
@@ -236,8 +256,7 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 	if o.conn == nil && o.sseOK {
 		// Clients that accept both get SSE, as from the SDKs' servers: the
 		// response is then resumable like any other stream.
-		o.conn = newSSEConn(o.w, false)
-		o.st.attach(o.conn, 0)
+		o.openSSE()
 	}
 	if o.conn == nil {
 		o.st.send(nil, true) // nothing to resume: mark the stream complete
@@ -258,7 +277,12 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 	for i, m := range responses {
 		o.st.send(m.Encode(), i == len(responses)-1)
 	}
-	o.st.release(o.conn)
+	o.unwatch()
+	if o.r.Context().Err() == nil {
+		o.st.release(o.conn) // delivered: nothing to keep
+	} else {
+		o.st.detach(o.conn) // kept for the client to resume
+	}
 }
 
 func writeDecodeError(w http.ResponseWriter, err error) {
@@ -287,21 +311,29 @@ func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity
 		writeHTTPError(w, herr)
 		return
 	}
+	after := -1
 	if last := r.Header.Get("Last-Event-ID"); last != "" {
-		p.resume(w, r, s, last)
-		return
+		streamID, seq, ok := parseEventID(last)
+		if !ok {
+			writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: malformed Last-Event-ID"))
+			return
+		}
+		if streamID != standaloneStreamID {
+			p.resume(w, r, s, streamID, seq)
+			return
+		}
+		after = seq
 	}
 	st := s.standaloneStream()
-	st.mu.Lock()
-	busy := st.conn != nil
-	st.mu.Unlock()
-	if busy {
-		writeHTTPError(w, httpError(http.StatusConflict, jsonrpc.CodeInvalidRequest, "conflict: the session already has a GET stream"))
+	if after < 0 {
+		after = st.lastSeq()
+	} else if after > st.lastSeq() {
+		writeHTTPError(w, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "event not found"))
 		return
 	}
 	conn := newSSEConn(w, false)
-	_ = conn.flush() // the client learns at once that its stream is open
-	if !st.attach(conn, st.lastSeq()) {
+	if !st.attachOpen(conn, after) {
+		writeHTTPError(w, httpError(http.StatusConflict, jsonrpc.CodeInvalidRequest, "conflict: the session already has a GET stream"))
 		return
 	}
 	ctx, cancel := context.WithCancel(s.context())
@@ -316,29 +348,18 @@ func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity
 	cancel()
 }
 
-// resume reattaches a client to the stream its Last-Event-ID names,
-// replaying what it missed. A stream is only ever resumed by its own ids.
-func (p *Provider) resume(w http.ResponseWriter, r *http.Request, s *Session, last string) {
-	streamID, seq, ok := parseEventID(last)
-	if !ok {
-		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: malformed Last-Event-ID"))
-		return
-	}
+// resume reattaches a client to the request stream its Last-Event-ID
+// names, replaying what it missed. A stream is only ever resumed by its own
+// ids, within its own session.
+func (p *Provider) resume(w http.ResponseWriter, r *http.Request, s *Session, streamID string, seq int) {
 	st := s.findStream(streamID)
-	if st == nil {
+	if st == nil || seq > st.lastSeq() {
 		writeHTTPError(w, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "stream not found"))
 		return
 	}
-	st.mu.Lock()
-	busy := st.conn != nil
-	st.mu.Unlock()
-	if busy {
-		writeHTTPError(w, httpError(http.StatusConflict, jsonrpc.CodeInvalidRequest, "conflict: the stream is already attached"))
-		return
-	}
 	conn := newSSEConn(w, false)
-	_ = conn.flush()
-	if !st.attach(conn, seq) {
+	if !st.attachOpen(conn, seq) {
+		writeHTTPError(w, httpError(http.StatusConflict, jsonrpc.CodeInvalidRequest, "conflict: the stream is already attached"))
 		return
 	}
 	p.hold(r, st, conn, s.context())

@@ -168,8 +168,12 @@ func (e *DecodeError) Error() string { return e.Message }
 
 // Decode parses one message.
 func Decode(data []byte) (*Message, error) {
+	if !utf8.Valid(data) {
+		// Forwarded bytes must be valid JSON text for every receiver.
+		return nil, &DecodeError{Code: CodeParseError, Message: "parse error: invalid UTF-8"}
+	}
 	var w wire
-	if err := json.Unmarshal(data, &w); err != nil {
+	if err := Unmarshal(data, &w); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) || !json.Valid(data) {
 			return nil, &DecodeError{Code: CodeParseError, Message: "parse error: invalid JSON"}
@@ -229,7 +233,7 @@ func fromWire(w *wire) (*Message, error) {
 		m.Result = w.Result
 	case w.Error != nil:
 		var e Error
-		if err := json.Unmarshal(w.Error, &e); err != nil {
+		if err := Unmarshal(w.Error, &e); err != nil {
 			return nil, &DecodeError{Code: CodeInvalidRequest, Message: "invalid response: malformed error object", ID: id}
 		}
 		m.Error = &e
@@ -255,7 +259,7 @@ func DecodeBatch(data []byte) (msgs []*Message, errs []error, batch bool, err er
 		return []*Message{m}, []error{nil}, false, nil
 	}
 	var raws []json.RawMessage
-	if err := json.Unmarshal(data, &raws); err != nil {
+	if err := Unmarshal(data, &raws); err != nil {
 		return nil, nil, true, &DecodeError{Code: CodeParseError, Message: "parse error: invalid JSON"}
 	}
 	if len(raws) == 0 {
