@@ -62,7 +62,8 @@ func newAuthenticator(cfg *config.Config, b *Broker) (*authenticator, error) {
 		}
 		servers = append(servers, sc)
 	}
-	v, err := oauth.NewVerifier(servers, oauth.Options{Logger: b.log})
+	fetcher := oauth.NewFetcher(oauth.FetcherOptions{AllowPrivateNetworks: o.AllowPrivateNetworks})
+	v, err := oauth.NewVerifier(servers, oauth.Options{Logger: b.log, Fetcher: fetcher})
 	if err != nil {
 		return nil, fmt.Errorf("broker: token verification: %w", err)
 	}

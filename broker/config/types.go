@@ -149,6 +149,10 @@ type OAuth struct {
 	// ScopesSupported is advertised in Protected Resource Metadata;
 	// default: RequiredScopes.
 	ScopesSupported []string `yaml:"scopesSupported"`
+	// AllowPrivateNetworks lets metadata, JWKS and introspection requests
+	// reach private addresses (RFC 1918, ULA), for on-premises identity
+	// providers. Link-local addresses stay refused.
+	AllowPrivateNetworks bool `yaml:"allowPrivateNetworks"`
 }
 
 // OAuthServer is one trusted authorization server.
