@@ -171,6 +171,12 @@ func (st *sessionState) addServerRequest(c *apps.Conn, upstreamID jsonrpc.ID) (j
 }
 
 func (st *sessionState) takeServerRequest(id jsonrpc.ID) (serverRequest, bool) {
+	return st.serverRequest(id, true)
+}
+
+// serverRequest finds a pending upstream-to-client request by its
+// client-facing id, and forgets it when take is set.
+func (st *sessionState) serverRequest(id jsonrpc.ID, take bool) (serverRequest, bool) {
 	n, ok := id.Int64()
 	if !ok {
 		return serverRequest{}, false
@@ -178,7 +184,9 @@ func (st *sessionState) takeServerRequest(id jsonrpc.ID) (serverRequest, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	r, ok := st.serverRequests[n]
-	delete(st.serverRequests, n)
+	if take {
+		delete(st.serverRequests, n)
+	}
 	return r, ok
 }
 

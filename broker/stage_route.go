@@ -141,7 +141,7 @@ func (b *Broker) routeNotification(c *Call) error {
 
 // routeResponse sends a client's answer to the upstream that asked.
 func (b *Broker) routeResponse(c *Call) error {
-	r, ok := c.State.peekServerRequest(c.Message.ID)
+	r, ok := c.State.serverRequest(c.Message.ID, false)
 	if !ok {
 		c.Route = routeNone
 		return nil
@@ -185,15 +185,4 @@ func (st *sessionState) resourceApp(uri string) *apps.App {
 		}
 	}
 	return best
-}
-
-func (st *sessionState) peekServerRequest(id jsonrpc.ID) (serverRequest, bool) {
-	n, ok := id.Int64()
-	if !ok {
-		return serverRequest{}, false
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	r, ok := st.serverRequests[n]
-	return r, ok
 }

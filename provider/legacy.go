@@ -99,14 +99,8 @@ func (p *Provider) serveLegacyMessage(w http.ResponseWriter, r *http.Request, id
 		return
 	}
 	s.touch(p.now())
-	body, herr := p.readBody(w, r)
-	if herr != nil {
-		writeHTTPError(w, herr)
-		return
-	}
-	msgs, errs, _, err := jsonrpc.DecodeBatch(body)
-	if err != nil {
-		writeDecodeError(w, err)
+	msgs, errs, _, ok := p.readMessages(w, r)
+	if !ok {
 		return
 	}
 	out := legacySender{s}

@@ -50,9 +50,9 @@ func (p *Provider) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *HT
 	return body, nil
 }
 
-// session finds the session a request names and checks it belongs to the
-// caller. Another subject's session is reported as unknown, so ids cannot be
-// probed.
+// session finds the session a request names, checks it belongs to the
+// caller (another subject's session is reported as unknown, so ids cannot
+// be probed) and that the request speaks its protocol version.
 func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError) {
 	sid := r.Header.Get(p.opts.SessionHeader)
 	if sid == "" {
@@ -64,6 +64,9 @@ func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError)
 	}
 	if err != nil || s.legacy {
 		return nil, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session not found")
+	}
+	if herr := checkVersionHeader(r, s); herr != nil {
+		return nil, herr
 	}
 	return s, nil
 }
@@ -94,14 +97,8 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 		writeHTTPError(w, httpError(http.StatusNotAcceptable, jsonrpc.CodeInvalidRequest, "not acceptable: accept application/json and text/event-stream"))
 		return
 	}
-	body, herr := p.readBody(w, r)
-	if herr != nil {
-		writeHTTPError(w, herr)
-		return
-	}
-	msgs, errs, batch, err := jsonrpc.DecodeBatch(body)
-	if err != nil {
-		writeDecodeError(w, err)
+	msgs, errs, batch, ok := p.readMessages(w, r)
+	if !ok {
 		return
 	}
 	if !batch && msgs[0] != nil && msgs[0].Method == "initialize" {
@@ -110,10 +107,6 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 	}
 	s, herr := p.session(r, id)
 	if herr != nil {
-		writeHTTPError(w, herr)
-		return
-	}
-	if herr := checkVersionHeader(r, s); herr != nil {
 		writeHTTPError(w, herr)
 		return
 	}
@@ -285,6 +278,22 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 	}
 }
 
+// readMessages reads and decodes a POST body, answering the request itself
+// when it cannot.
+func (p *Provider) readMessages(w http.ResponseWriter, r *http.Request) (msgs []*jsonrpc.Message, errs []error, batch, ok bool) {
+	body, herr := p.readBody(w, r)
+	if herr != nil {
+		writeHTTPError(w, herr)
+		return nil, nil, false, false
+	}
+	msgs, errs, batch, err := jsonrpc.DecodeBatch(body)
+	if err != nil {
+		writeDecodeError(w, err)
+		return nil, nil, false, false
+	}
+	return msgs, errs, batch, true
+}
+
 func writeDecodeError(w http.ResponseWriter, err error) {
 	writeJSON(w, http.StatusBadRequest, decodeErrorResponse(err).Encode())
 }
@@ -304,10 +313,6 @@ func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity
 	}
 	s, herr := p.session(r, id)
 	if herr != nil {
-		writeHTTPError(w, herr)
-		return
-	}
-	if herr := checkVersionHeader(r, s); herr != nil {
 		writeHTTPError(w, herr)
 		return
 	}
