@@ -2,7 +2,9 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +24,8 @@ const concurrency = 16
 func BenchmarkDataPath(b *testing.B) {
 	for _, path := range dataPaths {
 		b.Run(path.name, func(b *testing.B) {
-			endpoint := path.start(b, startUpstream(b))
-			sessions := openSessions(b, endpoint, concurrency)
+			dst := path.start(b, startUpstream(b))
+			sessions := openSessions(b, dst, concurrency)
 			ctx := context.Background()
 			// Warm up: every session's connection dialled, pools filled.
 			if load := runLoad(ctx, sessions, make([]time.Duration, 4*concurrency)); load.failures > 0 {
@@ -50,8 +52,8 @@ func BenchmarkDataPath(b *testing.B) {
 func TestDataPaths(t *testing.T) {
 	for _, path := range dataPaths {
 		t.Run(path.name, func(t *testing.T) {
-			endpoint := path.start(t, startUpstream(t))
-			sessions := openSessions(t, endpoint, 4)
+			dst := path.start(t, startUpstream(t))
+			sessions := openSessions(t, dst, 4)
 			latencies := make([]time.Duration, 20)
 			load := runLoad(context.Background(), sessions, latencies)
 			if load.failures > 0 {
@@ -62,8 +64,26 @@ func TestDataPaths(t *testing.T) {
 					t.Errorf("call %d: no latency recorded", i)
 				}
 			}
+			if dst.token != nil {
+				checkRefusedWithoutToken(t, sessions[0])
+			}
 		})
 	}
+}
+
+// checkRefusedWithoutToken makes sure the path truly authenticates: the
+// call that just succeeded in s, sent again in the same session but
+// without its token, is refused with 401 — a session id is no credential.
+func checkRefusedWithoutToken(t *testing.T, s *session) {
+	t.Helper()
+	anonymous := *s
+	anonymous.authorization = ""
+	err := anonymous.callEcho(context.Background())
+	var status *statusError
+	if !errors.As(err, &status) || status.code != http.StatusUnauthorized || !strings.HasPrefix(status.challenge, "Bearer") {
+		t.Fatalf("call without a token: got %v, want status 401 with a Bearer challenge", err)
+	}
+	s.nextID = anonymous.nextID
 }
 
 // load is the outcome of runLoad.

@@ -24,10 +24,11 @@ const requestedProtocolVersion = "2025-11-25"
 // session is one initialized MCP session. It is used by one goroutine at a
 // time.
 type session struct {
-	client   *http.Client
-	endpoint string
-	id       string // Mcp-Session-Id
-	version  string // negotiated protocol version
+	client        *http.Client
+	endpoint      string
+	authorization string // "Bearer <token>" sent with every request; empty: none
+	id            string // Mcp-Session-Id
+	version       string // negotiated protocol version
 
 	nextID int64
 	body   []byte
@@ -54,9 +55,13 @@ type rpcMessage struct {
 	} `json:"error"`
 }
 
-// openSession initializes a session at endpoint.
-func openSession(ctx context.Context, client *http.Client, endpoint string) (*session, error) {
+// openSession initializes a session at endpoint, presenting token (if not
+// empty) as a Bearer token on this and every later request.
+func openSession(ctx context.Context, client *http.Client, endpoint, token string) (*session, error) {
 	s := &session{client: client, endpoint: endpoint, reader: bufio.NewReaderSize(nil, 4096)}
+	if token != "" {
+		s.authorization = "Bearer " + token
+	}
 	s.body = append(s.body[:0], `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"`+
 		requestedProtocolVersion+`","capabilities":{},"clientInfo":{"name":"mcpbroker-bench","version":"1"}}}`...)
 	resp, err := s.post(ctx)
@@ -118,6 +123,9 @@ func (s *session) close(ctx context.Context) error {
 	}
 	req.Header.Set("Mcp-Session-Id", s.id)
 	req.Header.Set("Mcp-Protocol-Version", s.version)
+	if s.authorization != "" {
+		req.Header.Set("Authorization", s.authorization)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return err
@@ -143,6 +151,9 @@ func (s *session) post(ctx context.Context) (*http.Response, error) {
 		req.Header["Mcp-Session-Id"] = []string{s.id}
 		req.Header["Mcp-Protocol-Version"] = []string{s.version}
 	}
+	if s.authorization != "" {
+		req.Header["Authorization"] = []string{s.authorization}
+	}
 	return s.client.Do(req)
 }
 
@@ -156,7 +167,7 @@ func (s *session) readResponse(resp *http.Response, id int64) error {
 	}()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+		return &statusError{code: resp.StatusCode, challenge: resp.Header.Get("WWW-Authenticate"), body: string(bytes.TrimSpace(msg))}
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mediaType {
@@ -175,6 +186,20 @@ func (s *session) readResponse(resp *http.Response, id int64) error {
 	default:
 		return fmt.Errorf("unexpected Content-Type %q", resp.Header.Get("Content-Type"))
 	}
+}
+
+// statusError is a response other than 200 OK.
+type statusError struct {
+	code      int
+	challenge string // WWW-Authenticate
+	body      string // its start
+}
+
+func (e *statusError) Error() string {
+	if e.challenge != "" {
+		return fmt.Sprintf("status %d (WWW-Authenticate: %s): %s", e.code, e.challenge, e.body)
+	}
+	return fmt.Sprintf("status %d: %s", e.code, e.body)
 }
 
 // readEvents reads SSE events until one carries the response to id;
@@ -234,17 +259,21 @@ func (s *session) match(raw []byte, id int64) (bool, error) {
 	return true, nil
 }
 
-// openSessions opens n sessions at endpoint with one shared client and
-// closes them when tb ends.
-func openSessions(tb testing.TB, endpoint string, n int) []*session {
+// openSessions opens n sessions at the target with one shared client, each
+// with its own token if the target wants one, and closes them when tb ends.
+func openSessions(tb testing.TB, t target, n int) []*session {
 	tb.Helper()
 	transport := newTransport()
 	client := &http.Client{Transport: transport}
 	sessions := make([]*session, n)
 	for i := range sessions {
-		s, err := openSession(context.Background(), client, endpoint)
+		var token string
+		if t.token != nil {
+			token = t.token(i)
+		}
+		s, err := openSession(context.Background(), client, t.endpoint, token)
 		if err != nil {
-			tb.Fatalf("session %d at %s: %v", i, endpoint, err)
+			tb.Fatalf("session %d at %s: %v", i, t.endpoint, err)
 		}
 		sessions[i] = s
 	}

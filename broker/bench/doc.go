@@ -8,6 +8,8 @@
 // "direct" is what that hop costs per call.
 //
 // Run it with `make bench`, which prints a table through ./report. A new
-// case (say, the broker with authentication or a policy) is one more entry
-// in dataPaths, usually a broker configuration variant.
+// case (say, the broker with a policy) is one more entry in dataPaths,
+// usually a broker configuration variant, named broker+X so the report
+// shows what X costs over the plain broker, as broker+auth (OAuth, JWT
+// access tokens, one per session) does.
 package bench

@@ -19,19 +19,29 @@ import (
 )
 
 // A dataPath is one way for the client to reach the upstream. start puts
-// the hop in front of the upstream MCP endpoint and returns the endpoint
-// the client should use; whatever it starts ends with tb.
+// the hop in front of the upstream MCP endpoint and returns the target the
+// client should use; whatever it starts ends with tb.
 type dataPath struct {
 	name  string
-	start func(tb testing.TB, upstream string) string
+	start func(tb testing.TB, upstream string) target
+}
+
+// A target is where the client sends its sessions.
+type target struct {
+	endpoint string
+	// token returns the access token of the client's session i, a
+	// different one for each session; nil: the path has no authentication.
+	token func(i int) string
 }
 
 // dataPaths are the cases of BenchmarkDataPath, in table order. direct and
-// proxy are the baselines the report compares every other row against.
+// proxy are the baselines the report compares every other row against;
+// the report also compares every broker+X row with broker, the cost of X.
 var dataPaths = []dataPath{
-	{"direct", func(_ testing.TB, upstream string) string { return upstream }},
+	{"direct", func(_ testing.TB, upstream string) target { return target{endpoint: upstream} }},
 	{"proxy", startReverseProxy},
 	{"broker", brokerPath(plainBroker)},
+	{"broker+auth", authBrokerPath(authBroker)},
 }
 
 // plainBroker proxies one app without authentication or policy. %s is the
@@ -71,16 +81,16 @@ func startUpstream(tb testing.TB) string {
 
 // startReverseProxy is the floor for any HTTP hop: a reverse proxy that
 // knows nothing of MCP, with a pooled transport like the broker's.
-func startReverseProxy(tb testing.TB, upstream string) string {
+func startReverseProxy(tb testing.TB, upstream string) target {
 	tb.Helper()
 	u, err := url.Parse(upstream)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	target := &url.URL{Scheme: u.Scheme, Host: u.Host}
+	origin := &url.URL{Scheme: u.Scheme, Host: u.Host}
 	transport := newTransport()
 	proxy := &httputil.ReverseProxy{
-		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(origin) },
 		FlushInterval: -1, // SSE: flush every write
 		Transport:     transport,
 		BufferPool:    &bufferPool{}, // a tuned proxy reuses its copy buffers
@@ -90,46 +100,65 @@ func startReverseProxy(tb testing.TB, upstream string) string {
 		srv.Close()
 		transport.CloseIdleConnections()
 	})
-	return srv.URL + u.Path
+	return target{endpoint: srv.URL + u.Path}
 }
 
 // brokerPath runs the broker from yaml, whose one %q is the upstream
 // endpoint.
-func brokerPath(yaml string) func(testing.TB, string) string {
-	return func(tb testing.TB, upstream string) string {
+func brokerPath(yaml string) func(testing.TB, string) target {
+	return func(tb testing.TB, upstream string) target {
 		tb.Helper()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cfg, err := config.Parse(fmt.Appendf(nil, yaml, upstream), "bench.yaml")
-		if err != nil {
-			ln.Close()
-			tb.Fatalf("config: %v", err)
-		}
-		cfg.HTTP.Address = ln.Addr().String()
-		b, err := broker.New(cfg, broker.Options{Version: "bench"})
-		if err != nil {
-			ln.Close()
-			tb.Fatalf("broker: %v", err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- b.ServeListener(ctx, ln) }()
-		tb.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					tb.Errorf("broker: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				tb.Error("broker did not shut down")
-			}
-		})
-		return "http://" + ln.Addr().String() + "/mcp"
+		ln := listen(tb)
+		return target{endpoint: serveBroker(tb, ln, fmt.Sprintf(yaml, upstream))}
 	}
 }
+
+// listen opens the broker's loopback listener, so that its address is
+// known before its configuration is written.
+func listen(tb testing.TB) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln
+}
+
+// serveBroker runs the broker configured by yaml on ln until tb ends and
+// returns its MCP endpoint.
+func serveBroker(tb testing.TB, ln net.Listener, yaml string) string {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(yaml), "bench.yaml")
+	if err != nil {
+		ln.Close()
+		tb.Fatalf("config: %v", err)
+	}
+	cfg.HTTP.Address = ln.Addr().String()
+	b, err := broker.New(cfg, broker.Options{Version: "bench"})
+	if err != nil {
+		ln.Close()
+		tb.Fatalf("broker: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.ServeListener(ctx, ln) }()
+	tb.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Errorf("broker: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			tb.Error("broker did not shut down")
+		}
+	})
+	return brokerEndpoint(ln)
+}
+
+// brokerEndpoint is the MCP endpoint of the broker listening on ln, as the
+// client calls it: also the audience of its access tokens.
+func brokerEndpoint(ln net.Listener) string { return "http://" + ln.Addr().String() + "/mcp" }
 
 // newTransport is the pooled HTTP/1.1 transport of the client and of the
 // reverse proxy: enough idle connections that 16 sessions never redial.

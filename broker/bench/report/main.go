@@ -1,7 +1,9 @@
 // Command report reads the output of `go test -bench BenchmarkDataPath` on
 // standard input and prints one table of the data paths with the ratios
 // that matter: every path against the bare reverse proxy and against the
-// direct connection.
+// direct connection, and every broker+X path (the broker with feature X,
+// say auth) against the plain broker, with an estimate of what X costs per
+// call.
 //
 // With -count above 1 each metric is the median of the runs. It exits
 // non-zero if a benchmark failed or none ran, so `make bench` fails too.
@@ -26,6 +28,10 @@ const (
 	direct = "direct"
 	proxy  = "proxy"
 )
+
+// plain is the broker without features; a row named plain+X is the broker
+// with feature X, compared with plain as well.
+const plain = "broker"
 
 // result is one data path's metrics, by unit as go test prints them
 // ("calls/s", "p50-µs", "allocs/op"), one value per run.
@@ -172,7 +178,11 @@ func (rep *report) write(w io.Writer) error {
 
 	var lines [][]string
 	for _, r := range rep.results {
-		for _, base := range []string{proxy, direct} {
+		bases := []string{proxy, direct}
+		if _, ok := feature(r.path); ok {
+			bases = append(bases, plain)
+		}
+		for _, base := range bases {
 			b := rep.find(base)
 			if b == nil || b == r || r.path == direct {
 				continue
@@ -186,13 +196,52 @@ func (rep *report) write(w io.Writer) error {
 			})
 		}
 	}
+	if len(lines) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+		for _, l := range lines {
+			fmt.Fprintln(tw, strings.Join(l, "\t"))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return rep.writeCosts(w)
+}
+
+// feature returns X for a path named broker+X.
+func feature(path string) (string, bool) {
+	x, ok := strings.CutPrefix(path, plain+"+")
+	return x, ok && x != ""
+}
+
+// writeCosts prints, for every broker+X path, what X adds to one call: the
+// difference of the median latencies of broker+X and broker. It is an
+// estimate from this run only: under concurrent sessions a call's latency
+// includes its wait for the CPU, and the two medians come from separate
+// measurements, so small differences are noise.
+func (rep *report) writeCosts(w io.Writer) error {
+	base := rep.find(plain)
+	if base == nil {
+		return nil
+	}
+	var lines []string
+	for _, r := range rep.results {
+		x, ok := feature(r.path)
+		if !ok {
+			continue
+		}
+		if d := difference(r, base, "p50-µs"); d != "-" {
+			lines = append(lines, fmt.Sprintf("%s\t%s µs per call\t(p50 %s - p50 %s)", x, d, r.path, plain))
+		}
+	}
 	if len(lines) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(w, "\nCost over the plain broker, estimated from this run's p50 latencies:")
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	for _, l := range lines {
-		fmt.Fprintln(tw, strings.Join(l, "\t"))
+		fmt.Fprintln(tw, l)
 	}
 	return tw.Flush()
 }
