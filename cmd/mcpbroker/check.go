@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 
 	"github.com/mcpbroker/mcpbroker/broker"
 	"github.com/mcpbroker/mcpbroker/broker/config"
@@ -30,6 +32,12 @@ func checkCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			// Building the broker compiles every policy; nothing is served.
+			b, err := broker.New(cfg, broker.Options{BaseDir: filepath.Dir(c.String("config")), Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			if err != nil {
+				return cli.Exit(fmt.Sprintf("%s: %v", c.String("config"), err), 1)
+			}
+			b.Close()
 			fmt.Fprintf(c.App.Writer, "%s: ok (%d apps)\n", c.String("config"), len(cfg.Apps))
 			return nil
 		},

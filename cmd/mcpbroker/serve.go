@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/mcpbroker/mcpbroker/broker"
@@ -29,7 +30,7 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := broker.New(cfg, broker.Options{Logger: log, Version: version})
+			b, err := broker.New(cfg, broker.Options{Logger: log, Version: version, BaseDir: filepath.Dir(c.String("config"))})
 			if err != nil {
 				return err
 			}
