@@ -19,6 +19,9 @@ import (
 type Options struct {
 	Logger  *slog.Logger
 	Version string
+	// BaseDir resolves relative paths in the configuration (policy files);
+	// the configuration file's folder.
+	BaseDir string
 }
 
 // Broker is a configured mcpbroker: the provider in front, the apps behind,
@@ -32,6 +35,7 @@ type Broker struct {
 	pipeline []stage
 	handler  http.Handler
 	auth     *authenticator
+	authz    *authorizer
 }
 
 // New builds a broker from a validated configuration.
@@ -53,6 +57,9 @@ func New(cfg *config.Config, opts Options) (*Broker, error) {
 	b.catalog = catalog
 	b.pipeline = b.newPipeline()
 	if b.auth, err = newAuthenticator(cfg, b); err != nil {
+		return nil, err
+	}
+	if b.authz, err = newAuthorizer(context.Background(), cfg, opts.BaseDir, b); err != nil {
 		return nil, err
 	}
 
@@ -99,9 +106,6 @@ func Supported(cfg *config.Config) error {
 	for i, a := range cfg.Apps {
 		if a.Authorization == nil {
 			continue
-		}
-		if a.Authorization.Inbound != nil {
-			add(fmt.Sprintf("apps[%d].authorization.inbound", i), "not supported in this version")
 		}
 		if o := a.Authorization.Outbound; o != nil && o.Type != "unprotected" {
 			add(fmt.Sprintf("apps[%d].authorization.outbound", i), "not supported in this version")
@@ -183,6 +187,7 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	b.startAuthentication(ctx)
+	b.authz.watch(ctx, b)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.catalog.Apps))

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/opa"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
@@ -30,6 +31,9 @@ type Call struct {
 	App   *apps.App
 	// Name is the upstream's name of the tool or prompt (namespace stripped).
 	Name string
+
+	// Set by authorize: the policy's decision, when a policy governs the app.
+	Decision *opa.Decision
 
 	// Set by forward.
 	Response *jsonrpc.Message

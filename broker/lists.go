@@ -178,6 +178,7 @@ func (b *Broker) listApp(ctx context.Context, c *Call, app *apps.App, k listKind
 			return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
 		}
 	}
+	items = b.filterList(ctx, c, app, k, items)
 	items, err = c.State.learn(app, k, items)
 	return items, page.NextCursor, err
 }
@@ -293,4 +294,34 @@ func each(list []*apps.App, f func(*apps.App)) {
 		}()
 	}
 	wg.Wait()
+}
+
+// filterList keeps the items the app's policy would allow this caller to
+// use: an agent is not shown what it may not call.
+func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listKind, items []json.RawMessage) []json.RawMessage {
+	if b.authz == nil || b.authz.policies[app.Name] == nil {
+		return items
+	}
+	kept := items[:0]
+	for _, item := range items {
+		var head struct {
+			Name        string `json:"name"`
+			URI         string `json:"uri"`
+			URITemplate string `json:"uriTemplate"`
+		}
+		if jsonrpc.Unmarshal(item, &head) != nil {
+			continue
+		}
+		key := head.Name
+		switch k {
+		case kindResource:
+			key = head.URI
+		case kindTemplate:
+			key = head.URITemplate
+		}
+		if b.allowedInList(ctx, c, app, k, key) {
+			kept = append(kept, item)
+		}
+	}
+	return kept
 }

@@ -23,6 +23,7 @@ func (b *Broker) newPipeline() []stage {
 	return []stage{
 		{"decode", b.decode},
 		{"route", b.route},
+		{"authorize", b.authorize},
 		{"forward", b.forward},
 	}
 }

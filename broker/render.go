@@ -29,10 +29,23 @@ func render(c *Call, err error) *jsonrpc.Message {
 	return jsonrpc.NewErrorResponse(c.Message.ID, errorObject(err))
 }
 
+// CodeForbidden is the JSON-RPC error of a request a policy refused. It is
+// in the implementation-defined range and clear of the codes SDKs give
+// meanings of their own (-32001, -32003 to -32005).
+const CodeForbidden = -32010
+
 // errorObject maps pipeline failures to JSON-RPC errors.
 func errorObject(err error) *jsonrpc.Error {
 	var rpcErr *jsonrpc.Error
+	var denied *denial
 	switch {
+	case errors.As(err, &denied):
+		// The policy's own words, and nothing about why or what else.
+		message := denied.decision.ExternalMessage
+		if message == "" {
+			message = "access denied"
+		}
+		return jsonrpc.NewError(CodeForbidden, message)
 	case errors.Is(err, ErrInvalidParams), errors.Is(err, ErrUnknownTool), errors.Is(err, ErrUnknownPrompt),
 		errors.Is(err, ErrInvalidCursor), errors.Is(err, ErrAlreadyInitialized):
 		return jsonrpc.NewError(jsonrpc.CodeInvalidParams, err.Error())

@@ -37,6 +37,9 @@ func (b *Broker) record(c *Call, resp *jsonrpc.Message, err error) {
 	if c.Name != "" {
 		attrs = append(attrs, slog.String("name", c.Name))
 	}
+	if d := c.Decision; d != nil {
+		attrs = append(attrs, slog.Bool("allowed", d.Allowed), slog.String("reason", d.Reason), slog.Uint64("policy", d.Version))
+	}
 	if c.Upstream > 0 {
 		attrs = append(attrs, slog.Duration("upstream", c.Upstream))
 	}

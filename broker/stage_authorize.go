@@ -1,0 +1,185 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/opa"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
+)
+
+// ErrForbidden is a request the app's policy refused.
+var ErrForbidden = errors.New("forbidden by policy")
+
+// authorizer holds each app's inbound policy.
+type authorizer struct {
+	policies map[string]*opa.Policy // by app name; apps without one are not governed
+	// identities converts each verified principal once for the policy
+	// input; the token cache hands out the same principal per token.
+	identities *lru.Cache[*oauth.Principal, *opa.Identity]
+}
+
+// denial carries a policy's refusal to the renderer.
+type denial struct {
+	decision opa.Decision
+}
+
+func (d *denial) Error() string { return "forbidden by policy: " + d.decision.Reason }
+func (d *denial) Unwrap() error { return ErrForbidden }
+
+// newAuthorizer compiles every app's inbound policy; file paths are
+// relative to baseDir (the configuration file's folder).
+func newAuthorizer(ctx context.Context, cfg *config.Config, baseDir string, b *Broker) (*authorizer, error) {
+	a := &authorizer{policies: make(map[string]*opa.Policy)}
+	a.identities, _ = lru.New[*oauth.Principal, *opa.Identity](10000)
+	var problems []error
+	for i, app := range cfg.Apps {
+		if app.Authorization == nil || app.Authorization.Inbound == nil || app.Authorization.Inbound.OPA == nil {
+			b.log.Warn("app has no inbound policy: every authenticated agent may use all its tools", "app", app.Name)
+			continue
+		}
+		src := policySource(app.Authorization.Inbound.OPA, baseDir)
+		p, err := opa.Compile(ctx, src, opa.Options{Logger: b.log})
+		if err != nil {
+			problems = append(problems, fmt.Errorf("apps[%d].authorization.inbound.opa: %w", i, err))
+			continue
+		}
+		a.policies[app.Name] = p
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return a, nil
+}
+
+// policySource turns configuration into a policy source.
+func policySource(p *config.OPAPolicy, baseDir string) opa.Source {
+	src := opa.Source{Name: p.Name, Rego: p.Rego, File: p.File}
+	if src.File != "" && !filepath.IsAbs(src.File) && baseDir != "" {
+		src.File = filepath.Join(baseDir, src.File)
+	}
+	return src
+}
+
+// watch reloads file policies when they change, until ctx ends. A policy
+// that no longer compiles is reported and the previous one keeps serving.
+func (a *authorizer) watch(ctx context.Context, b *Broker) {
+	for app, p := range a.policies {
+		go p.Watch(ctx, 0, func(err error) {
+			if err != nil {
+				b.log.Error("policy reload failed; the previous policy keeps serving", "app", app, "error", err)
+				return
+			}
+			b.log.Info("policy reloaded", "app", app, "version", p.Version())
+		})
+	}
+}
+
+// identity is the policy's view of who calls.
+func (a *authorizer) identity(p *oauth.Principal) *opa.Identity {
+	if p == nil {
+		return nil
+	}
+	if id, ok := a.identities.Get(p); ok {
+		return id
+	}
+	id := &opa.Identity{
+		Claims: p.Claims, Subject: p.Subject, Issuer: p.Issuer, Groups: p.Groups, Scopes: p.Scopes,
+		ClientID: p.ClientID, ActorChain: actorChain(p.Actor),
+	}
+	a.identities.Add(p, id)
+	return id
+}
+
+func actorChain(a *oauth.Actor) []string {
+	var chain []string
+	for ; a != nil; a = a.Actor {
+		chain = append(chain, a.Subject)
+	}
+	return chain
+}
+
+// input is the policy input for a call; purpose is "call" or "list".
+func (a *authorizer) input(c *Call, app *apps.App, purpose string) *opa.Input {
+	in := &opa.Input{
+		Method:   c.Message.Method,
+		App:      app.Name,
+		Purpose:  purpose,
+		Identity: a.identity(c.Principal),
+	}
+	if r := c.Request.HTTP; r != nil {
+		in.HTTPMethod, in.Path, in.Headers, in.SourceIP = r.Method, r.URL.Path, r.Header, sourceIP(r.RemoteAddr)
+	}
+	return in
+}
+
+// authorize asks the app's policy about a call routed to it. Lists are
+// filtered item by item when they are collected (lists.go).
+func (b *Broker) authorize(ctx context.Context, c *Call) error {
+	if b.authz == nil || c.Route != routeApp || c.Message.Method == "" || c.App == nil {
+		return nil
+	}
+	p := b.authz.policies[c.App.Name]
+	if p == nil {
+		return nil
+	}
+	in := b.authz.input(c, c.App, "call")
+	switch c.Message.Method {
+	case "tools/call":
+		in.ToolName, in.Arguments = c.Name, c.Params.Arguments
+	case "prompts/get":
+		in.PromptName, in.Arguments = c.Name, c.Params.Arguments
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		in.ResourceURI = c.Params.URI
+	case "completion/complete":
+		if c.Params.Ref != nil && c.Params.Ref.Type == "ref/prompt" {
+			in.PromptName = c.Name
+		} else if c.Params.Ref != nil {
+			in.ResourceURI = c.Params.Ref.URI
+		}
+	default:
+		return nil // notifications and answers to the upstream's own requests
+	}
+	d := p.Decide(ctx, in)
+	c.Decision = &d
+	if !d.Allowed {
+		return &denial{decision: d}
+	}
+	return nil
+}
+
+// allowedInList asks whether an item of an app's list is shown.
+func (b *Broker) allowedInList(ctx context.Context, c *Call, app *apps.App, k listKind, name string) bool {
+	if b.authz == nil {
+		return true
+	}
+	p := b.authz.policies[app.Name]
+	if p == nil {
+		return true
+	}
+	in := b.authz.input(c, app, "list")
+	switch k {
+	case kindTool:
+		in.Method, in.ToolName = "tools/call", name
+	case kindPrompt:
+		in.Method, in.PromptName = "prompts/get", name
+	default:
+		in.Method, in.ResourceURI = "resources/read", name
+	}
+	return p.Decide(ctx, in).Allowed
+}
+
+// sourceIP is the client address of a request, without the port.
+func sourceIP(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return host
+	}
+	return remoteAddr
+}

@@ -1,0 +1,166 @@
+package opa
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Decision is a policy's answer. Only Allowed matters for enforcement; the
+// rest is for the agent (ExternalMessage), the token exchange (Scopes) and
+// the audit log (Reason, Version).
+type Decision struct {
+	Allowed bool
+	// ExternalMessage is result.external_message when it is a string: what
+	// the policy wants the agent told.
+	ExternalMessage string
+	// Scopes is result.scopes (an array or set of strings); nil when the
+	// policy sets none. Shared with the list cache: do not modify.
+	Scopes []string
+	// Reason says why: one of the Reason constants, or ReasonError followed
+	// by the error.
+	Reason string
+	// Version is the policy version that decided.
+	Version uint64
+}
+
+// Reasons a decision gives.
+const (
+	ReasonAllowed    = "allowed"
+	ReasonDenied     = "denied by policy"               // allowed is false
+	ReasonUndefined  = "undefined"                      // result or result.allowed is undefined
+	ReasonNotObject  = "not an object"                  // result is not an object
+	ReasonNotBoolean = "not a boolean"                  // allowed is not a boolean
+	ReasonBadScopes  = "scopes not an array of strings" // a malformed result.scopes fails closed
+	ReasonTimeout    = "policy timeout"                 // the decision took longer than Options.Timeout or the context allowed
+	ReasonError      = "evaluation error: "             // prefix; the error follows
+)
+
+var (
+	keyAllowed         = ast.InternedTerm("allowed")
+	keyExternalMessage = ast.InternedTerm("external_message")
+	keyScopes          = ast.InternedTerm("scopes")
+)
+
+// evaluateOnce runs the prepared query for in. final is false for outcomes
+// that may differ on the next try (timeouts, cancellation, panics), which
+// the list cache must not keep.
+func (p *Policy) evaluateOnce(ctx context.Context, c *compiled, in *Input) (d Decision, final bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("policy evaluation panicked; denying", "panic", r, "stack", string(debug.Stack()))
+			d, final = Decision{Reason: fmt.Sprintf("%spanic: %v", ReasonError, r), Version: c.version}, false
+		}
+	}()
+	input, err := p.input(c.reads, in)
+	if err != nil {
+		return Decision{Reason: ReasonError + err.Error(), Version: c.version}, true
+	}
+
+	// One cancel flag serves both the policy's own time limit and the
+	// caller's context; neither leaves a goroutine or timer behind.
+	cancel := topdown.NewCancel()
+	timer := time.AfterFunc(p.opts.Timeout, cancel.Cancel)
+	stopContext := func() bool { return false }
+	if ctx.Done() != nil {
+		stopContext = context.AfterFunc(ctx, cancel.Cancel)
+	}
+	rs, err := c.query.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalExternalCancel(cancel),
+		rego.EvalMetrics(metrics.NoOp()),
+	)
+	timedOut := !timer.Stop()
+	stopContext()
+
+	if err != nil {
+		switch {
+		case timedOut || errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return Decision{Reason: ReasonTimeout, Version: c.version}, false
+		case ctx.Err() != nil:
+			return Decision{Reason: ReasonError + ctx.Err().Error(), Version: c.version}, false
+		}
+		return Decision{Reason: ReasonError + err.Error(), Version: c.version}, true
+	}
+	return readResult(rs, c.version), true
+}
+
+// readResult interprets data.orchestrator.result.
+func readResult(rs rego.ResultSet, version uint64) Decision {
+	d := Decision{Version: version}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		d.Reason = ReasonUndefined
+		return d
+	}
+	term, _ := rs[0].Expressions[0].Value.(*ast.Term)
+	if term == nil {
+		d.Reason = ReasonUndefined
+		return d
+	}
+	result, ok := term.Value.(ast.Object)
+	if !ok {
+		d.Reason = ReasonNotObject
+		return d
+	}
+	if m := result.Get(keyExternalMessage); m != nil {
+		if s, ok := m.Value.(ast.String); ok {
+			d.ExternalMessage = string(s)
+		}
+	}
+	allowed := result.Get(keyAllowed)
+	if allowed == nil {
+		d.Reason = ReasonUndefined
+		return d
+	}
+	b, ok := allowed.Value.(ast.Boolean)
+	if !ok {
+		d.Reason = ReasonNotBoolean
+		return d
+	}
+	if s := result.Get(keyScopes); s != nil {
+		if d.Scopes, ok = stringList(s.Value); !ok {
+			d.Reason = ReasonBadScopes
+			return d
+		}
+	}
+	if !b {
+		d.Reason = ReasonDenied
+		return d
+	}
+	d.Allowed, d.Reason = true, ReasonAllowed
+	return d
+}
+
+// stringList reads an array or set of strings.
+func stringList(v ast.Value) ([]string, bool) {
+	var out []string
+	ok := true
+	add := func(t *ast.Term) {
+		if s, isString := t.Value.(ast.String); isString {
+			out = append(out, string(s))
+		} else {
+			ok = false
+		}
+	}
+	switch v := v.(type) {
+	case *ast.Array:
+		out = make([]string, 0, v.Len())
+		v.Foreach(add)
+	case ast.Set:
+		out = make([]string, 0, v.Len())
+		v.Foreach(add)
+	default:
+		return nil, false
+	}
+	if !ok {
+		return nil, false
+	}
+	return out, true
+}
