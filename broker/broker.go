@@ -95,7 +95,7 @@ func Supported(cfg *config.Config) error {
 		problems = append(problems, config.Problem{Path: path, Message: message})
 	}
 	if s := cfg.MCPProvider.Transports.Stream; s != nil && s.Enabled && !s.Session.Enabled {
-		add("mcpProvider.transports.stream.session.enabled", "sessionless streamable HTTP is not supported in this version")
+		add("mcpProvider.transports.stream.session.enabled", "sessionless streamable HTTP is not supported in this version; set session.enabled: true")
 	}
 	if cfg.AuthProvider != nil && cfg.AuthProvider.Enabled {
 		add("authProvider", "not supported in this version")

@@ -237,6 +237,9 @@ func (h printHook) Print(ctx print.Context, msg string) error {
 // Decide evaluates the policy for one request or one list item. It never
 // fails: anything but result.allowed == true denies, with the reason.
 func (p *Policy) Decide(ctx context.Context, in *Input) Decision {
+	if in == nil {
+		in = &Input{}
+	}
 	c := p.current.Load()
 	if in.Purpose != PurposeList || p.decisions == nil {
 		d, _ := p.evaluateOnce(ctx, c, in)
