@@ -36,7 +36,7 @@
 // the parts the policy can read are built (found by walking the compiled
 // policy's references to input); each [Identity] is converted once and kept
 // by pointer; list decisions, which a tools/list asks once per tool, are
-// cached per identity, app, item and policy version, so what a list shows
-// does not follow headers or the source address. Call decisions are never
+// cached per identity, app, item, source address and policy version, so
+// what a list shows does not follow headers. Call decisions are never
 // cached, because arguments, headers and the source address vary per call.
 package opa

@@ -500,8 +500,8 @@ result := {"allowed": input.request.mcp.tool.params.name == "x"}`, opa.Options{}
 	}
 }
 
-// TestListCache: lists are cached per identity, app, item and version;
-// calls never are.
+// TestListCache: lists are cached per identity, app, item, source address
+// and version; calls never are.
 func TestListCache(t *testing.T) {
 	dir := t.TempDir()
 	file := writeFile(t, dir, "list.rego", `package orchestrator
@@ -518,9 +518,9 @@ result := {"allowed": input.source.ip == "192.0.2.1"}`)
 	if d := p.Decide(ctx, list("192.0.2.1", "a", alice)); !d.Allowed {
 		t.Fatalf("first list decision: %+v", d)
 	}
-	// The address is not part of the key: the cached answer stands.
-	if d := p.Decide(ctx, list("198.51.100.9", "a", alice)); !d.Allowed {
-		t.Errorf("cached list decision: %+v, want allowed from the cache", d)
+	// The address is part of the key: another network is asked afresh.
+	if d := p.Decide(ctx, list("198.51.100.9", "a", alice)); d.Allowed {
+		t.Errorf("list decision from another address: %+v, want denied", d)
 	}
 	// Another tool, another identity, a call: evaluated afresh.
 	if d := p.Decide(ctx, list("198.51.100.9", "b", alice)); d.Allowed {

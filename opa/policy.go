@@ -247,7 +247,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) Decision {
 	}
 	key := listKey{
 		identity: in.Identity, version: c.version, app: in.App, method: in.Method,
-		tool: in.ToolName, prompt: in.PromptName, resource: in.ResourceURI,
+		tool: in.ToolName, prompt: in.PromptName, resource: in.ResourceURI, source: in.SourceIP,
 	}
 	if d, ok := p.decisions.Get(key); ok {
 		return d
@@ -259,11 +259,12 @@ func (p *Policy) Decide(ctx context.Context, in *Input) Decision {
 	return d
 }
 
-// listKey identifies a list decision. Headers and the source address are
-// not part of it: a list shows what the principal may use, and the call
-// itself is decided afresh.
+// listKey identifies a list decision. The source address is part of it,
+// since network rules are common; headers are not: a list shows what the
+// principal may use from where it is, and the call itself is decided
+// afresh.
 type listKey struct {
-	identity                            *Identity
-	version                             uint64
-	app, method, tool, prompt, resource string
+	identity                                    *Identity
+	version                                     uint64
+	app, method, tool, prompt, resource, source string
 }
