@@ -36,23 +36,65 @@ apps:
     upstream: {transport: stream, stream: {url: %[1]q}}
 `
 
+// policyBroker is authBroker with an inbound Rego policy on the app: a
+// call is allowed when one of the caller's groups may use the tool and its
+// text is short. The engine compiles it when the broker starts.
+const policyBroker = authBroker + `    authorization:
+      inbound:
+        opa:
+          name: bench-authz
+          rego: |
+            package orchestrator
+            allowed_tools := {"echo": {"warehouse-ops", "customer-support"}}
+            default result := {"allowed": false}
+            result := {"allowed": true} if {
+              some group in input.subject.groups
+              group in allowed_tools[input.request.mcp.tool.params.name]
+              count(input.request.mcp.tool.params.arguments.text) < 1000
+            }
+`
+
+// benchGroups are the groups claim of every session's token: one the
+// policy of policyBroker allows echo for.
+var benchGroups = []string{"warehouse-ops"}
+
 // authBrokerPath runs the broker from yaml (see authBroker) with its own
-// authorization server; each session gets a token for a different user.
-// The verifier caches a token once verified, so after the warm-up the row
-// measures authentication with a warm cache: parsing the Authorization
-// header and a cache lookup per request.
+// authorization server; each session gets a token for a different user,
+// in benchGroups. The verifier caches a token once verified, so after the
+// warm-up the row measures authentication with a warm cache: parsing the
+// Authorization header and a cache lookup per request.
 func authBrokerPath(yaml string) func(testing.TB, string) target {
 	return func(tb testing.TB, upstream string) target {
-		tb.Helper()
-		as := startAuthServer(tb)
-		ln := listen(tb)
-		audience := brokerEndpoint(ln) // known before the config is written
-		endpoint := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.metadataURL(), audience))
-		return target{
-			endpoint: endpoint,
-			token:    func(i int) string { return as.mint(tb, audience, fmt.Sprintf("bench-user-%d", i)) },
-		}
+		dst, _ := startAuthBroker(tb, yaml, upstream)
+		return dst
 	}
+}
+
+// policyBrokerPath is authBrokerPath for yaml with an inbound policy (see
+// policyBroker); its target also mints a token, for a user in none of the
+// policy's groups, that the policy refuses.
+func policyBrokerPath(yaml string) func(testing.TB, string) target {
+	return func(tb testing.TB, upstream string) target {
+		dst, mint := startAuthBroker(tb, yaml, upstream)
+		dst.outsider = func() string { return mint("bench-outsider", []string{"marketing"}) }
+		return dst
+	}
+}
+
+// startAuthBroker starts an authorization server and the broker from yaml
+// (see authBroker) in front of upstream. It returns the target and how to
+// mint more tokens for the broker.
+func startAuthBroker(tb testing.TB, yaml, upstream string) (target, func(subject string, groups []string) string) {
+	tb.Helper()
+	as := startAuthServer(tb)
+	ln := listen(tb)
+	audience := brokerEndpoint(ln) // known before the config is written
+	endpoint := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.metadataURL(), audience))
+	mint := func(subject string, groups []string) string { return as.mint(tb, audience, subject, groups) }
+	return target{
+		endpoint: endpoint,
+		token:    func(i int) string { return mint(fmt.Sprintf("bench-user-%d", i), benchGroups) },
+	}, mint
 }
 
 // authServer is the bench's authorization server: metadata and a JWKS with
@@ -99,17 +141,22 @@ func (as *authServer) metadataURL() string {
 	return as.issuer + "/.well-known/oauth-authorization-server"
 }
 
-// mint signs an access token for subject at audience, valid for an hour.
-func (as *authServer) mint(tb testing.TB, audience, subject string) string {
+// mint signs an access token for subject in groups (none: no groups
+// claim) at audience, valid for an hour.
+func (as *authServer) mint(tb testing.TB, audience, subject string, groups []string) string {
 	tb.Helper()
 	jti := make([]byte, 12)
 	rand.Read(jti)
 	now := time.Now()
-	payload, err := json.Marshal(map[string]any{
+	claims := map[string]any{
 		"iss": as.issuer, "sub": subject, "aud": audience,
 		"client_id": "mcpbroker-bench", "scope": "mcp:tools",
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": fmt.Sprintf("%x", jti),
-	})
+	}
+	if groups != nil {
+		claims["groups"] = groups
+	}
+	payload, err := json.Marshal(claims)
 	if err != nil {
 		tb.Fatal(err)
 	}

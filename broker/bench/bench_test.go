@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/broker"
 )
 
 // concurrency is the number of MCP sessions, each on its own goroutine,
@@ -67,6 +69,9 @@ func TestDataPaths(t *testing.T) {
 			if dst.token != nil {
 				checkRefusedWithoutToken(t, sessions[0])
 			}
+			if dst.outsider != nil {
+				checkDeniedByPolicy(t, dst)
+			}
 		})
 	}
 }
@@ -84,6 +89,20 @@ func checkRefusedWithoutToken(t *testing.T, s *session) {
 		t.Fatalf("call without a token: got %v, want status 401 with a Bearer challenge", err)
 	}
 	s.nextID = anonymous.nextID
+}
+
+// checkDeniedByPolicy makes sure the path truly evaluates its policy: a
+// session of an authenticated user in none of the policy's groups is
+// opened, but its echo call is refused with the broker's JSON-RPC error
+// for a denial, -32010.
+func checkDeniedByPolicy(t *testing.T, dst target) {
+	t.Helper()
+	s := openSessions(t, target{endpoint: dst.endpoint, token: func(int) string { return dst.outsider() }}, 1)[0]
+	err := s.callEcho(context.Background())
+	var rpcErr *rpcError
+	if !errors.As(err, &rpcErr) || rpcErr.code != broker.CodeForbidden {
+		t.Fatalf("call by a user outside the policy's groups: got %v, want JSON-RPC error %d", err, broker.CodeForbidden)
+	}
 }
 
 // load is the outcome of runLoad.

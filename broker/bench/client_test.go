@@ -202,6 +202,17 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("status %d: %s", e.code, e.body)
 }
 
+// rpcError is a JSON-RPC error response.
+type rpcError struct {
+	id      int64
+	code    int
+	message string
+}
+
+func (e *rpcError) Error() string {
+	return fmt.Sprintf("response %d: error %d: %s", e.id, e.code, e.message)
+}
+
 // readEvents reads SSE events until one carries the response to id;
 // notifications and other events before it are skipped.
 func (s *session) readEvents(body io.Reader, id int64) error {
@@ -251,7 +262,7 @@ func (s *session) match(raw []byte, id int64) (bool, error) {
 		return false, nil // a notification, a server request, or another response
 	}
 	if s.msg.Error != nil {
-		return true, fmt.Errorf("response %d: error %d: %s", id, s.msg.Error.Code, s.msg.Error.Message)
+		return true, &rpcError{id: id, code: s.msg.Error.Code, message: s.msg.Error.Message}
 	}
 	if s.msg.Result == nil {
 		return true, fmt.Errorf("response %d has neither result nor error", id)

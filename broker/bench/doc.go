@@ -7,9 +7,12 @@
 // therefore cover the whole process, and the difference between a path and
 // "direct" is what that hop costs per call.
 //
-// Run it with `make bench`, which prints a table through ./report. A new
-// case (say, the broker with a policy) is one more entry in dataPaths,
-// usually a broker configuration variant, named broker+X so the report
-// shows what X costs over the plain broker, as broker+auth (OAuth, JWT
-// access tokens, one per session) does.
+// Run it with `make bench`, which prints a table through ./report, together
+// with the policy engine's own BenchmarkDecide (./opa). A new case is one
+// more entry in dataPaths, usually a broker configuration variant, named
+// broker+X so the report shows what X costs over the plain broker, as
+// broker+auth (OAuth, JWT access tokens, one per session) does. A feature
+// measured on top of another is compared with that one instead:
+// broker+policy (broker+auth plus an inbound Rego policy on the app) with
+// broker+auth; the report's requires table says which.
 package bench

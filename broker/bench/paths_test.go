@@ -32,16 +32,21 @@ type target struct {
 	// token returns the access token of the client's session i, a
 	// different one for each session; nil: the path has no authentication.
 	token func(i int) string
+	// outsider returns a valid access token for a user whose groups the
+	// path's policy refuses echo; nil: the path has no policy.
+	outsider func() string
 }
 
 // dataPaths are the cases of BenchmarkDataPath, in table order. direct and
 // proxy are the baselines the report compares every other row against;
-// the report also compares every broker+X row with broker, the cost of X.
+// the report also compares every broker+X row with broker, the cost of X
+// (broker+policy, which needs a caller's identity, with broker+auth).
 var dataPaths = []dataPath{
 	{"direct", func(_ testing.TB, upstream string) target { return target{endpoint: upstream} }},
 	{"proxy", startReverseProxy},
 	{"broker", brokerPath(plainBroker)},
 	{"broker+auth", authBrokerPath(authBroker)},
+	{"broker+policy", policyBrokerPath(policyBroker)},
 }
 
 // plainBroker proxies one app without authentication or policy. %s is the

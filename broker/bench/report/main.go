@@ -2,8 +2,14 @@
 // standard input and prints one table of the data paths with the ratios
 // that matter: every path against the bare reverse proxy and against the
 // direct connection, and every broker+X path (the broker with feature X,
-// say auth) against the plain broker, with an estimate of what X costs per
-// call.
+// say auth) against the broker it extends, with an estimate of what X costs
+// per call. That is the plain broker, or for a feature that needs another
+// one (policy decides on the authenticated caller) the broker with that
+// one: broker+policy is compared with broker+auth.
+//
+// The input may also hold the policy engine's own benchmarks
+// (BenchmarkDecide and BenchmarkDecideList in ./opa); their cost of one
+// decision is printed beside the estimate from the data paths.
 //
 // With -count above 1 each metric is the median of the runs. It exits
 // non-zero if a benchmark failed or none ran, so `make bench` fails too.
@@ -33,6 +39,17 @@ const (
 // with feature X, compared with plain as well.
 const plain = "broker"
 
+// requires maps a feature to the one it is measured on top of: its row is
+// compared with the broker with that feature rather than the plain broker.
+var requires = map[string]string{"policy": "auth"}
+
+// engineBenchmarks are the policy engine's benchmarks the report shows, in
+// order, with what they measure; others in the input are ignored.
+var engineBenchmarks = []struct{ name, what string }{
+	{"BenchmarkDecide", "tools/call"},
+	{"BenchmarkDecideList", "list item, cached"},
+}
+
 // result is one data path's metrics, by unit as go test prints them
 // ("calls/s", "p50-µs", "allocs/op"), one value per run.
 type result struct {
@@ -52,7 +69,8 @@ func (r *result) get(unit string) (float64, bool) {
 type report struct {
 	cpu     string
 	procs   string
-	results []*result
+	results []*result          // the data paths, in input order
+	engine  map[string]*result // engineBenchmarks by name
 }
 
 func main() {
@@ -69,7 +87,7 @@ func main() {
 // parse reads benchmark output. A failed benchmark is an error: its
 // numbers, if any, are not a measurement.
 func parse(r io.Reader) (*report, error) {
-	rep := &report{}
+	rep := &report{engine: map[string]*result{}}
 	byPath := map[string]*result{}
 	scanner := bufio.NewScanner(r)
 	for line := 1; scanner.Scan(); line++ {
@@ -80,20 +98,30 @@ func parse(r io.Reader) (*report, error) {
 		case strings.HasPrefix(text, "--- FAIL") || text == "FAIL" || strings.HasPrefix(text, "FAIL\t") || strings.HasPrefix(text, "panic: "):
 			return nil, fmt.Errorf("line %d: the benchmark failed: %s", line, strings.TrimSpace(text))
 		case strings.HasPrefix(text, benchmarkName+"/"):
-			path, procs, metrics, err := parseResult(text)
+			name, procs, metrics, err := parseResult(text)
 			if err != nil {
 				return nil, fmt.Errorf("line %d: %w", line, err)
 			}
 			rep.procs = procs
+			path := strings.TrimPrefix(name, benchmarkName+"/")
 			res := byPath[path]
 			if res == nil {
 				res = &result{path: path, metrics: map[string][]float64{}}
 				byPath[path] = res
 				rep.results = append(rep.results, res)
 			}
-			for unit, value := range metrics {
-				res.metrics[unit] = append(res.metrics[unit], value)
+			res.add(metrics)
+		case isEngineResult(text):
+			name, _, metrics, err := parseResult(text)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", line, err)
 			}
+			res := rep.engine[name]
+			if res == nil {
+				res = &result{path: name, metrics: map[string][]float64{}}
+				rep.engine[name] = res
+			}
+			res.add(metrics)
 		}
 	}
 	if err := scanner.Err(); err != nil {
@@ -105,18 +133,36 @@ func parse(r io.Reader) (*report, error) {
 	return rep, nil
 }
 
-// parseResult reads one result line:
+func (r *result) add(metrics map[string]float64) {
+	for unit, value := range metrics {
+		r.metrics[unit] = append(r.metrics[unit], value)
+	}
+}
+
+// isEngineResult reports whether line is the result of one of
+// engineBenchmarks.
+func isEngineResult(line string) bool {
+	for _, b := range engineBenchmarks {
+		if rest, ok := strings.CutPrefix(line, b.name); ok && (rest == "" || rest[0] == '-' || rest[0] == ' ' || rest[0] == '\t') {
+			return true
+		}
+	}
+	return false
+}
+
+// parseResult reads one result line, returning the benchmark's name
+// without the GOMAXPROCS suffix:
 //
 //	BenchmarkDataPath/broker-2  1000  921 ns/op  1085 calls/s  12 p50-µs ...
-func parseResult(line string) (path, procs string, metrics map[string]float64, err error) {
+func parseResult(line string) (name, procs string, metrics map[string]float64, err error) {
 	fields := strings.Fields(line)
 	if len(fields) < 4 || len(fields)%2 != 0 {
 		return "", "", nil, fmt.Errorf("not a benchmark result: %q", line)
 	}
-	path = strings.TrimPrefix(fields[0], benchmarkName+"/")
-	if i := strings.LastIndexByte(path, '-'); i > 0 {
-		if _, err := strconv.Atoi(path[i+1:]); err == nil {
-			path, procs = path[:i], path[i+1:]
+	name = fields[0]
+	if i := strings.LastIndexByte(name, '-'); i > 0 {
+		if _, err := strconv.Atoi(name[i+1:]); err == nil {
+			name, procs = name[:i], name[i+1:]
 		}
 	}
 	metrics = map[string]float64{}
@@ -127,7 +173,7 @@ func parseResult(line string) (path, procs string, metrics map[string]float64, e
 		}
 		metrics[fields[i+1]] = value
 	}
-	return path, procs, metrics, nil
+	return name, procs, metrics, nil
 }
 
 func (rep *report) find(path string) *result {
@@ -178,17 +224,12 @@ func (rep *report) write(w io.Writer) error {
 
 	var lines [][]string
 	for _, r := range rep.results {
-		bases := []string{proxy, direct}
-		if _, ok := feature(r.path); ok {
-			bases = append(bases, plain)
-		}
-		for _, base := range bases {
-			b := rep.find(base)
+		for _, b := range []*result{rep.find(proxy), rep.find(direct), rep.reference(r)} {
 			if b == nil || b == r || r.path == direct {
 				continue
 			}
 			lines = append(lines, []string{
-				r.path + "/" + base,
+				r.path + "/" + b.path,
 				"throughput " + ratio(r, b, "calls/s"),
 				"p50 " + ratio(r, b, "p50-µs"),
 				"p99 " + ratio(r, b, "p99-µs"),
@@ -206,7 +247,10 @@ func (rep *report) write(w io.Writer) error {
 			return err
 		}
 	}
-	return rep.writeCosts(w)
+	if err := rep.writeCosts(w); err != nil {
+		return err
+	}
+	return rep.writeEngine(w)
 }
 
 // feature returns X for a path named broker+X.
@@ -215,33 +259,76 @@ func feature(path string) (string, bool) {
 	return x, ok && x != ""
 }
 
-// writeCosts prints, for every broker+X path, what X adds to one call: the
-// difference of the median latencies of broker+X and broker. It is an
-// estimate from this run only: under concurrent sessions a call's latency
-// includes its wait for the CPU, and the two medians come from separate
-// measurements, so small differences are noise.
-func (rep *report) writeCosts(w io.Writer) error {
-	base := rep.find(plain)
-	if base == nil {
+// reference is the row a broker+X row is compared with to see what X
+// costs: broker+Y if X requires Y and that row exists, else broker. It is
+// nil for other rows, or if there is no broker row.
+func (rep *report) reference(r *result) *result {
+	x, ok := feature(r.path)
+	if !ok {
 		return nil
 	}
+	if y, ok := requires[x]; ok {
+		if ref := rep.find(plain + "+" + y); ref != nil {
+			return ref
+		}
+	}
+	return rep.find(plain)
+}
+
+// writeCosts prints, for every broker+X path, what X adds to one call: the
+// difference of the median latencies of broker+X and its reference. It is
+// an estimate from this run only: under concurrent sessions a call's
+// latency includes its wait for the CPU, and the two medians come from
+// separate measurements, so small differences are noise.
+func (rep *report) writeCosts(w io.Writer) error {
 	var lines []string
 	for _, r := range rep.results {
-		x, ok := feature(r.path)
-		if !ok {
+		x, _ := feature(r.path)
+		base := rep.reference(r)
+		if base == nil {
 			continue
 		}
 		if d := difference(r, base, "p50-µs"); d != "-" {
-			lines = append(lines, fmt.Sprintf("%s\t%s µs per call\t(p50 %s - p50 %s)", x, d, r.path, plain))
+			lines = append(lines, fmt.Sprintf("%s\t%s µs per call\t(p50 %s - p50 %s)", x, d, r.path, base.path))
 		}
 	}
 	if len(lines) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\nCost over the plain broker, estimated from this run's p50 latencies:")
+	fmt.Fprintln(w, "\nCost per call of each feature, estimated from this run's p50 latencies:")
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	for _, l := range lines {
 		fmt.Fprintln(tw, l)
+	}
+	return tw.Flush()
+}
+
+// writeEngine prints the cost of one policy decision measured by the
+// engine's own benchmarks: one goroutine, no HTTP, the benchmark's own
+// policy and input, so a floor for what the policy adds to a call.
+func (rep *report) writeEngine(w io.Writer) error {
+	var rows [][]string
+	width := 0
+	for _, b := range engineBenchmarks {
+		r := rep.engine[b.name]
+		if r == nil {
+			continue
+		}
+		ns, ok := r.get("ns/op")
+		if !ok {
+			continue
+		}
+		label := b.name + " (" + b.what + ")"
+		width = max(width, len(label))
+		rows = append(rows, []string{label, strconv.FormatFloat(ns/1000, 'f', 2, 64) + " µs", format(r, "allocs/op") + " allocs/op"})
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nPolicy decision (engine benchmark, ./opa: one goroutine, no HTTP):")
+	tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%-*s\t   %s\t   %s\t\n", width, r[0], r[1], r[2])
 	}
 	return tw.Flush()
 }

@@ -62,6 +62,8 @@ func TestReportRejects(t *testing.T) {
 		{"failed package", "FAIL\tgithub.com/mcpbroker/mcpbroker/broker/bench [build failed]\n", "the benchmark failed"},
 		{"bad number", "BenchmarkDataPath/direct-2  10  1x0 ns/op\n", "line 1: metric ns/op"},
 		{"odd fields", "BenchmarkDataPath/direct-2  10  100\n", "not a benchmark result"},
+		{"bad engine number", "BenchmarkDataPath/direct-2  10  100 ns/op\nBenchmarkDecide-2  10  1x0 ns/op\n", "line 2: metric ns/op"},
+		{"engine only", "BenchmarkDecide-2  10  100 ns/op  3 allocs/op\n", "no BenchmarkDataPath results"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
