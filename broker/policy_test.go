@@ -215,3 +215,48 @@ func waitUntil(t *testing.T, limit time.Duration, f func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Prompts and resources are governed like tools: listed only when allowed,
+// refused when not.
+func TestPolicyGovernsPromptsAndResources(t *testing.T) {
+	upstreamURL, hits := countingUpstream(t)
+	policy := filepath.Join(t.TempDir(), "ledger.rego")
+	if err := os.WriteFile(policy, []byte(`package orchestrator
+
+default result := {"allowed": false, "external_message": "not for you"}
+
+result := {"allowed": true} if input.request.mcp.tool.params.name == "list_accounts"
+
+result := {"allowed": true} if input.request.mcp.resource.params.uri == "ledger://accounts"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	endpoint, as, resource := policyBroker(t, upstreamURL, policy, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	session := connectWithToken(t, ctx, endpoint, tokenFor(t, as, resource, "alice"))
+
+	prompts, err := session.ListPrompts(ctx, nil)
+	if err != nil || len(prompts.Prompts) != 0 {
+		t.Errorf("prompts/list: %v %v, want none", err, prompts)
+	}
+	before := hits.Load()
+	_, err = session.GetPrompt(ctx, &mcp.GetPromptParams{Name: "shop_audit_account", Arguments: map[string]string{"account": "alice"}})
+	var rpcErr *jsonrpc.Error
+	if !errors.As(err, &rpcErr) || rpcErr.Code != -32010 || rpcErr.Message != "not for you" {
+		t.Errorf("prompts/get: want -32010 with the policy's message, got %v", err)
+	}
+	if hits.Load() != before {
+		t.Error("a refused prompt reached the upstream")
+	}
+	resources, err := session.ListResources(ctx, nil)
+	if err != nil || len(resources.Resources) != 1 || resources.Resources[0].URI != "ledger://accounts" {
+		t.Errorf("resources/list: %v %+v, want only ledger://accounts", err, resources)
+	}
+	if _, err := session.ReadResource(ctx, &mcp.ReadResourceParams{URI: "ledger://accounts"}); err != nil {
+		t.Errorf("allowed resource: %v", err)
+	}
+	if _, err := session.ReadResource(ctx, &mcp.ReadResourceParams{URI: "ledger://accounts/alice"}); !errors.As(err, &rpcErr) || rpcErr.Code != -32010 {
+		t.Errorf("refused resource: want -32010, got %v", err)
+	}
+}
