@@ -103,20 +103,7 @@ func readMessages(t testing.TB, resp *http.Response) []map[string]any {
 // Progress and logging notifications must reach the client before the
 // result they belong to; the conformance suite does not check the order.
 func TestProgressOrderOnTheWire(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
-	addr := freeAddress(t)
-	startProcess(t, addr, bin, "upstream", "sample", "--listen", addr)
-	brokerURL := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
-`, addr)
+	brokerURL, _, _ := sampleBroker(t, "")
 	c := newWireClient(t, brokerURL+"/mcp")
 	c.initialize(`{}`)
 	if r := c.post(`{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}`); r.StatusCode != http.StatusOK {
@@ -158,7 +145,13 @@ func sampleBroker(t *testing.T, sessionExtra string) (brokerURL string, upstream
 	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
 	upstreamAddr = freeAddress(t)
 	upstream = startProcess(t, upstreamAddr, bin, "upstream", "sample", "--listen", upstreamAddr)
-	brokerURL = startBroker(t, `
+	brokerURL = startBroker(t, ledgerBrokerConfig, sessionExtra, upstreamAddr)
+	return brokerURL, upstream, upstreamAddr
+}
+
+// ledgerBrokerConfig fronts one sample upstream; its placeholders are extra
+// stream-session settings and the upstream's address.
+const ledgerBrokerConfig = `
 version: 1
 mcpProvider:
   enabled: true
@@ -169,9 +162,7 @@ apps:
   - name: ledger
     type: mcpProxy
     upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
-`, sessionExtra, upstreamAddr)
-	return brokerURL, upstream, upstreamAddr
-}
+`
 
 // A client's cancellation reaches the upstream under the upstream's id, and
 // the client's stream ends without a result.
@@ -223,28 +214,8 @@ func TestCancellationIsRemapped(t *testing.T) {
 func TestSessionServedByAnotherReplica(t *testing.T) {
 	const key = `, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="`
 	brokerA, upstream, upstreamAddr := sampleBroker(t, key)
-	brokerB := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true %s}}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
-`, key, upstreamAddr)
-	brokerC := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
-`, upstreamAddr)
+	brokerB := startBroker(t, ledgerBrokerConfig, key, upstreamAddr)
+	brokerC := startBroker(t, ledgerBrokerConfig, "", upstreamAddr)
 
 	a := newWireClient(t, brokerA+"/mcp")
 	a.initialize(`{}`)
