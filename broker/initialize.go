@@ -12,6 +12,9 @@ import (
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
+// maxClientFacts bounds what a client may declare about itself.
+const maxClientFacts = 8 << 10
+
 // initialize negotiates the client's session and opens its upstream
 // sessions, all at once, so their ids can be sealed into the session id.
 // An app that cannot be reached now is opened later, on first use.
@@ -24,10 +27,16 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	if err := jsonrpc.Unmarshal(c.Message.Params, &p); err != nil || p.ProtocolVersion == "" {
 		return fmt.Errorf("%w: initialize needs protocolVersion, capabilities and clientInfo", ErrInvalidParams)
 	}
+	if len(p.Capabilities)+len(p.ClientInfo) > maxClientFacts {
+		// Both are sealed into the session id and sent to every upstream.
+		return fmt.Errorf("%w: capabilities and clientInfo exceed %d bytes", ErrInvalidParams, maxClientFacts)
+	}
 	s := c.Session
-	if s.Legacy() && s.Upstreams != nil {
+	if !c.State.beginInitialize() {
 		return ErrAlreadyInitialized
 	}
+	// Other requests of a legacy session wait for this one to finish.
+	defer c.State.endInitialize()
 	version := p.ProtocolVersion
 	if !provider.IsSupportedVersion(version) {
 		version = provider.LatestVersion

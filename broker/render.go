@@ -49,6 +49,8 @@ func errorObject(err error) *jsonrpc.Error {
 	case errors.Is(err, ErrInvalidParams), errors.Is(err, ErrUnknownTool), errors.Is(err, ErrUnknownPrompt),
 		errors.Is(err, ErrInvalidCursor), errors.Is(err, ErrAlreadyInitialized):
 		return jsonrpc.NewError(jsonrpc.CodeInvalidParams, err.Error())
+	case errors.Is(err, ErrNotInitialized):
+		return jsonrpc.NewError(jsonrpc.CodeInvalidRequest, err.Error())
 	case errors.Is(err, ErrMethodNotFound):
 		return jsonrpc.NewError(jsonrpc.CodeMethodNotFound, err.Error())
 	case errors.Is(err, ErrResourceNotFound):

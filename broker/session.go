@@ -27,6 +27,10 @@ type sessionState struct {
 	serverRequests map[int64]serverRequest
 	nextServerID   int64
 
+	// initializing and initialized gate a legacy session, whose requests
+	// run concurrently: one initialize, and nothing else before it ends.
+	initializing, initialized bool
+
 	// capabilities are the client's, parsed once.
 	capabilities map[string]json.RawMessage
 
@@ -201,6 +205,30 @@ func (st *sessionState) clientIDFor(c *apps.Conn, upstreamID string) (jsonrpc.ID
 		}
 	}
 	return jsonrpc.ID{}, false
+}
+
+// beginInitialize claims the session's one initialize.
+func (st *sessionState) beginInitialize() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.initializing || st.initialized {
+		return false
+	}
+	st.initializing = true
+	return true
+}
+
+func (st *sessionState) endInitialize() {
+	st.mu.Lock()
+	st.initializing, st.initialized = false, true
+	st.mu.Unlock()
+}
+
+// isInitialized reports whether the session's initialize has completed.
+func (st *sessionState) isInitialized() bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.initialized
 }
 
 // clientCapabilities returns the client's declared capabilities.

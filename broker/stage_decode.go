@@ -19,6 +19,11 @@ func (b *Broker) decode(_ context.Context, c *Call) error {
 	if p[0] != '{' {
 		return fmt.Errorf("%w: params must be an object", ErrInvalidParams)
 	}
+	// The params are forwarded as they came: no member may be read one way
+	// here and another way upstream.
+	if err := jsonrpc.CheckMembers(p); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidParams, err)
+	}
 	if err := jsonrpc.Unmarshal(p, &c.Params); err != nil {
 		return fmt.Errorf("%w: %s", ErrInvalidParams, jsonProblem(err))
 	}

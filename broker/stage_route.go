@@ -15,6 +15,15 @@ import (
 // without one are found in what the session's lists revealed.
 func (b *Broker) route(ctx context.Context, c *Call) error {
 	m := c.Message
+	// A Streamable HTTP session exists only once initialized; a legacy one
+	// exists from its stream's start and must initialize first.
+	if c.Session.Legacy() && m.Method != "initialize" && !c.State.isInitialized() {
+		if m.Kind() == jsonrpc.KindRequest {
+			return ErrNotInitialized
+		}
+		c.Route = routeNone
+		return nil
+	}
 	switch m.Kind() {
 	case jsonrpc.KindResponse:
 		return b.routeResponse(c)

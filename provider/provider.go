@@ -103,6 +103,8 @@ type Options struct {
 	SessionTimeout         time.Duration // 1h
 	SessionKey             []byte        // random when empty
 	MaxSessions            int           // 10000
+	// MaxSessionsPerSubject bounds one subject's live sessions (100).
+	MaxSessionsPerSubject int
 	// Revocations records ended sessions; share one between replicas.
 	// Nil: this process's memory.
 	Revocations Revocations
@@ -116,7 +118,7 @@ type Options struct {
 	// ResourceMetadata, when set, serves Protected Resource Metadata.
 	ResourceMetadata *ResourceMetadata
 
-	// MaxInFlight bounds concurrent requests per legacy session (64).
+	// MaxInFlight bounds the requests one session has in flight (64).
 	MaxInFlight int
 	Logger      *slog.Logger
 	// Now is the clock (time.Now).
@@ -154,6 +156,9 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	if opts.MaxSessions <= 0 {
 		opts.MaxSessions = 10000
 	}
+	if opts.MaxSessionsPerSubject <= 0 {
+		opts.MaxSessionsPerSubject = 100
+	}
 	if opts.SSEPath == "" {
 		opts.SSEPath = "/mcp/sse"
 	}
@@ -179,6 +184,7 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	p := &Provider{opts: opts, dispatcher: d, log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
 	p.guard = newHostGuard(opts.ListenAddress, opts.AllowedHosts, opts.AllowedOrigins)
 	p.sessions = newRegistry(s, opts.SessionTimeout, opts.MaxSessions, opts.Revocations, d.Closed)
+	p.sessions.maxPerSubject = opts.MaxSessionsPerSubject
 	p.wg.Add(1)
 	go p.sweepLoop()
 	return p, nil

@@ -46,6 +46,24 @@ type Session struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	inflight   chan struct{} // legacy transport: bounds concurrent requests
+	busy       int           // Streamable HTTP requests being served
+}
+
+// acquire counts a request in, unless max are already being served.
+func (s *Session) acquire(max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.busy >= max {
+		return false
+	}
+	s.busy++
+	return true
+}
+
+func (s *Session) release() {
+	s.mu.Lock()
+	s.busy--
+	s.mu.Unlock()
 }
 
 // Legacy reports whether the session uses the HTTP+SSE transport.
@@ -152,6 +170,10 @@ type registry struct {
 
 	mu   sync.Mutex
 	live map[string]*Session
+	// perSubject counts live sessions per subject, so one token cannot
+	// take every slot.
+	perSubject    map[string]int
+	maxPerSubject int
 	// ended holds terminated ids until they would have expired anyway.
 	ended Revocations
 }
@@ -161,7 +183,7 @@ func newRegistry(s *sealer, timeout time.Duration, max int, ended Revocations, c
 		ended = NewMemoryRevocations(maxEndedSessions)
 	}
 	return &registry{sealer: s, timeout: timeout, max: max, closed: closed,
-		live: make(map[string]*Session), ended: ended}
+		live: make(map[string]*Session), ended: ended, perSubject: make(map[string]int)}
 }
 
 // maxEndedSessions bounds the terminated ids remembered.
@@ -174,6 +196,21 @@ func (r *registry) maxLifetime() time.Duration {
 		return r.timeout
 	}
 	return 24 * time.Hour
+}
+
+// admitLocked registers s if the limits allow; r.mu is held.
+func (r *registry) admitLocked(s *Session) error {
+	if len(r.live) >= r.max {
+		return errTooManySessions
+	}
+	if s.Subject != "" && r.maxPerSubject > 0 && r.perSubject[s.Subject] >= r.maxPerSubject {
+		return errTooManySessions
+	}
+	r.live[s.ID] = s
+	if s.Subject != "" {
+		r.perSubject[s.Subject]++
+	}
+	return nil
 }
 
 // add seals and registers a new session.
@@ -189,11 +226,7 @@ func (r *registry) add(s *Session, now time.Time) error {
 	s.lastSeen = now
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.live) >= r.max {
-		return errTooManySessions
-	}
-	r.live[id] = s
-	return nil
+	return r.admitLocked(s)
 }
 
 // get finds a session by id, restoring it from its sealed id when this
@@ -234,10 +267,9 @@ func (r *registry) get(id, subject string, now time.Time) (*Session, error) {
 	if existing, ok := r.live[id]; ok {
 		return existing, nil
 	}
-	if len(r.live) >= r.max {
-		return nil, errTooManySessions
+	if err := r.admitLocked(s); err != nil {
+		return nil, err
 	}
-	r.live[id] = s
 	return s, nil
 }
 
@@ -253,16 +285,17 @@ func (r *registry) addLocal(s *Session, now time.Time) error {
 	s.lastSeen = now
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.live) >= r.max {
-		return errTooManySessions
-	}
-	r.live[s.ID] = s
-	return nil
+	return r.admitLocked(s)
 }
 
 // end terminates a session: its id is refused from now on.
 func (r *registry) end(s *Session) {
 	r.mu.Lock()
+	if _, ok := r.live[s.ID]; ok && s.Subject != "" {
+		if r.perSubject[s.Subject]--; r.perSubject[s.Subject] <= 0 {
+			delete(r.perSubject, s.Subject)
+		}
+	}
 	delete(r.live, s.ID)
 	if s.ID != "" {
 		r.ended.Revoke(s.ID, s.Created.Add(r.maxLifetime()))

@@ -141,7 +141,14 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 		case m.Method == "initialize":
 			resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "invalid request: initialize must be sent alone, without a session"))
 		case m.Kind() == jsonrpc.KindRequest:
+			// Work goes on after a client hangs up, so a session's requests
+			// are bounded here, not by its connections.
+			if !s.acquire(p.opts.MaxInFlight) {
+				resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeServerError, "too many requests in flight"))
+				break
+			}
 			resp = p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out})
+			s.release()
 		default:
 			p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id})
 		}
