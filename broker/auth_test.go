@@ -126,13 +126,16 @@ func b64(v any) string {
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
-// countingUpstream is a sample upstream that counts the requests reaching it.
+// countingUpstream is a sample upstream that counts the messages posted to
+// it (the GET streams a broker opens for its clients are not counted).
 func countingUpstream(t *testing.T) (url string, hits *atomic.Int32) {
 	t.Helper()
 	hits = &atomic.Int32{}
 	h := sample.Handler(nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
+		if r.Method == http.MethodPost {
+			hits.Add(1)
+		}
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
