@@ -346,3 +346,59 @@ func TestLegacySSEClient(t *testing.T) {
 		t.Errorf("declined transfer over legacy SSE: isError=%v elicitations=%d (%s)", res.IsError, elicitations.Load(), text(res))
 	}
 }
+
+// Names never collide in what clients see: of two unprefixed apps offering
+// the same tool, the first in configuration order keeps it, and an
+// unprefixed tool that reads like another app's prefix is left out, since
+// calls by that name would reach the other app.
+func TestListedNamesNeverCollide(t *testing.T) {
+	first, firstHits := countingUpstream(t)
+	second, _ := countingUpstream(t)
+	third, _ := countingUpstream(t)
+	brokerURL := startBroker(t, `
+version: 1
+mcpProvider:
+  enabled: true
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - name: first
+    type: mcpProxy
+    toolNamespace: {disabled: true}
+    upstream: {transport: stream, stream: {url: "%s"}}
+  - name: second
+    type: mcpProxy
+    toolNamespace: {disabled: true}
+    upstream: {transport: stream, stream: {url: "%s"}}
+  - name: third
+    type: mcpProxy
+    toolNamespace: {name: list_}
+    upstream: {transport: stream, stream: {url: "%s"}}
+`, first, second, third)
+	c := newWireClient(t, brokerURL+"/mcp")
+	c.initialize(`{}`)
+	msgs := readMessages(t, c.post(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))
+	if len(msgs) != 1 {
+		t.Fatalf("tools/list: %v", msgs)
+	}
+	count := map[string]int{}
+	for _, tool := range msgs[0]["result"].(map[string]any)["tools"].([]any) {
+		count[tool.(map[string]any)["name"].(string)]++
+	}
+	for name, n := range count {
+		if n != 1 {
+			t.Errorf("%s listed %d times", name, n)
+		}
+	}
+	if count["get_balance"] != 1 || count["list_get_balance"] != 1 {
+		t.Errorf("expected tools missing: %v", count)
+	}
+	if count["list_accounts"] != 0 {
+		t.Error("an unprefixed list_accounts is listed, but calls by that name go to app third")
+	}
+	before := firstHits.Load()
+	msgs = readMessages(t, c.post(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_balance","arguments":{"account":"alice"}}}`))
+	if len(msgs) != 1 || msgs[0]["result"] == nil || firstHits.Load() != before+1 {
+		t.Errorf("get_balance should be served by the first app: %v", msgs)
+	}
+}

@@ -118,7 +118,15 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 			}
 			continue
 		}
-		page.items = append(page.items, r.items...)
+		// Learned in configuration order, so the first app keeps a name
+		// that two offer, whichever answered first.
+		items, err := c.State.learn(app, k, r.items, b.catalog.ByPrefix)
+		if err != nil {
+			failed = append(failed, app.Name)
+			b.log.Warn("list failed", "app", app.Name, "method", listSpecs[k].method, "error", err)
+			continue
+		}
+		page.items = append(page.items, items...)
 		if r.next != "" {
 			if page.next == nil {
 				page.next = make(map[string]string)
@@ -178,9 +186,7 @@ func (b *Broker) listApp(ctx context.Context, c *Call, app *apps.App, k listKind
 			return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
 		}
 	}
-	items = b.filterList(ctx, c, app, k, items)
-	items, err = c.State.learn(app, k, items)
-	return items, page.NextCursor, err
+	return b.filterList(ctx, c, app, k, items), page.NextCursor, nil
 }
 
 func offers(caps apps.Capabilities, k listKind) bool {
@@ -195,10 +201,15 @@ func offers(caps apps.Capabilities, k listKind) bool {
 
 // learn rewrites tool and prompt names to the exposed ones and records which
 // app serves each name, URI and template.
-func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage) ([]json.RawMessage, error) {
+//
+// Names never collide in what clients see: an item whose exposed name
+// another app already holds, or that an unprefixed app offers under
+// another app's prefix, is left out.
+func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, byPrefix func(string) (*apps.App, string, bool)) ([]json.RawMessage, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for i, item := range items {
+	kept := items[:0]
+	for _, item := range items {
 		switch k {
 		case kindTool, kindPrompt:
 			var head struct {
@@ -208,27 +219,38 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 				return nil, fmt.Errorf("malformed list item: %w", err)
 			}
 			exposed := app.ExposedName(head.Name)
+			routes := st.tools
+			if k == kindPrompt {
+				routes = st.prompts
+			}
+			if owner, taken := routes[exposed]; taken && owner != app {
+				continue // another app holds the name
+			}
+			if app.Prefix == "" {
+				if other, _, shadowed := byPrefix(exposed); shadowed && other != app {
+					continue // calls by this name would go to the other app
+				}
+			}
 			if exposed != head.Name {
 				var fields map[string]json.RawMessage
 				if err := jsonrpc.Unmarshal(item, &fields); err != nil {
 					return nil, fmt.Errorf("malformed list item: %w", err)
 				}
 				fields["name"], _ = json.Marshal(exposed)
-				items[i], _ = json.Marshal(fields)
+				item, _ = json.Marshal(fields)
 			}
-			routes := st.tools
-			if k == kindPrompt {
-				routes = st.prompts
-			}
-			if _, taken := routes[exposed]; !taken && len(routes) < maxRoutes {
-				routes[exposed] = app // the first app in configuration order wins
+			if len(routes) < maxRoutes {
+				routes[exposed] = app
 			}
 		case kindResource:
 			var head struct {
 				URI string `json:"uri"`
 			}
-			if jsonrpc.Unmarshal(item, &head) == nil && head.URI != "" && len(st.resources) < maxRoutes {
-				if _, taken := st.resources[head.URI]; !taken {
+			if jsonrpc.Unmarshal(item, &head) == nil && head.URI != "" {
+				if owner, taken := st.resources[head.URI]; taken && owner != app {
+					continue // reads of this URI go to the app that listed it first
+				}
+				if len(st.resources) < maxRoutes {
 					st.resources[head.URI] = app
 				}
 			}
@@ -243,8 +265,9 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 				}
 			}
 		}
+		kept = append(kept, item)
 	}
-	return items, nil
+	return kept, nil
 }
 
 func (st *sessionState) hasTemplate(prefix string, app *apps.App) bool {
