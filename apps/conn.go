@@ -2,6 +2,8 @@ package apps
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -86,6 +88,12 @@ func (a *App) Open(ctx context.Context, p InitParams, header http.Header) (*Conn
 // Restore rebuilds a session another process opened, from its id.
 func (a *App) Restore(id, protocolVersion string, p InitParams) *Conn {
 	c := &Conn{App: a, init: p, session: a.newSession()}
+	// The upstream session has seen ids from the process that opened it;
+	// continue from a random point far from them, within what JavaScript
+	// numbers hold exactly.
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	c.ids.Store(int64(1<<32 + binary.BigEndian.Uint64(b[:])%(1<<50)))
 	c.session.SetID(id)
 	c.session.SetProtocolVersion(protocolVersion)
 	return c
