@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
@@ -50,24 +49,7 @@ func (p *Provider) serveLegacyStream(w http.ResponseWriter, r *http.Request, id 
 		return
 	}
 
-	var tick <-chan time.Time
-	if p.opts.KeepAlive > 0 {
-		t := time.NewTicker(p.opts.KeepAlive)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-st.detached:
-			return
-		case <-r.Context().Done():
-			return
-		case <-ctx.Done():
-			return
-		case <-tick:
-			st.comment("keep-alive")
-		}
-	}
+	p.hold(r, st, conn, ctx, p.opts.KeepAlive)
 }
 
 // legacySender sends on the session's one stream.

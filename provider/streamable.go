@@ -353,7 +353,7 @@ func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity
 	s.listening = cancel
 	s.mu.Unlock()
 	p.dispatcher.Listen(ctx, s)
-	p.hold(r, st, conn, ctx)
+	p.hold(r, st, conn, ctx, p.opts.StreamKeepAlive)
 	s.mu.Lock()
 	s.listening = nil
 	s.mu.Unlock()
@@ -374,15 +374,20 @@ func (p *Provider) resume(w http.ResponseWriter, r *http.Request, s *Session, st
 		writeHTTPError(w, httpError(http.StatusConflict, jsonrpc.CodeInvalidRequest, "conflict: the stream is already attached"))
 		return
 	}
-	p.hold(r, st, conn, s.context())
+	p.hold(r, st, conn, s.context(), p.opts.StreamKeepAlive)
 }
 
 // hold keeps a GET response open until its stream ends, the client leaves,
-// the session ends or a write fails, sending keep-alive comments meanwhile.
-func (p *Provider) hold(r *http.Request, st *stream, conn *sseConn, ctx context.Context) {
+// the session ends or a write fails, sending keep-alive comments every
+// keepAlive meanwhile (none when it is 0).
+func (p *Provider) hold(r *http.Request, st *stream, conn *sseConn, ctx context.Context, keepAlive time.Duration) {
 	defer st.detach(conn)
-	t := time.NewTicker(p.opts.StreamKeepAlive)
-	defer t.Stop()
+	var tick <-chan time.Time
+	if keepAlive > 0 {
+		t := time.NewTicker(keepAlive)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-st.done:
@@ -393,7 +398,7 @@ func (p *Provider) hold(r *http.Request, st *stream, conn *sseConn, ctx context.
 			return
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 			st.comment("keep-alive")
 		}
 	}
