@@ -49,10 +49,8 @@ func newAuthenticator(cfg *config.Config, b *Broker) (*authenticator, error) {
 			GroupsClaim:       tv.GroupsClaim,
 		}
 		if tv.Introspection != nil {
-			for _, c := range cfg.Connectors {
-				if c.Name == tv.Introspection.Connector {
-					sc.ClientID, sc.ClientSecret = c.OAuthClientID, c.OAuthClientSecret.Value()
-				}
+			if c := cfg.Connector(tv.Introspection.Connector); c != nil {
+				sc.ClientID, sc.ClientSecret = c.OAuthClientID, c.OAuthClientSecret.Value()
 			}
 		}
 		if tv.RelaxedAudience {

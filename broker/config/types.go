@@ -70,6 +70,16 @@ type Connector struct {
 	OAuthLogoutRedirect *Redirects `yaml:"oauthLogoutRedirect"`
 }
 
+// Connector returns the connector with the given name, or nil.
+func (c *Config) Connector(name string) *Connector {
+	for i := range c.Connectors {
+		if c.Connectors[i].Name == name {
+			return &c.Connectors[i]
+		}
+	}
+	return nil
+}
+
 // Redirects is a list of redirect URLs.
 type Redirects struct {
 	URLs []string `yaml:"urls"`

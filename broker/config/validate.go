@@ -296,7 +296,7 @@ func (v *validator) oauth(path string, oauth *OAuth) {
 			switch {
 			case in == nil || in.Connector == "":
 				v.add(field(validation, "introspection.connector"), "required for introspection: the connector whose client credentials authenticate the broker")
-			case !v.hasConnector(in.Connector):
+			case v.config.Connector(in.Connector) == nil:
 				v.add(field(validation, "introspection.connector"), fmt.Sprintf("no connector named %s", quote(in.Connector)))
 			}
 		}
@@ -322,15 +322,6 @@ func (v *validator) oauth(path string, oauth *OAuth) {
 var asymmetricAlgorithms = map[string]bool{
 	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
 	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
-}
-
-func (v *validator) hasConnector(name string) bool {
-	for _, c := range v.config.Connectors {
-		if c.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 func (v *validator) apps(apps []App) {
