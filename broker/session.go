@@ -31,6 +31,9 @@ type sessionState struct {
 	// run concurrently: one initialize, and nothing else before it ends.
 	initializing, initialized bool
 
+	// digest names the session in logs; its id is a bearer of the session.
+	digest string
+
 	// capabilities are the client's, parsed once.
 	capabilities map[string]json.RawMessage
 

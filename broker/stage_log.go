@@ -25,7 +25,7 @@ func (b *Broker) record(c *Call, resp *jsonrpc.Message, err error) {
 	attrs := []slog.Attr{
 		slog.String("kind", c.Message.Kind().String()),
 		slog.String("method", c.Message.Method),
-		slog.String("session", sessionDigest(c.Session.ID)),
+		slog.String("session", c.State.digestOf(c.Session.ID)),
 		slog.Duration("duration", time.Since(c.Start)),
 	}
 	if p := c.Principal; p != nil {
@@ -50,6 +50,16 @@ func (b *Broker) record(c *Call, resp *jsonrpc.Message, err error) {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	b.log.LogAttrs(ctx, level, "mcp", attrs...)
+}
+
+// digestOf returns the session's digest, computed once per session.
+func (st *sessionState) digestOf(id string) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.digest == "" {
+		st.digest = sessionDigest(id)
+	}
+	return st.digest
 }
 
 func sessionDigest(id string) string {
