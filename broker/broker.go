@@ -36,6 +36,8 @@ type Broker struct {
 	handler  http.Handler
 	auth     *authenticator
 	authz    *authorizer
+	// authProvider is the embedded Auth Provider; nil when disabled.
+	authProvider *authProvider
 }
 
 // New builds a broker from a validated configuration.
@@ -55,6 +57,9 @@ func New(cfg *config.Config, opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b.catalog = catalog
+	if b.authProvider, err = newAuthProvider(context.Background(), cfg, opts.BaseDir, b); err != nil {
+		return nil, err
+	}
 	b.pipeline = b.newPipeline()
 	if b.auth, err = newAuthenticator(cfg, b); err != nil {
 		return nil, err
@@ -97,19 +102,8 @@ func Supported(cfg *config.Config) error {
 	if s := cfg.MCPProvider.Transports.Stream; s != nil && s.Enabled && !s.Session.Enabled {
 		add("mcpProvider.transports.stream.session.enabled", "sessionless streamable HTTP is not supported in this version; set session.enabled: true")
 	}
-	if cfg.AuthProvider != nil && cfg.AuthProvider.Enabled {
-		add("authProvider", "not supported in this version")
-	}
 	if cfg.Storage.Redis != nil {
 		add("storage.redis", "not supported in this version")
-	}
-	for i, a := range cfg.Apps {
-		if a.Authorization == nil {
-			continue
-		}
-		if o := a.Authorization.Outbound; o != nil && o.Type != "unprotected" {
-			add(fmt.Sprintf("apps[%d].authorization.outbound", i), "not supported in this version")
-		}
 	}
 	if len(problems) > 0 {
 		return problems
@@ -157,6 +151,7 @@ func (b *Broker) Close() {
 	for _, app := range b.catalog.Apps {
 		app.Close()
 	}
+	b.authProvider.close()
 }
 
 // Serve listens on the configured address until ctx ends, then shuts down
@@ -187,6 +182,9 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	b.startAuthentication(ctx)
+	if ap := b.cfg.AuthProvider; ap != nil {
+		b.authProvider.start(ctx, timeOf(ap.KeyRotation))
+	}
 	b.authz.watch(ctx, b)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Defaults. They fill zero values only, so a value written in the file always
 // wins; the flip side is that a duration or count cannot be set to zero
@@ -24,6 +27,11 @@ const (
 	defaultMaxIdleConnections     = 100
 	defaultMaxIdleConnectionsHost = 100
 	defaultToolTTL                = Duration(5 * time.Second)
+	defaultAccessTokenTTL         = Duration(time.Hour)
+	defaultRefreshTokenTTL        = Duration(30 * 24 * time.Hour)
+	defaultExchangeTTL            = Duration(time.Minute)
+	defaultKeyRotation            = Duration(30 * 24 * time.Hour)
+	defaultSigningAlgorithm       = "ES256"
 )
 
 // ApplyDefaults fills every zero value that has a default. It is idempotent
@@ -47,11 +55,28 @@ const (
 //	apps[].upstream.stream.connection             dialTimeout 10s, keepAlive.interval 15s,
 //	                                              pool.maxIdleConns 100, pool.maxIdleConnsPerHost 100
 //	apps[].authorization.outbound.tokenExchange.tools[].ttl  5s
+//	authProvider.accessTokenTTL                   1h
+//	  refreshTokenTTL, keyRotation                720h
+//	  exchangeTTL                                 60s
+//	  signingAlgorithm                            ES256
+//	  audiences                                   the stream endpoint under the issuer (issuer + stream path)
 func (c *Config) ApplyDefaults() {
 	setDefault(&c.HTTP.Address, defaultAddress)
 	setDefault(&c.HTTP.MaxBodyBytes, defaultMaxBodyBytes)
 	setDefault(&c.HTTP.ShutdownTimeout, defaultShutdownTimeout)
 	c.MCPProvider.applyDefaults()
+	if ap := c.AuthProvider; ap != nil {
+		setDefault(&ap.AccessTokenTTL, defaultAccessTokenTTL)
+		setDefault(&ap.RefreshTokenTTL, defaultRefreshTokenTTL)
+		setDefault(&ap.ExchangeTTL, defaultExchangeTTL)
+		setDefault(&ap.KeyRotation, defaultKeyRotation)
+		setDefault(&ap.SigningAlgorithm, defaultSigningAlgorithm)
+		if len(ap.Audiences) == 0 && strings.Contains(ap.Issuer, "://") {
+			if stream := c.MCPProvider.Transports.Stream; stream != nil && stream.Enabled {
+				ap.Audiences = []string{strings.TrimSuffix(ap.Issuer, "/") + stream.Path}
+			}
+		}
+	}
 	for i := range c.Apps {
 		c.Apps[i].applyDefaults()
 	}

@@ -85,10 +85,82 @@ type Redirects struct {
 	URLs []string `yaml:"urls"`
 }
 
-// AuthProvider is the embedded authorization server.
+// AuthProvider is the embedded authorization server: the Auth Provider role.
+// It issues access tokens to agents (authorization code with PKCE, refresh,
+// client credentials) and serves the token-exchange grant to other brokers.
 type AuthProvider struct {
-	Enabled bool   `yaml:"enabled"`
-	Issuer  string `yaml:"issuer"`
+	Enabled bool `yaml:"enabled"`
+	// Issuer is the base URL the server is reached at; its metadata, JWKS
+	// and endpoints are served under it on this broker's listener.
+	Issuer string `yaml:"issuer"`
+	// Audiences are the resources tokens may be issued for (RFC 8707
+	// resource indicators); the first is used when a client names none.
+	// Default: this broker's MCP endpoint under the issuer.
+	Audiences []string `yaml:"audiences"`
+	// Scopes are the scopes clients may request (scopes_supported).
+	Scopes []string `yaml:"scopes"`
+	// AccessTokenTTL is the lifetime of tokens issued to agents (default 1h, at most 1h).
+	AccessTokenTTL Duration `yaml:"accessTokenTTL"`
+	// RefreshTokenTTL is the lifetime of refresh tokens (default 720h).
+	RefreshTokenTTL Duration `yaml:"refreshTokenTTL"`
+	// ExchangeTTL is the lifetime of tokens from the token-exchange grant
+	// (default 60s, at most 1h).
+	ExchangeTTL Duration `yaml:"exchangeTTL"`
+	// KeyRotation replaces the signing keys this often (default 720h); a
+	// replaced key stays published until its tokens have expired.
+	KeyRotation Duration `yaml:"keyRotation"`
+	// SigningAlgorithm for the tokens it mints: ES256 (default) or EdDSA.
+	SigningAlgorithm string `yaml:"signingAlgorithm"`
+	Login            Login  `yaml:"login"`
+	// Registration is RFC 7591 dynamic client registration.
+	Registration Registration     `yaml:"registration"`
+	Clients      []ProviderClient `yaml:"clients"`
+}
+
+// Login is how users sign in at the authorization endpoint: local users,
+// or federated through an OIDC connector. Exactly one of the two.
+type Login struct {
+	Users     []LoginUser `yaml:"users"`
+	Connector string      `yaml:"connector"`
+}
+
+// LoginUser is a local user. PasswordHash is a bcrypt hash
+// (mcpbroker token hash-password prints one).
+type LoginUser struct {
+	Username     string   `yaml:"username"`
+	PasswordHash Secret   `yaml:"passwordHash"`
+	Name         string   `yaml:"name"`
+	Email        string   `yaml:"email"`
+	Groups       []string `yaml:"groups"`
+}
+
+// Registration configures RFC 7591 dynamic client registration. Registered
+// clients are public (PKCE, no secret) or confidential with a generated
+// secret; they get the authorization_code and refresh_token grants only.
+type Registration struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+// ProviderClient is a client registered in configuration.
+type ProviderClient struct {
+	ClientID string `yaml:"clientID"`
+	// ClientSecret makes the client confidential; empty means public
+	// (authorization code with PKCE only).
+	ClientSecret Secret   `yaml:"clientSecret"`
+	Name         string   `yaml:"name"`
+	RedirectURIs []string `yaml:"redirectURIs"`
+	// GrantTypes allowed: authorization_code, refresh_token,
+	// client_credentials, urn:ietf:params:oauth:grant-type:token-exchange.
+	// Default: authorization_code and refresh_token.
+	GrantTypes []string `yaml:"grantTypes"`
+	// Scopes the client may request; default: authProvider.scopes.
+	Scopes []string `yaml:"scopes"`
+	// Audiences the client may request tokens for; default: authProvider.audiences.
+	Audiences []string `yaml:"audiences"`
+	// Groups are put in client_credentials tokens, where the client is the subject.
+	Groups []string `yaml:"groups"`
+	// SkipConsent is for first-party clients whose consent is implied.
+	SkipConsent bool `yaml:"skipConsent"`
 }
 
 // MCPProvider is the MCP front end agents connect to.
