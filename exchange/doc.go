@@ -23,9 +23,30 @@
 // tool call, so the protected header is encoded once per key and the claims
 // are a struct encoded without maps.
 //
+// Verifying. [KeySet.Verify] checks a token this broker minted: kid names a
+// published key (active or retired) and alg must be that key's; typ at+jwt;
+// no crit; jku, x5u and jwk are never used; iss exact; exp required; nbf and
+// iat not in the future, with a small skew. It returns every claim,
+// including act and may_act.
+//
+// Token exchange as a server. [Exchanger.Exchange] is the RFC 8693 grant
+// without HTTP: the token endpoint authenticates the client, passes the
+// form as an [ExchangeRequest] and renders the [ExchangeResponse] or the
+// [*OAuthError]. Subject and actor tokens must be this issuer's and not
+// revoked; audience and resource together name one target the client may
+// have; scope is never widened; an actor token makes it delegation (act
+// names the actor, earlier actors nest inside) and its absence
+// impersonation; may_act, when present, names the only party that may act.
+// The new token never outlives the subject or actor token.
+//
+// Token exchange as a client. [Client.Exchange] asks an external identity
+// provider's token endpoint (found with [Discover] or [DiscoverIssuer]) for
+// a token, authenticating with client_secret_basic, and checks the answer:
+// access_token, token_type (Bearer or N_A) and issued_token_type present,
+// the body at most 64 KiB. Provider errors come back as [*OAuthError] with
+// the HTTP status. No error from this package contains a token.
+//
 // Still to come here: the embedded authorization server (metadata, JWKS and
 // token endpoints, authorization code with PKCE, refresh, client
-// credentials, dynamic client registration, introspection, revocation) and
-// the RFC 8693 token-exchange grant, both as a server and as a client of
-// external identity providers.
+// credentials, dynamic client registration, introspection, revocation).
 package exchange

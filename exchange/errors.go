@@ -17,3 +17,23 @@ var (
 	ErrKeyMismatch = errors.New("stored key does not match its kid or alg")
 	ErrInsecureDB  = errors.New("database file is readable or writable by group or others")
 )
+
+// Verify refuses a token with ErrInvalidToken; an expired one also matches
+// ErrTokenExpired. The error text says why in a few fixed words and never
+// contains the token.
+var (
+	ErrInvalidToken = errors.New("invalid token")
+	ErrTokenExpired = errors.New("token expired")
+)
+
+// Client errors. An identity provider's OAuth error response is an
+// *OAuthError instead.
+var (
+	// ErrClientRequest: the request was not sent because it is incomplete.
+	ErrClientRequest = errors.New("token exchange request is incomplete")
+	// ErrTokenResponse: the token endpoint answered with something that is
+	// neither a valid token response nor an OAuth error response.
+	ErrTokenResponse = errors.New("token endpoint response is not a valid token response")
+	// ErrMetadata: an authorization server metadata document is unusable.
+	ErrMetadata = errors.New("authorization server metadata is not usable")
+)

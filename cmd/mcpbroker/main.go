@@ -21,6 +21,7 @@ func main() {
 			serveCommand(),
 			checkCommand(),
 			policyCommand(),
+			tokenCommand(),
 			upstreamCommand(),
 			versionCommand(),
 		},
