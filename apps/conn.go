@@ -29,6 +29,9 @@ type InitParams struct {
 type Conn struct {
 	App  *App
 	init InitParams
+	// token supplies the credentials of the upstream session's requests;
+	// nil sends none.
+	token upstream.TokenSource
 
 	ids atomic.Int64
 
@@ -67,27 +70,30 @@ type ResourceCapability struct {
 }
 
 // newSession starts an upstream session; the URL was checked by NewCatalog.
-func (a *App) newSession() *upstream.Session {
-	s, _ := upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log})
+func (a *App) newSession(token upstream.TokenSource) *upstream.Session {
+	s, _ := upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token})
 	return s
 }
 
 // Open starts an upstream session: initialize, then the initialized
-// notification.
-func (a *App) Open(ctx context.Context, p InitParams, header http.Header) (*Conn, error) {
+// notification. token supplies the bearer token of every request of the
+// session that carries none of its own (see upstream.Options.Token); nil
+// sends none.
+func (a *App) Open(ctx context.Context, p InitParams, token upstream.TokenSource) (*Conn, error) {
 	if err := a.health.check(time.Now()); err != nil {
 		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
 	}
-	c := &Conn{App: a, init: p, session: a.newSession()}
-	if err := c.handshake(ctx, header); err != nil {
+	c := &Conn{App: a, init: p, token: token, session: a.newSession(token)}
+	if err := c.handshake(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Restore rebuilds a session another process opened, from its id.
-func (a *App) Restore(id, protocolVersion string, p InitParams) *Conn {
-	c := &Conn{App: a, init: p, session: a.newSession()}
+// Restore rebuilds a session another process opened, from its id; token
+// is as for Open.
+func (a *App) Restore(id, protocolVersion string, p InitParams, token upstream.TokenSource) *Conn {
+	c := &Conn{App: a, init: p, token: token, session: a.newSession(token)}
 	// The upstream session has seen ids from the process that opened it;
 	// continue from a random point far from them, within what JavaScript
 	// numbers hold exactly.
@@ -99,7 +105,9 @@ func (a *App) Restore(id, protocolVersion string, p InitParams) *Conn {
 	return c
 }
 
-func (c *Conn) handshake(ctx context.Context, header http.Header) error {
+// handshake initializes the upstream session. It carries the session's
+// credentials, never a call's: a call's token is shaped for its tool.
+func (c *Conn) handshake(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
 	defer cancel()
 	params := struct {
@@ -118,7 +126,7 @@ func (c *Conn) handshake(ctx context.Context, header http.Header) error {
 		return err
 	}
 	s := c.currentSession()
-	resp, err := s.Call(ctx, msg, header, nil)
+	resp, err := s.Call(ctx, msg, nil, nil)
 	c.App.health.observe(err, time.Now())
 	if err != nil {
 		return fmt.Errorf("apps: %s: initialize: %w", c.App.Name, err)
@@ -132,7 +140,7 @@ func (c *Conn) handshake(ctx context.Context, header http.Header) error {
 	}
 	s.SetProtocolVersion(result.ProtocolVersion)
 	note, _ := jsonrpc.NewNotification("notifications/initialized", nil)
-	if err := s.Send(ctx, note, header); err != nil {
+	if err := s.Send(ctx, note, nil); err != nil {
 		return fmt.Errorf("apps: %s: initialized: %w", c.App.Name, err)
 	}
 	c.mu.Lock()
@@ -178,7 +186,7 @@ func (c *Conn) Call(ctx context.Context, msg *jsonrpc.Message, header http.Heade
 		c.App.health.observe(err, time.Now())
 	}
 	if errors.Is(err, upstream.ErrSessionNotFound) {
-		if err := c.reopen(ctx, header); err != nil {
+		if err := c.reopen(ctx); err != nil {
 			return nil, err
 		}
 		resp, err = c.currentSession().Call(ctx, msg, header, onMessage)
@@ -204,11 +212,11 @@ func (c *Conn) Listen(ctx context.Context, header http.Header, onMessage func(*j
 	return c.currentSession().Listen(ctx, header, onMessage)
 }
 
-func (c *Conn) reopen(ctx context.Context, header http.Header) error {
+func (c *Conn) reopen(ctx context.Context) error {
 	c.mu.Lock()
-	c.session = c.App.newSession()
+	c.session = c.App.newSession(c.token)
 	c.mu.Unlock()
-	return c.handshake(ctx, header)
+	return c.handshake(ctx)
 }
 
 // Close ends the upstream session.

@@ -36,6 +36,9 @@ type Broker struct {
 	handler  http.Handler
 	auth     *authenticator
 	authz    *authorizer
+	// exchanger issues the tokens upstreams receive; nil when no app's
+	// outbound type is tokenExchange.
+	exchanger *exchanger
 	// authProvider is the embedded Auth Provider; nil when disabled.
 	authProvider *authProvider
 }
@@ -58,6 +61,9 @@ func New(cfg *config.Config, opts Options) (*Broker, error) {
 	}
 	b.catalog = catalog
 	if b.authProvider, err = newAuthProvider(context.Background(), cfg, opts.BaseDir, b); err != nil {
+		return nil, err
+	}
+	if b.exchanger, err = newExchanger(cfg, b); err != nil {
 		return nil, err
 	}
 	b.pipeline = b.newPipeline()
@@ -88,6 +94,11 @@ func New(cfg *config.Config, opts Options) (*Broker, error) {
 	}
 	mux := http.NewServeMux()
 	b.provider.Register(mux)
+	if b.authProvider != nil {
+		if err := b.authProvider.publishKeys(mux, cfg.AuthProvider.Issuer); err != nil {
+			return nil, fmt.Errorf("broker: authProvider.issuer: %w", err)
+		}
+	}
 	b.handler = mux
 	return b, nil
 }

@@ -35,6 +35,11 @@ type Call struct {
 	// Set by authorize: the policy's decision, when a policy governs the app.
 	Decision *opa.Decision
 
+	// Set by exchange for a tools/call to an app whose upstream receives
+	// exchanged tokens: the token it carries instead of the session's.
+	// Never logged.
+	Outbound outboundToken
+
 	// Set by forward.
 	Response *jsonrpc.Message
 	Upstream time.Duration

@@ -3,6 +3,7 @@
 // the server.
 //
 // Every client message becomes a Call that flows through named stages,
-// each in its own file (decode, route, forward, then log). Stages never
-// write a response: errors are rendered in render.go, in one place.
+// each in its own file (decode, route, authorize, exchange, forward, then
+// log). Stages never write a response: errors are rendered in render.go,
+// in one place.
 package broker

@@ -16,4 +16,10 @@ var (
 	ErrAlreadyInitialized = errors.New("session already initialized")
 	// ErrCancelled ends a request the client cancelled: it gets no response.
 	ErrCancelled = errors.New("cancelled by the client")
+	// ErrExchangeFailed: no token could be obtained for an upstream, which
+	// was therefore not contacted.
+	ErrExchangeFailed = errors.New("token exchange failed")
+	// ErrNoAgent: the app's upstream receives exchanged tokens, which are
+	// issued for an authenticated agent only.
+	ErrNoAgent = errors.New("token exchange needs an authenticated agent")
 )

@@ -24,6 +24,7 @@ func (b *Broker) newPipeline() []stage {
 		{"decode", b.decode},
 		{"route", b.route},
 		{"authorize", b.authorize},
+		{"exchange", b.exchange},
 		{"forward", b.forward},
 	}
 }
@@ -35,6 +36,7 @@ func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) *jsonrpc.M
 	if req.Identity != nil {
 		c.Principal, _ = req.Identity.Value.(*oauth.Principal)
 	}
+	ctx = b.exchanger.begin(ctx, c)
 	var err error
 	for _, st := range b.pipeline {
 		if err = st.run(ctx, c); err != nil {
@@ -42,6 +44,9 @@ func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) *jsonrpc.M
 		}
 	}
 	resp := render(c, err)
+	if err != nil {
+		req.Refusal = b.refusal(c, err)
+	}
 	b.record(c, resp, err)
 	return resp
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
@@ -38,7 +39,18 @@ const CodeForbidden = -32010
 func errorObject(err error) *jsonrpc.Error {
 	var rpcErr *jsonrpc.Error
 	var denied *denial
+	var scope *toolScopeError
+	var failed *exchangeError
 	switch {
+	case errors.As(err, &scope):
+		// Where the HTTP status was already sent (the legacy transport),
+		// this is all the agent gets of the step-up challenge.
+		return jsonrpc.NewError(CodeForbidden, `insufficient scope: this tool needs scope "`+strings.Join(scope.scopes, " ")+`"`)
+	case errors.As(err, &failed):
+		// The upstream was never contacted; say why in OAuth's words only.
+		return jsonrpc.NewError(jsonrpc.CodeServerError, exchangeFailureMessage(failed))
+	case errors.Is(err, ErrNoAgent):
+		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrNoAgent.Error())
 	case errors.As(err, &denied):
 		// The policy's own words, and nothing about why or what else.
 		message := denied.decision.ExternalMessage
@@ -65,6 +77,26 @@ func errorObject(err error) *jsonrpc.Error {
 	return jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error")
 }
 
+// exchangeFailureMessage names the OAuth error code an identity provider
+// answered, or nothing more than that the exchange failed.
+func exchangeFailureMessage(e *exchangeError) string {
+	var oauthErr *exchange.OAuthError
+	if errors.As(e.err, &oauthErr) {
+		return ErrExchangeFailed.Error() + ": " + oauthErr.Code
+	}
+	return ErrExchangeFailed.Error()
+}
+
+// refusal is the HTTP answer to a request refused the way a resource
+// server refuses one — a token without the scopes a tool needs gets 403
+// with a step-up challenge — or nil when the JSON-RPC error is the answer.
+func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
+	if b.auth == nil || c.Request == nil || c.Request.HTTP == nil || !errors.Is(err, errInsufficientScope) {
+		return nil
+	}
+	return b.challenge(c.Request.HTTP, err)
+}
+
 // asType is errors.As for callers that only need the yes or no.
 func asType[T any](err error, target *T) bool { return errors.As(err, target) }
 
@@ -85,8 +117,13 @@ func (b *Broker) challenge(r *http.Request, err error) *provider.HTTPError {
 		status, message = http.StatusBadRequest, "invalid request: "+err.Error()
 		params = append(params, `error="invalid_request"`, `error_description="`+quoteSafe(err.Error())+`"`)
 	case errors.Is(err, errInsufficientScope):
+		scopes := b.auth.requiredScopes
+		var tool *toolScopeError
+		if errors.As(err, &tool) {
+			scopes = tool.scopes
+		}
 		status, message = http.StatusForbidden, "forbidden: insufficient scope"
-		params = append(params, `error="insufficient_scope"`, `scope="`+strings.Join(b.auth.requiredScopes, " ")+`"`)
+		params = append(params, `error="insufficient_scope"`, `scope="`+strings.Join(scopes, " ")+`"`)
 	case errors.Is(err, oauth.ErrUnavailable):
 		return &provider.HTTPError{Status: http.StatusServiceUnavailable, Code: jsonrpc.CodeServerError,
 			Message: "authorization server unavailable", Header: http.Header{"Retry-After": {"5"}}}

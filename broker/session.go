@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // sessionState is the broker's part of a client session: the upstream
@@ -36,6 +38,10 @@ type sessionState struct {
 
 	// capabilities are the client's, parsed once.
 	capabilities map[string]json.RawMessage
+
+	// agent is the latest authenticated agent of the session: upstream
+	// requests outside any call (the GET stream, DELETE) are made for it.
+	agent atomic.Pointer[oauth.Principal]
 
 	// Routes learned from lists, for names and URIs that carry no prefix.
 	tools     map[string]*apps.App
@@ -111,11 +117,12 @@ func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (
 		return sl.conn, nil
 	}
 	init := initParams(s)
+	token := b.exchanger.sessionToken(stateOf(s), app)
 	if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" {
-		sl.conn = app.Restore(ref.ID, ref.ProtocolVersion, init)
+		sl.conn = app.Restore(ref.ID, ref.ProtocolVersion, init, token)
 		return sl.conn, nil
 	}
-	c, err := app.Open(ctx, init, nil)
+	c, err := app.Open(ctx, init, token)
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	c.State.startCall(c.Message.ID, conn, upstreamID, func() { cancel(ErrCancelled) })
 	defer c.State.endCall(c.Message.ID)
 	start := time.Now()
-	resp, err := conn.Call(ctx, msg, nil, b.relayToClient(c.Session, conn, c.Request.Out))
+	resp, err := conn.Call(ctx, msg, c.upstreamHeader(), b.relayToClient(c.Session, conn, c.Request.Out))
 	c.Upstream = time.Since(start)
 	if errors.Is(context.Cause(ctx), ErrCancelled) {
 		return ErrCancelled

@@ -49,6 +49,13 @@ type Request struct {
 	// server-to-client requests) to the client; nil for notifications and
 	// responses.
 	Out Sender
+	// Refusal is set by the dispatcher when it refuses a request the way
+	// an HTTP resource server does (403 insufficient_scope with a
+	// WWW-Authenticate challenge, for a step-up). It is sent instead of
+	// the JSON-RPC response where the status can still be chosen: a POST
+	// of that one request whose answer has not begun. Elsewhere the
+	// dispatcher's JSON-RPC error response is sent.
+	Refusal *HTTPError
 }
 
 // Sender delivers messages to a client.

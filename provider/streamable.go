@@ -147,8 +147,12 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 				resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeServerError, "too many requests in flight"))
 				break
 			}
-			resp = p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out})
+			req := &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out}
+			resp = p.dispatcher.Dispatch(ctx, req)
 			s.release()
+			if req.Refusal != nil && !batch && out.refuse(req.Refusal) {
+				return
+			}
 		default:
 			p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id})
 		}
@@ -235,6 +239,20 @@ func (o *postStream) Send(m *jsonrpc.Message) error {
 	o.mu.Unlock()
 	o.st.send(m.Encode(), false)
 	return nil
+}
+
+// refuse answers the POST with an HTTP error instead of a JSON-RPC
+// response, unless its answer has begun as an event stream.
+func (o *postStream) refuse(he *HTTPError) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.conn != nil {
+		return false
+	}
+	o.done = true
+	o.st.send(nil, true) // nothing to resume: mark the stream complete
+	writeHTTPError(o.w, he)
+	return true
 }
 
 // finish writes the responses and ends the stream.

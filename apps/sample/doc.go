@@ -9,6 +9,11 @@
 // resource subscriptions and a prompt. The whoami tool reports which identity
 // reached the upstream, so tests can check the tokens the broker delegates.
 //
+// [ProtectedHandler] makes the server an OAuth 2.1 resource server, as an
+// upstream behind the broker may be: every HTTP request needs a valid JWT
+// access token from one issuer for one audience, and whoami reports the
+// claims it verified.
+//
 // Tools that need the client's help return input requests (SEP-2322). For
 // sessions on protocol versions before 2026-07-28, which is every session of
 // the stateful [Handler], the SDK turns them into elicitation/create,

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // Options configures the sample server. A nil *Options means all defaults.
@@ -42,12 +44,19 @@ type ledgerServer struct {
 	ledger *ledger
 	server *mcp.Server
 	logger *slog.Logger
+	// verifier checks the access tokens of a ProtectedHandler; nil when
+	// the server accepts every request.
+	verifier *oauth.Verifier
 }
 
 // NewServer returns an MCP server with its own, freshly seeded ledger and all
 // tools, resources and prompts registered.
 func NewServer(opts *Options) *mcp.Server {
-	s := &ledgerServer{ledger: newLedger(), logger: opts.logger()}
+	return newLedgerServer(opts, nil).server
+}
+
+func newLedgerServer(opts *Options, verifier *oauth.Verifier) *ledgerServer {
+	s := &ledgerServer{ledger: newLedger(), logger: opts.logger(), verifier: verifier}
 	s.server = mcp.NewServer(&mcp.Implementation{
 		Name:    opts.name(),
 		Title:   "Sample ledger",
@@ -61,15 +70,19 @@ func NewServer(opts *Options) *mcp.Server {
 	s.addTools()
 	s.addResources()
 	s.addPrompts()
-	return s.server
+	return s
 }
 
 // Handler serves one NewServer over Streamable HTTP with stateful sessions,
-// so every client of the handler shares the same ledger.
+// so every client of the handler shares the same ledger. It accepts every
+// request; see ProtectedHandler for one that checks access tokens.
 func Handler(opts *Options) http.Handler {
-	server := NewServer(opts)
+	return streamableHandler(newLedgerServer(opts, nil), opts)
+}
+
+func streamableHandler(s *ledgerServer, opts *Options) http.Handler {
 	return mcp.NewStreamableHTTPHandler(
-		func(*http.Request) *mcp.Server { return server },
+		func(*http.Request) *mcp.Server { return s.server },
 		&mcp.StreamableHTTPOptions{Logger: opts.logger()},
 	)
 }

@@ -60,7 +60,8 @@ func (s *ledgerServer) addTools() {
 		Name:  "whoami",
 		Title: "Who am I",
 		Description: "Report the identity the request carried: whether an Authorization header was present and, " +
-			"for a JWT, its payload claims, decoded but NOT verified. The token itself is never echoed.",
+			"for a JWT, its payload claims: verified when this server checks access tokens, otherwise decoded " +
+			"but NOT verified. The token itself is never echoed.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true},
 	}, s.whoami)
 	mcp.AddTool(s.server, &mcp.Tool{

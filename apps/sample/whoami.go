@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // Identity is the output of whoami: what reached the upstream, never the
@@ -18,10 +20,29 @@ type Identity struct {
 	AuthorizationPresent bool   `json:"authorizationPresent" jsonschema:"whether the request carried an Authorization header"`
 	Scheme               string `json:"scheme,omitempty" jsonschema:"authorization scheme, for example Bearer"`
 	TokenFormat          string `json:"tokenFormat,omitempty" jsonschema:"jwt or opaque, for Bearer and DPoP tokens"`
+	// Verified and VerifiedClaims are set by a server that checks tokens
+	// (ProtectedHandler): the claims of a token whose signature, issuer,
+	// audience and expiry it verified.
+	Verified       bool            `json:"verified,omitempty" jsonschema:"whether this server verified the token"`
+	VerifiedClaims *VerifiedClaims `json:"verifiedClaims,omitempty" jsonschema:"claims of the verified access token"`
 	// The claims are decoded only; nothing here checked a signature, issuer
 	// or expiry, so they say what the token claims, not that it is valid.
 	UnverifiedClaims *UnverifiedClaims `json:"unverifiedClaims,omitempty" jsonschema:"JWT payload claims, decoded but NOT verified"`
 	DecodeError      string            `json:"decodeError,omitempty" jsonschema:"why a token that looks like a JWT could not be decoded"`
+}
+
+// VerifiedClaims are the claims of a verified access token that tell who
+// called, for whom, and for how long.
+type VerifiedClaims struct {
+	Issuer    string         `json:"iss"`
+	Subject   string         `json:"sub"`
+	ClientID  string         `json:"client_id,omitempty"`
+	Audience  []string       `json:"aud"`
+	Scope     string         `json:"scope,omitempty"`
+	Actor     map[string]any `json:"act,omitempty" jsonschema:"the acting party of a delegated token; earlier actors nest inside"`
+	IssuedAt  int64          `json:"iat,omitempty"`
+	ExpiresAt int64          `json:"exp"`
+	TokenID   string         `json:"jti,omitempty"`
 }
 
 // UnverifiedClaims are the claims of a JWT payload that tell who called and
@@ -38,13 +59,72 @@ type UnverifiedClaims struct {
 	TokenID   string         `json:"jti,omitempty"`
 }
 
-func (s *ledgerServer) whoami(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, Identity, error) {
+func (s *ledgerServer) whoami(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, Identity, error) {
 	var authorization string
 	if req.Extra != nil {
 		authorization = req.Extra.Header.Get("Authorization")
 	}
+	if s.verifier != nil {
+		identity, err := s.verifiedIdentity(ctx, authorization)
+		if err != nil {
+			return nil, Identity{}, err
+		}
+		return textResult(identity.text()), identity, nil
+	}
 	identity := identify(authorization)
 	return textResult(identity.text()), identity, nil
+}
+
+// errNotVerified: the request that carried the call had a token, but it no
+// longer verifies (it expired while the call was on its way).
+var errNotVerified = errors.New("the access token of this request is not valid")
+
+// verifiedIdentity verifies the token of the request that carried the
+// call, as the HTTP handler did before, and reports its claims.
+func (s *ledgerServer) verifiedIdentity(ctx context.Context, authorization string) (Identity, error) {
+	identity := Identity{AuthorizationPresent: authorization != ""}
+	scheme, _, _ := strings.Cut(strings.TrimSpace(authorization), " ")
+	token, err := oauth.ParseBearer(authorization)
+	if err != nil {
+		return identity, errNotVerified
+	}
+	principal, err := s.verifier.Verify(ctx, token)
+	if err != nil {
+		return identity, errNotVerified
+	}
+	identity.Scheme, identity.TokenFormat, identity.Verified = scheme, "jwt", true
+	identity.VerifiedClaims = &VerifiedClaims{
+		Issuer:    principal.Issuer,
+		Subject:   principal.Subject,
+		ClientID:  principal.ClientID,
+		Audience:  principal.Audience,
+		Scope:     strings.Join(principal.Scopes, " "),
+		Actor:     actorClaim(principal.Actor),
+		ExpiresAt: principal.Expiry.Unix(),
+		TokenID:   principal.TokenID,
+	}
+	if !principal.IssuedAt.IsZero() {
+		identity.VerifiedClaims.IssuedAt = principal.IssuedAt.Unix()
+	}
+	return identity, nil
+}
+
+// actorClaim renders a verified act chain as the claim it came from.
+func actorClaim(a *oauth.Actor) map[string]any {
+	if a == nil {
+		return nil
+	}
+	claim := map[string]any{}
+	if a.Subject != "" {
+		claim["sub"] = a.Subject
+	}
+	if a.ClientID != "" {
+		claim["client_id"] = a.ClientID
+	}
+	if a.Actor != nil {
+		claim["act"] = actorClaim(a.Actor)
+	}
+	return claim
 }
 
 // identify describes an Authorization header value without repeating it.
@@ -91,6 +171,10 @@ func (i Identity) text() string {
 	}
 	if i.DecodeError != "" {
 		fmt.Fprintf(&b, "\ncould not decode the token: %s", i.DecodeError)
+	}
+	if i.VerifiedClaims != nil {
+		claims, _ := json.MarshalIndent(i.VerifiedClaims, "", "  ")
+		fmt.Fprintf(&b, "\nclaims (verified):\n%s", claims)
 	}
 	if i.UnverifiedClaims != nil {
 		claims, _ := json.MarshalIndent(i.UnverifiedClaims, "", "  ")

@@ -13,6 +13,11 @@
 // means, so nothing here remaps ids, answers server requests or retries a
 // call.
 //
+// Credentials: every request of a session carries the bearer token its
+// Options.Token source supplies, asked for per HTTP request so that
+// reconnections never reuse an expired token; a call may carry a token of
+// its own in its header instead. The session keeps no token.
+//
 // Reading is bounded everywhere: one JSON body or one SSE event is capped
 // (Options.MaxMessageBytes), error bodies are read only in part, and bodies
 // are drained and closed so pooled connections are reused. The SSE parser
@@ -21,7 +26,8 @@
 //
 // Failures reach the caller as errors to test with errors.Is and errors.As:
 // ErrSessionNotFound (re-initialize), ErrNoStream, ErrStreamEnded,
-// ErrMessageTooLarge, ErrProtocol, *StatusError for other HTTP answers
+// ErrMessageTooLarge, ErrProtocol, ErrCredentials (the token source
+// failed; its error is wrapped too), *StatusError for other HTTP answers
 // (with the JSON-RPC error object when the body held one), and the
 // context's error when the caller's deadline or cancellation ended the
 // exchange.

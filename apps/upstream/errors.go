@@ -32,6 +32,10 @@ var (
 	// ErrProtocol means the upstream broke the transport rules: a wrong
 	// content type, an undecodable message, a response with the wrong id.
 	ErrProtocol = errors.New("protocol violation")
+
+	// ErrCredentials means the session's TokenSource supplied no token for
+	// a request, which was therefore not sent.
+	ErrCredentials = errors.New("no credentials for the upstream")
 )
 
 // Bounds of the texts a StatusError keeps.

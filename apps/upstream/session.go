@@ -54,6 +54,7 @@ const (
 	headerLastEventID     = "Last-Event-Id"
 	headerAccept          = "Accept"
 	headerContentType     = "Content-Type"
+	headerAuthorization   = "Authorization"
 
 	mediaJSON   = "application/json"
 	mediaStream = "text/event-stream"
@@ -80,7 +81,18 @@ type Options struct {
 	MaxMessageBytes int64
 	// Logger receives reconnection events at debug level; nil discards.
 	Logger *slog.Logger
+	// Token, when set, supplies the bearer token of every HTTP request
+	// that carries no Authorization of its own: initialize, notifications,
+	// responses, the GET stream and its reconnections, the resumption of a
+	// call's stream, DELETE. It is called per request, so a short-lived
+	// token is fresh at every reconnection; an error fails the request
+	// before anything is sent.
+	Token TokenSource
 }
+
+// TokenSource returns the bearer token for one HTTP request of a session;
+// ctx is the request's own.
+type TokenSource func(ctx context.Context) (string, error)
 
 var defaultClient = sync.OnceValue(func() *http.Client { return NewHTTPClient(0, 0, 0, 0) })
 
@@ -115,6 +127,7 @@ type Session struct {
 	client   *http.Client
 	maxBytes int
 	logger   *slog.Logger
+	token    TokenSource
 
 	id              atomic.Pointer[headerValue]
 	protocolVersion atomic.Pointer[headerValue]
@@ -142,6 +155,7 @@ func NewSession(opts *Options) (*Session, error) {
 		client:   opts.Client,
 		maxBytes: DefaultMaxMessageBytes,
 		logger:   opts.Logger,
+		token:    opts.Token,
 	}
 	if s.client == nil {
 		s.client = defaultClient()
@@ -183,8 +197,9 @@ func (s *Session) identity() identity {
 // Call POSTs the request msg and returns its response, which may be a
 // JSON-RPC error response; the error is for transport and HTTP failures.
 //
-// header holds extra headers for this HTTP exchange only (a per-call
-// Authorization); it may be nil and must not be changed during the call.
+// header holds extra headers for this HTTP exchange only; it may be nil
+// and must not be changed during the call. An Authorization in it (a
+// per-call token) is sent instead of the session's (Options.Token).
 // onMessage, if not nil, receives in order every other message the server
 // sends on the request's stream (progress, logging, server-to-client
 // requests) before Call returns, on the calling goroutine.
@@ -221,7 +236,10 @@ func (s *Session) call(ctx context.Context, msg *jsonrpc.Message, header http.He
 			ex.end()
 		}
 	}()
-	req := s.newRequest(ex.ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
+	req, err := s.newRequest(ex.ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
+	if err != nil {
+		return nil, err
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, transportError(ctx, err)
@@ -340,7 +358,10 @@ func (s *Session) send(ctx context.Context, msg *jsonrpc.Message, header http.He
 		return fmt.Errorf("message is a %s; send takes notifications and responses", kind)
 	}
 	who := s.identity()
-	req := s.newRequest(ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
+	req, err := s.newRequest(ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")
+	if err != nil {
+		return err
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return transportError(ctx, err)
@@ -409,7 +430,7 @@ func (s *Session) listen(ctx context.Context, header http.Header, onMessage func
 			switch {
 			case ctx.Err() != nil:
 				return ctx.Err()
-			case errors.Is(err, ErrNoStream), errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrProtocol):
+			case errors.Is(err, ErrNoStream), errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrProtocol), errors.Is(err, ErrCredentials):
 				return err
 			case errors.As(err, &status) && !transientStatus(status.StatusCode):
 				return err
@@ -462,7 +483,10 @@ func (s *Session) Close(ctx context.Context, header http.Header) error {
 	if who.sessionID == nil {
 		return nil
 	}
-	req := s.newRequest(ctx, http.MethodDelete, nil, header, acceptBoth, who, "")
+	req, err := s.newRequest(ctx, http.MethodDelete, nil, header, acceptBoth, who, "")
+	if err != nil {
+		return fmt.Errorf("upstream: delete session: %w", err)
+	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("upstream: delete session: %w", transportError(ctx, err))
@@ -481,10 +505,17 @@ func (s *Session) Close(ctx context.Context, header http.Header) error {
 
 // newRequest builds one HTTP exchange. The URL is parsed once per session
 // and shared: the client only reads it.
-func (s *Session) newRequest(ctx context.Context, method string, body []byte, extra http.Header, accept []string, who identity, lastEventID string) *http.Request {
-	h := make(http.Header, len(extra)+5)
+func (s *Session) newRequest(ctx context.Context, method string, body []byte, extra http.Header, accept []string, who identity, lastEventID string) (*http.Request, error) {
+	h := make(http.Header, len(extra)+6)
 	for k, v := range extra {
 		h[k] = v
+	}
+	if _, own := extra[headerAuthorization]; !own && s.token != nil {
+		token, err := s.token(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCredentials, err)
+		}
+		h[headerAuthorization] = []string{"Bearer " + token}
 	}
 	h[headerAccept] = accept
 	if who.sessionID != nil {
@@ -513,7 +544,7 @@ func (s *Session) newRequest(ctx context.Context, method string, body []byte, ex
 		// pooled one turns out closed.
 		req.GetBody = func() (io.ReadCloser, error) { return newRequestBody(body), nil }
 	}
-	return req.WithContext(ctx)
+	return req.WithContext(ctx), nil
 }
 
 // requestBody is a request body in one allocation.
@@ -529,7 +560,11 @@ func (*requestBody) Close() error { return nil }
 
 // openStream GETs the event stream, resuming after lastEventID if set.
 func (s *Session) openStream(ctx context.Context, header http.Header, who identity, lastEventID string) (io.ReadCloser, error) {
-	resp, err := s.client.Do(s.newRequest(ctx, http.MethodGet, nil, header, acceptStream, who, lastEventID))
+	req, err := s.newRequest(ctx, http.MethodGet, nil, header, acceptStream, who, lastEventID)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, transportError(ctx, err)
 	}
@@ -655,6 +690,7 @@ type resumeState struct {
 
 // resume reconnects a call's broken stream with GET and Last-Event-ID.
 func (s *Session) resume(ctx, exchange context.Context, r *sseReader, state *resumeState, header http.Header, who identity) (io.ReadCloser, error) {
+	header = s.streamHeader(header)
 	for {
 		if !bytes.Equal(r.lastID, state.from) {
 			state.from = append(state.from[:0], r.lastID...)
@@ -681,13 +717,25 @@ func (s *Session) resume(ctx, exchange context.Context, r *sseReader, state *res
 		switch {
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
-		case errors.Is(err, ErrNoStream), errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrProtocol):
+		case errors.Is(err, ErrNoStream), errors.Is(err, ErrSessionNotFound), errors.Is(err, ErrProtocol), errors.Is(err, ErrCredentials):
 			return nil, fmt.Errorf("resume: %w", err)
 		case errors.As(err, &status) && !transientStatus(status.StatusCode):
 			return nil, fmt.Errorf("resume: %w", err)
 		}
 		state.lastErr = err
 	}
+}
+
+// streamHeader is the header of a call's resumed stream: with a token
+// source, the session's token instead of the call's own, which may be
+// shorter-lived than the tool it was issued for.
+func (s *Session) streamHeader(header http.Header) http.Header {
+	if _, own := header[headerAuthorization]; !own || s.token == nil {
+		return header
+	}
+	h := header.Clone()
+	delete(h, headerAuthorization)
+	return h
 }
 
 // reconnectDelay is the server's retry value (default 1s, at most 10s);

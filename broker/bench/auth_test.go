@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -54,6 +55,24 @@ const policyBroker = authBroker + `    authorization:
             }
 `
 
+// exchangeBroker is policyBroker with outbound token exchange: the
+// embedded authorization server (issuer %[4]q, the broker's own URL, its
+// store at %[5]q) mints for each call a token for the upstream, delegated
+// to the caller's agent, with the echo tool's scope.
+const exchangeBroker = policyBroker + `      outbound:
+        type: tokenExchange
+        tokenExchange:
+          type: delegation
+          idp: embedded
+          audience: ` + benchAudience + `
+          tools: [{name: echo, ttl: 60s, scopes: [{name: mcp:tools}]}]
+storage: {bolt: {path: %[5]q}}
+authProvider: {enabled: true, issuer: %[4]q}
+`
+
+// benchAudience is the audience of the upstream's tokens.
+const benchAudience = "https://bench-upstream.example/"
+
 // benchGroups are the groups claim of every session's token: one the
 // policy of policyBroker allows echo for.
 var benchGroups = []string{"warehouse-ops"}
@@ -81,15 +100,27 @@ func policyBrokerPath(yaml string) func(testing.TB, string) target {
 	}
 }
 
+// exchangeBrokerPath is policyBrokerPath for yaml with outbound token
+// exchange (see exchangeBroker).
+func exchangeBrokerPath(yaml string) func(testing.TB, string) target {
+	return func(tb testing.TB, upstream string) target {
+		dst := policyBrokerPath(yaml)(tb, upstream)
+		dst.audience = benchAudience
+		return dst
+	}
+}
+
 // startAuthBroker starts an authorization server and the broker from yaml
-// (see authBroker) in front of upstream. It returns the target and how to
-// mint more tokens for the broker.
+// (see authBroker and exchangeBroker) in front of upstream. It returns the
+// target and how to mint more tokens for the broker.
 func startAuthBroker(tb testing.TB, yaml, upstream string) (target, func(subject string, groups []string) string) {
 	tb.Helper()
 	as := startAuthServer(tb)
 	ln := listen(tb)
 	audience := brokerEndpoint(ln) // known before the config is written
-	endpoint := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.metadataURL(), audience))
+	issuer := "http://" + ln.Addr().String()
+	store := filepath.Join(tb.TempDir(), "mcpbroker.db")
+	endpoint := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.metadataURL(), audience, issuer, store))
 	mint := func(subject string, groups []string) string { return as.mint(tb, audience, subject, groups) }
 	return target{
 		endpoint: endpoint,

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,7 +28,8 @@ const concurrency = 16
 func BenchmarkDataPath(b *testing.B) {
 	for _, path := range dataPaths {
 		b.Run(path.name, func(b *testing.B) {
-			dst := path.start(b, startUpstream(b))
+			upstream, _ := startUpstream(b)
+			dst := path.start(b, upstream)
 			sessions := openSessions(b, dst, concurrency)
 			ctx := context.Background()
 			// Warm up: every session's connection dialled, pools filled.
@@ -54,7 +57,8 @@ func BenchmarkDataPath(b *testing.B) {
 func TestDataPaths(t *testing.T) {
 	for _, path := range dataPaths {
 		t.Run(path.name, func(t *testing.T) {
-			dst := path.start(t, startUpstream(t))
+			upstream, lastAuthorization := startUpstream(t)
+			dst := path.start(t, upstream)
 			sessions := openSessions(t, dst, 4)
 			latencies := make([]time.Duration, 20)
 			load := runLoad(context.Background(), sessions, latencies)
@@ -66,6 +70,7 @@ func TestDataPaths(t *testing.T) {
 					t.Errorf("call %d: no latency recorded", i)
 				}
 			}
+			checkUpstreamToken(t, dst, lastAuthorization())
 			if dst.token != nil {
 				checkRefusedWithoutToken(t, sessions[0])
 			}
@@ -89,6 +94,39 @@ func checkRefusedWithoutToken(t *testing.T, s *session) {
 		t.Fatalf("call without a token: got %v, want status 401 with a Bearer challenge", err)
 	}
 	s.nextID = anonymous.nextID
+}
+
+// checkUpstreamToken makes sure the agent's token never reaches the
+// upstream, and that a path that mints tokens truly does: the last call's
+// Authorization is a JWT for the path's audience and the tool's scope.
+func checkUpstreamToken(t *testing.T, dst target, authorization string) {
+	t.Helper()
+	if dst.audience == "" {
+		if authorization != "" {
+			t.Fatalf("the upstream received Authorization %.20q…, want none", authorization)
+		}
+		return
+	}
+	token, ok := strings.CutPrefix(authorization, "Bearer ")
+	parts := strings.Split(token, ".")
+	if !ok || len(parts) != 3 {
+		t.Fatalf("the upstream received Authorization %.20q…, want a Bearer JWT", authorization)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct {
+		Audience string `json:"aud"`
+		Subject  string `json:"sub"`
+		Scope    string `json:"scope"`
+	}
+	if err == nil {
+		err = json.Unmarshal(payload, &claims)
+	}
+	// A token without scope would be the session's identity-only token,
+	// not the one minted for the call.
+	if err != nil || claims.Audience != dst.audience || !strings.HasPrefix(claims.Subject, "bench-user-") || claims.Scope == "" {
+		t.Fatalf("the upstream's token has aud %q sub %q scope %q (%v), want aud %q, a bench user and the tool's scope",
+			claims.Audience, claims.Subject, claims.Scope, err, dst.audience)
+	}
 }
 
 // checkDeniedByPolicy makes sure the path truly evaluates its policy: a

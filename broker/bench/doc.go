@@ -14,5 +14,7 @@
 // broker+auth (OAuth, JWT access tokens, one per session) does. A feature
 // measured on top of another is compared with that one instead:
 // broker+policy (broker+auth plus an inbound Rego policy on the app) with
-// broker+auth; the report's requires table says which.
+// broker+auth, broker+exchange (broker+policy plus outbound token exchange:
+// a token minted in process for every call) with broker+policy; the
+// report's requires table says which.
 package bench

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,18 +36,24 @@ type target struct {
 	// outsider returns a valid access token for a user whose groups the
 	// path's policy refuses echo; nil: the path has no policy.
 	outsider func() string
+	// audience is that of the token the broker mints for each call to
+	// the upstream; empty: the upstream receives no token.
+	audience string
 }
 
 // dataPaths are the cases of BenchmarkDataPath, in table order. direct and
 // proxy are the baselines the report compares every other row against;
 // the report also compares every broker+X row with broker, the cost of X
-// (broker+policy, which needs a caller's identity, with broker+auth).
+// (broker+policy, which needs a caller's identity, with broker+auth;
+// broker+exchange, which mints for the policy's caller, with
+// broker+policy).
 var dataPaths = []dataPath{
 	{"direct", func(_ testing.TB, upstream string) target { return target{endpoint: upstream} }},
 	{"proxy", startReverseProxy},
 	{"broker", brokerPath(plainBroker)},
 	{"broker+auth", authBrokerPath(authBroker)},
 	{"broker+policy", policyBrokerPath(policyBroker)},
+	{"broker+exchange", exchangeBrokerPath(exchangeBroker)},
 }
 
 // plainBroker proxies one app without authentication or policy. %s is the
@@ -69,19 +76,33 @@ type echoInput struct {
 }
 
 // startUpstream serves a stateful Go SDK server with one tool, echo, at
-// /mcp on a loopback port and returns that endpoint.
-func startUpstream(tb testing.TB) string {
+// /mcp on a loopback port and returns that endpoint, and what the last
+// request that reached it carried in Authorization.
+func startUpstream(tb testing.TB) (endpoint string, lastAuthorization func() string) {
 	tb.Helper()
 	server := mcp.NewServer(&mcp.Implementation{Name: "bench-upstream", Version: "1.0.0"}, nil)
 	mcp.AddTool(server, &mcp.Tool{Name: "echo", Description: "returns its text"},
 		func(_ context.Context, _ *mcp.CallToolRequest, in echoInput) (*mcp.CallToolResult, any, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: in.Text}}}, nil, nil
 		})
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	var last atomic.Pointer[string]
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil))
+	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			authorization := r.Header.Get("Authorization")
+			last.Store(&authorization)
+		}
+		handler.ServeHTTP(w, r)
+	}))
 	srv := httptest.NewServer(mux)
 	tb.Cleanup(srv.Close)
-	return srv.URL + "/mcp"
+	return srv.URL + "/mcp", func() string {
+		if a := last.Load(); a != nil {
+			return *a
+		}
+		return ""
+	}
 }
 
 // startReverseProxy is the floor for any HTTP hop: a reverse proxy that

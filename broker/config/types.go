@@ -352,9 +352,22 @@ type Outbound struct {
 	TokenExchange *TokenExchange `yaml:"tokenExchange"`
 }
 
-// TokenExchange obtains a tool-scoped token per call (RFC 8693).
+// TokenExchange obtains a tool-scoped token per call (RFC 8693); the
+// agent's own token never reaches the upstream. A tools/call carries the
+// token its tool's entry in Tools describes; a tool without an entry gets
+// no token at all, unless an entry named "*" exists, the default for every
+// such tool. Every other request of the app's upstream session
+// (initialize, lists, reads, notifications, the GET stream, DELETE)
+// carries an identity-only token: the audience, no scopes, a 5s lifetime.
+// The app needs mcpProvider.authorization.oauth: tokens are issued for the
+// authenticated agent.
 type TokenExchange struct {
-	Type     string         `yaml:"type"`
+	// Type is delegation (the token names the agent in act, with earlier
+	// actors nested inside) or impersonation (no act).
+	Type string `yaml:"type"`
+	// IDP issues the tokens: "embedded" (the embedded authorization
+	// server, minting in process) or the name of a connector, whose token
+	// endpoint exchanges the agent's token.
 	IDP      string         `yaml:"idp"`
 	Audience string         `yaml:"audience"`
 	Tools    []ExchangeTool `yaml:"tools"`
@@ -362,9 +375,15 @@ type TokenExchange struct {
 
 // ExchangeTool is the token shape for one tool.
 type ExchangeTool struct {
+	// Name is the upstream's tool name (without the namespace), or "*"
+	// for the default entry.
 	Name string `yaml:"name"`
-	// TTL is the lifetime of the tool's token (default 5s, at most 1h).
-	TTL    Duration        `yaml:"ttl"`
+	// TTL is the lifetime of the tool's token (default 5s, at most 1h),
+	// rounded up to whole seconds: tokens count time in seconds.
+	TTL Duration `yaml:"ttl"`
+	// Scopes of the tool's token. The agent's token must hold them all,
+	// else the call is refused with 403 insufficient_scope (a step-up);
+	// a policy result's scopes narrow them further.
 	Scopes []ExchangeScope `yaml:"scopes"`
 }
 

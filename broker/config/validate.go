@@ -22,6 +22,9 @@ const (
 	// embeddedIdentityProvider names the embedded authorization server in
 	// tokenExchange.idp, which is why no connector may take the name.
 	embeddedIdentityProvider = "embedded"
+	// defaultExchangeTool names the tokenExchange.tools entry for tools
+	// without one of their own.
+	defaultExchangeTool = "*"
 )
 
 var (
@@ -633,6 +636,9 @@ func (v *validator) appAuthorization(path string, authorization *AppAuthorizatio
 		if outbound.TokenExchange == nil {
 			v.add(field(outboundPath, "tokenExchange"), `required when type is "tokenExchange"`)
 		}
+		if oauth := v.config.MCPProvider.Authorization.OAuth; oauth == nil || !oauth.Enabled {
+			v.add(field(outboundPath, "type"), `"tokenExchange" issues tokens for the authenticated agent; enable mcpProvider.authorization.oauth`)
+		}
 	case "unprotected":
 		if outbound.TokenExchange != nil {
 			v.add(field(outboundPath, "tokenExchange"), `only allowed when type is "tokenExchange"`)
@@ -665,6 +671,8 @@ func (v *validator) tokenExchange(path string, exchange *TokenExchange) {
 		switch first, duplicate := firstByName[tool.Name]; {
 		case tool.Name == "":
 			v.add(field(toolPath, "name"), "must not be empty")
+		case tool.Name != defaultExchangeTool && strings.Contains(tool.Name, defaultExchangeTool):
+			v.add(field(toolPath, "name"), fmt.Sprintf(`%s: names are exact; "*" alone names the default entry`, quote(tool.Name)))
 		case duplicate:
 			v.add(field(toolPath, "name"), fmt.Sprintf("duplicate tool %s, also configured at tools[%d]", quote(tool.Name), first))
 		default:
@@ -674,8 +682,11 @@ func (v *validator) tokenExchange(path string, exchange *TokenExchange) {
 			v.add(field(toolPath, "ttl"), fmt.Sprintf("must be > 0 and at most %s (tokens are per call and short-lived), got %s", maxToolTTL, tool.TTL))
 		}
 		for j, scope := range tool.Scopes {
-			if scope.Name == "" {
+			switch {
+			case scope.Name == "":
 				v.add(field(index(field(toolPath, "scopes"), j), "name"), "must not be empty")
+			case !isScopeToken(scope.Name):
+				v.add(field(index(field(toolPath, "scopes"), j), "name"), fmt.Sprintf("not a scope token (RFC 6749 §3.3): %s", quote(scope.Name)))
 			}
 		}
 	}

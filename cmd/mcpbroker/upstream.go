@@ -33,6 +33,11 @@ func upstreamCommand() *cli.Command {
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9000", Usage: "address to listen on; port 0 picks a free port"},
 					&cli.StringFlag{Name: "name", Value: "ledger", Usage: "server name reported in initialize"},
 					&cli.StringFlag{Name: "path", Value: "/mcp", Usage: "URL path of the MCP endpoint"},
+					&cli.StringFlag{Name: "issuer", Usage: "accept only requests with a valid JWT access token from this authorization server " +
+						"(found through its RFC 8414 metadata); needs --audience"},
+					&cli.StringFlag{Name: "audience", Usage: "the audience access tokens must name (with --issuer)"},
+					&cli.BoolFlag{Name: "allow-private-networks", Usage: "let the issuer's metadata and keys be fetched from private addresses " +
+						"(a loopback issuer needs no flag)"},
 				},
 				Action: runSampleUpstream,
 			},
@@ -47,7 +52,20 @@ func runSampleUpstream(c *cli.Context) error {
 	}
 	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
 
-	mcpHandler := sample.Handler(&sample.Options{Name: c.String("name"), Logger: logger})
+	opts := &sample.Options{Name: c.String("name"), Logger: logger}
+	mcpHandler := sample.Handler(opts)
+	switch issuer, audience := c.String("issuer"), c.String("audience"); {
+	case issuer != "" && audience != "":
+		var err error
+		mcpHandler, err = sample.ProtectedHandler(opts, sample.TokenOptions{
+			Issuer: issuer, Audience: audience, AllowPrivateNetworks: c.Bool("allow-private-networks"),
+		})
+		if err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
+	case issuer != "" || audience != "":
+		return cli.Exit("--issuer and --audience go together", 2)
+	}
 	// An exact match, not a ServeMux pattern, so any --path value is served
 	// literally.
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -65,6 +83,9 @@ func runSampleUpstream(c *cli.Context) error {
 		return fmt.Errorf("upstream sample: %w", err)
 	}
 	logger.Info(fmt.Sprintf("sample upstream listening on http://%s%s", listener.Addr(), path))
+	if issuer := c.String("issuer"); issuer != "" {
+		logger.Info("every request needs an access token", "issuer", issuer, "audience", c.String("audience"))
+	}
 
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -5,11 +5,15 @@
 // say auth) against the broker it extends, with an estimate of what X costs
 // per call. That is the plain broker, or for a feature that needs another
 // one (policy decides on the authenticated caller) the broker with that
-// one: broker+policy is compared with broker+auth.
+// one: broker+policy is compared with broker+auth, broker+exchange (a
+// token minted for every call, for the caller the policy allowed) with
+// broker+policy, so its cost is the per-call exchange.
 //
-// The input may also hold the policy engine's own benchmarks
-// (BenchmarkDecide and BenchmarkDecideList in ./opa); their cost of one
-// decision is printed beside the estimate from the data paths.
+// The input may also hold the components' own benchmarks: the policy
+// engine's (BenchmarkDecide and BenchmarkDecideList in ./opa) and the
+// minter's (BenchmarkMintES256 and BenchmarkMintEdDSA in ./exchange); their
+// cost of one decision or one token is printed beside the estimates from
+// the data paths.
 //
 // With -count above 1 each metric is the median of the runs. It exits
 // non-zero if a benchmark failed or none ran, so `make bench` fails too.
@@ -41,13 +45,26 @@ const plain = "broker"
 
 // requires maps a feature to the one it is measured on top of: its row is
 // compared with the broker with that feature rather than the plain broker.
-var requires = map[string]string{"policy": "auth"}
+var requires = map[string]string{"policy": "auth", "exchange": "policy"}
 
-// engineBenchmarks are the policy engine's benchmarks the report shows, in
-// order, with what they measure; others in the input are ignored.
-var engineBenchmarks = []struct{ name, what string }{
-	{"BenchmarkDecide", "tools/call"},
-	{"BenchmarkDecideList", "list item, cached"},
+// componentBenchmark is one benchmark of a component the report shows,
+// with what it measures.
+type componentBenchmark struct{ name, what string }
+
+// components are the component benchmarks the report shows, by section
+// and in order; others in the input are ignored.
+var components = []struct {
+	title      string
+	benchmarks []componentBenchmark
+}{
+	{"Policy decision (engine benchmark, ./opa: one goroutine, no HTTP):", []componentBenchmark{
+		{"BenchmarkDecide", "tools/call"},
+		{"BenchmarkDecideList", "list item, cached"},
+	}},
+	{"Token minting (minter benchmark, ./exchange: one goroutine, no HTTP):", []componentBenchmark{
+		{"BenchmarkMintES256", "ES256, the default"},
+		{"BenchmarkMintEdDSA", "EdDSA"},
+	}},
 }
 
 // result is one data path's metrics, by unit as go test prints them
@@ -70,7 +87,7 @@ type report struct {
 	cpu     string
 	procs   string
 	results []*result          // the data paths, in input order
-	engine  map[string]*result // engineBenchmarks by name
+	engine  map[string]*result // component benchmarks by name
 }
 
 func main() {
@@ -139,12 +156,14 @@ func (r *result) add(metrics map[string]float64) {
 	}
 }
 
-// isEngineResult reports whether line is the result of one of
-// engineBenchmarks.
+// isEngineResult reports whether line is the result of one of the
+// component benchmarks.
 func isEngineResult(line string) bool {
-	for _, b := range engineBenchmarks {
-		if rest, ok := strings.CutPrefix(line, b.name); ok && (rest == "" || rest[0] == '-' || rest[0] == ' ' || rest[0] == '\t') {
-			return true
+	for _, c := range components {
+		for _, b := range c.benchmarks {
+			if rest, ok := strings.CutPrefix(line, b.name); ok && (rest == "" || rest[0] == '-' || rest[0] == ' ' || rest[0] == '\t') {
+				return true
+			}
 		}
 	}
 	return false
@@ -303,34 +322,40 @@ func (rep *report) writeCosts(w io.Writer) error {
 	return tw.Flush()
 }
 
-// writeEngine prints the cost of one policy decision measured by the
-// engine's own benchmarks: one goroutine, no HTTP, the benchmark's own
-// policy and input, so a floor for what the policy adds to a call.
+// writeEngine prints, section by section, the cost of one policy decision
+// or one minted token measured by the components' own benchmarks: one
+// goroutine, no HTTP, the benchmark's own input, so a floor for what the
+// feature adds to a call.
 func (rep *report) writeEngine(w io.Writer) error {
-	var rows [][]string
-	width := 0
-	for _, b := range engineBenchmarks {
-		r := rep.engine[b.name]
-		if r == nil {
+	for _, c := range components {
+		var rows [][]string
+		width := 0
+		for _, b := range c.benchmarks {
+			r := rep.engine[b.name]
+			if r == nil {
+				continue
+			}
+			ns, ok := r.get("ns/op")
+			if !ok {
+				continue
+			}
+			label := b.name + " (" + b.what + ")"
+			width = max(width, len(label))
+			rows = append(rows, []string{label, strconv.FormatFloat(ns/1000, 'f', 2, 64) + " µs", format(r, "allocs/op") + " allocs/op"})
+		}
+		if len(rows) == 0 {
 			continue
 		}
-		ns, ok := r.get("ns/op")
-		if !ok {
-			continue
+		fmt.Fprintln(w, "\n"+c.title)
+		tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%-*s\t   %s\t   %s\t\n", width, r[0], r[1], r[2])
 		}
-		label := b.name + " (" + b.what + ")"
-		width = max(width, len(label))
-		rows = append(rows, []string{label, strconv.FormatFloat(ns/1000, 'f', 2, 64) + " µs", format(r, "allocs/op") + " allocs/op"})
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
-	if len(rows) == 0 {
-		return nil
-	}
-	fmt.Fprintln(w, "\nPolicy decision (engine benchmark, ./opa: one goroutine, no HTTP):")
-	tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%-*s\t   %s\t   %s\t\n", width, r[0], r[1], r[2])
-	}
-	return tw.Flush()
+	return nil
 }
 
 func format(r *result, unit string) string {
