@@ -34,8 +34,10 @@ const (
 func tokenCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "token",
-		Usage: "inspect and exchange access tokens, hash login passwords",
+		Usage: "obtain, mint, inspect and exchange access tokens, hash login passwords",
 		Subcommands: []*cli.Command{
+			tokenLoginCommand(),
+			tokenMintCommand(),
 			tokenInspectCommand(),
 			tokenExchangeCommand(),
 			tokenHashPasswordCommand(),
