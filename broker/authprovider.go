@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -12,18 +13,22 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/exchange"
+	"github.com/mcpbroker/mcpbroker/exchange/authserver"
 )
 
 // defaultBoltPath is where the embedded store lives when storage.bolt is not
 // configured, relative to the configuration file's folder.
 const defaultBoltPath = "data/mcpbroker.db"
 
-// authProvider is the embedded Auth Provider: the store, the signing keys
-// and the in-process minter that outbound token exchange uses.
+// authProvider is the embedded Auth Provider: the store, the signing keys,
+// the in-process minter that outbound token exchange uses, and the
+// authorization server agents and other brokers talk to.
 type authProvider struct {
 	db     *bolt.DB
 	keys   *exchange.KeySet
 	minter *exchange.Minter
+	server *authserver.Server
+	issuer string
 }
 
 // newAuthProvider opens the store and the signing keys when authProvider
@@ -61,7 +66,85 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b 
 		db.Close()
 		return nil, fmt.Errorf("broker: auth provider minter: %w", err)
 	}
-	return &authProvider{db: db, keys: keys, minter: minter}, nil
+	p := &authProvider{db: db, keys: keys, minter: minter, issuer: ap.Issuer}
+	// The exchanger refuses revoked subject tokens; revocations live in the
+	// server, which in turn serves the exchanger's grant.
+	exchanger, err := exchange.NewExchanger(minter, keys, exchange.ExchangerOptions{
+		Issuer:  ap.Issuer,
+		TTL:     timeOf(ap.ExchangeTTL),
+		Revoked: func(ctx context.Context, tokenID string) bool { return p.server.Revoked(ctx, tokenID) },
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("broker: auth provider token exchange: %w", err)
+	}
+	p.server, err = authserver.New(ctx, authserver.Options{
+		Issuer:          ap.Issuer,
+		Audiences:       ap.Audiences,
+		Scopes:          ap.Scopes,
+		AccessTokenTTL:  timeOf(ap.AccessTokenTTL),
+		RefreshTokenTTL: timeOf(ap.RefreshTokenTTL),
+		Users:           loginUsers(ap.Login.Users),
+		Federation:      federation(cfg),
+		Registration:    ap.Registration.Enabled,
+		Clients:         providerClients(ap.Clients),
+		DB:              db,
+		Keys:            keys,
+		Minter:          minter,
+		Exchanger:       exchanger,
+		Logger:          b.log,
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("broker: auth provider: %w", err)
+	}
+	return p, nil
+}
+
+// register serves the authorization server's endpoints on mux.
+func (p *authProvider) register(mux *http.ServeMux) {
+	if p != nil {
+		p.server.Register(mux)
+	}
+}
+
+// revoked reports whether an access token this Auth Provider issued was
+// revoked; tokens of other issuers are not its to judge.
+func (p *authProvider) revoked(ctx context.Context, issuer, tokenID string) bool {
+	return p != nil && issuer == p.issuer && p.server.Revoked(ctx, tokenID)
+}
+
+// federation signs users in through the connector named by
+// authProvider.login.connector, if any.
+func federation(cfg *config.Config) *authserver.Federation {
+	connector := cfg.Connector(cfg.AuthProvider.Login.Connector)
+	if cfg.AuthProvider.Login.Connector == "" || connector == nil {
+		return nil
+	}
+	return &authserver.Federation{
+		DiscoveryURL: connector.OIDCWellKnownURL,
+		ClientID:     connector.OAuthClientID,
+		ClientSecret: connector.OAuthClientSecret.Value(),
+	}
+}
+
+func loginUsers(users []config.LoginUser) []authserver.User {
+	out := make([]authserver.User, len(users))
+	for i, u := range users {
+		out[i] = authserver.User{Username: u.Username, PasswordHash: u.PasswordHash.Value(), Name: u.Name, Email: u.Email, Groups: u.Groups}
+	}
+	return out
+}
+
+func providerClients(clients []config.ProviderClient) []authserver.Client {
+	out := make([]authserver.Client, len(clients))
+	for i, c := range clients {
+		out[i] = authserver.Client{
+			ID: c.ClientID, Secret: c.ClientSecret.Value(), Name: c.Name, RedirectURIs: c.RedirectURIs,
+			GrantTypes: c.GrantTypes, Scopes: c.Scopes, Audiences: c.Audiences, Groups: c.Groups, SkipConsent: c.SkipConsent,
+		}
+	}
+	return out
 }
 
 // start runs the key rotation schedule until ctx ends.

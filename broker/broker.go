@@ -44,7 +44,7 @@ type Broker struct {
 }
 
 // New builds a broker from a validated configuration.
-func New(cfg *config.Config, opts Options) (*Broker, error) {
+func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if err := Supported(cfg); err != nil {
 		return nil, err
 	}
@@ -63,6 +63,11 @@ func New(cfg *config.Config, opts Options) (*Broker, error) {
 	if b.authProvider, err = newAuthProvider(context.Background(), cfg, opts.BaseDir, b); err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			b.authProvider.close() // the store stays locked while open
+		}
+	}()
 	if b.exchanger, err = newExchanger(cfg, b); err != nil {
 		return nil, err
 	}
@@ -94,11 +99,7 @@ func New(cfg *config.Config, opts Options) (*Broker, error) {
 	}
 	mux := http.NewServeMux()
 	b.provider.Register(mux)
-	if b.authProvider != nil {
-		if err := b.authProvider.publishKeys(mux, cfg.AuthProvider.Issuer); err != nil {
-			return nil, fmt.Errorf("broker: authProvider.issuer: %w", err)
-		}
-	}
+	b.authProvider.register(mux)
 	b.handler = mux
 	return b, nil
 }

@@ -19,6 +19,9 @@ import (
 type authenticator struct {
 	verifier       *oauth.Verifier
 	requiredScopes []string
+	// revoked reports tokens the embedded Auth Provider revoked (RFC 7009),
+	// so its own tokens stop working here at once rather than at exp.
+	revoked func(ctx context.Context, issuer, tokenID string) bool
 }
 
 // Errors of authentication, rendered as OAuth challenges in render.go.
@@ -65,7 +68,7 @@ func newAuthenticator(cfg *config.Config, b *Broker) (*authenticator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: token verification: %w", err)
 	}
-	return &authenticator{verifier: v, requiredScopes: o.RequiredScopes}, nil
+	return &authenticator{verifier: v, requiredScopes: o.RequiredScopes, revoked: b.authProvider.revoked}, nil
 }
 
 // Admit authenticates an HTTP request. Without authentication configured
@@ -92,6 +95,9 @@ func (a *authenticator) authenticate(r *http.Request) (*oauth.Principal, error) 
 	principal, err := a.verifier.Verify(r.Context(), token)
 	if err != nil {
 		return nil, err
+	}
+	if a.revoked != nil && a.revoked(r.Context(), principal.Issuer, principal.TokenID) {
+		return nil, &oauth.InvalidTokenError{Reason: oauth.ReasonInactive, Detail: "revoked at the authorization server"}
 	}
 	for _, scope := range a.requiredScopes {
 		if !slices.Contains(principal.Scopes, scope) {

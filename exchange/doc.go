@@ -46,7 +46,6 @@
 // the body at most 64 KiB. Provider errors come back as [*OAuthError] with
 // the HTTP status. No error from this package contains a token.
 //
-// Still to come here: the embedded authorization server (metadata, JWKS and
-// token endpoints, authorization code with PKCE, refresh, client
-// credentials, dynamic client registration, introspection, revocation).
+// The embedded authorization server that serves these tokens and the
+// token-exchange grant over HTTP is the subpackage authserver.
 package exchange

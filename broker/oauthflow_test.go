@@ -1,0 +1,176 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps/sample"
+)
+
+// selfIssuingLedger starts the sample ledger upstream, which accepts only
+// tokens from the broker's own authorization server with its audience,
+// and a broker at brokerAddress that is that authorization server, serves
+// the ledger with delegated tool tokens and authenticates agents with the
+// tokens it issues itself. It returns the broker's URL and the ledger's
+// audience.
+func selfIssuingLedger(t *testing.T, brokerAddress, clients string) (brokerURL, audience string) {
+	t.Helper()
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	issuer := "http://" + brokerAddress
+	ledgerAddress := freeAddress(t)
+	audience = "http://" + ledgerAddress + "/mcp"
+	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress,
+		"--issuer", issuer, "--audience", audience)
+	brokerURL = startBrokerAt(t, brokerAddress, `
+version: 1
+storage: {bolt: {path: %[1]q}}
+authProvider:
+  enabled: true
+  issuer: %[2]s
+  scopes: [ledger:read, ledger:write]
+  login:
+    users:
+      - {username: demo, passwordHash: %[3]q, name: Demo User, groups: [warehouse-ops]}
+  registration: {enabled: true}
+  clients:
+    - clientID: placeholder-never-used
+      redirectURIs: [https://placeholder.example/cb]
+%[4]s
+mcpProvider:
+  enabled: true
+  authorization:
+    oauth:
+      enabled: true
+      scopesSupported: [ledger:read, ledger:write]
+      servers:
+        - wellKnownEndpoint: %[2]s/.well-known/oauth-authorization-server
+          tokenValidation: {method: jwt, expectedAudiences: [%[2]s/mcp]}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: %[5]q}}
+    authorization:
+      outbound:
+        type: tokenExchange
+        tokenExchange:
+          type: delegation
+          idp: embedded
+          audience: %[5]s
+          tools:
+            - {name: whoami, ttl: 7s, scopes: [{name: ledger:read}]}
+            - {name: list_accounts, ttl: 5s, scopes: [{name: ledger:read}]}
+`, filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, clients, audience)
+	return brokerURL, audience
+}
+
+// A real MCP client (the TypeScript SDK) with no pre-shared token goes
+// through the whole MCP authorization flow against the broker, then lists
+// and calls tools; the upstream sees a delegated token for the user.
+func TestMCPAuthorizationFlow(t *testing.T) {
+	nodeBin, modules := nodeTools(t)
+	brokerURL, audience := selfIssuingLedger(t, freeAddress(t), "")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(nodeBin, "node"),
+		filepath.Join(modules, "..", "oauth-flow.mjs"),
+		"--url", brokerURL+"/mcp", "--username", "demo", "--password", "demo-password",
+		"--tool", "ledger_whoami")
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	cmd.Dir = filepath.Join(modules, "..")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("oauth-flow: %v\n%s\n%s", err, out, stderr.String())
+	}
+	var flow struct {
+		Requests []struct {
+			Method string `json:"method"`
+			URL    string `json:"url"`
+			Status int    `json:"status"`
+		} `json:"requests"`
+		Redirect struct {
+			Error string `json:"error"`
+			State bool   `json:"state"`
+			Iss   string `json:"iss"`
+		} `json:"redirect"`
+		Registered struct {
+			ClientID string `json:"client_id"`
+		} `json:"registered"`
+		Tokens struct {
+			TokenType       string `json:"token_type"`
+			Scope           string `json:"scope"`
+			HasRefreshToken bool   `json:"has_refresh_token"`
+		} `json:"tokens"`
+		Tools  []string `json:"tools"`
+		Result struct {
+			IsError           bool           `json:"isError"`
+			StructuredContent map[string]any `json:"structuredContent"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(out, &flow); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+
+	// The steps of the MCP authorization flow, in this order.
+	want := []string{
+		"POST /mcp 401",
+		"GET /.well-known/oauth-protected-resource/mcp 200",
+		"GET /.well-known/oauth-authorization-server 200",
+		"POST /register 201",
+		"GET /authorize 200",
+		"POST /token 200",
+		"POST /mcp 200",
+	}
+	var seen []string
+	for _, r := range flow.Requests {
+		seen = append(seen, fmt.Sprintf("%s %s %d", r.Method, strings.TrimPrefix(r.URL, brokerURL), r.Status))
+	}
+	next := 0
+	for _, step := range seen {
+		if next < len(want) && step == want[next] {
+			next++
+		}
+	}
+	if next < len(want) {
+		t.Fatalf("flow stopped before %q; requests:\n%s", want[next], strings.Join(seen, "\n"))
+	}
+	if flow.Redirect.Error != "" || !flow.Redirect.State || flow.Redirect.Iss != brokerURL {
+		t.Errorf("authorization response: %+v, want a code, the state and iss=%s", flow.Redirect, brokerURL)
+	}
+	if flow.Registered.ClientID == "" || flow.Tokens.TokenType != "Bearer" || !flow.Tokens.HasRefreshToken {
+		t.Errorf("registration %+v, tokens %+v", flow.Registered, flow.Tokens)
+	}
+	if !contains(flow.Tools, "ledger_whoami") || !contains(flow.Tools, "ledger_list_accounts") {
+		t.Errorf("tools = %v", flow.Tools)
+	}
+	if flow.Result.IsError {
+		t.Fatalf("whoami failed: %+v", flow.Result)
+	}
+	raw, _ := json.Marshal(flow.Result.StructuredContent)
+	var seenByUpstream sample.Identity
+	if err := json.Unmarshal(raw, &seenByUpstream); err != nil {
+		t.Fatalf("whoami: %v: %s", err, raw)
+	}
+	claims := seenByUpstream.VerifiedClaims
+	if !seenByUpstream.Verified || claims == nil || claims.Subject != "demo" || !slices.Equal(claims.Audience, []string{audience}) || claims.Scope != "ledger:read" {
+		t.Fatalf("upstream saw %s, want a verified token for demo with aud %s and scope ledger:read", raw, audience)
+	}
+	if claims.Actor["sub"] != flow.Registered.ClientID {
+		t.Errorf("upstream saw act %v, want sub %q (the registered agent)", claims.Actor, flow.Registered.ClientID)
+	}
+	if claims.ExpiresAt-claims.IssuedAt != 7 {
+		t.Errorf("exp - iat = %d, want the tool's ttl 7", claims.ExpiresAt-claims.IssuedAt)
+	}
+}
+
+func contains(list []string, s string) bool { return slices.Contains(list, s) }

@@ -1,0 +1,82 @@
+// Package authserver is the broker's embedded OAuth 2.1 authorization
+// server, the Auth Provider role: it signs users in, asks their consent,
+// and issues the access tokens agents bring to the broker. It is composed
+// from fosite handlers over a bbolt store; the access tokens are RFC 9068
+// JWTs from [exchange.Minter], so resource servers verify them with the
+// published keys alone.
+//
+// Endpoints, under the issuer's path ([Server.Register] adds them):
+//
+//	GET  /.well-known/oauth-authorization-server{path}  metadata (RFC 8414)
+//	GET  {path}/.well-known/openid-configuration        the same, OpenID discovery
+//	GET  /.well-known/openid-configuration{path}        (issuers with a path)
+//	GET  {path}/jwks.json                                public signing keys
+//	GET  {path}/authorize                                authorization request → login page
+//	POST {path}/authorize                                login and consent forms
+//	POST {path}/token                                    authorization_code (PKCE S256 required),
+//	                                                     refresh_token (rotated), client_credentials,
+//	                                                     token exchange (RFC 8693, with an exchanger)
+//	POST {path}/introspect                               RFC 7662, confidential clients only
+//	POST {path}/revoke                                   RFC 7009
+//	POST {path}/register                                 RFC 7591, when registration is on
+//	GET  {path}/callback                                 back from the identity provider, when federated
+//
+// Authorization. GET /authorize checks the request first: an unknown
+// client_id, or a redirect_uri that is not byte for byte one the client
+// registered, gets an HTML error page and never a redirect. Every other
+// problem (missing PKCE or a method other than S256, a scope or resource
+// the client may not have) goes back to the redirect URI as error,
+// error_description, state and iss (RFC 9207). The token's audience is the
+// request's resource (RFC 8707), which must be one of the client's
+// audiences (else invalid_target), or by default the first configured
+// audience.
+//
+// The pages are plain HTML forms that work without JavaScript. Each posts
+// with method="post" to the authorization endpoint's path (the form's
+// action) and carries:
+//
+//	csrf      hidden; the per-step token bound to the flow cookie
+//	username  login page: text field
+//	password  login page: password field
+//	consent   consent page: <button name="consent" value="allow"> or value="deny"
+//
+// The flow: GET /authorize?... answers 200 with the login page and sets
+// the cookie "mcpbroker_authorize" (HttpOnly, SameSite=Lax, Path the
+// authorization endpoint's path, Secure for an https issuer), which holds,
+// sealed with AES-GCM, the authorization request, the step reached and the
+// csrf token, for ten minutes per step. POSTing username, password and
+// csrf either re-renders the login page with a generic message (wrong
+// credentials; 429 after too many failures for the username or address),
+// or answers with the consent page (200, a new csrf), or, when consent is
+// implied (the client's skipConsent) or was given before for the same
+// user, client, scopes and resource, redirects (303) to the client with
+// code, state and iss. POSTing consent=allow and csrf redirects with the
+// code and remembers the consent; consent=deny redirects with
+// error=access_denied. A missing or wrong csrf, or a missing or expired
+// cookie, gets an error page (403 or 400). prompt=consent always asks;
+// prompt=none answers login_required, as every authorization signs in.
+//
+// Federated sign-in. With [Options.Federation], /authorize sends the
+// browser to an OpenID Provider (authorization code with PKCE, a nonce,
+// and a state bound to the cookie "mcpbroker_federation", Path
+// {path}/callback) instead of showing the login page. The callback redeems
+// the code, verifies the ID token (signature by a key from the provider's
+// jwks_uri, iss, aud, azp, exp, nonce) and continues with consent as after
+// a local sign-in. The subject is the provider's sub; username is
+// preferred_username, else email; groups come from the configured claim.
+//
+// Tokens. Access tokens carry sub (the username, or the client id for
+// client_credentials), client_id, aud (one audience), scope, and the
+// user's name, email and groups. Refresh tokens and codes are fosite HMAC
+// tokens under a secret kept in the database; a refresh token is replaced
+// on every use, and presenting a replaced one revokes the grant. Revoking
+// a token (RFC 7009) revokes its whole grant; [Server.Revoked] reports the
+// revoked access tokens' jtis until they expire, for the token-exchange
+// grant and anyone else who accepts the JWTs. A grant with the openid
+// scope also gets an ES256 ID token.
+//
+// State lives in buckets named "authserver_*" of the caller's bbolt
+// database: clients (configured ones rewritten on every start, registered
+// ones kept), codes, tokens, revocations, consents, and the HMAC and
+// cookie keys. Expired records are swept every ten minutes.
+package authserver

@@ -1,0 +1,398 @@
+package authserver
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/ory/fosite"
+)
+
+// Federation signs users in at an external OpenID Provider (an OIDC
+// connector) instead of with local passwords: /authorize sends the browser
+// there with the authorization code flow and PKCE, and {issuer}/callback
+// verifies the ID token that comes back before the consent step.
+type Federation struct {
+	// DiscoveryURL is the provider's OpenID configuration,
+	// {provider issuer}/.well-known/openid-configuration.
+	DiscoveryURL string
+	ClientID     string
+	// ClientSecret authenticates at the provider's token endpoint
+	// (client_secret_basic); empty for a public client.
+	ClientSecret string
+	// Scopes asked for; default openid, profile and email.
+	Scopes []string
+	// GroupsClaim names the ID token claim with the user's groups;
+	// default "groups".
+	GroupsClaim string
+	// HTTPClient reaches the provider; default a client with a 10s timeout.
+	HTTPClient *http.Client
+}
+
+const (
+	pathCallback     = "/callback"
+	federationCookie = "mcpbroker_federation"
+	stageFederated   = "federated"
+
+	// providerMaxAge is how long the provider's metadata is used before it
+	// is fetched again.
+	providerMaxAge = time.Hour
+	// keysMinInterval limits fetching the provider's keys again for an
+	// unknown kid.
+	keysMinInterval = time.Minute
+	// maxProviderDocument caps what is read from the provider.
+	maxProviderDocument = 1 << 20
+	// idTokenLeeway is the clock skew tolerated on ID tokens.
+	idTokenLeeway = time.Minute
+)
+
+// idTokenAlgorithms are the signature algorithms accepted on a provider's
+// ID tokens: asymmetric only.
+var idTokenAlgorithms = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
+}
+
+func (f *Federation) validate(problem func(path, format string, args ...any)) {
+	u, err := url.Parse(f.DiscoveryURL)
+	switch {
+	case err != nil || !u.IsAbs() || u.Host == "":
+		problem("federation.discoveryURL", "%q is not an absolute URL", f.DiscoveryURL)
+	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())):
+		problem("federation.discoveryURL", "%q must be https (http only on loopback)", f.DiscoveryURL)
+	case !strings.HasSuffix(u.Path, wellKnownOpenID):
+		problem("federation.discoveryURL", "%q must end in %s", f.DiscoveryURL, wellKnownOpenID)
+	}
+	if f.ClientID == "" {
+		problem("federation.clientID", "required")
+	}
+}
+
+// providerMetadata is what is read of the provider's OpenID configuration.
+type providerMetadata struct {
+	Issuer                string `json:"issuer"`
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	JWKSURI               string `json:"jwks_uri"`
+}
+
+// federation is the client side of federated sign-in.
+type federation struct {
+	config      Federation
+	redirectURL string
+	client      *http.Client
+	now         func() time.Time
+	logger      *slog.Logger
+
+	mu          sync.Mutex
+	provider    *providerMetadata
+	fetched     time.Time
+	keys        jose.JSONWebKeySet
+	keysFetched time.Time
+}
+
+func newFederation(config Federation, redirectURL string, now func() time.Time, logger *slog.Logger) *federation {
+	if len(config.Scopes) == 0 {
+		config.Scopes = []string{"openid", "profile", "email"}
+	} else if !slices.Contains(config.Scopes, "openid") {
+		config.Scopes = append([]string{"openid"}, config.Scopes...)
+	}
+	config.GroupsClaim = cmp.Or(config.GroupsClaim, "groups")
+	client := config.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &federation{config: config, redirectURL: redirectURL, client: client, now: now, logger: logger}
+}
+
+// metadata returns the provider's metadata, fetched at most every
+// providerMaxAge; when fetching again fails, the last good copy serves.
+func (f *federation) metadata(ctx context.Context) (*providerMetadata, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.provider != nil && f.now().Sub(f.fetched) < providerMaxAge {
+		return f.provider, nil
+	}
+	var m providerMetadata
+	if err := f.getJSON(ctx, f.config.DiscoveryURL, &m); err != nil {
+		if f.provider != nil {
+			f.logger.Warn("authserver: refreshing the identity provider's metadata failed; using the last copy", slog.Any("error", err))
+			return f.provider, nil
+		}
+		return nil, err
+	}
+	if m.Issuer+wellKnownOpenID != f.config.DiscoveryURL && strings.TrimSuffix(m.Issuer, "/")+wellKnownOpenID != f.config.DiscoveryURL {
+		return nil, fmt.Errorf("authserver: identity provider issuer %q does not match its discovery URL", m.Issuer)
+	}
+	for name, endpoint := range map[string]string{"authorization_endpoint": m.AuthorizationEndpoint, "token_endpoint": m.TokenEndpoint, "jwks_uri": m.JWKSURI} {
+		if u, err := url.Parse(endpoint); err != nil || !u.IsAbs() || (u.Scheme != "https" && u.Scheme != "http") {
+			return nil, fmt.Errorf("authserver: identity provider %s %q is not an http(s) URL", name, endpoint)
+		}
+	}
+	f.provider, f.fetched = &m, f.now()
+	return f.provider, nil
+}
+
+// getJSON fetches a JSON document from the provider.
+func (f *federation) getJSON(ctx context.Context, target string, into any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return fmt.Errorf("authserver: fetch %s: %w", target, err)
+	}
+	req.Header.Set("Accept", "application/json")
+	return f.doJSON(req, into)
+}
+
+func (f *federation) doJSON(req *http.Request, into any) error {
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("authserver: %s %s: %w", req.Method, req.URL.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProviderDocument+1))
+	if err != nil {
+		return fmt.Errorf("authserver: %s %s: %w", req.Method, req.URL.Redacted(), err)
+	}
+	if len(body) > maxProviderDocument {
+		return fmt.Errorf("authserver: %s %s: response larger than %d bytes", req.Method, req.URL.Redacted(), maxProviderDocument)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("authserver: %s %s: status %d", req.Method, req.URL.Redacted(), resp.StatusCode)
+	}
+	if mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mediaType != "application/json" && !strings.HasSuffix(mediaType, "+json") {
+		return fmt.Errorf("authserver: %s %s: content type %q is not JSON", req.Method, req.URL.Redacted(), mediaType)
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		return fmt.Errorf("authserver: %s %s: %w", req.Method, req.URL.Redacted(), err)
+	}
+	return nil
+}
+
+// authorizeURL is where the browser signs in at the provider.
+func (f *federation) authorizeURL(provider *providerMetadata, state, nonce, verifier string) string {
+	target, _ := url.Parse(provider.AuthorizationEndpoint) // checked when fetched
+	sum := sha256.Sum256([]byte(verifier))
+	query := target.Query()
+	query.Set("response_type", "code")
+	query.Set("client_id", f.config.ClientID)
+	query.Set("redirect_uri", f.redirectURL)
+	query.Set("scope", strings.Join(f.config.Scopes, " "))
+	query.Set("state", state)
+	query.Set("nonce", nonce)
+	query.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+	query.Set("code_challenge_method", "S256")
+	target.RawQuery = query.Encode()
+	return target.String()
+}
+
+// signIn redeems the provider's code and returns who its ID token names.
+func (f *federation) signIn(ctx context.Context, code, verifier, nonce string) (*identity, error) {
+	provider, err := f.metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	form := url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {f.redirectURL},
+		"code_verifier": {verifier},
+	}
+	if f.config.ClientSecret == "" {
+		form.Set("client_id", f.config.ClientID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, provider.TokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("authserver: token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if f.config.ClientSecret != "" {
+		// RFC 6749 §2.3.1: the credentials are form-encoded first.
+		req.SetBasicAuth(url.QueryEscape(f.config.ClientID), url.QueryEscape(f.config.ClientSecret))
+	}
+	var tokens struct {
+		IDToken string `json:"id_token"`
+	}
+	if err := f.doJSON(req, &tokens); err != nil {
+		return nil, err
+	}
+	if tokens.IDToken == "" {
+		return nil, errors.New("authserver: the identity provider's token response has no id_token")
+	}
+	return f.verifyIDToken(ctx, provider, tokens.IDToken, nonce)
+}
+
+// verifyIDToken checks an ID token (OpenID Connect Core §3.1.3.7): a
+// signature by one of the provider's keys with an asymmetric algorithm,
+// iss the provider's, aud naming this client (and azp, when there are
+// several), exp not past, and the nonce sent.
+func (f *federation) verifyIDToken(ctx context.Context, provider *providerMetadata, raw, nonce string) (*identity, error) {
+	parsed, err := jwt.ParseSigned(raw, idTokenAlgorithms)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: id token: %w", err)
+	}
+	if len(parsed.Headers) != 1 {
+		return nil, errors.New("authserver: id token: want exactly one signature")
+	}
+	header := parsed.Headers[0]
+	var claims jwt.Claims
+	var extra map[string]any
+	verified := false
+	for _, key := range f.verificationKeys(ctx, provider, header) {
+		if err := parsed.Claims(key.Key, &claims, &extra); err == nil {
+			verified = true
+			break
+		}
+	}
+	if !verified {
+		return nil, errors.New("authserver: id token: no key of the identity provider verifies it")
+	}
+	if claims.Expiry == nil {
+		return nil, errors.New("authserver: id token: exp missing")
+	}
+	err = claims.ValidateWithLeeway(jwt.Expected{
+		Issuer:      provider.Issuer,
+		AnyAudience: jwt.Audience{f.config.ClientID},
+		Time:        f.now(),
+	}, idTokenLeeway)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: id token: %w", err)
+	}
+	if azp, _ := extra["azp"].(string); len(claims.Audience) > 1 && azp != f.config.ClientID {
+		return nil, errors.New("authserver: id token: several audiences and azp is not this client")
+	}
+	if got, _ := extra["nonce"].(string); subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
+		return nil, errors.New("authserver: id token: nonce does not match")
+	}
+	if claims.Subject == "" {
+		return nil, errors.New("authserver: id token: sub missing")
+	}
+	who := &identity{Subject: claims.Subject, AuthTime: f.now().Unix()}
+	who.Name, _ = extra["name"].(string)
+	who.Email, _ = extra["email"].(string)
+	preferred, _ := extra["preferred_username"].(string)
+	who.Username = cmp.Or(preferred, who.Email, claims.Subject)
+	switch groups := extra[f.config.GroupsClaim].(type) {
+	case string:
+		who.Groups = []string{groups}
+	case []any:
+		for _, group := range groups {
+			if name, ok := group.(string); ok {
+				who.Groups = append(who.Groups, name)
+			}
+		}
+	}
+	return who, nil
+}
+
+// verificationKeys are the provider's signing keys that may have signed a
+// token with header: the kid's, or every key when the token names none.
+// An unknown kid fetches the keys again, at most every keysMinInterval.
+func (f *federation) verificationKeys(ctx context.Context, provider *providerMetadata, header jose.Header) []jose.JSONWebKey {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	matching := func() []jose.JSONWebKey {
+		var keys []jose.JSONWebKey
+		for _, key := range f.keys.Keys {
+			if key.Use == "enc" || (key.Algorithm != "" && key.Algorithm != header.Algorithm) || !key.IsPublic() {
+				continue
+			}
+			if header.KeyID == "" || key.KeyID == header.KeyID {
+				keys = append(keys, key)
+			}
+		}
+		return keys
+	}
+	keys := matching()
+	if len(keys) == 0 && (f.keysFetched.IsZero() || f.now().Sub(f.keysFetched) >= keysMinInterval) {
+		var set jose.JSONWebKeySet
+		if err := f.getJSON(ctx, provider.JWKSURI, &set); err != nil {
+			f.logger.Warn("authserver: fetching the identity provider's keys failed", slog.Any("error", err))
+			return nil
+		}
+		f.keys, f.keysFetched = set, f.now()
+		keys = matching()
+	}
+	return keys
+}
+
+// startFederatedSignIn sends the browser to the provider, remembering the
+// authorization in a cookie scoped to the callback.
+func (s *Server) startFederatedSignIn(w http.ResponseWriter, ctx context.Context, a *authorization, query string) {
+	provider, err := s.federation.metadata(ctx)
+	if err != nil {
+		s.logger.Error("authserver: the identity provider is unreachable", slog.Any("error", err))
+		s.redirectError(w, a, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached."))
+		return
+	}
+	state := &flow{Query: query, Stage: stageFederated, Nonce: randomID(), Verifier: randomID() + randomID()}
+	if err := s.setSealedCookie(w, federationCookie, s.basePath+pathCallback, state); err != nil {
+		s.redirectError(w, a, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	header := w.Header()
+	header.Set("Cache-Control", "no-store")
+	header.Set("Referrer-Policy", "no-referrer")
+	header.Set("Location", s.federation.authorizeURL(provider, state.CSRF, state.Nonce, state.Verifier))
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// serveCallback is where the provider sends the browser back: the state
+// must be the flow cookie's, the code must redeem for a valid ID token;
+// then the authorization goes on to consent as after a local sign-in.
+func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	callbackPath := s.basePath + pathCallback
+	cookie, err := r.Cookie(federationCookie)
+	if err != nil || cookie.Value == "" {
+		s.renderError(w, http.StatusBadRequest, "Sign-in expired", "This sign-in is not in progress any more.")
+		return
+	}
+	state, err := s.flows.open(cookie.Value, s.now())
+	if err != nil || state.Stage != stageFederated {
+		s.clearCookie(w, federationCookie, callbackPath)
+		s.renderError(w, http.StatusBadRequest, "Sign-in expired", "This sign-in is not in progress any more, or took too long.")
+		return
+	}
+	query := r.URL.Query()
+	if got := query.Get("state"); got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(state.CSRF)) != 1 {
+		s.renderError(w, http.StatusForbidden, "Sign-in not accepted", "The answer of the identity provider does not belong to this sign-in.")
+		return
+	}
+	s.clearCookie(w, federationCookie, callbackPath)
+	a, ok := s.checkAuthorization(w, ctx, state.Query)
+	if !ok {
+		return
+	}
+	if refusal := query.Get("error"); refusal != "" {
+		err := fosite.ErrAccessDenied.WithHint("The identity provider did not sign the user in.")
+		if refusal == "temporarily_unavailable" {
+			err = fosite.ErrTemporarilyUnavailable.WithHint("The identity provider is unavailable.")
+		}
+		s.redirectError(w, a, err)
+		return
+	}
+	who, err := s.federation.signIn(ctx, query.Get("code"), state.Verifier, state.Nonce)
+	if err != nil {
+		s.logger.Warn("authserver: federated sign-in failed", slog.String("client_id", a.client.ID), slog.Any("error", err))
+		s.redirectError(w, a, fosite.ErrAccessDenied.WithHint("The sign-in at the identity provider could not be verified."))
+		return
+	}
+	s.signedIn(w, ctx, a, &flow{Query: state.Query}, who)
+}

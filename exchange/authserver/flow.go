@@ -1,0 +1,207 @@
+package authserver
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+)
+
+// An authorization runs over several requests to /authorize: the GET that
+// opens it, the login form's POST, the consent form's POST. What must
+// survive between them travels in a cookie sealed with AES-GCM under a key
+// kept in the database: the authorization request's query string, the
+// stage reached, the signed-in user, and the CSRF token that the page's
+// form must post back. Nothing is kept on the server until the code is
+// issued.
+const (
+	flowCookie = "mcpbroker_authorize"
+	// flowTTL is how long a user has for each step.
+	flowTTL = 10 * time.Minute
+	// maxQueryBytes caps the authorization request a flow carries, and so
+	// the cookie.
+	maxQueryBytes = 2048
+
+	stageLogin   = "login"
+	stageConsent = "consent"
+)
+
+// flowAAD binds sealed values to their use.
+var flowAAD = []byte("mcpbroker authserver flow v1")
+
+var (
+	errFlowMissing = errors.New("authserver: no authorization in progress")
+	errFlowInvalid = errors.New("authserver: authorization cookie is invalid or expired")
+	errCSRF        = errors.New("authserver: form token does not match")
+)
+
+// flow is the state of one authorization between requests.
+type flow struct {
+	CSRF  string `json:"csrf"`
+	Query string `json:"query"`
+	Stage string `json:"stage"`
+	// Identity is the signed-in user, from the consent step on.
+	Identity *identity `json:"identity,omitempty"`
+	// Nonce and Verifier belong to the request sent to the identity
+	// provider, when sign-in is federated.
+	Nonce    string `json:"nonce,omitempty"`
+	Verifier string `json:"verifier,omitempty"`
+	Expires  int64  `json:"exp"`
+}
+
+// identity is a signed-in user: a local user, or one the identity
+// provider vouched for.
+type identity struct {
+	Subject  string   `json:"sub"`
+	Username string   `json:"username,omitempty"`
+	Name     string   `json:"name,omitempty"`
+	Email    string   `json:"email,omitempty"`
+	Groups   []string `json:"groups,omitempty"`
+	AuthTime int64    `json:"auth_time"`
+}
+
+// session is the fosite session of the identity's grant.
+func (id *identity) session() *session {
+	return &session{
+		Subject:  id.Subject,
+		Username: id.Username,
+		Name:     id.Name,
+		Email:    id.Email,
+		Groups:   slices.Clone(id.Groups),
+		AuthTime: time.Unix(id.AuthTime, 0).UTC(),
+	}
+}
+
+// displayName is how the pages call the user.
+func (id *identity) displayName() string {
+	return cmp.Or(id.Username, id.Email, id.Subject)
+}
+
+type flowSealer struct {
+	aead cipher.AEAD
+}
+
+func newFlowSealer(key []byte) (*flowSealer, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: flow key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("authserver: flow key: %w", err)
+	}
+	return &flowSealer{aead: aead}, nil
+}
+
+func (f *flowSealer) seal(state *flow) (string, error) {
+	var buffer bytes.Buffer
+	encoder := json.NewEncoder(&buffer)
+	encoder.SetEscapeHTML(false) // the query's & stays one byte
+	if err := encoder.Encode(state); err != nil {
+		return "", err
+	}
+	plain := bytes.TrimSuffix(buffer.Bytes(), []byte("\n"))
+	nonce := make([]byte, f.aead.NonceSize(), f.aead.NonceSize()+len(plain)+f.aead.Overhead())
+	_, _ = rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(f.aead.Seal(nonce, nonce, plain, flowAAD)), nil
+}
+
+func (f *flowSealer) open(value string, now time.Time) (*flow, error) {
+	sealed, err := base64.RawURLEncoding.Strict().DecodeString(value)
+	if err != nil || len(sealed) < f.aead.NonceSize()+f.aead.Overhead() {
+		return nil, errFlowInvalid
+	}
+	nonce, ciphertext := sealed[:f.aead.NonceSize()], sealed[f.aead.NonceSize():]
+	plain, err := f.aead.Open(nil, nonce, ciphertext, flowAAD)
+	if err != nil {
+		return nil, errFlowInvalid
+	}
+	var state flow
+	if err := json.Unmarshal(plain, &state); err != nil || state.CSRF == "" {
+		return nil, errFlowInvalid
+	}
+	if now.Unix() >= state.Expires {
+		return nil, errFlowInvalid
+	}
+	return &state, nil
+}
+
+// newFlow starts an authorization for the request in query.
+func (s *Server) newFlow(query string) *flow {
+	return &flow{Query: query, Stage: stageLogin}
+}
+
+// maxCookieBytes keeps a flow cookie within what every browser stores.
+const maxCookieBytes = 4000
+
+var errFlowTooLarge = errors.New("authserver: the authorization request is too large to carry between steps")
+
+// setFlow stores state in the flow cookie, with a fresh CSRF token and
+// expiry.
+func (s *Server) setFlow(w http.ResponseWriter, state *flow) error {
+	return s.setSealedCookie(w, flowCookie, s.authorizePath(), state)
+}
+
+func (s *Server) setSealedCookie(w http.ResponseWriter, name, path string, state *flow) error {
+	state.CSRF = randomID()
+	state.Expires = s.now().Add(flowTTL).Unix()
+	value, err := s.flows.seal(state)
+	if err != nil {
+		return err
+	}
+	if len(name)+len(value) > maxCookieBytes {
+		return errFlowTooLarge
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     path,
+		MaxAge:   int(flowTTL / time.Second),
+		HttpOnly: true,
+		Secure:   s.secureCookies,
+		SameSite: http.SameSiteLaxMode,
+	})
+	return nil
+}
+
+func (s *Server) clearFlow(w http.ResponseWriter) {
+	s.clearCookie(w, flowCookie, s.authorizePath())
+}
+
+func (s *Server) clearCookie(w http.ResponseWriter, name, path string) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     name,
+		Path:     path,
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   s.secureCookies,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// postedFlow returns the flow a form post continues, once its CSRF token
+// matches the cookie's.
+func (s *Server) postedFlow(r *http.Request) (*flow, error) {
+	cookie, err := r.Cookie(flowCookie)
+	if err != nil || cookie.Value == "" {
+		return nil, errFlowMissing
+	}
+	state, err := s.flows.open(cookie.Value, s.now())
+	if err != nil {
+		return nil, err
+	}
+	posted := r.PostForm.Get("csrf")
+	if posted == "" || subtle.ConstantTimeCompare([]byte(posted), []byte(state.CSRF)) != 1 {
+		return nil, errCSRF
+	}
+	return state, nil
+}

@@ -1,0 +1,178 @@
+package authserver
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ory/fosite"
+	"golang.org/x/crypto/bcrypt"
+)
+
+const (
+	messageBadLogin  = "Invalid username or password."
+	messageThrottled = "Too many failed sign-in attempts. Wait a few minutes and try again."
+	messageEmpty     = "Enter your username and password."
+)
+
+// renderLogin shows the login form for a.
+func (s *Server) renderLogin(w http.ResponseWriter, status int, a *authorization, state *flow, username, message string) {
+	s.renderPage(w, status, "login", loginPage{
+		Title:      "Sign in",
+		ClientName: a.client.displayName(),
+		Message:    message,
+		Action:     s.authorizePath(),
+		CSRF:       state.CSRF,
+		Username:   username,
+	})
+}
+
+// login checks the posted username and password. Every failure shows the
+// same message, and an unknown username costs a bcrypt comparison like a
+// known one, so that the form does not tell which users exist.
+func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization, state *flow) {
+	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
+	if username == "" || password == "" {
+		s.renderLogin(w, http.StatusOK, a, state, username, messageEmpty)
+		return
+	}
+	now := s.now()
+	ip := clientIP(r)
+	if s.throttle.blocked(username, ip, now) {
+		s.renderLogin(w, http.StatusTooManyRequests, a, state, username, messageThrottled)
+		return
+	}
+	user, known := s.users[username]
+	hash := s.dummyHash
+	if known {
+		hash = []byte(user.PasswordHash)
+	}
+	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !known {
+		s.throttle.fail(username, ip, now)
+		s.logger.Info("authserver: failed sign-in", slog.String("client_id", a.client.ID), slog.String("remote_ip", ip))
+		s.renderLogin(w, http.StatusOK, a, state, username, messageBadLogin)
+		return
+	}
+	s.throttle.succeed(username)
+	s.signedIn(w, r.Context(), a, state, &identity{
+		Subject:  user.Username,
+		Username: user.Username,
+		Name:     user.Name,
+		Email:    user.Email,
+		Groups:   user.Groups,
+		AuthTime: now.Unix(),
+	})
+}
+
+// signedIn continues an authorization once the user is known: to the
+// client with the code when consent is implied or was given before, else
+// to the consent page. prompt=consent always asks.
+func (s *Server) signedIn(w http.ResponseWriter, ctx context.Context, a *authorization, state *flow, who *identity) {
+	consented := false
+	if !slices.Contains(a.prompts, "consent") {
+		consented = a.client.SkipConsent
+		if !consented {
+			var err error
+			if consented, err = s.store.consented(who.Subject, a.client.ID, a.request.GetRequestedScopes(), a.audience); err != nil {
+				s.serverError(w, err)
+				return
+			}
+		}
+	}
+	if consented {
+		s.issueCode(w, ctx, a, who.session())
+		return
+	}
+	state.Stage = stageConsent
+	state.Identity = who
+	if err := s.setFlow(w, state); err != nil {
+		s.clearFlow(w)
+		s.redirectError(w, a, fosite.ErrServerError.WithHint("The sign-in could not be carried to the consent step.").WithWrap(err))
+		return
+	}
+	s.renderConsent(w, a, state)
+}
+
+// clientIP is the address the request came from. Forwarding headers are
+// not trusted: anyone can set them.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// loginThrottle slows password guessing: after maxUserFailures failed
+// sign-ins for one username, or maxIPFailures from one address, within
+// throttleWindow, further attempts are refused until the window ends.
+// State is in memory and bounded.
+type loginThrottle struct {
+	mu       sync.Mutex
+	failures map[string]*failureWindow
+}
+
+type failureWindow struct {
+	count int
+	start time.Time
+}
+
+const (
+	throttleWindow     = 15 * time.Minute
+	maxUserFailures    = 5
+	maxIPFailures      = 20
+	maxThrottleEntries = 10000
+)
+
+func newLoginThrottle() *loginThrottle {
+	return &loginThrottle{failures: map[string]*failureWindow{}}
+}
+
+func (t *loginThrottle) blocked(username, ip string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.count("user:"+username, now) >= maxUserFailures || t.count("ip:"+ip, now) >= maxIPFailures
+}
+
+func (t *loginThrottle) count(key string, now time.Time) int {
+	window, ok := t.failures[key]
+	if !ok {
+		return 0
+	}
+	if now.Sub(window.start) >= throttleWindow {
+		delete(t.failures, key)
+		return 0
+	}
+	return window.count
+}
+
+func (t *loginThrottle) fail(username, ip string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.failures) >= maxThrottleEntries {
+		for key, window := range t.failures {
+			if now.Sub(window.start) >= throttleWindow {
+				delete(t.failures, key)
+			}
+		}
+		if len(t.failures) >= maxThrottleEntries {
+			clear(t.failures)
+		}
+	}
+	for _, key := range []string{"user:" + username, "ip:" + ip} {
+		if t.count(key, now) == 0 {
+			t.failures[key] = &failureWindow{start: now}
+		}
+		t.failures[key].count++
+	}
+}
+
+func (t *loginThrottle) succeed(username string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.failures, "user:"+username)
+}

@@ -1,0 +1,317 @@
+package authserver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/token/hmac"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mcpbroker/mcpbroker/exchange"
+)
+
+// Endpoint paths under the issuer's path.
+const (
+	pathAuthorize  = "/authorize"
+	pathToken      = "/token"
+	pathRegister   = "/register"
+	pathIntrospect = "/introspect"
+	pathRevoke     = "/revoke"
+	pathJWKS       = "/jwks.json"
+
+	wellKnownOAuth  = "/.well-known/oauth-authorization-server"
+	wellKnownOpenID = "/.well-known/openid-configuration"
+)
+
+const (
+	// authorizeCodeTTL is the lifetime of an authorization code.
+	authorizeCodeTTL = time.Minute
+	// idTokenTTL is the lifetime of an ID token.
+	idTokenTTL = time.Hour
+	// maxRegisteredClients caps dynamic registration.
+	maxRegisteredClients = 10000
+	// maxFormBytes caps the bodies of the token, introspection and
+	// revocation endpoints and of the forms posted to /authorize.
+	maxFormBytes = 64 << 10
+)
+
+// Server is the embedded OAuth 2.1 authorization server. It is safe for
+// concurrent use.
+type Server struct {
+	issuer    string
+	basePath  string // the issuer's path, "" or "/..." without a trailing slash
+	audiences []string
+	scopes    []string
+	users     map[string]User
+	dummyHash []byte // compared against when a username is unknown
+
+	provider   *fosite.Fosite
+	config     *fosite.Config
+	store      *store
+	keys       *exchange.KeySet
+	exchanger  TokenExchanger
+	flows      *flowSealer
+	throttle   *loginThrottle
+	federation *federation // nil: local users sign in
+	metadata   Metadata
+
+	registration  bool
+	secureCookies bool
+	logger        *slog.Logger
+	now           func() time.Time
+}
+
+// New builds the server from opts: it creates its buckets, writes the
+// configured clients, and makes the HMAC and cookie keys on first start.
+// Expired codes and tokens are swept from the database until ctx is done.
+func New(ctx context.Context, opts Options) (*Server, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.AccessTokenTTL == 0 {
+		opts.AccessTokenTTL = min(DefaultAccessTokenTTL, opts.Keys.MaxTokenTTL())
+	}
+	if opts.RefreshTokenTTL == 0 {
+		opts.RefreshTokenTTL = DefaultRefreshTokenTTL
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	issuerURL, _ := url.Parse(opts.Issuer) // validated
+	s := &Server{
+		issuer:        opts.Issuer,
+		basePath:      issuerURL.Path,
+		audiences:     slices.Clone(opts.Audiences),
+		scopes:        slices.Clone(opts.Scopes),
+		users:         make(map[string]User, len(opts.Users)),
+		keys:          opts.Keys,
+		exchanger:     opts.Exchanger,
+		throttle:      newLoginThrottle(),
+		registration:  opts.Registration,
+		secureCookies: issuerURL.Scheme == "https",
+		logger:        opts.Logger,
+		now:           opts.Now,
+	}
+	for _, user := range opts.Users {
+		s.users[user.Username] = user
+	}
+	if opts.Federation != nil {
+		s.federation = newFederation(*opts.Federation, s.endpoint(pathCallback), s.now, s.logger)
+	}
+	// An unknown username is checked against a hash as costly as the
+	// users' own, so that the time taken does not tell users apart.
+	cost := bcrypt.DefaultCost
+	for _, user := range opts.Users {
+		if userCost, err := bcrypt.Cost([]byte(user.PasswordHash)); err == nil && userCost > cost {
+			cost = userCost
+		}
+	}
+	var err error
+	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("no such user"), cost); err != nil {
+		return nil, fmt.Errorf("authserver: %w", err)
+	}
+	// The access tokens must name this server as their issuer.
+	if _, claims, err := opts.Minter.Mint(ctx, exchange.Grant{
+		Subject: "authserver", ClientID: "authserver", Audience: s.audiences[0], TTL: time.Second,
+	}); err != nil {
+		return nil, fmt.Errorf("authserver: minter: %w", err)
+	} else if claims.Issuer != s.issuer {
+		return nil, fmt.Errorf("authserver: the minter's issuer %q is not %q", claims.Issuer, s.issuer)
+	}
+
+	if s.store, err = openStore(opts.DB, s.scopes, s.audiences, s.now); err != nil {
+		return nil, err
+	}
+	hasher := newSecretHasher()
+	if err := s.saveConfigClients(opts.Clients); err != nil {
+		return nil, err
+	}
+	hmacSecret, err := s.store.secret("hmac_secret", 32)
+	if err != nil {
+		return nil, err
+	}
+	flowKey, err := s.store.secret("flow_key", 32)
+	if err != nil {
+		return nil, err
+	}
+	if s.flows, err = newFlowSealer(flowKey); err != nil {
+		return nil, err
+	}
+
+	s.config = &fosite.Config{
+		AccessTokenLifespan:   opts.AccessTokenTTL,
+		RefreshTokenLifespan:  opts.RefreshTokenTTL,
+		AuthorizeCodeLifespan: authorizeCodeTTL,
+		IDTokenLifespan:       idTokenTTL,
+		IDTokenIssuer:         s.issuer,
+		AccessTokenIssuer:     s.issuer,
+		TokenURL:              s.endpoint(pathToken),
+		// Scopes and audiences are compared exactly: no wildcard scopes,
+		// no audience that is a mere path prefix of an allowed one.
+		ScopeStrategy:            fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy: fosite.ExactAudienceMatchingStrategy,
+		EnforcePKCE:              true,
+		RedirectSecureChecker:    func(_ context.Context, u *url.URL) bool { return checkRedirectURI(u.String()) == nil },
+		// Every client with the refresh_token grant gets a refresh token,
+		// whatever its scopes.
+		RefreshTokenScopes:     []string{},
+		OmitRedirectScopeParam: true,
+		GlobalSecret:           hmacSecret,
+		ClientSecretsHasher:    hasher,
+		TokenEntropy:           32,
+	}
+	strategy := &tokenStrategy{
+		HMACSHAStrategyUnPrefixed: oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: s.config}, s.config),
+		minter:                    opts.Minter,
+		keys:                      opts.Keys,
+		issuer:                    s.issuer,
+		ttl:                       opts.AccessTokenTTL,
+		now:                       s.now,
+	}
+	s.provider = fosite.NewOAuth2Provider(s.store, s.config)
+	// Order matters: the token endpoint runs every handler's checks in
+	// turn, then every handler's response. The resource check comes before
+	// PKCE, which spends the code's challenge as it checks it.
+	for _, factory := range []compose.Factory{
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+	} {
+		s.addHandler(factory(s.config, s.store, strategy))
+	}
+	s.addHandler(&resourceHandler{audiences: s.audiences})
+	for _, factory := range []compose.Factory{
+		compose.OAuth2PKCEFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+	} {
+		s.addHandler(factory(s.config, s.store, strategy))
+	}
+	s.addHandler(&idTokenHandler{keys: opts.Keys, issuer: s.issuer, now: s.now})
+	if s.exchanger != nil {
+		s.addHandler(&tokenExchangeHandler{exchanger: s.exchanger})
+	}
+	s.metadata = s.buildMetadata()
+
+	go s.store.sweepEvery(ctx, sweepInterval, s.logger)
+	return s, nil
+}
+
+// addHandler registers a fosite handler for every role it plays, as
+// compose.Compose does.
+func (s *Server) addHandler(handler any) {
+	if h, ok := handler.(fosite.AuthorizeEndpointHandler); ok {
+		s.config.AuthorizeEndpointHandlers.Append(h)
+	}
+	if h, ok := handler.(fosite.TokenEndpointHandler); ok {
+		s.config.TokenEndpointHandlers.Append(h)
+	}
+	if h, ok := handler.(fosite.TokenIntrospector); ok {
+		s.config.TokenIntrospectionHandlers.Append(h)
+	}
+	if h, ok := handler.(fosite.RevocationHandler); ok {
+		s.config.RevocationHandlers.Append(h)
+	}
+}
+
+// saveConfigClients stores the configured clients, secrets hashed.
+func (s *Server) saveConfigClients(configured []Client) error {
+	clients := make([]*client, 0, len(configured))
+	for _, c := range configured {
+		stored := &client{
+			ID:           c.ID,
+			Name:         c.Name,
+			RedirectURIs: slices.Clone(c.RedirectURIs),
+			GrantTypes:   slices.Clone(c.GrantTypes),
+			Scopes:       slices.Clone(c.Scopes),
+			Audiences:    slices.Clone(c.Audiences),
+			Groups:       slices.Clone(c.Groups),
+			SkipConsent:  c.SkipConsent,
+			AuthMethod:   authMethodNone,
+			IssuedAt:     s.now().UTC(),
+		}
+		if len(stored.GrantTypes) == 0 {
+			stored.GrantTypes = slices.Clone(defaultGrantTypes)
+		}
+		if c.Secret != "" {
+			hash, err := bcrypt.GenerateFromPassword([]byte(c.Secret), clientSecretCost)
+			if err != nil {
+				return fmt.Errorf("authserver: hash the secret of client %q: %w", c.ID, err)
+			}
+			stored.SecretHash = hash
+			stored.AuthMethod = authMethodBasic
+		}
+		clients = append(clients, stored)
+	}
+	if err := s.store.saveConfigClients(clients); err != nil {
+		return fmt.Errorf("authserver: save clients: %w", err)
+	}
+	return nil
+}
+
+// endpoint is the URL of the endpoint at path under the issuer.
+func (s *Server) endpoint(path string) string { return s.issuer + path }
+
+// Register adds every route the server serves to mux, under the issuer's
+// path: metadata (RFC 8414 path-inserted, OpenID discovery both ways),
+// JWKS, authorize, token, introspect, revoke and, when enabled, register
+// (dynamic registration) and callback (federated sign-in).
+func (s *Server) Register(mux *http.ServeMux) {
+	for _, path := range s.metadataPaths() {
+		mux.HandleFunc("GET "+path, s.serveMetadata)
+	}
+	mux.HandleFunc("GET "+s.basePath+pathJWKS, s.serveJWKS)
+	mux.HandleFunc("GET "+s.basePath+pathAuthorize, s.serveAuthorize)
+	mux.HandleFunc("POST "+s.basePath+pathAuthorize, s.serveAuthorizeForm)
+	mux.HandleFunc("POST "+s.basePath+pathToken, s.serveToken)
+	mux.HandleFunc("POST "+s.basePath+pathIntrospect, s.serveIntrospect)
+	mux.HandleFunc("POST "+s.basePath+pathRevoke, s.serveRevoke)
+	if s.registration {
+		mux.HandleFunc("POST "+s.basePath+pathRegister, s.serveRegister)
+	}
+	if s.federation != nil {
+		mux.HandleFunc("GET "+s.basePath+pathCallback, s.serveCallback)
+	}
+}
+
+// Revoked reports whether the access token with jti tokenID was revoked
+// (RFC 7009) before it expired. It fails closed: when the database cannot
+// be read, every token counts as revoked.
+func (s *Server) Revoked(_ context.Context, tokenID string) bool {
+	revoked, err := s.store.revoked(tokenID)
+	if err != nil {
+		s.logger.Error("authserver: reading revocations failed", slog.Any("error", err))
+		return true
+	}
+	return revoked
+}
+
+// authorizePath is the path of the authorization endpoint: the forms'
+// action and the flow cookie's path.
+func (s *Server) authorizePath() string { return s.basePath + pathAuthorize }
+
+// metadataPaths are where the metadata is served: RFC 8414's
+// path-inserted URL, OpenID discovery's path-appended one, and, for an
+// issuer with a path, OpenID discovery path-inserted as well (RFC 8414
+// §5), which clients following the MCP specification also try.
+func (s *Server) metadataPaths() []string {
+	paths := []string{
+		wellKnownOAuth + s.basePath,
+		s.basePath + wellKnownOpenID,
+	}
+	if s.basePath != "" {
+		paths = append(paths, wellKnownOpenID+s.basePath)
+	}
+	return paths
+}

@@ -1,0 +1,615 @@
+package authserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/pkce"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The buckets the server owns. Records are JSON; keys are the signatures
+// fosite derives from codes and tokens (never the codes or tokens
+// themselves), client ids, jtis, or as noted.
+var (
+	bucketMeta    = []byte("authserver_meta")    // secrets and counters
+	bucketClients = []byte("authserver_clients") // client id → client
+	bucketCodes   = []byte("authserver_codes")   // authorization codes
+	bucketPKCE    = []byte("authserver_pkce")    // code challenges, by code signature
+	bucketAccess  = []byte("authserver_access_tokens")
+	bucketRefresh = []byte("authserver_refresh_tokens")
+	// bucketGrants indexes tokens by request id, so that revoking one
+	// token of a grant reaches all of them: kind byte ('a' or 'r'),
+	// request id, 0, signature → nothing.
+	bucketGrants   = []byte("authserver_grants")
+	bucketRevoked  = []byte("authserver_revoked")  // jti → expiry (unix seconds, big endian)
+	bucketConsents = []byte("authserver_consents") // subject, 0, client id → consent
+)
+
+var allBuckets = [][]byte{
+	bucketMeta, bucketClients, bucketCodes, bucketPKCE, bucketAccess, bucketRefresh,
+	bucketGrants, bucketRevoked, bucketConsents,
+}
+
+const (
+	kindAccess  = 'a'
+	kindRefresh = 'r'
+)
+
+// store keeps everything fosite's handlers need in bbolt.
+type store struct {
+	db               *bolt.DB
+	defaultScopes    []string
+	defaultAudiences []string
+	now              func() time.Time
+}
+
+var (
+	_ fosite.ClientManager          = (*store)(nil)
+	_ oauth2.CoreStorage            = (*store)(nil)
+	_ oauth2.TokenRevocationStorage = (*store)(nil)
+	_ pkce.PKCERequestStorage       = (*store)(nil)
+)
+
+// record is a fosite.Requester as stored, with the state of the code or
+// token it was stored for.
+type record struct {
+	ID                string     `json:"id"`
+	RequestedAt       time.Time  `json:"requested_at"`
+	ClientID          string     `json:"client_id"`
+	RequestedScopes   []string   `json:"requested_scopes,omitempty"`
+	GrantedScopes     []string   `json:"granted_scopes,omitempty"`
+	RequestedAudience []string   `json:"requested_audience,omitempty"`
+	GrantedAudience   []string   `json:"granted_audience,omitempty"`
+	Form              url.Values `json:"form,omitempty"`
+	Session           *session   `json:"session"`
+	// Active is false once a code is used or a refresh token rotated or
+	// revoked; the record stays until it expires, so that reuse is
+	// recognised.
+	Active bool `json:"active,omitempty"`
+	// AccessSignature is the access token issued with a refresh token.
+	AccessSignature string `json:"access_signature,omitempty"`
+	// Expires is when the record may be swept.
+	Expires time.Time `json:"expires"`
+}
+
+func openStore(db *bolt.DB, defaultScopes, defaultAudiences []string, now func() time.Time) (*store, error) {
+	err := db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authserver: create buckets: %w", err)
+	}
+	return &store{db: db, defaultScopes: defaultScopes, defaultAudiences: defaultAudiences, now: now}, nil
+}
+
+// secret returns the random secret stored under name, making it on first
+// use.
+func (s *store) secret(name string, size int) ([]byte, error) {
+	var secret []byte
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if stored := meta.Get([]byte(name)); len(stored) == size {
+			secret = bytes.Clone(stored)
+			return nil
+		}
+		secret = make([]byte, size)
+		_, _ = rand.Read(secret)
+		return meta.Put([]byte(name), secret)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authserver: %s: %w", name, err)
+	}
+	return secret, nil
+}
+
+// newRecord captures req for storage; expiry is the expiry of the code or
+// token it is stored for.
+func newRecord(req fosite.Requester, expiry fosite.TokenType) (*record, error) {
+	sess, ok := req.GetSession().(*session)
+	if !ok {
+		return nil, fmt.Errorf("authserver: unexpected session type %T", req.GetSession())
+	}
+	return &record{
+		ID:                req.GetID(),
+		RequestedAt:       req.GetRequestedAt(),
+		ClientID:          req.GetClient().GetID(),
+		RequestedScopes:   req.GetRequestedScopes(),
+		GrantedScopes:     req.GetGrantedScopes(),
+		RequestedAudience: req.GetRequestedAudience(),
+		GrantedAudience:   req.GetGrantedAudience(),
+		Form:              req.GetRequestForm(),
+		Session:           sess,
+		Expires:           sess.GetExpiresAt(expiry),
+	}, nil
+}
+
+// requester rebuilds the stored request. A client that no longer exists
+// takes its codes and tokens with it: ErrNotFound.
+func (s *store) requester(tx *bolt.Tx, rec *record) (fosite.Requester, error) {
+	c, err := s.clientTx(tx, rec.ClientID)
+	if err != nil {
+		return nil, err
+	}
+	form := rec.Form
+	if form == nil {
+		form = url.Values{}
+	}
+	sess := rec.Session
+	if sess == nil {
+		sess = &session{}
+	}
+	return &fosite.Request{
+		ID:                rec.ID,
+		RequestedAt:       rec.RequestedAt,
+		Client:            c,
+		RequestedScope:    fosite.Arguments(rec.RequestedScopes),
+		GrantedScope:      fosite.Arguments(rec.GrantedScopes),
+		RequestedAudience: fosite.Arguments(rec.RequestedAudience),
+		GrantedAudience:   fosite.Arguments(rec.GrantedAudience),
+		Form:              form,
+		Session:           sess,
+	}, nil
+}
+
+func getRecord(tx *bolt.Tx, bucket []byte, signature string) (*record, error) {
+	if signature == "" {
+		return nil, fosite.ErrNotFound
+	}
+	raw := tx.Bucket(bucket).Get([]byte(signature))
+	if raw == nil {
+		return nil, fosite.ErrNotFound
+	}
+	var rec record
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("authserver: stored request %s: %w", bucket, err)
+	}
+	return &rec, nil
+}
+
+func putRecord(tx *bolt.Tx, bucket []byte, signature string, rec *record) error {
+	if signature == "" {
+		return errors.New("authserver: empty signature")
+	}
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put([]byte(signature), raw)
+}
+
+func grantKey(kind byte, requestID, signature string) []byte {
+	key := make([]byte, 0, 2+len(requestID)+len(signature))
+	key = append(key, kind)
+	key = append(key, requestID...)
+	key = append(key, 0)
+	return append(key, signature...)
+}
+
+// grantSignatures lists the signatures of the tokens of one kind that
+// belong to the grant with requestID.
+func grantSignatures(tx *bolt.Tx, kind byte, requestID string) []string {
+	prefix := grantKey(kind, requestID, "")
+	var signatures []string
+	cursor := tx.Bucket(bucketGrants).Cursor()
+	for key, _ := cursor.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, _ = cursor.Next() {
+		signatures = append(signatures, string(key[len(prefix):]))
+	}
+	return signatures
+}
+
+// read runs a read-only lookup of one record and rebuilds its request.
+func (s *store) read(bucket []byte, signature string) (*record, fosite.Requester, error) {
+	var rec *record
+	var req fosite.Requester
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		if rec, err = getRecord(tx, bucket, signature); err != nil {
+			return err
+		}
+		req, err = s.requester(tx, rec)
+		return err
+	})
+	return rec, req, err
+}
+
+// ClientManager
+
+func (s *store) GetClient(_ context.Context, id string) (fosite.Client, error) {
+	var c *client
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		c, err = s.clientTx(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (s *store) clientTx(tx *bolt.Tx, id string) (*client, error) {
+	if id == "" {
+		return nil, fosite.ErrNotFound
+	}
+	raw := tx.Bucket(bucketClients).Get([]byte(id))
+	if raw == nil {
+		return nil, fosite.ErrNotFound
+	}
+	var c client
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, fmt.Errorf("authserver: stored client %q: %w", id, err)
+	}
+	c.defaultScopes = s.defaultScopes
+	c.defaultAudiences = s.defaultAudiences
+	return &c, nil
+}
+
+// ClientAssertionJWTValid and SetClientAssertionJWT serve private_key_jwt
+// client authentication, which this server does not offer: no stored
+// client can authenticate that way, so no assertion reaches them.
+func (s *store) ClientAssertionJWTValid(context.Context, string) error { return nil }
+
+func (s *store) SetClientAssertionJWT(context.Context, string, time.Time) error {
+	return fosite.ErrJTIKnown
+}
+
+// saveConfigClients replaces the clients from configuration with clients;
+// registered clients stay.
+func (s *store) saveConfigClients(clients []*client) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bucket := tx.Bucket(bucketClients)
+		var stale [][]byte
+		err := bucket.ForEach(func(id, raw []byte) error {
+			var c client
+			if err := json.Unmarshal(raw, &c); err != nil || !c.Registered {
+				stale = append(stale, bytes.Clone(id))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range stale {
+			if err := bucket.Delete(id); err != nil {
+				return err
+			}
+		}
+		for _, c := range clients {
+			raw, err := json.Marshal(c)
+			if err != nil {
+				return err
+			}
+			if err := bucket.Put([]byte(c.ID), raw); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+var registeredClientsKey = []byte("registered_clients")
+
+// errTooManyClients refuses a registration past the cap.
+var errTooManyClients = errors.New("authserver: too many registered clients")
+
+// registerClient stores a new registered client unless limit clients are
+// registered already.
+func (s *store) registerClient(c *client, limit uint64) error {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		var count uint64
+		if stored := meta.Get(registeredClientsKey); len(stored) == 8 {
+			count = binary.BigEndian.Uint64(stored)
+		}
+		if count >= limit {
+			return errTooManyClients
+		}
+		clients := tx.Bucket(bucketClients)
+		if clients.Get([]byte(c.ID)) != nil {
+			return fmt.Errorf("authserver: client id %q exists", c.ID)
+		}
+		if err := clients.Put([]byte(c.ID), raw); err != nil {
+			return err
+		}
+		return meta.Put(registeredClientsKey, binary.BigEndian.AppendUint64(nil, count+1))
+	})
+}
+
+// AuthorizeCodeStorage
+
+func (s *store) CreateAuthorizeCodeSession(_ context.Context, signature string, req fosite.Requester) error {
+	rec, err := newRecord(req, fosite.AuthorizeCode)
+	if err != nil {
+		return err
+	}
+	rec.Active = true
+	return s.db.Update(func(tx *bolt.Tx) error { return putRecord(tx, bucketCodes, signature, rec) })
+}
+
+func (s *store) GetAuthorizeCodeSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	rec, req, err := s.read(bucketCodes, signature)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.Active {
+		return req, fosite.ErrInvalidatedAuthorizeCode
+	}
+	return req, nil
+}
+
+func (s *store) InvalidateAuthorizeCodeSession(_ context.Context, signature string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, bucketCodes, signature)
+		if err != nil {
+			return err
+		}
+		rec.Active = false
+		return putRecord(tx, bucketCodes, signature, rec)
+	})
+}
+
+// PKCERequestStorage
+
+func (s *store) CreatePKCERequestSession(_ context.Context, signature string, req fosite.Requester) error {
+	rec, err := newRecord(req, fosite.AuthorizeCode)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return putRecord(tx, bucketPKCE, signature, rec) })
+}
+
+func (s *store) GetPKCERequestSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	_, req, err := s.read(bucketPKCE, signature)
+	return req, err
+}
+
+func (s *store) DeletePKCERequestSession(_ context.Context, signature string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPKCE).Delete([]byte(signature)) })
+}
+
+// AccessTokenStorage
+
+func (s *store) CreateAccessTokenSession(_ context.Context, signature string, req fosite.Requester) error {
+	rec, err := newRecord(req, fosite.AccessToken)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := putRecord(tx, bucketAccess, signature, rec); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketGrants).Put(grantKey(kindAccess, rec.ID, signature), nil)
+	})
+}
+
+func (s *store) GetAccessTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	_, req, err := s.read(bucketAccess, signature)
+	return req, err
+}
+
+func (s *store) DeleteAccessTokenSession(_ context.Context, signature string) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return s.revokeAccessToken(tx, signature) })
+}
+
+// revokeAccessToken deletes an access token's record and remembers its jti
+// as revoked until the token expires: the token itself is a JWT that
+// verifies without us, so whoever accepts it must ask [Server.Revoked].
+func (s *store) revokeAccessToken(tx *bolt.Tx, signature string) error {
+	rec, err := getRecord(tx, bucketAccess, signature)
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Session != nil && rec.Session.TokenID != "" {
+		expiry := rec.Expires
+		if expiry.IsZero() {
+			expiry = s.now().Add(DefaultAccessTokenTTL)
+		}
+		value := binary.BigEndian.AppendUint64(nil, uint64(expiry.Unix()))
+		if err := tx.Bucket(bucketRevoked).Put([]byte(rec.Session.TokenID), value); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket(bucketGrants).Delete(grantKey(kindAccess, rec.ID, signature)); err != nil {
+		return err
+	}
+	return tx.Bucket(bucketAccess).Delete([]byte(signature))
+}
+
+// revoked reports whether the access token with jti tokenID was revoked.
+func (s *store) revoked(tokenID string) (bool, error) {
+	if tokenID == "" {
+		return false, nil
+	}
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket(bucketRevoked).Get([]byte(tokenID)) != nil
+		return nil
+	})
+	return found, err
+}
+
+// RefreshTokenStorage
+
+func (s *store) CreateRefreshTokenSession(_ context.Context, signature, accessSignature string, req fosite.Requester) error {
+	rec, err := newRecord(req, fosite.RefreshToken)
+	if err != nil {
+		return err
+	}
+	rec.Active = true
+	rec.AccessSignature = accessSignature
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := putRecord(tx, bucketRefresh, signature, rec); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketGrants).Put(grantKey(kindRefresh, rec.ID, signature), nil)
+	})
+}
+
+func (s *store) GetRefreshTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
+	rec, req, err := s.read(bucketRefresh, signature)
+	if err != nil {
+		return nil, err
+	}
+	if !rec.Active {
+		return req, fosite.ErrInactiveToken
+	}
+	return req, nil
+}
+
+func (s *store) DeleteRefreshTokenSession(_ context.Context, signature string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, bucketRefresh, signature)
+		if errors.Is(err, fosite.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketGrants).Delete(grantKey(kindRefresh, rec.ID, signature)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRefresh).Delete([]byte(signature))
+	})
+}
+
+// RotateRefreshToken retires the refresh token just used. It fails with
+// ErrInactiveToken when a concurrent request rotated it first, so that one
+// refresh token yields one new pair. The access tokens issued before stay
+// valid until they expire.
+func (s *store) RotateRefreshToken(_ context.Context, requestID string, signature string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		rec, err := getRecord(tx, bucketRefresh, signature)
+		if err != nil {
+			return err
+		}
+		if !rec.Active || rec.ID != requestID {
+			return fosite.ErrInactiveToken
+		}
+		rec.Active = false
+		return putRecord(tx, bucketRefresh, signature, rec)
+	})
+}
+
+// TokenRevocationStorage
+
+// RevokeRefreshToken retires every refresh token of the grant.
+func (s *store) RevokeRefreshToken(_ context.Context, requestID string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, signature := range grantSignatures(tx, kindRefresh, requestID) {
+			rec, err := getRecord(tx, bucketRefresh, signature)
+			if errors.Is(err, fosite.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if rec.Active {
+				rec.Active = false
+				if err := putRecord(tx, bucketRefresh, signature, rec); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// RevokeAccessToken revokes every access token of the grant.
+func (s *store) RevokeAccessToken(_ context.Context, requestID string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, signature := range grantSignatures(tx, kindAccess, requestID) {
+			if err := s.revokeAccessToken(tx, signature); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Consents
+
+// consent is what a user (by subject) allowed a client: the scopes and
+// audiences of every authorization they approved.
+type consent struct {
+	Scopes    []string  `json:"scopes,omitempty"`
+	Audiences []string  `json:"audiences"`
+	GrantedAt time.Time `json:"granted_at"`
+}
+
+func consentKey(subject, clientID string) []byte {
+	return append(append([]byte(subject), 0), clientID...)
+}
+
+// consented reports whether subject already allowed clientID every scope
+// in scopes and the audience.
+func (s *store) consented(subject, clientID string, scopes []string, audience string) (bool, error) {
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketConsents).Get(consentKey(subject, clientID))
+		if raw == nil {
+			return nil
+		}
+		var c consent
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return fmt.Errorf("authserver: stored consent: %w", err)
+		}
+		found = slices.Contains(c.Audiences, audience)
+		for _, scope := range scopes {
+			found = found && slices.Contains(c.Scopes, scope)
+		}
+		return nil
+	})
+	return found, err
+}
+
+// rememberConsent adds scopes and audience to what subject allowed
+// clientID.
+func (s *store) rememberConsent(subject, clientID string, scopes []string, audience string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		bucket := tx.Bucket(bucketConsents)
+		key := consentKey(subject, clientID)
+		var c consent
+		if raw := bucket.Get(key); raw != nil {
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return fmt.Errorf("authserver: stored consent: %w", err)
+			}
+		}
+		for _, scope := range scopes {
+			if !slices.Contains(c.Scopes, scope) {
+				c.Scopes = append(c.Scopes, scope)
+			}
+		}
+		if !slices.Contains(c.Audiences, audience) {
+			c.Audiences = append(c.Audiences, audience)
+		}
+		c.GrantedAt = s.now().UTC()
+		raw, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		return bucket.Put(key, raw)
+	})
+}

@@ -1,0 +1,156 @@
+package authserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mcpbroker/mcpbroker/exchange"
+)
+
+const (
+	// sweepInterval is how often expired records are deleted.
+	sweepInterval = 10 * time.Minute
+	// sweepBatch bounds the deletions of one write transaction, so that a
+	// sweep never holds the database's write lock for long.
+	sweepBatch = 1000
+	// revokedGrace keeps a revoked jti past its token's expiry for as long
+	// as verifiers may still accept the token because of clock skew.
+	revokedGrace = exchange.DefaultClockSkew
+	// missingExpiry is how long a record whose expiry is unknown is kept.
+	missingExpiry = 24 * time.Hour
+)
+
+// sweepEvery deletes expired records now and then every interval, until
+// ctx is done.
+func (s *store) sweepEvery(ctx context.Context, interval time.Duration, logger *slog.Logger) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		if deleted, err := s.sweep(s.now()); err != nil {
+			logger.Error("authserver: sweeping expired records failed", slog.Any("error", err))
+		} else if deleted > 0 {
+			logger.Debug("authserver: swept expired records", slog.Int("deleted", deleted))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// sweep deletes the codes, tokens and revocations that expired before now
+// and returns how many it deleted.
+func (s *store) sweep(now time.Time) (int, error) {
+	deleted := 0
+	for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh} {
+		n, err := s.sweepRecords(bucket, now)
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
+	}
+	n, err := s.sweepRevoked(now)
+	return deleted + n, err
+}
+
+// expiredRecord is the part of a record a sweep reads.
+type expiredRecord struct {
+	signature []byte
+	requestID string
+}
+
+func (s *store) sweepRecords(bucket []byte, now time.Time) (int, error) {
+	var kind byte
+	switch {
+	case bytes.Equal(bucket, bucketAccess):
+		kind = kindAccess
+	case bytes.Equal(bucket, bucketRefresh):
+		kind = kindRefresh
+	}
+	deleted := 0
+	for {
+		var expired []expiredRecord
+		err := s.db.View(func(tx *bolt.Tx) error {
+			cursor := tx.Bucket(bucket).Cursor()
+			for key, raw := cursor.First(); key != nil && len(expired) < sweepBatch; key, raw = cursor.Next() {
+				var rec struct {
+					ID          string    `json:"id"`
+					RequestedAt time.Time `json:"requested_at"`
+					Expires     time.Time `json:"expires"`
+				}
+				if json.Unmarshal(raw, &rec) != nil {
+					expired = append(expired, expiredRecord{signature: bytes.Clone(key)})
+					continue
+				}
+				expires := rec.Expires
+				if expires.IsZero() {
+					expires = rec.RequestedAt.Add(missingExpiry)
+				}
+				if expires.Before(now) {
+					expired = append(expired, expiredRecord{signature: bytes.Clone(key), requestID: rec.ID})
+				}
+			}
+			return nil
+		})
+		if err != nil || len(expired) == 0 {
+			return deleted, err
+		}
+		err = s.db.Update(func(tx *bolt.Tx) error {
+			for _, rec := range expired {
+				if err := tx.Bucket(bucket).Delete(rec.signature); err != nil {
+					return err
+				}
+				if kind != 0 {
+					if err := tx.Bucket(bucketGrants).Delete(grantKey(kind, rec.requestID, string(rec.signature))); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return deleted, err
+		}
+		deleted += len(expired)
+		if len(expired) < sweepBatch {
+			return deleted, nil
+		}
+	}
+}
+
+func (s *store) sweepRevoked(now time.Time) (int, error) {
+	var expired [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketRevoked).ForEach(func(jti, value []byte) error {
+			if len(value) != 8 || time.Unix(int64(binary.BigEndian.Uint64(value)), 0).Add(revokedGrace).Before(now) {
+				expired = append(expired, bytes.Clone(jti))
+			}
+			return nil
+		})
+	})
+	if err != nil || len(expired) == 0 {
+		return 0, err
+	}
+	for start := 0; start < len(expired); start += sweepBatch {
+		batch := expired[start:min(start+sweepBatch, len(expired))]
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, jti := range batch {
+				if err := tx.Bucket(bucketRevoked).Delete(jti); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return start, err
+		}
+	}
+	return len(expired), nil
+}

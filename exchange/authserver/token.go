@@ -1,0 +1,69 @@
+package authserver
+
+import (
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/ory/fosite"
+)
+
+// serveToken is the token endpoint: fosite authenticates the client and
+// runs the grant's handlers (authorization_code with PKCE, refresh_token,
+// client_credentials, token exchange); the response is never cached.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHint("The body must be a form of at most 64 KiB."))
+		return
+	}
+	if grant := r.PostForm.Get("grant_type"); grant != "" && !slices.Contains(s.metadata.GrantTypesSupported, grant) {
+		s.writeTokenError(w, r, nil, fosite.ErrUnsupportedGrantType.WithHintf("The grant type '%s' is not supported.", grant))
+		return
+	}
+	for name, list := range r.PostForm {
+		if len(list) > 1 && name != "resource" && name != "audience" {
+			s.writeTokenError(w, r, nil, fosite.ErrInvalidRequest.WithHintf("The '%s' parameter must not be repeated.", name))
+			return
+		}
+	}
+	request, err := s.provider.NewAccessRequest(ctx, r, &session{})
+	if err != nil {
+		s.writeTokenError(w, r, request, err)
+		return
+	}
+	response, err := s.provider.NewAccessResponse(ctx, request)
+	if err != nil {
+		s.writeTokenError(w, r, request, err)
+		return
+	}
+	// RFC 6750 names the type "Bearer"; fosite writes it in lower case.
+	if strings.EqualFold(response.GetTokenType(), "bearer") {
+		response.SetTokenType("Bearer")
+	}
+	s.provider.WriteAccessResponse(ctx, w, request, response)
+}
+
+// writeTokenError writes a token endpoint error (RFC 6749 §5.2); server
+// errors are logged with their cause and sent without it.
+func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, request fosite.AccessRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= http.StatusInternalServerError {
+		s.logger.Error("authserver: token request failed", slog.String("grant_type", r.PostForm.Get("grant_type")),
+			slog.String("client_id", clientID(request)), slog.String("error", rfc.ErrorField), slog.Any("cause", rfc.Cause()))
+	}
+	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.issuer+`"`)
+	}
+	s.provider.WriteAccessError(r.Context(), w, request, err)
+}
+
+// clientID names the client of a token request, if it was authenticated.
+func clientID(request fosite.AccessRequester) string {
+	if request == nil || request.GetClient() == nil {
+		return ""
+	}
+	return request.GetClient().GetID()
+}

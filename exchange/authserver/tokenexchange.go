@@ -1,0 +1,77 @@
+package authserver
+
+import (
+	"context"
+	"strings"
+
+	"github.com/ory/fosite"
+
+	"github.com/mcpbroker/mcpbroker/exchange"
+)
+
+// tokenExchangeHandler serves the token-exchange grant (RFC 8693) at the
+// token endpoint. fosite has authenticated the client; the handler admits
+// confidential clients allowed the grant and leaves the exchange itself,
+// limited to the client's audiences and scopes, to the exchanger.
+type tokenExchangeHandler struct {
+	exchanger TokenExchanger
+}
+
+var _ fosite.TokenEndpointHandler = (*tokenExchangeHandler)(nil)
+
+func (h *tokenExchangeHandler) CanHandleTokenEndpointRequest(_ context.Context, request fosite.AccessRequester) bool {
+	return request.GetGrantTypes().ExactOne(GrantTokenExchange)
+}
+
+func (h *tokenExchangeHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool {
+	return false
+}
+
+func (h *tokenExchangeHandler) HandleTokenEndpointRequest(ctx context.Context, request fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, request) {
+		return fosite.ErrUnknownRequest
+	}
+	c := request.GetClient()
+	if c.IsPublic() {
+		return fosite.ErrUnauthorizedClient.WithHint("Public clients may not use the token-exchange grant.")
+	}
+	if !c.GetGrantTypes().Has(GrantTokenExchange) {
+		return fosite.ErrUnauthorizedClient.WithHint("The client is not allowed the token-exchange grant.")
+	}
+	return nil
+}
+
+func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, request fosite.AccessRequester, response fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, request) {
+		return fosite.ErrUnknownRequest
+	}
+	form := request.GetRequestForm()
+	c := request.GetClient()
+	result, err := h.exchanger.Exchange(ctx, exchange.ExchangeClient{
+		ID:        c.GetID(),
+		Audiences: c.GetAudience(),
+		Scopes:    c.GetScopes(),
+	}, exchange.ExchangeRequest{
+		SubjectToken:       form.Get("subject_token"),
+		SubjectTokenType:   form.Get("subject_token_type"),
+		ActorToken:         form.Get("actor_token"),
+		ActorTokenType:     form.Get("actor_token_type"),
+		RequestedTokenType: form.Get("requested_token_type"),
+		Audiences:          form["audience"],
+		Resources:          form["resource"],
+		Scopes:             strings.Fields(form.Get("scope")),
+	})
+	if err != nil {
+		return oauthErrorToFosite(err)
+	}
+	response.SetAccessToken(result.AccessToken)
+	response.SetTokenType(result.TokenType)
+	response.SetExtra("issued_token_type", result.IssuedTokenType)
+	if result.ExpiresIn > 0 {
+		response.SetExtra("expires_in", result.ExpiresIn)
+	}
+	if result.ScopeChanged {
+		response.SetExtra("scope", result.Scope)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+package authserver
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/mcpbroker/mcpbroker/exchange"
+)
+
+// The token-exchange grant over HTTP, with the real exchanger: the broker
+// trades an agent's token for one scoped to an upstream.
+func TestTokenExchangeGrant(t *testing.T) {
+	ts := newTestServer(t, withExchanger(), withOptions(func(o *Options) {
+		// resource-server is a confidential client that may not exchange.
+		o.Clients[4].GrantTypes = []string{GrantClientCredentials}
+	}))
+	code, verifier := ts.codeFor(t, "agent", agentRedirect, "mcp ledger:read", "")
+	subject := ts.exchangeCode("agent", "", code, verifier, agentRedirect).str("access_token")
+	if subject == "" {
+		t.Fatal("no subject token")
+	}
+	exchangeForm := func(extra url.Values) url.Values {
+		form := url.Values{
+			"grant_type":         {GrantTokenExchange},
+			"subject_token":      {subject},
+			"subject_token_type": {exchange.TokenTypeAccessToken},
+			"resource":           {ledgerAudience},
+		}
+		for name, list := range extra {
+			form[name] = list
+		}
+		return form
+	}
+
+	t.Run("exchanged", func(t *testing.T) {
+		got := ts.post("/token", exchangeForm(url.Values{"scope": {"ledger:read"}}), "exchanger", exchangerSecret)
+		assertNoStore(t, got.header)
+		if got.status != http.StatusOK {
+			t.Fatalf("%d %v", got.status, got.body)
+		}
+		if got.str("issued_token_type") != exchange.TokenTypeAccessToken || got.str("token_type") != "Bearer" || got.body["expires_in"] == nil {
+			t.Errorf("response %v", got.body)
+		}
+		if _, present := got.body["scope"]; present {
+			t.Errorf("scope in the response although granted as requested: %v", got.body)
+		}
+		if got.body["refresh_token"] != nil {
+			t.Errorf("a refresh token from token exchange: %v", got.body)
+		}
+		_, claims := ts.verifyJWT(got.str("access_token"))
+		if claims["sub"] != "alice" || claims["aud"] != ledgerAudience || claims["scope"] != "ledger:read" || claims["client_id"] != "agent" {
+			t.Errorf("claims %v", claims)
+		}
+	})
+	t.Run("scope narrowed without asking", func(t *testing.T) {
+		got := ts.post("/token", exchangeForm(nil), "exchanger", exchangerSecret)
+		if got.status != http.StatusOK || got.str("scope") != "mcp ledger:read" {
+			t.Errorf("%d %v, want the subject's scopes named in scope", got.status, got.body)
+		}
+	})
+
+	tests := []struct {
+		name     string
+		form     url.Values
+		clientID string
+		secret   string
+		status   int
+		errCode  string
+	}{
+		{"resource the client may not target", exchangeForm(url.Values{"resource": {ts.issuer + "/mcp"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_target"},
+		{"two targets", exchangeForm(url.Values{"audience": {"https://other.example/"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_target"},
+		{"scope beyond the subject token", exchangeForm(url.Values{"scope": {"ledger:write"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_scope"},
+		{"no subject token", exchangeForm(url.Values{"subject_token": {""}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
+		{"forged subject token", exchangeForm(url.Values{"subject_token": {subject[:len(subject)-4] + "AAAA"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
+		{"wrong secret", exchangeForm(nil), "exchanger", "wrong", http.StatusUnauthorized, "invalid_client"},
+		{"public client", exchangeForm(url.Values{"client_id": {"agent"}}), "", "", http.StatusBadRequest, "unauthorized_client"},
+		{"client without the grant", exchangeForm(nil), "resource-server", resourceSecret, http.StatusBadRequest, "unauthorized_client"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ts.post("/token", tt.form, tt.clientID, tt.secret)
+			assertNoStore(t, got.header)
+			if got.status != tt.status || got.str("error") != tt.errCode || got.body["access_token"] != nil {
+				t.Errorf("%d %v, want %d %q", got.status, got.body, tt.status, tt.errCode)
+			}
+		})
+	}
+
+	t.Run("revoked subject token", func(t *testing.T) {
+		if got := ts.post("/revoke", url.Values{"token": {subject}, "client_id": {"agent"}}, "", ""); got.status != http.StatusOK {
+			t.Fatalf("revoke: %d %v", got.status, got.body)
+		}
+		got := ts.post("/token", exchangeForm(nil), "exchanger", exchangerSecret)
+		if got.status != http.StatusBadRequest || got.str("error") != "invalid_request" {
+			t.Errorf("%d %v, want invalid_request", got.status, got.body)
+		}
+	})
+}
+
+// refusingExchanger is an exchanger that refuses with a fixed error, to
+// check how refusals are rendered.
+type refusingExchanger struct{ err error }
+
+func (e refusingExchanger) Exchange(context.Context, exchange.ExchangeClient, exchange.ExchangeRequest) (*exchange.ExchangeResponse, error) {
+	return nil, e.err
+}
+
+func TestTokenExchangeRefusalsKeepTheirCodeAndStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		err     error
+		status  int
+		errCode string
+	}{
+		{"invalid_target", exchange.ErrInvalidTarget.WithDescription("no"), http.StatusBadRequest, "invalid_target"},
+		{"invalid_client", exchange.ErrInvalidClient, http.StatusUnauthorized, "invalid_client"},
+		{"server error hides its cause", exchange.ErrServerError.WithCause(context.DeadlineExceeded), http.StatusInternalServerError, "server_error"},
+		{"plain error", context.Canceled, http.StatusInternalServerError, "server_error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTestServer(t, withOptions(func(o *Options) { o.Exchanger = refusingExchanger{tt.err} }))
+			got := ts.post("/token", url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {"x"}, "subject_token_type": {exchange.TokenTypeAccessToken}}, "exchanger", exchangerSecret)
+			if got.status != tt.status || got.str("error") != tt.errCode {
+				t.Errorf("%d %v, want %d %s", got.status, got.body, tt.status, tt.errCode)
+			}
+			if description := got.str("error_description"); description != "" && tt.status >= 500 && description != "The authorization server encountered an unexpected condition that prevented it from fulfilling the request." {
+				t.Errorf("server error description %q leaks detail", description)
+			}
+		})
+	}
+}
