@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/mcpbroker/mcpbroker/exchange"
 )
@@ -61,6 +62,40 @@ func TestTokenExchangeGrant(t *testing.T) {
 		}
 	})
 
+	// A subject token that names who may act for alice (RFC 8693 §4.4),
+	// and an actor token for another agent.
+	mint := func(subject, clientID string, extra map[string]any) string {
+		token, _, err := ts.minter.Mint(context.Background(), exchange.Grant{
+			Subject: subject, ClientID: clientID, Audience: ts.issuer + "/mcp",
+			Scopes: []string{"mcp", "ledger:read"}, TTL: time.Minute, Extra: extra,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	mayAct := mint("alice", "agent", map[string]any{"may_act": map[string]any{"sub": "agent"}})
+	otherAgent := mint("other-agent", "other-agent", nil)
+	agentActor := mint("agent", "agent", nil)
+
+	t.Run("delegation", func(t *testing.T) {
+		got := ts.post("/token", exchangeForm(url.Values{"subject_token": {mayAct},
+			"actor_token": {agentActor}, "actor_token_type": {exchange.TokenTypeAccessToken}}), "exchanger", exchangerSecret)
+		if got.status != http.StatusOK {
+			t.Fatalf("%d %v", got.status, got.body)
+		}
+		_, claims := ts.verifyJWT(got.str("access_token"))
+		if act, _ := claims["act"].(map[string]any); claims["sub"] != "alice" || act["sub"] != "agent" {
+			t.Errorf("claims %v, want sub alice acted on by agent", claims)
+		}
+	})
+	t.Run("impersonation has no act", func(t *testing.T) {
+		got := ts.post("/token", exchangeForm(nil), "exchanger", exchangerSecret)
+		if _, claims := ts.verifyJWT(got.str("access_token")); claims["act"] != nil {
+			t.Errorf("claims %v", claims)
+		}
+	})
+
 	tests := []struct {
 		name     string
 		form     url.Values
@@ -72,6 +107,11 @@ func TestTokenExchangeGrant(t *testing.T) {
 		{"resource the client may not target", exchangeForm(url.Values{"resource": {ts.issuer + "/mcp"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_target"},
 		{"two targets", exchangeForm(url.Values{"audience": {"https://other.example/"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_target"},
 		{"scope beyond the subject token", exchangeForm(url.Values{"scope": {"ledger:write"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_scope"},
+		{"actor_token_type without actor_token", exchangeForm(url.Values{"actor_token_type": {exchange.TokenTypeAccessToken}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
+		{"actor_token without actor_token_type", exchangeForm(url.Values{"actor_token": {agentActor}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
+		{"may_act names another actor", exchangeForm(url.Values{"subject_token": {mayAct}, "actor_token": {otherAgent}, "actor_token_type": {exchange.TokenTypeAccessToken}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
+		{"unknown subject_token_type", exchangeForm(url.Values{"subject_token_type": {"urn:ietf:params:oauth:token-type:saml2"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
+		{"no audience", url.Values{"grant_type": {GrantTokenExchange}, "subject_token": {subject}, "subject_token_type": {exchange.TokenTypeAccessToken}}, "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
 		{"no subject token", exchangeForm(url.Values{"subject_token": {""}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
 		{"forged subject token", exchangeForm(url.Values{"subject_token": {subject[:len(subject)-4] + "AAAA"}}), "exchanger", exchangerSecret, http.StatusBadRequest, "invalid_request"},
 		{"wrong secret", exchangeForm(nil), "exchanger", "wrong", http.StatusUnauthorized, "invalid_client"},
