@@ -139,6 +139,11 @@ type LoginUser struct {
 // secret; they get the authorization_code and refresh_token grants only.
 type Registration struct {
 	Enabled bool `yaml:"enabled"`
+	// ClientIDMetadataDocuments lets clients use an https URL as their
+	// client_id, whose JSON document the server fetches and trusts for
+	// redirect URIs (draft-ietf-oauth-client-id-metadata-document, as MCP
+	// clients use it); such clients are public.
+	ClientIDMetadataDocuments bool `yaml:"clientIDMetadataDocuments"`
 }
 
 // ProviderClient is a client registered in configuration.
