@@ -402,7 +402,7 @@ const (
 // redirects and bounds size and time), and checks that the document's
 // issuer is the one the URL was built from (RFC 8414 §3.3).
 func Discover(ctx context.Context, fetcher *oauth.Fetcher, metadataURL string) (*ServerMetadata, error) {
-	issuer, err := metadataIssuer(metadataURL)
+	issuer, err := oauth.IssuerFromMetadataURL(metadataURL)
 	if err != nil {
 		return nil, fmt.Errorf("exchange: discover %s: %w: %w", metadataURL, ErrMetadata, err)
 	}
@@ -440,34 +440,6 @@ func DiscoverIssuer(ctx context.Context, fetcher *oauth.Fetcher, issuer string) 
 		return metadata, nil
 	}
 	return nil, errors.Join(err, oidcErr)
-}
-
-// metadataIssuer derives the issuer a metadata URL belongs to:
-//
-//	https://as/.well-known/oauth-authorization-server/tenant → https://as/tenant (RFC 8414 §3.1)
-//	https://as/.well-known/openid-configuration/tenant       → https://as/tenant
-//	https://as/tenant/.well-known/openid-configuration       → https://as/tenant (OIDC Discovery §4)
-func metadataIssuer(metadataURL string) (string, error) {
-	if err := checkEndpointURL(metadataURL); err != nil {
-		return "", err
-	}
-	u, _ := url.Parse(metadataURL)
-	if u.RawQuery != "" || u.ForceQuery {
-		return "", errors.New("metadata url must not have a query")
-	}
-	path := u.EscapedPath()
-	var issuerPath string
-	switch {
-	case path == wellKnownOAuth || strings.HasPrefix(path, wellKnownOAuth+"/"):
-		issuerPath = strings.TrimPrefix(path, wellKnownOAuth)
-	case strings.HasPrefix(path, wellKnownOIDC+"/"):
-		issuerPath = strings.TrimPrefix(path, wellKnownOIDC)
-	case strings.HasSuffix(path, wellKnownOIDC):
-		issuerPath = strings.TrimSuffix(path, wellKnownOIDC)
-	default:
-		return "", errors.New("not a well-known metadata url")
-	}
-	return u.Scheme + "://" + u.Host + issuerPath, nil
 }
 
 func parseMetadata(body []byte, derivedIssuer string) (*ServerMetadata, error) {

@@ -90,22 +90,29 @@ func NewFetcher(o FetcherOptions) *Fetcher {
 // Get fetches url and returns its body. Anything but 200 is an error
 // wrapping ErrHTTPStatus.
 func (f *Fetcher) Get(ctx context.Context, rawURL string) ([]byte, error) {
+	body, _, err := f.GetWithHeader(ctx, rawURL)
+	return body, err
+}
+
+// GetWithHeader is Get that also returns the response header, for callers
+// that judge the Content-Type or honour Cache-Control.
+func (f *Fetcher) GetWithHeader(ctx context.Context, rawURL string) ([]byte, http.Header, error) {
 	if err := checkURL(rawURL); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	request, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("oauth: get %s: %w", rawURL, err)
+		return nil, nil, fmt.Errorf("oauth: get %s: %w", rawURL, err)
 	}
 	request.Header.Set("Accept", "application/json")
-	body, status, err := f.do(request)
+	body, status, header, err := f.do(request)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if status != http.StatusOK {
-		return nil, fmt.Errorf("oauth: get %s: %w %d", rawURL, ErrHTTPStatus, status)
+		return nil, nil, fmt.Errorf("oauth: get %s: %w %d", rawURL, ErrHTTPStatus, status)
 	}
-	return body, nil
+	return body, header, nil
 }
 
 // PostForm posts form to url, authenticating with HTTP Basic as
@@ -125,29 +132,31 @@ func (f *Fetcher) PostForm(ctx context.Context, rawURL string, form url.Values, 
 	if basicUser != "" {
 		request.SetBasicAuth(url.QueryEscape(basicUser), url.QueryEscape(basicPass))
 	}
-	return f.do(request)
+	body, status, _, err := f.do(request)
+	return body, status, err
 }
 
-func (f *Fetcher) do(request *http.Request) ([]byte, int, error) {
+// do sends request and reads the whole response: body, status and header.
+func (f *Fetcher) do(request *http.Request) ([]byte, int, http.Header, error) {
 	response, err := f.client.Do(request)
 	if err != nil {
 		// *url.Error names the method and URL; neither is secret (the form
 		// body, which holds the token for introspection, is never included).
-		return nil, 0, fmt.Errorf("oauth: %w", err)
+		return nil, 0, nil, fmt.Errorf("oauth: %w", err)
 	}
 	defer response.Body.Close()
 	if response.ContentLength > f.maxBodySize {
-		return nil, response.StatusCode, fmt.Errorf("oauth: %s %s: %w", request.Method, request.URL, ErrResponseTooLarge)
+		return nil, response.StatusCode, nil, fmt.Errorf("oauth: %s %s: %w", request.Method, request.URL, ErrResponseTooLarge)
 	}
 	var buffer bytes.Buffer
 	n, err := buffer.ReadFrom(io.LimitReader(response.Body, f.maxBodySize+1))
 	if err != nil {
-		return nil, response.StatusCode, fmt.Errorf("oauth: %s %s: read body: %w", request.Method, request.URL, err)
+		return nil, response.StatusCode, nil, fmt.Errorf("oauth: %s %s: read body: %w", request.Method, request.URL, err)
 	}
 	if n > f.maxBodySize {
-		return nil, response.StatusCode, fmt.Errorf("oauth: %s %s: %w", request.Method, request.URL, ErrResponseTooLarge)
+		return nil, response.StatusCode, nil, fmt.Errorf("oauth: %s %s: %w", request.Method, request.URL, ErrResponseTooLarge)
 	}
-	return buffer.Bytes(), response.StatusCode, nil
+	return buffer.Bytes(), response.StatusCode, response.Header, nil
 }
 
 // checkURL enforces the URL policy: absolute https URL, or http for a

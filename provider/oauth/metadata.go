@@ -12,7 +12,7 @@ const (
 	wellKnownOIDC  = "/.well-known/openid-configuration"
 )
 
-// deriveIssuer returns the issuer a metadata URL belongs to:
+// IssuerFromMetadataURL returns the issuer a metadata URL belongs to:
 //
 //	https://as/.well-known/oauth-authorization-server/tenant  → https://as/tenant  (RFC 8414 §3.1, insertion)
 //	https://as/.well-known/openid-configuration/tenant        → https://as/tenant  (insertion, as MCP clients try)
@@ -21,7 +21,7 @@ const (
 // Both specifications strip a terminating "/" from the issuer before
 // building the URL, so the document's issuer may be the derived value or
 // the derived value plus "/"; issuerMatches decides.
-func deriveIssuer(metadataURL string) (string, error) {
+func IssuerFromMetadataURL(metadataURL string) (string, error) {
 	if err := checkURL(metadataURL); err != nil {
 		return "", err
 	}

@@ -28,7 +28,7 @@ func TestDeriveIssuer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
-			got, err := deriveIssuer(tt.url)
+			got, err := IssuerFromMetadataURL(tt.url)
 			if tt.want == "" {
 				if err == nil {
 					t.Fatalf("deriveIssuer = %q, want an error", got)

@@ -139,7 +139,7 @@ func newServer(index int, c ServerConfig, v *Verifier) (*server, []error) {
 	c.ExpectedAudiences = slices.Clone(c.ExpectedAudiences)
 	c.Algorithms = slices.Clone(c.Algorithms)
 
-	derived, err := deriveIssuer(c.MetadataURL)
+	derived, err := IssuerFromMetadataURL(c.MetadataURL)
 	if err != nil {
 		add("metadataURL", "%v", err)
 	}
