@@ -14,6 +14,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/exchange/authserver"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // defaultBoltPath is where the embedded store lives when storage.bolt is not
@@ -87,12 +88,16 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b 
 		Users:           loginUsers(ap.Login.Users),
 		Federation:      federation(cfg),
 		Registration:    ap.Registration.Enabled,
-		Clients:         providerClients(ap.Clients),
-		DB:              db,
-		Keys:            keys,
-		Minter:          minter,
-		Exchanger:       exchanger,
-		Logger:          b.log,
+		// Client metadata documents may be fetched from private networks
+		// when the provider's identity providers may.
+		ClientIDMetadataDocuments: ap.Registration.ClientIDMetadataDocuments,
+		ClientIDMetadataFetch:     oauth.FetcherOptions{AllowPrivateNetworks: allowPrivateNetworks(cfg)},
+		Clients:                   providerClients(ap.Clients),
+		DB:                        db,
+		Keys:                      keys,
+		Minter:                    minter,
+		Exchanger:                 exchanger,
+		Logger:                    b.log,
 	})
 	if err != nil {
 		db.Close()
@@ -126,6 +131,12 @@ func federation(cfg *config.Config) *authserver.Federation {
 		ClientID:     connector.OAuthClientID,
 		ClientSecret: connector.OAuthClientSecret.Value(),
 	}
+}
+
+// allowPrivateNetworks reports mcpProvider.authorization.oauth.allowPrivateNetworks.
+func allowPrivateNetworks(cfg *config.Config) bool {
+	o := cfg.MCPProvider.Authorization.OAuth
+	return o != nil && o.AllowPrivateNetworks
 }
 
 func loginUsers(users []config.LoginUser) []authserver.User {

@@ -117,7 +117,12 @@ func (s *Server) checkAuthorization(w http.ResponseWriter, ctx context.Context, 
 		return nil, false
 	}
 	found, err := s.store.GetClient(ctx, values.Get("client_id"))
-	if err != nil {
+	switch {
+	case errors.Is(err, errClientDocument):
+		s.renderError(w, http.StatusBadRequest, "Unknown application",
+			"The document that describes the application that sent you here could not be fetched, or is not acceptable.")
+		return nil, false
+	case err != nil:
 		if !errors.Is(err, fosite.ErrNotFound) {
 			s.logger.Error("authserver: load client", slog.Any("error", err))
 		}

@@ -39,6 +39,9 @@ type client struct {
 	// The server's defaults, filled in when the client is loaded.
 	defaultScopes    []string
 	defaultAudiences []string
+	// documentHost is the host of the client_id URL of a client described
+	// by its metadata document, never stored; empty for the others.
+	documentHost string
 }
 
 var (
@@ -80,9 +83,16 @@ func (c *client) GetResponseModes() []fosite.ResponseModeType {
 	return []fosite.ResponseModeType{fosite.ResponseModeQuery}
 }
 
-// displayName is what the consent page calls the client.
+// displayName is what the login and consent pages call the client. A
+// client described by a metadata document names itself, so its host, the
+// one thing about it that is verified, goes with its name.
 func (c *client) displayName() string {
-	if c.Name != "" {
+	switch {
+	case c.documentHost != "" && c.Name != "":
+		return c.Name + " (" + c.documentHost + ")"
+	case c.documentHost != "":
+		return c.documentHost
+	case c.Name != "":
 		return c.Name
 	}
 	return c.ID

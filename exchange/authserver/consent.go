@@ -16,6 +16,7 @@ func (s *Server) renderConsent(w http.ResponseWriter, a *authorization, state *f
 		ClientName: a.client.displayName(),
 		User:       state.Identity.displayName(),
 		Registered: a.client.Registered,
+		ClientHost: a.client.documentHost,
 		RedirectTo: redirectTo.String(),
 		Resource:   a.audience,
 		Scopes:     a.request.GetRequestedScopes(),
@@ -35,9 +36,11 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request, a *authorizatio
 	}
 	switch r.PostForm.Get("consent") {
 	case "allow":
-		if err := s.store.rememberConsent(who.Subject, a.client.ID, a.request.GetRequestedScopes(), a.audience); err != nil {
-			s.serverError(w, err)
-			return
+		if a.client.documentHost == "" {
+			if err := s.store.rememberConsent(who.Subject, a.client.ID, a.request.GetRequestedScopes(), a.audience); err != nil {
+				s.serverError(w, err)
+				return
+			}
 		}
 		s.issueCode(w, r.Context(), a, who.session())
 	case "deny":

@@ -31,6 +31,28 @@
 // audiences (else invalid_target), or by default the first configured
 // audience.
 //
+// Client ID metadata documents. With [Options.ClientIDMetadataDocuments]
+// (draft-ietf-oauth-client-id-metadata-document, the MCP clients'
+// preferred registration), the metadata says
+// client_id_metadata_document_supported, and a client_id that is an https
+// URL with a path (no fragment, user information or dot segments), and is
+// not a configured or registered client, names the client's own metadata:
+// the server fetches it with the hardened fetcher (https only, no
+// redirects, public addresses unless private networks are allowed, never
+// a loopback host unless loopback is allowed, at most 5 KiB, 5 seconds,
+// application/json). The document's client_id must equal the URL byte for
+// byte; redirect_uris is required and matched as for registered clients;
+// the client is public (token_endpoint_auth_method none or absent, no
+// client_secret); grant_types may hold authorization_code and
+// refresh_token. A document is kept for its Cache-Control max-age, between
+// one minute and a day (ten minutes without one), in memory only: such
+// clients are never stored, and each token request resolves its client
+// again, from the cache or the URL. At /authorize a document that cannot
+// be fetched or is not acceptable gets the HTML error page, never a
+// redirect; at /token, invalid_client. The login and consent pages show
+// the client's name with the URL's host, and consent is asked every time,
+// neither skipped nor remembered.
+//
 // The pages are plain HTML forms that work without JavaScript. Each posts
 // with method="post" to the authorization endpoint's path (the form's
 // action) and carries:

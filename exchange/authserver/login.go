@@ -75,7 +75,9 @@ func (s *Server) signedIn(w http.ResponseWriter, ctx context.Context, a *authori
 	consented := false
 	if !slices.Contains(a.prompts, "consent") {
 		consented = a.client.SkipConsent
-		if !consented {
+		// A client that describes itself in a metadata document is asked
+		// about every time: its document may have changed hands.
+		if !consented && a.client.documentHost == "" {
 			var err error
 			if consented, err = s.store.consented(who.Subject, a.client.ID, a.request.GetRequestedScopes(), a.audience); err != nil {
 				s.serverError(w, err)

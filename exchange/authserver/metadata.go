@@ -14,6 +14,7 @@ type Metadata struct {
 	TokenEndpoint                              string   `json:"token_endpoint"`
 	JWKSURI                                    string   `json:"jwks_uri"`
 	RegistrationEndpoint                       string   `json:"registration_endpoint,omitempty"`
+	ClientIDMetadataDocumentSupported          bool     `json:"client_id_metadata_document_supported,omitempty"`
 	IntrospectionEndpoint                      string   `json:"introspection_endpoint"`
 	RevocationEndpoint                         string   `json:"revocation_endpoint"`
 	ScopesSupported                            []string `json:"scopes_supported"`
@@ -63,6 +64,7 @@ func (s *Server) buildMetadata() Metadata {
 	if s.registration {
 		m.RegistrationEndpoint = s.endpoint(pathRegister)
 	}
+	m.ClientIDMetadataDocumentSupported = s.store.documents != nil
 	return m
 }
 

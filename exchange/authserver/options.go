@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mcpbroker/mcpbroker/exchange"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // Grant types a client may be allowed.
@@ -55,6 +56,16 @@ type Options struct {
 	Federation *Federation
 	// Registration turns on dynamic client registration (RFC 7591).
 	Registration bool
+	// ClientIDMetadataDocuments lets a client use an https URL as its
+	// client_id: the server fetches the client's metadata from that URL
+	// (draft-ietf-oauth-client-id-metadata-document). Such clients are
+	// public and always asked consent for.
+	ClientIDMetadataDocuments bool
+	// ClientIDMetadataFetch configures how the documents are fetched; the
+	// zero value reaches public addresses over https only. MaxBodySize and
+	// Timeout are at most 5 KiB and 5s. A client_id naming a loopback host
+	// is refused unless AllowLoopback.
+	ClientIDMetadataFetch oauth.FetcherOptions
 	// Clients are the clients from configuration; they replace what was
 	// stored for them on every start.
 	Clients []Client

@@ -45,7 +45,8 @@ var pages = template.Must(template.New("pages").Parse(`
 {{define "consent"}}{{template "head" .}}
 <h1>Allow access?</h1>
 <p><strong>{{.ClientName}}</strong> wants to act on your behalf, <strong>{{.User}}</strong>.</p>
-{{if .Registered}}<p class="note">This application registered itself; its name is not verified. After your answer you return to <code>{{.RedirectTo}}</code>.</p>{{end}}
+{{if .ClientHost}}<p class="note">This application describes itself in a document at <strong>{{.ClientHost}}</strong>; only that host is verified, not its name. After your answer you return to <code>{{.RedirectTo}}</code>.</p>
+{{else if .Registered}}<p class="note">This application registered itself; its name is not verified. After your answer you return to <code>{{.RedirectTo}}</code>.</p>{{end}}
 <h2>Resource</h2>
 <p><code>{{.Resource}}</code></p>
 <h2>Permissions</h2>
@@ -78,6 +79,9 @@ type consentPage struct {
 	ClientName string
 	User       string
 	Registered bool
+	// ClientHost is the host of a client_id URL, for a client described by
+	// its metadata document.
+	ClientHost string
 	RedirectTo string
 	Resource   string
 	Scopes     []string

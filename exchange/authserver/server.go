@@ -133,6 +133,9 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if s.store, err = openStore(opts.DB, s.scopes, s.audiences, s.now); err != nil {
 		return nil, err
 	}
+	if opts.ClientIDMetadataDocuments {
+		s.store.documents = newClientDocuments(opts.ClientIDMetadataFetch, s.scopes, s.audiences, s.logger, s.now)
+	}
 	hasher := newSecretHasher()
 	if err := s.saveConfigClients(opts.Clients); err != nil {
 		return nil, err

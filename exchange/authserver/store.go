@@ -52,6 +52,9 @@ type store struct {
 	defaultScopes    []string
 	defaultAudiences []string
 	now              func() time.Time
+	// documents resolves client IDs that are metadata document URLs; nil
+	// when such clients are not accepted.
+	documents *clientDocuments
 }
 
 var (
@@ -140,9 +143,14 @@ func newRecord(req fosite.Requester, expiry fosite.TokenType) (*record, error) {
 }
 
 // requester rebuilds the stored request. A client that no longer exists
-// takes its codes and tokens with it: ErrNotFound.
+// takes its codes and tokens with it: ErrNotFound. A client described by
+// its metadata document is not stored, and is not fetched here: the token
+// endpoint resolves it when it authenticates the client.
 func (s *store) requester(tx *bolt.Tx, rec *record) (fosite.Requester, error) {
 	c, err := s.clientTx(tx, rec.ClientID)
+	if errors.Is(err, fosite.ErrNotFound) && s.documents != nil && isClientIDURL(rec.ClientID) {
+		c, err = s.documents.placeholder(rec.ClientID), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -230,13 +238,20 @@ func (s *store) read(bucket []byte, signature string) (*record, fosite.Requester
 
 // ClientManager
 
-func (s *store) GetClient(_ context.Context, id string) (fosite.Client, error) {
+// GetClient finds a client from configuration or registration, else, when
+// they are accepted, resolves a client_id URL through its metadata
+// document; a document that cannot be used is an error wrapping
+// errClientDocument.
+func (s *store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	var c *client
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		c, err = s.clientTx(tx, id)
 		return err
 	})
+	if errors.Is(err, fosite.ErrNotFound) && s.documents != nil && isClientIDURL(id) {
+		c, err = s.documents.client(ctx, id)
+	}
 	if err != nil {
 		return nil, err
 	}
