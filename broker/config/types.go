@@ -162,6 +162,14 @@ type ProviderClient struct {
 	Scopes []string `yaml:"scopes"`
 	// Audiences the client may request tokens for; default: authProvider.audiences.
 	Audiences []string `yaml:"audiences"`
+	// SubjectAudiences are the audiences of the subject tokens this client
+	// may exchange (token-exchange grant); default: authProvider.audiences,
+	// the resources agents get tokens for — never tokens minted for an
+	// upstream.
+	SubjectAudiences []string `yaml:"subjectAudiences"`
+	// Introspect lets this confidential client call the introspection
+	// endpoint (RFC 7662); resource servers that take opaque checks.
+	Introspect bool `yaml:"introspect"`
 	// Groups are put in client_credentials tokens, where the client is the subject.
 	Groups []string `yaml:"groups"`
 	// SkipConsent is for first-party clients whose consent is implied.

@@ -214,6 +214,8 @@ func (v *validator) login(path string, login *Login) {
 		v.add(field(path, "connector"), fmt.Sprintf("unknown connector %s", quote(login.Connector)))
 	}
 	seen := map[string]int{}
+	var firstCost string
+	var firstCostUser int
 	for i, user := range login.Users {
 		userPath := index(field(path, "users"), i)
 		if user.Username == "" {
@@ -223,8 +225,17 @@ func (v *validator) login(path string, login *Login) {
 		} else {
 			seen[user.Username] = i
 		}
-		if !isBcryptHash(user.PasswordHash.Value()) {
+		hash := user.PasswordHash.Value()
+		if !isBcryptHash(hash) {
 			v.add(field(userPath, "passwordHash"), "want a bcrypt hash ($2a$, $2b$ or $2y$); mcpbroker token hash-password prints one")
+			continue
+		}
+		// One cost for everyone: a sign-in with a cheaper hash answers
+		// faster, which tells whether the username exists.
+		if cost := hash[4:6]; firstCost == "" {
+			firstCost, firstCostUser = cost, i
+		} else if cost != firstCost {
+			v.add(field(userPath, "passwordHash"), fmt.Sprintf("bcrypt cost %s differs from users[%d]'s %s; use one cost for every user (sign-in time would reveal which usernames exist)", cost, firstCostUser, firstCost))
 		}
 	}
 }
@@ -278,6 +289,14 @@ func (v *validator) providerClients(path string, clients []ProviderClient, suppo
 			if message := absoluteURIProblem(audience); message != "" {
 				v.add(index(field(clientPath, "audiences"), j), message)
 			}
+		}
+		for j, audience := range client.SubjectAudiences {
+			if message := absoluteURIProblem(audience); message != "" {
+				v.add(index(field(clientPath, "subjectAudiences"), j), message)
+			}
+		}
+		if client.Introspect && public {
+			v.add(field(clientPath, "introspect"), "needs a confidential client (set clientSecret)")
 		}
 	}
 }
@@ -514,6 +533,7 @@ func (v *validator) apps(apps []App) {
 		}
 	}
 	v.namespaceCollisions(apps)
+	v.outboundAudiences(apps)
 }
 
 func (v *validator) toolNamespace(path string, app *App) {
@@ -650,6 +670,45 @@ func (v *validator) appAuthorization(path string, authorization *AppAuthorizatio
 	}
 	if outbound.TokenExchange != nil {
 		v.tokenExchange(field(outboundPath, "tokenExchange"), outbound.TokenExchange)
+	}
+}
+
+// outboundAudiences keeps every upstream's tokens its own: an audience two
+// apps share makes one upstream's tokens good at the other, and an
+// audience the broker accepts from agents makes every upstream able to
+// call the broker as the agent.
+func (v *validator) outboundAudiences(apps []App) {
+	inbound := map[string]bool{}
+	if oauth := v.config.MCPProvider.Authorization.OAuth; oauth != nil {
+		for _, server := range oauth.Servers {
+			for _, audience := range server.TokenValidation.ExpectedAudiences {
+				inbound[audience] = true
+			}
+		}
+	}
+	if ap := v.config.AuthProvider; ap != nil && ap.Enabled {
+		for _, audience := range ap.Audiences {
+			inbound[audience] = true
+		}
+	}
+	firstByAudience := map[string]int{}
+	for i, app := range apps {
+		if app.Authorization == nil || app.Authorization.Outbound == nil || app.Authorization.Outbound.TokenExchange == nil {
+			continue
+		}
+		audience := app.Authorization.Outbound.TokenExchange.Audience
+		if audience == "" {
+			continue
+		}
+		path := field(index("apps", i), "authorization.outbound.tokenExchange.audience")
+		if inbound[audience] {
+			v.add(path, fmt.Sprintf("%s is an audience the broker accepts agent tokens for; an upstream's tokens must not be usable at the broker", quote(audience)))
+		}
+		if first, ok := firstByAudience[audience]; ok {
+			v.add(path, fmt.Sprintf("%s is also apps[%d]'s audience; each upstream needs its own, so that one's tokens are no good at another", quote(audience), first))
+		} else {
+			firstByAudience[audience] = i
+		}
 	}
 }
 
