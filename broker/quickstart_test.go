@@ -110,7 +110,17 @@ func TestQuickstartWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var refused struct {
+		ID    int `json:"id"`
+		Error struct {
+			Code int `json:"code"`
+		} `json:"error"`
+	}
+	json.NewDecoder(response.Body).Decode(&refused)
 	response.Body.Close()
+	if refused.ID != 7 || refused.Error.Code == 0 {
+		t.Errorf("403 body %+v, want a JSON-RPC error answering id 7", refused)
+	}
 	if challenge := response.Header.Get("WWW-Authenticate"); response.StatusCode != http.StatusForbidden ||
 		!strings.Contains(challenge, `error="insufficient_scope"`) || !strings.Contains(challenge, `scope="ledger:write"`) {
 		t.Errorf("transfer without ledger:write: %d %q", response.StatusCode, challenge)

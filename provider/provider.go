@@ -263,6 +263,11 @@ func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identi
 
 // writeHTTPError renders a transport-level failure.
 func writeHTTPError(w http.ResponseWriter, err error) {
+	writeHTTPErrorFor(w, err, jsonrpc.ID{})
+}
+
+// writeHTTPErrorFor is writeHTTPError answering the request with id.
+func writeHTTPErrorFor(w http.ResponseWriter, err error, id jsonrpc.ID) {
 	var he *HTTPError
 	if !errors.As(err, &he) {
 		he = &HTTPError{Status: http.StatusInternalServerError, Code: jsonrpc.CodeInternalError, Message: "internal error"}
@@ -276,7 +281,7 @@ func writeHTTPError(w http.ResponseWriter, err error) {
 	if code == 0 {
 		code = jsonrpc.CodeServerError
 	}
-	writeJSON(w, he.Status, errorBody(code, he.Message))
+	writeJSON(w, he.Status, jsonrpc.NewErrorResponse(id, jsonrpc.NewError(code, he.Message)).Encode())
 }
 
 func httpError(status int, code int64, message string) *HTTPError {

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
 // Limits on what a stream keeps for clients that reconnect.
@@ -268,9 +266,4 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-}
-
-// errorBody is a JSON-RPC error response with no id.
-func errorBody(code int64, message string) []byte {
-	return jsonrpc.NewErrorResponse(jsonrpc.ID{}, jsonrpc.NewError(code, message)).Encode()
 }

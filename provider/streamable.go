@@ -150,7 +150,7 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 			req := &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out}
 			resp = p.dispatcher.Dispatch(ctx, req)
 			s.release()
-			if req.Refusal != nil && !batch && out.refuse(req.Refusal) {
+			if req.Refusal != nil && !batch && out.refuse(req.Refusal, m.ID) {
 				return
 			}
 		default:
@@ -243,7 +243,7 @@ func (o *postStream) Send(m *jsonrpc.Message) error {
 
 // refuse answers the POST with an HTTP error instead of a JSON-RPC
 // response, unless its answer has begun as an event stream.
-func (o *postStream) refuse(he *HTTPError) bool {
+func (o *postStream) refuse(he *HTTPError, id jsonrpc.ID) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.conn != nil {
@@ -251,7 +251,7 @@ func (o *postStream) refuse(he *HTTPError) bool {
 	}
 	o.done = true
 	o.st.send(nil, true) // nothing to resume: mark the stream complete
-	writeHTTPError(o.w, he)
+	writeHTTPErrorFor(o.w, he, id)
 	return true
 }
 
