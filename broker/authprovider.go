@@ -152,7 +152,8 @@ func providerClients(clients []config.ProviderClient) []authserver.Client {
 	for i, c := range clients {
 		out[i] = authserver.Client{
 			ID: c.ClientID, Secret: c.ClientSecret.Value(), Name: c.Name, RedirectURIs: c.RedirectURIs,
-			GrantTypes: c.GrantTypes, Scopes: c.Scopes, Audiences: c.Audiences, Groups: c.Groups, SkipConsent: c.SkipConsent,
+			GrantTypes: c.GrantTypes, Scopes: c.Scopes, Audiences: c.Audiences, SubjectAudiences: c.SubjectAudiences,
+			Groups: c.Groups, SkipConsent: c.SkipConsent, Introspect: c.Introspect,
 		}
 	}
 	return out

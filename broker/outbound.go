@@ -2,10 +2,13 @@ package broker
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,13 +66,22 @@ func (m *mintingIssuer) exchangesAgentToken() bool { return false }
 
 func (m *mintingIssuer) issue(ctx context.Context, r tokenRequest) (issuedToken, error) {
 	p := r.principal
+	ttl, err := withinAgentLifetime(r.ttl, p.Expiry, time.Now())
+	if err != nil {
+		return issuedToken{}, err
+	}
 	grant := exchange.Grant{
 		Subject:    p.Subject,
 		ClientID:   p.ClientID,
 		Audience:   r.audience,
 		Scopes:     r.scopes,
-		TTL:        r.ttl,
+		TTL:        ttl,
 		Delegation: r.delegation,
+	}
+	if p.Issuer != m.minter.Issuer() {
+		// The token's iss is the Auth Provider's whoever authenticated the
+		// user: sub_iss keeps another issuer's "alice" apart from its own.
+		grant.Extra = map[string]any{exchange.SubjectIssuerClaim: p.Issuer}
 	}
 	if r.delegation {
 		// The agent acts now; whoever acted before it, as the agent's own
@@ -81,6 +93,26 @@ func (m *mintingIssuer) issue(ctx context.Context, r tokenRequest) (issuedToken,
 		return issuedToken{}, err
 	}
 	return issuedToken{value: credential(token), expiry: claims.Expiry}, nil
+}
+
+// errAgentTokenExpiring refuses a token for an agent whose own token has
+// less than a second left: no token can be both whole seconds long and
+// end with it. The agent needs a new token, as if its own had expired.
+var errAgentTokenExpiring = errors.New("the agent's token expires now")
+
+// withinAgentLifetime cuts a token's lifetime, in whole seconds, so that
+// it ends no later than the agent's own token: an upstream token must not
+// outlive the authorization it was made from. A zero agentExpiry (a token
+// without exp) leaves ttl as it is.
+func withinAgentLifetime(ttl time.Duration, agentExpiry, now time.Time) (time.Duration, error) {
+	if agentExpiry.IsZero() {
+		return ttl, nil
+	}
+	remaining := agentExpiry.Sub(now).Truncate(time.Second)
+	if remaining < time.Second {
+		return 0, errAgentTokenExpiring
+	}
+	return min(ttl, remaining), nil
 }
 
 // exchangeActor converts a verified act chain.
@@ -145,12 +177,8 @@ func (ci *connectorIssuer) issue(ctx context.Context, r tokenRequest) (issuedTok
 	if issued.TokenType != "Bearer" {
 		return issuedToken{}, fmt.Errorf("%w: token_type %q is not Bearer", exchange.ErrTokenResponse, issued.TokenType)
 	}
-	if r.scopes != nil {
-		for _, scope := range issued.Scope {
-			if !slices.Contains(r.scopes, scope) {
-				return issuedToken{}, errWiderScope
-			}
-		}
+	if err := withinRequestedScope(issued, r.scopes); err != nil {
+		return issuedToken{}, err
 	}
 	lifetime := issued.ExpiresIn
 	if lifetime <= 0 {
@@ -158,6 +186,85 @@ func (ci *connectorIssuer) issue(ctx context.Context, r tokenRequest) (issuedTok
 		lifetime = r.ttl
 	}
 	return issuedToken{value: credential(issued.AccessToken), expiry: start.Add(lifetime)}, nil
+}
+
+// withinRequestedScope refuses a token that grants scopes beyond requested.
+// A request without scopes allows none: RFC 8693 servers commonly grant
+// the subject token's whole scope when none is asked for, and an
+// identity-only token must not carry the agent's scopes to the upstream.
+// When the token is a JWT its own scope and scp claims are checked as
+// well, since they are what the upstream reads and a response that leaves
+// scope out only claims it equals the request (RFC 8693 §2.2.1). Any
+// other token is taken at the response's word.
+func withinRequestedScope(issued *exchange.IssuedToken, requested []string) error {
+	for _, scope := range issued.Scope {
+		if !slices.Contains(requested, scope) {
+			return errWiderScope
+		}
+	}
+	claimed, err := jwtScopes(issued.AccessToken)
+	if err != nil {
+		return err
+	}
+	for _, scope := range claimed {
+		if !slices.Contains(requested, scope) {
+			return errWiderScope
+		}
+	}
+	return nil
+}
+
+// jwtScopes reads the scope (space-separated) and scp (array or
+// space-separated) claims of token when it is a JWS compact JWT with a
+// JSON object payload; any other token has none. The signature is not
+// checked: the token is the identity provider's answer over an
+// authenticated channel, and only what it grants matters here.
+func jwtScopes(token string) ([]string, error) {
+	_, rest, ok := strings.Cut(token, ".")
+	payloadPart, signaturePart, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
+		return nil, nil
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(payloadPart)
+	if err != nil {
+		return nil, nil
+	}
+	var claims struct {
+		Scope json.RawMessage `json:"scope"`
+		Scp   json.RawMessage `json:"scp"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return nil, nil
+	}
+	var scopes []string
+	for _, claim := range [...]struct {
+		name string
+		raw  json.RawMessage
+	}{{"scope", claims.Scope}, {"scp", claims.Scp}} {
+		values, ok := scopeClaim(claim.raw)
+		if !ok {
+			return nil, fmt.Errorf("%w: the token's %s claim cannot be read", errWiderScope, claim.name)
+		}
+		scopes = append(scopes, values...)
+	}
+	return scopes, nil
+}
+
+// scopeClaim reads a scope claim: absent or null, a space-separated
+// string, or an array of strings.
+func scopeClaim(raw json.RawMessage) ([]string, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, true
+	}
+	var joined string
+	if json.Unmarshal(raw, &joined) == nil {
+		return strings.Fields(joined), true
+	}
+	var values []string
+	if json.Unmarshal(raw, &values) == nil {
+		return values, true
+	}
+	return nil, false
 }
 
 // exchangeClient discovers the connector's token endpoint once.

@@ -84,14 +84,19 @@ func exchangeFailureMessage(e *exchangeError) string {
 	if errors.As(e.err, &oauthErr) {
 		return ErrExchangeFailed.Error() + ": " + oauthErr.Code
 	}
+	if errors.Is(e.err, errAgentTokenExpiring) {
+		return ErrExchangeFailed.Error() + ": " + errAgentTokenExpiring.Error()
+	}
 	return ErrExchangeFailed.Error()
 }
 
 // refusal is the HTTP answer to a request refused the way a resource
 // server refuses one — a token without the scopes a tool needs gets 403
-// with a step-up challenge — or nil when the JSON-RPC error is the answer.
+// with a step-up challenge, a token about to expire 401 invalid_token as
+// an expired one would — or nil when the JSON-RPC error is the answer.
 func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
-	if b.auth == nil || c.Request == nil || c.Request.HTTP == nil || !errors.Is(err, errInsufficientScope) {
+	if b.auth == nil || c.Request == nil || c.Request.HTTP == nil ||
+		!(errors.Is(err, errInsufficientScope) || errors.Is(err, errAgentTokenExpiring)) {
 		return nil
 	}
 	return b.challenge(c.Request.HTTP, err)

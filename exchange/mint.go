@@ -112,6 +112,9 @@ func NewMinter(keys *KeySet, options MinterOptions) (*Minter, error) {
 	return &Minter{keys: keys, issuer: options.Issuer, algorithm: options.Algorithm, now: options.Now}, nil
 }
 
+// Issuer is the iss of the tokens m mints.
+func (m *Minter) Issuer() string { return m.issuer }
+
 // Mint validates grant and returns a signed access token and its claims.
 // ctx is unused: minting is in-process CPU work that finishes in
 // microseconds.

@@ -45,6 +45,12 @@ type ExchangeClient struct {
 	ID string
 	// Audiences the client may obtain tokens for; empty means none.
 	Audiences []string
+	// SubjectAudiences are the audiences of the subject tokens the client
+	// may exchange: the subject token's aud must contain one of them.
+	// Empty means none. Without this a token minted for one upstream
+	// could be turned into a token for any other audience the client may
+	// obtain, undoing the audience restriction of outbound tokens.
+	SubjectAudiences []string
 	// Scopes the client may obtain; empty means no limit beyond the
 	// subject token's own.
 	Scopes []string
@@ -149,7 +155,8 @@ func NewExchanger(minter *Minter, keys *KeySet, opts ExchangerOptions) (*Exchang
 //     be one of client.Audiences (invalid_target).
 //   - The subject token, and the actor token if any, are access tokens
 //     this issuer minted, valid now and not revoked (invalid_request,
-//     RFC 8693 §2.2.2).
+//     RFC 8693 §2.2.2). The subject token's aud contains one of
+//     client.SubjectAudiences (invalid_request).
 //   - With an actor token this is delegation: the new act names the actor
 //     (its client_id, else its sub) and nests the subject token's act
 //     chain inside. Without one it is impersonation: no act. When the
@@ -157,10 +164,12 @@ func NewExchanger(minter *Minter, keys *KeySet, opts ExchangerOptions) (*Exchang
 //     names may act, and impersonation is refused (invalid_request).
 //   - Requested scopes must all be in the subject token's scope and, when
 //     client.Scopes is set, in it (invalid_scope); scope is never widened.
-//     Without a request the grant is the subject's scopes that
-//     client.Scopes allows.
+//     Without a request the new token has no scope: least privilege, and
+//     what a token for identity alone needs (RFC 8693 leaves the default
+//     to the server).
 //
-// The new token keeps the subject token's sub and client_id, has the
+// The new token keeps the subject token's sub, client_id and sub_iss (the
+// issuer the subject was authenticated by, when not this one), has the
 // target as aud, and lives the configured TTL, cut to whole seconds so
 // that it does not outlive the subject or actor token.
 func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req ExchangeRequest) (*ExchangeResponse, error) {
@@ -184,6 +193,13 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 	}
 	if subject.ClientID == "" {
 		return nil, ErrInvalidRequest.WithDescription("subject_token has no client_id")
+	}
+	if !slices.ContainsFunc(subject.Audience, func(audience string) bool { return slices.Contains(client.SubjectAudiences, audience) }) {
+		return nil, ErrInvalidRequest.WithDescription("subject token was not issued for a resource this client may exchange")
+	}
+	extra, err := subjectIssuerClaim(subject)
+	if err != nil {
+		return nil, err
 	}
 	var actor *VerifiedToken
 	if req.ActorToken != "" {
@@ -217,6 +233,7 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 		TTL:        ttl,
 		Actor:      chain,
 		Delegation: chain != nil,
+		Extra:      extra,
 	})
 	if err != nil {
 		return nil, ErrServerError.WithDescription("the token could not be issued").WithCause(err)
@@ -230,6 +247,26 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 		ScopeChanged:    !sameScopes(requested, granted),
 		Claims:          claims,
 	}, nil
+}
+
+// SubjectIssuerClaim names the issuer that authenticated a token's
+// subject when that is not the token's own issuer: the broker mints tokens
+// for users of other authorization servers too, and (sub_iss, sub) keeps
+// them apart from its own users of the same sub.
+const SubjectIssuerClaim = "sub_iss"
+
+// subjectIssuerClaim carries the subject token's sub_iss over, so that an
+// exchange does not make a foreign user look like one of this issuer's.
+func subjectIssuerClaim(subject *VerifiedToken) (map[string]any, error) {
+	raw, present := subject.Claims[SubjectIssuerClaim]
+	if !present {
+		return nil, nil
+	}
+	issuer, ok := raw.(string)
+	if !ok || issuer == "" {
+		return nil, ErrInvalidRequest.WithDescription("subject_token's %s is not a non-empty string", SubjectIssuerClaim)
+	}
+	return map[string]any{SubjectIssuerClaim: issuer}, nil
 }
 
 // checkTokenTypes applies the parameter rules of RFC 8693 §2.1 and returns
@@ -367,17 +404,8 @@ func actorChain(subject, actor *VerifiedToken) (*Actor, error) {
 
 // grantScopes decides the scopes of the new token. A request is granted
 // whole or refused: silently granting less would let a client believe it
-// holds a scope it does not.
+// holds a scope it does not. No request, no scope.
 func grantScopes(subject, allowed, requested []string) ([]string, error) {
-	if len(requested) == 0 {
-		var granted []string
-		for _, scope := range subject {
-			if (len(allowed) == 0 || slices.Contains(allowed, scope)) && !slices.Contains(granted, scope) {
-				granted = append(granted, scope)
-			}
-		}
-		return granted, nil
-	}
 	for _, scope := range requested {
 		if !slices.Contains(subject, scope) {
 			return nil, ErrInvalidScope.WithDescription("scope %q is not in the subject_token's scope", scope)

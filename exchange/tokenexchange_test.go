@@ -115,9 +115,10 @@ func TestExchange(t *testing.T) {
 	revokedActor, revokedActorClaims := f.mint(t, f.keys, testIssuer, epoch, actorGrant())
 	f.revoked[revokedActorClaims.TokenID] = true
 	noJTI := signRaw(t, signer, header(signer), with(with(validClaims(), "jti", nil), "iss", testIssuer))
+	ledgerToken := withGrant(func(g *Grant) { g.Audience = ledgerAudience })
 	noClientID := signRaw(t, signer, header(signer), with(validClaims(), "client_id", nil))
 
-	agent := ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience, mailAudience}}
+	agent := ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience, mailAudience}, SubjectAudiences: []string{brokerAudience}}
 	request := func(change func(*ExchangeRequest)) ExchangeRequest {
 		r := ExchangeRequest{SubjectToken: subject, SubjectTokenType: TokenTypeAccessToken, Audiences: []string{ledgerAudience}}
 		change(&r)
@@ -159,28 +160,28 @@ func TestExchange(t *testing.T) {
 	}{
 		// Impersonation and delegation.
 		{"impersonation grants the subject's scopes", agent, request(unchanged),
-			success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true})},
+			success(want{scope: ""})},
 		{"delegation names the actor by client_id", agent, delegation(unchanged),
-			success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, act: orchestrator})},
+			success(want{scope: "", act: orchestrator})},
 		{"delegation nests the subject's earlier actors", agent, delegation(func(r *ExchangeRequest) { r.SubjectToken = delegated }),
-			success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true,
+			success(want{scope: "",
 				act: &Actor{Subject: "orchestrator-app", ClientID: "orchestrator-app", Actor: &Actor{Subject: "agent-7", ClientID: "agent-app", Actor: &Actor{Subject: "launcher"}}}})},
 		{"an actor without client_id is named by sub", agent, delegation(func(r *ExchangeRequest) { r.ActorToken = actorWithoutClient }),
-			success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, act: &Actor{Subject: "agent-7"}})},
+			success(want{scope: "", act: &Actor{Subject: "agent-7"}})},
 		{"a chain longer than eight actors", agent, delegation(func(r *ExchangeRequest) { r.SubjectToken = tooDeep }), refused("invalid_request")},
 		{"jwt token types", agent, delegation(func(r *ExchangeRequest) {
 			r.SubjectTokenType, r.ActorTokenType, r.RequestedTokenType = TokenTypeJWT, TokenTypeJWT, TokenTypeJWT
-		}), success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, act: orchestrator, issuedType: TokenTypeJWT})},
+		}), success(want{scope: "", act: orchestrator, issuedType: TokenTypeJWT})},
 		{"access token requested", agent, request(func(r *ExchangeRequest) { r.RequestedTokenType = TokenTypeAccessToken }),
-			success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true})},
+			success(want{scope: ""})},
 
 		// may_act.
 		{"may_act names the actor", agent, delegation(func(r *ExchangeRequest) {
 			r.SubjectToken = mayAct(map[string]any{"sub": "orchestrator-app", "client_id": "orchestrator-app", "iss": testIssuer})
-		}), success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, act: orchestrator})},
+		}), success(want{scope: "", act: orchestrator})},
 		{"may_act names the actor by client_id only", agent, delegation(func(r *ExchangeRequest) {
 			r.SubjectToken = mayAct(map[string]any{"client_id": "orchestrator-app"})
-		}), success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, act: orchestrator})},
+		}), success(want{scope: "", act: orchestrator})},
 		{"may_act names another sub", agent, delegation(func(r *ExchangeRequest) {
 			r.SubjectToken = mayAct(map[string]any{"sub": "someone-else"})
 		}), refused("invalid_request")},
@@ -192,7 +193,7 @@ func TestExchange(t *testing.T) {
 		}), refused("invalid_request")},
 		{"may_act and an actor identified by sub", agent, delegation(func(r *ExchangeRequest) {
 			r.SubjectToken, r.ActorToken = mayAct(map[string]any{"sub": "agent-7"}), actorWithoutClient
-		}), success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, act: &Actor{Subject: "agent-7"}})},
+		}), success(want{scope: "", act: &Actor{Subject: "agent-7"}})},
 		{"may_act refuses impersonation", agent, request(func(r *ExchangeRequest) {
 			r.SubjectToken = mayAct(map[string]any{"sub": "orchestrator-app"})
 		}), refused("invalid_request")},
@@ -203,28 +204,27 @@ func TestExchange(t *testing.T) {
 		{"repeated and space-joined scopes", agent, request(func(r *ExchangeRequest) { r.Scopes = []string{"ledger:write ledger:read", "ledger:write"} }),
 			success(want{scope: "ledger:write ledger:read"})},
 		{"a scope the subject lacks", agent, request(func(r *ExchangeRequest) { r.Scopes = []string{"ledger:read", "ledger:admin"} }), refused("invalid_scope")},
-		{"client scopes narrow the default grant", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}, Scopes: []string{"ledger:read", "ledger:admin"}},
-			request(unchanged), success(want{scope: "ledger:read", scopeChanged: true})},
-		{"a scope the client may not have", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}, Scopes: []string{"ledger:read"}},
+		{"no scope requested grants none", agent, request(unchanged), success(want{scope: ""})},
+		{"a scope the client may not have", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}, SubjectAudiences: []string{brokerAudience}, Scopes: []string{"ledger:read"}},
 			request(func(r *ExchangeRequest) { r.Scopes = []string{"ledger:write"} }), refused("invalid_scope")},
-		{"a scope the client may have", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}, Scopes: []string{"ledger:read"}},
+		{"a scope the client may have", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}, SubjectAudiences: []string{brokerAudience}, Scopes: []string{"ledger:read"}},
 			request(func(r *ExchangeRequest) { r.Scopes = []string{"ledger:read"} }), success(want{scope: "ledger:read"})},
-		{"no common scope grants none", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}, Scopes: []string{"calendar:read"}},
+		{"no scope requested grants none, whatever the client may have", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}, SubjectAudiences: []string{brokerAudience}, Scopes: []string{"calendar:read"}},
 			request(unchanged), success(want{scope: ""})},
 		{"a malformed scope", agent, request(func(r *ExchangeRequest) { r.Scopes = []string{`ledger"read`} }), refused("invalid_scope")},
 
 		// Audience and resource.
 		{"resource alone", agent, request(func(r *ExchangeRequest) { r.Audiences, r.Resources = nil, []string{mailAudience} }),
-			success(want{aud: mailAudience, scope: "ledger:read ledger:write mail:send", scopeChanged: true})},
+			success(want{aud: mailAudience, scope: ""})},
 		{"audience and resource naming one target", agent, request(func(r *ExchangeRequest) {
 			r.Audiences, r.Resources = []string{ledgerAudience, ledgerAudience}, []string{ledgerAudience}
-		}), success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true})},
+		}), success(want{scope: ""})},
 		{"no target", agent, request(func(r *ExchangeRequest) { r.Audiences = nil }), refused("invalid_request")},
 		{"an empty audience", agent, request(func(r *ExchangeRequest) { r.Audiences = []string{""} }), refused("invalid_request")},
 		{"two audiences", agent, request(func(r *ExchangeRequest) { r.Audiences = []string{ledgerAudience, mailAudience} }), refused("invalid_target")},
 		{"audience and another resource", agent, request(func(r *ExchangeRequest) { r.Resources = []string{mailAudience} }), refused("invalid_target")},
 		{"an audience the client may not have", agent, request(func(r *ExchangeRequest) { r.Audiences = []string{"https://payroll.example/"} }), refused("invalid_target")},
-		{"a client with no audiences", ExchangeClient{ID: "agent-app"}, request(unchanged), refused("invalid_target")},
+		{"a client with no audiences", ExchangeClient{ID: "agent-app", SubjectAudiences: []string{brokerAudience}}, request(unchanged), refused("invalid_target")},
 		{"a relative resource", agent, request(func(r *ExchangeRequest) { r.Audiences, r.Resources = nil, []string{"/ledger"} }), refused("invalid_target")},
 		{"a resource with a fragment", agent, request(func(r *ExchangeRequest) {
 			r.Audiences, r.Resources = nil, []string{ledgerAudience + "#x"}
@@ -246,6 +246,13 @@ func TestExchange(t *testing.T) {
 		{"a tampered subject_token", agent, request(func(r *ExchangeRequest) { r.SubjectToken = tamper(subject) }), refused("invalid_request")},
 		{"a revoked subject_token", agent, request(func(r *ExchangeRequest) { r.SubjectToken = revoked }), refused("invalid_request")},
 		{"a subject_token without jti", agent, request(func(r *ExchangeRequest) { r.SubjectToken = noJTI }), refused("invalid_request")},
+		{"a subject_token for another resource", agent, request(func(r *ExchangeRequest) { r.SubjectToken = ledgerToken }), refused("invalid_request")},
+		{"a subject_token for one of several resources the client may exchange",
+			ExchangeClient{ID: "agent-app", Audiences: []string{mailAudience}, SubjectAudiences: []string{"https://other.example/mcp", ledgerAudience}},
+			request(func(r *ExchangeRequest) { r.SubjectToken, r.Audiences = ledgerToken, []string{mailAudience} }),
+			success(want{aud: mailAudience, scope: ""})},
+		{"a client that may exchange no subject_token", ExchangeClient{ID: "agent-app", Audiences: []string{ledgerAudience}},
+			request(unchanged), refused("invalid_request")},
 		{"a subject_token without client_id", agent, request(func(r *ExchangeRequest) { r.SubjectToken = noClientID }), refused("invalid_request")},
 		{"not a token", agent, request(func(r *ExchangeRequest) { r.SubjectToken = "opaque-token-value" }), refused("invalid_request")},
 		{"a revoked actor_token", agent, delegation(func(r *ExchangeRequest) { r.ActorToken = revokedActor }), refused("invalid_request")},
@@ -254,9 +261,9 @@ func TestExchange(t *testing.T) {
 
 		// Lifetime.
 		{"the subject_token's remaining lifetime, in whole seconds", agent, request(func(r *ExchangeRequest) { r.SubjectToken = expiringSoon }),
-			success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, expiresIn: 29})},
+			success(want{scope: "", expiresIn: 29})},
 		{"the actor_token's remaining lifetime", agent, delegation(func(r *ExchangeRequest) { r.ActorToken = actorExpiringSoon }),
-			success(want{scope: "ledger:read ledger:write mail:send", scopeChanged: true, act: orchestrator, expiresIn: 19})},
+			success(want{scope: "", act: orchestrator, expiresIn: 19})},
 		{"a subject_token with less than a second left", agent, request(func(r *ExchangeRequest) { r.SubjectToken = expiringNow }), refused("invalid_request")},
 	}
 	exchanger := f.exchanger(t, ExchangerOptions{})

@@ -49,7 +49,7 @@ func (s *Server) serveAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if slices.Contains(a.prompts, "none") {
-		s.redirectError(w, a, fosite.ErrLoginRequired.WithHint("There is no signed-in user: every authorization here asks for the password."))
+		s.refuse(w, a, fosite.ErrLoginRequired.WithHint("There is no signed-in user: every authorization here asks for the password."))
 		return
 	}
 	if s.federation != nil {
@@ -101,7 +101,7 @@ func (s *Server) serveAuthorizeForm(w http.ResponseWriter, r *http.Request) {
 
 // checkAuthorization validates the authorization request in query. When
 // it fails it has written the response: an error page while the client or
-// redirect URI is in doubt, else a redirect to the client with the error.
+// redirect URI is in doubt, else as [Server.refuse] answers.
 func (s *Server) checkAuthorization(w http.ResponseWriter, ctx context.Context, query string) (*authorization, bool) {
 	if len(query) > maxQueryBytes {
 		s.renderError(w, http.StatusBadRequest, "Invalid request", "The authorization request is too long.")
@@ -153,7 +153,7 @@ func (s *Server) checkAuthorization(w http.ResponseWriter, ctx context.Context, 
 	}
 	for _, name := range singleValued {
 		if len(values[name]) > 1 {
-			s.redirectError(w, a, fosite.ErrInvalidRequest.WithHintf("The '%s' parameter must not be repeated.", name))
+			s.refuse(w, a, fosite.ErrInvalidRequest.WithHintf("The '%s' parameter must not be repeated.", name))
 			return nil, false
 		}
 	}
@@ -172,7 +172,7 @@ func (s *Server) checkAuthorization(w http.ResponseWriter, ctx context.Context, 
 	}
 	ar, err := s.provider.NewAuthorizeRequest(ctx, request)
 	if err != nil {
-		s.redirectError(w, a, err)
+		s.refuse(w, a, err)
 		return nil, false
 	}
 	a.request = ar
@@ -180,19 +180,19 @@ func (s *Server) checkAuthorization(w http.ResponseWriter, ctx context.Context, 
 	challenge, method := values.Get("code_challenge"), values.Get("code_challenge_method")
 	switch {
 	case challenge == "":
-		s.redirectError(w, a, fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge and code_challenge_method=S256."))
+		s.refuse(w, a, fosite.ErrInvalidRequest.WithHint("PKCE is required: send code_challenge and code_challenge_method=S256."))
 		return nil, false
 	case method != "S256":
-		s.redirectError(w, a, fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256."))
+		s.refuse(w, a, fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256."))
 		return nil, false
 	case !codeChallengePattern.MatchString(challenge):
-		s.redirectError(w, a, fosite.ErrInvalidRequest.WithHint("code_challenge must be the base64url SHA-256 of the code verifier."))
+		s.refuse(w, a, fosite.ErrInvalidRequest.WithHint("code_challenge must be the base64url SHA-256 of the code verifier."))
 		return nil, false
 	}
 
 	audience, err := resolveAudience(targets(values), c.GetAudience(), s.audiences[0])
 	if err != nil {
-		s.redirectError(w, a, err)
+		s.refuse(w, a, err)
 		return nil, false
 	}
 	a.audience = audience
@@ -221,6 +221,30 @@ func (s *Server) issueCode(w http.ResponseWriter, ctx context.Context, a *author
 		parameters[name] = list
 	}
 	s.redirect(w, a, parameters)
+}
+
+// refuse answers an authorization request that failed a check before the
+// user saw anything. A configured client gets the error at its redirect
+// URI (RFC 6749 §4.1.2.1). The redirect URIs of a registered client, and
+// of one described by its metadata document, are anyone's choice: sending
+// the browser there at once would make this server an open redirector
+// (RFC 9700 §4.11.2), so the user sees the error here instead.
+func (s *Server) refuse(w http.ResponseWriter, a *authorization, err error) {
+	if !a.client.Registered && a.client.documentHost == "" {
+		s.redirectError(w, a, err)
+		return
+	}
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= http.StatusInternalServerError {
+		s.logger.Error("authserver: authorization failed", slog.String("client_id", a.client.ID), slog.Any("error", err))
+		s.renderError(w, rfc.CodeField, "Something went wrong", "The request could not be completed.")
+		return
+	}
+	status := rfc.CodeField
+	if status < http.StatusBadRequest {
+		status = http.StatusBadRequest
+	}
+	s.renderError(w, status, "Invalid request", "The application sent an authorization request that cannot be served: "+rfc.GetDescription())
 }
 
 // redirectError sends the browser back to the client with an error (RFC

@@ -27,14 +27,22 @@ type client struct {
 	GrantTypes   []string `json:"grant_types"`
 	Scopes       []string `json:"scopes,omitempty"`
 	Audiences    []string `json:"audiences,omitempty"`
-	Groups       []string `json:"groups,omitempty"`
-	SkipConsent  bool     `json:"skip_consent,omitempty"`
+	// SubjectAudiences are the audiences of the subject tokens the client
+	// may exchange; none means the server's audiences.
+	SubjectAudiences []string `json:"subject_audiences,omitempty"`
+	Groups           []string `json:"groups,omitempty"`
+	SkipConsent      bool     `json:"skip_consent,omitempty"`
+	// Introspect lets a configured client call the introspection endpoint.
+	Introspect bool `json:"introspect,omitempty"`
 	// AuthMethod is the token_endpoint_auth_method it registered with.
 	AuthMethod string `json:"token_endpoint_auth_method"`
 	// Registered marks clients from dynamic registration; the others come
 	// from configuration and are rewritten on every start.
 	Registered bool      `json:"registered,omitempty"`
 	IssuedAt   time.Time `json:"issued_at"`
+	// UnusedUntil is when a registered client that no token was issued to
+	// is deleted; the first token issued to it clears it. Zero: kept.
+	UnusedUntil time.Time `json:"unused_until,omitzero"`
 
 	// The server's defaults, filled in when the client is loaded.
 	defaultScopes    []string
@@ -48,6 +56,12 @@ var (
 	_ fosite.Client             = (*client)(nil)
 	_ fosite.ResponseModeClient = (*client)(nil)
 )
+
+// unused reports whether c is a registered client that no token was
+// issued to before its time ran out at now.
+func (c *client) unused(now time.Time) bool {
+	return c.Registered && !c.UnusedUntil.IsZero() && !now.Before(c.UnusedUntil)
+}
 
 func (c *client) GetID() string             { return c.ID }
 func (c *client) GetHashedSecret() []byte   { return c.SecretHash }

@@ -29,7 +29,9 @@ func (s *Server) renderConsent(w http.ResponseWriter, a *authorization, state *f
 // client and issues the code; deny sends access_denied to the client.
 func (s *Server) consent(w http.ResponseWriter, r *http.Request, a *authorization, state *flow) {
 	who := state.Identity
-	if who == nil {
+	// A user removed from the configuration since signing in is signed in
+	// no more.
+	if who == nil || s.userRemoved(who.session()) {
 		s.clearFlow(w)
 		s.renderError(w, http.StatusBadRequest, "Sign-in expired", "This sign-in is not in progress any more.")
 		return

@@ -338,12 +338,12 @@ func (s *Server) startFederatedSignIn(w http.ResponseWriter, ctx context.Context
 	provider, err := s.federation.metadata(ctx)
 	if err != nil {
 		s.logger.Error("authserver: the identity provider is unreachable", slog.Any("error", err))
-		s.redirectError(w, a, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached."))
+		s.refuse(w, a, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached."))
 		return
 	}
 	state := &flow{Query: query, Stage: stageFederated, Nonce: randomID(), Verifier: randomID() + randomID()}
 	if err := s.setSealedCookie(w, federationCookie, s.basePath+pathCallback, state); err != nil {
-		s.redirectError(w, a, fosite.ErrServerError.WithWrap(err))
+		s.refuse(w, a, fosite.ErrServerError.WithWrap(err))
 		return
 	}
 	header := w.Header()

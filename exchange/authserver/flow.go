@@ -67,6 +67,8 @@ type identity struct {
 	Email    string   `json:"email,omitempty"`
 	Groups   []string `json:"groups,omitempty"`
 	AuthTime int64    `json:"auth_time"`
+	// Local marks a local user, who signed in with a password.
+	Local bool `json:"local,omitempty"`
 }
 
 // session is the fosite session of the identity's grant.
@@ -78,6 +80,7 @@ func (id *identity) session() *session {
 		Email:    id.Email,
 		Groups:   slices.Clone(id.Groups),
 		AuthTime: time.Unix(id.AuthTime, 0).UTC(),
+		Local:    id.Local,
 	}
 }
 

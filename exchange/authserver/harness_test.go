@@ -42,7 +42,12 @@ const (
 
 func hashPassword(t testing.TB, password string) string {
 	t.Helper()
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	return hashPasswordAt(t, password, bcrypt.MinCost)
+}
+
+func hashPasswordAt(t testing.TB, password string, cost int) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +127,7 @@ func (ts *testServer) defaultOptions() Options {
 				GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}, Groups: []string{"robots"}},
 			{ID: "firstparty", Name: "First Party", RedirectURIs: []string{firstPartyRedirect}, SkipConsent: true},
 			{ID: "exchanger", Secret: exchangerSecret, GrantTypes: []string{GrantTokenExchange}, Audiences: []string{ledgerAudience}},
-			{ID: "resource-server", Secret: resourceSecret, GrantTypes: []string{GrantClientCredentials}},
+			{ID: "resource-server", Secret: resourceSecret, GrantTypes: []string{GrantClientCredentials}, Introspect: true},
 		},
 	}
 }

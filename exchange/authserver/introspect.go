@@ -26,10 +26,11 @@ type introspection struct {
 	TokenUse string `json:"token_use,omitempty"`
 }
 
-// serveIntrospect is token introspection (RFC 7662). Only confidential
-// clients, authenticated with their secret, may ask; resource servers are
-// such clients. A token that is unknown, expired, revoked or rotated away
-// is {"active": false}.
+// serveIntrospect is token introspection (RFC 7662). Only the configured
+// confidential clients allowed to introspect (the resource servers that
+// need it, RFC 7662 §4) may ask, authenticated with their secret; a
+// registered client never may. A token that is unknown, expired, revoked
+// or rotated away is {"active": false}.
 func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	noStore(w)
@@ -49,6 +50,10 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.IsPublic() {
 		s.writeEndpointError(w, fosite.ErrInvalidClient.WithHint("Only confidential clients may introspect tokens."))
+		return
+	}
+	if allowed, ok := c.(*client); !ok || !allowed.Introspect || allowed.Registered || allowed.documentHost != "" {
+		s.writeEndpointError(w, fosite.ErrRequestForbidden.WithHint("The client is not allowed to introspect tokens."))
 		return
 	}
 	token := r.PostForm.Get("token")

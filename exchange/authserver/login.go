@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,6 +66,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 		Email:    user.Email,
 		Groups:   user.Groups,
 		AuthTime: now.Unix(),
+		Local:    true,
 	})
 }
 
@@ -155,22 +157,52 @@ func (t *loginThrottle) count(key string, now time.Time) int {
 func (t *loginThrottle) fail(username, ip string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.failures) >= maxThrottleEntries {
-		for key, window := range t.failures {
-			if now.Sub(window.start) >= throttleWindow {
-				delete(t.failures, key)
-			}
-		}
-		if len(t.failures) >= maxThrottleEntries {
-			clear(t.failures)
-		}
-	}
 	for _, key := range []string{"user:" + username, "ip:" + ip} {
 		if t.count(key, now) == 0 {
+			if len(t.failures) >= maxThrottleEntries {
+				t.evict(now)
+			}
 			t.failures[key] = &failureWindow{start: now}
 		}
 		t.failures[key].count++
 	}
+}
+
+// evict makes room for one window: it deletes the expired windows, and if
+// none had expired, the oldest window that locks nothing out. Only when
+// every window locks a username or an address out does the oldest of them
+// go: failures elsewhere must not lift a lock-out.
+func (t *loginThrottle) evict(now time.Time) {
+	var oldest, oldestLocking string
+	for key, window := range t.failures {
+		switch {
+		case now.Sub(window.start) >= throttleWindow:
+			delete(t.failures, key)
+		case window.locksOut(key):
+			if oldestLocking == "" || window.start.Before(t.failures[oldestLocking].start) {
+				oldestLocking = key
+			}
+		default:
+			if oldest == "" || window.start.Before(t.failures[oldest].start) {
+				oldest = key
+			}
+		}
+	}
+	switch {
+	case len(t.failures) < maxThrottleEntries:
+	case oldest != "":
+		delete(t.failures, oldest)
+	default:
+		delete(t.failures, oldestLocking)
+	}
+}
+
+// locksOut reports whether the window of key refuses further attempts.
+func (w *failureWindow) locksOut(key string) bool {
+	if strings.HasPrefix(key, "user:") {
+		return w.count >= maxUserFailures
+	}
+	return w.count >= maxIPFailures
 }
 
 func (t *loginThrottle) succeed(username string) {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestMetadataIsServedWhereClientsLookAndNamesTheIssuerExactly(t *testing.T) {
@@ -157,6 +159,9 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{"public client with client_credentials", func(o *Options) { o.Clients[0].GrantTypes = []string{GrantClientCredentials} }, "clients[0].grantTypes[0]"},
 		{"unknown scope", func(o *Options) { o.Clients[0].Scopes = []string{"admin"} }, "clients[0].scopes[0]"},
 		{"password not bcrypt", func(o *Options) { o.Users[0].PasswordHash = "secret" }, "users[0].passwordHash"},
+		{"mixed bcrypt costs", func(o *Options) { o.Users[1].PasswordHash = hashPasswordAt(t, "bob-password", bcrypt.MinCost+1) }, "users[1].passwordHash"},
+		{"introspecting public client", func(o *Options) { o.Clients[0].Introspect = true }, "clients[0].introspect"},
+		{"subject audience not a URI", func(o *Options) { o.Clients[3].SubjectAudiences = []string{"ledger"} }, "clients[3].subjectAudiences[0]"},
 		{"duplicate client", func(o *Options) { o.Clients[1].ID = o.Clients[0].ID }, "clients[1].clientID"},
 		{"access token too long", func(o *Options) { o.AccessTokenTTL = 2 * time.Hour }, "accessTokenTTL"},
 	}

@@ -117,11 +117,19 @@ type Client struct {
 	Scopes []string
 	// Audiences the client may obtain tokens for: default Options.Audiences.
 	Audiences []string
+	// SubjectAudiences are the audiences of the subject tokens the client
+	// may exchange (token-exchange grant): default Options.Audiences, the
+	// resources agents get tokens for.
+	SubjectAudiences []string
 	// Groups go into client_credentials tokens, where the client is the
 	// subject.
 	Groups []string
 	// SkipConsent is for first-party clients whose consent is implied.
 	SkipConsent bool
+	// Introspect lets this confidential client call the introspection
+	// endpoint (RFC 7662): resource servers that check tokens there.
+	// Registered clients never may.
+	Introspect bool
 }
 
 var knownGrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange}
@@ -171,6 +179,7 @@ func (opts *Options) validate() error {
 	}
 
 	usernames := map[string]bool{}
+	firstCost, firstCostUser := 0, 0
 	for i, user := range opts.Users {
 		path := fmt.Sprintf("users[%d]", i)
 		switch {
@@ -180,8 +189,17 @@ func (opts *Options) validate() error {
 			problem(path+".username", "%q is listed twice", user.Username)
 		}
 		usernames[user.Username] = true
-		if _, err := bcrypt.Cost([]byte(user.PasswordHash)); err != nil {
+		cost, err := bcrypt.Cost([]byte(user.PasswordHash))
+		switch {
+		case err != nil:
 			problem(path+".passwordHash", "not a bcrypt hash")
+		case firstCost == 0:
+			firstCost, firstCostUser = cost, i
+		case cost != firstCost:
+			// A sign-in against a cheaper hash answers faster than one
+			// against the unknown-user hash: the time would tell which
+			// usernames exist.
+			problem(path+".passwordHash", "bcrypt cost %d differs from users[%d]'s %d; every user needs the same cost", cost, firstCostUser, firstCost)
 		}
 	}
 
@@ -233,6 +251,14 @@ func (opts *Options) validate() error {
 			if u, err := url.Parse(audience); err != nil || !u.IsAbs() || u.Fragment != "" {
 				problem(fmt.Sprintf("%s.audiences[%d]", path, j), "%q is not an absolute URI without a fragment", audience)
 			}
+		}
+		for j, audience := range client.SubjectAudiences {
+			if u, err := url.Parse(audience); err != nil || !u.IsAbs() || u.Fragment != "" {
+				problem(fmt.Sprintf("%s.subjectAudiences[%d]", path, j), "%q is not an absolute URI without a fragment", audience)
+			}
+		}
+		if client.Introspect && client.Secret == "" {
+			problem(path+".introspect", "needs a confidential client (clientSecret)")
 		}
 	}
 	if len(problems) > 0 {

@@ -9,7 +9,9 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,6 +21,17 @@ const (
 	maxRedirectURIs      = 20
 	maxRedirectURIBytes  = 2000
 	maxClientNameRunes   = 200
+
+	// An address (an IPv6 /64) may register registrationBurst clients at
+	// once and as many again every registrationWindow, so that no one
+	// source reaches maxRegisteredClients; registrationAddresses bounds
+	// the addresses remembered.
+	registrationBurst     = 20
+	registrationWindow    = time.Hour
+	registrationAddresses = 10000
+	// unusedClientTTL is how long a registered client is kept when no
+	// token is issued to it.
+	unusedClientTTL = 24 * time.Hour
 )
 
 // registrationRequest is the client metadata (RFC 7591 §2) this server
@@ -58,7 +71,9 @@ type registrationError struct {
 // ask: public (token_endpoint_auth_method none) or confidential with a
 // secret generated here. Their redirect URIs are https, or http on a
 // loopback host, matched exactly; their scopes are a subset of the
-// server's, all of them when they name none.
+// server's, all of them when they name none. Registration is anonymous,
+// so each address is rate limited, and a client that no token was issued
+// to within unusedClientTTL is deleted.
 func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	if contentType := r.Header.Get("Content-Type"); contentType != "" {
@@ -80,6 +95,11 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	registered, code, problem := s.newRegisteredClient(&metadata)
 	if problem != "" {
 		writeRegistrationError(w, code, problem)
+		return
+	}
+	if retryAfter, ok := s.registrations.allow(clientIP(r), s.now()); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter.Seconds())+1))
+		writeJSON(w, http.StatusTooManyRequests, registrationError{"temporarily_unavailable", "too many registrations from this address; try again later"})
 		return
 	}
 	var secret string
@@ -168,6 +188,7 @@ func (s *Server) newRegisteredClient(metadata *registrationRequest) (c *client, 
 		return nil, invalidMetadata, "client_name contains control characters"
 	}
 
+	now := s.now().UTC()
 	var scopes []string
 	if metadata.Scope != nil {
 		for _, scope := range strings.Fields(*metadata.Scope) {
@@ -188,7 +209,8 @@ func (s *Server) newRegisteredClient(metadata *registrationRequest) (c *client, 
 		Scopes:       scopes,
 		AuthMethod:   method,
 		Registered:   true,
-		IssuedAt:     s.now().UTC(),
+		IssuedAt:     now,
+		UnusedUntil:  now.Add(unusedClientTTL),
 	}, "", ""
 }
 

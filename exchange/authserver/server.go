@@ -53,15 +53,17 @@ type Server struct {
 	users     map[string]User
 	dummyHash []byte // compared against when a username is unknown
 
-	provider   *fosite.Fosite
-	config     *fosite.Config
-	store      *store
-	keys       *exchange.KeySet
-	exchanger  TokenExchanger
-	flows      *flowSealer
-	throttle   *loginThrottle
-	federation *federation // nil: local users sign in
-	metadata   Metadata
+	provider  *fosite.Fosite
+	config    *fosite.Config
+	store     *store
+	keys      *exchange.KeySet
+	exchanger TokenExchanger
+	flows     *flowSealer
+	throttle  *loginThrottle
+	// registrations rate limits dynamic registration per address.
+	registrations *addressLimiter
+	federation    *federation // nil: local users sign in
+	metadata      Metadata
 
 	registration  bool
 	secureCookies bool
@@ -98,6 +100,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		keys:          opts.Keys,
 		exchanger:     opts.Exchanger,
 		throttle:      newLoginThrottle(),
+		registrations: newAddressLimiter(registrationBurst, registrationWindow, registrationAddresses),
 		registration:  opts.Registration,
 		secureCookies: issuerURL.Scheme == "https",
 		logger:        opts.Logger,
@@ -109,13 +112,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Federation != nil {
 		s.federation = newFederation(*opts.Federation, s.endpoint(pathCallback), s.now, s.logger)
 	}
-	// An unknown username is checked against a hash as costly as the
-	// users' own, so that the time taken does not tell users apart.
+	// An unknown username is checked against a hash of the users' own cost
+	// (one for all, validated), so that the time taken does not tell users
+	// apart.
 	cost := bcrypt.DefaultCost
-	for _, user := range opts.Users {
-		if userCost, err := bcrypt.Cost([]byte(user.PasswordHash)); err == nil && userCost > cost {
-			cost = userCost
-		}
+	if len(opts.Users) > 0 {
+		cost, _ = bcrypt.Cost([]byte(opts.Users[0].PasswordHash)) // validated
 	}
 	var err error
 	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("no such user"), cost); err != nil {
@@ -132,6 +134,11 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 
 	if s.store, err = openStore(opts.DB, s.scopes, s.audiences, s.now); err != nil {
 		return nil, err
+	}
+	if ended, err := s.store.endGrants(s.userRemoved); err != nil {
+		return nil, fmt.Errorf("authserver: end the grants of removed users: %w", err)
+	} else if ended > 0 {
+		s.logger.Info("authserver: ended the grants of users no longer configured", slog.Int("grants", ended))
 	}
 	if opts.ClientIDMetadataDocuments {
 		s.store.documents = newClientDocuments(opts.ClientIDMetadataFetch, s.scopes, s.audiences, s.logger, s.now)
@@ -203,7 +210,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.addHandler(&idTokenHandler{keys: opts.Keys, issuer: s.issuer, now: s.now})
 	if s.exchanger != nil {
-		s.addHandler(&tokenExchangeHandler{exchanger: s.exchanger})
+		s.addHandler(&tokenExchangeHandler{exchanger: s.exchanger, audiences: s.audiences})
 	}
 	s.metadata = s.buildMetadata()
 
@@ -233,16 +240,18 @@ func (s *Server) saveConfigClients(configured []Client) error {
 	clients := make([]*client, 0, len(configured))
 	for _, c := range configured {
 		stored := &client{
-			ID:           c.ID,
-			Name:         c.Name,
-			RedirectURIs: slices.Clone(c.RedirectURIs),
-			GrantTypes:   slices.Clone(c.GrantTypes),
-			Scopes:       slices.Clone(c.Scopes),
-			Audiences:    slices.Clone(c.Audiences),
-			Groups:       slices.Clone(c.Groups),
-			SkipConsent:  c.SkipConsent,
-			AuthMethod:   authMethodNone,
-			IssuedAt:     s.now().UTC(),
+			ID:               c.ID,
+			Name:             c.Name,
+			RedirectURIs:     slices.Clone(c.RedirectURIs),
+			GrantTypes:       slices.Clone(c.GrantTypes),
+			Scopes:           slices.Clone(c.Scopes),
+			Audiences:        slices.Clone(c.Audiences),
+			SubjectAudiences: slices.Clone(c.SubjectAudiences),
+			Groups:           slices.Clone(c.Groups),
+			SkipConsent:      c.SkipConsent,
+			Introspect:       c.Introspect,
+			AuthMethod:       authMethodNone,
+			IssuedAt:         s.now().UTC(),
 		}
 		if len(stored.GrantTypes) == 0 {
 			stored.GrantTypes = slices.Clone(defaultGrantTypes)
@@ -261,6 +270,21 @@ func (s *Server) saveConfigClients(configured []Client) error {
 		return fmt.Errorf("authserver: save clients: %w", err)
 	}
 	return nil
+}
+
+// userRemoved reports whether sess belongs to a local user who is no
+// longer configured. When users sign in locally, every user session is
+// taken for a local user's, including those from before sessions were
+// marked; the grants of federated users stay while federation does.
+func (s *Server) userRemoved(sess *session) bool {
+	if sess.AuthTime.IsZero() { // client credentials: the client is the subject
+		return false
+	}
+	if !sess.Local && s.federation != nil {
+		return false
+	}
+	_, configured := s.users[sess.Subject]
+	return !configured
 }
 
 // endpoint is the URL of the endpoint at path under the issuer.

@@ -19,6 +19,9 @@ type session struct {
 	Groups   []string `json:"groups,omitempty"`
 	// AuthTime is when the user signed in; zero for client credentials.
 	AuthTime time.Time `json:"auth_time,omitzero"`
+	// Local marks the grant of a local user, which ends when the user is
+	// no longer configured.
+	Local bool `json:"local,omitempty"`
 	// Nonce is the OpenID Connect nonce of the authorization request,
 	// repeated in the ID token.
 	Nonce     string                         `json:"nonce,omitempty"`

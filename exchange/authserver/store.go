@@ -31,9 +31,13 @@ var (
 	// bucketGrants indexes tokens by request id, so that revoking one
 	// token of a grant reaches all of them: kind byte ('a' or 'r'),
 	// request id, 0, signature → nothing.
-	bucketGrants   = []byte("authserver_grants")
-	bucketRevoked  = []byte("authserver_revoked")  // jti → expiry (unix seconds, big endian)
-	bucketConsents = []byte("authserver_consents") // subject, 0, client id → consent
+	bucketGrants  = []byte("authserver_grants")
+	bucketRevoked = []byte("authserver_revoked") // jti → expiry (unix seconds, big endian)
+	// bucketConsents: subject, 0, client id, 0, audience → consent.
+	bucketConsents = []byte("authserver_resource_consents")
+	// bucketUnpairedConsents held consents that did not pair scopes with
+	// resources; it is deleted on start, and its users are asked again.
+	bucketUnpairedConsents = []byte("authserver_consents")
 )
 
 var allBuckets = [][]byte{
@@ -92,6 +96,9 @@ func openStore(db *bolt.DB, defaultScopes, defaultAudiences []string, now func()
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
+		}
+		if err := tx.DeleteBucket(bucketUnpairedConsents); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
 		}
 		return nil
 	})
@@ -350,6 +357,39 @@ func (s *store) registerClient(c *client, limit uint64) error {
 	})
 }
 
+// deleteUnusedClients deletes the registered clients in ids that still
+// had no token issued to them at now.
+func (s *store) deleteUnusedClients(ids [][]byte, now time.Time) (int, error) {
+	deleted := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		clients := tx.Bucket(bucketClients)
+		for _, id := range ids {
+			var c client
+			if raw := clients.Get(id); raw == nil || json.Unmarshal(raw, &c) != nil || !c.unused(now) {
+				continue
+			}
+			if err := clients.Delete(id); err != nil {
+				return err
+			}
+			deleted++
+		}
+		if deleted == 0 {
+			return nil
+		}
+		meta := tx.Bucket(bucketMeta)
+		var count uint64
+		if stored := meta.Get(registeredClientsKey); len(stored) == 8 {
+			count = binary.BigEndian.Uint64(stored)
+		}
+		count -= min(count, uint64(deleted))
+		return meta.Put(registeredClientsKey, binary.BigEndian.AppendUint64(nil, count))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return deleted, nil
+}
+
 // AuthorizeCodeStorage
 
 func (s *store) CreateAuthorizeCodeSession(_ context.Context, signature string, req fosite.Requester) error {
@@ -372,11 +412,18 @@ func (s *store) GetAuthorizeCodeSession(_ context.Context, signature string, _ f
 	return req, nil
 }
 
+// InvalidateAuthorizeCodeSession spends the code: it fails with
+// ErrInvalidatedAuthorizeCode when the code is spent already, which is how
+// one of concurrent redemptions wins and the others are refused
+// (invalid_grant at the token endpoint).
 func (s *store) InvalidateAuthorizeCodeSession(_ context.Context, signature string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		rec, err := getRecord(tx, bucketCodes, signature)
 		if err != nil {
 			return err
+		}
+		if !rec.Active {
+			return fosite.ErrInvalidatedAuthorizeCode
 		}
 		rec.Active = false
 		return putRecord(tx, bucketCodes, signature, rec)
@@ -413,8 +460,31 @@ func (s *store) CreateAccessTokenSession(_ context.Context, signature string, re
 		if err := putRecord(tx, bucketAccess, signature, rec); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketGrants).Put(grantKey(kindAccess, rec.ID, signature), nil)
+		if err := tx.Bucket(bucketGrants).Put(grantKey(kindAccess, rec.ID, signature), nil); err != nil {
+			return err
+		}
+		return keepClient(tx, rec.ClientID)
 	})
+}
+
+// keepClient clears the expiry of a registered client that had no token
+// yet: it is in use.
+func keepClient(tx *bolt.Tx, clientID string) error {
+	clients := tx.Bucket(bucketClients)
+	raw := clients.Get([]byte(clientID))
+	if raw == nil || !bytes.Contains(raw, []byte(`"unused_until"`)) {
+		return nil
+	}
+	var c client
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return fmt.Errorf("authserver: stored client %q: %w", clientID, err)
+	}
+	c.UnusedUntil = time.Time{}
+	updated, err := json.Marshal(&c)
+	if err != nil {
+		return err
+	}
+	return clients.Put([]byte(clientID), updated)
 }
 
 func (s *store) GetAccessTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
@@ -532,58 +602,73 @@ func (s *store) RotateRefreshToken(_ context.Context, requestID string, signatur
 
 // RevokeRefreshToken retires every refresh token of the grant.
 func (s *store) RevokeRefreshToken(_ context.Context, requestID string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, signature := range grantSignatures(tx, kindRefresh, requestID) {
-			rec, err := getRecord(tx, bucketRefresh, signature)
-			if errors.Is(err, fosite.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if rec.Active {
-				rec.Active = false
-				if err := putRecord(tx, bucketRefresh, signature, rec); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	return s.db.Update(func(tx *bolt.Tx) error { return retireRefreshTokens(tx, requestID) })
 }
 
 // RevokeAccessToken revokes every access token of the grant.
 func (s *store) RevokeAccessToken(_ context.Context, requestID string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, signature := range grantSignatures(tx, kindAccess, requestID) {
-			if err := s.revokeAccessToken(tx, signature); err != nil {
+	return s.db.Update(func(tx *bolt.Tx) error { return s.revokeAccessTokens(tx, requestID) })
+}
+
+// revokeGrantTx revokes every refresh and access token of the grant.
+func (s *store) revokeGrantTx(tx *bolt.Tx, requestID string) error {
+	if err := retireRefreshTokens(tx, requestID); err != nil {
+		return err
+	}
+	return s.revokeAccessTokens(tx, requestID)
+}
+
+func retireRefreshTokens(tx *bolt.Tx, requestID string) error {
+	for _, signature := range grantSignatures(tx, kindRefresh, requestID) {
+		rec, err := getRecord(tx, bucketRefresh, signature)
+		if errors.Is(err, fosite.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Active {
+			rec.Active = false
+			if err := putRecord(tx, bucketRefresh, signature, rec); err != nil {
 				return err
 			}
 		}
-		return nil
-	})
+	}
+	return nil
+}
+
+func (s *store) revokeAccessTokens(tx *bolt.Tx, requestID string) error {
+	for _, signature := range grantSignatures(tx, kindAccess, requestID) {
+		if err := s.revokeAccessToken(tx, signature); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Consents
 
-// consent is what a user (by subject) allowed a client: the scopes and
-// audiences of every authorization they approved.
+// consent is what a user (by subject) allowed a client on one resource:
+// the scopes of every authorization for that resource they approved.
+// Scopes approved for one resource say nothing about another.
 type consent struct {
 	Scopes    []string  `json:"scopes,omitempty"`
-	Audiences []string  `json:"audiences"`
 	GrantedAt time.Time `json:"granted_at"`
 }
 
-func consentKey(subject, clientID string) []byte {
-	return append(append([]byte(subject), 0), clientID...)
+func consentKey(subject, clientID, audience string) []byte {
+	key := make([]byte, 0, len(subject)+len(clientID)+len(audience)+2)
+	key = append(append(key, subject...), 0)
+	key = append(append(key, clientID...), 0)
+	return append(key, audience...)
 }
 
 // consented reports whether subject already allowed clientID every scope
-// in scopes and the audience.
+// in scopes on audience.
 func (s *store) consented(subject, clientID string, scopes []string, audience string) (bool, error) {
 	var found bool
 	err := s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketConsents).Get(consentKey(subject, clientID))
+		raw := tx.Bucket(bucketConsents).Get(consentKey(subject, clientID, audience))
 		if raw == nil {
 			return nil
 		}
@@ -591,7 +676,7 @@ func (s *store) consented(subject, clientID string, scopes []string, audience st
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return fmt.Errorf("authserver: stored consent: %w", err)
 		}
-		found = slices.Contains(c.Audiences, audience)
+		found = true
 		for _, scope := range scopes {
 			found = found && slices.Contains(c.Scopes, scope)
 		}
@@ -600,12 +685,12 @@ func (s *store) consented(subject, clientID string, scopes []string, audience st
 	return found, err
 }
 
-// rememberConsent adds scopes and audience to what subject allowed
-// clientID.
+// rememberConsent adds scopes to what subject allowed clientID on
+// audience.
 func (s *store) rememberConsent(subject, clientID string, scopes []string, audience string) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		bucket := tx.Bucket(bucketConsents)
-		key := consentKey(subject, clientID)
+		key := consentKey(subject, clientID, audience)
 		var c consent
 		if raw := bucket.Get(key); raw != nil {
 			if err := json.Unmarshal(raw, &c); err != nil {
@@ -617,9 +702,6 @@ func (s *store) rememberConsent(subject, clientID string, scopes []string, audie
 				c.Scopes = append(c.Scopes, scope)
 			}
 		}
-		if !slices.Contains(c.Audiences, audience) {
-			c.Audiences = append(c.Audiences, audience)
-		}
 		c.GrantedAt = s.now().UTC()
 		raw, err := json.Marshal(c)
 		if err != nil {
@@ -627,4 +709,60 @@ func (s *store) rememberConsent(subject, clientID string, scopes []string, audie
 		}
 		return bucket.Put(key, raw)
 	})
+}
+
+// Ending grants
+
+// endGrants revokes every grant whose session ended reports as ended: its
+// refresh tokens are retired, its access tokens revoked (their jtis
+// reported by [Server.Revoked]), its unused codes deleted. It returns how
+// many grants it ended.
+func (s *store) endGrants(ended func(*session) bool) (int, error) {
+	requestIDs := map[string]bool{}
+	var codes [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		for _, bucket := range [][]byte{bucketCodes, bucketAccess, bucketRefresh} {
+			err := tx.Bucket(bucket).ForEach(func(signature, raw []byte) error {
+				var rec struct {
+					ID      string   `json:"id"`
+					Session *session `json:"session"`
+					Active  bool     `json:"active"`
+				}
+				if json.Unmarshal(raw, &rec) != nil || rec.Session == nil || !ended(rec.Session) {
+					return nil
+				}
+				switch {
+				case bytes.Equal(bucket, bucketCodes):
+					codes = append(codes, bytes.Clone(signature))
+				case bytes.Equal(bucket, bucketAccess) || rec.Active:
+					requestIDs[rec.ID] = true
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || (len(requestIDs) == 0 && len(codes) == 0) {
+		return 0, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		for _, signature := range codes {
+			if err := tx.Bucket(bucketCodes).Delete(signature); err != nil {
+				return err
+			}
+		}
+		for requestID := range requestIDs {
+			if err := s.revokeGrantTx(tx, requestID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(requestIDs), nil
 }

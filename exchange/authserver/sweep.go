@@ -45,8 +45,9 @@ func (s *store) sweepEvery(ctx context.Context, interval time.Duration, logger *
 	}
 }
 
-// sweep deletes the codes, tokens and revocations that expired before now
-// and returns how many it deleted.
+// sweep deletes the codes, tokens and revocations that expired before now,
+// and the registered clients that no token was issued to in time, and
+// returns how many it deleted.
 func (s *store) sweep(now time.Time) (int, error) {
 	deleted := 0
 	for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh} {
@@ -57,7 +58,42 @@ func (s *store) sweep(now time.Time) (int, error) {
 		}
 	}
 	n, err := s.sweepRevoked(now)
+	deleted += n
+	if err != nil {
+		return deleted, err
+	}
+	n, err = s.sweepUnusedClients(now)
 	return deleted + n, err
+}
+
+// sweepUnusedClients deletes the registered clients that no token was
+// issued to before their UnusedUntil.
+func (s *store) sweepUnusedClients(now time.Time) (int, error) {
+	var unused [][]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketClients).ForEach(func(id, raw []byte) error {
+			if !bytes.Contains(raw, []byte(`"unused_until"`)) {
+				return nil
+			}
+			var c client
+			if json.Unmarshal(raw, &c) == nil && c.unused(now) {
+				unused = append(unused, bytes.Clone(id))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for start := 0; start < len(unused); start += sweepBatch {
+		n, err := s.deleteUnusedClients(unused[start:min(start+sweepBatch, len(unused))], now)
+		deleted += n
+		if err != nil {
+			return deleted, err
+		}
+	}
+	return deleted, nil
 }
 
 // expiredRecord is the part of a record a sweep reads.

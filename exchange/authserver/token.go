@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -35,6 +36,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	response, err := s.provider.NewAccessResponse(ctx, request)
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		// A concurrent request redeemed the code between the checks and
+		// the issuing; fosite reports the store's refusal as a server error.
+		err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
+	}
 	if err != nil {
 		s.writeTokenError(w, r, request, err)
 		return

@@ -12,9 +12,13 @@ import (
 // tokenExchangeHandler serves the token-exchange grant (RFC 8693) at the
 // token endpoint. fosite has authenticated the client; the handler admits
 // confidential clients allowed the grant and leaves the exchange itself,
-// limited to the client's audiences and scopes, to the exchanger.
+// limited to the client's audiences and scopes and to subject tokens for
+// its subject audiences, to the exchanger.
 type tokenExchangeHandler struct {
 	exchanger TokenExchanger
+	// audiences are the server's: the subject audiences of a client that
+	// names none, the resources agents get tokens for.
+	audiences []string
 }
 
 var _ fosite.TokenEndpointHandler = (*tokenExchangeHandler)(nil)
@@ -47,10 +51,15 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 	}
 	form := request.GetRequestForm()
 	c := request.GetClient()
+	subjectAudiences := h.audiences
+	if stored, ok := c.(*client); ok && len(stored.SubjectAudiences) > 0 {
+		subjectAudiences = stored.SubjectAudiences
+	}
 	result, err := h.exchanger.Exchange(ctx, exchange.ExchangeClient{
-		ID:        c.GetID(),
-		Audiences: c.GetAudience(),
-		Scopes:    c.GetScopes(),
+		ID:               c.GetID(),
+		Audiences:        c.GetAudience(),
+		SubjectAudiences: subjectAudiences,
+		Scopes:           c.GetScopes(),
 	}, exchange.ExchangeRequest{
 		SubjectToken:       form.Get("subject_token"),
 		SubjectTokenType:   form.Get("subject_token_type"),

@@ -55,10 +55,13 @@ func TestTokenExchangeGrant(t *testing.T) {
 			t.Errorf("claims %v", claims)
 		}
 	})
-	t.Run("scope narrowed without asking", func(t *testing.T) {
+	t.Run("no scope asked, none granted", func(t *testing.T) {
 		got := ts.post("/token", exchangeForm(nil), "exchanger", exchangerSecret)
-		if got.status != http.StatusOK || got.str("scope") != "mcp ledger:read" {
-			t.Errorf("%d %v, want the subject's scopes named in scope", got.status, got.body)
+		if got.status != http.StatusOK {
+			t.Fatalf("%d %v", got.status, got.body)
+		}
+		if _, claims := ts.verifyJWT(got.str("access_token")); claims["scope"] != nil || got.body["scope"] != nil {
+			t.Errorf("response %v, claims %v; want no scope", got.body, claims)
 		}
 	})
 
@@ -168,6 +171,50 @@ func TestTokenExchangeRefusalsKeepTheirCodeAndStatus(t *testing.T) {
 			}
 			if description := got.str("error_description"); description != "" && tt.status >= 500 && description != "The authorization server encountered an unexpected condition that prevented it from fulfilling the request." {
 				t.Errorf("server error description %q leaks detail", description)
+			}
+		})
+	}
+}
+
+// The subject tokens a client may exchange are those for its subject
+// audiences, by default the server's audiences: a token minted for an
+// upstream is not turned into one for another.
+func TestTokenExchangeSubjectAudiences(t *testing.T) {
+	const upstream, elsewhere = "https://upstream.example/", "https://elsewhere.example/"
+	ts := newTestServer(t, withExchanger(), withOptions(func(o *Options) {
+		o.Clients = append(o.Clients, Client{ID: "narrow-exchanger", Secret: exchangerSecret,
+			GrantTypes: []string{GrantTokenExchange}, Audiences: []string{ledgerAudience}, SubjectAudiences: []string{elsewhere}})
+	}))
+	mint := func(audience string) string {
+		token, _, err := ts.minter.Mint(t.Context(), exchange.Grant{
+			Subject: "alice", ClientID: "agent", Audience: audience, Scopes: []string{"ledger:read"}, TTL: time.Minute,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	tests := []struct {
+		name     string
+		clientID string
+		audience string
+		status   int
+	}{
+		{"a token for the broker, by default", "exchanger", ts.issuer + "/mcp", http.StatusOK},
+		{"a token for an upstream, by default", "exchanger", upstream, http.StatusBadRequest},
+		{"a token for the broker, not among the client's", "narrow-exchanger", ts.issuer + "/mcp", http.StatusBadRequest},
+		{"a token for the client's subject audience", "narrow-exchanger", elsewhere, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ts.post("/token", url.Values{
+				"grant_type":         {GrantTokenExchange},
+				"subject_token":      {mint(tt.audience)},
+				"subject_token_type": {exchange.TokenTypeAccessToken},
+				"resource":           {ledgerAudience},
+			}, tt.clientID, exchangerSecret)
+			if got.status != tt.status || (tt.status != http.StatusOK && got.str("error") != "invalid_request") {
+				t.Errorf("%d %v, want %d", got.status, got.body, tt.status)
 			}
 		})
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func reviewConfig(ledgerAudience, crmAudience string) string {
+func twoAppsConfig(ledgerAudience, crmAudience string) string {
 	app := func(name, port, audience string) string {
 		return fmt.Sprintf(`
   - name: %s
@@ -51,13 +51,13 @@ apps:` + app("ledger", "9000", ledgerAudience) + app("crm", "9001", crmAudience)
 // passthrough in reverse that reaches every other app), or two apps from
 // sharing one audience (then a token minted for one upstream is accepted
 // by the other). The checklist asks for a distinct aud per upstream.
-func TestReviewOutboundAudiencesAreDistinct(t *testing.T) {
-	if _, err := Parse([]byte(reviewConfig("https://ledger.example/", "https://crm.example/")), "config.yaml"); err != nil {
+func TestOutboundAudiencesAreDistinct(t *testing.T) {
+	if _, err := Parse([]byte(twoAppsConfig("https://ledger.example/", "https://crm.example/")), "config.yaml"); err != nil {
 		t.Fatalf("base config: %v", err)
 	}
 	for name, document := range map[string]string{
-		"app audience is the broker's resource": reviewConfig("http://127.0.0.1:8080/mcp", "https://crm.example/"),
-		"two apps share an audience":            reviewConfig("https://shared.example/", "https://shared.example/"),
+		"app audience is the broker's resource": twoAppsConfig("http://127.0.0.1:8080/mcp", "https://crm.example/"),
+		"two apps share an audience":            twoAppsConfig("https://shared.example/", "https://shared.example/"),
 	} {
 		_, err := Parse([]byte(document), "config.yaml")
 		if err == nil || !strings.Contains(err.Error(), "audience") {

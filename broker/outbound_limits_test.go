@@ -1,0 +1,198 @@
+package broker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/exchange"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
+)
+
+const outboundTestIssuer = "http://localhost:8080"
+
+// unverifiedClaims decodes a JWT's payload without verifying it.
+func unverifiedClaims(t *testing.T, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %d parts", len(parts))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims
+}
+
+func outboundTestMinter(t *testing.T) *exchange.Minter {
+	t.Helper()
+	keys, err := exchange.NewKeySet(t.Context(), &exchange.MemoryKeyStore{}, exchange.KeySetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	minter, err := exchange.NewMinter(keys, exchange.MinterOptions{Issuer: outboundTestIssuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return minter
+}
+
+// A tool's token never outlives the agent's token it was made for, whatever
+// the tool's ttl: the agent's authorization ends with its own token.
+func TestToolTokenDoesNotOutliveTheAgentToken(t *testing.T) {
+	issuer := &mintingIssuer{minter: outboundTestMinter(t)}
+	agentExpiry := time.Now().Add(3 * time.Second)
+	token, err := issuer.issue(context.Background(), tokenRequest{
+		principal: &oauth.Principal{Issuer: outboundTestIssuer, Subject: "alice", ClientID: "agent", Expiry: agentExpiry},
+		audience:  "https://ledger.example/",
+		scopes:    []string{"ledger:read"},
+		ttl:       time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := int64(unverifiedClaims(t, string(token.value))["exp"].(float64))
+	if exp > agentExpiry.Unix() {
+		t.Errorf("tool token expires %s after the agent's token", time.Duration(exp-agentExpiry.Unix())*time.Second)
+	}
+}
+
+// An agent whose token has less than a second left gets no tool token: the
+// call is refused as one with an expired token would be.
+func TestToolTokenRefusedWhenTheAgentTokenExpiresNow(t *testing.T) {
+	issuer := &mintingIssuer{minter: outboundTestMinter(t)}
+	_, err := issuer.issue(context.Background(), tokenRequest{
+		principal: &oauth.Principal{Issuer: outboundTestIssuer, Subject: "alice", ClientID: "agent", Expiry: time.Now().Add(500 * time.Millisecond)},
+		audience:  "https://ledger.example/",
+		scopes:    []string{"ledger:read"},
+		ttl:       time.Hour,
+	})
+	if !errors.Is(err, errAgentTokenExpiring) {
+		t.Fatalf("issue: %v, want %v", err, errAgentTokenExpiring)
+	}
+	rendered := errorObject(&exchangeError{app: "ledger", err: err})
+	if rendered.Code != -32000 || rendered.Message != "token exchange failed: the agent's token expires now" {
+		t.Errorf("rendered as %d %q", rendered.Code, rendered.Message)
+	}
+}
+
+// Tokens minted for users of another authorization server name it in
+// sub_iss, so that (sub_iss, sub) tells alice@external from the Auth
+// Provider's own alice, whose tokens carry no sub_iss.
+func TestMintedTokenKeepsTheInboundIssuerApart(t *testing.T) {
+	issuer := &mintingIssuer{minter: outboundTestMinter(t)}
+	mint := func(from string) map[string]any {
+		token, err := issuer.issue(context.Background(), tokenRequest{
+			principal: &oauth.Principal{Issuer: from, Subject: "alice", ClientID: "agent", Expiry: time.Now().Add(time.Hour)},
+			audience:  "https://ledger.example/", scopes: []string{"ledger:read"}, ttl: 5 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return unverifiedClaims(t, string(token.value))
+	}
+	local, external := mint(outboundTestIssuer), mint("https://dev-idp.example")
+	if got, present := local[exchange.SubjectIssuerClaim]; present {
+		t.Errorf("a token for the Auth Provider's own user has sub_iss %v", got)
+	}
+	if got := external[exchange.SubjectIssuerClaim]; got != "https://dev-idp.example" {
+		t.Errorf("a token for another issuer's user has sub_iss %v, want https://dev-idp.example", got)
+	}
+	for _, claims := range []map[string]any{local, external} {
+		if claims["iss"] != outboundTestIssuer || claims["sub"] != "alice" {
+			t.Errorf("iss %v sub %v, want %s alice", claims["iss"], claims["sub"], outboundTestIssuer)
+		}
+	}
+}
+
+// fakeJWT is an unsigned token shaped like a JWT with these claims; the
+// broker reads, not verifies, a connector's token.
+func fakeJWT(claims map[string]any) string {
+	payload, _ := json.Marshal(claims)
+	return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(payload) + ".c2lnbmF0dXJl"
+}
+
+// A connector's token never grants more than was asked for. Asking for no
+// scope (identity-only tokens, tools configured without scopes) allows
+// none, although RFC 8693 servers commonly default to the subject token's
+// whole scope; a JWT's own scope claims count even when the response
+// leaves scope out.
+func TestConnectorTokenCarriesNoScopeBeyondTheRequest(t *testing.T) {
+	tests := []struct {
+		name      string
+		requested []string
+		response  map[string]any // besides token_type, expires_in, issued_token_type
+		ok        bool
+	}{
+		{"identity-only, the subject's whole scope granted", nil,
+			map[string]any{"access_token": "full-scope-token", "scope": "ledger:read ledger:write admin"}, false},
+		{"identity-only, an empty scope granted", nil,
+			map[string]any{"access_token": "identity-token", "scope": ""}, true},
+		{"identity-only, an opaque token without scope", nil,
+			map[string]any{"access_token": "identity-token"}, true},
+		{"identity-only, a JWT with scope and no scope in the response", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read"})}, false},
+		{"identity-only, a JWT with scp", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scp": []string{"admin"}})}, false},
+		{"identity-only, a JWT without scope", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice"})}, true},
+		{"identity-only, a JWT whose scope cannot be read", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": 7})}, false},
+		{"a tool's scope granted as asked", []string{"ledger:read"},
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read"}), "scope": "ledger:read"}, true},
+		{"a tool's scope, the response silent and the JWT wider", []string{"ledger:read"},
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read ledger:write"})}, false},
+		{"a tool's scope, a wider scope granted", []string{"ledger:read"},
+			map[string]any{"access_token": "tool-token", "scope": "ledger:read admin"}, false},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			srv := httptest.NewServer(mux)
+			t.Cleanup(srv.Close)
+			mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "token_endpoint": srv.URL + "/token"})
+			})
+			mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				response := map[string]any{"token_type": "Bearer", "expires_in": 60, "issued_token_type": exchange.TokenTypeAccessToken}
+				for name, value := range test.response {
+					response[name] = value
+				}
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(response)
+			})
+			ci := newConnectorIssuer(&config.Connector{
+				Name: "corp-idp", Type: "oidc", OIDCWellKnownURL: srv.URL + "/.well-known/openid-configuration",
+				OAuthClientID: "mcpbroker", OAuthClientSecret: config.NewSecret("secret-0123456789"),
+			}, oauth.NewFetcher(oauth.FetcherOptions{}))
+			token, err := ci.issue(context.Background(), tokenRequest{
+				principal:    &oauth.Principal{Subject: "alice", ClientID: "agent", Scopes: []string{"ledger:read", "ledger:write", "admin"}},
+				subjectToken: "agent-token",
+				audience:     "https://ledger.example/",
+				scopes:       test.requested,
+				ttl:          identityTokenTTL,
+			})
+			switch {
+			case test.ok && err != nil:
+				t.Errorf("issue: %v", err)
+			case !test.ok && !errors.Is(err, errWiderScope):
+				t.Errorf("issue: token accepted (expiry %s), error %v; want %v", token.expiry, err, errWiderScope)
+			}
+		})
+	}
+}

@@ -1,0 +1,42 @@
+package authserver
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// When the throttle's table is full, failures elsewhere make room by
+// dropping expired windows, then the oldest that lock nothing out: a
+// locked-out user stays locked out however many other usernames and
+// addresses fail.
+func TestThrottleLockoutSurvivesAFullTable(t *testing.T) {
+	throttle := newLoginThrottle()
+	now := time.Unix(1_700_000_000, 0)
+	for range maxUserFailures {
+		throttle.fail("alice", "203.0.113.7", now)
+	}
+	if !throttle.blocked("alice", "198.51.100.1", now) {
+		t.Fatal("alice is not blocked after maxUserFailures failures")
+	}
+	for i := range maxThrottleEntries / 2 {
+		ip := fmt.Sprintf("2001:db8::%x", i+1)
+		user := fmt.Sprintf("junk-%d", i)
+		if throttle.blocked(user, ip, now) {
+			t.Fatalf("junk attempt %d blocked", i)
+		}
+		throttle.fail(user, ip, now)
+	}
+	if !throttle.blocked("alice", "198.51.100.1", now.Add(time.Second)) {
+		t.Error("alice's lock-out was erased by failures of other usernames from other addresses")
+	}
+	if len(throttle.failures) > maxThrottleEntries {
+		t.Errorf("%d failure windows, want at most %d", len(throttle.failures), maxThrottleEntries)
+	}
+	// Once the windows expire, they are what makes room.
+	later := now.Add(throttleWindow)
+	throttle.fail("bob", "198.51.100.2", later)
+	if len(throttle.failures) > maxThrottleEntries/2 {
+		t.Errorf("%d failure windows after the others expired; expired windows are not dropped first", len(throttle.failures))
+	}
+}
