@@ -225,3 +225,29 @@ func TestAuthorizationServerConformance(t *testing.T) {
 	}
 	t.Logf("authorization server conformance: %d checks passed", passed)
 }
+
+// The authorization server's endpoints answer only the Host names the MCP
+// endpoint does, so a DNS-rebound page cannot reach them on loopback.
+func TestAuthorizationServerChecksHost(t *testing.T) {
+	brokerURL := authProviderBroker(t, "")
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/jwks.json", "/authorize", "/token"} {
+		for _, host := range []string{"", "rebound.example"} {
+			method := http.MethodGet
+			if path == "/token" {
+				method = http.MethodPost
+			}
+			request, _ := http.NewRequest(method, brokerURL+path, nil)
+			if host != "" {
+				request.Host = host
+			}
+			response, err := http.DefaultClient.Do(request)
+			if err != nil {
+				t.Fatal(err)
+			}
+			response.Body.Close()
+			if refused := response.StatusCode == http.StatusForbidden; refused != (host != "") {
+				t.Errorf("%s %s with Host %q: %d", method, path, host, response.StatusCode)
+			}
+		}
+	}
+}

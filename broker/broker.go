@@ -99,7 +99,11 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	}
 	mux := http.NewServeMux()
 	b.provider.Register(mux)
-	b.authProvider.register(mux)
+	if b.authProvider != nil {
+		endpoints := http.NewServeMux()
+		b.authProvider.register(endpoints)
+		mux.Handle("/", b.provider.GuardHost(endpoints))
+	}
 	b.handler = mux
 	return b, nil
 }

@@ -241,6 +241,21 @@ func (p *Provider) Register(mux *http.ServeMux) {
 	}
 }
 
+// GuardHost serves next only to requests whose Host is allowed, as the
+// transports are: endpoints served beside them on loopback (the
+// authorization server's) must not answer a DNS-rebound page either.
+// Origin is not checked: sign-in pages post to themselves, and clients
+// in browsers call token endpoints cross-origin.
+func (p *Provider) GuardHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !p.guard.hostAllowed(r.Host) {
+			writeHTTPError(w, &HTTPError{Status: http.StatusForbidden, Code: -32000, Message: "forbidden: host not allowed"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // guarded wraps a transport handler with the Host/Origin checks and the
 // dispatcher's admission, which run for every method.
 func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identity)) http.Handler {
