@@ -49,7 +49,8 @@ func startIDP(t testing.TB, resources ...string) *testIDP {
 }
 
 // startIDPArgs is startIDP with idp.mjs flags of the caller's choosing
-// (--resource, --clients, --scopes, --alg, --ttl, --format; see idp.mjs).
+// (--resource, --clients, --scopes, --alg, --ttl, --format, and
+// --login-redirect for OpenID Connect sign-in as broker-login; see idp.mjs).
 func startIDPArgs(t testing.TB, args ...string) *testIDP {
 	t.Helper()
 	bin, _ := nodeTools(t)

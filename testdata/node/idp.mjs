@@ -1,9 +1,12 @@
 // A real OAuth 2.1 authorization server for mcpbroker tests: panva's
-// oidc-provider (9.x) on loopback, client_credentials only.
+// oidc-provider (9.x) on loopback: client_credentials, and with
+// --login-redirect also OpenID Connect sign-in (authorization code flow)
+// for one relying party.
 //
 //   node idp.mjs [--port N] [--resource URL]... [--clients JSON]
 //                [--scopes "a b c"] [--alg ES256|RS256] [--ttl SECONDS]
-//                [--format jwt|opaque] [--config JSON]
+//                [--format jwt|opaque] [--login-redirect URL]...
+//                [--config JSON]
 //
 // --port N         listen on 127.0.0.1:N (0 or absent: any free port); the
 //                  issuer is http://127.0.0.1:N.
@@ -24,9 +27,23 @@
 // --ttl SECONDS    access token lifetime (default 300).
 // --format F       access token format for resource tokens: jwt (default)
 //                  or opaque.
+// --login-redirect URL
+//                  a redirect URI of the relying party broker-login
+//                  (secret broker-login-secret, client_secret_basic,
+//                  authorization code flow, PKCE S256, scopes openid
+//                  profile email); repeatable or a comma list. Without it
+//                  there is no such client and no sign-in.
 // --config JSON    any of the above as one object: {"port", "resources",
-//                  "clients", "scopes", "alg", "ttl", "format"}; flags after
-//                  it override it.
+//                  "clients", "scopes", "alg", "ttl", "format",
+//                  "loginRedirects"}; flags after it override it.
+//
+// Sign-in: /authorize for broker-login shows a login form (POST to
+// /interaction/<uid>/login with fields login and password) that accepts
+// one user, carol / carol-password: sub carol-7d1f, preferred_username
+// carol, name Carol Example, email carol@example.com, groups [finance]
+// (the groups claim comes with the profile scope). A wrong password shows
+// the form again. Consent is implied for broker-login (a first-party
+// client). ID tokens are RS256 and carry the profile and email claims.
 //
 // Prints "IDP READY <issuer>" on stdout once listening; everything else goes
 // to stderr. SIGTERM/SIGINT exit 0.
@@ -54,6 +71,20 @@ console.log = console.error;
 console.warn = console.error;
 
 const DEFAULT_SCOPES = 'mcp:tools ledger:read ledger:write pii:read';
+// The relying party and the one user of OpenID Connect sign-in.
+const LOGIN_CLIENT = { client_id: 'broker-login', client_secret: 'broker-login-secret' };
+const LOGIN_USER = {
+  login: 'carol',
+  password: 'carol-password',
+  sub: 'carol-7d1f',
+  claims: {
+    preferred_username: 'carol',
+    name: 'Carol Example',
+    email: 'carol@example.com',
+    email_verified: true,
+    groups: ['finance'],
+  },
+};
 const DEFAULT_CLIENTS = [
   { client_id: 'agent-1', client_secret: 'agent-1-secret', groups: ['warehouse-ops'] },
   { client_id: 'agent-2', client_secret: 'agent-2-secret', groups: ['customer-support'] },
@@ -76,6 +107,7 @@ function parseJSON(flag, text) {
 function parseArgs(argv) {
   const opts = {};
   const resources = [];
+  const loginRedirects = [];
   for (let i = 0; i < argv.length; i += 1) {
     let arg = argv[i];
     let value;
@@ -98,10 +130,13 @@ function parseArgs(argv) {
       case '--alg': opts.alg = next(); break;
       case '--ttl': opts.ttl = Number(next()); break;
       case '--format': opts.format = next(); break;
+      case '--login-redirect': loginRedirects.push(...next().split(',')); break;
       case '--config': {
         const cfg = parseJSON(arg, next());
         if (cfg.resources) resources.push(...[].concat(cfg.resources));
+        if (cfg.loginRedirects) loginRedirects.push(...[].concat(cfg.loginRedirects));
         delete cfg.resources;
+        delete cfg.loginRedirects;
         Object.assign(opts, cfg);
         break;
       }
@@ -109,6 +144,7 @@ function parseArgs(argv) {
     }
   }
   opts.resources = resources.map((r) => r.trim()).filter(Boolean);
+  opts.loginRedirects = loginRedirects.map((r) => r.trim()).filter(Boolean);
   return opts;
 }
 
@@ -148,6 +184,19 @@ const clients = clientsConfig.map((c) => {
     ...metadata,
   };
 });
+const login = opts.loginRedirects.length > 0;
+if (login) {
+  if (clients.some((c) => c.client_id === LOGIN_CLIENT.client_id)) fail(`--clients must not name ${LOGIN_CLIENT.client_id}`);
+  clients.push({
+    ...LOGIN_CLIENT,
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    redirect_uris: opts.loginRedirects,
+    token_endpoint_auth_method: 'client_secret_basic',
+    id_token_signed_response_alg: 'RS256',
+    scope: 'openid profile email',
+  });
+}
 
 async function generateKey(keyAlg) {
   const { privateKey } = await jose.generateKeyPair(keyAlg, { extractable: true });
@@ -177,7 +226,38 @@ await new Promise((resolve, reject) => {
 });
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+// Sign-in settings, only with --login-redirect.
+const loginConfiguration = !login ? {} : {
+  claims: {
+    openid: ['sub'],
+    profile: ['name', 'preferred_username', 'groups'],
+    email: ['email', 'email_verified'],
+  },
+  // The ID token carries the scopes' claims, not only the userinfo endpoint.
+  conformIdTokenClaims: false,
+  findAccount: async (ctx, id) => (id !== LOGIN_USER.sub ? undefined : {
+    accountId: id,
+    claims: async () => ({ sub: id, ...LOGIN_USER.claims }),
+  }),
+  // Consent is implied for the relying party: its first grant is made
+  // here instead of asking.
+  loadExistingGrant: async (ctx) => {
+    const grantId = ctx.oidc.result?.consent?.grantId
+      || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+    if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+    if (ctx.oidc.client.clientId !== LOGIN_CLIENT.client_id || !ctx.oidc.session.accountId) return undefined;
+    const grant = new ctx.oidc.provider.Grant({
+      clientId: ctx.oidc.client.clientId,
+      accountId: ctx.oidc.session.accountId,
+    });
+    grant.addOIDCScope('openid profile email');
+    await grant.save();
+    return grant;
+  },
+};
+
 const provider = new Provider(issuer, {
+  ...loginConfiguration,
   clients,
   jwks: { keys },
   scopes: [...allScopes],
@@ -277,6 +357,69 @@ provider.use(async (ctx, next) => {
     // As in the JWT: its jti, and sub = client_id for client credentials.
     ctx.body = { sub: ctx.body.client_id, ...ctx.body, ...(jti ? { jti } : {}) };
   }
+});
+
+// The login form of OpenID Connect sign-in (see the top):
+// GET /interaction/<uid> shows it, POST /interaction/<uid>/login checks it.
+const escapeHTML = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const loginPage = (uid, message) => `<!doctype html>
+<html><head><title>Sign in</title></head><body>
+<h1>Sign in</h1>${message ? `\n<p role="alert">${escapeHTML(message)}</p>` : ''}
+<form method="post" action="/interaction/${encodeURIComponent(uid)}/login">
+<input type="text" name="login" autocomplete="username">
+<input type="password" name="password" autocomplete="current-password">
+<button type="submit">Sign in</button>
+</form>
+</body></html>
+`;
+provider.use(async (ctx, next) => {
+  const m = /^\/interaction\/([^/]+)(\/login)?$/.exec(ctx.path);
+  if (!login || !m) {
+    await next();
+    return;
+  }
+  ctx.set('Cache-Control', 'no-store');
+  let details;
+  try {
+    details = await provider.interactionDetails(ctx.req, ctx.res);
+  } catch {
+    details = undefined;
+  }
+  if (!details || details.uid !== m[1]) {
+    ctx.status = 400;
+    ctx.type = 'text';
+    ctx.body = 'This sign-in is not in progress any more.';
+    return;
+  }
+  if (details.prompt.name !== 'login') {
+    // Consent is implied (loadExistingGrant); nothing else is asked.
+    ctx.status = 501;
+    ctx.type = 'text';
+    ctx.body = `prompt ${details.prompt.name} is not implemented`;
+    return;
+  }
+  if (ctx.method === 'GET' && !m[2]) {
+    ctx.type = 'html';
+    ctx.body = loginPage(details.uid);
+    return;
+  }
+  if (ctx.method !== 'POST' || !m[2]) {
+    ctx.status = 405;
+    return;
+  }
+  const chunks = [];
+  for await (const chunk of ctx.req) chunks.push(chunk);
+  const form = querystring.parse(Buffer.concat(chunks).toString('utf8'));
+  if (form.login !== LOGIN_USER.login || form.password !== LOGIN_USER.password) {
+    ctx.type = 'html';
+    ctx.body = loginPage(details.uid, 'Wrong login or password.');
+    return;
+  }
+  const returnTo = await provider.interactionResult(ctx.req, ctx.res, {
+    login: { accountId: LOGIN_USER.sub },
+  }, { mergeWithLastSubmission: false });
+  ctx.redirect(returnTo);
+  ctx.status = 303;
 });
 
 provider.on('server_error', (ctx, err) => console.error('idp: server_error', err));
