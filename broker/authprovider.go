@@ -80,18 +80,16 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b 
 		return nil, fmt.Errorf("broker: auth provider token exchange: %w", err)
 	}
 	p.server, err = authserver.New(ctx, authserver.Options{
-		Issuer:          ap.Issuer,
-		Audiences:       ap.Audiences,
-		Scopes:          ap.Scopes,
-		AccessTokenTTL:  timeOf(ap.AccessTokenTTL),
-		RefreshTokenTTL: timeOf(ap.RefreshTokenTTL),
-		Users:           loginUsers(ap.Login.Users),
-		Federation:      federation(cfg),
-		Registration:    ap.Registration.Enabled,
-		// Client metadata documents may be fetched from private networks
-		// when the provider's identity providers may.
+		Issuer:                    ap.Issuer,
+		Audiences:                 ap.Audiences,
+		Scopes:                    ap.Scopes,
+		AccessTokenTTL:            timeOf(ap.AccessTokenTTL),
+		RefreshTokenTTL:           timeOf(ap.RefreshTokenTTL),
+		Users:                     loginUsers(ap.Login.Users),
+		Federation:                federation(cfg),
+		Registration:              ap.Registration.Enabled,
 		ClientIDMetadataDocuments: ap.Registration.ClientIDMetadataDocuments,
-		ClientIDMetadataFetch:     oauth.FetcherOptions{AllowPrivateNetworks: allowPrivateNetworks(cfg)},
+		ClientIDMetadataFetch:     clientDocumentFetch(),
 		Clients:                   providerClients(ap.Clients),
 		DB:                        db,
 		Keys:                      keys,
@@ -133,10 +131,13 @@ func federation(cfg *config.Config) *authserver.Federation {
 	}
 }
 
-// allowPrivateNetworks reports mcpProvider.authorization.oauth.allowPrivateNetworks.
-func allowPrivateNetworks(cfg *config.Config) bool {
-	o := cfg.MCPProvider.Authorization.OAuth
-	return o != nil && o.AllowPrivateNetworks
+// clientDocumentFetch is how client ID metadata documents are fetched:
+// public addresses only, whatever allowPrivateNetworks says. That setting
+// trusts identity providers the operator names; a client_id URL is named
+// by whoever sends an authorization request, and would otherwise let
+// anyone make the server send requests into its private networks.
+func clientDocumentFetch() oauth.FetcherOptions {
+	return oauth.FetcherOptions{}
 }
 
 func loginUsers(users []config.LoginUser) []authserver.User {

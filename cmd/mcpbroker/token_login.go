@@ -150,6 +150,14 @@ func login(ctx context.Context, stderr io.Writer, opts loginOptions) (*tokenResp
 	if opts.username != "" {
 		signer := newFormSigner(metadata.AuthorizationEndpoint, flow.redirectURI, opts.username, opts.password)
 		if err := signer.signIn(ctx, authorizationURL); err != nil {
+			// A redirect the callback took but refused says best why.
+			select {
+			case result := <-results:
+				if result.err != nil {
+					return nil, result.err
+				}
+			default:
+			}
 			return nil, err
 		}
 	} else {
@@ -332,9 +340,10 @@ type callbackResult struct {
 	err  error
 }
 
-// callbackHandler takes the first redirect to the callback path, sends
-// what it says on results and tells the browser the outcome. Later
-// redirects are refused: a code is redeemed once.
+// callbackHandler takes the first redirect to the callback path that
+// carries this flow's state, sends what it says on results and tells the
+// browser the outcome. Later redirects are refused: a code is redeemed
+// once.
 func (f *codeFlow) callbackHandler(results chan<- callbackResult) http.Handler {
 	var once sync.Once
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -342,13 +351,21 @@ func (f *codeFlow) callbackHandler(results chan<- callbackResult) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		// Any page the browser shows meanwhile can send it here; only the
+		// authorization server knows the state, so a redirect without it
+		// is turned away and the login goes on waiting.
+		if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("state")), []byte(f.state)) != 1 {
+			http.Error(w, "mcpbroker: "+errForeignState.Error(), http.StatusBadRequest)
+			return
+		}
 		answered := false
 		once.Do(func() {
 			answered = true
 			code, err := f.checkCallback(r.URL.Query())
 			results <- callbackResult{code: code, err: err}
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			w.Header().Set("Cache-Control", "no-store")
 			if err != nil {
 				w.WriteHeader(http.StatusBadRequest)
 				fmt.Fprintf(w, "mcpbroker: sign-in failed: %v\nSee the terminal.\n", err)
@@ -361,6 +378,8 @@ func (f *codeFlow) callbackHandler(results chan<- callbackResult) http.Handler {
 		}
 	})
 }
+
+var errForeignState = errors.New("the redirect's state is not this login's: it answers another authorization request")
 
 // checkCallback returns the code of an authorization response that answers
 // this flow's request, or why it does not.
@@ -375,7 +394,7 @@ func (f *codeFlow) checkCallback(query url.Values) (string, error) {
 		return "", fmt.Errorf("the redirect has no iss, which %s always sends (RFC 9207)", f.metadata.Issuer)
 	}
 	if subtle.ConstantTimeCompare([]byte(query.Get("state")), []byte(f.state)) != 1 {
-		return "", errors.New("the redirect's state is not this login's: it answers another authorization request")
+		return "", errForeignState
 	}
 	if code := query.Get("error"); code != "" {
 		return "", fmt.Errorf("the authorization server refused: %w", &oauthErrorResponse{Code: code, Description: query.Get("error_description")})

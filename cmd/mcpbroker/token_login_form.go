@@ -134,8 +134,14 @@ func (s *formSigner) deliver(ctx context.Context, location *url.URL) error {
 	if err != nil {
 		return fmt.Errorf("deliver the redirect to %s: %w", s.redirectURI, err)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(response.Body, maxPageSize))
-	return response.Body.Close()
+	defer response.Body.Close()
+	// The callback turns away a redirect that does not answer this login
+	// and goes on waiting; nothing else would come, so stop here.
+	if response.StatusCode != http.StatusOK {
+		refusal, _ := io.ReadAll(io.LimitReader(response.Body, 1<<10))
+		return fmt.Errorf("the callback refused the redirect: %s", printable(strings.TrimPrefix(strings.TrimSpace(string(refusal)), "mcpbroker: ")))
+	}
+	return nil
 }
 
 func readPage(response *http.Response) ([]byte, error) {

@@ -140,9 +140,12 @@ func (f *federation) metadata(ctx context.Context) (*providerMetadata, error) {
 	if m.Issuer+wellKnownOpenID != f.config.DiscoveryURL && strings.TrimSuffix(m.Issuer, "/")+wellKnownOpenID != f.config.DiscoveryURL {
 		return nil, fmt.Errorf("authserver: identity provider issuer %q does not match its discovery URL", m.Issuer)
 	}
+	// The token endpoint receives the client secret and the code, and the
+	// keys at jwks_uri decide which ID tokens are believed: plain http is
+	// accepted on loopback only, as for the discovery URL.
 	for name, endpoint := range map[string]string{"authorization_endpoint": m.AuthorizationEndpoint, "token_endpoint": m.TokenEndpoint, "jwks_uri": m.JWKSURI} {
-		if u, err := url.Parse(endpoint); err != nil || !u.IsAbs() || (u.Scheme != "https" && u.Scheme != "http") {
-			return nil, fmt.Errorf("authserver: identity provider %s %q is not an http(s) URL", name, endpoint)
+		if u, err := url.Parse(endpoint); err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+			return nil, fmt.Errorf("authserver: identity provider %s %q is not an https URL (http only on loopback)", name, endpoint)
 		}
 	}
 	f.provider, f.fetched = &m, f.now()
@@ -274,8 +277,11 @@ func (f *federation) verifyIDToken(ctx context.Context, provider *providerMetada
 	if err != nil {
 		return nil, fmt.Errorf("authserver: id token: %w", err)
 	}
-	if azp, _ := extra["azp"].(string); len(claims.Audience) > 1 && azp != f.config.ClientID {
-		return nil, errors.New("authserver: id token: several audiences and azp is not this client")
+	// An azp naming another client means the token was issued to that
+	// client, whatever aud says (OpenID Connect Core §3.1.3.7).
+	azp, hasAZP := extra["azp"]
+	if (hasAZP || len(claims.Audience) > 1) && azp != f.config.ClientID {
+		return nil, errors.New("authserver: id token: azp is not this client")
 	}
 	if got, _ := extra["nonce"].(string); subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
 		return nil, errors.New("authserver: id token: nonce does not match")
