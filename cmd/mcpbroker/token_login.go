@@ -148,6 +148,11 @@ func login(ctx context.Context, stderr io.Writer, opts loginOptions) (*tokenResp
 	authorizationURL := flow.authorizationURL()
 	fmt.Fprintf(stderr, "Authorization URL:\n\n  %s\n\n", authorizationURL)
 	if opts.username != "" {
+		// The password goes to the issuer's own sign-in page only, whatever
+		// the metadata names as the authorization endpoint.
+		if !sameOrigin(metadata.AuthorizationEndpoint, opts.issuer) {
+			return nil, fmt.Errorf("authorization endpoint %s is not at the issuer's origin; --username signs in only at the issuer itself", metadata.AuthorizationEndpoint)
+		}
 		signer := newFormSigner(metadata.AuthorizationEndpoint, flow.redirectURI, opts.username, opts.password)
 		if err := signer.signIn(ctx, authorizationURL); err != nil {
 			// A redirect the callback took but refused says best why.
@@ -503,4 +508,11 @@ func openBrowser(target string) error {
 	// Reap the opener; its status says nothing about the browser.
 	go func() { _ = command.Wait() }()
 	return nil
+}
+
+// sameOrigin reports whether two URLs share scheme, host and port.
+func sameOrigin(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && ua.Scheme == ub.Scheme && strings.EqualFold(ua.Host, ub.Host)
 }

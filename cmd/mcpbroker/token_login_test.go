@@ -22,6 +22,7 @@ type loginServerOptions struct {
 	state            string   // replaces the request's state on the redirect
 	deny             bool     // answer the consent with access_denied
 	tokenError       string   // the token endpoint refuses every code with this error
+	authorizeAt      string   // the metadata's authorization_endpoint; default the server's own
 }
 
 // loginServer is an authorization server whose pages work like the
@@ -78,8 +79,12 @@ func newLoginServer(t *testing.T, options loginServerOptions) *loginServer {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		authorize := s.URL + "/authorize"
+		if s.options.authorizeAt != "" {
+			authorize = s.options.authorizeAt
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"issuer": s.URL, "authorization_endpoint": s.URL + "/authorize", "token_endpoint": s.URL + "/token",
+			"issuer": s.URL, "authorization_endpoint": authorize, "token_endpoint": s.URL + "/token",
 			"code_challenge_methods_supported":               s.options.challengeMethods,
 			"authorization_response_iss_parameter_supported": true,
 		})
@@ -238,6 +243,7 @@ func TestTokenLogin(t *testing.T) {
 		{name: "another request's state", options: loginServerOptions{state: "forged"}, args: confidential, wantCode: 1, wantError: "state is not this login's"},
 		{name: "access denied", options: loginServerOptions{deny: true}, args: confidential, wantCode: 1, wantError: "the authorization server refused: access_denied: The user denied the request."},
 		{name: "the code refused", options: loginServerOptions{tokenError: "invalid_grant"}, args: confidential, wantCode: 1, wantError: "the token endpoint refused the code: invalid_grant: the code was already used"},
+		{name: "a sign-in page at another origin", options: loginServerOptions{authorizeAt: "https://elsewhere.example/authorize"}, args: confidential, wantCode: 1, wantError: "is not at the issuer's origin"},
 		{name: "no S256", options: loginServerOptions{challengeMethods: []string{"plain"}}, args: confidential, wantCode: 1, wantError: "does not support PKCE with S256"},
 		{name: "a username without a password", args: []string{"--client-id", "cli", "--port", "0", "--username", loginUser}, wantCode: 2, wantError: "--username and --password-stdin go together"},
 		{name: "an empty password", stdin: "\n", args: confidential, wantCode: 1, wantError: "the password on standard input is empty"},
