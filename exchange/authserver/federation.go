@@ -116,7 +116,13 @@ func newFederation(config Federation, redirectURL string, now func() time.Time, 
 	config.GroupsClaim = cmp.Or(config.GroupsClaim, "groups")
 	client := config.HTTPClient
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		// Redirects are not followed: a metadata, key or token answer that
+		// points elsewhere is a misconfiguration or an attack, never
+		// something to chase with the client secret.
+		client = &http.Client{
+			Timeout:       10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
 	}
 	return &federation{config: config, redirectURL: redirectURL, client: client, now: now, logger: logger}
 }
