@@ -16,6 +16,7 @@ var (
 	ErrAlgorithm   = errors.New("signing algorithm must be EdDSA or ES256")
 	ErrKeyMismatch = errors.New("stored key does not match its kid or alg")
 	ErrInsecureDB  = errors.New("database file is readable or writable by group or others")
+	ErrStoreLocked = errors.New("the store is locked by another process (is another broker using it?)")
 )
 
 // Verify refuses a token with ErrInvalidToken; an expired one also matches

@@ -460,3 +460,20 @@ func TestRotateEvery(t *testing.T) {
 		}
 	})
 }
+
+// A store another process holds is refused with a message that says so,
+// after the open timeout, instead of a bare "timeout".
+func TestOpenBoltLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "store.db")
+	db, err := OpenBolt(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if second, err := OpenBolt(path); !errors.Is(err, ErrStoreLocked) {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second open: %v, want ErrStoreLocked", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // StoredKey is a signing key as persisted.
@@ -43,6 +45,9 @@ func OpenBolt(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("exchange: open %s: %w (mode %s; chmod 600 it)", path, ErrInsecureDB, info.Mode().Perm())
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("exchange: open %s: %w", path, ErrStoreLocked)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("exchange: open %s: %w", path, err)
 	}
