@@ -46,7 +46,7 @@ func OpenBolt(path string) (*bolt.DB, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("exchange: open %s: %w", path, ErrStoreLocked)
+		return nil, fmt.Errorf("exchange: open %s: %w: %w", path, ErrStoreLocked, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("exchange: open %s: %w", path, err)
