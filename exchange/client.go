@@ -162,7 +162,7 @@ func (c *Client) form(req *ClientRequest) (url.Values, error) {
 		return nil, fmt.Errorf("exchange: %w: audience or resource is required", ErrClientRequest)
 	}
 	for _, scope := range req.Scopes {
-		if !isScopeToken(scope) {
+		if !IsScopeToken(scope) {
 			return nil, fmt.Errorf("exchange: %w: %q is not a scope token (RFC 6749 §3.3)", ErrClientRequest, scope)
 		}
 	}

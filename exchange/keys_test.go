@@ -461,4 +461,3 @@ func TestRotateEvery(t *testing.T) {
 		}
 	})
 }
-

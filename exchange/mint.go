@@ -179,7 +179,7 @@ func (m *Minter) validate(grant *Grant) error {
 		return ErrNoClientID
 	}
 	for _, scope := range grant.Scopes {
-		if !isScopeToken(scope) {
+		if !IsScopeToken(scope) {
 			return fmt.Errorf("%w: %q", ErrScope, scope)
 		}
 	}
@@ -201,9 +201,9 @@ func (m *Minter) validate(grant *Grant) error {
 	return nil
 }
 
-// isScopeToken reports whether s is a scope-token: 1*( %x21 / %x23-5B / %x5D-7E ),
+// IsScopeToken reports whether s is a scope-token: 1*( %x21 / %x23-5B / %x5D-7E ),
 // printable ASCII except space, double quote and backslash.
-func isScopeToken(s string) bool {
+func IsScopeToken(s string) bool {
 	if s == "" {
 		return false
 	}

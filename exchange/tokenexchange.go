@@ -338,7 +338,7 @@ func requestedScopes(values []string) ([]string, error) {
 	var scopes []string
 	for _, value := range values {
 		for _, scope := range strings.Fields(value) {
-			if !isScopeToken(scope) {
+			if !IsScopeToken(scope) {
 				return nil, ErrInvalidScope.WithDescription("scope must be space-separated scope tokens (RFC 6749 §3.3)")
 			}
 			if !slices.Contains(scopes, scope) {

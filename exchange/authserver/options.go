@@ -152,7 +152,7 @@ func (opts *Options) validate() error {
 		}
 	}
 	for i, scope := range opts.Scopes {
-		if !isScopeToken(scope) {
+		if !exchange.IsScopeToken(scope) {
 			problem(fmt.Sprintf("scopes[%d]", i), "%q is not a scope token", scope)
 		}
 	}
@@ -323,17 +323,4 @@ func isLoopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// isScopeToken: RFC 6749 §3.3, printable ASCII except space, " and \.
-func isScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
