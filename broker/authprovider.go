@@ -30,11 +30,13 @@ type authProvider struct {
 	minter *exchange.Minter
 	server *authserver.Server
 	issuer string
+	// scratch is the throwaway store's folder of a dry build, removed on close.
+	scratch string
 }
 
 // newAuthProvider opens the store and the signing keys when authProvider
 // is enabled; nil otherwise.
-func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b *Broker) (*authProvider, error) {
+func newAuthProvider(ctx context.Context, cfg *config.Config, opts Options, b *Broker) (*authProvider, error) {
 	ap := cfg.AuthProvider
 	if ap == nil || !ap.Enabled {
 		return nil, nil
@@ -44,18 +46,35 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b 
 		path = cfg.Storage.Bolt.Path
 	}
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(baseDir, path)
+		path = filepath.Join(opts.BaseDir, path)
+	}
+	var scratch string
+	if opts.Dry {
+		var err error
+		if scratch, err = os.MkdirTemp("", "mcpbroker-check-"); err != nil {
+			return nil, fmt.Errorf("broker: auth provider store: %w", err)
+		}
+		path = filepath.Join(scratch, "store.db")
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("broker: auth provider store: %w", err)
 	}
 	db, err := exchange.OpenBolt(path)
 	if err != nil {
+		if scratch != "" {
+			os.RemoveAll(scratch)
+		}
 		return nil, fmt.Errorf("broker: auth provider store: %w", err)
+	}
+	closeStore := func() {
+		db.Close()
+		if scratch != "" {
+			os.RemoveAll(scratch)
+		}
 	}
 	keys, err := exchange.NewKeySet(ctx, exchange.NewBoltKeyStore(db), exchange.KeySetOptions{Logger: b.log})
 	if err != nil {
-		db.Close()
+		closeStore()
 		return nil, fmt.Errorf("broker: auth provider keys: %w", err)
 	}
 	algorithm := jose.ES256
@@ -64,10 +83,10 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b 
 	}
 	minter, err := exchange.NewMinter(keys, exchange.MinterOptions{Issuer: ap.Issuer, Algorithm: algorithm})
 	if err != nil {
-		db.Close()
+		closeStore()
 		return nil, fmt.Errorf("broker: auth provider minter: %w", err)
 	}
-	p := &authProvider{db: db, keys: keys, minter: minter, issuer: ap.Issuer}
+	p := &authProvider{db: db, keys: keys, minter: minter, issuer: ap.Issuer, scratch: scratch}
 	// The exchanger refuses revoked subject tokens; revocations live in the
 	// server, which in turn serves the exchanger's grant.
 	exchanger, err := exchange.NewExchanger(minter, keys, exchange.ExchangerOptions{
@@ -76,7 +95,7 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b 
 		Revoked: func(ctx context.Context, tokenID string) bool { return p.server.Revoked(ctx, tokenID) },
 	})
 	if err != nil {
-		db.Close()
+		closeStore()
 		return nil, fmt.Errorf("broker: auth provider token exchange: %w", err)
 	}
 	p.server, err = authserver.New(ctx, authserver.Options{
@@ -98,7 +117,7 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, baseDir string, b 
 		Logger:                    b.log,
 	})
 	if err != nil {
-		db.Close()
+		closeStore()
 		return nil, fmt.Errorf("broker: auth provider: %w", err)
 	}
 	return p, nil
@@ -171,5 +190,8 @@ func (p *authProvider) start(ctx context.Context, interval time.Duration) {
 func (p *authProvider) close() {
 	if p != nil {
 		p.db.Close()
+		if p.scratch != "" {
+			os.RemoveAll(p.scratch)
+		}
 	}
 }

@@ -22,6 +22,10 @@ type Options struct {
 	// BaseDir resolves relative paths in the configuration (policy files);
 	// the configuration file's folder.
 	BaseDir string
+	// Dry builds everything without touching state: the Auth Provider
+	// gets a throwaway store instead of the configured one, so a check
+	// neither creates keys nor waits for a running broker's lock.
+	Dry bool
 }
 
 // Broker is a configured mcpbroker: the provider in front, the apps behind,
@@ -60,7 +64,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	b.catalog = catalog
-	if b.authProvider, err = newAuthProvider(context.Background(), cfg, opts.BaseDir, b); err != nil {
+	if b.authProvider, err = newAuthProvider(context.Background(), cfg, opts, b); err != nil {
 		return nil, err
 	}
 	defer func() {

@@ -33,7 +33,7 @@ func checkCommand() *cli.Command {
 				return err
 			}
 			// Building the broker compiles every policy; nothing is served.
-			b, err := broker.New(cfg, broker.Options{BaseDir: filepath.Dir(c.String("config")), Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+			b, err := broker.New(cfg, broker.Options{Dry: true, BaseDir: filepath.Dir(c.String("config")), Logger: slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("%s: %v", c.String("config"), err), 1)
 			}

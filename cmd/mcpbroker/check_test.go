@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/mcpbroker/mcpbroker/exchange"
+)
+
+// check builds the whole broker, Auth Provider included, without touching
+// its store: no database or keys appear, and a running broker's lock on
+// the store does not stop it.
+func TestCheckLeavesTheStoreAlone(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "broker.yaml")
+	store := filepath.Join(dir, "data", "broker.db")
+	if err := os.WriteFile(config, []byte(`version: 1
+storage: {bolt: {path: data/broker.db}}
+authProvider:
+  enabled: true
+  issuer: http://127.0.0.1:8080
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check := func() (string, error) {
+		var out bytes.Buffer
+		app := &cli.App{Name: "mcpbroker", Commands: []*cli.Command{checkCommand()}, Writer: &out, ErrWriter: &out,
+			ExitErrHandler: func(*cli.Context, error) {}}
+		err := app.Run([]string{"mcpbroker", "check", "--config", config})
+		return out.String(), err
+	}
+	if out, err := check(); err != nil || !strings.Contains(out, ": ok") {
+		t.Fatalf("check: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Dir(store)); !os.IsNotExist(err) {
+		t.Errorf("check created %s (%v)", filepath.Dir(store), err)
+	}
+
+	// A running broker holds the store.
+	if err := os.MkdirAll(filepath.Dir(store), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db, err := exchange.OpenBolt(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if out, err := check(); err != nil {
+		t.Fatalf("check beside a running broker: %v\n%s", err, out)
+	}
+}
