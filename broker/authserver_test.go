@@ -251,3 +251,61 @@ func TestAuthorizationServerChecksHost(t *testing.T) {
 		}
 	}
 }
+
+// Clients in browsers: the Auth Provider's API endpoints are readable by
+// any origin (no credentials), its sign-in page is not; the MCP endpoint
+// answers an allowed origin's preflight (before authentication, where it
+// is on) and lets it read the session id and challenges, and refuses
+// other origins.
+func TestBrowserClientsCORS(t *testing.T) {
+	brokerURL := authProviderBroker(t, "")
+	do := func(method, path, origin string, header map[string]string) *http.Response {
+		t.Helper()
+		request, _ := http.NewRequest(method, brokerURL+path, nil)
+		request.Header.Set("Origin", origin)
+		for name, value := range header {
+			request.Header.Set(name, value)
+		}
+		response, err := http.DefaultClient.Do(request)
+		if err != nil {
+			t.Fatal(err)
+		}
+		response.Body.Close()
+		return response
+	}
+	preflight := map[string]string{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type"}
+	const app = "http://localhost:6274"
+
+	for _, path := range []string{"/token", "/register", "/revoke"} {
+		response := do(http.MethodOptions, path, "https://any.example", preflight)
+		if response.StatusCode != http.StatusNoContent || response.Header.Get("Access-Control-Allow-Origin") != "*" ||
+			!strings.Contains(response.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+			t.Errorf("preflight %s: %d %v", path, response.StatusCode, response.Header)
+		}
+		if response.Header.Get("Access-Control-Allow-Credentials") != "" {
+			t.Errorf("%s allows credentials", path)
+		}
+	}
+	if got := do(http.MethodGet, "/.well-known/oauth-authorization-server", app, nil).Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Errorf("metadata Access-Control-Allow-Origin %q", got)
+	}
+	if got := do(http.MethodGet, "/authorize", app, nil).Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("the sign-in page is readable cross-origin: %q", got)
+	}
+
+	mcpPreflight := map[string]string{"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version"}
+	response := do(http.MethodOptions, "/mcp", app, mcpPreflight)
+	if response.StatusCode != http.StatusNoContent || response.Header.Get("Access-Control-Allow-Origin") != app ||
+		!strings.Contains(response.Header.Get("Access-Control-Allow-Headers"), "Mcp-Session-Id") {
+		t.Errorf("MCP preflight from %s: %d %v", app, response.StatusCode, response.Header)
+	}
+	response = do(http.MethodPost, "/mcp", app, nil) // refused (no body), readable all the same
+	if response.Header.Get("Access-Control-Allow-Origin") != app ||
+		!strings.Contains(response.Header.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
+		t.Errorf("MCP answer to %s: %d %v", app, response.StatusCode, response.Header)
+	}
+	if response := do(http.MethodOptions, "/mcp", "https://evil.example", mcpPreflight); response.StatusCode != http.StatusForbidden ||
+		response.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("MCP preflight from another site: %d %v", response.StatusCode, response.Header)
+	}
+}

@@ -106,7 +106,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if b.authProvider != nil {
 		endpoints := http.NewServeMux()
 		b.authProvider.register(endpoints)
-		mux.Handle("/", b.provider.GuardHost(endpoints))
+		mux.Handle("/", b.provider.GuardHost(endpoints, b.authProvider.server.BrowserAPI))
 	}
 	b.handler = mux
 	return b, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,3 +175,35 @@ func TestMCPAuthorizationFlow(t *testing.T) {
 }
 
 func contains(list []string, s string) bool { return slices.Contains(list, s) }
+
+// A preflight carries no token: with authentication on, the MCP endpoint
+// answers an allowed origin's preflight, and still challenges the request
+// that follows without a token, in a way the page can read.
+func TestPreflightBeforeAuthentication(t *testing.T) {
+	brokerURL, _ := selfIssuingLedger(t, freeAddress(t), "")
+	const app = "http://localhost:6274"
+	request, _ := http.NewRequest(http.MethodOptions, brokerURL+"/mcp", nil)
+	request.Header.Set("Origin", app)
+	request.Header.Set("Access-Control-Request-Method", "POST")
+	response, err := http.DefaultClient.Do(request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	response.Body.Close()
+	if response.StatusCode != http.StatusNoContent || response.Header.Get("Access-Control-Allow-Origin") != app {
+		t.Errorf("preflight: %d %v", response.StatusCode, response.Header)
+	}
+	request, _ = http.NewRequest(http.MethodPost, brokerURL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	request.Header.Set("Origin", app)
+	request.Header.Set("Content-Type", "application/json")
+	request.Header.Set("Accept", "application/json, text/event-stream")
+	response, err = http.DefaultClient.Do(request)
+	if err != nil {
+		t.Fatal(err)
+	}
+	response.Body.Close()
+	if response.StatusCode != http.StatusUnauthorized || response.Header.Get("Access-Control-Allow-Origin") != app ||
+		!strings.Contains(response.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+		t.Errorf("unauthenticated POST: %d %v", response.StatusCode, response.Header)
+	}
+}

@@ -246,11 +246,27 @@ func (p *Provider) Register(mux *http.ServeMux) {
 // authorization server's) must not answer a DNS-rebound page either.
 // Origin is not checked: sign-in pages post to themselves, and clients
 // in browsers call token endpoints cross-origin.
-func (p *Provider) GuardHost(next http.Handler) http.Handler {
+//
+// open names path prefixes whose answers any origin may read (CORS with
+// "*", never with credentials): metadata, keys and the token-style
+// endpoints a client in a browser calls with its own credentials. The
+// sign-in pages are not among them.
+func (p *Provider) GuardHost(next http.Handler, open func(path string) bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !p.guard.hostAllowed(r.Host) {
 			writeHTTPError(w, &HTTPError{Status: http.StatusForbidden, Code: -32000, Message: "forbidden: host not allowed"})
 			return
+		}
+		if open != nil && r.Header.Get("Origin") != "" && open(r.URL.Path) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", "*")
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				h.Set("Access-Control-Allow-Methods", "GET, POST")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -264,6 +280,17 @@ func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identi
 			writeHTTPError(w, err)
 			return
 		}
+		// Browser clients: an allowed origin may read the answers, and its
+		// preflight is answered before authentication, which a preflight
+		// never carries (Fetch standard, CORS protocol).
+		if origin := r.Header.Get("Origin"); origin != "" {
+			allowCORS(w.Header(), origin, p.opts.SessionHeader)
+			if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+				writePreflight(w.Header(), p.opts.SessionHeader)
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
 		id, err := p.dispatcher.Admit(r)
 		if err != nil {
 			writeHTTPError(w, err)
@@ -274,6 +301,27 @@ func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identi
 		}
 		next(w, r, id)
 	})
+}
+
+// allowCORS lets origin, already checked against the allowed origins,
+// read the answer and the headers a client needs from it.
+func allowCORS(h http.Header, origin, sessionHeader string) {
+	if sessionHeader == "" {
+		sessionHeader = "Mcp-Session-Id"
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", sessionHeader+", WWW-Authenticate, MCP-Protocol-Version")
+}
+
+// writePreflight answers a CORS preflight for the transport endpoints.
+func writePreflight(h http.Header, sessionHeader string) {
+	if sessionHeader == "" {
+		sessionHeader = "Mcp-Session-Id"
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID, MCP-Protocol-Version, "+sessionHeader)
+	h.Set("Access-Control-Max-Age", "600")
 }
 
 // writeHTTPError renders a transport-level failure.

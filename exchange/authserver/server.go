@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -327,6 +328,25 @@ func (s *Server) Revoked(_ context.Context, tokenID string) bool {
 // authorizePath is the path of the authorization endpoint: the forms'
 // action and the flow cookie's path.
 func (s *Server) authorizePath() string { return s.basePath + pathAuthorize }
+
+// BrowserAPI reports whether path is one of the endpoints a client in a
+// browser calls cross-origin with its own credentials (metadata, keys,
+// token, registration, revocation, introspection), whose answers any
+// origin may read. The sign-in pages are not: they are navigated to.
+func (s *Server) BrowserAPI(path string) bool {
+	if slices.Contains(s.metadataPaths(), path) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, s.basePath)
+	if !ok {
+		return false
+	}
+	switch rest {
+	case pathJWKS, pathToken, pathRegister, pathRevoke, pathIntrospect:
+		return true
+	}
+	return false
+}
 
 // metadataPaths are where the metadata is served: RFC 8414's
 // path-inserted URL, OpenID discovery's path-appended one, and, for an
