@@ -155,8 +155,8 @@ func NewExchanger(minter *Minter, keys *KeySet, opts ExchangerOptions) (*Exchang
 //     be one of client.Audiences (invalid_target).
 //   - The subject token, and the actor token if any, are access tokens
 //     this issuer minted, valid now and not revoked (invalid_request,
-//     RFC 8693 §2.2.2). The subject token's aud contains one of
-//     client.SubjectAudiences (invalid_request).
+//     RFC 8693 §2.2.2). Their aud contains one of client.SubjectAudiences
+//     (invalid_request).
 //   - With an actor token this is delegation: the new act names the actor
 //     (its client_id, else its sub) and nests the subject token's act
 //     chain inside. Without one it is impersonation: no act. When the
@@ -194,7 +194,10 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 	if subject.ClientID == "" {
 		return nil, ErrInvalidRequest.WithDescription("subject_token has no client_id")
 	}
-	if !slices.ContainsFunc(subject.Audience, func(audience string) bool { return slices.Contains(client.SubjectAudiences, audience) }) {
+	exchangeable := func(token *VerifiedToken) bool {
+		return slices.ContainsFunc(token.Audience, func(audience string) bool { return slices.Contains(client.SubjectAudiences, audience) })
+	}
+	if !exchangeable(subject) {
 		return nil, ErrInvalidRequest.WithDescription("subject token was not issued for a resource this client may exchange")
 	}
 	extra, err := subjectIssuerClaim(subject)
@@ -205,6 +208,10 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 	if req.ActorToken != "" {
 		if actor, err = e.verify(ctx, "actor_token", req.ActorToken, now); err != nil {
 			return nil, err
+		}
+		// A token minted for an upstream does not name an actor either.
+		if !exchangeable(actor) {
+			return nil, ErrInvalidRequest.WithDescription("actor token was not issued for a resource this client may exchange")
 		}
 	}
 	chain, err := actorChain(subject, actor)

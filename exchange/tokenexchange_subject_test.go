@@ -31,6 +31,25 @@ func TestSubjectTokenAudienceMustBeAllowed(t *testing.T) {
 	}
 }
 
+// Nor does a token minted for an upstream name an actor: the actor token
+// must be for a resource the client may exchange too.
+func TestActorTokenAudienceMustBeAllowed(t *testing.T) {
+	f := newExchangeFixture(t)
+	grant := Grant{Subject: "alice", ClientID: "agent-app", Audience: brokerAudience, Scopes: []string{"mail:send"}, TTL: 10 * time.Minute}
+	subject, _ := f.mint(t, f.keys, testIssuer, epoch, grant)
+	grant.Subject, grant.Audience = "agent-app", ledgerAudience
+	toolToken, _ := f.mint(t, f.keys, testIssuer, epoch, grant)
+	exchanger := f.exchanger(t, ExchangerOptions{})
+	_, err := exchanger.Exchange(context.Background(),
+		ExchangeClient{ID: "mail-gateway", Audiences: []string{mailAudience}, SubjectAudiences: []string{brokerAudience}},
+		ExchangeRequest{SubjectToken: subject, SubjectTokenType: TokenTypeAccessToken,
+			ActorToken: toolToken, ActorTokenType: TokenTypeAccessToken, Audiences: []string{mailAudience}})
+	var oauthErr *OAuthError
+	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_request" {
+		t.Errorf("Exchange with an actor token for %s: %v, want invalid_request", ledgerAudience, err)
+	}
+}
+
 // A subject authenticated by another issuer stays apart from this issuer's
 // users of the same sub through an exchange: sub_iss is carried over, and
 // a token without it gets none.
