@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -88,7 +87,7 @@ type Client struct {
 
 // NewClient checks opts and returns a Client; it does no I/O.
 func NewClient(opts ClientOptions) (*Client, error) {
-	if err := checkEndpointURL(opts.TokenEndpoint); err != nil {
+	if err := oauth.CheckURL(opts.TokenEndpoint); err != nil {
 		return nil, fmt.Errorf("exchange: client token endpoint: %w", err)
 	}
 	if opts.ClientID == "" {
@@ -345,36 +344,6 @@ func postWith(client *http.Client) func(context.Context, string, url.Values, str
 	}
 }
 
-// checkEndpointURL: an absolute https URL, or http for a loopback host;
-// no userinfo, no fragment. Tokens never cross a network in the clear.
-func checkEndpointURL(rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil || rawURL == "" {
-		return fmt.Errorf("%w: not a url", oauth.ErrInsecureURL)
-	}
-	if u.Opaque != "" || u.Host == "" || u.User != nil || u.Fragment != "" || strings.Contains(rawURL, "#") {
-		return fmt.Errorf("%w: %s", oauth.ErrInsecureURL, u.Redacted())
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopbackHost(u.Hostname()) {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: %s", oauth.ErrInsecureURL, u.Redacted())
-}
-
-func isLoopbackHost(host string) bool {
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if host == "localhost" {
-		return true
-	}
-	addr, err := netip.ParseAddr(host)
-	return err == nil && addr.Unmap().IsLoopback()
-}
-
 // ServerMetadata is what the broker reads from an authorization server's
 // metadata document (RFC 8414, OpenID Connect Discovery).
 type ServerMetadata struct {
@@ -466,7 +435,7 @@ func parseMetadata(body []byte, derivedIssuer string) (*ServerMetadata, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s is not a string", name)
 		}
-		if err := checkEndpointURL(value); err != nil {
+		if err := oauth.CheckURL(value); err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		*into = value

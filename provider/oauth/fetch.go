@@ -97,7 +97,7 @@ func (f *Fetcher) Get(ctx context.Context, rawURL string) ([]byte, error) {
 // GetWithHeader is Get that also returns the response header, for callers
 // that judge the Content-Type or honour Cache-Control.
 func (f *Fetcher) GetWithHeader(ctx context.Context, rawURL string) ([]byte, http.Header, error) {
-	if err := checkURL(rawURL); err != nil {
+	if err := CheckURL(rawURL); err != nil {
 		return nil, nil, err
 	}
 	request, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
@@ -120,7 +120,7 @@ func (f *Fetcher) GetWithHeader(ctx context.Context, rawURL string) ([]byte, htt
 // form-urlencoded first). It returns the body and status of any complete
 // response; the caller decides what a status means.
 func (f *Fetcher) PostForm(ctx context.Context, rawURL string, form url.Values, basicUser, basicPass string) ([]byte, int, error) {
-	if err := checkURL(rawURL); err != nil {
+	if err := CheckURL(rawURL); err != nil {
 		return nil, 0, err
 	}
 	request, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, strings.NewReader(form.Encode()))
@@ -159,9 +159,10 @@ func (f *Fetcher) do(request *http.Request) ([]byte, int, http.Header, error) {
 	return buffer.Bytes(), response.StatusCode, response.Header, nil
 }
 
-// checkURL enforces the URL policy: absolute https URL, or http for a
-// loopback host; no userinfo, no fragment.
-func checkURL(rawURL string) error {
+// CheckURL enforces the URL policy for every server the broker talks to
+// about tokens: absolute https URL, or http for a loopback host; no
+// userinfo, no fragment. Errors wrap ErrInsecureURL.
+func CheckURL(rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInsecureURL, err)

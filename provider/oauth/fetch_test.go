@@ -41,9 +41,9 @@ func TestCheckURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
-			err := checkURL(tt.url)
+			err := CheckURL(tt.url)
 			if (err == nil) != tt.ok {
-				t.Fatalf("checkURL(%q) = %v, want ok=%v", tt.url, err, tt.ok)
+				t.Fatalf("CheckURL(%q) = %v, want ok=%v", tt.url, err, tt.ok)
 			}
 			if err != nil && !errors.Is(err, ErrInsecureURL) {
 				t.Fatalf("error %v is not ErrInsecureURL", err)

@@ -22,7 +22,7 @@ const (
 // building the URL, so the document's issuer may be the derived value or
 // the derived value plus "/"; issuerMatches decides.
 func IssuerFromMetadataURL(metadataURL string) (string, error) {
-	if err := checkURL(metadataURL); err != nil {
+	if err := CheckURL(metadataURL); err != nil {
 		return "", err
 	}
 	u, err := url.Parse(metadataURL)
@@ -92,14 +92,14 @@ func parseMetadata(body []byte, derivedIssuer, method string) (*metadata, error)
 		if m.JWKSURI == "" {
 			return nil, errors.New("metadata: jwks_uri is required for jwt validation")
 		}
-		if err := checkURL(m.JWKSURI); err != nil {
+		if err := CheckURL(m.JWKSURI); err != nil {
 			return nil, fmt.Errorf("metadata: jwks_uri: %w", err)
 		}
 	case MethodIntrospection:
 		if m.IntrospectionEndpoint == "" {
 			return nil, errors.New("metadata: introspection_endpoint is required for introspection")
 		}
-		if err := checkURL(m.IntrospectionEndpoint); err != nil {
+		if err := CheckURL(m.IntrospectionEndpoint); err != nil {
 			return nil, fmt.Errorf("metadata: introspection_endpoint: %w", err)
 		}
 	}
