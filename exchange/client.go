@@ -195,8 +195,7 @@ func (c *Client) form(req *ClientRequest) (url.Values, error) {
 // errorResponse turns a non-200 answer into an *OAuthError when it is an
 // RFC 6749 §5.2 error response, and into ErrTokenResponse otherwise.
 func (c *Client) errorResponse(body []byte, status int, req *ClientRequest) error {
-	var document map[string]any
-	if err := decodeJSONObject(body, &document); err == nil {
+	if document, err := oauth.DecodeObject(body); err == nil {
 		if code, ok := document["error"].(string); ok && isErrorCode(code) {
 			description, _ := document["error_description"].(string)
 			return &OAuthError{Code: code, Description: c.sanitize(description, req), Status: status}
@@ -247,8 +246,8 @@ func isErrorCode(code string) bool {
 // parseTokenResponse checks a 200 answer (RFC 8693 §2.2.1). requested is
 // the scope asked for, which an answer without scope grants.
 func parseTokenResponse(body []byte, requested []string) (*IssuedToken, error) {
-	var document map[string]any
-	if err := decodeJSONObject(body, &document); err != nil {
+	document, err := oauth.DecodeObject(body)
+	if err != nil {
 		return nil, errors.New("body is not a json object")
 	}
 	issued := &IssuedToken{}
@@ -412,8 +411,8 @@ func DiscoverIssuer(ctx context.Context, fetcher *oauth.Fetcher, issuer string) 
 }
 
 func parseMetadata(body []byte, derivedIssuer string) (*ServerMetadata, error) {
-	var document map[string]any
-	if err := decodeJSONObject(body, &document); err != nil {
+	document, err := oauth.DecodeObject(body)
+	if err != nil {
 		return nil, errors.New("not a json object")
 	}
 	m := &ServerMetadata{}

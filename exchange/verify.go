@@ -1,13 +1,10 @@
 package exchange
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"math/big"
 	"slices"
@@ -15,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 const (
@@ -135,12 +134,12 @@ func (s *KeySet) Verify(token string, opts VerifyOptions) (*VerifiedToken, error
 	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
 		return nil, invalidToken("not a JWS compact serialization")
 	}
-	headerBytes, err := decodeSegment(headerPart)
+	headerBytes, err := oauth.DecodeSegment(headerPart)
 	if err != nil {
 		return nil, invalidToken("header is not base64url")
 	}
-	var header map[string]any
-	if err := decodeJSONObject(headerBytes, &header); err != nil {
+	header, err := oauth.DecodeObject(headerBytes)
+	if err != nil {
 		return nil, invalidToken("header is not a json object")
 	}
 	if _, present := header["crit"]; present {
@@ -168,19 +167,19 @@ func (s *KeySet) Verify(token string, opts VerifyOptions) (*VerifiedToken, error
 	if string(key.signer.algorithm) != algorithm {
 		return nil, invalidToken("alg does not match the key")
 	}
-	payload, err := decodeSegment(payloadPart)
+	payload, err := oauth.DecodeSegment(payloadPart)
 	if err != nil {
 		return nil, invalidToken("payload is not base64url")
 	}
-	signature, err := decodeSegment(signaturePart)
+	signature, err := oauth.DecodeSegment(signaturePart)
 	if err != nil {
 		return nil, invalidToken("signature is not base64url")
 	}
 	if !verifySignature(key, token[:len(headerPart)+1+len(payloadPart)], signature) {
 		return nil, invalidToken("bad signature")
 	}
-	var claims map[string]any
-	if err := decodeJSONObject(payload, &claims); err != nil {
+	claims, err := oauth.DecodeObject(payload)
+	if err != nil {
 		return nil, invalidToken("payload is not a json object")
 	}
 	verified, err := readClaims(claims, &opts)
@@ -396,30 +395,4 @@ func numericDate(claims map[string]any, name string) (time.Time, error) {
 	}
 	whole, fraction := math.Modf(seconds)
 	return time.Unix(int64(whole), int64(fraction*1e9)), nil
-}
-
-var strictBase64URL = base64url.Strict()
-
-// decodeSegment decodes unpadded base64url strictly: the standard decoder
-// skips line breaks, which would give one token several spellings.
-func decodeSegment(segment string) ([]byte, error) {
-	if strings.ContainsAny(segment, "\r\n=") {
-		return nil, errors.New("not canonical base64url")
-	}
-	return strictBase64URL.DecodeString(segment)
-}
-
-// decodeJSONObject decodes one JSON object and nothing after it.
-func decodeJSONObject(data []byte, into *map[string]any) error {
-	decoder := json.NewDecoder(bytes.NewReader(data))
-	if err := decoder.Decode(into); err != nil {
-		return err
-	}
-	if *into == nil {
-		return errors.New("not a json object")
-	}
-	if _, err := decoder.Token(); err != io.EOF {
-		return errors.New("data after the json object")
-	}
-	return nil
 }

@@ -13,8 +13,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // An authorization runs over several requests to /authorize: the GET that
@@ -120,12 +121,8 @@ func (f *flowSealer) seal(state *flow) (string, error) {
 }
 
 func (f *flowSealer) open(value string, now time.Time) (*flow, error) {
-	// The decoder skips line breaks even when strict; one sealed flow has
-	// exactly one spelling.
-	if strings.ContainsAny(value, "\r\n") {
-		return nil, errFlowInvalid
-	}
-	sealed, err := base64.RawURLEncoding.Strict().DecodeString(value)
+	// Strict base64url: one sealed flow has exactly one spelling.
+	sealed, err := oauth.DecodeSegment(value)
 	if err != nil || len(sealed) < f.aead.NonceSize()+f.aead.Overhead() {
 		return nil, errFlowInvalid
 	}

@@ -74,7 +74,7 @@ func FuzzDecodeObject(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		object, err := decodeObject(data)
+		object, err := DecodeObject(data)
 		if err == nil && object == nil {
 			t.Fatal("nil object without an error")
 		}

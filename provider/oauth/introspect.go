@@ -35,7 +35,7 @@ func (s *server) introspect(ctx context.Context, token string, now time.Time) (*
 		s.logger.Warn("oauth: introspection failed", "issuer", state.metadata.Issuer, "error", err)
 		return nil, time.Time{}, s.unavailable(err)
 	}
-	response, err := decodeObject(body)
+	response, err := DecodeObject(body)
 	if err != nil {
 		err = fmt.Errorf("introspection response: %w", err)
 		s.logger.Warn("oauth: introspection failed", "issuer", state.metadata.Issuer, "error", err)

@@ -20,12 +20,12 @@ var (
 	errTrailingBytes = errors.New("data after the json object")
 )
 
-// decodeObject decodes a JSON object strictly: valid UTF-8, no duplicate
+// DecodeObject decodes a JSON object strictly: valid UTF-8, no duplicate
 // member names at any depth (RFC 7515 §4 and RFC 7519 §4 let a parser
 // reject them, and two parsers that disagree about which copy wins is how
 // signature checks get bypassed), no trailing data. Numbers become float64,
 // as encoding/json does for any.
-func decodeObject(data []byte) (map[string]any, error) {
+func DecodeObject(data []byte) (map[string]any, error) {
 	if !utf8.Valid(data) {
 		return nil, errInvalidUTF8
 	}

@@ -47,26 +47,26 @@ func parseJWT(token string) (*unverifiedJWT, error) {
 		return nil, invalid(ReasonMalformed, "not a JWS compact serialization")
 	}
 
-	headerBytes, err := decodeSegment(headerPart)
+	headerBytes, err := DecodeSegment(headerPart)
 	if err != nil {
 		return nil, invalid(ReasonMalformed, "header is not base64url")
 	}
-	header, err := decodeObject(headerBytes)
+	header, err := DecodeObject(headerBytes)
 	if err != nil {
 		return nil, invalid(ReasonMalformed, "header is not a json object")
 	}
 	t := &unverifiedJWT{}
 	t.headerErr = checkHeader(header, t)
 
-	if t.payload, err = decodeSegment(payloadPart); err != nil {
+	if t.payload, err = DecodeSegment(payloadPart); err != nil {
 		return nil, invalid(ReasonMalformed, "payload is not base64url")
 	}
-	if t.claims, err = decodeObject(t.payload); err != nil {
+	if t.claims, err = DecodeObject(t.payload); err != nil {
 		return nil, invalid(ReasonMalformed, "payload is not a json object")
 	}
 	// An empty signature (alg none, or a stripped one) is refused in
 	// verifyJWT, after the header check has had its say.
-	if _, err := decodeSegment(signaturePart); err != nil {
+	if _, err := DecodeSegment(signaturePart); err != nil {
 		return nil, invalid(ReasonMalformed, "signature is not base64url")
 	}
 	switch v := t.claims["iss"].(type) {
@@ -113,10 +113,10 @@ func checkHeader(header map[string]any, t *unverifiedJWT) error {
 	return nil
 }
 
-// decodeSegment decodes unpadded base64url strictly: no padding, no
+// DecodeSegment decodes unpadded base64url (a JWS segment) strictly: no padding, no
 // whitespace or line breaks (which the standard decoder skips), no
 // non-canonical trailing bits, so one token has exactly one spelling.
-func decodeSegment(segment string) ([]byte, error) {
+func DecodeSegment(segment string) ([]byte, error) {
 	for i := 0; i < len(segment); i++ {
 		if !base64URLChar[segment[i]] {
 			return nil, base64.CorruptInputError(i)

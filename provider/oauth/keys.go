@@ -134,7 +134,7 @@ func parseJWKS(body []byte) (*keySet, []string, error) {
 	var document struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if _, err := decodeObject(body); err != nil { // strictness (duplicates, UTF-8) first
+	if _, err := DecodeObject(body); err != nil { // strictness (duplicates, UTF-8) first
 		return nil, nil, fmt.Errorf("jwks: %w", err)
 	}
 	if err := json.Unmarshal(body, &document); err != nil {

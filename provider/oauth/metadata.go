@@ -65,7 +65,7 @@ type metadata struct {
 
 // parseMetadata decodes and checks a metadata document for a server.
 func parseMetadata(body []byte, derivedIssuer, method string) (*metadata, error) {
-	document, err := decodeObject(body)
+	document, err := DecodeObject(body)
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
