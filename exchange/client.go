@@ -346,10 +346,16 @@ func postWith(client *http.Client) func(context.Context, string, url.Values, str
 // ServerMetadata is what the broker reads from an authorization server's
 // metadata document (RFC 8414, OpenID Connect Discovery).
 type ServerMetadata struct {
-	Issuer              string
-	TokenEndpoint       string // empty when the document names none
-	JWKSURI             string // empty when the document names none
-	GrantTypesSupported []string
+	Issuer                string
+	TokenEndpoint         string // empty when the document names none
+	JWKSURI               string // empty when the document names none
+	AuthorizationEndpoint string // empty when the document names none
+	GrantTypesSupported   []string
+	// CodeChallengeMethodsSupported lists the PKCE methods (RFC 8414).
+	CodeChallengeMethodsSupported []string
+	// IssParameterSupported: the server puts iss in every authorization
+	// response (RFC 9207).
+	IssParameterSupported bool
 }
 
 // SupportsTokenExchange reports whether the server lists the
@@ -425,7 +431,7 @@ func parseMetadata(body []byte, derivedIssuer string) (*ServerMetadata, error) {
 	if m.Issuer != derivedIssuer && m.Issuer != derivedIssuer+"/" {
 		return nil, fmt.Errorf("issuer %q is not %q, the one the url was built from", m.Issuer, derivedIssuer)
 	}
-	for name, into := range map[string]*string{"token_endpoint": &m.TokenEndpoint, "jwks_uri": &m.JWKSURI} {
+	for name, into := range map[string]*string{"token_endpoint": &m.TokenEndpoint, "jwks_uri": &m.JWKSURI, "authorization_endpoint": &m.AuthorizationEndpoint} {
 		raw, present := document[name]
 		if !present {
 			continue
@@ -439,12 +445,21 @@ func parseMetadata(body []byte, derivedIssuer string) (*ServerMetadata, error) {
 		}
 		*into = value
 	}
-	if raw, present := document["grant_types_supported"]; present {
-		grants, ok := stringOrStrings(raw)
-		if _, isString := raw.(string); isString || !ok {
-			return nil, errors.New("grant_types_supported is not an array of strings")
+	for name, into := range map[string]*[]string{"grant_types_supported": &m.GrantTypesSupported, "code_challenge_methods_supported": &m.CodeChallengeMethodsSupported} {
+		raw, present := document[name]
+		if !present {
+			continue
 		}
-		m.GrantTypesSupported = grants
+		values, ok := stringOrStrings(raw)
+		if _, isString := raw.(string); isString || !ok {
+			return nil, fmt.Errorf("%s is not an array of strings", name)
+		}
+		*into = values
+	}
+	if raw, present := document["authorization_response_iss_parameter_supported"]; present {
+		if m.IssParameterSupported, ok = raw.(bool); !ok {
+			return nil, errors.New("authorization_response_iss_parameter_supported is not a boolean")
+		}
 	}
 	return m, nil
 }

@@ -205,85 +205,18 @@ func discoverLogin(ctx context.Context, fetcher *oauth.Fetcher, issuer string) (
 	if metadata.TokenEndpoint == "" {
 		return nil, fmt.Errorf("%s's metadata names no token_endpoint", metadata.Issuer)
 	}
-	var document *loginDocument
-	var problems []error
-	for _, metadataURL := range issuerMetadataURLs(issuer) {
-		if document, err = fetchLoginDocument(ctx, fetcher, metadataURL, metadata.Issuer); err == nil {
-			break
-		}
-		problems = append(problems, err)
-	}
-	if document == nil {
-		return nil, fmt.Errorf("read %s's metadata: %w", metadata.Issuer, errors.Join(problems...))
-	}
-	if document.AuthorizationEndpoint == "" {
+	if metadata.AuthorizationEndpoint == "" {
 		return nil, fmt.Errorf("%s's metadata names no authorization_endpoint", metadata.Issuer)
 	}
-	if err := checkSecureURL(document.AuthorizationEndpoint); err != nil {
-		return nil, fmt.Errorf("%s's authorization_endpoint: %w", metadata.Issuer, err)
-	}
-	if !slices.Contains(document.CodeChallengeMethodsSupported, "S256") {
-		return nil, fmt.Errorf("%s does not support PKCE with S256 (code_challenge_methods_supported: %q)", metadata.Issuer, document.CodeChallengeMethodsSupported)
+	if !slices.Contains(metadata.CodeChallengeMethodsSupported, "S256") {
+		return nil, fmt.Errorf("%s does not support PKCE with S256 (code_challenge_methods_supported: %q)", metadata.Issuer, metadata.CodeChallengeMethodsSupported)
 	}
 	return &loginMetadata{
 		Issuer:                metadata.Issuer,
-		AuthorizationEndpoint: document.AuthorizationEndpoint,
+		AuthorizationEndpoint: metadata.AuthorizationEndpoint,
 		TokenEndpoint:         metadata.TokenEndpoint,
-		IssParameterSupported: document.IssParameterSupported,
+		IssParameterSupported: metadata.IssParameterSupported,
 	}, nil
-}
-
-// loginDocument is the part of a metadata document only the code flow
-// reads.
-type loginDocument struct {
-	Issuer                        string   `json:"issuer"`
-	AuthorizationEndpoint         string   `json:"authorization_endpoint"`
-	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
-	IssParameterSupported         bool     `json:"authorization_response_iss_parameter_supported"`
-}
-
-func fetchLoginDocument(ctx context.Context, fetcher *oauth.Fetcher, metadataURL, issuer string) (*loginDocument, error) {
-	body, err := fetcher.Get(ctx, metadataURL)
-	if err != nil {
-		return nil, err
-	}
-	var document loginDocument
-	if err := json.Unmarshal(body, &document); err != nil {
-		return nil, fmt.Errorf("%s: %w", metadataURL, err)
-	}
-	if document.Issuer != issuer {
-		return nil, fmt.Errorf("%s: issuer %q is not %q", metadataURL, document.Issuer, issuer)
-	}
-	return &document, nil
-}
-
-// issuerMetadataURLs are the places exchange.DiscoverIssuer looks, in its
-// order: RFC 8414, then OpenID Connect Discovery.
-func issuerMetadataURLs(issuer string) []string {
-	u, err := url.Parse(issuer)
-	if err != nil {
-		return nil
-	}
-	path := strings.TrimSuffix(u.EscapedPath(), "/")
-	base := u.Scheme + "://" + u.Host
-	return []string{base + "/.well-known/oauth-authorization-server" + path, base + path + "/.well-known/openid-configuration"}
-}
-
-// checkSecureURL accepts https URLs, and http ones only for loopback hosts:
-// codes and passwords never cross a network in the clear.
-func checkSecureURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil {
-		return fmt.Errorf("%q is not an absolute url without userinfo", raw)
-	}
-	if u.Scheme == "https" {
-		return nil
-	}
-	host := strings.ToLower(u.Hostname())
-	if ip := net.ParseIP(host); u.Scheme == "http" && (host == "localhost" || (ip != nil && ip.IsLoopback())) {
-		return nil
-	}
-	return fmt.Errorf("%s is neither https nor http on a loopback host", u.Redacted())
 }
 
 // codeFlow is one authorization request and what its answer must match.

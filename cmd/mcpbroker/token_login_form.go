@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/html"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 const (
@@ -80,7 +82,7 @@ func (s *formSigner) signIn(ctx context.Context, authorizationURL string) error 
 			if origin(location)+location.Path == s.redirectURI {
 				return s.deliver(ctx, location)
 			}
-			if err := checkSecureURL(location.String()); err != nil {
+			if err := oauth.CheckURL(location.String()); err != nil {
 				return fmt.Errorf("sign in: %s redirected: %w", at, err)
 			}
 			if request, err = http.NewRequestWithContext(ctx, http.MethodGet, location.String(), nil); err != nil {
