@@ -2,8 +2,6 @@ package broker
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -225,25 +223,22 @@ func jwtScopes(token string) ([]string, error) {
 	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
 		return nil, nil
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(payloadPart)
+	// The strict decoders the broker reads inbound tokens with: exact
+	// member names, no duplicates, so this check reads the claim an
+	// upstream reads.
+	payload, err := oauth.DecodeSegment(payloadPart)
 	if err != nil {
 		return nil, nil
 	}
-	var claims struct {
-		Scope json.RawMessage `json:"scope"`
-		Scp   json.RawMessage `json:"scp"`
-	}
-	if json.Unmarshal(payload, &claims) != nil {
+	claims, err := oauth.DecodeObject(payload)
+	if err != nil {
 		return nil, nil
 	}
 	var scopes []string
-	for _, claim := range [...]struct {
-		name string
-		raw  json.RawMessage
-	}{{"scope", claims.Scope}, {"scp", claims.Scp}} {
-		values, ok := scopeClaim(claim.raw)
+	for _, name := range [...]string{"scope", "scp"} {
+		values, ok := scopeClaim(claims[name])
 		if !ok {
-			return nil, fmt.Errorf("%w: the token's %s claim cannot be read", errWiderScope, claim.name)
+			return nil, fmt.Errorf("%w: the token's %s claim cannot be read", errWiderScope, name)
 		}
 		scopes = append(scopes, values...)
 	}
@@ -252,16 +247,21 @@ func jwtScopes(token string) ([]string, error) {
 
 // scopeClaim reads a scope claim: absent or null, a space-separated
 // string, or an array of strings.
-func scopeClaim(raw json.RawMessage) ([]string, bool) {
-	if len(raw) == 0 || string(raw) == "null" {
+func scopeClaim(raw any) ([]string, bool) {
+	switch value := raw.(type) {
+	case nil:
 		return nil, true
-	}
-	var joined string
-	if json.Unmarshal(raw, &joined) == nil {
-		return strings.Fields(joined), true
-	}
-	var values []string
-	if json.Unmarshal(raw, &values) == nil {
+	case string:
+		return strings.Fields(value), true
+	case []any:
+		values := make([]string, 0, len(value))
+		for _, item := range value {
+			text, ok := item.(string)
+			if !ok {
+				return nil, false
+			}
+			values = append(values, text)
+		}
 		return values, true
 	}
 	return nil, false

@@ -122,7 +122,12 @@ func TestMintedTokenKeepsTheInboundIssuerApart(t *testing.T) {
 // broker reads, not verifies, a connector's token.
 func fakeJWT(claims map[string]any) string {
 	payload, _ := json.Marshal(claims)
-	return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(payload) + ".c2lnbmF0dXJl"
+	return rawJWT(string(payload))
+}
+
+// rawJWT is fakeJWT for a payload written out, member order included.
+func rawJWT(payload string) string {
+	return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2lnbmF0dXJl"
 }
 
 // A connector's token never grants more than was asked for. Asking for no
@@ -155,6 +160,8 @@ func TestConnectorTokenCarriesNoScopeBeyondTheRequest(t *testing.T) {
 			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read"}), "scope": "ledger:read"}, true},
 		{"a tool's scope, the response silent and the JWT wider", []string{"ledger:read"},
 			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read ledger:write"})}, false},
+		{"a tool's scope, the JWT's scope hidden behind a case variant", []string{"ledger:read"},
+			map[string]any{"access_token": rawJWT(`{"sub":"alice","scope":"admin","Scope":"ledger:read"}`)}, false},
 		{"a tool's scope, a wider scope granted", []string{"ledger:read"},
 			map[string]any{"access_token": "tool-token", "scope": "ledger:read admin"}, false},
 	}
