@@ -178,7 +178,7 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 	}
 	r := tokenRequest{principal: c.Principal, audience: app.audience, scopes: scopes, ttl: grant.ttl, delegation: app.delegation}
 	if app.issuer.exchangesAgentToken() {
-		r.subjectToken = c.subjectToken()
+		r.subjectToken, _ = ctx.Value(subjectTokenKey{}).(credential) // set by begin
 	}
 	token, err := app.issuer.issue(ctx, r)
 	if err != nil {
