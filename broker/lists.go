@@ -67,7 +67,7 @@ func (b *Broker) aggregate(ctx context.Context, c *Call) error {
 	if len(page.next) > 0 {
 		result["nextCursor"] = encodeCursor(page.next)
 	}
-	raw, err := json.Marshal(result)
+	raw, err := jsonrpc.Marshal(result) // items as the upstreams wrote them, unescaped
 	if err != nil {
 		return fmt.Errorf("broker: encode %s: %w", c.Message.Method, err)
 	}
@@ -232,12 +232,13 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 				}
 			}
 			if exposed != head.Name {
-				var fields map[string]json.RawMessage
-				if err := jsonrpc.Unmarshal(item, &fields); err != nil {
+				// Only the name changes; the rest keeps the upstream's bytes.
+				name, _ := jsonrpc.Marshal(exposed)
+				renamed, err := jsonrpc.SetMember(item, "name", name)
+				if err != nil {
 					return nil, fmt.Errorf("malformed list item: %w", err)
 				}
-				fields["name"], _ = json.Marshal(exposed)
-				item, _ = json.Marshal(fields)
+				item = renamed
 			}
 			if len(routes) < maxRoutes {
 				routes[exposed] = app

@@ -76,6 +76,9 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 }
 
 // upstreamParams rewrites the name a client used into the upstream's own.
+// Only that member changes: the rest of the params reach the upstream as
+// the client wrote them, so the upstream reads what the policy judged and
+// a request under the body cap stays under it.
 func upstreamParams(c *Call) (json.RawMessage, error) {
 	exposed := c.Params.Name
 	if c.Message.Method == "completion/complete" && c.Params.Ref != nil {
@@ -84,22 +87,30 @@ func upstreamParams(c *Call) (json.RawMessage, error) {
 	if c.Name == "" || c.Name == exposed {
 		return c.Message.Params, nil
 	}
-	var fields map[string]json.RawMessage
-	if err := jsonrpc.Unmarshal(c.Message.Params, &fields); err != nil {
+	name, err := jsonrpc.Marshal(c.Name)
+	if err != nil {
+		return nil, err
+	}
+	if c.Message.Method != "completion/complete" {
+		return setParam(c.Message.Params, "name", name)
+	}
+	ref, ok, err := jsonrpc.Member(c.Message.Params, "ref")
+	if err != nil || !ok {
+		return nil, fmt.Errorf("%w: malformed ref", ErrInvalidParams)
+	}
+	if ref, err = jsonrpc.SetMember(ref, "name", name); err != nil {
+		return nil, fmt.Errorf("%w: malformed ref", ErrInvalidParams)
+	}
+	return setParam(c.Message.Params, "ref", ref)
+}
+
+// setParam replaces one member of a message's params.
+func setParam(params json.RawMessage, member string, value []byte) (json.RawMessage, error) {
+	out, err := jsonrpc.SetMember(params, member, value)
+	if err != nil {
 		return nil, fmt.Errorf("%w: malformed params", ErrInvalidParams)
 	}
-	name, _ := json.Marshal(c.Name)
-	if c.Message.Method == "completion/complete" {
-		var ref map[string]json.RawMessage
-		if err := jsonrpc.Unmarshal(fields["ref"], &ref); err != nil {
-			return nil, fmt.Errorf("%w: malformed ref", ErrInvalidParams)
-		}
-		ref["name"] = name
-		fields["ref"], _ = json.Marshal(ref)
-	} else {
-		fields["name"] = name
-	}
-	return json.Marshal(fields)
+	return out, nil
 }
 
 // forwardCancel passes a client's cancellation on under the upstream's id.
@@ -108,12 +119,10 @@ func (b *Broker) forwardCancel(ctx context.Context, c *Call) error {
 	if !ok {
 		return nil
 	}
-	var fields map[string]json.RawMessage
-	if err := jsonrpc.Unmarshal(c.Message.Params, &fields); err != nil {
-		return fmt.Errorf("%w: malformed params", ErrInvalidParams)
+	params, err := setParam(c.Message.Params, "requestId", []byte(call.upstreamID.Raw()))
+	if err != nil {
+		return err
 	}
-	fields["requestId"] = json.RawMessage(call.upstreamID.Raw())
-	params, _ := json.Marshal(fields)
 	// The client expects no answer now: stop waiting for the upstream's
 	// before telling it, so a quick answer to the cancellation is not sent.
 	call.cancel()
@@ -235,17 +244,19 @@ func clientAccepts(st *sessionState, method string) bool {
 // remapServerCancel rewrites an upstream's cancellation of its own request
 // to the id the client knows.
 func (b *Broker) remapServerCancel(st *sessionState, conn *apps.Conn, m *jsonrpc.Message) *jsonrpc.Message {
-	var fields map[string]json.RawMessage
-	if jsonrpc.Unmarshal(m.Params, &fields) != nil {
+	requestID, ok, err := jsonrpc.Member(m.Params, "requestId")
+	if err != nil || !ok {
 		return nil
 	}
-	id, ok := st.clientIDFor(conn, string(trimJSON(fields["requestId"])))
+	id, ok := st.clientIDFor(conn, string(trimJSON(requestID)))
 	if !ok {
 		return nil
 	}
 	st.takeServerRequest(id)
-	fields["requestId"] = json.RawMessage(id.Raw())
-	params, _ := json.Marshal(fields)
+	params, err := jsonrpc.SetMember(m.Params, "requestId", []byte(id.Raw()))
+	if err != nil {
+		return nil
+	}
 	return &jsonrpc.Message{Method: m.Method, Params: params}
 }
 

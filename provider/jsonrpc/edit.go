@@ -1,0 +1,207 @@
+package jsonrpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+)
+
+// Forwarded messages keep the sender's bytes. Decoding into a map and
+// encoding it again would sort members, drop whitespace and write <, >
+// and & as six-byte escapes: a request under one server's size cap could
+// reach the next one six times larger, and the receiver would not see what
+// the sender wrote. So the few members the broker rewrites are replaced in
+// place, and every other byte passes through.
+
+// ErrMalformedObject means a value given to Member or SetMember is not a
+// JSON object, or holds the member asked for twice.
+var ErrMalformedObject = errors.New("jsonrpc: not a JSON object with unique members")
+
+// Member returns the value of the member name of the JSON object obj, as
+// it is written there; ok is false when obj has no such member. Member
+// names are compared after unescaping, as decoders do.
+func Member(obj []byte, name string) (value []byte, ok bool, err error) {
+	span, err := findMember(obj, name)
+	if err != nil || span.start < 0 {
+		return nil, false, err
+	}
+	return obj[span.start:span.end], true, nil
+}
+
+// SetMember returns a copy of the JSON object obj with the value of the
+// member name replaced by value, which must be valid JSON, or with the
+// member added at the end when obj has none. Every other byte of obj is
+// kept.
+func SetMember(obj []byte, name string, value []byte) ([]byte, error) {
+	span, err := findMember(obj, name)
+	if err != nil {
+		return nil, err
+	}
+	if span.start >= 0 {
+		out := make([]byte, 0, len(obj)-(span.end-span.start)+len(value))
+		out = append(out, obj[:span.start]...)
+		out = append(out, value...)
+		return append(out, obj[span.end:]...), nil
+	}
+	out := make([]byte, 0, len(obj)+len(name)+len(value)+8)
+	out = append(out, obj[:span.close]...)
+	if span.members {
+		out = append(out, ',')
+	}
+	out = appendString(out, name)
+	out = append(out, ':')
+	out = append(out, value...)
+	return append(out, obj[span.close:]...), nil
+}
+
+// memberSpan locates a member's value in an object: start and end bound
+// the value (start < 0: absent), close is the index of the object's
+// closing brace, members whether the object has any.
+type memberSpan struct {
+	start, end, close int
+	members           bool
+}
+
+// findMember scans obj, which came through a JSON decoder and so is valid
+// JSON text; the scan still fails on anything that is not an object.
+func findMember(obj []byte, name string) (memberSpan, error) {
+	span := memberSpan{start: -1}
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return span, ErrMalformedObject
+	}
+	i = skipSpace(obj, i+1)
+	if i < len(obj) && obj[i] == '}' {
+		span.close = i
+		return span, checkEnd(obj, i+1)
+	}
+	for {
+		if i >= len(obj) || obj[i] != '"' {
+			return span, ErrMalformedObject
+		}
+		keyEnd, err := skipString(obj, i)
+		if err != nil {
+			return span, err
+		}
+		match := keyEquals(obj[i:keyEnd], name)
+		i = skipSpace(obj, keyEnd)
+		if i >= len(obj) || obj[i] != ':' {
+			return span, ErrMalformedObject
+		}
+		i = skipSpace(obj, i+1)
+		valueEnd, err := skipValue(obj, i)
+		if err != nil {
+			return span, err
+		}
+		if match {
+			if span.start >= 0 {
+				return span, ErrMalformedObject
+			}
+			span.start, span.end = i, valueEnd
+		}
+		span.members = true
+		i = skipSpace(obj, valueEnd)
+		if i >= len(obj) {
+			return span, ErrMalformedObject
+		}
+		switch obj[i] {
+		case ',':
+			i = skipSpace(obj, i+1)
+		case '}':
+			span.close = i
+			return span, checkEnd(obj, i+1)
+		default:
+			return span, ErrMalformedObject
+		}
+	}
+}
+
+// keyEquals compares a quoted member name with name; only a name written
+// with escapes is decoded.
+func keyEquals(quoted []byte, name string) bool {
+	inner := quoted[1 : len(quoted)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner) == name
+	}
+	var key string
+	return json.Unmarshal(quoted, &key) == nil && key == name
+}
+
+func checkEnd(obj []byte, i int) error {
+	if skipSpace(obj, i) != len(obj) {
+		return ErrMalformedObject
+	}
+	return nil
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string that starts at b[i].
+func skipString(b []byte, i int) (int, error) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, nil
+		}
+	}
+	return 0, ErrMalformedObject
+}
+
+// skipValue returns the index after the value that starts at b[i].
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return 0, ErrMalformedObject
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, err := skipString(b, j)
+				if err != nil {
+					return 0, err
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return 0, ErrMalformedObject
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	if j == i {
+		return 0, ErrMalformedObject
+	}
+	return j, nil
+}
+
+// Marshal encodes v as encoding/json does, except that <, > and & are
+// written as they are: messages are not HTML, and escaping them would grow
+// what is forwarded.
+func Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}

@@ -1,0 +1,97 @@
+package jsonrpc_test
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+func TestSetMember(t *testing.T) {
+	tests := []struct {
+		name, obj, member, value, want string
+	}{
+		{"replace keeps the rest", `{"a":"<&>", "name" : "x_y" ,"b":[1e400]}`, "name", `"y"`, `{"a":"<&>", "name" : "y" ,"b":[1e400]}`},
+		{"escaped member name", `{"n\u0061me":"x","z":{"name":1}}`, "name", `"y"`, `{"n\u0061me":"y","z":{"name":1}}`},
+		{"nested name is not the member", `{"z":{"name":1},"q":"name"}`, "name", `2`, `{"z":{"name":1},"q":"name","name":2}`},
+		{"added to an empty object", ` { } `, "p", `7`, ` { "p":7} `},
+		{"added at the end", "{\"a\":1\n}", "p", `{"x":"<"}`, "{\"a\":1\n,\"p\":{\"x\":\"<\"}}"},
+		{"string with brackets and quotes", `{"s":"}]\"{[","name":"a"}`, "name", `"b"`, `{"s":"}]\"{[","name":"b"}`},
+		{"value is an object", `{"_meta":{"progressToken":"t","k":"<"},"name":"a"}`, "_meta", `{"progressToken":5,"k":"<"}`, `{"_meta":{"progressToken":5,"k":"<"},"name":"a"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := jsonrpc.SetMember([]byte(tt.obj), tt.member, []byte(tt.value))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+			if !json.Valid(got) {
+				t.Errorf("result is not JSON: %s", got)
+			}
+		})
+	}
+}
+
+func TestMemberRefusesWhatIsNotAnObject(t *testing.T) {
+	for _, obj := range []string{``, `[]`, `"s"`, `{"a":1}x`, `{"a" 1}`, `{"a":1,}`, `{"name":1,"name":2}`, `{"a":"unterminated}`, `{"a":[1}`} {
+		if _, _, err := jsonrpc.Member([]byte(obj), "name"); !errors.Is(err, jsonrpc.ErrMalformedObject) {
+			t.Errorf("Member(%q): %v, want ErrMalformedObject", obj, err)
+		}
+	}
+	value, ok, err := jsonrpc.Member([]byte(`{"a":{"name":1}, "name" :  [ 1 , 2 ] }`), "name")
+	if err != nil || !ok || string(value) != `[ 1 , 2 ]` {
+		t.Errorf("Member: %q %v %v", value, ok, err)
+	}
+	if _, ok, err := jsonrpc.Member([]byte(`{"a":{"name":1}}`), "name"); err != nil || ok {
+		t.Errorf("Member of a nested name: ok=%v err=%v", ok, err)
+	}
+}
+
+func TestMarshalDoesNotEscapeHTML(t *testing.T) {
+	got, err := jsonrpc.Marshal(map[string]any{"a": "<&>", "b": json.RawMessage(`"<>"`)})
+	if err != nil || string(got) != `{"a":"<&>","b":"<>"}` {
+		t.Errorf("got %s, %v", got, err)
+	}
+}
+
+// FuzzSetMember: on any JSON object SetMember agrees with a decoder, and
+// on anything else it fails rather than write something invalid.
+func FuzzSetMember(f *testing.F) {
+	for _, seed := range []string{`{}`, `{"name":"a"}`, `{"a":{"name":[1,"}"]},"name":null}`, `{"n\u0061me":1}`, `[1]`, `{"a":1,"a":2}`, `{"name":"\\"}`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, obj string) {
+		got, err := jsonrpc.SetMember([]byte(obj), "name", []byte(`"new"`))
+		var before map[string]json.RawMessage
+		decodable := json.Unmarshal([]byte(obj), &before) == nil && json.Valid([]byte(obj))
+		if err != nil {
+			return
+		}
+		if !decodable {
+			// Only input a decoder accepted reaches SetMember in the broker;
+			// on other input it may succeed, but must not panic.
+			return
+		}
+		var after map[string]json.RawMessage
+		if err := json.Unmarshal(got, &after); err != nil {
+			t.Fatalf("SetMember(%q) = %q: %v", obj, got, err)
+		}
+		before["name"] = json.RawMessage(`"new"`)
+		if len(before) != len(after) {
+			t.Fatalf("SetMember(%q) = %q: members %d, want %d", obj, got, len(after), len(before))
+		}
+		for k, v := range before {
+			var a, b any
+			_ = json.Unmarshal(v, &a)
+			_ = json.Unmarshal(after[k], &b)
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("SetMember(%q) = %q: member %q is %s, want %s", obj, got, k, after[k], v)
+			}
+		}
+	})
+}
