@@ -31,6 +31,10 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 		// Both are sealed into the session id and sent to every upstream.
 		return fmt.Errorf("%w: capabilities and clientInfo exceed %d bytes", ErrInvalidParams, maxClientFacts)
 	}
+	capabilities, err := canonicalCapabilities(p.Capabilities)
+	if err != nil {
+		return err
+	}
 	s := c.Session
 	if !c.State.beginInitialize() {
 		return ErrAlreadyInitialized
@@ -42,9 +46,9 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 		version = provider.LatestVersion
 	}
 	s.ProtocolVersion = version
-	s.ClientCapabilities = p.Capabilities
+	s.ClientCapabilities = capabilities
 	s.ClientInfo = p.ClientInfo
-	c.State.setClientCapabilities(p.Capabilities)
+	c.State.setClientCapabilities(capabilities)
 	s.Upstreams = make(map[string]provider.UpstreamRef, len(b.catalog.Apps))
 
 	st := c.State
@@ -75,9 +79,13 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	if text := b.instructions(results); text != "" {
 		result["instructions"] = text
 	}
-	var err error
-	c.Response, err = jsonrpc.NewResult(c.Message.ID, result)
-	return err
+	// Unescaped: upstreams' instructions are text, not HTML.
+	raw, err := jsonrpc.Marshal(result)
+	if err != nil {
+		return fmt.Errorf("broker: encode initialize result: %w", err)
+	}
+	c.Response = &jsonrpc.Message{ID: c.Message.ID, Result: raw}
+	return nil
 }
 
 // mergeCapabilities offers what at least one upstream offers and the broker

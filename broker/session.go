@@ -37,7 +37,7 @@ type sessionState struct {
 	digest string
 
 	// capabilities are the client's, parsed once.
-	capabilities map[string]json.RawMessage
+	capabilities clientCapabilities
 
 	// agent is the latest authenticated agent of the session: upstream
 	// requests outside any call (the GET stream, DELETE) are made for it.
@@ -242,7 +242,7 @@ func (st *sessionState) isInitialized() bool {
 }
 
 // clientCapabilities returns the client's declared capabilities.
-func (st *sessionState) clientCapabilities() map[string]json.RawMessage {
+func (st *sessionState) clientCapabilities() clientCapabilities {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return st.capabilities
@@ -251,8 +251,7 @@ func (st *sessionState) clientCapabilities() map[string]json.RawMessage {
 // setClientCapabilities records what the client declared at initialize or
 // what its restored session id carried.
 func (st *sessionState) setClientCapabilities(raw json.RawMessage) {
-	var caps map[string]json.RawMessage
-	_ = jsonrpc.Unmarshal(raw, &caps)
+	caps := parseClientCapabilities(raw)
 	st.mu.Lock()
 	st.capabilities = caps
 	st.mu.Unlock()

@@ -200,8 +200,9 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 		defer cancel()
 		_ = conn.Send(ctx, resp, nil)
 	}
-	if !clientAccepts(st, m.Method) {
-		resp := jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeMethodNotFound, "the client does not offer "+m.Method))
+	if refusal := st.clientCapabilities().refusal(m); refusal != nil {
+		b.log.Debug("upstream request not relayed", "app", conn.App.Name, "method", m.Method, "reason", refusal.Message)
+		resp := jsonrpc.NewErrorResponse(m.ID, refusal)
 		ctx, cancel := context.WithTimeout(context.Background(), conn.App.Timeout)
 		defer cancel()
 		_ = conn.Send(ctx, resp, nil)
@@ -220,25 +221,6 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 		st.takeServerRequest(id)
 		refuse("the client cannot receive requests on this stream")
 	}
-}
-
-// serverRequestCapability is the client capability each request an
-// upstream may send to the client needs; other methods are not relayed.
-var serverRequestCapability = map[string]string{
-	"ping":                   "",
-	"sampling/createMessage": "sampling",
-	"elicitation/create":     "elicitation",
-	"roots/list":             "roots",
-}
-
-// clientAccepts says whether the client declared what an upstream's request
-// needs, so a misbehaving upstream cannot reach past it.
-func clientAccepts(st *sessionState, method string) bool {
-	capability, known := serverRequestCapability[method]
-	if !known {
-		return false
-	}
-	return capability == "" || st.clientCapabilities()[capability] != nil
 }
 
 // remapServerCancel rewrites an upstream's cancellation of its own request
