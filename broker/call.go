@@ -59,6 +59,17 @@ type callParams struct {
 	} `json:"ref"`
 	RequestID json.RawMessage `json:"requestId"`
 	Level     string          `json:"level"`
+	Meta      *struct {
+		ProgressToken json.RawMessage `json:"progressToken"`
+	} `json:"_meta"`
+}
+
+// progressToken is the token the client asked progress under; nil for none.
+func (p *callParams) progressToken() json.RawMessage {
+	if p.Meta == nil || isAbsent(p.Meta.ProgressToken) {
+		return nil
+	}
+	return p.Meta.ProgressToken
 }
 
 // routeKind says how a call is served.

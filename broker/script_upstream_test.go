@@ -15,7 +15,8 @@ import (
 // keeps every body it receives as it came, refuses bodies over 4 MiB with
 // 413 as common SDK servers do, and answers a tools/call of "script" with
 // an event stream carrying the messages in arguments.messages, then the
-// result: a test makes it send any request or notification it likes.
+// result (or arguments.error): a test makes it send any request or
+// notification it likes.
 type scriptUpstream struct {
 	// capabilities are the server's own, as JSON.
 	capabilities string
@@ -88,6 +89,7 @@ func (u *scriptUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Name      string `json:"name"`
 			Arguments struct {
 				Messages []json.RawMessage `json:"messages"`
+				Error    json.RawMessage   `json:"error"`
 			} `json:"arguments"`
 		}
 		_ = json.Unmarshal(m.Params, &p)
@@ -96,6 +98,10 @@ func (u *scriptUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/event-stream")
 			for _, msg := range p.Arguments.Messages {
 				fmt.Fprintf(w, "data: %s\n\n", msg)
+			}
+			if p.Arguments.Error != nil {
+				fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"error\":%s}\n\n", m.ID, p.Arguments.Error)
+				return
 			}
 			fmt.Fprintf(w, "data: {\"jsonrpc\":\"2.0\",\"id\":%s,\"result\":%s}\n\n", m.ID, result)
 			return

@@ -29,6 +29,12 @@ type sessionState struct {
 	serverRequests map[int64]serverRequest
 	nextServerID   int64
 
+	// progress maps the progress token an upstream was given for a call
+	// back to the client's; elicitations are the URL elicitations
+	// upstreams started and have not completed (relay_origin.go).
+	progress     map[progressKey]json.RawMessage
+	elicitations map[elicitationKey]struct{}
+
 	// initializing and initialized gate a legacy session, whose requests
 	// run concurrently: one initialize, and nothing else before it ends.
 	initializing, initialized bool
@@ -80,6 +86,8 @@ func newSessionState() *sessionState {
 		slots:          make(map[string]*connSlot),
 		inflight:       make(map[string]inflightCall),
 		serverRequests: make(map[int64]serverRequest),
+		progress:       make(map[progressKey]json.RawMessage),
+		elicitations:   make(map[elicitationKey]struct{}),
 		tools:          make(map[string]*apps.App),
 		prompts:        make(map[string]*apps.App),
 		resources:      make(map[string]*apps.App),
@@ -153,15 +161,23 @@ func initParams(s *provider.Session) apps.InitParams {
 	return apps.InitParams{ProtocolVersion: s.ProtocolVersion, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo}
 }
 
-func (st *sessionState) startCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID, cancel context.CancelFunc) {
+// startCall records a request in flight upstream; progressToken is the
+// client's, nil when it asked for no progress.
+func (st *sessionState) startCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID, progressToken json.RawMessage, cancel context.CancelFunc) {
 	st.mu.Lock()
 	st.inflight[clientID.Raw()] = inflightCall{conn: c, upstreamID: upstreamID, cancel: cancel}
+	if progressToken != nil {
+		st.progress[progressKey{c, upstreamID.Raw()}] = progressToken
+	}
 	st.mu.Unlock()
 }
 
-func (st *sessionState) endCall(clientID jsonrpc.ID) {
+func (st *sessionState) endCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID) {
 	st.mu.Lock()
-	delete(st.inflight, clientID.Raw())
+	if call, ok := st.inflight[clientID.Raw()]; ok && call.conn == c && call.upstreamID == upstreamID {
+		delete(st.inflight, clientID.Raw())
+	}
+	delete(st.progress, progressKey{c, upstreamID.Raw()})
 	st.mu.Unlock()
 }
 

@@ -57,11 +57,17 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 		return err
 	}
 	upstreamID := jsonrpc.Int64ID(conn.NextID())
+	progressToken := c.Params.progressToken()
+	if progressToken != nil {
+		if params, err = withProgressToken(params, upstreamID); err != nil {
+			return err
+		}
+	}
 	msg := &jsonrpc.Message{ID: upstreamID, Method: c.Message.Method, Params: params}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	c.State.startCall(c.Message.ID, conn, upstreamID, func() { cancel(ErrCancelled) })
-	defer c.State.endCall(c.Message.ID)
+	c.State.startCall(c.Message.ID, conn, upstreamID, progressToken, func() { cancel(ErrCancelled) })
+	defer c.State.endCall(c.Message.ID, conn, upstreamID)
 	start := time.Now()
 	resp, err := conn.Call(ctx, msg, c.upstreamHeader(), b.relayToClient(c.Session, conn, c.Request.Out))
 	c.Upstream = time.Since(start)
@@ -71,6 +77,7 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	if err != nil {
 		return upstreamError(c.App, err)
 	}
+	c.State.noteRequiredElicitations(conn, resp)
 	c.Response = resp
 	return nil
 }
@@ -171,8 +178,9 @@ func (b *Broker) fanOut(ctx context.Context, c *Call) error {
 
 // relayToClient returns the handler for messages an upstream sends while a
 // request is served (or on its standalone stream): notifications pass
-// through; requests to the client get a client-facing id so the answer can
-// find its way back.
+// through, those about a request only from the upstream the request
+// belongs to (relay_origin.go); requests to the client get a client-facing
+// id so the answer can find its way back.
 func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provider.Sender) func(*jsonrpc.Message) {
 	st := stateOf(s)
 	return func(m *jsonrpc.Message) {
@@ -180,11 +188,19 @@ func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provide
 		case jsonrpc.KindRequest:
 			b.relayServerRequest(st, conn, out, m)
 		case jsonrpc.KindNotification:
-			if m.Method == "notifications/cancelled" {
+			method := m.Method
+			switch method {
+			case "notifications/cancelled":
 				m = b.remapServerCancel(st, conn, m)
-				if m == nil {
-					return
-				}
+			case "notifications/progress":
+				m = st.remapProgress(conn, m)
+			case "notifications/elicitation/complete":
+				m = st.checkElicitationComplete(conn, m)
+			}
+			if m == nil {
+				b.log.Warn("upstream notification about a request it did not make dropped",
+					"app", conn.App.Name, "method", method, "session", st.digestOf(s.ID))
+				return
 			}
 			if out != nil {
 				_ = out.Send(m)
@@ -217,8 +233,14 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 		refuse("too many requests pending for the client")
 		return
 	}
+	// Noted before the client sees it: the completion may come on
+	// another stream as soon as the user acts.
+	elicitation, noted := st.noteURLElicitation(conn, m)
 	if err := out.Send(&jsonrpc.Message{ID: id, Method: m.Method, Params: m.Params}); err != nil {
 		st.takeServerRequest(id)
+		if noted {
+			st.takeElicitation(elicitation)
+		}
 		refuse("the client cannot receive requests on this stream")
 	}
 }
