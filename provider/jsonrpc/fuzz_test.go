@@ -60,7 +60,7 @@ func FuzzDecode(f *testing.F) {
 			checkRoundTrip(t, m)
 		}
 
-		msgs, errs, _, err := jsonrpc.DecodeBatch(data)
+		msgs, errs, _, err := jsonrpc.DecodeBatch(data, 0)
 		if err != nil {
 			var de *jsonrpc.DecodeError
 			if !errors.As(err, &de) {

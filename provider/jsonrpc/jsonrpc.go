@@ -24,6 +24,14 @@ const (
 	CodeServerError = -32000
 )
 
+// Limits on what a message may carry in its envelope. Ids and method names
+// are echoed into answers and kept in maps while a request is in flight, so
+// they must not be a way to make the broker hold or send large values.
+const (
+	MaxIDBytes     = 256
+	MaxMethodBytes = 256
+)
+
 // Kind says what a message is.
 type Kind uint8
 
@@ -127,6 +135,9 @@ func parseID(raw json.RawMessage) (ID, error) {
 	if len(raw) == 0 {
 		return ID{}, nil
 	}
+	if len(raw) > MaxIDBytes {
+		return ID{}, fmt.Errorf("id: longer than %d bytes", MaxIDBytes)
+	}
 	switch c := raw[0]; {
 	case c == '"':
 		var s string
@@ -211,6 +222,9 @@ func fromWire(w *wire) (*Message, error) {
 		if *w.Method == "" {
 			return nil, &DecodeError{Code: CodeInvalidRequest, Message: "invalid request: method must not be empty", ID: id}
 		}
+		if len(*w.Method) > MaxMethodBytes {
+			return nil, &DecodeError{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid request: method longer than %d bytes", MaxMethodBytes), ID: id}
+		}
 		if w.Result != nil || w.Error != nil {
 			return nil, &DecodeError{Code: CodeInvalidRequest, Message: "invalid request: a request has no result or error", ID: id}
 		}
@@ -245,8 +259,10 @@ func fromWire(w *wire) (*Message, error) {
 
 // DecodeBatch parses a request body: one message, or an array of messages
 // (batch reports which). An element that fails to decode is returned as nil
-// in msgs with its error at the same index of errs.
-func DecodeBatch(data []byte) (msgs []*Message, errs []error, batch bool, err error) {
+// in msgs with its error at the same index of errs. A batch of more than
+// max messages is refused whole (max <= 0: no limit), before any element
+// is decoded.
+func DecodeBatch(data []byte, max int) (msgs []*Message, errs []error, batch bool, err error) {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 {
 		return nil, nil, false, &DecodeError{Code: CodeParseError, Message: "parse error: empty body"}
@@ -264,6 +280,9 @@ func DecodeBatch(data []byte) (msgs []*Message, errs []error, batch bool, err er
 	}
 	if len(raws) == 0 {
 		return nil, nil, true, &DecodeError{Code: CodeInvalidRequest, Message: "invalid request: empty batch"}
+	}
+	if max > 0 && len(raws) > max {
+		return nil, nil, true, &DecodeError{Code: CodeInvalidRequest, Message: fmt.Sprintf("invalid request: a batch may hold at most %d messages", max)}
 	}
 	msgs = make([]*Message, len(raws))
 	errs = make([]error, len(raws))

@@ -126,6 +126,9 @@ func TestDecodeRejects(t *testing.T) {
 		{"only id", `{"jsonrpc":"2.0","id":1}`, jsonrpc.CodeInvalidRequest, "1"},
 		{"null id request", `{"jsonrpc":"2.0","id":null,"method":"x"}`, jsonrpc.CodeInvalidRequest, ""},
 		{"bool id notification-like", `{"jsonrpc":"2.0","id":false,"method":"x"}`, jsonrpc.CodeInvalidRequest, ""},
+		{"string id too long", `{"jsonrpc":"2.0","id":"` + strings.Repeat("i", jsonrpc.MaxIDBytes) + `","method":"x"}`, jsonrpc.CodeInvalidRequest, ""},
+		{"response id too long", `{"jsonrpc":"2.0","id":"` + strings.Repeat("i", 3<<20) + `","result":{}}`, jsonrpc.CodeInvalidRequest, ""},
+		{"method too long", `{"jsonrpc":"2.0","id":1,"method":"` + strings.Repeat("m", jsonrpc.MaxMethodBytes+1) + `"}`, jsonrpc.CodeInvalidRequest, "1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,13 +272,13 @@ func TestEncodeIsValidUTF8(t *testing.T) {
 
 func TestDecodeBatch(t *testing.T) {
 	t.Run("single", func(t *testing.T) {
-		msgs, errs, batch, err := jsonrpc.DecodeBatch([]byte(` {"jsonrpc":"2.0","id":1,"method":"x"} `))
+		msgs, errs, batch, err := jsonrpc.DecodeBatch([]byte(` {"jsonrpc":"2.0","id":1,"method":"x"} `), 0)
 		if err != nil || batch || len(msgs) != 1 || len(errs) != 1 || errs[0] != nil || msgs[0].Method != "x" {
 			t.Fatalf("got %v %v %v %v", msgs, errs, batch, err)
 		}
 	})
 	t.Run("single invalid is a whole-body error", func(t *testing.T) {
-		_, _, batch, err := jsonrpc.DecodeBatch([]byte(`{"jsonrpc":"1.0","id":1,"method":"x"}`))
+		_, _, batch, err := jsonrpc.DecodeBatch([]byte(`{"jsonrpc":"1.0","id":1,"method":"x"}`), 0)
 		if err == nil || batch {
 			t.Fatalf("batch=%v err=%v", batch, err)
 		}
@@ -285,14 +288,14 @@ func TestDecodeBatch(t *testing.T) {
 	})
 	for _, body := range []string{"", "   ", "\n\t"} {
 		t.Run("empty body "+strings.TrimSpace(body), func(t *testing.T) {
-			_, _, _, err := jsonrpc.DecodeBatch([]byte(body))
+			_, _, _, err := jsonrpc.DecodeBatch([]byte(body), 0)
 			if code := decodeCode(t, err); code != jsonrpc.CodeParseError {
 				t.Errorf("code = %d, want parse error", code)
 			}
 		})
 	}
 	t.Run("empty batch", func(t *testing.T) {
-		_, _, batch, err := jsonrpc.DecodeBatch([]byte(` [ ] `))
+		_, _, batch, err := jsonrpc.DecodeBatch([]byte(` [ ] `), 0)
 		if !batch {
 			t.Error("not reported as a batch")
 		}
@@ -300,8 +303,21 @@ func TestDecodeBatch(t *testing.T) {
 			t.Errorf("code = %d, want %d", code, jsonrpc.CodeInvalidRequest)
 		}
 	})
+	t.Run("batch longer than the limit", func(t *testing.T) {
+		elements := strings.TrimSuffix(strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"x"},`, 65), ",")
+		msgs, _, batch, err := jsonrpc.DecodeBatch([]byte("["+elements+"]"), 64)
+		if !batch || msgs != nil {
+			t.Fatalf("batch=%v msgs=%d", batch, len(msgs))
+		}
+		if code := decodeCode(t, err); code != jsonrpc.CodeInvalidRequest {
+			t.Errorf("code = %d, want %d", code, jsonrpc.CodeInvalidRequest)
+		}
+		if msgs, _, _, err := jsonrpc.DecodeBatch([]byte("["+elements+"]"), 65); err != nil || len(msgs) != 65 {
+			t.Errorf("a batch at the limit: %d messages, err %v", len(msgs), err)
+		}
+	})
 	t.Run("broken batch", func(t *testing.T) {
-		_, _, _, err := jsonrpc.DecodeBatch([]byte(`[{"jsonrpc":"2.0","id":1,"method":"x"},`))
+		_, _, _, err := jsonrpc.DecodeBatch([]byte(`[{"jsonrpc":"2.0","id":1,"method":"x"},`), 0)
 		if code := decodeCode(t, err); code != jsonrpc.CodeParseError {
 			t.Errorf("code = %d, want parse error", code)
 		}
@@ -317,7 +333,7 @@ func TestDecodeBatch(t *testing.T) {
 			{"jsonrpc":"2.0","id":2,"result":{}},
 			{"jsonrpc":"2.0","id":3.5,"method":"c"}
 		]`
-		msgs, errs, batch, err := jsonrpc.DecodeBatch([]byte(body))
+		msgs, errs, batch, err := jsonrpc.DecodeBatch([]byte(body), 0)
 		if err != nil || !batch {
 			t.Fatalf("batch=%v err=%v", batch, err)
 		}
