@@ -139,7 +139,7 @@ func messagesOf(resp *http.Response, body []byte) (msgs []*jsonrpc.Message, err 
 	}()
 	ct := resp.Header.Get("Content-Type")
 	if ct == "application/json" {
-		ms, es, _, err := jsonrpc.DecodeBatch(body)
+		ms, es, _, err := jsonrpc.DecodeBatch(body, 0)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,14 +36,19 @@ const (
 //   - stream {"n":N,"gate":G,"tag":T}: sends N progress notifications
 //     through req.Out, waiting after the first for gate G to be released.
 //   - drop: returns nil (a dispatcher bug the provider should survive).
+//   - big {"size":N,"abandoned":B,"gate":G,"progress":P}: returns a result
+//     holding N bytes; with abandoned it answers only after the client hung
+//     up, with gate only after gate G is released; with progress it first
+//     sends a progress notification.
 type fakeDispatcher struct {
 	listens chan listenCall
 	closed  chan *Session
 	streams chan streamResult // one per finished "stream" request
 
-	mu       sync.Mutex
-	gates    map[string]chan struct{}
-	received []*jsonrpc.Message // notifications and responses from clients
+	mu         sync.Mutex
+	gates      map[string]chan struct{}
+	received   []*jsonrpc.Message // notifications and responses from clients
+	dispatched int                // "big" requests
 }
 
 type listenCall struct {
@@ -112,6 +118,8 @@ func (d *fakeDispatcher) Dispatch(ctx context.Context, req *Request) *jsonrpc.Me
 		return d.stream(ctx, req)
 	case "drop":
 		return nil
+	case "big":
+		return d.big(ctx, req)
 	}
 	return jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeMethodNotFound, "method not found"))
 }
@@ -180,6 +188,46 @@ func (d *fakeDispatcher) stream(ctx context.Context, req *Request) *jsonrpc.Mess
 	return res
 }
 
+func (d *fakeDispatcher) big(ctx context.Context, req *Request) *jsonrpc.Message {
+	var p struct {
+		Size      int    `json:"size"`
+		Abandoned bool   `json:"abandoned"`
+		Gate      string `json:"gate"`
+		Progress  bool   `json:"progress"`
+	}
+	_ = json.Unmarshal(req.Message.Params, &p)
+	if p.Progress {
+		n, _ := jsonrpc.NewNotification("notifications/progress", map[string]any{"progress": 1})
+		_ = req.Out.Send(n)
+	}
+	d.mu.Lock()
+	d.dispatched++
+	d.mu.Unlock()
+	var wait <-chan struct{}
+	switch {
+	case p.Abandoned:
+		wait = req.HTTP.Context().Done()
+	case p.Gate != "":
+		wait = d.gate(p.Gate)
+	}
+	if wait != nil {
+		select {
+		case <-wait:
+		case <-ctx.Done():
+		case <-time.After(20 * time.Second):
+		}
+	}
+	res, _ := jsonrpc.NewResult(req.Message.ID, map[string]string{"data": strings.Repeat("x", p.Size)})
+	return res
+}
+
+// dispatchedBig counts the "big" requests dispatched so far.
+func (d *fakeDispatcher) dispatchedBig() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dispatched
+}
+
 func (d *fakeDispatcher) Listen(ctx context.Context, s *Session) {
 	d.listens <- listenCall{ctx: ctx, s: s}
 }
@@ -237,6 +285,8 @@ type harness struct {
 	srv    *httptest.Server
 	opts   Options
 	client *http.Client
+	// served counts the HTTP requests whose handler has returned.
+	served atomic.Int64
 }
 
 // newHarness serves a provider with both transports and client termination
@@ -263,9 +313,12 @@ func newHarnessWith(t *testing.T, d *fakeDispatcher, change func(*Options)) *har
 	}
 	mux := http.NewServeMux()
 	p.Register(mux)
-	srv.Config.Handler = mux
-	srv.Start()
 	h := &harness{t: t, d: d, p: p, srv: srv, opts: p.opts, client: &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64}}}
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer h.served.Add(1)
+		mux.ServeHTTP(w, r)
+	})
+	srv.Start()
 	t.Cleanup(func() {
 		p.Close() // ends sessions, so held streams return
 		srv.CloseClientConnections()
@@ -413,7 +466,7 @@ func responseMessages(t *testing.T, resp *http.Response, body []byte) []*jsonrpc
 	ct := resp.Header.Get("Content-Type")
 	switch {
 	case strings.HasPrefix(ct, "application/json"):
-		msgs, errs, _, err := jsonrpc.DecodeBatch(body)
+		msgs, errs, _, err := jsonrpc.DecodeBatch(body, 0)
 		if err != nil {
 			t.Fatalf("decoding %q: %v", body, err)
 		}

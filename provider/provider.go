@@ -125,8 +125,17 @@ type Options struct {
 	// ResourceMetadata, when set, serves Protected Resource Metadata.
 	ResourceMetadata *ResourceMetadata
 
-	// MaxInFlight bounds the requests one session has in flight (64).
+	// MaxInFlight bounds the requests one session has in flight (64); a
+	// batch holds one for each of its requests, and may be no longer.
 	MaxInFlight int
+	// MaxBatchAnswerBytes bounds a batch's answer sent as one JSON array
+	// (8 MiB); answers beyond it are replaced by errors.
+	MaxBatchAnswerBytes int
+	// MaxKeptBytesPerSession bounds what one session keeps for clients that
+	// resume a stream (4 MiB); MaxKeptBytes bounds it for all sessions
+	// together (256 MiB).
+	MaxKeptBytesPerSession int64
+	MaxKeptBytes           int64
 	Logger      *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
@@ -178,6 +187,15 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 64
 	}
+	if opts.MaxBatchAnswerBytes <= 0 {
+		opts.MaxBatchAnswerBytes = 8 << 20
+	}
+	if opts.MaxKeptBytesPerSession <= 0 {
+		opts.MaxKeptBytesPerSession = 4 << 20
+	}
+	if opts.MaxKeptBytes <= 0 {
+		opts.MaxKeptBytes = 256 << 20
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -192,6 +210,8 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	p.guard = newHostGuard(opts.ListenAddress, opts.AllowedHosts, opts.AllowedOrigins)
 	p.sessions = newRegistry(s, opts.SessionTimeout, opts.MaxSessions, opts.Revocations, d.Closed)
 	p.sessions.maxPerSubject = opts.MaxSessionsPerSubject
+	p.sessions.kept = &keepBudget{max: opts.MaxKeptBytes}
+	p.sessions.keptPerSession = opts.MaxKeptBytesPerSession
 	p.wg.Add(1)
 	go p.sweepLoop()
 	return p, nil

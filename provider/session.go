@@ -47,22 +47,26 @@ type Session struct {
 	cancel     context.CancelFunc
 	inflight   chan struct{} // legacy transport: bounds concurrent requests
 	busy       int           // Streamable HTTP requests being served
+	// budget bounds the bytes the session's streams keep for resumption;
+	// set when the session is admitted.
+	budget *keepBudget
 }
 
-// acquire counts a request in, unless max are already being served.
-func (s *Session) acquire(max int) bool {
+// acquire counts n requests in, all or none, unless that would make more
+// than max being served.
+func (s *Session) acquire(n, max int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.busy >= max {
+	if s.busy+n > max {
 		return false
 	}
-	s.busy++
+	s.busy += n
 	return true
 }
 
-func (s *Session) release() {
+func (s *Session) release(n int) {
 	s.mu.Lock()
-	s.busy--
+	s.busy -= n
 	s.mu.Unlock()
 }
 
@@ -86,21 +90,93 @@ func (s *Session) newRequestStream() *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Random ids: an event id of another session's stream names nothing here.
-	st := newStream(randomStreamID())
+	st := s.newStreamLocked(randomStreamID())
 	if s.streams == nil {
 		s.streams = make(map[string]*stream)
 	}
 	s.streams[st.id] = st
 	s.order = append(s.order, st.id)
-	for len(s.order) > maxKeptStreams {
-		old := s.streams[s.order[0]]
-		if old != nil && !old.isFinal() {
-			break // never forget a stream whose response is still coming
-		}
-		delete(s.streams, s.order[0])
-		s.order = s.order[1:]
-	}
+	s.trimLocked()
 	return st
+}
+
+func (s *Session) newStreamLocked(id string) *stream {
+	st := newStream(id)
+	st.budget, st.owner = s.budget, s
+	return st
+}
+
+// trimStreams forgets the oldest finished request streams beyond
+// maxKeptStreams. Streams whose response is still coming are passed over,
+// never counted out: one slow call must not keep the rest.
+func (s *Session) trimStreams() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trimLocked()
+}
+
+func (s *Session) trimLocked() {
+	excess := len(s.order) - maxKeptStreams
+	if excess <= 0 {
+		return
+	}
+	kept := s.order[:0]
+	for _, id := range s.order {
+		if st := s.streams[id]; excess > 0 && st.isFinal() {
+			st.discard()
+			delete(s.streams, id)
+			excess--
+			continue
+		}
+		kept = append(kept, id)
+	}
+	clear(s.order[len(kept):])
+	s.order = kept
+}
+
+// reclaim makes room for need bytes in the session's budget for kept
+// events, taking from other streams than for: first the finished request
+// streams, oldest first, then the GET stream's replay, then what calls
+// still in flight kept.
+func (s *Session) reclaim(need int, asking *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := s.order[:0]
+	for _, id := range s.order {
+		if st := s.streams[id]; st != asking && s.budget.full(need) && st.isFinal() {
+			st.discard()
+			delete(s.streams, id)
+			continue
+		}
+		kept = append(kept, id)
+	}
+	clear(s.order[len(kept):])
+	s.order = kept
+	if s.standalone != nil && s.standalone != asking && s.budget.full(need) {
+		s.standalone.discard()
+	}
+	for _, id := range s.order {
+		if !s.budget.full(need) {
+			return
+		}
+		if st := s.streams[id]; st != asking {
+			st.discard()
+		}
+	}
+}
+
+// dropStreams forgets every stream of an ended session, giving their kept
+// bytes back to the process.
+func (s *Session) dropStreams() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.streams {
+		st.close()
+	}
+	if s.standalone != nil {
+		s.standalone.close()
+	}
+	s.streams, s.order = nil, nil
 }
 
 func (st *stream) isFinal() bool {
@@ -114,7 +190,7 @@ func (s *Session) standaloneStream() *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.standalone == nil {
-		s.standalone = newStream(standaloneStreamID)
+		s.standalone = s.newStreamLocked(standaloneStreamID)
 	}
 	return s.standalone
 }
@@ -176,6 +252,10 @@ type registry struct {
 	maxPerSubject int
 	// ended holds terminated ids until they would have expired anyway.
 	ended Revocations
+	// kept is the process's budget for events kept for resumption; each
+	// session gets keptPerSession of it at most.
+	kept           *keepBudget
+	keptPerSession int64
 }
 
 func newRegistry(s *sealer, timeout time.Duration, max int, ended Revocations, closed func(*Session)) *registry {
@@ -205,6 +285,9 @@ func (r *registry) admitLocked(s *Session) error {
 	}
 	if s.Subject != "" && r.maxPerSubject > 0 && r.perSubject[s.Subject] >= r.maxPerSubject {
 		return errTooManySessions
+	}
+	if s.budget == nil && r.kept != nil {
+		s.budget = &keepBudget{max: r.keptPerSession, parent: r.kept}
 	}
 	r.live[s.ID] = s
 	if s.Subject != "" {
@@ -314,6 +397,7 @@ func (r *registry) end(s *Session) {
 	}
 	s.context() // make sure there is a context to cancel
 	s.cancel()
+	s.dropStreams()
 	if r.closed != nil {
 		r.closed(s)
 	}

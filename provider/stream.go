@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
 // Limits on what a stream keeps for clients that reconnect.
@@ -29,6 +31,11 @@ type event struct {
 // reconnects with Last-Event-ID gets what it missed.
 type stream struct {
 	id string
+
+	// budget is the session's budget for kept events; owner, the session,
+	// makes room in it. Both are nil for streams outside a session.
+	budget *keepBudget
+	owner  *Session
 
 	mu       sync.Mutex
 	seq      int
@@ -139,30 +146,36 @@ func parseEventID(id string) (streamID string, seq int, ok bool) {
 	return id[:i], n, true
 }
 
-// send records a message and writes it to the attached connection.
-func (s *stream) send(data []byte, final bool) {
+// send records a message and writes it to the attached connection; a nil
+// message only marks the end of the stream when final.
+func (s *stream) send(data []byte, final bool) { s.put(data, jsonrpc.ID{}, final) }
+
+// sendAnswer is send for the response to the request with id: when the
+// response is too large to keep for resumption, an error with its id is
+// kept instead, so a client that resumes is not left waiting.
+func (s *stream) sendAnswer(data []byte, id jsonrpc.ID, final bool) { s.put(data, id, final) }
+
+func (s *stream) put(data []byte, answerTo jsonrpc.ID, final bool) {
+	if s.owner != nil && data != nil {
+		s.mu.Lock()
+		budget := s.budget
+		s.mu.Unlock()
+		if budget.full(len(data)) {
+			s.owner.reclaim(len(data), s)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.final {
 		return
 	}
-	if data == nil { // only marks the end
-		if final {
-			s.final = true
-			close(s.done)
-		}
-		return
-	}
-	s.seq++
-	s.events = append(s.events, event{seq: s.seq, data: data})
-	s.bytes += len(data)
-	for len(s.events) > 1 && (len(s.events) > maxStreamEvents || s.bytes > maxStreamBytes) {
-		s.bytes -= len(s.events[0].data)
-		s.events = s.events[1:]
-	}
-	if s.conn != nil {
-		if err := s.conn.writeEvent("", s.eventID(s.seq), data); err != nil {
-			s.dropConnLocked()
+	if data != nil {
+		s.seq++
+		s.keepLocked(data, answerTo)
+		if s.conn != nil {
+			if err := s.conn.writeEvent("", s.eventID(s.seq), data); err != nil {
+				s.dropConnLocked()
+			}
 		}
 	}
 	if final {
@@ -170,6 +183,73 @@ func (s *stream) send(data []byte, final bool) {
 		close(s.done)
 	}
 }
+
+// errAnswerNotKept stands in, for a client that resumes, for an answer
+// that could not be kept.
+var errAnswerNotKept = jsonrpc.NewError(jsonrpc.CodeServerError, "the answer was too large to keep for resumption; send the request again")
+
+// keepLocked keeps the newest event for replay within the stream's and
+// the session's limits, dropping this stream's oldest events to make room:
+// an answer matters more than the progress that came before it.
+func (s *stream) keepLocked(data []byte, answerTo jsonrpc.ID) {
+	kept := data
+	if len(kept) > maxStreamBytes {
+		kept = nil
+	}
+	for kept != nil && len(s.events) > 0 && (s.budget.full(len(kept)) || s.bytes+len(kept) > maxStreamBytes || len(s.events) >= maxStreamEvents) {
+		s.dropOldestLocked()
+	}
+	if kept != nil && !s.budget.take(len(kept)) {
+		kept = nil
+	}
+	if kept == nil && answerTo.IsValid() {
+		kept = jsonrpc.NewErrorResponse(answerTo, errAnswerNotKept).Encode()
+		for len(s.events) > 0 && s.budget.full(len(kept)) {
+			s.dropOldestLocked()
+		}
+		if !s.budget.take(len(kept)) {
+			kept = nil
+		}
+	}
+	if kept == nil {
+		return
+	}
+	s.events = append(s.events, event{seq: s.seq, data: kept})
+	s.bytes += len(kept)
+}
+
+func (s *stream) dropOldestLocked() {
+	n := len(s.events[0].data)
+	s.events[0] = event{}
+	s.events = s.events[1:]
+	s.bytes -= n
+	s.budget.give(n)
+}
+
+// discard forgets every kept event, giving their bytes back.
+func (s *stream) discard() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discardLocked()
+}
+
+func (s *stream) discardLocked() {
+	s.budget.give(s.bytes)
+	s.events, s.bytes = nil, 0
+}
+
+// keepsNothing is the budget of streams of ended sessions: calls that
+// finish after their session ended keep nothing.
+var keepsNothing = &keepBudget{}
+
+// close forgets the kept events and keeps none from now on.
+func (s *stream) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discardLocked()
+	s.budget = keepsNothing
+}
+
 
 func (s *stream) dropConnLocked() {
 	s.conn = nil
@@ -227,7 +307,7 @@ func (s *stream) release(c *sseConn) {
 	s.mu.Lock()
 	if s.conn == c {
 		s.conn = nil
-		s.events, s.bytes = nil, 0
+		s.discardLocked()
 	}
 	s.mu.Unlock()
 }

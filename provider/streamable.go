@@ -131,36 +131,53 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 		return
 	}
 
-	out := &postStream{w: w, r: r, sseOK: sseOK, st: s.newRequestStream()}
-	var responses []*jsonrpc.Message
+	out := &postStream{w: w, r: r, sseOK: sseOK, st: s.newRequestStream(), batch: batch, maxBatchBytes: p.opts.MaxBatchAnswerBytes}
+	// Work goes on after a client hangs up, so a session's requests are
+	// bounded here, not by its connections; a batch holds a slot for each
+	// of its requests for as long as it is served.
+	requests := countRequests(msgs, errs)
+	admitted := s.acquire(requests, p.opts.MaxInFlight)
 	for i, m := range msgs {
-		var resp *jsonrpc.Message
 		switch {
 		case errs[i] != nil:
-			resp = decodeErrorResponse(errs[i])
+			out.answer(decodeErrorResponse(errs[i]))
 		case m.Method == "initialize":
-			resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "invalid request: initialize must be sent alone, without a session"))
+			out.answer(jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInvalidRequest, "invalid request: initialize must be sent alone, without a session")))
 		case m.Kind() == jsonrpc.KindRequest:
-			// Work goes on after a client hangs up, so a session's requests
-			// are bounded here, not by its connections.
-			if !s.acquire(p.opts.MaxInFlight) {
-				resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeServerError, "too many requests in flight"))
+			if !admitted {
+				out.answer(jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeServerError, "too many requests in flight")))
 				break
 			}
 			req := &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out}
-			resp = p.dispatcher.Dispatch(ctx, req)
-			s.release()
+			resp := p.dispatcher.Dispatch(ctx, req)
 			if req.Refusal != nil && !batch && out.refuse(req.Refusal, m.ID) {
+				s.release(requests)
 				return
+			}
+			if resp != nil {
+				out.answer(resp)
 			}
 		default:
 			p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id})
 		}
-		if resp != nil {
-			responses = append(responses, resp)
+	}
+	if admitted {
+		s.release(requests)
+	}
+	out.finish()
+	s.trimStreams()
+}
+
+// countRequests counts the messages of a POST that will be served as
+// requests.
+func countRequests(msgs []*jsonrpc.Message, errs []error) int {
+	n := 0
+	for i, m := range msgs {
+		if errs[i] == nil && m.Kind() == jsonrpc.KindRequest && m.Method != "initialize" {
+			n++
 		}
 	}
-	out.finish(responses, batch)
+	return n
 }
 
 // initialize opens a new session. The dispatcher fills in its facts; the
@@ -207,12 +224,30 @@ type postStream struct {
 	r     *http.Request
 	sseOK bool
 	st    *stream
+	// batch answers are streamed as they come when the client accepts
+	// SSE; as JSON they are held, within maxBatchBytes.
+	batch         bool
+	maxBatchBytes int
 
-	mu      sync.Mutex
-	conn    *sseConn
-	done    bool
-	unwatch func() bool // stops watching for the client going away
+	mu       sync.Mutex
+	conn     *sseConn
+	done     bool
+	unwatch  func() bool // stops watching for the client going away
+	pending  []answer    // answers not sent yet
+	bytes    int         // of pending
+	streamed int         // answers sent on the stream already
 }
+
+// answer is one encoded response.
+type answer struct {
+	id   jsonrpc.ID
+	data []byte
+}
+
+// gone reports whether the client hung up. A client that did so before
+// any event reached it holds no event id and cannot resume: nothing is
+// kept for it.
+func (o *postStream) gone() bool { return o.r.Context().Err() != nil }
 
 // openSSE switches the response to SSE. A client that goes away detaches
 // at once, so the rest is kept for it to resume.
@@ -229,7 +264,7 @@ func (o *postStream) Send(m *jsonrpc.Message) error {
 		return ErrNoStream
 	}
 	o.mu.Lock()
-	if o.done {
+	if o.done || (o.conn == nil && o.gone()) {
 		o.mu.Unlock()
 		return ErrNoStream
 	}
@@ -239,6 +274,30 @@ func (o *postStream) Send(m *jsonrpc.Message) error {
 	o.mu.Unlock()
 	o.st.send(m.Encode(), false)
 	return nil
+}
+
+// answer takes the response to one message of the POST.
+func (o *postStream) answer(m *jsonrpc.Message) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	data := m.Encode()
+	if o.batch && o.sseOK {
+		if o.conn == nil {
+			if o.gone() {
+				return
+			}
+			o.openSSE()
+		}
+		o.st.sendAnswer(data, m.ID, false)
+		o.streamed++
+		return
+	}
+	if o.batch && o.bytes+len(data) > o.maxBatchBytes {
+		data = jsonrpc.NewErrorResponse(m.ID, jsonrpc.Errorf(jsonrpc.CodeServerError,
+			"the answer to the batch would exceed %d bytes; send this request on its own", o.maxBatchBytes)).Encode()
+	}
+	o.pending = append(o.pending, answer{id: m.ID, data: data})
+	o.bytes += len(data)
 }
 
 // refuse answers the POST with an HTTP error instead of a JSON-RPC
@@ -255,12 +314,12 @@ func (o *postStream) refuse(he *HTTPError, id jsonrpc.ID) bool {
 	return true
 }
 
-// finish writes the responses and ends the stream.
-func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
+// finish writes the answers not sent yet and ends the stream.
+func (o *postStream) finish() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.done = true
-	if len(responses) == 0 {
+	if len(o.pending) == 0 && o.streamed == 0 {
 		// Every request was cancelled by the client: it expects no answer.
 		o.st.send(nil, true)
 		if o.conn != nil {
@@ -271,32 +330,40 @@ func (o *postStream) finish(responses []*jsonrpc.Message, batch bool) {
 		}
 		return
 	}
-	if o.conn == nil && o.sseOK {
+	if o.conn == nil && o.sseOK && !o.gone() {
 		// Clients that accept both get SSE, as from the SDKs' servers: the
 		// response is then resumable like any other stream.
 		o.openSSE()
 	}
 	if o.conn == nil {
 		o.st.send(nil, true) // nothing to resume: mark the stream complete
-		if !batch && len(responses) == 1 {
-			writeJSON(o.w, http.StatusOK, responses[0].Encode())
+		if o.gone() {
 			return
 		}
-		buf := []byte{'['}
-		for i, m := range responses {
+		if !o.batch && len(o.pending) == 1 {
+			writeJSON(o.w, http.StatusOK, o.pending[0].data)
+			return
+		}
+		buf := make([]byte, 0, o.bytes+len(o.pending)+1)
+		buf = append(buf, '[')
+		for i, a := range o.pending {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			buf = m.Append(buf)
+			buf = append(buf, a.data...)
 		}
 		writeJSON(o.w, http.StatusOK, append(buf, ']'))
 		return
 	}
-	for i, m := range responses {
-		o.st.send(m.Encode(), i == len(responses)-1)
+	for i, a := range o.pending {
+		o.st.sendAnswer(a.data, a.id, i == len(o.pending)-1)
 	}
+	if len(o.pending) == 0 {
+		o.st.send(nil, true)
+	}
+	o.pending = nil
 	o.unwatch()
-	if o.r.Context().Err() == nil {
+	if !o.gone() {
 		o.st.release(o.conn) // delivered: nothing to keep
 	} else {
 		o.st.detach(o.conn) // kept for the client to resume
@@ -311,7 +378,7 @@ func (p *Provider) readMessages(w http.ResponseWriter, r *http.Request) (msgs []
 		writeHTTPError(w, herr)
 		return nil, nil, false, false
 	}
-	msgs, errs, batch, err := jsonrpc.DecodeBatch(body)
+	msgs, errs, batch, err := jsonrpc.DecodeBatch(body, p.opts.MaxInFlight)
 	if err != nil {
 		writeDecodeError(w, err)
 		return nil, nil, false, false
