@@ -385,7 +385,7 @@ func appendString(buf []byte, s string) []byte {
 func NewRequest(id ID, method string, params any) (*Message, error) {
 	m := &Message{ID: id, Method: method}
 	if params != nil {
-		raw, err := json.Marshal(params)
+		raw, err := Marshal(params)
 		if err != nil {
 			return nil, fmt.Errorf("jsonrpc: marshal params of %s: %w", method, err)
 		}
@@ -401,7 +401,7 @@ func NewNotification(method string, params any) (*Message, error) {
 
 // NewResult builds a success response with result marshaled from v.
 func NewResult(id ID, result any) (*Message, error) {
-	raw, err := json.Marshal(result)
+	raw, err := Marshal(result)
 	if err != nil {
 		return nil, fmt.Errorf("jsonrpc: marshal result: %w", err)
 	}
