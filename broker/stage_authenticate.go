@@ -81,7 +81,7 @@ func (b *Broker) Admit(r *http.Request) (*provider.Identity, error) {
 	if err != nil {
 		return nil, b.challenge(r, err)
 	}
-	return &provider.Identity{Subject: sessionSubject(principal), Value: principal}, nil
+	return &provider.Identity{Subject: sessionSubject(principal), User: sessionUser(principal), Value: principal}, nil
 }
 
 func (a *authenticator) authenticate(r *http.Request) (*oauth.Principal, error) {
@@ -111,6 +111,12 @@ func (a *authenticator) authenticate(r *http.Request) (*oauth.Principal, error) 
 // same client, at the same issuer.
 func sessionSubject(p *oauth.Principal) string {
 	return strings.Join([]string{p.Issuer, p.Subject, p.ClientID}, "\x00")
+}
+
+// sessionUser is what one user's sessions are counted by: the user at
+// the issuer, through whichever client.
+func sessionUser(p *oauth.Principal) string {
+	return p.Issuer + "\x00" + p.Subject
 }
 
 // startAuthentication keeps the verifier's keys fresh until ctx ends.

@@ -24,6 +24,7 @@ import (
 
 const (
 	subjectHeader = "X-Test-Subject"
+	userHeader    = "X-Test-User"
 	acceptBoth    = "application/json, text/event-stream"
 	waitLong      = 5 * time.Second
 )
@@ -87,7 +88,7 @@ func (d *fakeDispatcher) Admit(r *http.Request) (*Identity, error) {
 	if r.Header.Get("X-Test-Deny") != "" {
 		return nil, &HTTPError{Status: http.StatusUnauthorized, Message: "unauthorized"}
 	}
-	return &Identity{Subject: r.Header.Get(subjectHeader)}, nil
+	return &Identity{Subject: r.Header.Get(subjectHeader), User: r.Header.Get(userHeader)}, nil
 }
 
 func (d *fakeDispatcher) Dispatch(ctx context.Context, req *Request) *jsonrpc.Message {

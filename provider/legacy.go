@@ -20,7 +20,7 @@ func (p *Provider) serveLegacyStream(w http.ResponseWriter, r *http.Request, id 
 		return
 	}
 	now := p.now()
-	s := newSession(id.Subject, now)
+	s := newSession(id, now)
 	s.legacy = true
 	s.ProtocolVersion = "2024-11-05"
 	if err := p.sessions.addLocal(s, now); err != nil {

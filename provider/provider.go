@@ -35,6 +35,10 @@ func IsSupportedVersion(v string) bool {
 // established it. Sessions are bound to the Subject that opened them.
 type Identity struct {
 	Subject string
+	// User is whom Subject acts for, whatever client it uses: one user's
+	// sessions count against one limit (MaxSessionsPerSubject), so minting
+	// client ids gains no slots. Empty means Subject.
+	User string
 	// Value is the dispatcher's own representation (its principal).
 	Value any
 }
@@ -110,7 +114,8 @@ type Options struct {
 	SessionTimeout         time.Duration // 1h
 	SessionKey             []byte        // random when empty
 	MaxSessions            int           // 10000
-	// MaxSessionsPerSubject bounds one subject's live sessions (100).
+	// MaxSessionsPerSubject bounds one user's live sessions (100), counted
+	// by Identity.User.
 	MaxSessionsPerSubject int
 	// Revocations records ended sessions; share one between replicas.
 	// Nil: this process's memory.

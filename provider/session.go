@@ -35,6 +35,8 @@ type Session struct {
 	State any
 
 	legacy bool
+	// user is what the per-user session limit counts (Identity.User).
+	user string
 
 	mu         sync.Mutex
 	lastSeen   time.Time
@@ -246,8 +248,8 @@ type registry struct {
 
 	mu   sync.Mutex
 	live map[string]*Session
-	// perSubject counts live sessions per subject, so one token cannot
-	// take every slot.
+	// perSubject counts live sessions per user, so one user cannot take
+	// every slot.
 	perSubject    map[string]int
 	maxPerSubject int
 	// ended holds terminated ids until they would have expired anyway.
@@ -283,15 +285,15 @@ func (r *registry) admitLocked(s *Session) error {
 	if len(r.live) >= r.max {
 		return errTooManySessions
 	}
-	if s.Subject != "" && r.maxPerSubject > 0 && r.perSubject[s.Subject] >= r.maxPerSubject {
+	if s.user != "" && r.maxPerSubject > 0 && r.perSubject[s.user] >= r.maxPerSubject {
 		return errTooManySessions
 	}
 	if s.budget == nil && r.kept != nil {
 		s.budget = &keepBudget{max: r.keptPerSession, parent: r.kept}
 	}
 	r.live[s.ID] = s
-	if s.Subject != "" {
-		r.perSubject[s.Subject]++
+	if s.user != "" {
+		r.perSubject[s.user]++
 	}
 	return nil
 }
@@ -314,7 +316,8 @@ func (r *registry) add(s *Session, now time.Time) error {
 
 // get finds a session by id, restoring it from its sealed id when this
 // process has not seen it.
-func (r *registry) get(id, subject string, now time.Time) (*Session, error) {
+func (r *registry) get(id string, who *Identity, now time.Time) (*Session, error) {
+	subject := who.Subject
 	r.mu.Lock()
 	s, ok := r.live[id]
 	r.mu.Unlock()
@@ -344,7 +347,7 @@ func (r *registry) get(id, subject string, now time.Time) (*Session, error) {
 	}
 	s = &Session{ID: id, Subject: v.Subject, ProtocolVersion: v.ProtocolVersion,
 		ClientCapabilities: v.ClientCapabilities, ClientInfo: v.ClientInfo, Created: created,
-		Upstreams: v.Upstreams, lastSeen: now}
+		Upstreams: v.Upstreams, lastSeen: now, user: who.user()}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if existing, ok := r.live[id]; ok {
@@ -374,9 +377,9 @@ func (r *registry) addLocal(s *Session, now time.Time) error {
 // end terminates a session: its id is refused from now on.
 func (r *registry) end(s *Session) {
 	r.mu.Lock()
-	if _, ok := r.live[s.ID]; ok && s.Subject != "" {
-		if r.perSubject[s.Subject]--; r.perSubject[s.Subject] <= 0 {
-			delete(r.perSubject, s.Subject)
+	if _, ok := r.live[s.ID]; ok && s.user != "" {
+		if r.perSubject[s.user]--; r.perSubject[s.user] <= 0 {
+			delete(r.perSubject, s.user)
 		}
 	}
 	delete(r.live, s.ID)
@@ -419,6 +422,14 @@ func (r *registry) sweep(now time.Time) {
 	}
 }
 
+// user is what one user's sessions are counted by.
+func (id *Identity) user() string {
+	if id.User != "" {
+		return id.User
+	}
+	return id.Subject
+}
+
 func (s *Session) hasListener() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -436,9 +447,9 @@ func (r *registry) all() []*Session {
 	return out
 }
 
-// newSession starts an unregistered session.
-func newSession(subject string, now time.Time) *Session {
-	s := &Session{Subject: subject, Created: now, lastSeen: now}
+// newSession starts an unregistered session of who.
+func newSession(who *Identity, now time.Time) *Session {
+	s := &Session{Subject: who.Subject, user: who.user(), Created: now, lastSeen: now}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -45,6 +46,28 @@ func TestSessionBoundToSubject(t *testing.T) {
 	_ = json.Unmarshal(decodeMessage(t, body).Result, &who)
 	if who.Subject != "alice" || who.Identity != "alice" {
 		t.Errorf("whoami %s", body)
+	}
+}
+
+// One user's sessions count against one limit, whichever clients opened
+// them: minting client ids (client metadata documents make that cheap)
+// must not let one user take every slot.
+func TestSessionLimitPerUser(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.MaxSessionsPerSubject = 3 })
+	open := func(subject, user string) int {
+		resp, _ := h.doBody(call{subject: subject, header: http.Header{userHeader: {user}}, body: initializeBody(1, "2025-11-25", "")})
+		return resp.StatusCode
+	}
+	for i := range 3 {
+		if status := open(fmt.Sprintf("alice via client %d", i), "alice"); status != http.StatusOK {
+			t.Fatalf("session %d of alice: %d", i, status)
+		}
+	}
+	if status := open("alice via client 4", "alice"); status != http.StatusServiceUnavailable {
+		t.Errorf("a fourth session of alice through another client: %d, want 503", status)
+	}
+	if status := open("bob via client 1", "bob"); status != http.StatusOK {
+		t.Errorf("bob's first session: %d, want 200", status)
 	}
 }
 

@@ -58,7 +58,7 @@ func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError)
 	if sid == "" {
 		return nil, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: missing "+p.opts.SessionHeader+" header")
 	}
-	s, err := p.sessions.get(sid, id.Subject, p.now())
+	s, err := p.sessions.get(sid, id, p.now())
 	if errors.Is(err, errTooManySessions) {
 		return nil, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many sessions")
 	}
@@ -188,7 +188,7 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 		return
 	}
 	now := p.now()
-	s := newSession(id.Subject, now)
+	s := newSession(id, now)
 	resp := p.dispatcher.Dispatch(s.context(), &Request{Message: m, Session: s, HTTP: r, Identity: id})
 	if resp == nil {
 		resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error"))
