@@ -243,13 +243,15 @@ func (p *Provider) sweepLoop() {
 	}
 }
 
-// Close ends every session and stops background work.
+// Close ends every session in this process and stops background work.
+// Their ids are not revoked: a replica sharing the key, or this broker
+// restarted with it, serves them on.
 func (p *Provider) Close() {
 	p.stopOnce.Do(func() {
 		close(p.stop)
 		p.wg.Wait()
 		for _, s := range p.sessions.all() {
-			p.sessions.end(s)
+			p.sessions.close(s, false)
 		}
 	})
 }

@@ -375,7 +375,12 @@ func (r *registry) addLocal(s *Session, now time.Time) error {
 }
 
 // end terminates a session: its id is refused from now on.
-func (r *registry) end(s *Session) {
+func (r *registry) end(s *Session) { r.close(s, true) }
+
+// close releases a session's state in this process; with revoke, its id is
+// refused from now on. A shutdown does not revoke: another replica, or
+// this one restarted with the same key, serves the session on.
+func (r *registry) close(s *Session, revoke bool) {
 	r.mu.Lock()
 	if _, ok := r.live[s.ID]; ok && s.user != "" {
 		if r.perSubject[s.user]--; r.perSubject[s.user] <= 0 {
@@ -383,7 +388,7 @@ func (r *registry) end(s *Session) {
 		}
 	}
 	delete(r.live, s.ID)
-	if s.ID != "" {
+	if revoke && s.ID != "" {
 		r.ended.Revoke(s.ID, s.Created.Add(r.maxLifetime()))
 	}
 	r.mu.Unlock()
