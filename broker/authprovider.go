@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -17,64 +15,26 @@ import (
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
-// defaultBoltPath is where the embedded store lives when storage.bolt is not
-// configured, relative to the configuration file's folder.
-const defaultBoltPath = "data/mcpbroker.db"
-
-// authProvider is the embedded Auth Provider: the store, the signing keys,
-// the in-process minter that outbound token exchange uses, and the
-// authorization server agents and other brokers talk to.
+// authProvider is the embedded Auth Provider: the signing keys, the
+// in-process minter that outbound token exchange uses, and the
+// authorization server agents and other brokers talk to. Its state is in
+// the broker's store.
 type authProvider struct {
-	db     *bolt.DB
 	keys   *exchange.KeySet
 	minter *exchange.Minter
 	server *authserver.Server
 	issuer string
-	// scratch is the throwaway store's folder of a dry build, removed on close.
-	scratch string
 }
 
-// newAuthProvider opens the store and the signing keys when authProvider
-// is enabled; nil otherwise.
-func newAuthProvider(ctx context.Context, cfg *config.Config, opts Options, b *Broker) (*authProvider, error) {
+// newAuthProvider builds the Auth Provider on the broker's store when
+// authProvider is enabled; nil otherwise.
+func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Broker) (*authProvider, error) {
 	ap := cfg.AuthProvider
 	if ap == nil || !ap.Enabled {
 		return nil, nil
 	}
-	path := defaultBoltPath
-	if cfg.Storage.Bolt != nil && cfg.Storage.Bolt.Path != "" {
-		path = cfg.Storage.Bolt.Path
-	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(opts.BaseDir, path)
-	}
-	var scratch string
-	if opts.Dry {
-		var err error
-		if scratch, err = os.MkdirTemp("", "mcpbroker-check-"); err != nil {
-			return nil, fmt.Errorf("broker: auth provider store: %w", err)
-		}
-		path = filepath.Join(scratch, "store.db")
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("broker: auth provider store: %w", err)
-	}
-	db, err := exchange.OpenBolt(path)
-	if err != nil {
-		if scratch != "" {
-			os.RemoveAll(scratch)
-		}
-		return nil, fmt.Errorf("broker: auth provider store: %w", err)
-	}
-	closeStore := func() {
-		db.Close()
-		if scratch != "" {
-			os.RemoveAll(scratch)
-		}
-	}
 	keys, err := exchange.NewKeySet(ctx, exchange.NewBoltKeyStore(db), exchange.KeySetOptions{Logger: b.log})
 	if err != nil {
-		closeStore()
 		return nil, fmt.Errorf("broker: auth provider keys: %w", err)
 	}
 	algorithm := jose.ES256
@@ -83,10 +43,9 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, opts Options, b *B
 	}
 	minter, err := exchange.NewMinter(keys, exchange.MinterOptions{Issuer: ap.Issuer, Algorithm: algorithm})
 	if err != nil {
-		closeStore()
 		return nil, fmt.Errorf("broker: auth provider minter: %w", err)
 	}
-	p := &authProvider{db: db, keys: keys, minter: minter, issuer: ap.Issuer, scratch: scratch}
+	p := &authProvider{keys: keys, minter: minter, issuer: ap.Issuer}
 	// The exchanger refuses revoked subject tokens; revocations live in the
 	// server, which in turn serves the exchanger's grant.
 	exchanger, err := exchange.NewExchanger(minter, keys, exchange.ExchangerOptions{
@@ -95,7 +54,6 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, opts Options, b *B
 		Revoked: func(ctx context.Context, tokenID string) bool { return p.server.Revoked(ctx, tokenID) },
 	})
 	if err != nil {
-		closeStore()
 		return nil, fmt.Errorf("broker: auth provider token exchange: %w", err)
 	}
 	p.server, err = authserver.New(ctx, authserver.Options{
@@ -117,7 +75,6 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, opts Options, b *B
 		Logger:                    b.log,
 	})
 	if err != nil {
-		closeStore()
 		return nil, fmt.Errorf("broker: auth provider: %w", err)
 	}
 	return p, nil
@@ -185,13 +142,4 @@ func (p *authProvider) start(ctx context.Context, interval time.Duration) {
 		return
 	}
 	go p.keys.RotateEvery(ctx, interval)
-}
-
-func (p *authProvider) close() {
-	if p != nil {
-		p.db.Close()
-		if p.scratch != "" {
-			os.RemoveAll(p.scratch)
-		}
-	}
 }

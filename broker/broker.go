@@ -45,7 +45,13 @@ type Broker struct {
 	exchanger *exchanger
 	// authProvider is the embedded Auth Provider; nil when disabled.
 	authProvider *authProvider
+	// store is the bbolt database; nil when nothing needs one.
+	store *store
 }
+
+// maxEndedSessions bounds the ended session ids stored; past it, those
+// closest to expiring anyway are forgotten first.
+const maxEndedSessions = 1_000_000
 
 // New builds a broker from a validated configuration.
 func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
@@ -64,14 +70,17 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	b.catalog = catalog
-	if b.authProvider, err = newAuthProvider(context.Background(), cfg, opts, b); err != nil {
+	if b.store, err = openStore(cfg, opts); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			b.authProvider.close() // the store stays locked while open
+			b.store.close() // the store stays locked while open
 		}
 	}()
+	if b.authProvider, err = newAuthProvider(context.Background(), cfg, b.store.database(), b); err != nil {
+		return nil, err
+	}
 	if b.exchanger, err = newExchanger(cfg, b); err != nil {
 		return nil, err
 	}
@@ -86,6 +95,12 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	popts, err := providerOptions(cfg, b.log)
 	if err != nil {
 		return nil, err
+	}
+	if popts.SessionKey != nil && b.store != nil {
+		// Sealed ids outlive the process: so must the record of ended ones.
+		if popts.Revocations, err = provider.NewBoltRevocations(b.store.database(), maxEndedSessions); err != nil {
+			return nil, err
+		}
 	}
 	if o := cfg.MCPProvider.Authorization.OAuth; b.auth != nil {
 		scopes := o.ScopesSupported
@@ -171,7 +186,7 @@ func (b *Broker) Close() {
 	for _, app := range b.catalog.Apps {
 		app.Close()
 	}
-	b.authProvider.close()
+	b.store.close()
 }
 
 // Serve listens on the configured address until ctx ends, then shuts down

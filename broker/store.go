@@ -1,0 +1,90 @@
+package broker
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/exchange"
+)
+
+// defaultBoltPath is where the embedded store lives when storage.bolt is not
+// configured, relative to the configuration file's folder.
+const defaultBoltPath = "data/mcpbroker.db"
+
+// store is the one bbolt database of a broker, which each package that
+// keeps state is handed: the Auth Provider's clients, grants and keys, and
+// the ended session ids.
+type store struct {
+	db *bolt.DB
+	// scratch is the throwaway store's folder of a dry build, removed on close.
+	scratch string
+}
+
+// needsStore reports whether cfg keeps state in a store: the Auth
+// Provider needs one; otherwise a store is opened only where storage.bolt
+// names one, since one bbolt file serves one process and replicas sharing
+// a session key must not contend for a default path.
+func needsStore(cfg *config.Config) bool {
+	if ap := cfg.AuthProvider; ap != nil && ap.Enabled {
+		return true
+	}
+	return cfg.Storage.Bolt != nil && cfg.Storage.Bolt.Path != ""
+}
+
+// openStore opens the configured store when cfg needs one; nil otherwise.
+// A dry build opens a throwaway one instead.
+func openStore(cfg *config.Config, opts Options) (*store, error) {
+	if !needsStore(cfg) {
+		return nil, nil
+	}
+	path := defaultBoltPath
+	if cfg.Storage.Bolt != nil && cfg.Storage.Bolt.Path != "" {
+		path = cfg.Storage.Bolt.Path
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(opts.BaseDir, path)
+	}
+	s := &store{}
+	if opts.Dry {
+		var err error
+		if s.scratch, err = os.MkdirTemp("", "mcpbroker-check-"); err != nil {
+			return nil, fmt.Errorf("broker: store: %w", err)
+		}
+		path = filepath.Join(s.scratch, "store.db")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		s.close()
+		return nil, fmt.Errorf("broker: store: %w", err)
+	}
+	db, err := exchange.OpenBolt(path)
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("broker: store: %w", err)
+	}
+	s.db = db
+	return s, nil
+}
+
+// database is the store's bbolt database; nil without a store.
+func (s *store) database() *bolt.DB {
+	if s == nil {
+		return nil
+	}
+	return s.db
+}
+
+func (s *store) close() {
+	if s == nil {
+		return
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+	if s.scratch != "" {
+		os.RemoveAll(s.scratch)
+	}
+}
