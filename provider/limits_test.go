@@ -257,3 +257,50 @@ func TestBatchLimits(t *testing.T) {
 		}
 	})
 }
+
+// Every byte a session keeps is given back to the process when it ends,
+// however its streams were left: the process's budget does not leak.
+func TestKeptBytesGivenBackWhenSessionsEnd(t *testing.T) {
+	h := newHarness(t, nil)
+	served := h.served.Load()
+	var sids []string
+	for i := range 4 {
+		sids = append(sids, h.initialize(fmt.Sprintf("user%d", i), "2025-11-25"))
+	}
+	served += 4
+	var wg sync.WaitGroup
+	for i, sid := range sids {
+		subject := fmt.Sprintf("user%d", i)
+		for j := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				resp, err := h.client.Do(h.request(call{subject: subject, session: sid, ctx: ctx,
+					body: requestBody(100+j, "big", `{"size":700000,"abandoned":true,"progress":true}`)}))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				sr := newSSEReader(resp.Body)
+				sr.next(t)
+				cancel()
+				resp.Body.Close()
+				<-sr.done
+			}()
+		}
+	}
+	wg.Wait()
+	h.waitServed(served + 32)
+	if used := h.p.sessions.kept.used.Load(); used <= 0 || used > 4*(4<<20) {
+		t.Errorf("sessions keep %d bytes, want some and at most 4 MiB each", used)
+	}
+	for i, sid := range sids {
+		resp, body := h.doBody(call{method: http.MethodDelete, subject: fmt.Sprintf("user%d", i), session: sid})
+		wantStatus(t, resp, body, http.StatusNoContent)
+	}
+	if used := h.p.sessions.kept.used.Load(); used != 0 {
+		t.Errorf("%d bytes still counted after every session ended", used)
+	}
+}
