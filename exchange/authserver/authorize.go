@@ -78,6 +78,10 @@ func (s *Server) serveAuthorizeForm(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, http.StatusForbidden, "Form not accepted",
 			"The form could not be verified. It may be stale, or have been opened in another window.")
 		return
+	case errors.Is(err, errFormSpent):
+		s.renderError(w, http.StatusForbidden, "Form already sent",
+			"This form was sent already. Go back, reload the page and try again.")
+		return
 	case err != nil:
 		s.renderError(w, http.StatusBadRequest, "Sign-in expired",
 			"This sign-in is not in progress any more, or took too long.")

@@ -49,6 +49,12 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request, a *authorizatio
 		s.clearFlow(w)
 		s.redirectError(w, a, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 	default:
+		// The posted form is spent: the page asks again with a fresh one.
+		if err := s.setFlow(w, state); err != nil {
+			s.clearFlow(w)
+			s.serverError(w, err)
+			return
+		}
 		s.renderConsent(w, a, state)
 	}
 }

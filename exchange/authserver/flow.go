@@ -13,7 +13,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
@@ -44,6 +47,7 @@ var (
 	errFlowMissing = errors.New("authserver: no authorization in progress")
 	errFlowInvalid = errors.New("authserver: authorization cookie is invalid or expired")
 	errCSRF        = errors.New("authserver: form token does not match")
+	errFormSpent   = errors.New("authserver: form already sent")
 )
 
 // flow is the state of one authorization between requests.
@@ -146,6 +150,32 @@ func (s *Server) newFlow(query string) *flow {
 	return &flow{Query: query, Stage: stageLogin}
 }
 
+// spentForms remembers the form tokens already posted, until their flow
+// would have expired anyway: each form is good for one post, so a copied
+// cookie and token cannot be replayed, in parallel or later. The memory is
+// this process's and bounded; past the bound the oldest are forgotten.
+type spentForms struct {
+	mu    sync.Mutex
+	spent *expirable.LRU[string, struct{}]
+}
+
+const maxSpentForms = 100000
+
+func newSpentForms() *spentForms {
+	return &spentForms{spent: expirable.NewLRU[string, struct{}](maxSpentForms, nil, flowTTL)}
+}
+
+// spend records token as posted; false if it was already.
+func (f *spentForms) spend(token string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.spent.Contains(token) {
+		return false
+	}
+	f.spent.Add(token, struct{}{})
+	return true
+}
+
 // maxCookieBytes keeps a flow cookie within what every browser stores.
 const maxCookieBytes = 4000
 
@@ -208,6 +238,9 @@ func (s *Server) postedFlow(r *http.Request) (*flow, error) {
 	posted := r.PostForm.Get("csrf")
 	if posted == "" || subtle.ConstantTimeCompare([]byte(posted), []byte(state.CSRF)) != 1 {
 		return nil, errCSRF
+	}
+	if !s.spentForms.spend(state.CSRF) {
+		return nil, errFormSpent
 	}
 	return state, nil
 }

@@ -32,19 +32,32 @@ func (s *Server) renderLogin(w http.ResponseWriter, status int, a *authorization
 	})
 }
 
+// retryLogin shows the login form again, with a fresh form token: the
+// posted one is spent.
+func (s *Server) retryLogin(w http.ResponseWriter, status int, a *authorization, state *flow, username, message string) {
+	if err := s.setFlow(w, state); err != nil {
+		s.clearFlow(w)
+		s.serverError(w, err)
+		return
+	}
+	s.renderLogin(w, status, a, state, username, message)
+}
+
 // login checks the posted username and password. Every failure shows the
 // same message, and an unknown username costs a bcrypt comparison like a
 // known one, so that the form does not tell which users exist.
 func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization, state *flow) {
 	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
 	if username == "" || password == "" {
-		s.renderLogin(w, http.StatusOK, a, state, username, messageEmpty)
+		s.retryLogin(w, http.StatusOK, a, state, username, messageEmpty)
 		return
 	}
 	now := s.now()
 	ip := clientIP(r)
-	if s.throttle.blocked(username, ip, now) {
-		s.renderLogin(w, http.StatusTooManyRequests, a, state, username, messageThrottled)
+	// The guess is counted before the password is checked, so parallel
+	// guesses cannot all slip in before the first failure is recorded.
+	if !s.throttle.attempt(username, ip, now) {
+		s.retryLogin(w, http.StatusTooManyRequests, a, state, username, messageThrottled)
 		return
 	}
 	user, known := s.users[username]
@@ -52,13 +65,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 	if known {
 		hash = []byte(user.PasswordHash)
 	}
-	if err := bcrypt.CompareHashAndPassword(hash, []byte(password)); err != nil || !known {
-		s.throttle.fail(username, ip, now)
+	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
+	s.throttle.done(username, ip, err == nil && known)
+	if err != nil || !known {
 		s.logger.Info("authserver: failed sign-in", slog.String("client_id", a.client.ID), slog.String("remote_ip", ip))
-		s.renderLogin(w, http.StatusOK, a, state, username, messageBadLogin)
+		s.retryLogin(w, http.StatusOK, a, state, username, messageBadLogin)
 		return
 	}
-	s.throttle.succeed(username)
 	s.signedIn(w, r.Context(), a, state, &identity{
 		Subject:  user.Username,
 		Username: user.Username,
@@ -113,11 +126,17 @@ func clientIP(r *http.Request) string {
 
 // loginThrottle slows password guessing: after maxUserFailures failed
 // sign-ins for one username, or maxIPFailures from one address, within
-// throttleWindow, further attempts are refused until the window ends.
-// State is in memory and bounded.
+// throttleWindow, further attempts are refused until the window ends. A
+// guess counts as a failure from the moment it is admitted (attempt) until
+// it proves right (done), and at most maxUserParallel guesses for one
+// username and maxIPParallel from one address are checked at once, so the
+// budget holds however many guesses arrive together. State is in memory
+// and bounded.
 type loginThrottle struct {
 	mu       sync.Mutex
 	failures map[string]*failureWindow
+	// checking counts the guesses being checked, per username and address.
+	checking map[string]int
 }
 
 type failureWindow struct {
@@ -129,11 +148,48 @@ const (
 	throttleWindow     = 15 * time.Minute
 	maxUserFailures    = 5
 	maxIPFailures      = 20
+	maxUserParallel    = 1
+	maxIPParallel      = 4
 	maxThrottleEntries = 10000
 )
 
 func newLoginThrottle() *loginThrottle {
-	return &loginThrottle{failures: map[string]*failureWindow{}}
+	return &loginThrottle{failures: map[string]*failureWindow{}, checking: map[string]int{}}
+}
+
+// attempt admits one guess for username from ip, counting it as a failure
+// until done says otherwise; false means the guess must be refused
+// unchecked.
+func (t *loginThrottle) attempt(username, ip string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	user, address := "user:"+username, "ip:"+ip
+	if t.count(user, now) >= maxUserFailures || t.count(address, now) >= maxIPFailures ||
+		t.checking[user] >= maxUserParallel || t.checking[address] >= maxIPParallel {
+		return false
+	}
+	t.failLocked(username, ip, now)
+	t.checking[user]++
+	t.checking[address]++
+	return true
+}
+
+// done ends a guess admitted by attempt. A right password clears the
+// username's failures and takes the guess off the address's count.
+func (t *loginThrottle) done(username, ip string, right bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, key := range []string{"user:" + username, "ip:" + ip} {
+		if t.checking[key]--; t.checking[key] <= 0 {
+			delete(t.checking, key)
+		}
+	}
+	if right {
+		delete(t.failures, "user:"+username)
+		if window := t.failures["ip:"+ip]; window != nil && window.count > 0 {
+			window.count--
+		}
+	}
 }
 
 func (t *loginThrottle) blocked(username, ip string, now time.Time) bool {
@@ -157,6 +213,10 @@ func (t *loginThrottle) count(key string, now time.Time) int {
 func (t *loginThrottle) fail(username, ip string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failLocked(username, ip, now)
+}
+
+func (t *loginThrottle) failLocked(username, ip string, now time.Time) {
 	for _, key := range []string{"user:" + username, "ip:" + ip} {
 		if t.count(key, now) == 0 {
 			if len(t.failures) >= maxThrottleEntries {
@@ -203,10 +263,4 @@ func (w *failureWindow) locksOut(key string) bool {
 		return w.count >= maxUserFailures
 	}
 	return w.count >= maxIPFailures
-}
-
-func (t *loginThrottle) succeed(username string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.failures, "user:"+username)
 }

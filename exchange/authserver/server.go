@@ -61,6 +61,8 @@ type Server struct {
 	exchanger TokenExchanger
 	flows     *flowSealer
 	throttle  *loginThrottle
+	// spentForms makes each sign-in and consent form good for one post.
+	spentForms *spentForms
 	// registrations rate limits dynamic registration per address.
 	registrations *addressLimiter
 	federation    *federation // nil: local users sign in
@@ -101,6 +103,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		keys:          opts.Keys,
 		exchanger:     opts.Exchanger,
 		throttle:      newLoginThrottle(),
+		spentForms:    newSpentForms(),
 		registrations: newAddressLimiter(registrationBurst, registrationWindow, registrationAddresses),
 		registration:  opts.Registration,
 		secureCookies: issuerURL.Scheme == "https",
