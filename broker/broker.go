@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/limit"
 	"github.com/mcpbroker/mcpbroker/provider"
 )
 
@@ -123,7 +125,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		b.authProvider.register(endpoints)
 		mux.Handle("/", b.provider.GuardHost(endpoints, b.authProvider.server.BrowserAPI))
 	}
-	b.handler = mux
+	b.handler = limit.BodyDeadline(mux, time.Duration(cfg.HTTP.ReadBodyTimeout))
 	return b, nil
 }
 
@@ -208,6 +210,7 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
+	ln = limit.NewListener(ln, b.maxConnections(), b.cfg.HTTP.MaxConnectionsPerAddress, b.log)
 	if t := b.cfg.HTTP.TLS; t != nil {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
@@ -245,3 +248,22 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 }
 
 func timeOf(d config.Duration) time.Duration { return time.Duration(d) }
+
+// maxConnections is http.maxConnections, lowered to leave the process file
+// descriptors for its own use (upstreams, the store, logs) when its limit
+// is lower than that.
+func (b *Broker) maxConnections() int {
+	configured := b.cfg.HTTP.MaxConnections
+	var rlimit syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rlimit); err == nil && rlimit.Cur < uint64(configured)+reservedFiles {
+		lowered := max(int(rlimit.Cur)-reservedFiles, 1)
+		b.log.Warn("http.maxConnections lowered to fit the open files limit",
+			"configured", configured, "effective", lowered, "open_files_limit", rlimit.Cur)
+		return lowered
+	}
+	return configured
+}
+
+// reservedFiles are the file descriptors kept for other than client
+// connections.
+const reservedFiles = 256

@@ -12,6 +12,9 @@ const (
 	defaultAddress                = "127.0.0.1:8080"
 	defaultMaxBodyBytes           = 4 << 20
 	defaultShutdownTimeout        = Duration(10 * time.Second)
+	defaultReadBodyTimeout        = Duration(30 * time.Second)
+	defaultMaxConnections         = 10000
+	defaultMaxConnectionsPerAddr  = 256
 	defaultStreamPath             = "/mcp"
 	defaultSessionHeaderName      = "Mcp-Session-Id"
 	defaultSessionTimeout         = Duration(time.Hour)
@@ -41,6 +44,9 @@ const (
 //	http.address                                  127.0.0.1:8080 (loopback: exposing the broker is a decision)
 //	http.maxBodyBytes                             4 MiB
 //	http.shutdownTimeout                          10s
+//	http.readBodyTimeout                          30s
+//	http.maxConnections                           10000
+//	http.maxConnectionsPerAddress                 256
 //	mcpProvider.transports                        stream enabled at /mcp with sessions, when neither sse nor stream is given
 //	  stream.path                                 /mcp
 //	  stream.session.headerName                   Mcp-Session-Id
@@ -64,6 +70,9 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.HTTP.Address, defaultAddress)
 	setDefault(&c.HTTP.MaxBodyBytes, defaultMaxBodyBytes)
 	setDefault(&c.HTTP.ShutdownTimeout, defaultShutdownTimeout)
+	setDefault(&c.HTTP.ReadBodyTimeout, defaultReadBodyTimeout)
+	setDefault(&c.HTTP.MaxConnections, defaultMaxConnections)
+	setDefault(&c.HTTP.MaxConnectionsPerAddress, defaultMaxConnectionsPerAddr)
 	c.MCPProvider.applyDefaults()
 	if ap := c.AuthProvider; ap != nil {
 		setDefault(&ap.AccessTokenTTL, defaultAccessTokenTTL)

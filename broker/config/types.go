@@ -32,6 +32,15 @@ type HTTP struct {
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
 	// ShutdownTimeout bounds graceful shutdown (default 10s).
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+	// ReadBodyTimeout bounds how long a request's body may take to arrive
+	// (default 30s); requests without a body, such as event streams, are
+	// not cut by it.
+	ReadBodyTimeout Duration `yaml:"readBodyTimeout"`
+	// MaxConnections bounds the open connections (default 10000);
+	// MaxConnectionsPerAddress bounds those from one client address
+	// (default 256). Connections beyond them are closed as they arrive.
+	MaxConnections           int `yaml:"maxConnections"`
+	MaxConnectionsPerAddress int `yaml:"maxConnectionsPerAddress"`
 }
 
 // TLS names a certificate and key in PEM files.

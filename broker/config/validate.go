@@ -87,6 +87,18 @@ func (v *validator) http(http *HTTP) {
 	if http.ShutdownTimeout < 0 {
 		v.add("http.shutdownTimeout", "must not be negative")
 	}
+	if d := time.Duration(http.ReadBodyTimeout); d < time.Second || d > 10*time.Minute {
+		v.add("http.readBodyTimeout", fmt.Sprintf("must be between 1s and 10m, got %s", d))
+	}
+	if http.MaxConnections < 1 {
+		v.add("http.maxConnections", fmt.Sprintf("must be at least 1, got %d", http.MaxConnections))
+	}
+	switch {
+	case http.MaxConnectionsPerAddress < 1:
+		v.add("http.maxConnectionsPerAddress", fmt.Sprintf("must be at least 1, got %d", http.MaxConnectionsPerAddress))
+	case http.MaxConnections >= 1 && http.MaxConnectionsPerAddress > http.MaxConnections:
+		v.add("http.maxConnectionsPerAddress", fmt.Sprintf("must not exceed http.maxConnections (%d), got %d", http.MaxConnections, http.MaxConnectionsPerAddress))
+	}
 }
 
 func (v *validator) storage(storage *Storage) {
