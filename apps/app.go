@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/upstream"
@@ -24,10 +23,7 @@ type App struct {
 
 	client *http.Client
 	log    *slog.Logger
-
-	// mangled maps shortened exposed names back to upstream names.
-	mangled sync.Map
-	health  health
+	health health
 }
 
 // Catalog is the set of apps, in configuration order.
@@ -82,11 +78,13 @@ func (c *Catalog) App(name string) *App { return c.byName[name] }
 var ErrNoApp = errors.New("apps: no app owns this name")
 
 // ByPrefix finds the namespaced app whose prefix starts name and returns
-// the upstream name. Prefixes never nest (configuration forbids it).
+// the name without it, which is the upstream's name unless the name was
+// shortened (see ExposedName). Prefixes never nest (configuration forbids
+// it).
 func (c *Catalog) ByPrefix(name string) (*App, string, bool) {
 	for _, a := range c.Apps {
 		if a.Prefix != "" && strings.HasPrefix(name, a.Prefix) && len(name) > len(a.Prefix) {
-			return a, a.UpstreamName(name), true
+			return a, strings.TrimPrefix(name, a.Prefix), true
 		}
 	}
 	return nil, "", false
@@ -103,21 +101,19 @@ func (c *Catalog) Unprefixed() []*App {
 	return out
 }
 
-// ExposedName is the client-facing name of an upstream tool or prompt.
-func (a *App) ExposedName(name string) string {
-	exposed, mangled := exposedName(a.Prefix, name)
-	if mangled {
-		a.mangled.Store(exposed, name)
-	}
-	return exposed
+// ExposedName is the client-facing name of an upstream tool or prompt;
+// shortened reports a name that cannot be turned back by removing the
+// prefix. The app keeps no record of it: the name is derived the same way
+// every time, and whoever shows it to a client remembers the way back for
+// as long as the upstream lists it.
+func (a *App) ExposedName(name string) (exposed string, shortened bool) {
+	return exposedName(a.Prefix, name)
 }
 
-// UpstreamName maps a client-facing name back to the upstream's.
-func (a *App) UpstreamName(exposed string) string {
-	if v, ok := a.mangled.Load(exposed); ok {
-		return v.(string)
-	}
-	return strings.TrimPrefix(exposed, a.Prefix)
+// MaybeShortened reports whether a client-facing name has the form of a
+// shortened one (the prefix, then a hash suffix).
+func (a *App) MaybeShortened(exposed string) bool {
+	return a.Prefix != "" && hasHashSuffix(exposed)
 }
 
 // Close releases idle upstream connections.

@@ -40,7 +40,7 @@ func exposedName(prefix, name string) (exposed string, mangled bool) {
 		return full, false
 	}
 	sum := sha256.Sum256([]byte(name))
-	suffix := "_" + hex.EncodeToString(sum[:4])
+	suffix := "_" + hex.EncodeToString(sum[:hashBytes])
 	var b strings.Builder
 	b.WriteString(prefix)
 	for i := 0; i < len(name) && b.Len() < MaxNameLength-len(suffix); i++ {
@@ -52,4 +52,22 @@ func exposedName(prefix, name string) (exposed string, mangled bool) {
 	}
 	b.WriteString(suffix)
 	return b.String(), true
+}
+
+// hashBytes of the name's SHA-256 make the suffix of a shortened name.
+const hashBytes = 4
+
+// hasHashSuffix reports whether name ends as a shortened name does: an
+// underscore and 2*hashBytes lowercase hex digits.
+func hasHashSuffix(name string) bool {
+	n := len(name) - 2*hashBytes - 1
+	if n < 0 || name[n] != '_' {
+		return false
+	}
+	for i := n + 1; i < len(name); i++ {
+		if c := name[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

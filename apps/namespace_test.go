@@ -51,11 +51,23 @@ func TestExposedName(t *testing.T) {
 
 func TestAppNamesRoundTrip(t *testing.T) {
 	app := &App{Name: "ledger", Prefix: "ledger_"}
-	for _, name := range []string{"get_balance", strings.Repeat("y", 80), "with space"} {
-		exposed := app.ExposedName(name)
-		if got := app.UpstreamName(exposed); got != name {
-			t.Errorf("UpstreamName(ExposedName(%q)) = %q", name, got)
+	for _, tc := range []struct {
+		name      string
+		shortened bool
+	}{{"get_balance", false}, {strings.Repeat("y", 80), true}, {"with space", true}, {"ends_deadbeef", false}} {
+		exposed, shortened := app.ExposedName(tc.name)
+		if shortened != tc.shortened {
+			t.Errorf("ExposedName(%q): shortened %v, want %v", tc.name, shortened, tc.shortened)
 		}
+		if !shortened && exposed != app.Prefix+tc.name {
+			t.Errorf("ExposedName(%q) = %q", tc.name, exposed)
+		}
+		if shortened && !app.MaybeShortened(exposed) {
+			t.Errorf("MaybeShortened(%q) = false for a shortened name", exposed)
+		}
+	}
+	if app.MaybeShortened("ledger_get_balance") {
+		t.Error("MaybeShortened(ledger_get_balance) = true")
 	}
 	c := &Catalog{Apps: []*App{app, {Name: "plain"}}}
 	if a, up, ok := c.ByPrefix("ledger_get_balance"); !ok || a != app || up != "get_balance" {

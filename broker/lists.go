@@ -120,7 +120,7 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 		}
 		// Learned in configuration order, so the first app keeps a name
 		// that two offer, whichever answered first.
-		items, err := c.State.learn(app, k, r.items, b.catalog.ByPrefix)
+		items, err := c.State.learn(app, k, r.items, cursors[app.Name] == "", b.catalog.ByPrefix)
 		if err != nil {
 			failed = append(failed, app.Name)
 			b.log.Warn("list failed", "app", app.Name, "method", listSpecs[k].method, "error", err)
@@ -205,9 +205,13 @@ func offers(caps apps.Capabilities, k listKind) bool {
 // Names never collide in what clients see: an item whose exposed name
 // another app already holds, or that an unprefixed app offers under
 // another app's prefix, is left out.
-func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, byPrefix func(string) (*apps.App, string, bool)) ([]json.RawMessage, error) {
+func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, firstPage bool, byPrefix func(string) (*apps.App, string, bool)) ([]json.RawMessage, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	key := shortenedKey{app, k}
+	if firstPage {
+		delete(st.shortened, key) // a new listing: only what it shows is kept
+	}
 	kept := items[:0]
 	for _, item := range items {
 		switch k {
@@ -218,7 +222,7 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 			if err := jsonrpc.Unmarshal(item, &head); err != nil {
 				return nil, fmt.Errorf("malformed list item: %w", err)
 			}
-			exposed := app.ExposedName(head.Name)
+			exposed, shortened := app.ExposedName(head.Name)
 			routes := st.tools
 			if k == kindPrompt {
 				routes = st.prompts
@@ -242,6 +246,19 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 			}
 			if len(routes) < maxRoutes {
 				routes[exposed] = app
+			}
+			if shortened {
+				if st.shortened == nil {
+					st.shortened = make(map[shortenedKey]map[string]string)
+				}
+				names := st.shortened[key]
+				if names == nil {
+					names = make(map[string]string)
+					st.shortened[key] = names
+				}
+				if len(names) < maxRoutes {
+					names[exposed] = head.Name
+				}
 			}
 		case kindResource:
 			var head struct {

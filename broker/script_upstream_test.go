@@ -20,8 +20,10 @@ import (
 type scriptUpstream struct {
 	// capabilities are the server's own, as JSON.
 	capabilities string
-	// tools is the JSON array tools/list answers.
-	tools string
+	// tools is the JSON array tools/list answers; toolsFunc, when set,
+	// makes a new one for every listing.
+	tools     string
+	toolsFunc func() string
 
 	mu     sync.Mutex
 	bodies [][]byte
@@ -79,7 +81,11 @@ func (u *scriptUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Mcp-Session-Id", "script-1")
 		result = `{"protocolVersion":"2025-11-25","capabilities":` + u.capabilities + `,"serverInfo":{"name":"script","version":"1"}}`
 	case "tools/list":
-		result = `{"tools":` + u.tools + `}`
+		tools := u.tools
+		if u.toolsFunc != nil {
+			tools = u.toolsFunc()
+		}
+		result = `{"tools":` + tools + `}`
 	case "prompts/get":
 		result = `{"messages":[]}`
 	case "completion/complete":

@@ -49,11 +49,30 @@ type sessionState struct {
 	// requests outside any call (the GET stream, DELETE) are made for it.
 	agent atomic.Pointer[oauth.Principal]
 
+	// shortened maps the shortened names an app's latest listing showed
+	// back to the upstream's names, per app and kind; each listing of an
+	// app's first page replaces its map, so it holds what is listed now.
+	shortened map[shortenedKey]map[string]string
+
 	// Routes learned from lists, for names and URIs that carry no prefix.
 	tools     map[string]*apps.App
 	prompts   map[string]*apps.App
 	resources map[string]*apps.App
 	templates []templateRoute
+}
+
+type shortenedKey struct {
+	app  *apps.App
+	kind listKind
+}
+
+// upstreamName is the upstream's name of a shortened name an app listed
+// in this session.
+func (st *sessionState) upstreamName(app *apps.App, k listKind, exposed string) (string, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	name, ok := st.shortened[shortenedKey{app, k}][exposed]
+	return name, ok
 }
 
 // connSlot serializes opening one app's upstream session.

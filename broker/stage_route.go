@@ -76,6 +76,9 @@ func (b *Broker) routeNamed(ctx context.Context, c *Call, name string, k listKin
 	c.Route = routeApp
 	if app, upstreamName, ok := b.catalog.ByPrefix(name); ok {
 		c.App, c.Name = app, upstreamName
+		if app.MaybeShortened(name) {
+			return b.routeShortened(ctx, c, k, name)
+		}
 		return nil
 	}
 	candidates := b.catalog.Unprefixed()
@@ -100,6 +103,28 @@ func (b *Broker) routeNamed(ctx context.Context, c *Call, name string, k listKin
 		return nil
 	}
 	return fmt.Errorf("%w: %s", unknown, name)
+}
+
+// routeShortened finds the upstream's name of a name that may have been
+// shortened, from what the app listed in this session: listing it first
+// when the session has not (a session restored on another replica). A
+// name the listing does not show as shortened is the upstream's own, less
+// the prefix.
+func (b *Broker) routeShortened(ctx context.Context, c *Call, k listKind, exposed string) error {
+	if name, ok := c.State.upstreamName(c.App, k, exposed); ok {
+		c.Name = name
+		return nil
+	}
+	if c.State.lookup(c.State.routes(k), exposed) == c.App {
+		return nil // listed, and not shortened
+	}
+	if _, err := b.collect(ctx, c, k, nil); err != nil && !errors.Is(err, ErrUpstreamFailed) {
+		return err
+	}
+	if name, ok := c.State.upstreamName(c.App, k, exposed); ok {
+		c.Name = name
+	}
+	return nil
 }
 
 // routeURI finds the app serving a resource.

@@ -305,9 +305,22 @@ type App struct {
 	Type string `yaml:"type"`
 	// ToolNamespace left out means enabled, named after the app with "_"
 	// appended; after ApplyDefaults it is never nil.
-	ToolNamespace *ToolNamespace    `yaml:"toolNamespace"`
-	Upstream      Upstream          `yaml:"upstream"`
-	Authorization *AppAuthorization `yaml:"authorization"`
+	ToolNamespace *ToolNamespace `yaml:"toolNamespace"`
+	// ResourceNamespace left out means the app declares no resource URIs
+	// of its own: it is routed the URIs it lists that no app declared.
+	ResourceNamespace *ResourceNamespace `yaml:"resourceNamespace"`
+	Upstream          Upstream           `yaml:"upstream"`
+	Authorization     *AppAuthorization  `yaml:"authorization"`
+}
+
+// ResourceNamespace declares the resource URIs an app owns. URIs are not
+// rewritten: the prefixes say which app a URI belongs to, so no other app
+// can list it or be sent its reads.
+type ResourceNamespace struct {
+	// URIPrefixes are the beginnings of the app's URIs, each starting
+	// with a scheme and ":", like "ledger://". No two apps' prefixes may
+	// nest.
+	URIPrefixes []string `yaml:"uriPrefixes"`
 }
 
 // ToolNamespace prefixes the names of an app's tools and prompts.
