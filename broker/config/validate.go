@@ -539,12 +539,14 @@ func (v *validator) apps(apps []App) {
 			v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "mcpProxy"`, quote(app.Type)))
 		}
 		v.toolNamespace(path, app)
+		v.resourceNamespace(path, app)
 		v.upstream(field(path, "upstream"), &app.Upstream)
 		if app.Authorization != nil {
 			v.appAuthorization(field(path, "authorization"), app.Authorization)
 		}
 	}
 	v.namespaceCollisions(apps)
+	v.resourceNamespaceOverlaps(apps)
 	v.outboundAudiences(apps)
 }
 
