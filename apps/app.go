@@ -24,12 +24,20 @@ type App struct {
 	client *http.Client
 	log    *slog.Logger
 	health health
+
+	// order is the app's place in the configuration; uriPrefixes the
+	// resource URIs it declared; spaces every app's (uris.go).
+	order       int
+	uriPrefixes []string
+	spaces      uriSpaces
 }
 
 // Catalog is the set of apps, in configuration order.
 type Catalog struct {
-	Apps   []*App
-	byName map[string]*App
+	Apps       []*App
+	byName     map[string]*App
+	spaces     uriSpaces
+	undeclared []*App
 }
 
 // NewCatalog builds the apps of a validated configuration.
@@ -65,8 +73,22 @@ func NewCatalog(cfg []config.App, log *slog.Logger) (*Catalog, error) {
 		} else if !ns.Disabled {
 			app.Prefix = ns.Name
 		}
+		app.order = len(c.Apps)
+		if ns := a.ResourceNamespace; ns != nil && len(ns.URIPrefixes) > 0 {
+			app.uriPrefixes = ns.URIPrefixes
+		} else {
+			c.undeclared = append(c.undeclared, app)
+		}
 		c.Apps = append(c.Apps, app)
 		c.byName[app.Name] = app
+	}
+	spaces, err := newURISpaces(c.Apps)
+	if err != nil {
+		return nil, err
+	}
+	c.spaces = spaces
+	for _, app := range c.Apps {
+		app.spaces = spaces
 	}
 	return c, nil
 }

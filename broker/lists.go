@@ -59,6 +59,13 @@ func (b *Broker) aggregate(ctx context.Context, c *Call) error {
 			return err
 		}
 	}
+	if k == kindResource {
+		// A later app's URI under an earlier app's template is left out
+		// only once the template is known.
+		if _, err := b.learnURIs(ctx, c, kindTemplate); err != nil {
+			return err
+		}
+	}
 	page, err := b.collect(ctx, c, k, cursors)
 	if err != nil {
 		return err
@@ -120,11 +127,15 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 		}
 		// Learned in configuration order, so the first app keeps a name
 		// that two offer, whichever answered first.
-		items, err := c.State.learn(app, k, r.items, cursors[app.Name] == "", b.catalog.ByPrefix)
+		items, refused, err := c.State.learn(app, k, r.items, cursors[app.Name] == "", b.catalog.ByPrefix)
 		if err != nil {
 			failed = append(failed, app.Name)
 			b.log.Warn("list failed", "app", app.Name, "method", listSpecs[k].method, "error", err)
 			continue
+		}
+		if refused.count > 0 {
+			b.log.Warn("list items left out: their URIs are another app's, or lie outside the app's resourceNamespace",
+				"app", app.Name, "method", listSpecs[k].method, "uri", refused.first, "count", refused.count)
 		}
 		page.items = append(page.items, items...)
 		if r.next != "" {
@@ -136,6 +147,9 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 	}
 	if page.items == nil {
 		page.items = []json.RawMessage{}
+	}
+	if cursors == nil && len(failed) == 0 {
+		c.State.markListed(k)
 	}
 	if len(failed) > 0 && len(failed) == len(targets) {
 		return page, fmt.Errorf("%w: %s", ErrUpstreamFailed, strings.Join(failed, ", "))
@@ -204,15 +218,16 @@ func offers(caps apps.Capabilities, k listKind) bool {
 //
 // Names never collide in what clients see: an item whose exposed name
 // another app already holds, or that an unprefixed app offers under
-// another app's prefix, is left out.
-func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, firstPage bool, byPrefix func(string) (*apps.App, string, bool)) ([]json.RawMessage, error) {
+// another app's prefix, is left out. Resources and templates whose URIs
+// are another app's (uri_routes.go) are left out and counted in refused.
+func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, firstPage bool, byPrefix func(string) (*apps.App, string, bool)) (kept []json.RawMessage, refused refusedURIs, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	key := shortenedKey{app, k}
 	if firstPage {
 		delete(st.shortened, key) // a new listing: only what it shows is kept
 	}
-	kept := items[:0]
+	kept = items[:0]
 	for _, item := range items {
 		switch k {
 		case kindTool, kindPrompt:
@@ -220,7 +235,7 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 				Name string `json:"name"`
 			}
 			if err := jsonrpc.Unmarshal(item, &head); err != nil {
-				return nil, fmt.Errorf("malformed list item: %w", err)
+				return nil, refused, fmt.Errorf("malformed list item: %w", err)
 			}
 			exposed, shortened := app.ExposedName(head.Name)
 			routes := st.tools
@@ -240,7 +255,7 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 				name, _ := jsonrpc.Marshal(exposed)
 				renamed, err := jsonrpc.SetMember(item, "name", name)
 				if err != nil {
-					return nil, fmt.Errorf("malformed list item: %w", err)
+					return nil, refused, fmt.Errorf("malformed list item: %w", err)
 				}
 				item = renamed
 			}
@@ -264,37 +279,40 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 			var head struct {
 				URI string `json:"uri"`
 			}
-			if jsonrpc.Unmarshal(item, &head) == nil && head.URI != "" {
-				if owner, taken := st.resources[head.URI]; taken && owner != app {
-					continue // reads of this URI go to the app that listed it first
-				}
-				if len(st.resources) < maxRoutes {
-					st.resources[head.URI] = app
-				}
+			if jsonrpc.Unmarshal(item, &head) != nil || !st.learnResource(app, head.URI) {
+				refused.add(head.URI)
+				continue
 			}
 		case kindTemplate:
 			var head struct {
 				URITemplate string `json:"uriTemplate"`
 			}
-			if jsonrpc.Unmarshal(item, &head) == nil && head.URITemplate != "" && len(st.templates) < maxRoutes {
-				prefix, _, _ := strings.Cut(head.URITemplate, "{")
-				if !st.hasTemplate(prefix, app) {
-					st.templates = append(st.templates, templateRoute{prefix: prefix, app: app})
-				}
+			if jsonrpc.Unmarshal(item, &head) != nil || !st.learnTemplate(app, head.URITemplate) {
+				refused.add(head.URITemplate)
+				continue
 			}
 		}
 		kept = append(kept, item)
 	}
-	return kept, nil
+	return kept, refused, nil
 }
 
-func (st *sessionState) hasTemplate(prefix string, app *apps.App) bool {
-	for _, t := range st.templates {
-		if t.prefix == prefix && t.app == app {
-			return true
+// refusedURIs counts the items learn left out for their URIs, and keeps
+// the first for the log.
+type refusedURIs struct {
+	count int
+	first string
+}
+
+func (r *refusedURIs) add(uri string) {
+	if r.count == 0 {
+		const keep = 256
+		if len(uri) > keep {
+			uri = uri[:keep] + "..."
 		}
+		r.first = uri
 	}
-	return false
+	r.count++
 }
 
 // Cursors are opaque to clients: base64url of the apps' own cursors.

@@ -55,10 +55,15 @@ type sessionState struct {
 	shortened map[shortenedKey]map[string]string
 
 	// Routes learned from lists, for names and URIs that carry no prefix.
+	// Resource URIs and template beginnings are folded (apps.FoldURI);
+	// templates are grouped by app in configuration order (uri_routes.go).
 	tools     map[string]*apps.App
 	prompts   map[string]*apps.App
 	resources map[string]*apps.App
 	templates []templateRoute
+	// urisListed records, for resources/list and resources/templates/list,
+	// that every app answered its first page in this session (uri_routes.go).
+	urisListed [2]bool
 }
 
 type shortenedKey struct {

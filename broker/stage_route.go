@@ -127,28 +127,44 @@ func (b *Broker) routeShortened(ctx context.Context, c *Call, k listKind, expose
 	return nil
 }
 
-// routeURI finds the app serving a resource.
+// routeURI finds the app serving a resource URI (uri_routes.go): the app
+// that declared its space, else the one app without a declared space, else
+// the first of those apps, in configuration order, that lists it.
 func (b *Broker) routeURI(ctx context.Context, c *Call, uri string) error {
 	if uri == "" {
 		return fmt.Errorf("%w: uri is required", ErrInvalidParams)
 	}
 	c.Route = routeApp
-	if len(b.catalog.Apps) == 1 {
-		c.App = b.catalog.Apps[0]
+	if app := b.catalog.URIOwner(uri); app != nil {
+		c.App = app
 		return nil
+	}
+	switch candidates := b.catalog.Undeclared(); len(candidates) {
+	case 0:
+		return fmt.Errorf("%w: %s", ErrResourceNotFound, uri)
+	case 1:
+		c.App = candidates[0]
+		return nil
+	}
+	listed, err := b.learnURIs(ctx, c, uriKinds[:]...)
+	if err != nil {
+		return err
 	}
 	if app := c.State.resourceApp(uri); app != nil {
 		c.App = app
 		return nil
 	}
-	for _, k := range []listKind{kindResource, kindTemplate} {
-		if _, err := b.collect(ctx, c, k, nil); err != nil && !errors.Is(err, ErrUpstreamFailed) {
-			return err
+	if !listed {
+		// Listed earlier in the session: the URI may be new since.
+		for _, k := range uriKinds {
+			if _, err := b.collect(ctx, c, k, nil); err != nil && !errors.Is(err, ErrUpstreamFailed) {
+				return err
+			}
 		}
-	}
-	if app := c.State.resourceApp(uri); app != nil {
-		c.App = app
-		return nil
+		if app := c.State.resourceApp(uri); app != nil {
+			c.App = app
+			return nil
+		}
 	}
 	return fmt.Errorf("%w: %s", ErrResourceNotFound, uri)
 }
@@ -201,22 +217,4 @@ func (st *sessionState) lookup(routes map[string]*apps.App, key string) *apps.Ap
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return routes[key]
-}
-
-// resourceApp finds the app of a resource URI: listed resources first, then
-// the longest matching template prefix.
-func (st *sessionState) resourceApp(uri string) *apps.App {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if app := st.resources[uri]; app != nil {
-		return app
-	}
-	var best *apps.App
-	bestLen := 0
-	for _, t := range st.templates {
-		if strings.HasPrefix(uri, t.prefix) && len(t.prefix) > bestLen {
-			best, bestLen = t.app, len(t.prefix)
-		}
-	}
-	return best
 }

@@ -57,6 +57,7 @@ const (
 //	  servers[].refreshInterval                   24h
 //	  servers[].tokenValidation.jwt.clockSkew     15s
 //	apps[].toolNamespace                          enabled, named after the app: name + "_"
+//	apps[].resourceNamespace                      none: the app shares the URIs no app declared
 //	apps[].upstream.timeout                       30s
 //	apps[].upstream.stream.connection             dialTimeout 10s, keepAlive.interval 15s,
 //	                                              pool.maxIdleConns 100, pool.maxIdleConnsPerHost 100
