@@ -26,10 +26,12 @@ type App struct {
 	health health
 
 	// order is the app's place in the configuration; uriPrefixes the
-	// resource URIs it declared; spaces every app's (uris.go).
+	// resource URIs it declared; spaces every app's; sharesURIs that it is
+	// one of several apps without a declared space (uris.go).
 	order       int
 	uriPrefixes []string
 	spaces      uriSpaces
+	sharesURIs  bool
 }
 
 // Catalog is the set of apps, in configuration order.
@@ -89,6 +91,9 @@ func NewCatalog(cfg []config.App, log *slog.Logger) (*Catalog, error) {
 	c.spaces = spaces
 	for _, app := range c.Apps {
 		app.spaces = spaces
+	}
+	for _, app := range c.undeclared {
+		app.sharesURIs = len(c.undeclared) > 1
 	}
 	return c, nil
 }

@@ -77,6 +77,10 @@ func (a *App) MayList(uri string) bool {
 	return owner == nil
 }
 
+// SharesURIs reports whether the app is one of several without a declared
+// URI space: which of them serves a URI is then learned from their lists.
+func (a *App) SharesURIs() bool { return a.sharesURIs }
+
 // Precedes reports whether a comes before b in configuration order; of
 // two apps without declared spaces that list the same URI, the first
 // keeps it.

@@ -97,6 +97,12 @@ func TestURISpaces(t *testing.T) {
 	if !ledger.Precedes(plain) || other.Precedes(wiki) {
 		t.Error("Precedes does not follow configuration order")
 	}
+	if ledger.SharesURIs() || !plain.SharesURIs() || !other.SharesURIs() {
+		t.Error("SharesURIs: want true for the two apps without a declared space only")
+	}
+	if one := testCatalog(t, []string{"ledger://"}, nil); one.Apps[1].SharesURIs() {
+		t.Error("SharesURIs: the one app without a declared space shares with none")
+	}
 }
 
 // Configuration refuses nesting prefixes of two apps; the catalog refuses

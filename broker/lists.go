@@ -46,6 +46,11 @@ func kindOf(method string) listKind {
 // maxRoutes bounds the names and URIs a session remembers per kind.
 const maxRoutes = 10000
 
+// maxNameBytes bounds the upstream tool and prompt names the broker shows
+// (MCP suggests 1 to 128 characters): a session remembers the names it
+// showed, so their length, not only their count, must be bounded.
+const maxNameBytes = 512
+
 // aggregate answers a list request with the items of every app: each app's
 // first page at once, then, through our cursor, the next pages of the apps
 // that have more. An app that fails is left out and logged; the others
@@ -134,8 +139,12 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 			continue
 		}
 		if refused.count > 0 {
-			b.log.Warn("list items left out: their URIs are another app's, or lie outside the app's resourceNamespace",
-				"app", app.Name, "method", listSpecs[k].method, "uri", refused.first, "count", refused.count)
+			reason := "their URIs are another app's, lie outside the app's resourceNamespace, or are too long to route"
+			if k == kindTool || k == kindPrompt {
+				reason = fmt.Sprintf("their names are longer than %d bytes", maxNameBytes)
+			}
+			b.log.Warn("list items left out: "+reason,
+				"app", app.Name, "method", listSpecs[k].method, "item", refused.first, "count", refused.count)
 		}
 		page.items = append(page.items, items...)
 		if r.next != "" {
@@ -218,9 +227,10 @@ func offers(caps apps.Capabilities, k listKind) bool {
 //
 // Names never collide in what clients see: an item whose exposed name
 // another app already holds, or that an unprefixed app offers under
-// another app's prefix, is left out. Resources and templates whose URIs
-// are another app's (uri_routes.go) are left out and counted in refused.
-func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, firstPage bool, byPrefix func(string) (*apps.App, string, bool)) (kept []json.RawMessage, refused refusedURIs, err error) {
+// another app's prefix, is left out. Names longer than maxNameBytes, and
+// resources and templates whose URIs are another app's (uri_routes.go),
+// are left out and counted in refused.
+func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, firstPage bool, byPrefix func(string) (*apps.App, string, bool)) (kept []json.RawMessage, refused refusedItems, err error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	key := shortenedKey{app, k}
@@ -236,6 +246,10 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 			}
 			if err := jsonrpc.Unmarshal(item, &head); err != nil {
 				return nil, refused, fmt.Errorf("malformed list item: %w", err)
+			}
+			if len(head.Name) > maxNameBytes {
+				refused.add(head.Name)
+				continue
 			}
 			exposed, shortened := app.ExposedName(head.Name)
 			routes := st.tools
@@ -297,20 +311,20 @@ func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage
 	return kept, refused, nil
 }
 
-// refusedURIs counts the items learn left out for their URIs, and keeps
-// the first for the log.
-type refusedURIs struct {
+// refusedItems counts the items learn left out for their names or URIs,
+// and keeps the first (shortened) for the log.
+type refusedItems struct {
 	count int
 	first string
 }
 
-func (r *refusedURIs) add(uri string) {
+func (r *refusedItems) add(nameOrURI string) {
 	if r.count == 0 {
 		const keep = 256
-		if len(uri) > keep {
-			uri = uri[:keep] + "..."
+		if len(nameOrURI) > keep {
+			nameOrURI = nameOrURI[:keep] + "..."
 		}
-		r.first = uri
+		r.first = nameOrURI
 	}
 	r.count++
 }

@@ -24,7 +24,8 @@ func liveHeap() int64 {
 // the session that listed them ended. A shortened name still calls the
 // tool it was listed for.
 func TestShortenedNamesBounded(t *testing.T) {
-	const perList, nameBytes = 1000, 2000
+	// Names as long as the broker shows (maxNameBytes), many of them.
+	const perList, nameBytes = 4000, 500
 	var generation atomic.Int64
 	u := &scriptUpstream{toolsFunc: func() string {
 		g := generation.Add(1)

@@ -23,16 +23,24 @@ import (
 // not depend on the order in which lists arrive: a claim is never dropped
 // for another, only outranked.
 
+// maxRoutedURIBytes bounds the URIs and template beginnings a session
+// records to route by: their count is bounded by maxRoutes, their length
+// by this.
+const maxRoutedURIBytes = 2048
+
 // learnResource records a listed resource URI and reports whether the item
 // is shown.
 func (st *sessionState) learnResource(app *apps.App, uri string) bool {
 	if uri == "" || !app.MayList(uri) {
 		return false
 	}
-	if app.DeclaresURIs() {
-		return true // routed by its declaration, not by what it lists
+	if !app.SharesURIs() {
+		return true // routed by its declaration, or as the one app without one
 	}
 	key := apps.FoldURI(uri)
+	if len(key) > maxRoutedURIBytes {
+		return false
+	}
 	if t := st.templateOf(key); t != nil && t.app != app && t.app.Precedes(app) {
 		return false
 	}
@@ -54,10 +62,13 @@ func (st *sessionState) learnTemplate(app *apps.App, uriTemplate string) bool {
 	if uriTemplate == "" || !app.MayList(literal) {
 		return false
 	}
-	if app.DeclaresURIs() {
+	if !app.SharesURIs() {
 		return true
 	}
 	key := apps.FoldURI(literal)
+	if len(key) > maxRoutedURIBytes {
+		return false
+	}
 	shown := true
 	from, to := st.templateGroup(app)
 	for i := 0; i < from && shown; {
