@@ -33,6 +33,8 @@ const (
 	callbackPath        = "/callback"
 	// defaultLoginTimeout is how long a login waits for the browser.
 	defaultLoginTimeout = 5 * time.Minute
+	// callbackReadTimeout bounds each request to the redirect listener.
+	callbackReadTimeout = 10 * time.Second
 )
 
 func tokenLoginCommand() *cli.Command {
@@ -141,7 +143,7 @@ func login(ctx context.Context, stderr io.Writer, opts loginOptions) (*tokenResp
 	}
 	flow := newCodeFlow(metadata, opts, "http://"+listener.Addr().String()+callbackPath)
 	results := make(chan callbackResult, 1)
-	server := &http.Server{Handler: flow.callbackHandler(results), ReadHeaderTimeout: 10 * time.Second}
+	server := callbackServer(flow.callbackHandler(results), callbackReadTimeout)
 	go func() { _ = server.Serve(listener) }() // Close ends it with ErrServerClosed
 	defer server.Close()
 
@@ -448,4 +450,18 @@ func sameOrigin(a, b string) bool {
 	ua, errA := url.Parse(a)
 	ub, errB := url.Parse(b)
 	return errA == nil && errB == nil && ua.Scheme == ub.Scheme && strings.EqualFold(ua.Host, ub.Host)
+}
+
+// callbackServer serves the redirect listener. Its one answer is short and
+// never streams, so a whole request (a body it does not read included) must
+// arrive within readTimeout, and an idle connection is closed after as
+// long: nothing another local client sends can hold it.
+func callbackServer(handler http.Handler, readTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      readTimeout,
+		IdleTimeout:       readTimeout,
+	}
 }

@@ -14,12 +14,17 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/sample"
+	"github.com/mcpbroker/mcpbroker/broker/limit"
 	"github.com/urfave/cli/v2"
 )
 
 // upstreamShutdownGrace bounds how long in-flight calls may finish after a
 // signal; open SSE streams never finish on their own, so the rest are cut.
 const upstreamShutdownGrace = 5 * time.Second
+
+// sampleReadBodyTimeout is how long a request body to the sample upstream
+// may take to arrive, as http.readBodyTimeout's default for the broker.
+const sampleReadBodyTimeout = 30 * time.Second
 
 func upstreamCommand() *cli.Command {
 	return &cli.Command{
@@ -75,7 +80,7 @@ func runSampleUpstream(c *cli.Context) error {
 		}
 		mcpHandler.ServeHTTP(w, r)
 	})
-	server := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	server := sampleServer(handler, sampleReadBodyTimeout)
 
 	// Listen before logging, so that with port 0 the log names the real port.
 	listener, err := net.Listen("tcp", c.String("listen"))
@@ -110,4 +115,15 @@ func runSampleUpstream(c *cli.Context) error {
 		return fmt.Errorf("upstream sample: %w", err)
 	}
 	return nil
+}
+
+// sampleServer serves the sample upstream with the broker's bounds on slow
+// bodies and idle connections: a body must arrive within readBodyTimeout,
+// idle connections are closed, and event streams (no body) run on.
+func sampleServer(handler http.Handler, readBodyTimeout time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           limit.BodyDeadline(handler, readBodyTimeout),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
 }
