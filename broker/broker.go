@@ -251,7 +251,9 @@ func timeOf(d config.Duration) time.Duration { return time.Duration(d) }
 
 // maxConnections is http.maxConnections, lowered to leave the process file
 // descriptors for its own use (upstreams, the store, logs) when its limit
-// is lower than that.
+// is lower than that. The Go runtime has already raised the soft open-files
+// limit to (one below) the hard limit at start, so what is read here is as
+// high as the process can go without privileges.
 func (b *Broker) maxConnections() int {
 	configured := b.cfg.HTTP.MaxConnections
 	var rlimit syscall.Rlimit

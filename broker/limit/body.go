@@ -12,8 +12,11 @@ import (
 // lifted once the body has been read to its end, so a body trickled in a
 // byte at a time is cut off while the response that follows (an event
 // stream, say) may take as long as it needs. Requests without a body are
-// passed through untouched: http.Server.ReadTimeout would cut long-lived
-// GET streams as well.
+// passed through untouched. The deadline is set and lifted here, for each
+// request with a body, rather than left to http.Server.ReadTimeout, so that
+// no response ever runs under a read deadline, whatever a Go release does
+// with that deadline once the body is read (some have canceled the
+// request's context when it passed).
 func BodyDeadline(next http.Handler, timeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody || (r.ContentLength == 0 && len(r.TransferEncoding) == 0) {
