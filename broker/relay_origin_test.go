@@ -192,3 +192,38 @@ func TestForgedRequestNotificationsFromAnotherAppDropped(t *testing.T) {
 		t.Errorf("a second completion of el-A was relayed: %v", again)
 	}
 }
+
+// An update about a resource reaches the client only from the app that
+// serves its URI: an app cannot announce changes to another app's
+// resources.
+func TestForgedResourceUpdateFromAnotherAppDropped(t *testing.T) {
+	alpha, beta := &scriptUpstream{}, &scriptUpstream{}
+	apps := fmt.Sprintf("  - {name: alpha, type: mcpProxy, toolNamespace: {name: alpha_}, resourceNamespace: {uriPrefixes: [\"ledger://\"]}, upstream: {transport: stream, stream: {url: %q}}}\n", newScriptUpstream(t, alpha)) +
+		scriptApps("beta", newScriptUpstream(t, beta))
+	base := startBroker(t, scriptBrokerConfig, apps)
+	c := newWireClient(t, base+"/mcp")
+	c.initialize(`{}`)
+	updated := func(uri string) string {
+		return `{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"` + uri + `"}}`
+	}
+	relayed := func(app string, uris ...string) map[string]bool {
+		t.Helper()
+		messages := make([]string, len(uris))
+		for i, uri := range uris {
+			messages[i] = updated(uri)
+		}
+		out := map[string]bool{}
+		for _, m := range readMessages(t, c.post(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"`+app+`_script","arguments":{"messages":[`+strings.Join(messages, ",")+`]}}}`)) {
+			if m["method"] == "notifications/resources/updated" {
+				out[m["params"].(map[string]any)["uri"].(string)] = true
+			}
+		}
+		return out
+	}
+	if got := relayed("beta", "ledger://accounts/alice", "notes://beta/1"); got["ledger://accounts/alice"] || !got["notes://beta/1"] {
+		t.Errorf("beta's updates relayed: %v, want only its own notes://beta/1", got)
+	}
+	if got := relayed("alpha", "ledger://accounts/alice", "notes://beta/1"); !got["ledger://accounts/alice"] || got["notes://beta/1"] {
+		t.Errorf("alpha's updates relayed: %v, want only ledger://accounts/alice", got)
+	}
+}

@@ -196,6 +196,8 @@ func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provide
 				m = st.remapProgress(conn, m)
 			case "notifications/elicitation/complete":
 				m = st.checkElicitationComplete(conn, m)
+			case "notifications/resources/updated":
+				m = b.checkResourceUpdated(st, conn, m)
 			}
 			if m == nil {
 				b.log.Warn("upstream notification about a request it did not make dropped",
@@ -207,6 +209,28 @@ func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provide
 			}
 		}
 	}
+}
+
+// checkResourceUpdated passes an update about a resource only from the
+// app that serves its URI: another app cannot announce changes to, and
+// so prompt re-reads of, what it does not own.
+func (b *Broker) checkResourceUpdated(st *sessionState, conn *apps.Conn, m *jsonrpc.Message) *jsonrpc.Message {
+	var p struct {
+		URI string `json:"uri"`
+	}
+	if jsonrpc.Unmarshal(m.Params, &p) != nil || p.URI == "" {
+		return nil
+	}
+	app := conn.App
+	if !app.MayList(p.URI) {
+		return nil
+	}
+	if app.SharesURIs() {
+		if owner := st.resourceApp(p.URI); owner != nil && owner != app {
+			return nil
+		}
+	}
+	return m
 }
 
 func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provider.Sender, m *jsonrpc.Message) {
