@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/upstream"
-	"github.com/mcpbroker/mcpbroker/broker/config"
 )
 
 // App is one upstream application.
@@ -42,27 +41,40 @@ type Catalog struct {
 	undeclared []*App
 }
 
-// NewCatalog builds the apps of a validated configuration.
-func NewCatalog(cfg []config.App, log *slog.Logger) (*Catalog, error) {
+// Options describe one app. The zero values of Timeout and the connection
+// settings take the defaults noted.
+type Options struct {
+	Name string
+	// Prefix is added to the names of the app's tools and prompts; empty
+	// turns namespacing off.
+	Prefix string
+	// URL is the upstream's Streamable HTTP endpoint.
+	URL string
+	// Timeout bounds one request to the upstream (30s).
+	Timeout time.Duration
+	// DialTimeout, KeepAlive and the idle pool sizes shape the upstream
+	// connections (see upstream.NewHTTPClient).
+	DialTimeout, KeepAlive            time.Duration
+	MaxIdleConns, MaxIdleConnsPerHost int
+	// URIPrefixes declare the resource URIs the app owns; none: the app
+	// shares the URIs no app declared.
+	URIPrefixes []string
+}
+
+// NewCatalog builds the apps, in the order given.
+func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Catalog{byName: make(map[string]*App, len(cfg))}
-	for _, a := range cfg {
-		if a.Type != "mcpProxy" {
-			return nil, fmt.Errorf("apps: %s: type %q is not supported", a.Name, a.Type)
-		}
-		if a.Upstream.Stream == nil {
-			return nil, fmt.Errorf("apps: %s: no stream upstream", a.Name)
-		}
-		conn := a.Upstream.Stream.Connection
+	c := &Catalog{byName: make(map[string]*App, len(list))}
+	for _, a := range list {
 		app := &App{
 			Name:    a.Name,
-			Timeout: time.Duration(a.Upstream.Timeout),
-			URL:     a.Upstream.Stream.URL,
-			client: upstream.NewHTTPClient(time.Duration(conn.DialTimeout), time.Duration(conn.KeepAlive.Interval),
-				conn.Pool.MaxIdleConns, conn.Pool.MaxIdleConnsPerHost),
-			log: log.With("app", a.Name),
+			Prefix:  a.Prefix,
+			Timeout: a.Timeout,
+			URL:     a.URL,
+			client:  upstream.NewHTTPClient(a.DialTimeout, a.KeepAlive, a.MaxIdleConns, a.MaxIdleConnsPerHost),
+			log:     log.With("app", a.Name),
 		}
 		if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
 			return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
@@ -70,14 +82,9 @@ func NewCatalog(cfg []config.App, log *slog.Logger) (*Catalog, error) {
 		if app.Timeout <= 0 {
 			app.Timeout = 30 * time.Second
 		}
-		if ns := a.ToolNamespace; ns == nil {
-			app.Prefix = a.Name + "_"
-		} else if !ns.Disabled {
-			app.Prefix = ns.Name
-		}
 		app.order = len(c.Apps)
-		if ns := a.ResourceNamespace; ns != nil && len(ns.URIPrefixes) > 0 {
-			app.uriPrefixes = ns.URIPrefixes
+		if len(a.URIPrefixes) > 0 {
+			app.uriPrefixes = a.URIPrefixes
 		} else {
 			c.undeclared = append(c.undeclared, app)
 		}

@@ -3,7 +3,6 @@ package apps
 import (
 	"testing"
 
-	"github.com/mcpbroker/mcpbroker/broker/config"
 )
 
 func TestFoldURI(t *testing.T) {
@@ -26,18 +25,11 @@ func TestFoldURI(t *testing.T) {
 
 func testCatalog(t *testing.T, prefixes ...[]string) *Catalog {
 	t.Helper()
-	var cfg []config.App
+	var list []Options
 	for i, p := range prefixes {
-		a := config.App{
-			Name: string(rune('a' + i)), Type: "mcpProxy",
-			Upstream: config.Upstream{Transport: "stream", Stream: &config.StreamUpstream{URL: "http://127.0.0.1:1/mcp"}},
-		}
-		if p != nil {
-			a.ResourceNamespace = &config.ResourceNamespace{URIPrefixes: p}
-		}
-		cfg = append(cfg, a)
+		list = append(list, Options{Name: string(rune('a' + i)), URL: "http://127.0.0.1:1/mcp", URIPrefixes: p})
 	}
-	c, err := NewCatalog(cfg, nil)
+	c, err := NewCatalog(list, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,13 +100,11 @@ func TestURISpaces(t *testing.T) {
 // Configuration refuses nesting prefixes of two apps; the catalog refuses
 // them as well rather than give a URI to either.
 func TestURISpacesNestAcrossApps(t *testing.T) {
-	cfg := []config.App{
-		{Name: "a", Type: "mcpProxy", ResourceNamespace: &config.ResourceNamespace{URIPrefixes: []string{"ledger://"}},
-			Upstream: config.Upstream{Stream: &config.StreamUpstream{URL: "http://127.0.0.1:1/mcp"}}},
-		{Name: "b", Type: "mcpProxy", ResourceNamespace: &config.ResourceNamespace{URIPrefixes: []string{"LEDGER://accounts/"}},
-			Upstream: config.Upstream{Stream: &config.StreamUpstream{URL: "http://127.0.0.1:2/mcp"}}},
+	list := []Options{
+		{Name: "a", URL: "http://127.0.0.1:1/mcp", URIPrefixes: []string{"ledger://"}},
+		{Name: "b", URL: "http://127.0.0.1:2/mcp", URIPrefixes: []string{"LEDGER://accounts/"}},
 	}
-	if _, err := NewCatalog(cfg, nil); err == nil {
+	if _, err := NewCatalog(list, nil); err == nil {
 		t.Fatal("NewCatalog accepted nesting URI prefixes of two apps")
 	}
 }

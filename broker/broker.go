@@ -67,7 +67,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if b.version == "" {
 		b.version = "dev"
 	}
-	catalog, err := apps.NewCatalog(cfg.Apps, b.log)
+	catalog, err := apps.NewCatalog(catalogOptions(cfg.Apps), b.log)
 	if err != nil {
 		return nil, err
 	}

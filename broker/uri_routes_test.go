@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/mcpbroker/mcpbroker/apps"
-	"github.com/mcpbroker/mcpbroker/broker/config"
 )
 
 // Among apps without declared URI spaces, the first app in configuration
@@ -13,15 +12,15 @@ import (
 // an app with a declared space is never learned from its lists, and no
 // other app may list into its space.
 func TestURIRoutesIndependentOfListingOrder(t *testing.T) {
-	var cfg []config.App
+	var list []apps.Options
 	for _, name := range []string{"first", "second", "third", "ledger"} {
-		a := config.App{Name: name, Type: "mcpProxy", Upstream: config.Upstream{Stream: &config.StreamUpstream{URL: "http://127.0.0.1:1/mcp"}}}
+		a := apps.Options{Name: name, URL: "http://127.0.0.1:1/mcp"}
 		if name == "ledger" {
-			a.ResourceNamespace = &config.ResourceNamespace{URIPrefixes: []string{"ledger://"}}
+			a.URIPrefixes = []string{"ledger://"}
 		}
-		cfg = append(cfg, a)
+		list = append(list, a)
 	}
-	catalog, err := apps.NewCatalog(cfg, nil)
+	catalog, err := apps.NewCatalog(list, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
