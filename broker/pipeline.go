@@ -31,7 +31,7 @@ func (b *Broker) newPipeline() []stage {
 
 // Dispatch serves one client message: it runs the pipeline, renders the
 // outcome and records the call.
-func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) *jsonrpc.Message {
+func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.Reply {
 	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: stateOf(req.Session)}
 	if req.Identity != nil {
 		c.Principal, _ = req.Identity.Value.(*oauth.Principal)
@@ -43,12 +43,12 @@ func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) *jsonrpc.M
 			break
 		}
 	}
-	resp := render(c, err)
+	reply := provider.Reply{Message: render(c, err)}
 	if err != nil {
-		req.Refusal = b.refusal(c, err)
+		reply.Refusal = b.refusal(c, err)
 	}
-	b.record(c, resp, err)
-	return resp
+	b.record(c, reply.Message, err)
+	return reply
 }
 
 // Listen relays each upstream's standalone stream to the client's while

@@ -91,7 +91,11 @@ func (d *fakeDispatcher) Admit(r *http.Request) (*Identity, error) {
 	return &Identity{Subject: r.Header.Get(subjectHeader), User: r.Header.Get(userHeader)}, nil
 }
 
-func (d *fakeDispatcher) Dispatch(ctx context.Context, req *Request) *jsonrpc.Message {
+func (d *fakeDispatcher) Dispatch(ctx context.Context, req *Request) Reply {
+	return Reply{Message: d.dispatch(ctx, req)}
+}
+
+func (d *fakeDispatcher) dispatch(ctx context.Context, req *Request) *jsonrpc.Message {
 	m := req.Message
 	if m.Kind() != jsonrpc.KindRequest {
 		d.mu.Lock()

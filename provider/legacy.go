@@ -112,7 +112,7 @@ func (p *Provider) serveLegacyMessage(w http.ResponseWriter, r *http.Request, id
 		go func() {
 			defer func() { <-s.inflight }()
 			initialize := req.Message.Method == "initialize"
-			resp := p.dispatcher.Dispatch(ctx, req)
+			resp := p.dispatcher.Dispatch(ctx, req).Message
 			if resp != nil {
 				_ = out.Send(resp)
 			}

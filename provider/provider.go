@@ -53,12 +53,17 @@ type Request struct {
 	// server-to-client requests) to the client; nil for notifications and
 	// responses.
 	Out Sender
-	// Refusal is set by the dispatcher when it refuses a request the way
-	// an HTTP resource server does (403 insufficient_scope with a
-	// WWW-Authenticate challenge, for a step-up). It is sent instead of
-	// the JSON-RPC response where the status can still be chosen: a POST
-	// of that one request whose answer has not begun. Elsewhere the
-	// dispatcher's JSON-RPC error response is sent.
+}
+
+// Reply is the dispatcher's answer to one message.
+type Reply struct {
+	// Message is the JSON-RPC response to a request; nil otherwise.
+	Message *jsonrpc.Message
+	// Refusal, when set, refuses the request the way an HTTP resource
+	// server does (403 insufficient_scope with a WWW-Authenticate
+	// challenge, for a step-up). It is sent instead of Message where the
+	// status can still be chosen: a POST of that one request whose answer
+	// has not begun. Elsewhere Message, the JSON-RPC error, is sent.
 	Refusal *HTTPError
 }
 
@@ -77,9 +82,9 @@ type Dispatcher interface {
 	// transport); an *HTTPError it returns is sent as it is.
 	Admit(r *http.Request) (*Identity, error)
 	// Dispatch serves one message. For a request it returns the response;
-	// for notifications and responses it returns nil. For "initialize" the
+	// for notifications and responses, an empty Reply. For "initialize" the
 	// session is new and the dispatcher fills in its facts.
-	Dispatch(ctx context.Context, req *Request) *jsonrpc.Message
+	Dispatch(ctx context.Context, req *Request) Reply
 	// Listen is told that the client opened its standalone stream; messages
 	// sent with Session.Notify reach it until ctx ends.
 	Listen(ctx context.Context, s *Session)

@@ -148,14 +148,13 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 				out.answer(jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeServerError, "too many requests in flight")))
 				break
 			}
-			req := &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out}
-			resp := p.dispatcher.Dispatch(ctx, req)
-			if req.Refusal != nil && !batch && out.refuse(req.Refusal, m.ID) {
+			reply := p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id, Out: out})
+			if reply.Refusal != nil && !batch && out.refuse(reply.Refusal, m.ID) {
 				s.release(requests)
 				return
 			}
-			if resp != nil {
-				out.answer(resp)
+			if reply.Message != nil {
+				out.answer(reply.Message)
 			}
 		default:
 			p.dispatcher.Dispatch(ctx, &Request{Message: m, Session: s, HTTP: r, Identity: id})
@@ -189,7 +188,7 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 	}
 	now := p.now()
 	s := newSession(id, now)
-	resp := p.dispatcher.Dispatch(s.context(), &Request{Message: m, Session: s, HTTP: r, Identity: id})
+	resp := p.dispatcher.Dispatch(s.context(), &Request{Message: m, Session: s, HTTP: r, Identity: id}).Message
 	if resp == nil {
 		resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error"))
 	}
