@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
-
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
@@ -153,27 +151,56 @@ func (s *Server) newFlow(query string) *flow {
 // spentForms remembers the form tokens already posted, until their flow
 // would have expired anyway: each form is good for one post, so a copied
 // cookie and token cannot be replayed, in parallel or later. The memory is
-// this process's and bounded; past the bound the oldest are forgotten.
+// this process's and bounded; past the bound the oldest are forgotten. It
+// is kept without a goroutine of its own, so a server leaves nothing
+// running behind it.
 type spentForms struct {
 	mu    sync.Mutex
-	spent *expirable.LRU[string, struct{}]
+	ttl   time.Duration
+	limit int
+	spent map[string]struct{}
+	// queue holds the spent tokens oldest first; all live as long, so the
+	// oldest is also the first to expire.
+	queue []spentForm
+}
+
+type spentForm struct {
+	token   string
+	expires time.Time
 }
 
 const maxSpentForms = 100000
 
-func newSpentForms() *spentForms {
-	return &spentForms{spent: expirable.NewLRU[string, struct{}](maxSpentForms, nil, flowTTL)}
+func newSpentForms(ttl time.Duration, limit int) *spentForms {
+	return &spentForms{ttl: ttl, limit: limit, spent: map[string]struct{}{}}
 }
 
-// spend records token as posted; false if it was already.
-func (f *spentForms) spend(token string) bool {
+// spend records token as posted at now; false if it was already.
+func (f *spentForms) spend(token string, now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.spent.Contains(token) {
+	for len(f.queue) > 0 && !now.Before(f.queue[0].expires) {
+		f.dropOldest()
+	}
+	if _, found := f.spent[token]; found {
 		return false
 	}
-	f.spent.Add(token, struct{}{})
+	if len(f.queue) >= f.limit {
+		f.dropOldest()
+	}
+	f.spent[token] = struct{}{}
+	f.queue = append(f.queue, spentForm{token: token, expires: now.Add(f.ttl)})
 	return true
+}
+
+func (f *spentForms) dropOldest() {
+	delete(f.spent, f.queue[0].token)
+	f.queue[0] = spentForm{}
+	f.queue = f.queue[1:]
+	if len(f.queue) == 0 {
+		// Start afresh, so that a burst's map and array are given back.
+		f.spent, f.queue = map[string]struct{}{}, nil
+	}
 }
 
 // maxCookieBytes keeps a flow cookie within what every browser stores.
@@ -239,7 +266,7 @@ func (s *Server) postedFlow(r *http.Request) (*flow, error) {
 	if posted == "" || subtle.ConstantTimeCompare([]byte(posted), []byte(state.CSRF)) != 1 {
 		return nil, errCSRF
 	}
-	if !s.spentForms.spend(state.CSRF) {
+	if !s.spentForms.spend(state.CSRF, s.now()) {
 		return nil, errFormSpent
 	}
 	return state, nil

@@ -61,7 +61,8 @@ type Server struct {
 	exchanger TokenExchanger
 	flows     *flowSealer
 	throttle  *loginThrottle
-	// spentForms makes each sign-in and consent form good for one post.
+	// spentForms makes each sign-in and consent form, and each answer of
+	// the identity provider, good for one use.
 	spentForms *spentForms
 	// registrations rate limits dynamic registration per address.
 	registrations *addressLimiter
@@ -103,7 +104,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		keys:          opts.Keys,
 		exchanger:     opts.Exchanger,
 		throttle:      newLoginThrottle(),
-		spentForms:    newSpentForms(),
+		spentForms:    newSpentForms(flowTTL, maxSpentForms),
 		registrations: newAddressLimiter(registrationBurst, registrationWindow, registrationAddresses),
 		registration:  opts.Registration,
 		secureCookies: issuerURL.Scheme == "https",
