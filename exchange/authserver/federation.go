@@ -388,6 +388,12 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.clearCookie(w, federationCookie, callbackPath)
+	// The answer is good for one callback: a copy of the cookie and the
+	// address cannot be played again, nor its code offered twice.
+	if !s.spentForms.spend(state.CSRF, s.now()) {
+		s.renderError(w, http.StatusForbidden, "Sign-in already used", "This answer of the identity provider was used already. Start the sign-in again.")
+		return
+	}
 	a, ok := s.checkAuthorization(w, ctx, state.Query)
 	if !ok {
 		return
