@@ -144,3 +144,30 @@ func TestLoginFormSingleUse(t *testing.T) {
 		t.Errorf("the fresh form after a wrong password: %d %s", next.status, next.body)
 	}
 }
+
+// A consent form is good for one post too: a copy of the cookie and token
+// posted after the user's answer (or before it) gets no second code.
+func TestConsentFormSingleUse(t *testing.T) {
+	ts := newTestServer(t)
+	// Each user once: an allowed consent is remembered.
+	for user, replayFirst := range map[string]bool{"alice": false, "bob": true} {
+		b := newBrowser(t)
+		login := b.get(ts.authorizeURL(loginRequest(ts)))
+		consent := b.submit(login, url.Values{"username": {user}, "password": {user + "-password"}})
+		if !isConsentPage(consent) {
+			t.Fatalf("sign-in: %d %s", consent.status, consent.body)
+		}
+		replay := newBrowser(t)
+		replay.client.Jar.SetCookies(consent.url, b.client.Jar.Cookies(consent.url))
+		first, second := b, replay
+		if replayFirst {
+			first, second = replay, b
+		}
+		if got := first.submit(consent, url.Values{"consent": {"allow"}}); got.status != http.StatusSeeOther || got.location.Query().Get("code") == "" {
+			t.Fatalf("replay first %v: first post: %d %v", replayFirst, got.status, got.location)
+		}
+		if got := second.submit(consent, url.Values{"consent": {"allow"}}); got.status != http.StatusForbidden || got.location != nil {
+			t.Errorf("replay first %v: second post: %d %v, want 403 and no code", replayFirst, got.status, got.location)
+		}
+	}
+}
