@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"syscall"
 	"time"
 
@@ -49,6 +50,9 @@ type Broker struct {
 	authProvider *authProvider
 	// store is the bbolt database; nil when nothing needs one.
 	store *store
+	// sessions holds the broker's state of each live client session
+	// (*provider.Session -> *sessionState).
+	sessions sync.Map
 }
 
 // maxEndedSessions bounds the ended session ids stored; past it, those

@@ -32,7 +32,7 @@ func (b *Broker) newPipeline() []stage {
 // Dispatch serves one client message: it runs the pipeline, renders the
 // outcome and records the call.
 func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.Reply {
-	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: stateOf(req.Session)}
+	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: b.stateOf(req.Session)}
 	if req.Identity != nil {
 		c.Principal, _ = req.Identity.Value.(*oauth.Principal)
 	}
@@ -71,11 +71,11 @@ func (b *Broker) Listen(ctx context.Context, s *provider.Session) {
 
 // Closed ends a session's upstream sessions.
 func (b *Broker) Closed(s *provider.Session) {
-	st, ok := s.State.(*sessionState)
+	st, ok := b.sessions.LoadAndDelete(s)
 	if !ok {
 		return
 	}
-	go st.closeConns()
+	go st.(*sessionState).closeConns()
 }
 
 // sessionSender sends on the client's standalone stream.

@@ -118,14 +118,16 @@ func newSessionState() *sessionState {
 	}
 }
 
-// state returns the broker state of a session, creating it for sessions
-// restored from their id.
-func stateOf(s *provider.Session) *sessionState {
-	return s.StateOr(func() any {
-		st := newSessionState()
-		st.setClientCapabilities(s.ClientCapabilities)
-		return st
-	}).(*sessionState)
+// stateOf returns the broker's state of a session, creating it on first
+// use (a new session, or one restored from its id); Closed forgets it.
+func (b *Broker) stateOf(s *provider.Session) *sessionState {
+	if st, ok := b.sessions.Load(s); ok {
+		return st.(*sessionState)
+	}
+	st := newSessionState()
+	st.setClientCapabilities(s.ClientCapabilities)
+	actual, _ := b.sessions.LoadOrStore(s, st)
+	return actual.(*sessionState)
 }
 
 func (st *sessionState) slot(app string) *connSlot {
@@ -142,14 +144,14 @@ func (st *sessionState) slot(app string) *connSlot {
 // conn returns the session's upstream session with app, restoring it from
 // the session id or opening it when needed.
 func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (*apps.Conn, error) {
-	sl := stateOf(s).slot(app.Name)
+	sl := b.stateOf(s).slot(app.Name)
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	if sl.conn != nil {
 		return sl.conn, nil
 	}
 	init := initParams(s)
-	token := b.exchanger.sessionToken(stateOf(s), app)
+	token := b.exchanger.sessionToken(b.stateOf(s), app)
 	if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" {
 		sl.conn = app.Restore(ref.ID, ref.ProtocolVersion, init, token)
 		return sl.conn, nil

@@ -182,7 +182,7 @@ func (b *Broker) fanOut(ctx context.Context, c *Call) error {
 // belongs to (relay_origin.go); requests to the client get a client-facing
 // id so the answer can find its way back.
 func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provider.Sender) func(*jsonrpc.Message) {
-	st := stateOf(s)
+	st := b.stateOf(s)
 	return func(m *jsonrpc.Message) {
 		switch m.Kind() {
 		case jsonrpc.KindRequest:

@@ -31,8 +31,6 @@ type Session struct {
 	Created            time.Time
 	// Upstreams are the upstream sessions opened at initialize.
 	Upstreams map[string]UpstreamRef
-	// State is the dispatcher's per-session state.
-	State any
 
 	legacy bool
 	// user is what the per-user session limit counts (Identity.User).
@@ -467,15 +465,4 @@ func (s *Session) context() context.Context {
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 	}
 	return s.ctx
-}
-
-// StateOr returns the dispatcher's state of the session, creating it with
-// make on first use; sessions restored from their id start without one.
-func (s *Session) StateOr(make func() any) any {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.State == nil {
-		s.State = make()
-	}
-	return s.State
 }
