@@ -20,7 +20,7 @@ type Call struct {
 	Session *provider.Session
 	State   *sessionState
 	// Principal is who the access token speaks for; nil when
-	// authentication is off.
+	// authentication is off. Set by identify.
 	Principal *oauth.Principal
 
 	// Set by decode.
@@ -43,6 +43,15 @@ type Call struct {
 	// Set by forward.
 	Response *jsonrpc.Message
 	Upstream time.Duration
+
+	// Err is the error that stopped the pipeline, if any; Reply is what
+	// render made of the outcome.
+	Err   error
+	Reply provider.Reply
+
+	// agentToken is the agent's own access token, kept with the call for
+	// a connector to exchange; never logged, never forwarded.
+	agentToken credential
 }
 
 // callParams are the request parameters the broker routes by; everything

@@ -6,49 +6,69 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
-	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // stage is one step of the pipeline. It reads and extends the Call and
-// returns an error to stop it; it never writes a response.
+// returns an error to stop it; it never writes a response. A stage marked
+// always runs whatever happened before it, with the outcome in the Call.
 type stage struct {
-	name string
-	run  func(context.Context, *Call) error
+	name   string
+	run    func(context.Context, *Call) error
+	always bool
 }
 
-// newPipeline lists the stages every client message goes through, in order.
-// Authentication (stage_authenticate.go) runs before them, at admission,
-// for every HTTP request.
+// newPipeline lists the steps every client message goes through, in the
+// order they run. Authentication runs before them, for every HTTP request
+// (stage_authenticate.go); identify takes up what it established.
 func (b *Broker) newPipeline() []stage {
 	return []stage{
-		{"decode", b.decode},
-		{"route", b.route},
-		{"authorize", b.authorize},
-		{"exchange", b.exchange},
-		{"forward", b.forward},
+		{name: "identify", run: b.identify},
+		{name: "decode", run: b.decode},
+		{name: "route", run: b.route},
+		{name: "authorize", run: b.authorize},
+		{name: "exchange", run: b.exchange},
+		{name: "forward", run: b.forward},
+		{name: "render", run: b.renderReply, always: true},
+		{name: "record", run: b.record, always: true},
 	}
 }
 
-// Dispatch serves one client message: it runs the pipeline, renders the
-// outcome and records the call.
+// Dispatch serves one client message through the pipeline.
 func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.Reply {
 	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: b.stateOf(req.Session)}
-	if req.Identity != nil {
-		c.Principal, _ = req.Identity.Value.(*oauth.Principal)
-	}
-	ctx = b.exchanger.begin(ctx, c)
-	var err error
+	ctx = withCall(ctx, c)
 	for _, st := range b.pipeline {
-		if err = st.run(ctx, c); err != nil {
-			break
+		if c.Err != nil && !st.always {
+			continue
+		}
+		if err := st.run(ctx, c); err != nil && c.Err == nil {
+			c.Err = err
 		}
 	}
-	reply := provider.Reply{Message: render(c, err)}
-	if err != nil {
-		reply.Refusal = b.refusal(c, err)
+	return c.Reply
+}
+
+// renderReply turns the outcome into the reply the provider sends: the
+// response, or the JSON-RPC error and, where HTTP can say it, a refusal.
+func (b *Broker) renderReply(_ context.Context, c *Call) error {
+	c.Reply = provider.Reply{Message: render(c, c.Err)}
+	if c.Err != nil {
+		c.Reply.Refusal = b.refusal(c, c.Err)
 	}
-	b.record(c, reply.Message, err)
-	return reply
+	return nil
+}
+
+type callKey struct{}
+
+// withCall makes c reachable from ctx, for the upstream requests made on
+// its behalf.
+func withCall(ctx context.Context, c *Call) context.Context {
+	return context.WithValue(ctx, callKey{}, c)
+}
+
+func callFrom(ctx context.Context) *Call {
+	c, _ := ctx.Value(callKey{}).(*Call)
+	return c
 }
 
 // Listen relays each upstream's standalone stream to the client's while

@@ -178,7 +178,7 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 	}
 	r := tokenRequest{principal: c.Principal, audience: app.audience, scopes: scopes, ttl: grant.ttl, delegation: app.delegation}
 	if app.issuer.exchangesAgentToken() {
-		r.subjectToken, _ = ctx.Value(subjectTokenKey{}).(credential) // set by begin
+		r.subjectToken = agentTokenFrom(ctx)
 	}
 	token, err := app.issuer.issue(ctx, r)
 	if err != nil {
@@ -256,25 +256,14 @@ func (c *Call) upstreamHeader() http.Header {
 // an empty Authorization replaces the session's and sends none.
 var withoutAuthorization = http.Header{"Authorization": nil}
 
-// begin notes the agent of a call for its session's own upstream
-// requests: the session remembers the latest agent, for requests outside
-// any call (the GET stream, DELETE); with connectors, the call's context
-// carries the agent's token so that identity-only tokens can be exchanged
-// for it.
-func (x *exchanger) begin(ctx context.Context, c *Call) context.Context {
-	if x == nil || c.Principal == nil {
-		return ctx
+// agentTokenFrom is the agent's token of the call ctx serves, for a
+// connector to exchange; empty outside a call.
+func agentTokenFrom(ctx context.Context) credential {
+	if c := callFrom(ctx); c != nil {
+		return c.agentToken
 	}
-	c.State.agent.Store(c.Principal)
-	if x.connectors {
-		if token := c.subjectToken(); token != "" {
-			ctx = context.WithValue(ctx, subjectTokenKey{}, token)
-		}
-	}
-	return ctx
+	return ""
 }
-
-type subjectTokenKey struct{}
 
 // sessionToken returns the token source of one client session's upstream
 // session with app, nil for an app that receives no exchanged tokens.
@@ -331,7 +320,7 @@ func (a *outboundApp) identityToken(ctx context.Context, st *sessionState, cache
 	if !principal.Expiry.IsZero() && !now.Before(principal.Expiry) {
 		return "", errAgentExpired
 	}
-	subjectToken, _ := ctx.Value(subjectTokenKey{}).(credential)
+	subjectToken := agentTokenFrom(ctx)
 	if a.issuer.exchangesAgentToken() && subjectToken == "" {
 		if cached && now.Before(cache.expiry) {
 			return cache.token, nil

@@ -13,14 +13,15 @@ import (
 // record logs every call once it is served. The record names the session
 // by a digest (the id itself is a bearer of the session) and never holds
 // tokens or arguments.
-func (b *Broker) record(c *Call, resp *jsonrpc.Message, err error) {
+func (b *Broker) record(_ context.Context, c *Call) error {
+	resp, err := c.Reply.Message, c.Err
 	level := slog.LevelInfo
 	if c.Message.Kind() != jsonrpc.KindRequest {
 		level = slog.LevelDebug
 	}
 	ctx := context.Background()
 	if !b.log.Enabled(ctx, level) {
-		return
+		return nil
 	}
 	attrs := []slog.Attr{
 		slog.String("kind", c.Message.Kind().String()),
@@ -50,6 +51,7 @@ func (b *Broker) record(c *Call, resp *jsonrpc.Message, err error) {
 		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	b.log.LogAttrs(ctx, level, "mcp", attrs...)
+	return nil
 }
 
 // digestOf returns the session's digest, computed once per session.
