@@ -155,16 +155,7 @@ func checkTyp(t *unverifiedJWT, allowMissing bool) error {
 
 // verifyJWT verifies a parsed token against its issuer's server.
 func (s *server) verifyJWT(ctx context.Context, token string, t *unverifiedJWT, now time.Time) (*Principal, error) {
-	if t.headerErr != nil {
-		return nil, t.headerErr
-	}
-	if strings.HasSuffix(token, ".") {
-		return nil, invalid(ReasonSignature, "signature missing")
-	}
-	if !slices.Contains(s.algorithms, t.algorithm) {
-		return nil, invalid(ReasonAlgorithm, "alg not allowed")
-	}
-	if err := checkTyp(t, s.config.AllowMissingTyp); err != nil {
+	if err := checkJOSE(token, t, s.algorithms, s.config.AllowMissingTyp); err != nil {
 		return nil, err
 	}
 	state, err := s.ready(ctx)
@@ -174,41 +165,13 @@ func (s *server) verifyJWT(ctx context.Context, token string, t *unverifiedJWT, 
 	if t.issuer != state.metadata.Issuer {
 		return nil, invalid(ReasonIssuer, "")
 	}
-
 	keys, lookup := state.keys.find(t.keyID, t.algorithm)
 	if lookup == keyUnknown {
 		state = s.refreshKeys(ctx, state)
 		keys, lookup = state.keys.find(t.keyID, t.algorithm)
 	}
-	switch lookup {
-	case keyUnknown:
-		return nil, invalid(ReasonKeyID, "no matching key")
-	case keyWrongType:
-		return nil, invalid(ReasonAlgorithm, "alg does not fit the key")
-	case keyAmbiguous:
-		return nil, invalid(ReasonKeyID, "no kid and several keys fit")
-	}
-
-	signed, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(t.algorithm)})
-	if err != nil || len(signed.Signatures) != 1 {
-		return nil, invalid(ReasonMalformed, "not a JWS")
-	}
-	verified := false
-	for _, key := range keys {
-		payload, err := signed.Verify(key.public)
-		if err != nil {
-			continue
-		}
-		// The claims were decoded from our own strict decoding of the same
-		// segment; insist that they are the bytes the signature covers.
-		if !bytes.Equal(payload, t.payload) {
-			return nil, invalid(ReasonMalformed, "payload mismatch")
-		}
-		verified = true
-		break
-	}
-	if !verified {
-		return nil, invalid(ReasonSignature, "")
+	if err := verifySignature(token, t, keys, lookup); err != nil {
+		return nil, err
 	}
 	return principalFromClaims(t.claims, &claimRules{
 		issuer:          state.metadata.Issuer,
@@ -219,4 +182,48 @@ func (s *server) verifyJWT(ctx context.Context, token string, t *unverifiedJWT, 
 		groupsClaim:     s.config.GroupsClaim,
 		method:          MethodJWT,
 	}, now)
+}
+
+// checkJOSE applies the rules that need neither key nor issuer: a sound
+// header, a signature present, alg on the allow-list, typ at+jwt.
+func checkJOSE(token string, t *unverifiedJWT, algorithms []string, allowMissingTyp bool) error {
+	if t.headerErr != nil {
+		return t.headerErr
+	}
+	if strings.HasSuffix(token, ".") {
+		return invalid(ReasonSignature, "signature missing")
+	}
+	if !slices.Contains(algorithms, t.algorithm) {
+		return invalid(ReasonAlgorithm, "alg not allowed")
+	}
+	return checkTyp(t, allowMissingTyp)
+}
+
+// verifySignature checks the signature with the keys a lookup found.
+func verifySignature(token string, t *unverifiedJWT, keys []*verificationKey, lookup keyLookup) error {
+	switch lookup {
+	case keyUnknown:
+		return invalid(ReasonKeyID, "no matching key")
+	case keyWrongType:
+		return invalid(ReasonAlgorithm, "alg does not fit the key")
+	case keyAmbiguous:
+		return invalid(ReasonKeyID, "no kid and several keys fit")
+	}
+	signed, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(t.algorithm)})
+	if err != nil || len(signed.Signatures) != 1 {
+		return invalid(ReasonMalformed, "not a JWS")
+	}
+	for _, key := range keys {
+		payload, err := signed.Verify(key.public)
+		if err != nil {
+			continue
+		}
+		// The claims were decoded from our own strict decoding of the same
+		// segment; insist that they are the bytes the signature covers.
+		if !bytes.Equal(payload, t.payload) {
+			return invalid(ReasonMalformed, "payload mismatch")
+		}
+		return nil
+	}
+	return invalid(ReasonSignature, "")
 }

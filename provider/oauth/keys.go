@@ -37,8 +37,10 @@ type verificationKey struct {
 	thumbprint string // RFC 7638, to notice keys disappearing
 }
 
-// keySet is an immutable snapshot of an issuer's JWKS.
-type keySet struct {
+// KeySet is an immutable set of signature verification keys: a snapshot
+// of an issuer's JWKS, or the keys a service publishes for its own tokens.
+// Every key is bound to the algorithms its type allows (RFC 8725 §3.1).
+type KeySet struct {
 	keys []verificationKey
 }
 
@@ -81,7 +83,7 @@ const (
 )
 
 // find returns the keys that may verify a token with this kid and alg.
-func (s *keySet) find(kid, algorithm string) ([]*verificationKey, keyLookup) {
+func (s *KeySet) find(kid, algorithm string) ([]*verificationKey, keyLookup) {
 	if s == nil {
 		return nil, keyUnknown
 	}
@@ -112,7 +114,7 @@ func (s *keySet) find(kid, algorithm string) ([]*verificationKey, keyLookup) {
 
 // removedSince reports whether a key of old is missing from s: tokens
 // verified with a withdrawn key must not outlive it in the cache.
-func (s *keySet) removedSince(old *keySet) bool {
+func (s *KeySet) removedSince(old *KeySet) bool {
 	if old == nil {
 		return false
 	}
@@ -130,7 +132,7 @@ func (s *keySet) removedSince(old *keySet) bool {
 // an IdP may publish keys for other purposes beside its signing keys. A set
 // without a single usable key is an error so that a broken response does
 // not replace good cached keys.
-func parseJWKS(body []byte) (*keySet, []string, error) {
+func parseJWKS(body []byte) (*KeySet, []string, error) {
 	var document struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
@@ -143,7 +145,7 @@ func parseJWKS(body []byte) (*keySet, []string, error) {
 	if len(document.Keys) > maxJWKSKeys {
 		return nil, nil, fmt.Errorf("jwks: more than %d keys", maxJWKSKeys)
 	}
-	set := &keySet{}
+	set := &KeySet{}
 	var skipped []string
 	for i, raw := range document.Keys {
 		key, err := parseJWK(raw)
@@ -177,6 +179,12 @@ func parseJWK(raw json.RawMessage) (verificationKey, error) {
 	if err := jwk.UnmarshalJSON(raw); err != nil {
 		return verificationKey{}, err
 	}
+	return verificationKeyOf(jwk)
+}
+
+// verificationKeyOf checks that a JWK can verify signatures and binds it to
+// the algorithms it may verify.
+func verificationKeyOf(jwk jose.JSONWebKey) (verificationKey, error) {
 	if !jwk.Valid() {
 		return verificationKey{}, errors.New("invalid key")
 	}
@@ -206,4 +214,27 @@ func parseJWK(raw json.RawMessage) (verificationKey, error) {
 		return verificationKey{}, err
 	}
 	return verificationKey{id: jwk.KeyID, algorithm: jwk.Algorithm, public: public.Key, thumbprint: string(thumbprint)}, nil
+}
+
+// ParseJWKS decodes a JWKS document under the rules the inbound verifier
+// applies to an issuer's jwks_uri: strict JSON, signature keys only, weak
+// and symmetric keys skipped, at least one usable key.
+func ParseJWKS(body []byte) (*KeySet, error) {
+	set, _, err := parseJWKS(body)
+	return set, err
+}
+
+// NewKeySet builds a key set from public keys a service holds itself, such
+// as the broker's own signing keys. Every key must be usable for verifying
+// signatures.
+func NewKeySet(keys []jose.JSONWebKey) (*KeySet, error) {
+	set := &KeySet{keys: make([]verificationKey, 0, len(keys))}
+	for i, jwk := range keys {
+		key, err := verificationKeyOf(jwk)
+		if err != nil {
+			return nil, fmt.Errorf("oauth: key set: keys[%d]: %w", i, err)
+		}
+		set.keys = append(set.keys, key)
+	}
+	return set, nil
 }

@@ -85,7 +85,7 @@ type server struct {
 // serverState is an immutable snapshot of what was discovered.
 type serverState struct {
 	metadata *metadata
-	keys     *keySet // nil for introspection servers
+	keys     *KeySet // nil for introspection servers
 }
 
 func (s *server) acquire(ctx context.Context) error {
@@ -181,7 +181,7 @@ func (s *server) fetch(ctx context.Context, previous *serverState) (*serverState
 	return state, nil
 }
 
-func (s *server) fetchKeys(ctx context.Context, jwksURI string) (*keySet, error) {
+func (s *server) fetchKeys(ctx context.Context, jwksURI string) (*KeySet, error) {
 	body, err := s.verifier.fetcher.Get(ctx, jwksURI)
 	if err != nil {
 		return nil, err
