@@ -118,6 +118,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 			AuthorizationServers: b.auth.verifier.Issuers,
 		}
 	}
+	popts.Authenticate = b.authenticate
 	b.provider, err = provider.New(popts, b)
 	if err != nil {
 		return nil, err

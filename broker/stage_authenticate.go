@@ -71,17 +71,25 @@ func newAuthenticator(cfg *config.Config, b *Broker) (*authenticator, error) {
 	return &authenticator{verifier: v, requiredScopes: o.RequiredScopes, revoked: b.authProvider.revoked}, nil
 }
 
-// Admit authenticates an HTTP request. Without authentication configured
-// every request is anonymous.
-func (b *Broker) Admit(r *http.Request) (*provider.Identity, error) {
+// authenticate is the authentication step of every transport request:
+// it verifies the bearer token and passes the request on with its
+// principal (oauth.PrincipalFrom) and the identity sessions are bound to
+// (provider.IdentityFrom), or answers with the challenge. Without
+// authentication configured every request is anonymous.
+func (b *Broker) authenticate(next http.Handler) http.Handler {
 	if b.auth == nil {
-		return &provider.Identity{}, nil
+		return next
 	}
-	principal, err := b.auth.authenticate(r)
-	if err != nil {
-		return nil, b.challenge(r, err)
-	}
-	return &provider.Identity{Subject: sessionSubject(principal), User: sessionUser(principal), Value: principal}, nil
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		principal, err := b.auth.authenticate(r)
+		if err != nil {
+			provider.WriteError(w, b.challenge(r, err))
+			return
+		}
+		ctx := oauth.WithPrincipal(r.Context(), principal)
+		ctx = provider.WithIdentity(ctx, provider.Identity{Subject: sessionSubject(principal), User: sessionUser(principal)})
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 func (a *authenticator) authenticate(r *http.Request) (*oauth.Principal, error) {

@@ -11,8 +11,8 @@ import (
 // outside any call (the GET stream, DELETE); with connectors, the agent's
 // own token, which identity-only tokens are exchanged for.
 func (b *Broker) identify(_ context.Context, c *Call) error {
-	if id := c.Request.Identity; id != nil {
-		c.Principal, _ = id.Value.(*oauth.Principal)
+	if r := c.Request.HTTP; r != nil {
+		c.Principal = oauth.PrincipalFrom(r.Context())
 	}
 	if b.exchanger == nil || c.Principal == nil {
 		return nil

@@ -84,11 +84,17 @@ func (d *fakeDispatcher) gate(name string) chan struct{} {
 
 func (d *fakeDispatcher) release(name string) { close(d.gate(name)) }
 
-func (d *fakeDispatcher) Admit(r *http.Request) (*Identity, error) {
-	if r.Header.Get("X-Test-Deny") != "" {
-		return nil, &HTTPError{Status: http.StatusUnauthorized, Message: "unauthorized"}
-	}
-	return &Identity{Subject: r.Header.Get(subjectHeader), User: r.Header.Get(userHeader)}, nil
+// authenticate takes the subject from subjectHeader and the user from
+// userHeader; X-Test-Deny refuses the request.
+func (d *fakeDispatcher) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Test-Deny") != "" {
+			WriteError(w, &HTTPError{Status: http.StatusUnauthorized, Message: "unauthorized"})
+			return
+		}
+		id := Identity{Subject: r.Header.Get(subjectHeader), User: r.Header.Get(userHeader)}
+		next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
+	})
 }
 
 func (d *fakeDispatcher) Dispatch(ctx context.Context, req *Request) Reply {
@@ -308,6 +314,7 @@ func newHarnessWith(t *testing.T, d *fakeDispatcher, change func(*Options)) *har
 		StreamEnabled:          true,
 		SSEEnabled:             true,
 		AllowClientTermination: true,
+		Authenticate:           d.authenticate,
 	}
 	if change != nil {
 		change(&opts)

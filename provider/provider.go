@@ -31,16 +31,30 @@ func IsSupportedVersion(v string) bool {
 	return false
 }
 
-// Identity is who sent an HTTP request, as the dispatcher's admission
-// established it. Sessions are bound to the Subject that opened them.
+// Identity is who sent an HTTP request, as authentication established
+// it: what the provider needs to bind sessions, nothing more. Sessions are
+// bound to the Subject that opened them.
 type Identity struct {
 	Subject string
 	// User is whom Subject acts for, whatever client it uses: one user's
 	// sessions count against one limit (MaxSessionsPerSubject), so minting
 	// client ids gains no slots. Empty means Subject.
 	User string
-	// Value is the dispatcher's own representation (its principal).
-	Value any
+}
+
+type identityKey struct{}
+
+// WithIdentity returns ctx carrying id; an authentication middleware
+// (Options.Authenticate) sets it on the requests it lets through.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// IdentityFrom returns the identity ctx carries; the zero Identity, an
+// anonymous client, when none.
+func IdentityFrom(ctx context.Context) Identity {
+	id, _ := ctx.Value(identityKey{}).(Identity)
+	return id
 }
 
 // Request is one client-to-server message to serve.
@@ -78,9 +92,6 @@ var ErrNoStream = errors.New("provider: client accepts no event stream for this 
 
 // Dispatcher serves messages. The broker's pipeline implements it.
 type Dispatcher interface {
-	// Admit runs before any HTTP request is served (every method, every
-	// transport); an *HTTPError it returns is sent as it is.
-	Admit(r *http.Request) (*Identity, error)
 	// Dispatch serves one message. For a request it returns the response;
 	// for notifications and responses, an empty Reply. For "initialize" the
 	// session is new and the dispatcher fills in its facts.
@@ -134,6 +145,13 @@ type Options struct {
 
 	// ResourceMetadata, when set, serves Protected Resource Metadata.
 	ResourceMetadata *ResourceMetadata
+
+	// Authenticate runs for every request to a transport endpoint, every
+	// method, after the Host and Origin checks and CORS preflights: it
+	// answers the requests it refuses itself, and passes on the others
+	// with their Identity in the context (WithIdentity). Nil: every
+	// request is anonymous.
+	Authenticate func(http.Handler) http.Handler
 
 	// MaxInFlight bounds the requests one session has in flight (64); a
 	// batch holds one for each of its requests, and may be no longer.
@@ -304,9 +322,17 @@ func (p *Provider) GuardHost(next http.Handler, open func(path string) bool) htt
 	})
 }
 
-// guarded wraps a transport handler with the Host/Origin checks and the
-// dispatcher's admission, which run for every method.
+// guarded is the request chain of a transport endpoint, for every method:
+// Host and Origin checks, CORS, authentication, then the transport with
+// the identity authentication established.
 func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identity)) http.Handler {
+	var transport http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := IdentityFrom(r.Context())
+		next(w, r, &id)
+	})
+	if p.opts.Authenticate != nil {
+		transport = p.opts.Authenticate(transport)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := p.guard.check(r); err != nil {
 			writeHTTPError(w, err)
@@ -323,15 +349,7 @@ func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identi
 				return
 			}
 		}
-		id, err := p.dispatcher.Admit(r)
-		if err != nil {
-			writeHTTPError(w, err)
-			return
-		}
-		if id == nil {
-			id = &Identity{}
-		}
-		next(w, r, id)
+		transport.ServeHTTP(w, r)
 	})
 }
 
@@ -355,6 +373,10 @@ func writePreflight(h http.Header, sessionHeader string) {
 	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Last-Event-ID, MCP-Protocol-Version, "+sessionHeader)
 	h.Set("Access-Control-Max-Age", "600")
 }
+
+// WriteError answers an HTTP request with err: an *HTTPError as it says
+// (status, headers, JSON-RPC error body), anything else as a 500.
+func WriteError(w http.ResponseWriter, err error) { writeHTTPError(w, err) }
 
 // writeHTTPError renders a transport-level failure.
 func writeHTTPError(w http.ResponseWriter, err error) {
