@@ -1,0 +1,287 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+func (v *validator) apps(apps []App) {
+	firstByName := map[string]int{}
+	for i := range apps {
+		app := &apps[i]
+		path := index("apps", i)
+		switch first, duplicate := firstByName[app.Name]; {
+		case app.Name == "":
+			v.add(field(path, "name"), "must not be empty")
+		case !appNamePattern.MatchString(app.Name):
+			v.add(field(path, "name"), fmt.Sprintf(`want 1 to 63 letters, digits, "_" or "-", starting with a letter or digit, got %s`, quote(app.Name)))
+		case duplicate:
+			v.add(field(path, "name"), fmt.Sprintf("duplicate name %s, also used by apps[%d]", quote(app.Name), first))
+		default:
+			firstByName[app.Name] = i
+		}
+		switch app.Type {
+		case "mcpProxy":
+		case "mcpBridge":
+			v.add(field(path, "type"), `"mcpBridge" is not supported in this version; want "mcpProxy"`)
+		case "":
+			v.add(field(path, "type"), `required, want "mcpProxy"`)
+		default:
+			v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "mcpProxy"`, quote(app.Type)))
+		}
+		v.toolNamespace(path, app)
+		v.resourceNamespace(path, app)
+		v.upstream(field(path, "upstream"), &app.Upstream)
+		if app.Authorization != nil {
+			v.appAuthorization(field(path, "authorization"), app.Authorization)
+		}
+	}
+	v.namespaceCollisions(apps)
+	v.resourceNamespaceOverlaps(apps)
+	v.outboundAudiences(apps)
+}
+
+func (v *validator) toolNamespace(path string, app *App) {
+	namespace := app.ToolNamespace
+	if namespace == nil || namespace.Disabled {
+		return
+	}
+	derived := namespace.Name == app.Name+"_"
+	switch {
+	case namespace.Name == "" && app.Name == "":
+		// Reported as apps[i].name; the namespace is derived from it.
+	case toolNamespacePattern.MatchString(namespace.Name):
+	case derived && !appNamePattern.MatchString(app.Name):
+		// Reported as apps[i].name.
+	case derived:
+		v.add(field(path, "toolNamespace.name"), fmt.Sprintf(`the default %s (the app name and "_") is longer than 32 characters; set a shorter toolNamespace.name`, quote(namespace.Name)))
+	default:
+		v.add(field(path, "toolNamespace.name"), fmt.Sprintf(`want 1 to 32 letters, digits, "_", "." or "-", got %s`, quote(namespace.Name)))
+	}
+}
+
+// namespaceCollisions reports apps whose tool namespaces make routing
+// ambiguous: a tool named "ledger_x" cannot go to both "ledger_" and
+// "led". Each app is reported once, against the first earlier app it
+// collides with, in time linear in the number of apps.
+func (v *validator) namespaceCollisions(apps []App) {
+	whole := map[string]int{}   // an earlier namespace -> its app
+	partial := map[string]int{} // a proper prefix of an earlier namespace -> its app
+	for i := range apps {
+		namespace := apps[i].ToolNamespace
+		if namespace == nil || namespace.Disabled || !toolNamespacePattern.MatchString(namespace.Name) {
+			continue
+		}
+		name := namespace.Name
+		message := ""
+		if first, ok := whole[name]; ok {
+			message = fmt.Sprintf("%s is also the namespace of apps[%d] (%s)", quote(name), first, quote(apps[first].Name))
+		} else if first, ok := partial[name]; ok {
+			message = fmt.Sprintf("%s is a prefix of %s, the namespace of apps[%d] (%s); a tool name could belong to either app", quote(name), quote(apps[first].ToolNamespace.Name), first, quote(apps[first].Name))
+		} else {
+			for end := 1; end < len(name); end++ {
+				if first, ok := whole[name[:end]]; ok {
+					message = fmt.Sprintf("%s starts with %s, the namespace of apps[%d] (%s); a tool name could belong to either app", quote(name), quote(name[:end]), first, quote(apps[first].Name))
+					break
+				}
+			}
+		}
+		if message != "" {
+			v.add(field(index("apps", i), "toolNamespace.name"), message)
+			continue
+		}
+		whole[name] = i
+		for end := 1; end < len(name); end++ {
+			if _, ok := partial[name[:end]]; !ok {
+				partial[name[:end]] = i
+			}
+		}
+	}
+}
+
+func (v *validator) upstream(path string, upstream *Upstream) {
+	switch upstream.Transport {
+	case "stream":
+		if upstream.Stream == nil {
+			v.add(field(path, "stream"), `required when transport is "stream"`)
+		}
+	case "sse", "stdio":
+		v.add(field(path, "transport"), fmt.Sprintf(`%s is not supported in this version; want "stream"`, quote(upstream.Transport)))
+	case "":
+		v.add(field(path, "transport"), `required, want "stream"`)
+	default:
+		v.add(field(path, "transport"), fmt.Sprintf(`unknown transport %s, want "stream"`, quote(upstream.Transport)))
+	}
+	if upstream.Timeout <= 0 {
+		v.add(field(path, "timeout"), "must be > 0")
+	}
+	stream := upstream.Stream
+	if stream == nil {
+		return
+	}
+	streamPath := field(path, "stream")
+	if stream.URL == "" {
+		v.add(field(streamPath, "url"), "required")
+	} else if parsed, err := url.Parse(stream.URL); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		v.add(field(streamPath, "url"), fmt.Sprintf("want an absolute http or https URL with a host, got %s", quote(stream.URL)))
+	}
+	connection := field(streamPath, "connection")
+	if stream.Connection.DialTimeout <= 0 {
+		v.add(field(connection, "dialTimeout"), "must be > 0")
+	}
+	if stream.Connection.Pool.MaxIdleConns < 0 {
+		v.add(field(connection, "pool.maxIdleConns"), "must not be negative")
+	}
+	if stream.Connection.Pool.MaxIdleConnsPerHost < 0 {
+		v.add(field(connection, "pool.maxIdleConnsPerHost"), "must not be negative")
+	}
+}
+
+func (v *validator) appAuthorization(path string, authorization *AppAuthorization) {
+	if inbound := authorization.Inbound; inbound != nil && inbound.OPA != nil {
+		opa := inbound.OPA
+		opaPath := field(path, "inbound.opa")
+		if opa.Name == "" {
+			v.add(field(opaPath, "name"), "required")
+		}
+		switch {
+		case opa.Rego != "" && opa.File != "":
+			v.add(opaPath, "set rego or file, not both")
+		case opa.Rego == "" && opa.File == "":
+			v.add(opaPath, "set one of rego (the policy inline) or file")
+		}
+	}
+	outbound := authorization.Outbound
+	if outbound == nil {
+		return
+	}
+	outboundPath := field(path, "outbound")
+	switch outbound.Type {
+	case "tokenExchange":
+		if outbound.TokenExchange == nil {
+			v.add(field(outboundPath, "tokenExchange"), `required when type is "tokenExchange"`)
+		}
+		if oauth := v.config.MCPProvider.Authorization.OAuth; oauth == nil || !oauth.Enabled {
+			v.add(field(outboundPath, "type"), `"tokenExchange" issues tokens for the authenticated agent; enable mcpProvider.authorization.oauth`)
+		}
+	case "unprotected":
+		if outbound.TokenExchange != nil {
+			v.add(field(outboundPath, "tokenExchange"), `only allowed when type is "tokenExchange"`)
+		}
+	case "":
+		v.add(field(outboundPath, "type"), `required, want "tokenExchange" or "unprotected"`)
+	default:
+		v.add(field(outboundPath, "type"), fmt.Sprintf(`unknown type %s, want "tokenExchange" or "unprotected"`, quote(outbound.Type)))
+	}
+	if outbound.TokenExchange != nil {
+		v.tokenExchange(field(outboundPath, "tokenExchange"), outbound.TokenExchange)
+	}
+}
+
+// outboundAudiences keeps every upstream's tokens its own: an audience two
+// apps share makes one upstream's tokens good at the other, and an
+// audience the broker accepts from agents makes every upstream able to
+// call the broker as the agent.
+func (v *validator) outboundAudiences(apps []App) {
+	inbound := map[string]bool{}
+	if oauth := v.config.MCPProvider.Authorization.OAuth; oauth != nil {
+		for _, server := range oauth.Servers {
+			for _, audience := range server.TokenValidation.ExpectedAudiences {
+				inbound[audience] = true
+			}
+		}
+	}
+	if ap := v.config.AuthProvider; ap != nil && ap.Enabled {
+		for _, audience := range ap.Audiences {
+			inbound[audience] = true
+		}
+	}
+	firstByAudience := map[string]int{}
+	for i, app := range apps {
+		if app.Authorization == nil || app.Authorization.Outbound == nil || app.Authorization.Outbound.TokenExchange == nil {
+			continue
+		}
+		audience := app.Authorization.Outbound.TokenExchange.Audience
+		if audience == "" {
+			continue
+		}
+		path := field(index("apps", i), "authorization.outbound.tokenExchange.audience")
+		if inbound[audience] {
+			v.add(path, fmt.Sprintf("%s is an audience the broker accepts agent tokens for; an upstream's tokens must not be usable at the broker", quote(audience)))
+		}
+		if first, ok := firstByAudience[audience]; ok {
+			v.add(path, fmt.Sprintf("%s is also apps[%d]'s audience; each upstream needs its own, so that one's tokens are no good at another", quote(audience), first))
+		} else {
+			firstByAudience[audience] = i
+		}
+	}
+}
+
+func (v *validator) tokenExchange(path string, exchange *TokenExchange) {
+	switch exchange.Type {
+	case "delegation", "impersonation":
+	case "":
+		v.add(field(path, "type"), `required, want "delegation" or "impersonation"`)
+	default:
+		v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "delegation" or "impersonation"`, quote(exchange.Type)))
+	}
+	v.identityProvider(field(path, "idp"), exchange.IDP)
+	if exchange.Audience == "" {
+		v.add(field(path, "audience"), "required")
+	}
+	firstByName := map[string]int{}
+	for i, tool := range exchange.Tools {
+		toolPath := index(field(path, "tools"), i)
+		switch first, duplicate := firstByName[tool.Name]; {
+		case tool.Name == "":
+			v.add(field(toolPath, "name"), "must not be empty")
+		case tool.Name != defaultExchangeTool && strings.Contains(tool.Name, defaultExchangeTool):
+			v.add(field(toolPath, "name"), fmt.Sprintf(`%s: names are exact; "*" alone names the default entry`, quote(tool.Name)))
+		case duplicate:
+			v.add(field(toolPath, "name"), fmt.Sprintf("duplicate tool %s, also configured at tools[%d]", quote(tool.Name), first))
+		default:
+			firstByName[tool.Name] = i
+		}
+		if tool.TTL <= 0 || tool.TTL > maxToolTTL {
+			v.add(field(toolPath, "ttl"), fmt.Sprintf("must be > 0 and at most %s (tokens are per call and short-lived), got %s", maxToolTTL, tool.TTL))
+		}
+		for j, scope := range tool.Scopes {
+			switch {
+			case scope.Name == "":
+				v.add(field(index(field(toolPath, "scopes"), j), "name"), "must not be empty")
+			case !isScopeToken(scope.Name):
+				v.add(field(index(field(toolPath, "scopes"), j), "name"), fmt.Sprintf("not a scope token (RFC 6749 §3.3): %s", quote(scope.Name)))
+			}
+		}
+	}
+}
+
+func (v *validator) identityProvider(path, name string) {
+	if name == "" {
+		v.add(path, `required: "embedded" or the name of a connector`)
+		return
+	}
+	if name == embeddedIdentityProvider {
+		if provider := v.config.AuthProvider; provider == nil || !provider.Enabled {
+			v.add(path, `"embedded" requires authProvider.enabled: true`)
+		}
+		return
+	}
+	var names []string
+	for _, connector := range v.config.Connectors {
+		if connector.Name == name {
+			return
+		}
+		if connector.Name != "" {
+			names = append(names, connector.Name)
+		}
+	}
+	want := `"embedded"`
+	if len(names) > 0 {
+		want += " or a connector (" + strings.Join(names, ", ") + ")"
+	} else {
+		want += " (no connectors are configured)"
+	}
+	v.add(path, fmt.Sprintf("unknown identity provider %s, want %s", quote(name), want))
+}

@@ -1,0 +1,75 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+func (v *validator) http(http *HTTP) {
+	if message := hostPortProblem(http.Address); message != "" {
+		v.add("http.address", message)
+	}
+	if tls := http.TLS; tls != nil {
+		switch {
+		case tls.CertFile != "" && tls.KeyFile == "":
+			v.add("http.tls.keyFile", "required when certFile is set")
+		case tls.CertFile == "" && tls.KeyFile != "":
+			v.add("http.tls.certFile", "required when keyFile is set")
+		}
+	}
+	for i, host := range http.AllowedHosts {
+		if strings.TrimSpace(host) == "" {
+			v.add(index("http.allowedHosts", i), "must not be empty")
+		}
+	}
+	for i, origin := range http.AllowedOrigins {
+		if message := originProblem(origin); message != "" {
+			v.add(index("http.allowedOrigins", i), message)
+		}
+	}
+	if http.MaxBodyBytes < minBodyBytes || http.MaxBodyBytes > maxBodyBytes {
+		v.add("http.maxBodyBytes", fmt.Sprintf("must be between %d (1 KiB) and %d (64 MiB), got %d", minBodyBytes, maxBodyBytes, http.MaxBodyBytes))
+	}
+	if http.ShutdownTimeout < 0 {
+		v.add("http.shutdownTimeout", "must not be negative")
+	}
+	if d := time.Duration(http.ReadBodyTimeout); d < time.Second || d > 10*time.Minute {
+		v.add("http.readBodyTimeout", fmt.Sprintf("must be between 1s and 10m, got %s", d))
+	}
+	if http.MaxConnections < 1 {
+		v.add("http.maxConnections", fmt.Sprintf("must be at least 1, got %d", http.MaxConnections))
+	}
+	switch {
+	case http.MaxConnectionsPerAddress < 1:
+		v.add("http.maxConnectionsPerAddress", fmt.Sprintf("must be at least 1, got %d", http.MaxConnectionsPerAddress))
+	case http.MaxConnections >= 1 && http.MaxConnectionsPerAddress > http.MaxConnections:
+		v.add("http.maxConnectionsPerAddress", fmt.Sprintf("must not exceed http.maxConnections (%d), got %d", http.MaxConnections, http.MaxConnectionsPerAddress))
+	}
+}
+
+func (v *validator) storage(storage *Storage) {
+	if storage.Bolt != nil && storage.Redis != nil {
+		v.add("storage", "set bolt or redis, not both")
+	}
+	if bolt := storage.Bolt; bolt != nil && strings.TrimSpace(bolt.Path) == "" {
+		v.add("storage.bolt.path", "required")
+	}
+	if redis := storage.Redis; redis != nil {
+		if len(redis.Addresses) == 0 {
+			v.add("storage.redis.addresses", "at least one address is required")
+		}
+		for i, address := range redis.Addresses {
+			message := hostPortProblem(address)
+			if message == "" && strings.HasPrefix(address, ":") {
+				message = fmt.Sprintf("want host:port with a host, got %s", quote(address))
+			}
+			if message != "" {
+				v.add(index("storage.redis.addresses", i), message)
+			}
+		}
+		if redis.DB < 0 {
+			v.add("storage.redis.db", "must not be negative")
+		}
+	}
+}
