@@ -32,10 +32,6 @@ import (
 // of their own; without it such tools get no token.
 const defaultToolEntry = "*"
 
-// embeddedIdentityProvider names the embedded authorization server in
-// tokenExchange.idp; any other name is a connector's.
-const embeddedIdentityProvider = "embedded"
-
 // identityTokenTTL is the lifetime of identity-only tokens: the default
 // lifetime of a tool's token.
 const identityTokenTTL = 5 * time.Second
@@ -95,7 +91,7 @@ func newExchanger(cfg *config.Config, b *Broker) (*exchanger, error) {
 	x := &exchanger{apps: make(map[string]*outboundApp)}
 	var fetcher *oauth.Fetcher
 	for i, app := range cfg.Apps {
-		if app.Authorization == nil || app.Authorization.Outbound == nil || app.Authorization.Outbound.Type != "tokenExchange" {
+		if app.Authorization == nil || app.Authorization.Outbound == nil || app.Authorization.Outbound.Type != config.OutboundTokenExchange {
 			continue
 		}
 		te := app.Authorization.Outbound.TokenExchange
@@ -105,7 +101,7 @@ func newExchanger(cfg *config.Config, b *Broker) (*exchanger, error) {
 		}
 		oa := &outboundApp{
 			name:       app.Name,
-			delegation: te.Type == "delegation",
+			delegation: te.Type == config.ExchangeDelegation,
 			audience:   te.Audience,
 			tools:      make(map[string]*toolGrant, len(te.Tools)),
 		}
@@ -125,7 +121,7 @@ func newExchanger(cfg *config.Config, b *Broker) (*exchanger, error) {
 			oa.tools[tool.Name] = grant
 		}
 		switch te.IDP {
-		case embeddedIdentityProvider:
+		case config.EmbeddedIdentityProvider:
 			if b.authProvider == nil {
 				return nil, fmt.Errorf("broker: %s.idp: the embedded authorization server is not enabled", path)
 			}

@@ -299,10 +299,42 @@ type JWT struct {
 	AllowMissingTyp bool `yaml:"allowMissingTyp"`
 }
 
+// AppType is the kind of an app.
+type AppType string
+
+// App types.
+const (
+	AppMCPProxy  AppType = "mcpProxy"  // an upstream MCP server
+	AppMCPBridge AppType = "mcpBridge" // a REST API described by OpenAPI (not in this version)
+)
+
+// OutboundType is how an app's upstream is authenticated to.
+type OutboundType string
+
+// Outbound types.
+const (
+	OutboundTokenExchange OutboundType = "tokenExchange"
+	OutboundUnprotected   OutboundType = "unprotected"
+)
+
+// ExchangeType is what an exchanged token says of the agent.
+type ExchangeType string
+
+// Exchange types.
+const (
+	ExchangeDelegation    ExchangeType = "delegation"
+	ExchangeImpersonation ExchangeType = "impersonation"
+)
+
+// EmbeddedIdentityProvider names the embedded authorization server
+// (authProvider) in tokenExchange.idp, which is why no connector may take
+// the name; any other name is a connector's.
+const EmbeddedIdentityProvider = "embedded"
+
 // App is one upstream application.
 type App struct {
-	Name string `yaml:"name"`
-	Type string `yaml:"type"`
+	Name string  `yaml:"name"`
+	Type AppType `yaml:"type"`
 	// ToolNamespace left out means enabled, named after the app with "_"
 	// appended; after ApplyDefaults it is never nil.
 	ToolNamespace *ToolNamespace `yaml:"toolNamespace"`
@@ -383,7 +415,7 @@ type OPAPolicy struct {
 
 // Outbound is how the broker authenticates to the upstream for the agent.
 type Outbound struct {
-	Type          string         `yaml:"type"`
+	Type          OutboundType   `yaml:"type"`
 	TokenExchange *TokenExchange `yaml:"tokenExchange"`
 }
 
@@ -399,7 +431,7 @@ type Outbound struct {
 type TokenExchange struct {
 	// Type is delegation (the token names the agent in act, with earlier
 	// actors nested inside) or impersonation (no act).
-	Type string `yaml:"type"`
+	Type ExchangeType `yaml:"type"`
 	// IDP issues the tokens: "embedded" (the embedded authorization
 	// server, minting in process) or the name of a connector, whose token
 	// endpoint exchanges the agent's token.

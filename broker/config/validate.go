@@ -19,9 +19,6 @@ const (
 	maxClockSkew       = Duration(5 * time.Minute)
 	minRefreshInterval = Duration(time.Minute)
 	maxToolTTL         = Duration(time.Hour)
-	// embeddedIdentityProvider names the embedded authorization server in
-	// tokenExchange.idp, which is why no connector may take the name.
-	embeddedIdentityProvider = "embedded"
 	// defaultExchangeTool names the tokenExchange.tools entry for tools
 	// without one of their own.
 	defaultExchangeTool = "*"

@@ -22,13 +22,13 @@ func (v *validator) apps(apps []App) {
 			firstByName[app.Name] = i
 		}
 		switch app.Type {
-		case "mcpProxy":
-		case "mcpBridge":
+		case AppMCPProxy:
+		case AppMCPBridge:
 			v.add(field(path, "type"), `"mcpBridge" is not supported in this version; want "mcpProxy"`)
 		case "":
 			v.add(field(path, "type"), `required, want "mcpProxy"`)
 		default:
-			v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "mcpProxy"`, quote(app.Type)))
+			v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "mcpProxy"`, quote(string(app.Type))))
 		}
 		v.toolNamespace(path, app)
 		v.resourceNamespace(path, app)
@@ -158,21 +158,21 @@ func (v *validator) appAuthorization(path string, authorization *AppAuthorizatio
 	}
 	outboundPath := field(path, "outbound")
 	switch outbound.Type {
-	case "tokenExchange":
+	case OutboundTokenExchange:
 		if outbound.TokenExchange == nil {
 			v.add(field(outboundPath, "tokenExchange"), `required when type is "tokenExchange"`)
 		}
 		if oauth := v.config.MCPProvider.Authorization.OAuth; oauth == nil || !oauth.Enabled {
 			v.add(field(outboundPath, "type"), `"tokenExchange" issues tokens for the authenticated agent; enable mcpProvider.authorization.oauth`)
 		}
-	case "unprotected":
+	case OutboundUnprotected:
 		if outbound.TokenExchange != nil {
 			v.add(field(outboundPath, "tokenExchange"), `only allowed when type is "tokenExchange"`)
 		}
 	case "":
 		v.add(field(outboundPath, "type"), `required, want "tokenExchange" or "unprotected"`)
 	default:
-		v.add(field(outboundPath, "type"), fmt.Sprintf(`unknown type %s, want "tokenExchange" or "unprotected"`, quote(outbound.Type)))
+		v.add(field(outboundPath, "type"), fmt.Sprintf(`unknown type %s, want "tokenExchange" or "unprotected"`, quote(string(outbound.Type))))
 	}
 	if outbound.TokenExchange != nil {
 		v.tokenExchange(field(outboundPath, "tokenExchange"), outbound.TokenExchange)
@@ -220,11 +220,11 @@ func (v *validator) outboundAudiences(apps []App) {
 
 func (v *validator) tokenExchange(path string, exchange *TokenExchange) {
 	switch exchange.Type {
-	case "delegation", "impersonation":
+	case ExchangeDelegation, ExchangeImpersonation:
 	case "":
 		v.add(field(path, "type"), `required, want "delegation" or "impersonation"`)
 	default:
-		v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "delegation" or "impersonation"`, quote(exchange.Type)))
+		v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "delegation" or "impersonation"`, quote(string(exchange.Type))))
 	}
 	v.identityProvider(field(path, "idp"), exchange.IDP)
 	if exchange.Audience == "" {
@@ -262,7 +262,7 @@ func (v *validator) identityProvider(path, name string) {
 		v.add(path, `required: "embedded" or the name of a connector`)
 		return
 	}
-	if name == embeddedIdentityProvider {
+	if name == EmbeddedIdentityProvider {
 		if provider := v.config.AuthProvider; provider == nil || !provider.Enabled {
 			v.add(path, `"embedded" requires authProvider.enabled: true`)
 		}

@@ -12,7 +12,7 @@ func (v *validator) connectors(connectors []Connector) {
 		switch first, duplicate := firstByName[connector.Name]; {
 		case connector.Name == "":
 			v.add(field(path, "name"), "must not be empty")
-		case connector.Name == embeddedIdentityProvider:
+		case connector.Name == EmbeddedIdentityProvider:
 			v.add(field(path, "name"), `"embedded" is reserved for the embedded authorization server (authProvider)`)
 		case duplicate:
 			v.add(field(path, "name"), fmt.Sprintf("duplicate name %s, also used by connectors[%d]", quote(connector.Name), first))

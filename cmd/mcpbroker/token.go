@@ -404,7 +404,7 @@ func exchangeClientOptions(c *cli.Context) (exchange.ClientOptions, error) {
 	ctx, cancel := context.WithTimeout(c.Context, options.Timeout)
 	defer cancel()
 	var metadata *exchange.ServerMetadata
-	if idp == "embedded" {
+	if idp == config.EmbeddedIdentityProvider {
 		if cfg.AuthProvider == nil || !cfg.AuthProvider.Enabled {
 			return options, cli.Exit("token exchange: --idp embedded: the configuration has no enabled authProvider", 1)
 		}
@@ -415,7 +415,7 @@ func exchangeClientOptions(c *cli.Context) (exchange.ClientOptions, error) {
 	} else {
 		connector := cfg.Connector(idp)
 		if connector == nil {
-			names := []string{"embedded"}
+			names := []string{config.EmbeddedIdentityProvider}
 			for _, connector := range cfg.Connectors {
 				names = append(names, connector.Name)
 			}
