@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 	"github.com/urfave/cli/v2"
