@@ -450,7 +450,7 @@ func parseMetadata(body []byte, derivedIssuer string) (*ServerMetadata, error) {
 		if !present {
 			continue
 		}
-		values, ok := stringOrStrings(raw)
+		values, _, ok := oauth.StringOrStrings(raw)
 		if _, isString := raw.(string); isString || !ok {
 			return nil, fmt.Errorf("%s is not an array of strings", name)
 		}

@@ -2,11 +2,9 @@ package sample
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -188,87 +186,49 @@ var (
 	errJWTShape   = errors.New("not a compact JWS: expected three dot-separated parts")
 	errJWTBase64  = errors.New("payload is not base64url")
 	errJWTPayload = errors.New("payload is not a JSON object with the registered claim types")
-	errJWTNumber  = errors.New("exp or iat is not a number of seconds")
+	errJWTNumber  = errors.New("exp or iat is not a NumericDate")
 )
 
-// decodeUnverifiedClaims decodes the payload of a compact JWS. It checks
+// decodeUnverifiedClaims decodes the payload of a compact JWS with the
+// house's strict JOSE decoders and claim readers (provider/oauth). It checks
 // nothing else: the signature, issuer and expiry are the broker's business,
 // and this server only reports what arrived.
 func decodeUnverifiedClaims(token string) (*UnverifiedClaims, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
+	_, rest, ok := strings.Cut(token, ".")
+	payloadPart, signaturePart, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
 		return nil, errJWTShape
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	payload, err := oauth.DecodeSegment(payloadPart)
 	if err != nil {
 		return nil, errJWTBase64
 	}
-	var wire struct {
-		Issuer    string          `json:"iss"`
-		Subject   string          `json:"sub"`
-		Audience  json.RawMessage `json:"aud"`
-		Scope     string          `json:"scope"`
-		ClientID  string          `json:"client_id"`
-		Actor     map[string]any  `json:"act"`
-		ExpiresAt json.Number     `json:"exp"`
-		IssuedAt  json.Number     `json:"iat"`
-		TokenID   string          `json:"jti"`
-	}
-	if err := json.Unmarshal(payload, &wire); err != nil {
+	claims, err := oauth.DecodeObject(payload)
+	if err != nil {
 		return nil, errJWTPayload
 	}
-	audience, err := decodeAudience(wire.Audience)
-	if err != nil {
-		return nil, err
+	decoded := &UnverifiedClaims{}
+	for name, into := range map[string]*string{"iss": &decoded.Issuer, "sub": &decoded.Subject, "scope": &decoded.Scope, "client_id": &decoded.ClientID, "jti": &decoded.TokenID} {
+		if *into, err = oauth.StringClaim(claims, name); err != nil {
+			return nil, errJWTPayload
+		}
 	}
-	expiresAt, err := numericDate(wire.ExpiresAt)
-	if err != nil {
-		return nil, err
-	}
-	issuedAt, err := numericDate(wire.IssuedAt)
-	if err != nil {
-		return nil, err
-	}
-	return &UnverifiedClaims{
-		Issuer:    wire.Issuer,
-		Subject:   wire.Subject,
-		Audience:  audience,
-		Scope:     wire.Scope,
-		ClientID:  wire.ClientID,
-		Actor:     wire.Actor,
-		ExpiresAt: expiresAt,
-		IssuedAt:  issuedAt,
-		TokenID:   wire.TokenID,
-	}, nil
-}
-
-// decodeAudience accepts both forms RFC 7519 allows: one string or an array.
-func decodeAudience(raw json.RawMessage) ([]string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	var one string
-	if err := json.Unmarshal(raw, &one); err == nil {
-		return []string{one}, nil
-	}
-	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
+	if decoded.Audience, _, ok = oauth.StringOrStrings(claims["aud"]); !ok {
 		return nil, errJWTPayload
 	}
-	return many, nil
-}
-
-// numericDate truncates a NumericDate, which may carry fractions, to seconds.
-func numericDate(n json.Number) (int64, error) {
-	if n == "" {
-		return 0, nil
+	if raw := claims["act"]; raw != nil {
+		if decoded.Actor, ok = raw.(map[string]any); !ok {
+			return nil, errJWTPayload
+		}
 	}
-	if i, err := n.Int64(); err == nil {
-		return i, nil
+	for name, into := range map[string]*int64{"exp": &decoded.ExpiresAt, "iat": &decoded.IssuedAt} {
+		at, err := oauth.NumericDate(claims, name)
+		if err != nil {
+			return nil, errJWTNumber
+		}
+		if !at.IsZero() {
+			*into = at.Unix()
+		}
 	}
-	f, err := n.Float64()
-	if err != nil || math.IsNaN(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-		return 0, errJWTNumber
-	}
-	return int64(f), nil
+	return decoded, nil
 }

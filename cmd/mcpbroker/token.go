@@ -169,9 +169,7 @@ func printJWT(w io.Writer, decoded *decodedJWT, now time.Time) (claims map[strin
 		}
 		fmt.Fprintf(w, "%s:\n%s\n", part.label, pretty.Bytes())
 	}
-	decoder := json.NewDecoder(bytes.NewReader(decoded.claims))
-	decoder.UseNumber()
-	if err := decoder.Decode(&claims); err != nil {
+	if err := json.Unmarshal(decoded.claims, &claims); err != nil {
 		return nil, fmt.Errorf("the token's claims: %w", err)
 	}
 	for _, name := range []string{"exp", "iat", "nbf"} {
@@ -182,16 +180,11 @@ func printJWT(w io.Writer, decoded *decodedJWT, now time.Time) (claims map[strin
 	return claims, nil
 }
 
+// claimTime reads a time claim for display; one that is absent or not a
+// NumericDate is not shown.
 func claimTime(claims map[string]any, name string) (time.Time, bool) {
-	number, ok := claims[name].(json.Number)
-	if !ok {
-		return time.Time{}, false
-	}
-	seconds, err := number.Float64()
-	if err != nil {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(seconds), 0), true
+	at, err := oauth.NumericDate(claims, name)
+	return at, err == nil && !at.IsZero()
 }
 
 func relative(at, now time.Time) string {
@@ -228,7 +221,7 @@ func inspectToken(ctx context.Context, w io.Writer, token string, opts inspectOp
 		fmt.Fprintf(w, "note: typ is %q, not at+jwt (RFC 9068)\n", typ)
 	}
 	if opts.audience != "" && opts.jwksURL == "" && opts.issuer == "" {
-		audiences, _ := claimStrings(claims["aud"])
+		audiences, _, _ := oauth.StringOrStrings(claims["aud"])
 		if !slices.Contains(audiences, opts.audience) {
 			problems = append(problems, fmt.Sprintf("aud does not contain %q", opts.audience))
 		}
@@ -293,24 +286,6 @@ func verifyInspected(ctx context.Context, w io.Writer, token string, decoded *de
 	}
 	fmt.Fprintf(w, "signature: valid (%s, kid %q, %s)\n", decoded.fields.Algorithm, decoded.fields.KeyID, jwksURL)
 	return nil
-}
-
-func claimStrings(value any) ([]string, bool) {
-	switch v := value.(type) {
-	case string:
-		return []string{v}, true
-	case []any:
-		values := make([]string, 0, len(v))
-		for _, element := range v {
-			s, ok := element.(string)
-			if !ok {
-				return nil, false
-			}
-			values = append(values, s)
-		}
-		return values, true
-	}
-	return nil, false
 }
 
 func tokenExchangeCommand() *cli.Command {

@@ -28,11 +28,13 @@ type Principal struct {
 }
 
 // Actor is one link of an RFC 8693 §4.1 act chain. Only the outermost
-// actor is the one acting now; nested actors acted before it.
+// actor is the one acting now; nested actors acted before it. It is the
+// one actor type of the house: read from the tokens the broker accepts,
+// and encoded as act into the tokens it mints.
 type Actor struct {
-	Subject  string
-	ClientID string
-	Actor    *Actor
+	Subject  string `json:"sub,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	Actor    *Actor `json:"act,omitempty"`
 }
 
 // Validation methods.
@@ -41,9 +43,9 @@ const (
 	MethodIntrospection = "introspection"
 )
 
-// maxActorDepth bounds act nesting; real delegation chains are two or
-// three links long.
-const maxActorDepth = 8
+// MaxActorDepth bounds act nesting, in the tokens the broker accepts and
+// in those it mints; real delegation chains are two or three links long.
+const MaxActorDepth = 8
 
 // claimRules are the checks common to JWT and introspection results.
 type claimRules struct {
@@ -84,7 +86,7 @@ func principalFromClaims(claims map[string]any, rules *claimRules, now time.Time
 		return nil, invalid(ReasonTokenType, "sender-constrained token (cnf) presented as bearer")
 	}
 
-	if p.Expiry, err = numericDate(claims, "exp"); err != nil {
+	if p.Expiry, err = NumericDate(claims, "exp"); err != nil {
 		return nil, err
 	}
 	switch {
@@ -93,21 +95,21 @@ func principalFromClaims(claims map[string]any, rules *claimRules, now time.Time
 	case !p.Expiry.IsZero() && !now.Before(p.Expiry.Add(rules.skew)):
 		return nil, invalid(ReasonExpired, "")
 	}
-	notBefore, err := numericDate(claims, "nbf")
+	notBefore, err := NumericDate(claims, "nbf")
 	if err != nil {
 		return nil, err
 	}
 	if !notBefore.IsZero() && notBefore.After(now.Add(rules.skew)) {
 		return nil, invalid(ReasonNotYetValid, "")
 	}
-	if p.IssuedAt, err = numericDate(claims, "iat"); err != nil {
+	if p.IssuedAt, err = NumericDate(claims, "iat"); err != nil {
 		return nil, err
 	}
 	if !p.IssuedAt.IsZero() && p.IssuedAt.After(now.Add(rules.skew)) {
 		return nil, invalid(ReasonIssuedInFuture, "")
 	}
 
-	audience, present, ok := stringOrStrings(claims["aud"])
+	audience, present, ok := StringOrStrings(claims["aud"])
 	if present && !ok {
 		return nil, invalid(ReasonMalformed, "aud is not a string or an array of strings")
 	}
@@ -118,23 +120,23 @@ func principalFromClaims(claims map[string]any, rules *claimRules, now time.Time
 		}
 	}
 
-	if p.Subject, err = optionalString(claims, "sub"); err != nil {
+	if p.Subject, err = StringClaim(claims, "sub"); err != nil {
 		return nil, err
 	}
 	if p.Subject == "" {
 		return nil, invalid(ReasonSubject, "sub missing or empty")
 	}
-	if p.ClientID, err = optionalString(claims, "client_id"); err != nil {
+	if p.ClientID, err = StringClaim(claims, "client_id"); err != nil {
 		return nil, err
 	}
-	azp, err := optionalString(claims, "azp")
+	azp, err := StringClaim(claims, "azp")
 	if err != nil {
 		return nil, err
 	}
 	if p.ClientID == "" {
 		p.ClientID = azp
 	}
-	if p.TokenID, err = optionalString(claims, "jti"); err != nil {
+	if p.TokenID, err = StringClaim(claims, "jti"); err != nil {
 		return nil, err
 	}
 
@@ -148,15 +150,9 @@ func principalFromClaims(claims map[string]any, rules *claimRules, now time.Time
 	}
 	scp, scpPresent := claims["scp"]
 	if scpPresent {
-		var values []string
-		switch s := scp.(type) {
-		case string:
-			values = strings.Fields(s)
-		default:
-			var ok bool
-			if values, _, ok = stringOrStrings(scp); !ok {
-				return nil, invalid(ReasonMalformed, "scp is not a string or an array of strings")
-			}
+		values, ok := ScopeValues(scp)
+		if !ok {
+			return nil, invalid(ReasonMalformed, "scp is not a string or an array of strings")
 		}
 		if !scopePresent {
 			p.Scopes = values
@@ -165,13 +161,13 @@ func principalFromClaims(claims map[string]any, rules *claimRules, now time.Time
 
 	if v, present := claims[rules.groupsClaim]; present {
 		var ok bool
-		if p.Groups, _, ok = stringOrStrings(v); !ok {
+		if p.Groups, _, ok = StringOrStrings(v); !ok {
 			return nil, invalid(ReasonMalformed, "groups claim is not a string or an array of strings")
 		}
 	}
 
 	if v, present := claims["act"]; present {
-		if p.Actor, err = parseActor(v, 1); err != nil {
+		if p.Actor, err = ParseActor(v); err != nil {
 			return nil, err
 		}
 	}
@@ -201,8 +197,13 @@ func refuseIDToken(claims map[string]any, hasScope, hasClientID bool) error {
 	return nil
 }
 
+// ParseActor reads the value of an act claim (RFC 8693 §4.1): an object
+// naming sub or client_id (strings), with earlier actors nested in act, at
+// most MaxActorDepth deep. Refusals are *InvalidTokenError.
+func ParseActor(v any) (*Actor, error) { return parseActor(v, 1) }
+
 func parseActor(v any, depth int) (*Actor, error) {
-	if depth > maxActorDepth {
+	if depth > MaxActorDepth {
 		return nil, invalid(ReasonMalformed, "act nested too deeply")
 	}
 	object, ok := v.(map[string]any)
@@ -211,10 +212,10 @@ func parseActor(v any, depth int) (*Actor, error) {
 	}
 	var actor Actor
 	var err error
-	if actor.Subject, err = optionalString(object, "sub"); err != nil {
+	if actor.Subject, err = StringClaim(object, "sub"); err != nil {
 		return nil, err
 	}
-	if actor.ClientID, err = optionalString(object, "client_id"); err != nil {
+	if actor.ClientID, err = StringClaim(object, "client_id"); err != nil {
 		return nil, err
 	}
 	if actor.Subject == "" && actor.ClientID == "" {
@@ -228,7 +229,9 @@ func parseActor(v any, depth int) (*Actor, error) {
 	return &actor, nil
 }
 
-func optionalString(claims map[string]any, name string) (string, error) {
+// StringClaim reads an optional string claim; absent gives "". Any other
+// type is a malformed-token error.
+func StringClaim(claims map[string]any, name string) (string, error) {
 	v, present := claims[name]
 	if !present {
 		return "", nil
@@ -240,9 +243,11 @@ func optionalString(claims map[string]any, name string) (string, error) {
 	return s, nil
 }
 
-// stringOrStrings reads a claim that may be one string or an array of
-// strings (aud per RFC 7519 §4.1.3, and the same shape for groups and scp).
-func stringOrStrings(v any) (values []string, present, ok bool) {
+// StringOrStrings reads a claim that may be one string or an array of
+// strings (aud per RFC 7519 §4.1.3, and the same shape for groups and scp,
+// and for lists in metadata documents). Absent (nil) gives present false
+// and ok true; any other type, or an array holding a non-string, ok false.
+func StringOrStrings(v any) (values []string, present, ok bool) {
 	switch v := v.(type) {
 	case nil:
 		return nil, false, true
@@ -265,8 +270,10 @@ func stringOrStrings(v any) (values []string, present, ok bool) {
 // maxNumericDate is 9999-12-31T23:59:59Z: a later date is a bug or an attack.
 const maxNumericDate = 253402300799
 
-// numericDate reads an RFC 7519 NumericDate; absent gives the zero time.
-func numericDate(claims map[string]any, name string) (time.Time, error) {
+// NumericDate reads the RFC 7519 NumericDate claim name (seconds, maybe
+// fractional); absent gives the zero time. A value that is not a number,
+// is negative or lies beyond the year 9999 is a malformed-token error.
+func NumericDate(claims map[string]any, name string) (time.Time, error) {
 	v, present := claims[name]
 	if !present {
 		return time.Time{}, nil
@@ -277,4 +284,16 @@ func numericDate(claims map[string]any, name string) (time.Time, error) {
 	}
 	whole, fraction := math.Modf(seconds)
 	return time.Unix(int64(whole), int64(fraction*1e9)), nil
+}
+
+// ScopeValues reads a scope list in either form found in the wild: a
+// space-separated string (RFC 6749 §3.3, the scope claim) or an array of
+// strings (scp as some identity providers write it). Absent (nil) gives
+// none; any other type, ok false.
+func ScopeValues(v any) (values []string, ok bool) {
+	if s, isString := v.(string); isString {
+		return strings.Fields(s), true
+	}
+	values, _, ok = StringOrStrings(v)
+	return values, ok
 }
