@@ -2,7 +2,6 @@ package apps
 
 import (
 	"testing"
-
 )
 
 func TestFoldURI(t *testing.T) {

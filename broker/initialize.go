@@ -65,10 +65,7 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 		s.Upstreams[app.Name] = provider.UpstreamRef{ID: id, ProtocolVersion: upstreamVersion}
 		results[app.Name] = conn.Result()
 		mu.Unlock()
-		sl := st.slot(app.Name)
-		sl.mu.Lock()
-		sl.conn = conn
-		sl.mu.Unlock()
+		st.SetConn(app, conn)
 	})
 
 	result := map[string]any{

@@ -95,7 +95,7 @@ func (b *Broker) Closed(s *provider.Session) {
 	if !ok {
 		return
 	}
-	go st.(*sessionState).closeConns()
+	go st.(*sessionState).CloseConns()
 }
 
 // sessionSender sends on the client's standalone stream.

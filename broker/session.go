@@ -5,35 +5,20 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/provider"
-	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
-// sessionState is the broker's part of a client session: the upstream
-// sessions opened for it, and the id maps that let messages find their way
-// back.
+// sessionState is the broker's part of a client session: the upstream side
+// (apps.ClientSession: upstream sessions and the id maps that let
+// messages find their way back), and what the broker learned of the
+// client and from the lists.
 type sessionState struct {
-	mu    sync.Mutex
-	slots map[string]*connSlot
+	*apps.ClientSession
 
-	// inflight maps a client request id to the upstream request serving it,
-	// so the client's cancellation reaches the right upstream.
-	inflight map[string]inflightCall
-
-	// serverRequests maps the ids the broker gave upstream-to-client
-	// requests back to the upstream that sent them.
-	serverRequests map[int64]serverRequest
-	nextServerID   int64
-
-	// progress maps the progress token an upstream was given for a call
-	// back to the client's; elicitations are the URL elicitations
-	// upstreams started and have not completed (relay_origin.go).
-	progress     map[progressKey]json.RawMessage
-	elicitations map[elicitationKey]struct{}
+	mu sync.Mutex
 
 	// initializing and initialized gate a legacy session, whose requests
 	// run concurrently: one initialize, and nothing else before it ends.
@@ -80,41 +65,17 @@ func (st *sessionState) upstreamName(app *apps.App, k listKind, exposed string) 
 	return name, ok
 }
 
-// connSlot serializes opening one app's upstream session.
-type connSlot struct {
-	mu   sync.Mutex
-	conn *apps.Conn
-}
-
-type inflightCall struct {
-	conn       *apps.Conn
-	upstreamID jsonrpc.ID
-	cancel     context.CancelFunc // stops waiting when the client cancels
-}
-
-type serverRequest struct {
-	conn       *apps.Conn
-	upstreamID jsonrpc.ID
-}
-
 type templateRoute struct {
 	prefix string // literal part before the first expression
 	app    *apps.App
 }
 
-// maxServerRequests bounds pending upstream-to-client requests per session.
-const maxServerRequests = 1024
-
 func newSessionState() *sessionState {
 	return &sessionState{
-		slots:          make(map[string]*connSlot),
-		inflight:       make(map[string]inflightCall),
-		serverRequests: make(map[int64]serverRequest),
-		progress:       make(map[progressKey]json.RawMessage),
-		elicitations:   make(map[elicitationKey]struct{}),
-		tools:          make(map[string]*apps.App),
-		prompts:        make(map[string]*apps.App),
-		resources:      make(map[string]*apps.App),
+		ClientSession: apps.NewClientSession(),
+		tools:         make(map[string]*apps.App),
+		prompts:       make(map[string]*apps.App),
+		resources:     make(map[string]*apps.App),
 	}
 }
 
@@ -130,133 +91,21 @@ func (b *Broker) stateOf(s *provider.Session) *sessionState {
 	return actual.(*sessionState)
 }
 
-func (st *sessionState) slot(app string) *connSlot {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	sl, ok := st.slots[app]
-	if !ok {
-		sl = &connSlot{}
-		st.slots[app] = sl
-	}
-	return sl
-}
-
 // conn returns the session's upstream session with app, restoring it from
 // the session id or opening it when needed.
 func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (*apps.Conn, error) {
-	sl := b.stateOf(s).slot(app.Name)
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	if sl.conn != nil {
-		return sl.conn, nil
-	}
-	init := initParams(s)
-	token := b.exchanger.sessionToken(b.stateOf(s), app)
-	if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" {
-		sl.conn = app.Restore(ref.ID, ref.ProtocolVersion, init, token)
-		return sl.conn, nil
-	}
-	c, err := app.Open(ctx, init, token)
-	if err != nil {
-		return nil, err
-	}
-	sl.conn = c
-	return c, nil
-}
-
-// openConns lists the upstream sessions already open.
-func (st *sessionState) openConns() []*apps.Conn {
-	st.mu.Lock()
-	slots := make([]*connSlot, 0, len(st.slots))
-	for _, sl := range st.slots {
-		slots = append(slots, sl)
-	}
-	st.mu.Unlock()
-	var out []*apps.Conn
-	for _, sl := range slots {
-		sl.mu.Lock()
-		if sl.conn != nil {
-			out = append(out, sl.conn)
+	st := b.stateOf(s)
+	return st.Conn(app, func() (*apps.Conn, error) {
+		init, token := initParams(s), b.exchanger.sessionToken(st, app)
+		if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" {
+			return app.Restore(ref.ID, ref.ProtocolVersion, init, token), nil
 		}
-		sl.mu.Unlock()
-	}
-	return out
+		return app.Open(ctx, init, token)
+	})
 }
 
 func initParams(s *provider.Session) apps.InitParams {
 	return apps.InitParams{ProtocolVersion: s.ProtocolVersion, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo}
-}
-
-// startCall records a request in flight upstream; progressToken is the
-// client's, nil when it asked for no progress.
-func (st *sessionState) startCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID, progressToken json.RawMessage, cancel context.CancelFunc) {
-	st.mu.Lock()
-	st.inflight[clientID.Raw()] = inflightCall{conn: c, upstreamID: upstreamID, cancel: cancel}
-	if progressToken != nil {
-		st.progress[progressKey{c, upstreamID.Raw()}] = progressToken
-	}
-	st.mu.Unlock()
-}
-
-func (st *sessionState) endCall(clientID jsonrpc.ID, c *apps.Conn, upstreamID jsonrpc.ID) {
-	st.mu.Lock()
-	if call, ok := st.inflight[clientID.Raw()]; ok && call.conn == c && call.upstreamID == upstreamID {
-		delete(st.inflight, clientID.Raw())
-	}
-	delete(st.progress, progressKey{c, upstreamID.Raw()})
-	st.mu.Unlock()
-}
-
-func (st *sessionState) findCall(clientID string) (inflightCall, bool) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	c, ok := st.inflight[clientID]
-	return c, ok
-}
-
-// addServerRequest gives an upstream-to-client request a client-facing id.
-func (st *sessionState) addServerRequest(c *apps.Conn, upstreamID jsonrpc.ID) (jsonrpc.ID, bool) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if len(st.serverRequests) >= maxServerRequests {
-		return jsonrpc.ID{}, false
-	}
-	st.nextServerID++
-	st.serverRequests[st.nextServerID] = serverRequest{conn: c, upstreamID: upstreamID}
-	return jsonrpc.Int64ID(st.nextServerID), true
-}
-
-func (st *sessionState) takeServerRequest(id jsonrpc.ID) (serverRequest, bool) {
-	return st.serverRequest(id, true)
-}
-
-// serverRequest finds a pending upstream-to-client request by its
-// client-facing id, and forgets it when take is set.
-func (st *sessionState) serverRequest(id jsonrpc.ID, take bool) (serverRequest, bool) {
-	n, ok := id.Int64()
-	if !ok {
-		return serverRequest{}, false
-	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	r, ok := st.serverRequests[n]
-	if take {
-		delete(st.serverRequests, n)
-	}
-	return r, ok
-}
-
-// clientIDFor finds the client-facing id of a pending upstream-to-client
-// request, for the upstream's cancellation of it.
-func (st *sessionState) clientIDFor(c *apps.Conn, upstreamID string) (jsonrpc.ID, bool) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for id, r := range st.serverRequests {
-		if r.conn == c && r.upstreamID.Raw() == upstreamID {
-			return jsonrpc.Int64ID(id), true
-		}
-	}
-	return jsonrpc.ID{}, false
 }
 
 // beginInitialize claims the session's one initialize.
@@ -297,13 +146,4 @@ func (st *sessionState) setClientCapabilities(raw json.RawMessage) {
 	st.mu.Lock()
 	st.capabilities = caps
 	st.mu.Unlock()
-}
-
-// closeConns ends the session's upstream sessions.
-func (st *sessionState) closeConns() {
-	for _, c := range st.openConns() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = c.Close(ctx)
-		cancel()
-	}
 }

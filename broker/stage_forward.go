@@ -59,15 +59,15 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	upstreamID := jsonrpc.Int64ID(conn.NextID())
 	progressToken := c.Params.progressToken()
 	if progressToken != nil {
-		if params, err = withProgressToken(params, upstreamID); err != nil {
-			return err
+		if params, err = apps.WithProgressToken(params, upstreamID); err != nil {
+			return ErrInvalidParams
 		}
 	}
 	msg := &jsonrpc.Message{ID: upstreamID, Method: c.Message.Method, Params: params}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	c.State.startCall(c.Message.ID, conn, upstreamID, progressToken, func() { cancel(ErrCancelled) })
-	defer c.State.endCall(c.Message.ID, conn, upstreamID)
+	c.State.StartCall(c.Message.ID, conn, upstreamID, progressToken, func() { cancel(ErrCancelled) })
+	defer c.State.EndCall(c.Message.ID, conn, upstreamID)
 	start := time.Now()
 	resp, err := conn.Call(ctx, msg, c.upstreamHeader(), b.relayToClient(c.Session, conn, c.Request.Out))
 	c.Upstream = time.Since(start)
@@ -77,7 +77,7 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	if err != nil {
 		return upstreamError(c.App, err)
 	}
-	c.State.noteRequiredElicitations(conn, resp)
+	c.State.NoteRequiredElicitations(conn, resp)
 	c.Response = resp
 	return nil
 }
@@ -122,36 +122,36 @@ func setParam(params json.RawMessage, member string, value []byte) (json.RawMess
 
 // forwardCancel passes a client's cancellation on under the upstream's id.
 func (b *Broker) forwardCancel(ctx context.Context, c *Call) error {
-	call, ok := c.State.findCall(string(trimJSON(c.Params.RequestID)))
+	call, ok := c.State.FindCall(string(trimJSON(c.Params.RequestID)))
 	if !ok {
 		return nil
 	}
-	params, err := setParam(c.Message.Params, "requestId", []byte(call.upstreamID.Raw()))
+	params, err := setParam(c.Message.Params, "requestId", []byte(call.UpstreamID.Raw()))
 	if err != nil {
 		return err
 	}
 	// The client expects no answer now: stop waiting for the upstream's
 	// before telling it, so a quick answer to the cancellation is not sent.
-	call.cancel()
-	return call.conn.Send(ctx, &jsonrpc.Message{Method: c.Message.Method, Params: params}, nil)
+	call.Cancel()
+	return call.Conn.Send(ctx, &jsonrpc.Message{Method: c.Message.Method, Params: params}, nil)
 }
 
 // forwardResponse passes a client's answer to an upstream's request back
 // under the upstream's id.
 func (b *Broker) forwardResponse(ctx context.Context, c *Call) error {
-	r, ok := c.State.takeServerRequest(c.Message.ID)
+	r, ok := c.State.TakeServerRequest(c.Message.ID)
 	if !ok {
 		return nil
 	}
 	m := *c.Message
-	m.ID = r.upstreamID
-	return r.conn.Send(ctx, &m, nil)
+	m.ID = r.UpstreamID
+	return r.Conn.Send(ctx, &m, nil)
 }
 
 // fanOut sends a message to every app and answers once.
 func (b *Broker) fanOut(ctx context.Context, c *Call) error {
 	if c.Message.Kind() == jsonrpc.KindNotification {
-		for _, conn := range c.State.openConns() {
+		for _, conn := range c.State.OpenConns() {
 			if err := conn.Send(ctx, c.Message, nil); err != nil {
 				b.log.Debug("notification not delivered", "app", conn.App.Name, "method", c.Message.Method, "error", err)
 			}
@@ -191,11 +191,11 @@ func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provide
 			method := m.Method
 			switch method {
 			case "notifications/cancelled":
-				m = b.remapServerCancel(st, conn, m)
+				m = st.RemapServerCancel(conn, m)
 			case "notifications/progress":
-				m = st.remapProgress(conn, m)
+				m = st.RemapProgress(conn, m)
 			case "notifications/elicitation/complete":
-				m = st.checkElicitationComplete(conn, m)
+				m = st.CompleteElicitation(conn, m)
 			case "notifications/resources/updated":
 				m = b.checkResourceUpdated(st, conn, m)
 			}
@@ -252,7 +252,7 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 		refuse("the client has no stream open for this request")
 		return
 	}
-	id, ok := st.addServerRequest(conn, m.ID)
+	id, ok := st.AddServerRequest(conn, m.ID)
 	if !ok {
 		refuse("too many requests pending for the client")
 		return
@@ -261,31 +261,12 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 	// another stream as soon as the user acts.
 	elicitation, noted := st.noteURLElicitation(conn, m)
 	if err := out.Send(&jsonrpc.Message{ID: id, Method: m.Method, Params: m.Params}); err != nil {
-		st.takeServerRequest(id)
+		st.TakeServerRequest(id)
 		if noted {
-			st.takeElicitation(elicitation)
+			st.ForgetElicitation(conn, elicitation)
 		}
 		refuse("the client cannot receive requests on this stream")
 	}
-}
-
-// remapServerCancel rewrites an upstream's cancellation of its own request
-// to the id the client knows.
-func (b *Broker) remapServerCancel(st *sessionState, conn *apps.Conn, m *jsonrpc.Message) *jsonrpc.Message {
-	requestID, ok, err := jsonrpc.Member(m.Params, "requestId")
-	if err != nil || !ok {
-		return nil
-	}
-	id, ok := st.clientIDFor(conn, string(trimJSON(requestID)))
-	if !ok {
-		return nil
-	}
-	st.takeServerRequest(id)
-	params, err := jsonrpc.SetMember(m.Params, "requestId", []byte(id.Raw()))
-	if err != nil {
-		return nil
-	}
-	return &jsonrpc.Message{Method: m.Method, Params: params}
 }
 
 // upstreamError classifies a failure to reach an upstream.

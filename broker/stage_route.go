@@ -175,12 +175,12 @@ func (b *Broker) routeURI(ctx context.Context, c *Call, uri string) error {
 func (b *Broker) routeNotification(c *Call) error {
 	switch c.Message.Method {
 	case "notifications/cancelled":
-		call, ok := c.State.findCall(string(trimJSON(c.Params.RequestID)))
+		call, ok := c.State.FindCall(string(trimJSON(c.Params.RequestID)))
 		if !ok {
 			c.Route = routeNone // finished already, or never ours
 			return nil
 		}
-		c.Route, c.App = routeApp, call.conn.App
+		c.Route, c.App = routeApp, call.Conn.App
 	case "notifications/roots/list_changed":
 		c.Route = routeFanOut
 	default:
@@ -191,12 +191,12 @@ func (b *Broker) routeNotification(c *Call) error {
 
 // routeResponse sends a client's answer to the upstream that asked.
 func (b *Broker) routeResponse(c *Call) error {
-	r, ok := c.State.serverRequest(c.Message.ID, false)
+	r, ok := c.State.PeekServerRequest(c.Message.ID)
 	if !ok {
 		c.Route = routeNone
 		return nil
 	}
-	c.Route, c.App = routeApp, r.conn.App
+	c.Route, c.App = routeApp, r.Conn.App
 	return nil
 }
 
