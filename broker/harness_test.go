@@ -170,3 +170,17 @@ func nodeTools(t testing.TB) (bin, modules string) {
 }
 
 var _ = http.MethodGet
+
+// eventually polls cond until it holds, for up to 15 s, the one bound on
+// waiting for something that happens on another goroutine or process;
+// what names it in the failure.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 15 s for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -220,7 +220,11 @@ func TestSessionServedByAnotherReplica(t *testing.T) {
 	a := newWireClient(t, brokerA+"/mcp")
 	a.initialize(`{}`)
 	// The upstream's log arrives through a pipe: wait for it to settle.
-	initializations := eventually(t, func() int { return strings.Count(processOutput(upstream), "session initialized") }, 1)
+	var initializations int
+	eventually(t, "the upstream to log its session", func() bool {
+		initializations = strings.Count(processOutput(upstream), "session initialized")
+		return initializations >= 1
+	})
 
 	b := newWireClient(t, brokerB+"/mcp")
 	b.session, b.version = a.session, a.version
@@ -240,18 +244,3 @@ func TestSessionServedByAnotherReplica(t *testing.T) {
 	}
 }
 
-// eventually polls f until it returns at least want, for up to 10s.
-func eventually(t *testing.T, f func() int, want int) int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := f()
-		if got >= want {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited for %d, have %d", want, got)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
