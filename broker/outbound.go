@@ -83,8 +83,9 @@ func (m *mintingIssuer) issue(ctx context.Context, r tokenRequest) (issuedToken,
 	}
 	if r.delegation {
 		// The agent acts now; whoever acted before it, as the agent's own
-		// token tells, nests inside.
-		grant.Actor = &exchange.Actor{Subject: p.ClientID, ClientID: p.ClientID, Actor: exchangeActor(p.Actor)}
+		// token tells, nests inside. The verified chain is shared, not
+		// copied: minting only reads it.
+		grant.Actor = &oauth.Actor{Subject: p.ClientID, ClientID: p.ClientID, Actor: p.Actor}
 	}
 	token, claims, err := m.minter.Mint(ctx, grant)
 	if err != nil {
@@ -111,14 +112,6 @@ func withinAgentLifetime(ttl time.Duration, agentExpiry, now time.Time) (time.Du
 		return 0, errAgentTokenExpiring
 	}
 	return min(ttl, remaining), nil
-}
-
-// exchangeActor converts a verified act chain.
-func exchangeActor(a *oauth.Actor) *exchange.Actor {
-	if a == nil {
-		return nil
-	}
-	return &exchange.Actor{Subject: a.Subject, ClientID: a.ClientID, Actor: exchangeActor(a.Actor)}
 }
 
 // connectorIssuer exchanges the agent's token at a connector's token
@@ -236,35 +229,13 @@ func jwtScopes(token string) ([]string, error) {
 	}
 	var scopes []string
 	for _, name := range [...]string{"scope", "scp"} {
-		values, ok := scopeClaim(claims[name])
+		values, ok := oauth.ScopeValues(claims[name])
 		if !ok {
 			return nil, fmt.Errorf("%w: the token's %s claim cannot be read", errWiderScope, name)
 		}
 		scopes = append(scopes, values...)
 	}
 	return scopes, nil
-}
-
-// scopeClaim reads a scope claim: absent or null, a space-separated
-// string, or an array of strings.
-func scopeClaim(raw any) ([]string, bool) {
-	switch value := raw.(type) {
-	case nil:
-		return nil, true
-	case string:
-		return strings.Fields(value), true
-	case []any:
-		values := make([]string, 0, len(value))
-		for _, item := range value {
-			text, ok := item.(string)
-			if !ok {
-				return nil, false
-			}
-			values = append(values, text)
-		}
-		return values, true
-	}
-	return nil, false
 }
 
 // exchangeClient discovers the connector's token endpoint once.

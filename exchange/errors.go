@@ -19,13 +19,9 @@ var (
 	ErrStoreLocked = errors.New("the store is locked by another process (is another broker using it?)")
 )
 
-// Verify refuses a token with ErrInvalidToken; an expired one also matches
-// ErrTokenExpired. The error text says why in a few fixed words and never
-// contains the token.
-var (
-	ErrInvalidToken = errors.New("invalid token")
-	ErrTokenExpired = errors.New("token expired")
-)
+// Verify refuses a token with provider/oauth's *InvalidTokenError, the one
+// invalid-token error of the house: errors.Is oauth.ErrInvalidToken, and
+// oauth.ReasonOf says why (oauth.ReasonExpired for an expired token).
 
 // Client errors. An identity provider's OAuth error response is an
 // *OAuthError instead.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // signingAlgorithms are the algorithms the broker mints with, one active key
@@ -80,6 +82,10 @@ type keyRing struct {
 	es256   *Signer
 	created time.Time // creation of the oldest active key: rotation counts from here
 	jwks    jose.JSONWebKeySet
+	// verify holds the published keys for oauth.VerifyJWT; nil (every
+	// token refused) only if a key could not be used, which NewKeySet's
+	// own checks rule out.
+	verify *oauth.KeySet
 }
 
 // NewKeySet loads the keys from store, drops retired keys whose tokens have
@@ -342,6 +348,7 @@ func newKeyRing(keys []*signingKey) *keyRing {
 			ring.created = key.stored.Created
 		}
 	}
+	ring.verify, _ = oauth.NewKeySet(ring.jwks.Keys)
 	return ring
 }
 

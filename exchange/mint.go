@@ -10,19 +10,9 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
-
-// Actor is one link of an RFC 8693 §4.1 act chain: the outermost actor is
-// the one acting now, the ones nested inside acted before it.
-type Actor struct {
-	Subject  string `json:"sub,omitempty"`
-	ClientID string `json:"client_id,omitempty"`
-	Actor    *Actor `json:"act,omitempty"`
-}
-
-// maxActorDepth matches what the broker's own verifier accepts
-// (provider/oauth): a longer chain would make tokens nobody takes.
-const maxActorDepth = 8
 
 // Grant is what one token is minted for.
 type Grant struct {
@@ -33,7 +23,7 @@ type Grant struct {
 	TTL      time.Duration // lifetime, whole seconds in [1s, the keys' MaxTokenTTL]
 	// Actor is the act chain, outermost (current) actor first. It is put
 	// in the token only for delegation; impersonation ignores it.
-	Actor      *Actor
+	Actor      *oauth.Actor
 	Delegation bool
 	// Extra claims, optional; they may not set a claim the minter sets.
 	Extra map[string]any
@@ -47,7 +37,7 @@ type Claims struct {
 	Audience string
 	Scope    string // space-separated
 	ClientID string
-	Actor    *Actor // nil for impersonation
+	Actor    *oauth.Actor // nil for impersonation
 	Expiry   time.Time
 	IssuedAt time.Time
 	TokenID  string // jti: 128 random bits, base64url
@@ -57,15 +47,15 @@ type Claims struct {
 // claimsJSON is Claims as encoded: a struct, so that encoding needs no map
 // and the field order is fixed. nbf is omitted; it would equal iat.
 type claimsJSON struct {
-	Issuer   string `json:"iss"`
-	Subject  string `json:"sub"`
-	Audience string `json:"aud"`
-	Scope    string `json:"scope,omitempty"`
-	ClientID string `json:"client_id"`
-	Actor    *Actor `json:"act,omitempty"`
-	Expiry   int64  `json:"exp"`
-	IssuedAt int64  `json:"iat"`
-	TokenID  string `json:"jti"`
+	Issuer   string       `json:"iss"`
+	Subject  string       `json:"sub"`
+	Audience string       `json:"aud"`
+	Scope    string       `json:"scope,omitempty"`
+	ClientID string       `json:"client_id"`
+	Actor    *oauth.Actor `json:"act,omitempty"`
+	Expiry   int64        `json:"exp"`
+	IssuedAt int64        `json:"iat"`
+	TokenID  string       `json:"jti"`
 }
 
 // registeredClaims are the claims Extra may not set: the ones Mint writes,
@@ -188,7 +178,7 @@ func (m *Minter) validate(grant *Grant) error {
 			return ErrActor
 		}
 		for depth, actor := 1, grant.Actor; actor != nil; depth, actor = depth+1, actor.Actor {
-			if depth > maxActorDepth || (actor.Subject == "" && actor.ClientID == "") {
+			if depth > oauth.MaxActorDepth || (actor.Subject == "" && actor.ClientID == "") {
 				return ErrActor
 			}
 		}

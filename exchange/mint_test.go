@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 const testIssuer = "http://localhost:8080"
@@ -34,7 +36,7 @@ func testGrant() Grant {
 		Audience:   "https://ledger.example/",
 		Scopes:     []string{"ledger:read", "ledger:accounts"},
 		TTL:        5 * time.Second,
-		Actor:      &Actor{Subject: "agent-7", ClientID: "agent-app", Actor: &Actor{Subject: "orchestrator"}},
+		Actor:      &oauth.Actor{Subject: "agent-7", ClientID: "agent-app", Actor: &oauth.Actor{Subject: "orchestrator"}},
 		Delegation: true,
 	}
 }
@@ -97,7 +99,7 @@ func TestMintedTokensVerifyAndCarryExactlyTheClaims(t *testing.T) {
 		},
 		{
 			name:  "delegation with one actor",
-			grant: func(g *Grant) { g.Actor = &Actor{Subject: "agent-7"}; g.TTL = time.Hour },
+			grant: func(g *Grant) { g.Actor = &oauth.Actor{Subject: "agent-7"}; g.TTL = time.Hour },
 			want: map[string]any{
 				"iss": testIssuer, "sub": "alice", "aud": "https://ledger.example/",
 				"scope": "ledger:read ledger:accounts", "client_id": "agent-app",
@@ -209,9 +211,9 @@ func TestTokenIDsAreDistinct(t *testing.T) {
 func TestMintRefusesBadGrants(t *testing.T) {
 	keys := newTestKeySet(t, &MemoryKeyStore{}, KeySetOptions{MaxTokenTTL: 10 * time.Minute})
 	minter := newTestMinter(t, keys, jose.ES256, &testClock{now: epoch})
-	deep := &Actor{Subject: "a0"}
-	for range maxActorDepth {
-		deep = &Actor{Subject: "a", Actor: deep}
+	deep := &oauth.Actor{Subject: "a0"}
+	for range oauth.MaxActorDepth {
+		deep = &oauth.Actor{Subject: "a", Actor: deep}
 	}
 	tests := []struct {
 		name  string
@@ -233,7 +235,7 @@ func TestMintRefusesBadGrants(t *testing.T) {
 		{"scope with a backslash", func(g *Grant) { g.Scopes = []string{`ledger\read`} }, ErrScope},
 		{"scope with non-ASCII", func(g *Grant) { g.Scopes = []string{"lédger"} }, ErrScope},
 		{"delegation without an actor", func(g *Grant) { g.Actor = nil }, ErrActor},
-		{"actor link without sub or client_id", func(g *Grant) { g.Actor.Actor = &Actor{} }, ErrActor},
+		{"actor link without sub or client_id", func(g *Grant) { g.Actor.Actor = &oauth.Actor{} }, ErrActor},
 		{"actor chain too deep", func(g *Grant) { g.Actor = deep }, ErrActor},
 		{"extra overrides sub", func(g *Grant) { g.Extra = map[string]any{"sub": "mallory"} }, ErrExtraClaim},
 		{"extra sets nbf", func(g *Grant) { g.Extra = map[string]any{"nbf": 0} }, ErrExtraClaim},
@@ -262,7 +264,7 @@ func TestMintRefusesBadGrants(t *testing.T) {
 	})
 	t.Run("the longest chain is fine", func(t *testing.T) {
 		grant := testGrant()
-		grant.Actor = deep.Actor // maxActorDepth links
+		grant.Actor = deep.Actor // oauth.MaxActorDepth links
 		if _, _, err := minter.Mint(context.Background(), grant); err != nil {
 			t.Fatal(err)
 		}

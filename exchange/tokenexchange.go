@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // RFC 8693 identifiers.
@@ -364,7 +366,7 @@ func (e *Exchanger) verify(ctx context.Context, name, token string, now time.Tim
 		Now:       func() time.Time { return now },
 	})
 	if err != nil {
-		if reason := tokenReason(err); reason != "" {
+		if reason := oauth.ReasonOf(err); reason != "" {
 			return nil, ErrInvalidRequest.WithDescription("%s is not a valid access token from this issuer: %s", name, reason)
 		}
 		return nil, ErrServerError.WithCause(err)
@@ -383,7 +385,7 @@ func (e *Exchanger) verify(ctx context.Context, name, token string, now time.Tim
 // actorChain builds the new token's act: nil for impersonation; for
 // delegation the actor, with the subject token's chain nested inside. It
 // enforces the subject token's may_act.
-func actorChain(subject, actor *VerifiedToken) (*Actor, error) {
+func actorChain(subject, actor *VerifiedToken) (*oauth.Actor, error) {
 	if actor == nil {
 		if subject.MayAct != nil {
 			return nil, ErrInvalidRequest.WithDescription("subject_token names who may act for its subject (may_act); impersonation is not allowed, present that party's actor_token")
@@ -398,13 +400,13 @@ func actorChain(subject, actor *VerifiedToken) (*Actor, error) {
 			return nil, ErrInvalidRequest.WithDescription("the actor_token's party is not the one the subject_token's may_act allows to act")
 		}
 	}
-	chain := &Actor{Subject: identity, ClientID: actor.ClientID, Actor: subject.Actor}
+	chain := &oauth.Actor{Subject: identity, ClientID: actor.ClientID, Actor: subject.Actor}
 	depth := 0
 	for link := chain; link != nil; link = link.Actor {
 		depth++
 	}
-	if depth > maxActorDepth {
-		return nil, ErrInvalidRequest.WithDescription("the delegation chain would be longer than %d actors", maxActorDepth)
+	if depth > oauth.MaxActorDepth {
+		return nil, ErrInvalidRequest.WithDescription("the delegation chain would be longer than %d actors", oauth.MaxActorDepth)
 	}
 	return chain, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 const (
@@ -89,7 +91,7 @@ func TestExchange(t *testing.T) {
 		return token
 	}
 	delegated := withGrant(func(g *Grant) {
-		g.Delegation, g.Actor = true, &Actor{Subject: "agent-7", ClientID: "agent-app", Actor: &Actor{Subject: "launcher"}}
+		g.Delegation, g.Actor = true, &oauth.Actor{Subject: "agent-7", ClientID: "agent-app", Actor: &oauth.Actor{Subject: "launcher"}}
 	})
 	mayAct := func(may map[string]any) string {
 		return withGrant(func(g *Grant) { g.Extra = map[string]any{"may_act": may} })
@@ -98,9 +100,9 @@ func TestExchange(t *testing.T) {
 	actorWithoutClient := signRaw(t, signer, header(signer), map[string]any{
 		"iss": testIssuer, "sub": "agent-7", "aud": brokerAudience, "iat": epoch.Unix(), "exp": epoch.Unix() + 600, "jti": "actor-no-client",
 	})
-	deepChain := &Actor{Subject: "a8"}
+	deepChain := &oauth.Actor{Subject: "a8"}
 	for i := 7; i >= 1; i-- {
-		deepChain = &Actor{Subject: "a", Actor: deepChain}
+		deepChain = &oauth.Actor{Subject: "a", Actor: deepChain}
 	}
 	tooDeep := withGrant(func(g *Grant) { g.Delegation, g.Actor = true, deepChain })
 	expired, _ := f.mint(t, f.keys, testIssuer, epoch.Add(-time.Hour), userGrant())
@@ -137,7 +139,7 @@ func TestExchange(t *testing.T) {
 		aud          string
 		scope        string
 		scopeChanged bool
-		act          *Actor
+		act          *oauth.Actor
 		issuedType   string
 		expiresIn    int64
 	}
@@ -150,7 +152,7 @@ func TestExchange(t *testing.T) {
 		return w
 	}
 	refused := func(code string) want { return want{code: code} }
-	orchestrator := &Actor{Subject: "orchestrator-app", ClientID: "orchestrator-app"}
+	orchestrator := &oauth.Actor{Subject: "orchestrator-app", ClientID: "orchestrator-app"}
 
 	tests := []struct {
 		name   string
@@ -165,9 +167,9 @@ func TestExchange(t *testing.T) {
 			success(want{scope: "", act: orchestrator})},
 		{"delegation nests the subject's earlier actors", agent, delegation(func(r *ExchangeRequest) { r.SubjectToken = delegated }),
 			success(want{scope: "",
-				act: &Actor{Subject: "orchestrator-app", ClientID: "orchestrator-app", Actor: &Actor{Subject: "agent-7", ClientID: "agent-app", Actor: &Actor{Subject: "launcher"}}}})},
+				act: &oauth.Actor{Subject: "orchestrator-app", ClientID: "orchestrator-app", Actor: &oauth.Actor{Subject: "agent-7", ClientID: "agent-app", Actor: &oauth.Actor{Subject: "launcher"}}}})},
 		{"an actor without client_id is named by sub", agent, delegation(func(r *ExchangeRequest) { r.ActorToken = actorWithoutClient }),
-			success(want{scope: "", act: &Actor{Subject: "agent-7"}})},
+			success(want{scope: "", act: &oauth.Actor{Subject: "agent-7"}})},
 		{"a chain longer than eight actors", agent, delegation(func(r *ExchangeRequest) { r.SubjectToken = tooDeep }), refused("invalid_request")},
 		{"jwt token types", agent, delegation(func(r *ExchangeRequest) {
 			r.SubjectTokenType, r.ActorTokenType, r.RequestedTokenType = TokenTypeJWT, TokenTypeJWT, TokenTypeJWT
@@ -193,7 +195,7 @@ func TestExchange(t *testing.T) {
 		}), refused("invalid_request")},
 		{"may_act and an actor identified by sub", agent, delegation(func(r *ExchangeRequest) {
 			r.SubjectToken, r.ActorToken = mayAct(map[string]any{"sub": "agent-7"}), actorWithoutClient
-		}), success(want{scope: "", act: &Actor{Subject: "agent-7"}})},
+		}), success(want{scope: "", act: &oauth.Actor{Subject: "agent-7"}})},
 		{"may_act refuses impersonation", agent, request(func(r *ExchangeRequest) {
 			r.SubjectToken = mayAct(map[string]any{"sub": "orchestrator-app"})
 		}), refused("invalid_request")},
@@ -297,7 +299,7 @@ func TestExchange(t *testing.T) {
 }
 
 // checkResponse verifies the issued token and its claims.
-func checkResponse(t *testing.T, f *exchangeFixture, response *ExchangeResponse, aud, scope string, scopeChanged bool, act *Actor, issuedType string, expiresIn int64, subject Claims) {
+func checkResponse(t *testing.T, f *exchangeFixture, response *ExchangeResponse, aud, scope string, scopeChanged bool, act *oauth.Actor, issuedType string, expiresIn int64, subject Claims) {
 	t.Helper()
 	if response.TokenType != "Bearer" || response.IssuedTokenType != issuedType {
 		t.Errorf("token_type %q issued_token_type %q, want Bearer %q", response.TokenType, response.IssuedTokenType, issuedType)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // signRaw signs any header and claims with signer's key, for tokens the
@@ -82,9 +84,7 @@ func TestVerifyAcceptsMintedTokens(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			signer, _ := keys.Active(alg)
 			want := &VerifiedToken{
-				KeyID: signer.KeyID(), Algorithm: alg,
 				Issuer: testIssuer, Subject: "alice", ClientID: "agent-app",
 				Scope: "ledger:read ledger:accounts", Scopes: []string{"ledger:read", "ledger:accounts"},
 				Audience: []string{grant.Audience}, Actor: grant.Actor,
@@ -115,59 +115,56 @@ func TestVerifyRefuses(t *testing.T) {
 	tests := []struct {
 		name   string
 		token  string
-		reason string // the tokenError reason
+		reason oauth.Reason
 	}{
-		{"another key set's key", signRaw(t, stranger, header(stranger), validClaims()), "unknown kid"},
-		{"a kid from elsewhere on our key", signRaw(t, es256, with(header(es256), "kid", "elsewhere"), validClaims()), "unknown kid"},
-		{"no kid", signRaw(t, es256, with(header(es256), "kid", nil), validClaims()), "kid missing"},
-		{"ES256 header on the EdDSA key", signRaw(t, es256, with(header(es256), "kid", eddsa.KeyID()), validClaims()), "alg does not match the key"},
-		{"EdDSA header on the ES256 key", signRaw(t, eddsa, with(header(eddsa), "kid", es256.KeyID()), validClaims()), "alg does not match the key"},
-		{"alg none", unsigned(signRaw(t, es256, with(header(es256), "alg", "none"), validClaims())), "alg must be EdDSA or ES256"},
-		{"alg HS256", signRaw(t, es256, with(header(es256), "alg", "HS256"), validClaims()), "alg must be EdDSA or ES256"},
-		{"alg RS256", signRaw(t, es256, with(header(es256), "alg", "RS256"), validClaims()), "alg must be EdDSA or ES256"},
-		{"typ JWT", signRaw(t, es256, with(header(es256), "typ", "JWT"), validClaims()), "typ is not at+jwt"},
-		{"no typ", signRaw(t, es256, with(header(es256), "typ", nil), validClaims()), "typ is not at+jwt"},
-		{"crit", signRaw(t, es256, with(header(es256), "crit", []string{"exp"}), validClaims()), "crit header"},
-		{"other issuer", signRaw(t, es256, header(es256), with(validClaims(), "iss", "http://localhost:8081")), "issuer does not match"},
-		{"issuer with a trailing slash", signRaw(t, es256, header(es256), with(validClaims(), "iss", testIssuer+"/")), "issuer does not match"},
-		{"no issuer", signRaw(t, es256, header(es256), with(validClaims(), "iss", nil)), "issuer does not match"},
-		{"no exp", signRaw(t, es256, header(es256), with(validClaims(), "exp", nil)), "exp missing"},
-		{"expired beyond the skew", signRaw(t, es256, header(es256), with(validClaims(), "exp", epoch.Unix()-5)), "expired"},
-		{"exp a string", signRaw(t, es256, header(es256), with(validClaims(), "exp", "tomorrow")), "exp is not a NumericDate"},
-		{"nbf in the future", signRaw(t, es256, header(es256), with(validClaims(), "nbf", epoch.Unix()+6)), "not yet valid"},
-		{"iat in the future", signRaw(t, es256, header(es256), with(validClaims(), "iat", epoch.Unix()+6)), "issued in the future"},
-		{"no sub", signRaw(t, es256, header(es256), with(validClaims(), "sub", nil)), "sub missing"},
-		{"empty sub", signRaw(t, es256, header(es256), with(validClaims(), "sub", "")), "sub missing"},
-		{"sub a number", signRaw(t, es256, header(es256), with(validClaims(), "sub", 7)), "sub is not a string"},
-		{"aud an object", signRaw(t, es256, header(es256), with(validClaims(), "aud", map[string]any{})), "aud is not a string or an array of strings"},
-		{"aud not ours", signRaw(t, es256, header(es256), with(validClaims(), "aud", []string{"https://mail.example/"})), "audience does not match"},
-		{"scope an array", signRaw(t, es256, header(es256), with(validClaims(), "scope", []string{"a"})), "scope is not a string"},
-		{"act a string", signRaw(t, es256, header(es256), with(validClaims(), "act", "agent")), "act is not an object"},
-		{"act without sub or client_id", signRaw(t, es256, header(es256), with(validClaims(), "act", map[string]any{"iss": "x"})), "act names neither sub nor client_id"},
-		{"may_act a string", signRaw(t, es256, header(es256), with(validClaims(), "may_act", "agent")), "may_act is not an object"},
-		{"may_act empty", signRaw(t, es256, header(es256), with(validClaims(), "may_act", map[string]any{})), "may_act names neither sub nor client_id"},
-		{"tampered payload", tamper(good), "bad signature"},
-		{"signature one byte short", shortSignature(good), "bad signature"},
-		{"no signature", unsigned(good), "bad signature"},
-		{"line break in the payload", strings.Replace(good, ".", ".\n", 1), "payload is not base64url"},
-		{"padding", good + "==", "signature is not base64url"},
-		{"two parts", good[:strings.LastIndex(good, ".")], "not a JWS compact serialization"},
-		{"five parts (JWE)", good + ".a.b", "not a JWS compact serialization"},
-		{"header not json", base64url.EncodeToString([]byte("[1]")) + good[strings.Index(good, "."):], "header is not a json object"},
-		{"too large", good + strings.Repeat("A", MaxTokenSize), "token too large"},
-		{"empty", "", "not a JWS compact serialization"},
+		{"another key set's key", signRaw(t, stranger, header(stranger), validClaims()), oauth.ReasonKeyID},
+		{"a kid from elsewhere on our key", signRaw(t, es256, with(header(es256), "kid", "elsewhere"), validClaims()), oauth.ReasonKeyID},
+		{"no kid", signRaw(t, es256, with(header(es256), "kid", nil), validClaims()), oauth.ReasonKeyID},
+		{"ES256 header on the EdDSA key", signRaw(t, es256, with(header(es256), "kid", eddsa.KeyID()), validClaims()), oauth.ReasonAlgorithm},
+		{"EdDSA header on the ES256 key", signRaw(t, eddsa, with(header(eddsa), "kid", es256.KeyID()), validClaims()), oauth.ReasonAlgorithm},
+		{"alg none", unsigned(signRaw(t, es256, with(header(es256), "alg", "none"), validClaims())), oauth.ReasonAlgorithm},
+		{"alg HS256", signRaw(t, es256, with(header(es256), "alg", "HS256"), validClaims()), oauth.ReasonAlgorithm},
+		{"alg RS256", signRaw(t, es256, with(header(es256), "alg", "RS256"), validClaims()), oauth.ReasonAlgorithm},
+		{"typ JWT", signRaw(t, es256, with(header(es256), "typ", "JWT"), validClaims()), oauth.ReasonType},
+		{"no typ", signRaw(t, es256, with(header(es256), "typ", nil), validClaims()), oauth.ReasonType},
+		{"crit", signRaw(t, es256, with(header(es256), "crit", []string{"exp"}), validClaims()), oauth.ReasonCritical},
+		{"other issuer", signRaw(t, es256, header(es256), with(validClaims(), "iss", "http://localhost:8081")), oauth.ReasonIssuer},
+		{"issuer with a trailing slash", signRaw(t, es256, header(es256), with(validClaims(), "iss", testIssuer+"/")), oauth.ReasonIssuer},
+		{"no issuer", signRaw(t, es256, header(es256), with(validClaims(), "iss", nil)), oauth.ReasonIssuer},
+		{"no exp", signRaw(t, es256, header(es256), with(validClaims(), "exp", nil)), oauth.ReasonNoExpiry},
+		{"expired beyond the skew", signRaw(t, es256, header(es256), with(validClaims(), "exp", epoch.Unix()-5)), oauth.ReasonExpired},
+		{"exp a string", signRaw(t, es256, header(es256), with(validClaims(), "exp", "tomorrow")), oauth.ReasonMalformed},
+		{"nbf in the future", signRaw(t, es256, header(es256), with(validClaims(), "nbf", epoch.Unix()+6)), oauth.ReasonNotYetValid},
+		{"iat in the future", signRaw(t, es256, header(es256), with(validClaims(), "iat", epoch.Unix()+6)), oauth.ReasonIssuedInFuture},
+		{"no sub", signRaw(t, es256, header(es256), with(validClaims(), "sub", nil)), oauth.ReasonSubject},
+		{"empty sub", signRaw(t, es256, header(es256), with(validClaims(), "sub", "")), oauth.ReasonSubject},
+		{"sub a number", signRaw(t, es256, header(es256), with(validClaims(), "sub", 7)), oauth.ReasonMalformed},
+		{"aud an object", signRaw(t, es256, header(es256), with(validClaims(), "aud", map[string]any{})), oauth.ReasonMalformed},
+		{"aud not ours", signRaw(t, es256, header(es256), with(validClaims(), "aud", []string{"https://mail.example/"})), oauth.ReasonAudience},
+		{"scope an array", signRaw(t, es256, header(es256), with(validClaims(), "scope", []string{"a"})), oauth.ReasonMalformed},
+		{"act a string", signRaw(t, es256, header(es256), with(validClaims(), "act", "agent")), oauth.ReasonMalformed},
+		{"act without sub or client_id", signRaw(t, es256, header(es256), with(validClaims(), "act", map[string]any{"iss": "x"})), oauth.ReasonMalformed},
+		{"may_act a string", signRaw(t, es256, header(es256), with(validClaims(), "may_act", "agent")), oauth.ReasonMalformed},
+		{"may_act empty", signRaw(t, es256, header(es256), with(validClaims(), "may_act", map[string]any{})), oauth.ReasonMalformed},
+		{"tampered payload", tamper(good), oauth.ReasonSignature},
+		{"signature one byte short", shortSignature(good), oauth.ReasonSignature},
+		{"no signature", unsigned(good), oauth.ReasonSignature},
+		{"line break in the payload", strings.Replace(good, ".", ".\n", 1), oauth.ReasonMalformed},
+		{"padding", good + "==", oauth.ReasonMalformed},
+		{"two parts", good[:strings.LastIndex(good, ".")], oauth.ReasonMalformed},
+		{"five parts (JWE)", good + ".a.b", oauth.ReasonMalformed},
+		{"header not json", base64url.EncodeToString([]byte("[1]")) + good[strings.Index(good, "."):], oauth.ReasonMalformed},
+		{"too large", good + strings.Repeat("A", MaxTokenSize), oauth.ReasonMalformed},
+		{"empty", "", oauth.ReasonMalformed},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			got, err := keys.Verify(test.token, VerifyOptions{Issuer: testIssuer, Audience: "https://ledger.example/", Now: clock.Now})
-			if !errors.Is(err, ErrInvalidToken) || got != nil {
-				t.Fatalf("Verify: %v, %v; want ErrInvalidToken", got, err)
+			if !errors.Is(err, oauth.ErrInvalidToken) || got != nil {
+				t.Fatalf("Verify: %v, %v; want oauth.ErrInvalidToken", got, err)
 			}
-			if reason := tokenReason(err); reason != test.reason {
-				t.Errorf("reason %q, want %q", reason, test.reason)
-			}
-			if errors.Is(err, ErrTokenExpired) != (test.reason == "expired") {
-				t.Errorf("errors.Is(%v, ErrTokenExpired) = %v", err, !(test.reason == "expired"))
+			if reason := oauth.ReasonOf(err); reason != test.reason {
+				t.Errorf("reason %q (%v), want %q", reason, err, test.reason)
 			}
 			if len(test.token) > 40 && strings.Contains(err.Error(), test.token[len(test.token)-40:]) {
 				t.Errorf("error %q quotes the token", err)
@@ -220,7 +217,7 @@ func TestVerifyIgnoresKeyLocatingHeaders(t *testing.T) {
 	}
 	// The attacker's key signed it, naming our kid and offering its own key.
 	forged := signRaw(t, attackerSigner, with(withLocators(header(attackerSigner)), "kid", signer.KeyID()), validClaims())
-	if _, err := keys.Verify(forged, VerifyOptions{Issuer: testIssuer, Now: clock.Now}); tokenReason(err) != "bad signature" {
+	if _, err := keys.Verify(forged, VerifyOptions{Issuer: testIssuer, Now: clock.Now}); oauth.ReasonOf(err) != oauth.ReasonSignature {
 		t.Errorf("Verify of a token signed with an embedded key: %v, want bad signature", err)
 	}
 }
@@ -235,29 +232,29 @@ func TestVerifyClock(t *testing.T) {
 		name   string
 		now    time.Time
 		skew   time.Duration
-		reason string
+		reason oauth.Reason
 	}{
 		{"just before exp", exp.Add(-time.Nanosecond), time.Second, ""},
 		{"at exp, inside the default skew", exp, 0, ""},
-		{"at exp plus the default skew", exp.Add(DefaultVerifyClockSkew), 0, "expired"},
+		{"at exp plus the default skew", exp.Add(DefaultVerifyClockSkew), 0, oauth.ReasonExpired},
 		{"at exp plus a configured skew", exp.Add(30 * time.Second), time.Minute, ""},
 		{"nbf and iat within the skew", epoch.Add(-4 * time.Second), 0, ""},
-		{"nbf beyond the skew", epoch.Add(-6 * time.Second), 0, "not yet valid"},
+		{"nbf beyond the skew", epoch.Add(-6 * time.Second), 0, oauth.ReasonNotYetValid},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			_, err := keys.Verify(token, VerifyOptions{Issuer: testIssuer, ClockSkew: test.skew, Now: func() time.Time { return test.now }})
-			if reason := tokenReason(err); reason != test.reason || (test.reason == "" && err != nil) {
+			if reason := oauth.ReasonOf(err); reason != test.reason || (test.reason == "" && err != nil) {
 				t.Errorf("Verify: %v, want reason %q", err, test.reason)
 			}
 		})
 	}
 	for _, skew := range []time.Duration{-time.Second, 6 * time.Minute} {
-		if _, err := keys.Verify(token, VerifyOptions{Issuer: testIssuer, ClockSkew: skew}); err == nil || errors.Is(err, ErrInvalidToken) {
+		if _, err := keys.Verify(token, VerifyOptions{Issuer: testIssuer, ClockSkew: skew}); err == nil || errors.Is(err, oauth.ErrInvalidToken) {
 			t.Errorf("Verify with skew %s: %v, want a configuration error", skew, err)
 		}
 	}
-	if _, err := keys.Verify(token, VerifyOptions{}); err == nil || errors.Is(err, ErrInvalidToken) {
+	if _, err := keys.Verify(token, VerifyOptions{}); err == nil || errors.Is(err, oauth.ErrInvalidToken) {
 		t.Errorf("Verify without an issuer: %v, want a configuration error", err)
 	}
 }
@@ -286,7 +283,7 @@ func TestVerifyAcrossRotation(t *testing.T) {
 	if err := keys.Prune(ctx, epoch.Add(12*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := keys.Verify(token, options); tokenReason(err) != "unknown kid" {
+	if _, err := keys.Verify(token, options); oauth.ReasonOf(err) != oauth.ReasonKeyID {
 		t.Errorf("a token of a dropped key: %v, want unknown kid", err)
 	}
 }
@@ -308,7 +305,7 @@ func FuzzVerify(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token string) {
 		verified, err := keys.Verify(token, options)
 		if err != nil {
-			if !errors.Is(err, ErrInvalidToken) {
+			if !errors.Is(err, oauth.ErrInvalidToken) {
 				t.Fatalf("Verify: %v is not ErrInvalidToken", err)
 			}
 			return

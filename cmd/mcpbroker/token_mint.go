@@ -13,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/exchange"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 	"github.com/urfave/cli/v2"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -76,10 +77,10 @@ func tokenMintCommand() *cli.Command {
 
 // actorChain nests the actors, outermost first, as RFC 8693 §4.1 act
 // claims; nil for none.
-func actorChain(subjects []string) *exchange.Actor {
-	var chain *exchange.Actor
+func actorChain(subjects []string) *oauth.Actor {
+	var chain *oauth.Actor
 	for i := len(subjects) - 1; i >= 0; i-- {
-		chain = &exchange.Actor{Subject: subjects[i], Actor: chain}
+		chain = &oauth.Actor{Subject: subjects[i], Actor: chain}
 	}
 	return chain
 }

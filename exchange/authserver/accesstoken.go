@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 
 	"github.com/mcpbroker/mcpbroker/exchange"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // tokenStrategy makes the codes and tokens fosite hands out: access tokens
@@ -77,7 +77,7 @@ func (t *tokenStrategy) ValidateAccessToken(_ context.Context, requester fosite.
 		return fosite.ErrTokenExpired.WithHintf("Access token expired at '%s'.", exp)
 	}
 	if _, err := t.keys.Verify(token, exchange.VerifyOptions{Issuer: t.issuer, Now: t.now}); err != nil {
-		if errors.Is(err, exchange.ErrTokenExpired) {
+		if oauth.ReasonOf(err) == oauth.ReasonExpired {
 			return fosite.ErrTokenExpired.WithWrap(err)
 		}
 		return fosite.ErrTokenSignatureMismatch.WithWrap(err)

@@ -20,6 +20,9 @@ type JWTRules struct {
 	Algorithms []string
 	// AllowMissingTyp accepts a token without typ or with typ JWT.
 	AllowMissingTyp bool
+	// RequireKeyID refuses a token whose header names no kid, for a
+	// service verifying its own tokens, which always name their key.
+	RequireKeyID bool
 	// ClockSkew is tolerated for exp, nbf and iat. Zero means 15s.
 	ClockSkew time.Duration
 	// GroupsClaim names the claim read into Principal.Groups. Default
@@ -52,6 +55,9 @@ func VerifyJWT(token string, keys *KeySet, rules JWTRules, now time.Time) (*Prin
 	}
 	if err := checkJOSE(token, t, algorithms, rules.AllowMissingTyp); err != nil {
 		return nil, err
+	}
+	if rules.RequireKeyID && t.keyID == "" {
+		return nil, invalid(ReasonKeyID, "kid missing")
 	}
 	if t.issuer != rules.Issuer {
 		return nil, invalid(ReasonIssuer, "")
