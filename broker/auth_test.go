@@ -142,27 +142,6 @@ func countingUpstream(t *testing.T) (url string, hits *atomic.Int32) {
 	return srv.URL + "/mcp", hits
 }
 
-const authBrokerConfig = `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
-    sse: {enabled: true, path: /mcp/sse, messagePath: /mcp/message}
-  authorization:
-    oauth:
-      enabled: true
-      requiredScopes: [mcp:tools]
-      servers:
-        - wellKnownEndpoint: %s/.well-known/oauth-authorization-server
-          tokenValidation:
-            method: jwt
-            expectedAudiences: [%s]
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "%s"}}
-`
 
 // Every bad token and every bad way of presenting one is refused with the
 // status and challenge RFC 6750 and RFC 9728 call for, and none reaches
@@ -173,7 +152,7 @@ func TestBadTokensAreRefused(t *testing.T) {
 	// The broker's address must be known before its config: the audience.
 	addr := freeAddress(t)
 	resource := "http://" + addr + "/mcp"
-	brokerURL := startBrokerAt(t, addr, authBrokerConfig, as.issuer, resource, upstreamURL)
+	brokerURL := startBrokerAt(t, addr, scenario(t, "auth"), as.issuer, resource, upstreamURL)
 	endpoint := brokerURL + "/mcp"
 	metadata := brokerURL + "/.well-known/oauth-protected-resource/mcp"
 

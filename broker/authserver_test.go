@@ -30,24 +30,7 @@ func authProviderBroker(t *testing.T, extraClients string) string {
 	t.Helper()
 	addr := freeAddress(t)
 	issuer := "http://" + addr
-	return startBrokerAt(t, addr, `
-version: 1
-storage: {bolt: {path: %q}}
-authProvider:
-  enabled: true
-  issuer: %s
-  scopes: [mcp, ledger:read, ledger:write]
-  login:
-    users:
-      - {username: demo, passwordHash: %q, name: Demo User, groups: [warehouse-ops]}
-  registration: {enabled: true, clientIDMetadataDocuments: true}
-  clients:
-    - clientID: placeholder-never-used
-      redirectURIs: [https://placeholder.example/cb]
-%s
-mcpProvider:
-  enabled: true
-`, filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, extraClients)
+	return startBrokerAt(t, addr, scenario(t, "auth-provider-broker"), filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, extraClients)
 }
 
 // formField finds hidden inputs and the form's action on a page.

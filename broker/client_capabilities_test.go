@@ -27,7 +27,7 @@ const (
 // declare is refused to the upstream with invalid params, never relayed.
 func TestServerRequestsNeedDeclaredCapability(t *testing.T) {
 	up := &scriptUpstream{}
-	base := startBroker(t, scriptBrokerConfig, scriptApps("cap", newScriptUpstream(t, up)))
+	base := startBroker(t, scenario(t, "script"), scriptApps("cap", newScriptUpstream(t, up)))
 	const relayed = 0
 	tests := []struct {
 		name, capabilities, ask string
@@ -99,7 +99,7 @@ func TestServerRequestsNeedDeclaredCapability(t *testing.T) {
 // objects are refused at initialize.
 func TestUpstreamSeesDeclaredCapabilities(t *testing.T) {
 	up := &scriptUpstream{}
-	base := startBroker(t, scriptBrokerConfig, scriptApps("cap", newScriptUpstream(t, up)))
+	base := startBroker(t, scenario(t, "script"), scriptApps("cap", newScriptUpstream(t, up)))
 	tests := []struct {
 		name, capabilities, want string // want "" : initialize refused with -32602
 	}{

@@ -25,23 +25,7 @@ func TestConformanceThroughBroker(t *testing.T) {
 	upstreamAddr := freeAddress(t)
 	startProcess(t, upstreamAddr, server, "-http", upstreamAddr, "-stateless=false")
 
-	brokerURL := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream:
-      enabled: true
-      path: /mcp
-      session: {enabled: true, allowClientTermination: true}
-apps:
-  - name: everything
-    type: mcpProxy
-    toolNamespace: {disabled: true}
-    upstream:
-      transport: stream
-      stream: {url: "http://%s/"}
-`, upstreamAddr)
+	brokerURL := startBroker(t, scenario(t, "conformance-through-broker"), upstreamAddr)
 
 	direct := runConformance(t, nodeBin, modules, "http://"+upstreamAddr+"/")
 	through := runConformance(t, nodeBin, modules, brokerURL+"/mcp")

@@ -93,81 +93,6 @@ func protectedUpstream(t *testing.T, issuer, audience string) (*recordingUpstrea
 	return startRecordingUpstream(t, h)
 }
 
-// exchangeBrokerConfig is a broker with its embedded authorization server
-// (issuer %[1]s, its own URL) minting for four apps, in front of agents
-// authenticated by the test AS (%[2]s) for the resource %[3]s. %[4]s is the
-// store, %[5]s to %[8]s the upstreams of ledger, imp, open and narrow.
-const exchangeBrokerConfig = `
-version: 1
-storage: {bolt: {path: %[4]q}}
-authProvider:
-  enabled: true
-  issuer: %[1]s
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
-    sse: {enabled: true, path: /mcp/sse, messagePath: /mcp/message}
-  authorization:
-    oauth:
-      enabled: true
-      servers:
-        - wellKnownEndpoint: %[2]s/.well-known/oauth-authorization-server
-          tokenValidation: {method: jwt, expectedAudiences: [%[3]s]}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: %[5]q}}
-    authorization:
-      outbound:
-        type: tokenExchange
-        tokenExchange:
-          type: delegation
-          idp: embedded
-          audience: https://ledger.example/
-          tools:
-            - {name: whoami, ttl: 7s, scopes: [{name: ledger:read}]}
-            - {name: get_balance, scopes: [{name: ledger:read}, {name: ledger:admin}]}
-  - name: imp
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: %[6]q}}
-    authorization:
-      outbound:
-        type: tokenExchange
-        tokenExchange:
-          type: impersonation
-          idp: embedded
-          audience: https://imp.example/
-          tools: [{name: "*", ttl: 3s, scopes: [{name: ledger:read}]}]
-  - name: open
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: %[7]q}}
-    authorization:
-      outbound:
-        type: tokenExchange
-        tokenExchange:
-          type: delegation
-          idp: embedded
-          audience: https://open.example/
-          tools: [{name: list_accounts, scopes: [{name: ledger:read}]}]
-  - name: narrow
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: %[8]q}}
-    authorization:
-      inbound:
-        opa:
-          name: narrow-authz
-          rego: |
-            package orchestrator
-            result := {"allowed": true, "scopes": ["ledger:read", "ledger:other"]}
-      outbound:
-        type: tokenExchange
-        tokenExchange:
-          type: delegation
-          idp: embedded
-          audience: https://narrow.example/
-          tools: [{name: whoami, scopes: [{name: ledger:read}, {name: mcp:tools}]}]
-`
 
 // The agent's token never reaches an upstream: each upstream request
 // carries a token the broker minted for that upstream, which the upstream
@@ -194,7 +119,7 @@ func TestNoPassthroughEmbeddedExchange(t *testing.T) {
 	})
 	open, openURL := startRecordingUpstream(t, sample.Handler(nil))
 	narrow, narrowURL := protectedUpstream(t, brokerURL, "https://narrow.example/")
-	startBrokerAt(t, addr, exchangeBrokerConfig, brokerURL, as.issuer, resource,
+	startBrokerAt(t, addr, scenario(t, "exchange"), brokerURL, as.issuer, resource,
 		filepath.Join(t.TempDir(), "broker.db"), ledgerURL, impURL, openURL, narrowURL)
 
 	claims := as.claims(resource, "alice", "agent-1")
@@ -462,25 +387,7 @@ func TestConnectorExchange(t *testing.T) {
           audience: %s
           tools: [{name: whoami, scopes: [{name: ledger:read}]}]`, name, url, kind, audience)
 	}
-	startBrokerAt(t, addr, `
-version: 1
-connectors:
-  - name: corp-idp
-    type: oidc
-    oidcWellKnownURL: %s/.well-known/openid-configuration
-    oauthClientID: %s
-    oauthClientSecret: %s
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-  authorization:
-    oauth:
-      enabled: true
-      servers:
-        - wellKnownEndpoint: %s/.well-known/oauth-authorization-server
-          tokenValidation: {method: jwt, expectedAudiences: [%s]}
-apps:`+app("deleg", "delegation", "https://deleg.example/", delegURL)+app("imp", "impersonation", "https://imp.example/", impURL)+
+	startBrokerAt(t, addr, scenario(t, "connector-exchange")+app("deleg", "delegation", "https://deleg.example/", delegURL)+app("imp", "impersonation", "https://imp.example/", impURL)+
 		app("refused", "delegation", "https://refused.example/", refusedURL)+"\n",
 		idp.issuer, idpClientID, idpClientSecret, as.issuer, resource)
 

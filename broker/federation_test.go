@@ -34,47 +34,7 @@ func federatedLedger(t *testing.T, brokerAddress string, idp *testIDP, agentRedi
 	audience = "http://" + ledgerAddress + "/mcp"
 	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress,
 		"--issuer", issuer, "--audience", audience)
-	brokerURL = startBrokerAt(t, brokerAddress, `
-version: 1
-storage: {bolt: {path: %[1]q}}
-connectors:
-  - name: corp
-    type: oidc
-    oidcWellKnownURL: %[3]s/.well-known/openid-configuration
-    oauthClientID: broker-login
-    oauthClientSecret: broker-login-secret
-authProvider:
-  enabled: true
-  issuer: %[2]s
-  scopes: [ledger:read]
-  login: {connector: corp}
-  clients:
-    - clientID: agent
-      name: Ledger agent
-      redirectURIs: [%[4]s]
-mcpProvider:
-  enabled: true
-  authorization:
-    oauth:
-      enabled: true
-      scopesSupported: [ledger:read]
-      servers:
-        - wellKnownEndpoint: %[2]s/.well-known/oauth-authorization-server
-          tokenValidation: {method: jwt, expectedAudiences: [%[2]s/mcp]}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: %[5]q}}
-    authorization:
-      outbound:
-        type: tokenExchange
-        tokenExchange:
-          type: delegation
-          idp: embedded
-          audience: %[5]s
-          tools:
-            - {name: whoami, ttl: 7s, scopes: [{name: ledger:read}]}
-`, filepath.Join(t.TempDir(), "broker.db"), issuer, idp.Issuer, agentRedirect, audience)
+	brokerURL = startBrokerAt(t, brokerAddress, scenario(t, "federated-ledger"), filepath.Join(t.TempDir(), "broker.db"), issuer, idp.Issuer, agentRedirect, audience)
 	return brokerURL, audience
 }
 

@@ -20,7 +20,7 @@ const unusualArguments = `{ "html" : "<a href=\"x\">&amp;</a> <<>> &&",
 // reformatted on the way.
 func TestForwardedParamsKeepClientBytes(t *testing.T) {
 	up := &scriptUpstream{tools: `[{"name":"echo","inputSchema":{"type":"object"}}]`}
-	base := startBroker(t, scriptBrokerConfig, scriptApps("cap", newScriptUpstream(t, up)))
+	base := startBroker(t, scenario(t, "script"), scriptApps("cap", newScriptUpstream(t, up)))
 	c := newWireClient(t, base+"/mcp")
 	c.initialize(`{}`)
 
@@ -73,7 +73,7 @@ func TestForwardedParamsKeepClientBytes(t *testing.T) {
 // cap: forwarding does not inflate it past the cap.
 func TestNearCapRequestNotInflated(t *testing.T) {
 	up := &scriptUpstream{tools: `[{"name":"echo","inputSchema":{"type":"object"}}]`}
-	base := startBroker(t, scriptBrokerConfig, scriptApps("cap", newScriptUpstream(t, up)))
+	base := startBroker(t, scenario(t, "script"), scriptApps("cap", newScriptUpstream(t, up)))
 	c := newWireClient(t, base+"/mcp")
 	c.initialize(`{}`)
 
@@ -101,7 +101,7 @@ func TestNearCapRequestNotInflated(t *testing.T) {
 func TestListItemsKeepUpstreamBytes(t *testing.T) {
 	const item = `{"name":"%s","description":"a < b && c > d, \u00e9 \/ \"q\"","inputSchema":{"type":"object","properties":{"n":{"type":"integer","maximum":12345678901234567890}}}}`
 	up := &scriptUpstream{tools: "[" + strings.Replace(item, "%s", "echo", 1) + "]"}
-	base := startBroker(t, scriptBrokerConfig, scriptApps("cap", newScriptUpstream(t, up)))
+	base := startBroker(t, scenario(t, "script"), scriptApps("cap", newScriptUpstream(t, up)))
 	c := newWireClient(t, base+"/mcp")
 	c.initialize(`{}`)
 

@@ -184,3 +184,14 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// scenario is the broker configuration testdata/broker/NAME.yaml, a
+// template whose %s and %q placeholders the test fills (see startBroker).
+func scenario(t testing.TB, name string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "broker", name+".yaml"))
+	if err != nil {
+		t.Fatalf("scenario %s: %v", name, err)
+	}
+	return string(data)
+}

@@ -47,7 +47,7 @@ func TestRealIdentityProvider(t *testing.T) {
 	upstreamURL, _ := countingUpstream(t)
 	addr := freeAddress(t)
 	resource := "http://" + addr + "/mcp"
-	brokerURL := startBrokerAt(t, addr, authBrokerConfig, idp.Issuer, resource, upstreamURL)
+	brokerURL := startBrokerAt(t, addr, scenario(t, "auth"), idp.Issuer, resource, upstreamURL)
 	endpoint := brokerURL + "/mcp"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -132,32 +132,7 @@ func TestIntrospectionWithRealIdentityProvider(t *testing.T) {
 	upstreamURL, hits := countingUpstream(t)
 	addr := freeAddress(t)
 	resource := "http://" + addr + "/mcp"
-	brokerURL := startBrokerAt(t, addr, `
-version: 1
-connectors:
-  - name: idp
-    type: oidc
-    oidcWellKnownURL: %[1]s/.well-known/openid-configuration
-    oauthClientID: broker
-    oauthClientSecret: broker-secret
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-  authorization:
-    oauth:
-      enabled: true
-      servers:
-        - wellKnownEndpoint: %[1]s/.well-known/oauth-authorization-server
-          tokenValidation:
-            method: introspection
-            expectedAudiences: [%[2]s]
-            introspection: {connector: idp}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "%[3]s"}}
-`, idp.Issuer, resource, upstreamURL)
+	brokerURL := startBrokerAt(t, addr, scenario(t, "introspection-with-real-identity-provider"), idp.Issuer, resource, upstreamURL)
 	endpoint := brokerURL + "/mcp"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -24,22 +24,7 @@ func TestTwoUpstreamsThroughBroker(t *testing.T) {
 	startProcess(t, ledgerAddr, bin, "upstream", "sample", "--listen", ledgerAddr, "--name", "ledger")
 	treasury := startProcess(t, treasuryAddr, bin, "upstream", "sample", "--listen", treasuryAddr, "--name", "treasury")
 
-	brokerURL := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
-apps:
-  - name: ledger
-    type: mcpProxy
-    toolNamespace: {name: ledger_}
-    upstream: {transport: stream, timeout: 3s, stream: {url: "http://%s/mcp"}}
-  - name: treasury
-    type: mcpProxy
-    toolNamespace: {name: treasury_}
-    upstream: {transport: stream, timeout: 3s, stream: {url: "http://%s/mcp", connection: {dialTimeout: 1s}}}
-`, ledgerAddr, treasuryAddr)
+	brokerURL := startBroker(t, scenario(t, "two-upstreams-through-broker"), ledgerAddr, treasuryAddr)
 
 	var elicitations, samplings, progress atomic.Int32
 	client := mcp.NewClient(&mcp.Implementation{Name: "integration-test", Version: "1"}, &mcp.ClientOptions{
@@ -230,23 +215,7 @@ func TestHungUpstreamTimesOut(t *testing.T) {
 	startProcess(t, ledgerAddr, bin, "upstream", "sample", "--listen", ledgerAddr)
 	hung := hangingListener(t)
 
-	brokerURL := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
-  - name: stuck
-    type: mcpProxy
-    upstream: {transport: stream, timeout: 1s, stream: {url: "http://%s/mcp"}}
-  - name: slow
-    type: mcpProxy
-    upstream: {transport: stream, timeout: 1s, stream: {url: "http://%s/mcp"}}
-`, ledgerAddr, hung, ledgerAddr)
+	brokerURL := startBroker(t, scenario(t, "hung-upstream-times-out"), ledgerAddr, hung, ledgerAddr)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -355,26 +324,7 @@ func TestListedNamesNeverCollide(t *testing.T) {
 	first, firstHits := countingUpstream(t)
 	second, _ := countingUpstream(t)
 	third, _ := countingUpstream(t)
-	brokerURL := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
-  - name: first
-    type: mcpProxy
-    toolNamespace: {disabled: true}
-    upstream: {transport: stream, stream: {url: "%s"}}
-  - name: second
-    type: mcpProxy
-    toolNamespace: {disabled: true}
-    upstream: {transport: stream, stream: {url: "%s"}}
-  - name: third
-    type: mcpProxy
-    toolNamespace: {name: list_}
-    upstream: {transport: stream, stream: {url: "%s"}}
-`, first, second, third)
+	brokerURL := startBroker(t, scenario(t, "listed-names-never-collide"), first, second, third)
 	c := newWireClient(t, brokerURL+"/mcp")
 	c.initialize(`{}`)
 	msgs := readMessages(t, c.post(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`))

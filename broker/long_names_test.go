@@ -76,16 +76,7 @@ func TestHugeListedNamesNotHeld(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			brokerURL := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
-  - {name: paging, type: mcpProxy, toolNamespace: %s, upstream: {transport: stream, stream: {url: %q}}}
-  - {name: ledger, type: mcpProxy, upstream: {transport: stream, stream: {url: %q}}}
-`, tc.namespace, pagingUpstream(t, perPage, nameBytes), sampleUpstream(t))
+			brokerURL := startBroker(t, scenario(t, "huge-listed-names-not-held"), tc.namespace, pagingUpstream(t, perPage, nameBytes), sampleUpstream(t))
 			c := newWireClient(t, brokerURL+"/mcp")
 			c.initialize(`{}`)
 			base := liveHeap()

@@ -30,45 +30,7 @@ func selfIssuingLedger(t *testing.T, brokerAddress, clients string) (brokerURL, 
 	audience = "http://" + ledgerAddress + "/mcp"
 	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress,
 		"--issuer", issuer, "--audience", audience)
-	brokerURL = startBrokerAt(t, brokerAddress, `
-version: 1
-storage: {bolt: {path: %[1]q}}
-authProvider:
-  enabled: true
-  issuer: %[2]s
-  scopes: [ledger:read, ledger:write]
-  login:
-    users:
-      - {username: demo, passwordHash: %[3]q, name: Demo User, groups: [warehouse-ops]}
-  registration: {enabled: true}
-  clients:
-    - clientID: placeholder-never-used
-      redirectURIs: [https://placeholder.example/cb]
-%[4]s
-mcpProvider:
-  enabled: true
-  authorization:
-    oauth:
-      enabled: true
-      scopesSupported: [ledger:read, ledger:write]
-      servers:
-        - wellKnownEndpoint: %[2]s/.well-known/oauth-authorization-server
-          tokenValidation: {method: jwt, expectedAudiences: [%[2]s/mcp]}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: %[5]q}}
-    authorization:
-      outbound:
-        type: tokenExchange
-        tokenExchange:
-          type: delegation
-          idp: embedded
-          audience: %[5]s
-          tools:
-            - {name: whoami, ttl: 7s, scopes: [{name: ledger:read}]}
-            - {name: list_accounts, ttl: 5s, scopes: [{name: ledger:read}]}
-`, filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, clients, audience)
+	brokerURL = startBrokerAt(t, brokerAddress, scenario(t, "self-issuing-ledger"), filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, clients, audience)
 	return brokerURL, audience
 }
 

@@ -51,27 +51,7 @@ func policyBroker(t *testing.T, upstreamURL, policyFile string, namespaced bool)
 	if namespaced {
 		namespace = "{name: shop_}"
 	}
-	url := startBrokerAt(t, addr, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-  authorization:
-    oauth:
-      enabled: true
-      servers:
-        - wellKnownEndpoint: %s/.well-known/oauth-authorization-server
-          tokenValidation: {method: jwt, expectedAudiences: [%s]}
-apps:
-  - name: shop
-    type: mcpProxy
-    toolNamespace: %s
-    upstream: {transport: stream, stream: {url: "%s"}}
-    authorization:
-      inbound:
-        opa: {name: shop-authz, file: %s}
-`, as.issuer, resource, namespace, upstreamURL, policyFile)
+	url := startBrokerAt(t, addr, scenario(t, "policy-broker"), as.issuer, resource, namespace, upstreamURL, policyFile)
 	return url + "/mcp", as, resource
 }
 

@@ -73,7 +73,7 @@ func TestForgedProgressFromAnotherAppDropped(t *testing.T) {
 	}()
 	alpha := newWaitingSDKServer(t, release)
 	beta := &scriptUpstream{}
-	base := startBroker(t, scriptBrokerConfig, scriptApps("alpha", alpha, "beta", newScriptUpstream(t, beta)))
+	base := startBroker(t, scenario(t, "script"), scriptApps("alpha", alpha, "beta", newScriptUpstream(t, beta)))
 	c := newWireClient(t, base+"/mcp")
 	c.initialize(`{}`)
 
@@ -131,7 +131,7 @@ func TestForgedProgressFromAnotherAppDropped(t *testing.T) {
 // the app that made the request.
 func TestForgedRequestNotificationsFromAnotherAppDropped(t *testing.T) {
 	alpha, beta := &scriptUpstream{}, &scriptUpstream{}
-	base := startBroker(t, scriptBrokerConfig, scriptApps("alpha", newScriptUpstream(t, alpha), "beta", newScriptUpstream(t, beta)))
+	base := startBroker(t, scenario(t, "script"), scriptApps("alpha", newScriptUpstream(t, alpha), "beta", newScriptUpstream(t, beta)))
 	c := newWireClient(t, base+"/mcp")
 	c.initialize(`{"elicitation":{"form":{},"url":{}}}`)
 
@@ -200,7 +200,7 @@ func TestForgedResourceUpdateFromAnotherAppDropped(t *testing.T) {
 	alpha, beta := &scriptUpstream{}, &scriptUpstream{}
 	apps := fmt.Sprintf("  - {name: alpha, type: mcpProxy, toolNamespace: {name: alpha_}, resourceNamespace: {uriPrefixes: [\"ledger://\"]}, upstream: {transport: stream, stream: {url: %q}}}\n", newScriptUpstream(t, alpha)) +
 		scriptApps("beta", newScriptUpstream(t, beta))
-	base := startBroker(t, scriptBrokerConfig, apps)
+	base := startBroker(t, scenario(t, "script"), apps)
 	c := newWireClient(t, base+"/mcp")
 	c.initialize(`{}`)
 	updated := func(uri string) string {

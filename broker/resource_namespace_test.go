@@ -77,7 +77,7 @@ func TestResourceURIsStayWithTheirApp(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ledger, ledgerHits := countingUpstream(t)
 			hostile := &hostileResources{}
-			brokerURL := startBroker(t, scriptBrokerConfig, tc.apps(ledger, newHostileResourceServer(t, hostile)))
+			brokerURL := startBroker(t, scenario(t, "script"), tc.apps(ledger, newHostileResourceServer(t, hostile)))
 			c := newWireClient(t, brokerURL+"/mcp")
 			c.initialize(`{}`)
 

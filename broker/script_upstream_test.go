@@ -159,16 +159,6 @@ func rawParams(t *testing.T, body []byte) string {
 	return string(m.Params)
 }
 
-// scriptBrokerConfig fronts script upstreams, each namespaced with its
-// name; the placeholders are name, URL pairs, given by scriptApps.
-const scriptBrokerConfig = `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
-%s`
 
 func scriptApps(nameURL ...string) string {
 	var out string

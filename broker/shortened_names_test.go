@@ -37,15 +37,7 @@ func TestShortenedNamesBounded(t *testing.T) {
 		return "[" + strings.Join(items, ",") + "]"
 	}}
 	url := newScriptUpstream(t, u)
-	brokerURL := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
-apps:
-  - {name: hostile, type: mcpProxy, upstream: {transport: stream, stream: {url: %q}}}
-`, url)
+	brokerURL := startBroker(t, scenario(t, "shortened-names-bounded"), url)
 
 	list := func(c *wireClient) []string {
 		msgs := readMessages(t, c.post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`))

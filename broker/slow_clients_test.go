@@ -14,20 +14,6 @@ import (
 	"time"
 )
 
-// slowClientsConfig fronts the sample ledger with short body and
-// per-address limits; its placeholder is the upstream's address.
-const slowClientsConfig = `
-version: 1
-http: {readBodyTimeout: 1s, maxConnectionsPerAddress: 8}
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
-`
 
 // dialFrom opens a connection to addr from the loopback address source.
 func dialFrom(t *testing.T, source, addr string) net.Conn {
@@ -59,7 +45,7 @@ func TestSlowClientsAreCut(t *testing.T) {
 	if _, err := net.Listen("tcp", "127.0.0.2:0"); err != nil {
 		t.Skipf("no second loopback address: %v", err)
 	}
-	brokerURL, _, _ := sampleBrokerWith(t, slowClientsConfig)
+	brokerURL, _, _ := sampleBrokerWith(t, scenario(t, "slow-clients"))
 	addr := strings.TrimPrefix(brokerURL, "http://")
 
 	t.Run("slow bodies", func(t *testing.T) {

@@ -11,17 +11,7 @@ import (
 func TestOversizedClientFactsRefused(t *testing.T) {
 	srv := httptest.NewServer(&goStdUpstream{})
 	defer srv.Close()
-	base := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
-  - name: a
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: %q}}
-`, srv.URL)
+	base := startBroker(t, scenario(t, "oversized-client-facts-refused"), srv.URL)
 	big := strings.Repeat("x", 3<<20)
 	body := `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"pad":"` + big + `"},"clientInfo":{"name":"w","version":"1"}}}`
 	req, _ := http.NewRequest(http.MethodPost, base+"/mcp", strings.NewReader(body))

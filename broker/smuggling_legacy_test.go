@@ -21,15 +21,7 @@ func TestLegacyConcurrentInitialize(t *testing.T) {
 		defer srv.Close()
 		fmt.Fprintf(&apps, "  - name: a%d\n    type: mcpProxy\n    upstream: {transport: stream, stream: {url: %q}}\n", i, srv.URL)
 	}
-	base := startBroker(t, `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-    sse: {enabled: true, path: /mcp/sse, messagePath: /mcp/message}
-apps:
-%s`, apps.String())
+	base := startBroker(t, scenario(t, "legacy-concurrent-initialize"), apps.String())
 	for round := 0; round < 20; round++ {
 		resp, err := http.Get(base + "/mcp/sse")
 		if err != nil {

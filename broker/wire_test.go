@@ -145,24 +145,10 @@ func sampleBroker(t *testing.T, sessionExtra string) (brokerURL string, upstream
 	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
 	upstreamAddr = freeAddress(t)
 	upstream = startProcess(t, upstreamAddr, bin, "upstream", "sample", "--listen", upstreamAddr)
-	brokerURL = startBroker(t, ledgerBrokerConfig, sessionExtra, upstreamAddr)
+	brokerURL = startBroker(t, scenario(t, "ledger"), sessionExtra, upstreamAddr)
 	return brokerURL, upstream, upstreamAddr
 }
 
-// ledgerBrokerConfig fronts one sample upstream; its placeholders are extra
-// stream-session settings and the upstream's address.
-const ledgerBrokerConfig = `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true %s}}
-    sse: {enabled: true, path: /mcp/sse, messagePath: /mcp/message}
-apps:
-  - name: ledger
-    type: mcpProxy
-    upstream: {transport: stream, stream: {url: "http://%s/mcp"}}
-`
 
 // A client's cancellation reaches the upstream under the upstream's id, and
 // the client's stream ends without a result.
@@ -214,8 +200,8 @@ func TestCancellationIsRemapped(t *testing.T) {
 func TestSessionServedByAnotherReplica(t *testing.T) {
 	const key = `, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="`
 	brokerA, upstream, upstreamAddr := sampleBroker(t, key)
-	brokerB := startBroker(t, ledgerBrokerConfig, key, upstreamAddr)
-	brokerC := startBroker(t, ledgerBrokerConfig, "", upstreamAddr)
+	brokerB := startBroker(t, scenario(t, "ledger"), key, upstreamAddr)
+	brokerC := startBroker(t, scenario(t, "ledger"), "", upstreamAddr)
 
 	a := newWireClient(t, brokerA+"/mcp")
 	a.initialize(`{}`)
