@@ -142,7 +142,6 @@ func countingUpstream(t *testing.T) (url string, hits *atomic.Int32) {
 	return srv.URL + "/mcp", hits
 }
 
-
 // Every bad token and every bad way of presenting one is refused with the
 // status and challenge RFC 6750 and RFC 9728 call for, and none reaches
 // the upstream.

@@ -93,7 +93,6 @@ func protectedUpstream(t *testing.T, issuer, audience string) (*recordingUpstrea
 	return startRecordingUpstream(t, h)
 }
 
-
 // The agent's token never reaches an upstream: each upstream request
 // carries a token the broker minted for that upstream, which the upstream
 // verifies against the broker's published keys. A tool's token has the

@@ -159,7 +159,6 @@ func rawParams(t *testing.T, body []byte) string {
 	return string(m.Params)
 }
 
-
 func scriptApps(nameURL ...string) string {
 	var out string
 	for i := 0; i+1 < len(nameURL); i += 2 {

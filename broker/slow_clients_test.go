@@ -14,7 +14,6 @@ import (
 	"time"
 )
 
-
 // dialFrom opens a connection to addr from the loopback address source.
 func dialFrom(t *testing.T, source, addr string) net.Conn {
 	t.Helper()

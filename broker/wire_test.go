@@ -149,7 +149,6 @@ func sampleBroker(t *testing.T, sessionExtra string) (brokerURL string, upstream
 	return brokerURL, upstream, upstreamAddr
 }
 
-
 // A client's cancellation reaches the upstream under the upstream's id, and
 // the client's stream ends without a result.
 func TestCancellationIsRemapped(t *testing.T) {
@@ -229,4 +228,3 @@ func TestSessionServedByAnotherReplica(t *testing.T) {
 		t.Errorf("a broker with another key: %d, want 404", r.StatusCode)
 	}
 }
-
