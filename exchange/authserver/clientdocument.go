@@ -192,7 +192,7 @@ func checkClientIDURL(id string, allowLoopback bool) error {
 			return errors.New("the client_id's path must have no dot segments or bad escapes")
 		}
 	}
-	if !allowLoopback && isLoopbackHost(strings.TrimSuffix(u.Hostname(), ".")) {
+	if !allowLoopback && oauth.IsLoopbackHost(u.Hostname()) {
 		return errors.New("the client_id names a loopback host")
 	}
 	return nil

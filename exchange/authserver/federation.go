@@ -22,6 +22,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/ory/fosite"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // Federation signs users in at an external OpenID Provider (an OIDC
@@ -74,7 +76,7 @@ func (f *Federation) validate(problem func(path, format string, args ...any)) {
 	switch {
 	case err != nil || !u.IsAbs() || u.Host == "":
 		problem("federation.discoveryURL", "%q is not an absolute URL", f.DiscoveryURL)
-	case u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname())):
+	case u.Scheme != "https" && !(u.Scheme == "http" && oauth.IsLoopbackHost(u.Hostname())):
 		problem("federation.discoveryURL", "%q must be https (http only on loopback)", f.DiscoveryURL)
 	case !strings.HasSuffix(u.Path, wellKnownOpenID):
 		problem("federation.discoveryURL", "%q must end in %s", f.DiscoveryURL, wellKnownOpenID)
@@ -150,7 +152,7 @@ func (f *federation) metadata(ctx context.Context) (*providerMetadata, error) {
 	// keys at jwks_uri decide which ID tokens are believed: plain http is
 	// accepted on loopback only, as for the discovery URL.
 	for name, endpoint := range map[string]string{"authorization_endpoint": m.AuthorizationEndpoint, "token_endpoint": m.TokenEndpoint, "jwks_uri": m.JWKSURI} {
-		if u, err := url.Parse(endpoint); err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+		if u, err := url.Parse(endpoint); err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && oauth.IsLoopbackHost(u.Hostname()))) {
 			return nil, fmt.Errorf("authserver: identity provider %s %q is not an https URL (http only on loopback)", name, endpoint)
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -293,34 +292,6 @@ func checkIssuer(issuer string) error {
 	return nil
 }
 
-// checkRedirectURI: an absolute https URI, or http on a loopback host
-// (localhost, 127.0.0.0/8, ::1), with no fragment. Redirect URIs are then
-// matched byte for byte, port included.
-func checkRedirectURI(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%q is not a URL", raw)
-	case !u.IsAbs() || u.Host == "" || u.Opaque != "":
-		return fmt.Errorf("%q is not an absolute URL with a host", raw)
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return fmt.Errorf("%q must have no fragment", raw)
-	case u.User != nil:
-		return fmt.Errorf("%q must have no user information", raw)
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
-		return nil
-	case u.Scheme == "http":
-		return fmt.Errorf("%q: http is only allowed for loopback hosts; use https", raw)
-	}
-	return fmt.Errorf("%q must be an https URL or http on a loopback host", raw)
-}
-
-func isLoopbackHost(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// checkRedirectURI is provider/oauth's redirect URI policy, the one every
+// part of the house applies.
+func checkRedirectURI(raw string) error { return oauth.CheckRedirectURI(raw) }

@@ -173,13 +173,39 @@ func CheckURL(rawURL string) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopbackHost(u.Hostname()) {
+		if !IsLoopbackHost(u.Hostname()) {
 			return fmt.Errorf("%w: %s", ErrInsecureURL, redactURL(u))
 		}
 	default:
 		return fmt.Errorf("%w: %s", ErrInsecureURL, redactURL(u))
 	}
 	return nil
+}
+
+// CheckRedirectURI enforces the redirect URI policy (OAuth 2.1 §2.3.1,
+// RFC 8252 §7.3): an absolute https URI, or http on a loopback host, with
+// no fragment and no user information. Redirect URIs are then matched byte
+// for byte, port included. The error quotes the URI: redirect URIs are
+// public client metadata, never secrets.
+func CheckRedirectURI(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", raw)
+	case !u.IsAbs() || u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("%q is not an absolute URL with a host", raw)
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("%q must have no fragment", raw)
+	case u.User != nil:
+		return fmt.Errorf("%q must have no user information", raw)
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && IsLoopbackHost(u.Hostname()):
+		return nil
+	case u.Scheme == "http":
+		return fmt.Errorf("%q: http is only allowed for loopback hosts; use https", raw)
+	}
+	return fmt.Errorf("%q must be an https URL or http on a loopback host", raw)
 }
 
 // redactURL drops userinfo so that a password typed into a URL never
@@ -190,10 +216,11 @@ func redactURL(u *url.URL) string {
 	return c.String()
 }
 
-// isLoopbackHost: "localhost" or a loopback IP literal. Names under
-// .localhost are not included: whether they resolve to loopback depends on
-// the resolver.
-func isLoopbackHost(host string) bool {
+// IsLoopbackHost reports whether a URL's host (url.URL.Hostname) is
+// "localhost" or a loopback IP literal, ignoring case and a final dot.
+// Names under .localhost are not included: whether they resolve to
+// loopback depends on the resolver.
+func IsLoopbackHost(host string) bool {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if host == "localhost" {
 		return true
@@ -209,7 +236,7 @@ func (f *Fetcher) dial(ctx context.Context, network, address string) (net.Conn, 
 	if err != nil {
 		return nil, err
 	}
-	allowLoopback := f.options.AllowLoopback || isLoopbackHost(host)
+	allowLoopback := f.options.AllowLoopback || IsLoopbackHost(host)
 	dialer := &net.Dialer{
 		Timeout:   f.options.Timeout,
 		KeepAlive: 30 * time.Second,

@@ -136,7 +136,7 @@ func TestFetcherLoopbackOnlyForLoopbackURLs(t *testing.T) {
 	if _, err := f.dial(context.Background(), "tcp", "127.0.0.1"+port); err != nil {
 		t.Fatalf("dial of a loopback literal: %v", err)
 	}
-	if err := checkAddress("127.0.0.1"+port, isLoopbackHost("idp.example"), false); !errors.Is(err, ErrBlockedAddress) {
+	if err := checkAddress("127.0.0.1"+port, IsLoopbackHost("idp.example"), false); !errors.Is(err, ErrBlockedAddress) {
 		t.Fatalf("loopback address for a public name: %v", err)
 	}
 	if err := checkAddress("127.0.0.1"+port, true, false); err != nil {
