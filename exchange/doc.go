@@ -23,11 +23,13 @@
 // tool call, so the protected header is encoded once per key and the claims
 // are a struct encoded without maps.
 //
-// Verifying. [KeySet.Verify] checks a token this broker minted: kid names a
-// published key (active or retired) and alg must be that key's; typ at+jwt;
-// no crit; jku, x5u and jwk are never used; iss exact; exp required; nbf and
-// iat not in the future, with a small skew. It returns every claim,
-// including act and may_act.
+// Verifying. [KeySet.Verify] checks a token this broker minted by the rules
+// of provider/oauth's VerifyJWT, the ones every token the broker accepts
+// must pass, with the published keys (active or retired): kid names one of
+// them and alg must be that key's; typ at+jwt; no crit; jku, x5u and jwk
+// are never used; iss exact; exp required; nbf and iat not in the future,
+// with a small skew. It returns every claim, including act (an
+// oauth.Actor) and may_act; refusals are oauth.InvalidTokenError.
 //
 // Token exchange as a server. [Exchanger.Exchange] is the RFC 8693 grant
 // without HTTP: the token endpoint authenticates the client, passes the

@@ -1,11 +1,28 @@
-// Package oauth verifies the access tokens agents present to the broker:
-// the broker's side of OAuth 2.1 as a resource server. It owns parsing the
-// Authorization header (RFC 6750), discovering each configured
-// authorization server (RFC 8414 or OIDC discovery), keeping its JWKS
-// fresh, verifying JWT access tokens (RFC 9068, RFC 8725), introspecting
-// opaque ones (RFC 7662), and the hardened HTTP client all of that fetches
-// through. It does not render 401/403 responses or Protected Resource
-// Metadata; the provider does, using the errors and Issuers from here.
+// Package oauth is the one OAuth/JOSE primitives layer of the house:
+// everyone who reads a token or checks a URL uses it, and what it lacks is
+// added here rather than copied beside the caller. It owns
+//
+//   - strict JWS parsing: canonical base64url segments (DecodeSegment) and
+//     JSON objects without duplicate members (DecodeObject);
+//   - the claims rules and readers: NumericDate, StringOrStrings,
+//     ScopeValues, StringClaim, ParseActor, and the rules a JWT access
+//     token must pass (RFC 9068, RFC 8725);
+//   - who a token speaks for: Principal and its RFC 8693 act chain, Actor,
+//     the one actor type, also minted into the broker's own tokens;
+//   - inbound verification for the broker as OAuth 2.1 resource server:
+//     the Authorization header (RFC 6750), discovery of each configured
+//     authorization server (RFC 8414 or OIDC discovery), its JWKS kept
+//     fresh, JWT verification, introspection of opaque tokens (RFC 7662);
+//     and VerifyJWT with a KeySet the caller holds (the broker's own keys,
+//     a JWKS fetched by token inspect), under exactly the same rules;
+//   - the one invalid-token error, InvalidTokenError with its Reason;
+//   - the URL, loopback, redirect-URI and SSRF policy, and the hardened
+//     Fetcher every fetch of metadata, keys or tokens goes through.
+//
+// It does not render 401/403 responses or Protected Resource Metadata; the
+// provider does, using the errors and Issuers from here. Its subpackage
+// oauthtest serves a test issuer and the table of tokens every reader of
+// tokens must refuse.
 //
 // # What a token must be
 //
