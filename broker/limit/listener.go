@@ -48,8 +48,8 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.admit(address) {
 			return &limitedConn{Conn: conn, release: func() { l.leave(address) }}, nil
 		}
+		l.noteRefusal(address) // counted before the client can see the close
 		conn.Close()
-		l.noteRefusal(address)
 	}
 }
 

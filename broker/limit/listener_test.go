@@ -17,7 +17,7 @@ func accepted(t *testing.T, l net.Listener, source string) (net.Conn, bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_ = conn.SetReadDeadline(time.Now().Add(time.Second)) // a refused one is closed well before
 	_, err = conn.Read(make([]byte, 1))
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		return conn, true
