@@ -164,7 +164,7 @@ type Options struct {
 	// together (256 MiB).
 	MaxKeptBytesPerSession int64
 	MaxKeptBytes           int64
-	Logger      *slog.Logger
+	Logger                 *slog.Logger
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }

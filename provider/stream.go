@@ -250,7 +250,6 @@ func (s *stream) close() {
 	s.budget = keepsNothing
 }
 
-
 func (s *stream) dropConnLocked() {
 	s.conn = nil
 	select {
