@@ -84,8 +84,8 @@ func exchangeFailureMessage(e *exchangeError) string {
 	if errors.As(e.err, &oauthErr) {
 		return ErrExchangeFailed.Error() + ": " + oauthErr.Code
 	}
-	if errors.Is(e.err, errAgentTokenExpiring) {
-		return ErrExchangeFailed.Error() + ": " + errAgentTokenExpiring.Error()
+	if errors.Is(e.err, exchange.ErrAgentTokenExpiring) {
+		return ErrExchangeFailed.Error() + ": " + exchange.ErrAgentTokenExpiring.Error()
 	}
 	return ErrExchangeFailed.Error()
 }
@@ -96,7 +96,7 @@ func exchangeFailureMessage(e *exchangeError) string {
 // an expired one would — or nil when the JSON-RPC error is the answer.
 func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
 	if b.auth == nil || c.Request == nil || c.Request.HTTP == nil ||
-		!(errors.Is(err, errInsufficientScope) || errors.Is(err, errAgentTokenExpiring)) {
+		!(errors.Is(err, errInsufficientScope) || errors.Is(err, exchange.ErrAgentTokenExpiring)) {
 		return nil
 	}
 	return b.challenge(c.Request.HTTP, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/apps/upstream"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/opa"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
@@ -52,7 +53,7 @@ type outboundApp struct {
 	audience   string
 	tools      map[string]*toolGrant // by upstream tool name
 	fallback   *toolGrant            // the "*" entry; nil: unlisted tools get no token
-	issuer     tokenIssuer
+	issuer     exchange.Issuer
 }
 
 // toolGrant is the shape of one tool's token.
@@ -125,7 +126,7 @@ func newExchanger(cfg *config.Config, b *Broker) (*exchanger, error) {
 			if b.authProvider == nil {
 				return nil, fmt.Errorf("broker: %s.idp: the embedded authorization server is not enabled", path)
 			}
-			oa.issuer = &mintingIssuer{minter: b.authProvider.minter}
+			oa.issuer = &exchange.MintingIssuer{Minter: b.authProvider.minter}
 		default:
 			connector := cfg.Connector(te.IDP)
 			if connector == nil {
@@ -135,7 +136,10 @@ func newExchanger(cfg *config.Config, b *Broker) (*exchanger, error) {
 				o := cfg.MCPProvider.Authorization.OAuth
 				fetcher = oauth.NewFetcher(oauth.FetcherOptions{AllowPrivateNetworks: o != nil && o.AllowPrivateNetworks})
 			}
-			oa.issuer = newConnectorIssuer(connector, fetcher)
+			oa.issuer = exchange.NewConnectorIssuer(exchange.Connector{
+				Name: connector.Name, DiscoveryURL: connector.OIDCWellKnownURL,
+				ClientID: connector.OAuthClientID, ClientSecret: connector.OAuthClientSecret.Value(),
+			}, fetcher)
 			x.connectors = true
 		}
 		x.apps[app.Name] = oa
@@ -172,15 +176,15 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	r := tokenRequest{principal: c.Principal, audience: app.audience, scopes: scopes, ttl: grant.ttl, delegation: app.delegation}
-	if app.issuer.exchangesAgentToken() {
-		r.subjectToken = agentTokenFrom(ctx)
+	r := exchange.TokenRequest{Principal: c.Principal, Audience: app.audience, Scopes: scopes, TTL: grant.ttl, Delegation: app.delegation}
+	if app.issuer.ExchangesAgentToken() {
+		r.SubjectToken = agentTokenFrom(ctx)
 	}
-	token, err := app.issuer.issue(ctx, r)
+	token, err := app.issuer.Issue(ctx, r)
 	if err != nil {
 		return &exchangeError{app: app.name, err: err}
 	}
-	c.Outbound.value = token.value
+	c.Outbound.value = token.Value
 	return nil
 }
 
@@ -226,6 +230,10 @@ func (c *Call) subjectToken() credential {
 	}
 	return credential(token)
 }
+
+// credential is a bearer token held for one request (exchange.Credential):
+// it formats and logs as "REDACTED".
+type credential = exchange.Credential
 
 // outboundToken is what the exchange stage decided a request carries.
 // The zero value leaves it to the session: its identity-only token, if
@@ -296,10 +304,6 @@ type identityCache struct {
 // outside any call that would prove it renewed.
 var errAgentExpired = errors.New("the agent's access token has expired")
 
-// errNoSubjectToken: a connector exchanges the agent's token, which only a
-// call carries, and the last identity-only token has run out.
-var errNoSubjectToken = errors.New("no agent token to exchange outside a call")
-
 // identityToken issues the identity-only token for the session's agent.
 func (a *outboundApp) identityToken(ctx context.Context, st *sessionState, cache *identityCache) (credential, error) {
 	principal := st.agent.Load()
@@ -317,23 +321,23 @@ func (a *outboundApp) identityToken(ctx context.Context, st *sessionState, cache
 		return "", errAgentExpired
 	}
 	subjectToken := agentTokenFrom(ctx)
-	if a.issuer.exchangesAgentToken() && subjectToken == "" {
+	if a.issuer.ExchangesAgentToken() && subjectToken == "" {
 		if cached && now.Before(cache.expiry) {
 			return cache.token, nil
 		}
-		return "", errNoSubjectToken
+		return "", exchange.ErrNoSubjectToken
 	}
-	token, err := a.issuer.issue(ctx, tokenRequest{
-		principal:    principal,
-		subjectToken: subjectToken,
-		audience:     a.audience,
-		ttl:          identityTokenTTL,
-		delegation:   a.delegation,
+	token, err := a.issuer.Issue(ctx, exchange.TokenRequest{
+		Principal:    principal,
+		SubjectToken: subjectToken,
+		Audience:     a.audience,
+		TTL:          identityTokenTTL,
+		Delegation:   a.delegation,
 	})
 	if err != nil {
 		return "", err
 	}
-	cache.principal, cache.token, cache.expiry = principal, token.value, token.expiry
-	cache.renew = now.Add(token.expiry.Sub(now) / 2)
-	return token.value, nil
+	cache.principal, cache.token, cache.expiry = principal, token.Value, token.Expiry
+	cache.renew = now.Add(token.Expiry.Sub(now) / 2)
+	return token.Value, nil
 }

@@ -23,6 +23,14 @@
 // tool call, so the protected header is encoded once per key and the claims
 // are a struct encoded without maps.
 //
+// Issuing upstream tokens. An [Issuer] issues the token an app's upstream
+// receives for one request: [MintingIssuer] mints in process with the
+// embedded authorization server's keys, [ConnectorIssuer] exchanges the
+// agent's own token at a connector's token endpoint (RFC 8693) and refuses
+// an answer that grants more scope than asked for. Either way the token
+// ends no later than the agent's own, and is held as a [Credential], which
+// never formats or logs its value.
+//
 // Verifying. [KeySet.Verify] checks a token this broker minted by the rules
 // of provider/oauth's VerifyJWT, the ones every token the broker accepts
 // must pass, with the published keys (active or retired): kid names one of

@@ -1,4 +1,4 @@
-package broker
+package exchange
 
 import (
 	"context"
@@ -10,94 +10,101 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mcpbroker/mcpbroker/broker/config"
-	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
-// credential is a bearer token held for one request: the agent's own, or
+// The tokens an app's upstream receives are issued here: minted in
+// process by the embedded authorization server, or exchanged (RFC 8693)
+// at a connector's token endpoint for the agent's own token.
+
+// Credential is a bearer token held for one request: the agent's own, or
 // one issued for an upstream. It formats and logs as "REDACTED", so no
 // format verb or log call reveals it by accident.
-type credential string
+type Credential string
 
 const redacted = "REDACTED"
 
-func (credential) String() string               { return redacted }
-func (credential) GoString() string             { return redacted }
-func (credential) LogValue() slog.Value         { return slog.StringValue(redacted) }
-func (credential) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+func (Credential) String() string               { return redacted }
+func (Credential) GoString() string             { return redacted }
+func (Credential) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (Credential) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
-// tokenIssuer issues the tokens an app's upstream receives: the embedded
+// Issuer issues the tokens an app's upstream receives: the embedded
 // authorization server's minter, or a connector's token endpoint.
-type tokenIssuer interface {
-	issue(ctx context.Context, r tokenRequest) (issuedToken, error)
-	// exchangesAgentToken reports whether issuing needs the agent's own
-	// token (tokenRequest.subjectToken).
-	exchangesAgentToken() bool
+type Issuer interface {
+	Issue(ctx context.Context, r TokenRequest) (UpstreamToken, error)
+	// ExchangesAgentToken reports whether issuing needs the agent's own
+	// token (TokenRequest.SubjectToken).
+	ExchangesAgentToken() bool
 }
 
-// tokenRequest is what one upstream token is issued for.
-type tokenRequest struct {
-	principal *oauth.Principal
-	// subjectToken is the agent's access token, for issuers that exchange
+var (
+	_ Issuer = (*MintingIssuer)(nil)
+	_ Issuer = (*ConnectorIssuer)(nil)
+)
+
+// TokenRequest is what one upstream token is issued for.
+type TokenRequest struct {
+	Principal *oauth.Principal
+	// SubjectToken is the agent's access token, for issuers that exchange
 	// it; empty for the embedded minter.
-	subjectToken credential
-	audience     string
-	scopes       []string // nil: an identity-only token
-	ttl          time.Duration
-	delegation   bool
+	SubjectToken Credential
+	Audience     string
+	Scopes       []string // nil: an identity-only token
+	TTL          time.Duration
+	Delegation   bool
 }
 
-// issuedToken is a token for an upstream and when it expires.
-type issuedToken struct {
-	value  credential
-	expiry time.Time
+// UpstreamToken is a token for an upstream and when it expires.
+type UpstreamToken struct {
+	Value  Credential
+	Expiry time.Time
 }
 
-// mintingIssuer mints in process with the embedded authorization server's
+// MintingIssuer mints in process with the embedded authorization server's
 // keys: no network hop on the call's path.
-type mintingIssuer struct {
-	minter *exchange.Minter
+type MintingIssuer struct {
+	Minter *Minter
 }
 
-func (m *mintingIssuer) exchangesAgentToken() bool { return false }
+func (m *MintingIssuer) ExchangesAgentToken() bool { return false }
 
-func (m *mintingIssuer) issue(ctx context.Context, r tokenRequest) (issuedToken, error) {
-	p := r.principal
-	ttl, err := withinAgentLifetime(r.ttl, p.Expiry, time.Now())
+func (m *MintingIssuer) Issue(ctx context.Context, r TokenRequest) (UpstreamToken, error) {
+	p := r.Principal
+	ttl, err := withinAgentLifetime(r.TTL, p.Expiry, time.Now())
 	if err != nil {
-		return issuedToken{}, err
+		return UpstreamToken{}, err
 	}
-	grant := exchange.Grant{
+	grant := Grant{
 		Subject:    p.Subject,
 		ClientID:   p.ClientID,
-		Audience:   r.audience,
-		Scopes:     r.scopes,
+		Audience:   r.Audience,
+		Scopes:     r.Scopes,
 		TTL:        ttl,
-		Delegation: r.delegation,
+		Delegation: r.Delegation,
 	}
-	if p.Issuer != m.minter.Issuer() {
+	if p.Issuer != m.Minter.Issuer() {
 		// The token's iss is the Auth Provider's whoever authenticated the
 		// user: sub_iss keeps another issuer's "alice" apart from its own.
-		grant.Extra = map[string]any{exchange.SubjectIssuerClaim: p.Issuer}
+		grant.Extra = map[string]any{SubjectIssuerClaim: p.Issuer}
 	}
-	if r.delegation {
+	if r.Delegation {
 		// The agent acts now; whoever acted before it, as the agent's own
 		// token tells, nests inside. The verified chain is shared, not
 		// copied: minting only reads it.
 		grant.Actor = &oauth.Actor{Subject: p.ClientID, ClientID: p.ClientID, Actor: p.Actor}
 	}
-	token, claims, err := m.minter.Mint(ctx, grant)
+	token, claims, err := m.Minter.Mint(ctx, grant)
 	if err != nil {
-		return issuedToken{}, err
+		return UpstreamToken{}, err
 	}
-	return issuedToken{value: credential(token), expiry: claims.Expiry}, nil
+	return UpstreamToken{Value: Credential(token), Expiry: claims.Expiry}, nil
 }
 
-// errAgentTokenExpiring refuses a token for an agent whose own token has
+// ErrAgentTokenExpiring refuses a token for an agent whose own token has
 // less than a second left: no token can be both whole seconds long and
 // end with it. The agent needs a new token, as if its own had expired.
-var errAgentTokenExpiring = errors.New("the agent's token expires now")
+var ErrAgentTokenExpiring = errors.New("the agent's token expires now")
 
 // withinAgentLifetime cuts a token's lifetime, in whole seconds, so that
 // it ends no later than the agent's own token: an upstream token must not
@@ -109,20 +116,20 @@ func withinAgentLifetime(ttl time.Duration, agentExpiry, now time.Time) (time.Du
 	}
 	remaining := agentExpiry.Sub(now).Truncate(time.Second)
 	if remaining < time.Second {
-		return 0, errAgentTokenExpiring
+		return 0, ErrAgentTokenExpiring
 	}
 	return min(ttl, remaining), nil
 }
 
-// connectorIssuer exchanges the agent's token at a connector's token
+// ConnectorIssuer exchanges the agent's token at a connector's token
 // endpoint (RFC 8693). The endpoint is discovered from the connector's
 // metadata on first use.
-type connectorIssuer struct {
-	connector *config.Connector
+type ConnectorIssuer struct {
+	connector Connector
 	fetcher   *oauth.Fetcher
 
 	mu      sync.Mutex
-	client  *exchange.Client
+	client  *Client
 	retryAt time.Time // after a failed discovery, when to try again
 	failure error
 }
@@ -131,52 +138,67 @@ type connectorIssuer struct {
 // for its metadata by every call.
 const discoveryRetryInterval = 5 * time.Second
 
-func newConnectorIssuer(connector *config.Connector, fetcher *oauth.Fetcher) *connectorIssuer {
-	return &connectorIssuer{connector: connector, fetcher: fetcher}
+// Connector is an identity provider whose token endpoint exchanges the
+// agent's token.
+type Connector struct {
+	// Name names it in errors.
+	Name string
+	// DiscoveryURL is its metadata document (OIDC discovery or RFC 8414).
+	DiscoveryURL           string
+	ClientID, ClientSecret string
 }
 
-func (ci *connectorIssuer) exchangesAgentToken() bool { return true }
+// NewConnectorIssuer issues through connector, fetching with fetcher.
+func NewConnectorIssuer(connector Connector, fetcher *oauth.Fetcher) *ConnectorIssuer {
+	return &ConnectorIssuer{connector: connector, fetcher: fetcher}
+}
 
-// errWiderScope refuses a token an identity provider issued with scopes
+func (ci *ConnectorIssuer) ExchangesAgentToken() bool { return true }
+
+// ErrNoSubjectToken: a connector exchanges the agent's token, and none was
+// given (outside a call, only a call carries it).
+var ErrNoSubjectToken = errors.New("no agent token to exchange outside a call")
+
+// ErrWiderScope refuses a token an identity provider issued with scopes
 // nobody asked for.
-var errWiderScope = errors.New("the identity provider granted scopes beyond the request")
+var ErrWiderScope = errors.New("the identity provider granted scopes beyond the request")
 
-func (ci *connectorIssuer) issue(ctx context.Context, r tokenRequest) (issuedToken, error) {
-	if r.subjectToken == "" {
-		return issuedToken{}, errNoSubjectToken
+func (ci *ConnectorIssuer) Issue(ctx context.Context, r TokenRequest) (UpstreamToken, error) {
+	if r.SubjectToken == "" {
+		return UpstreamToken{}, ErrNoSubjectToken
 	}
 	client, err := ci.exchangeClient(ctx)
 	if err != nil {
-		return issuedToken{}, err
+		return UpstreamToken{}, err
 	}
-	req := exchange.ClientRequest{
-		SubjectToken:     string(r.subjectToken),
-		SubjectTokenType: exchange.TokenTypeAccessToken,
-		Audience:         r.audience,
-		Scopes:           r.scopes,
+	req := ClientRequest{
+		SubjectToken:     string(r.SubjectToken),
+		SubjectTokenType: TokenTypeAccessToken,
+		Audience:         r.Audience,
+		Scopes:           r.Scopes,
 	}
-	if r.delegation {
+	if r.Delegation {
 		// The identity provider derives the actor, the agent, from its own
 		// token.
-		req.ActorToken, req.ActorTokenType = string(r.subjectToken), exchange.TokenTypeAccessToken
+		req.ActorToken, req.ActorTokenType = string(r.SubjectToken), TokenTypeAccessToken
 	}
 	start := time.Now()
 	issued, err := client.Exchange(ctx, req)
 	if err != nil {
-		return issuedToken{}, err
+		return UpstreamToken{}, err
 	}
 	if issued.TokenType != "Bearer" {
-		return issuedToken{}, fmt.Errorf("%w: token_type %q is not Bearer", exchange.ErrTokenResponse, issued.TokenType)
+		return UpstreamToken{}, fmt.Errorf("%w: token_type %q is not Bearer", ErrTokenResponse, issued.TokenType)
 	}
-	if err := withinRequestedScope(issued, r.scopes); err != nil {
-		return issuedToken{}, err
+	if err := withinRequestedScope(issued, r.Scopes); err != nil {
+		return UpstreamToken{}, err
 	}
 	lifetime := issued.ExpiresIn
 	if lifetime <= 0 {
 		// The provider did not say: assume no more than asked for.
-		lifetime = r.ttl
+		lifetime = r.TTL
 	}
-	return issuedToken{value: credential(issued.AccessToken), expiry: start.Add(lifetime)}, nil
+	return UpstreamToken{Value: Credential(issued.AccessToken), Expiry: start.Add(lifetime)}, nil
 }
 
 // withinRequestedScope refuses a token that grants scopes beyond requested.
@@ -187,10 +209,10 @@ func (ci *connectorIssuer) issue(ctx context.Context, r tokenRequest) (issuedTok
 // well, since they are what the upstream reads and a response that leaves
 // scope out only claims it equals the request (RFC 8693 §2.2.1). Any
 // other token is taken at the response's word.
-func withinRequestedScope(issued *exchange.IssuedToken, requested []string) error {
+func withinRequestedScope(issued *IssuedToken, requested []string) error {
 	for _, scope := range issued.Scope {
 		if !slices.Contains(requested, scope) {
-			return errWiderScope
+			return ErrWiderScope
 		}
 	}
 	claimed, err := jwtScopes(issued.AccessToken)
@@ -199,7 +221,7 @@ func withinRequestedScope(issued *exchange.IssuedToken, requested []string) erro
 	}
 	for _, scope := range claimed {
 		if !slices.Contains(requested, scope) {
-			return errWiderScope
+			return ErrWiderScope
 		}
 	}
 	return nil
@@ -231,7 +253,7 @@ func jwtScopes(token string) ([]string, error) {
 	for _, name := range [...]string{"scope", "scp"} {
 		values, ok := oauth.ScopeValues(claims[name])
 		if !ok {
-			return nil, fmt.Errorf("%w: the token's %s claim cannot be read", errWiderScope, name)
+			return nil, fmt.Errorf("%w: the token's %s claim cannot be read", ErrWiderScope, name)
 		}
 		scopes = append(scopes, values...)
 	}
@@ -239,7 +261,7 @@ func jwtScopes(token string) ([]string, error) {
 }
 
 // exchangeClient discovers the connector's token endpoint once.
-func (ci *connectorIssuer) exchangeClient(ctx context.Context) (*exchange.Client, error) {
+func (ci *ConnectorIssuer) exchangeClient(ctx context.Context) (*Client, error) {
 	ci.mu.Lock()
 	defer ci.mu.Unlock()
 	if ci.client != nil {
@@ -257,19 +279,19 @@ func (ci *connectorIssuer) exchangeClient(ctx context.Context) (*exchange.Client
 	return client, nil
 }
 
-func (ci *connectorIssuer) discover(ctx context.Context) (*exchange.Client, error) {
+func (ci *ConnectorIssuer) discover(ctx context.Context) (*Client, error) {
 	c := ci.connector
-	metadata, err := exchange.Discover(ctx, ci.fetcher, c.OIDCWellKnownURL)
+	metadata, err := Discover(ctx, ci.fetcher, c.DiscoveryURL)
 	if err != nil {
 		return nil, fmt.Errorf("connector %q: %w", c.Name, err)
 	}
 	if metadata.TokenEndpoint == "" {
-		return nil, fmt.Errorf("connector %q: %w: no token_endpoint", c.Name, exchange.ErrMetadata)
+		return nil, fmt.Errorf("connector %q: %w: no token_endpoint", c.Name, ErrMetadata)
 	}
-	client, err := exchange.NewClient(exchange.ClientOptions{
+	client, err := NewClient(ClientOptions{
 		TokenEndpoint: metadata.TokenEndpoint,
-		ClientID:      c.OAuthClientID,
-		ClientSecret:  c.OAuthClientSecret.Value(),
+		ClientID:      c.ClientID,
+		ClientSecret:  c.ClientSecret,
 		Fetcher:       ci.fetcher,
 	})
 	if err != nil {

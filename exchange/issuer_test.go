@@ -1,0 +1,199 @@
+package exchange
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
+)
+
+const outboundTestIssuer = "http://localhost:8080"
+
+// unverifiedClaims decodes a JWT's payload without verifying it.
+func unverifiedClaims(t *testing.T, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWS: %d parts", len(parts))
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims
+}
+
+func outboundTestMinter(t *testing.T) *Minter {
+	t.Helper()
+	keys, err := NewKeySet(t.Context(), &MemoryKeyStore{}, KeySetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	minter, err := NewMinter(keys, MinterOptions{Issuer: outboundTestIssuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return minter
+}
+
+// A tool's token never outlives the agent's token it was made for, whatever
+// the tool's TTL: the agent's authorization ends with its own token.
+func TestToolTokenDoesNotOutliveTheAgentToken(t *testing.T) {
+	issuer := &MintingIssuer{Minter: outboundTestMinter(t)}
+	agentExpiry := time.Now().Add(3 * time.Second)
+	token, err := issuer.Issue(context.Background(), TokenRequest{
+		Principal: &oauth.Principal{Issuer: outboundTestIssuer, Subject: "alice", ClientID: "agent", Expiry: agentExpiry},
+		Audience:  "https://ledger.example/",
+		Scopes:    []string{"ledger:read"},
+		TTL:       time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := int64(unverifiedClaims(t, string(token.Value))["exp"].(float64))
+	if exp > agentExpiry.Unix() {
+		t.Errorf("tool token expires %s after the agent's token", time.Duration(exp-agentExpiry.Unix())*time.Second)
+	}
+}
+
+// An agent whose token has less than a second left gets no tool token: the
+// call is refused as one with an expired token would be.
+func TestToolTokenRefusedWhenTheAgentTokenExpiresNow(t *testing.T) {
+	issuer := &MintingIssuer{Minter: outboundTestMinter(t)}
+	_, err := issuer.Issue(context.Background(), TokenRequest{
+		Principal: &oauth.Principal{Issuer: outboundTestIssuer, Subject: "alice", ClientID: "agent", Expiry: time.Now().Add(500 * time.Millisecond)},
+		Audience:  "https://ledger.example/",
+		Scopes:    []string{"ledger:read"},
+		TTL:       time.Hour,
+	})
+	if !errors.Is(err, ErrAgentTokenExpiring) {
+		t.Fatalf("issue: %v, want %v", err, ErrAgentTokenExpiring)
+	}
+}
+
+// Tokens minted for users of another authorization server name it in
+// sub_iss, so that (sub_iss, sub) tells alice@external from the Auth
+// Provider's own alice, whose tokens carry no sub_iss.
+func TestMintedTokenKeepsTheInboundIssuerApart(t *testing.T) {
+	issuer := &MintingIssuer{Minter: outboundTestMinter(t)}
+	mint := func(from string) map[string]any {
+		token, err := issuer.Issue(context.Background(), TokenRequest{
+			Principal: &oauth.Principal{Issuer: from, Subject: "alice", ClientID: "agent", Expiry: time.Now().Add(time.Hour)},
+			Audience:  "https://ledger.example/", Scopes: []string{"ledger:read"}, TTL: 5 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return unverifiedClaims(t, string(token.Value))
+	}
+	local, external := mint(outboundTestIssuer), mint("https://dev-idp.example")
+	if got, present := local[SubjectIssuerClaim]; present {
+		t.Errorf("a token for the Auth Provider's own user has sub_iss %v", got)
+	}
+	if got := external[SubjectIssuerClaim]; got != "https://dev-idp.example" {
+		t.Errorf("a token for another issuer's user has sub_iss %v, want https://dev-idp.example", got)
+	}
+	for _, claims := range []map[string]any{local, external} {
+		if claims["iss"] != outboundTestIssuer || claims["sub"] != "alice" {
+			t.Errorf("iss %v sub %v, want %s alice", claims["iss"], claims["sub"], outboundTestIssuer)
+		}
+	}
+}
+
+// fakeJWT is an unsigned token shaped like a JWT with these claims; the
+// broker reads, not verifies, a connector's token.
+func fakeJWT(claims map[string]any) string {
+	payload, _ := json.Marshal(claims)
+	return rawJWT(string(payload))
+}
+
+// rawJWT is fakeJWT for a payload written out, member order included.
+func rawJWT(payload string) string {
+	return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2lnbmF0dXJl"
+}
+
+// A connector's token never grants more than was asked for. Asking for no
+// scope (identity-only tokens, tools configured without scopes) allows
+// none, although RFC 8693 servers commonly default to the subject token's
+// whole scope; a JWT's own scope claims count even when the response
+// leaves scope out.
+func TestConnectorTokenCarriesNoScopeBeyondTheRequest(t *testing.T) {
+	tests := []struct {
+		name      string
+		requested []string
+		response  map[string]any // besides token_type, expires_in, issued_token_type
+		ok        bool
+	}{
+		{"identity-only, the subject's whole scope granted", nil,
+			map[string]any{"access_token": "full-scope-token", "scope": "ledger:read ledger:write admin"}, false},
+		{"identity-only, an empty scope granted", nil,
+			map[string]any{"access_token": "identity-token", "scope": ""}, true},
+		{"identity-only, an opaque token without scope", nil,
+			map[string]any{"access_token": "identity-token"}, true},
+		{"identity-only, a JWT with scope and no scope in the response", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read"})}, false},
+		{"identity-only, a JWT with scp", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scp": []string{"admin"}})}, false},
+		{"identity-only, a JWT without scope", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice"})}, true},
+		{"identity-only, a JWT whose scope cannot be read", nil,
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": 7})}, false},
+		{"a tool's scope granted as asked", []string{"ledger:read"},
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read"}), "scope": "ledger:read"}, true},
+		{"a tool's scope, the response silent and the JWT wider", []string{"ledger:read"},
+			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read ledger:write"})}, false},
+		{"a tool's scope, the JWT's scope hidden behind a case variant", []string{"ledger:read"},
+			map[string]any{"access_token": rawJWT(`{"sub":"alice","scope":"admin","Scope":"ledger:read"}`)}, false},
+		{"a tool's scope, a wider scope granted", []string{"ledger:read"},
+			map[string]any{"access_token": "tool-token", "scope": "ledger:read admin"}, false},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			mux := http.NewServeMux()
+			srv := httptest.NewServer(mux)
+			t.Cleanup(srv.Close)
+			mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(map[string]any{"issuer": srv.URL, "token_endpoint": srv.URL + "/token"})
+			})
+			mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				response := map[string]any{"token_type": "Bearer", "expires_in": 60, "issued_token_type": TokenTypeAccessToken}
+				for name, value := range test.response {
+					response[name] = value
+				}
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(response)
+			})
+			ci := NewConnectorIssuer(Connector{
+				Name: "corp-idp", DiscoveryURL: srv.URL + "/.well-known/openid-configuration",
+				ClientID: "mcpbroker", ClientSecret: "secret-0123456789",
+			}, oauth.NewFetcher(oauth.FetcherOptions{}))
+			token, err := ci.Issue(context.Background(), TokenRequest{
+				Principal:    &oauth.Principal{Subject: "alice", ClientID: "agent", Scopes: []string{"ledger:read", "ledger:write", "admin"}},
+				SubjectToken: "agent-token",
+				Audience:     "https://ledger.example/",
+				Scopes:       test.requested,
+				TTL:          5 * time.Second,
+			})
+			switch {
+			case test.ok && err != nil:
+				t.Errorf("issue: %v", err)
+			case !test.ok && !errors.Is(err, ErrWiderScope):
+				t.Errorf("issue: token accepted (expiry %s), error %v; want %v", token.Expiry, err, ErrWiderScope)
+			}
+		})
+	}
+}
