@@ -91,20 +91,12 @@ func (a *App) Precedes(b *App) bool { return a.order < b.order }
 // a URI apart from "ledger://x". Anything that does not begin with a
 // scheme is returned as it is.
 func FoldURI(uri string) string {
-	end := schemeEnd(uri)
-	if end < 0 {
+	head, ok := URIHead(uri)
+	if !ok {
 		return uri
 	}
-	head := end + 1
-	if strings.HasPrefix(uri[head:], "//") {
-		if n := strings.IndexAny(uri[head+2:], "/?#"); n >= 0 {
-			head += 2 + n
-		} else {
-			head = len(uri)
-		}
-	}
 	upper := false
-	for i := 0; i < head; i++ {
+	for i := 0; i < len(head); i++ {
 		if c := uri[i]; c >= 'A' && c <= 'Z' {
 			upper = true
 			break
@@ -114,12 +106,31 @@ func FoldURI(uri string) string {
 		return uri
 	}
 	b := []byte(uri)
-	for i := 0; i < head; i++ {
+	for i := 0; i < len(head); i++ {
 		if c := b[i]; c >= 'A' && c <= 'Z' {
 			b[i] = c + 'a' - 'A'
 		}
 	}
 	return string(b)
+}
+
+// URIHead returns the part of uri compared without case: the scheme, ":"
+// and, after "//", the authority. ok is false when uri does not begin with
+// a scheme.
+func URIHead(uri string) (head string, ok bool) {
+	end := schemeEnd(uri)
+	if end < 0 {
+		return "", false
+	}
+	rest := uri[end+1:]
+	if !strings.HasPrefix(rest, "//") {
+		return uri[:end+1], true
+	}
+	n := strings.IndexAny(rest[2:], "/?#")
+	if n < 0 {
+		return uri, true
+	}
+	return uri[:end+3+n], true
 }
 
 // schemeEnd is the index of the ":" ending uri's scheme

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/mcpbroker/mcpbroker/apps"
 )
 
 // Bounds on resourceNamespace.uriPrefixes.
@@ -57,45 +59,15 @@ func uriPrefixProblem(prefix string) string {
 	case strings.ContainsFunc(prefix, func(r rune) bool { return r <= ' ' || r == 0x7f }):
 		return fmt.Sprintf("must not contain spaces or control characters, got %s", quote(prefix))
 	}
-	end := uriSchemeEnd(prefix)
-	if end < 0 {
+	head, ok := apps.URIHead(prefix)
+	if !ok {
 		return fmt.Sprintf(`want a URI scheme and ":" first, like "ledger://", got %s`, quote(prefix))
 	}
-	if head := uriHead(prefix, end); head != strings.ToLower(head) {
+	if head != strings.ToLower(head) {
 		return fmt.Sprintf("write the scheme and authority in lower case (URIs are compared with them folded): want %s, got %s",
 			quote(strings.ToLower(head)+prefix[len(head):]), quote(prefix))
 	}
 	return ""
-}
-
-// uriSchemeEnd is the index of the ":" ending uri's scheme
-// (ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )), or -1.
-func uriSchemeEnd(uri string) int {
-	for i := 0; i < len(uri); i++ {
-		c := uri[i]
-		switch {
-		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
-		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
-		case i > 0 && c == ':':
-			return i
-		default:
-			return -1
-		}
-	}
-	return -1
-}
-
-// uriHead is the scheme, ":" and, after "//", the authority of uri.
-func uriHead(uri string, schemeEnd int) string {
-	rest := uri[schemeEnd+1:]
-	if !strings.HasPrefix(rest, "//") {
-		return uri[:schemeEnd+1]
-	}
-	end := strings.IndexAny(rest[2:], "/?#")
-	if end < 0 {
-		return uri
-	}
-	return uri[:schemeEnd+3+end]
 }
 
 // resourceNamespaceOverlaps reports URI prefixes of two apps where one
