@@ -192,12 +192,6 @@ func (t *loginThrottle) done(username, ip string, right bool) {
 	}
 }
 
-func (t *loginThrottle) blocked(username, ip string, now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.count("user:"+username, now) >= maxUserFailures || t.count("ip:"+ip, now) >= maxIPFailures
-}
-
 func (t *loginThrottle) count(key string, now time.Time) int {
 	window, ok := t.failures[key]
 	if !ok {
@@ -208,12 +202,6 @@ func (t *loginThrottle) count(key string, now time.Time) int {
 		return 0
 	}
 	return window.count
-}
-
-func (t *loginThrottle) fail(username, ip string, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.failLocked(username, ip, now)
 }
 
 func (t *loginThrottle) failLocked(username, ip string, now time.Time) {

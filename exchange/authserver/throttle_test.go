@@ -14,20 +14,17 @@ func TestThrottleLockoutSurvivesAFullTable(t *testing.T) {
 	throttle := newLoginThrottle()
 	now := time.Unix(1_700_000_000, 0)
 	for range maxUserFailures {
-		throttle.fail("alice", "203.0.113.7", now)
+		failGuess(t, throttle, "alice", "203.0.113.7", now)
 	}
-	if !throttle.blocked("alice", "198.51.100.1", now) {
+	if throttle.attempt("alice", "198.51.100.1", now) {
 		t.Fatal("alice is not blocked after maxUserFailures failures")
 	}
 	for i := range maxThrottleEntries / 2 {
 		ip := fmt.Sprintf("2001:db8::%x", i+1)
 		user := fmt.Sprintf("junk-%d", i)
-		if throttle.blocked(user, ip, now) {
-			t.Fatalf("junk attempt %d blocked", i)
-		}
-		throttle.fail(user, ip, now)
+		failGuess(t, throttle, user, ip, now)
 	}
-	if !throttle.blocked("alice", "198.51.100.1", now.Add(time.Second)) {
+	if throttle.attempt("alice", "198.51.100.1", now.Add(time.Second)) {
 		t.Error("alice's lock-out was erased by failures of other usernames from other addresses")
 	}
 	if len(throttle.failures) > maxThrottleEntries {
@@ -35,8 +32,17 @@ func TestThrottleLockoutSurvivesAFullTable(t *testing.T) {
 	}
 	// Once the windows expire, they are what makes room.
 	later := now.Add(throttleWindow)
-	throttle.fail("bob", "198.51.100.2", later)
+	failGuess(t, throttle, "bob", "198.51.100.2", later)
 	if len(throttle.failures) > maxThrottleEntries/2 {
 		t.Errorf("%d failure windows after the others expired; expired windows are not dropped first", len(throttle.failures))
 	}
+}
+
+// failGuess makes one wrong guess, which the throttle must admit.
+func failGuess(t *testing.T, throttle *loginThrottle, username, ip string, now time.Time) {
+	t.Helper()
+	if !throttle.attempt(username, ip, now) {
+		t.Fatalf("a guess for %s from %s was refused", username, ip)
+	}
+	throttle.done(username, ip, false)
 }
