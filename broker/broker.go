@@ -15,6 +15,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
+	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider"
 )
 
@@ -43,9 +44,9 @@ type Broker struct {
 	handler  http.Handler
 	auth     *authenticator
 	authz    *authorizer
-	// exchanger issues the tokens upstreams receive; nil when no app's
+	// outbound issues the tokens upstreams receive; nil when no app's
 	// outbound type is tokenExchange.
-	exchanger *exchanger
+	outbound *exchange.Outbound
 	// authProvider is the embedded Auth Provider; nil when disabled.
 	authProvider *authProvider
 	// store is the bbolt database; nil when nothing needs one.
@@ -87,7 +88,11 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if b.authProvider, err = newAuthProvider(context.Background(), cfg, b.store.database(), b); err != nil {
 		return nil, err
 	}
-	if b.exchanger, err = newExchanger(cfg, b); err != nil {
+	outbound, err := outboundOptions(cfg, b)
+	if err != nil {
+		return nil, err
+	}
+	if b.outbound, err = exchange.NewOutbound(outbound); err != nil {
 		return nil, err
 	}
 	b.pipeline = b.newPipeline()

@@ -1,6 +1,10 @@
 package broker
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/mcpbroker/mcpbroker/exchange"
+)
 
 // Failures the pipeline renders as JSON-RPC errors (see render.go).
 var (
@@ -18,8 +22,8 @@ var (
 	ErrCancelled = errors.New("cancelled by the client")
 	// ErrExchangeFailed: no token could be obtained for an upstream, which
 	// was therefore not contacted.
-	ErrExchangeFailed = errors.New("token exchange failed")
+	ErrExchangeFailed = exchange.ErrFailed
 	// ErrNoAgent: the app's upstream receives exchanged tokens, which are
 	// issued for an authenticated agent only.
-	ErrNoAgent = errors.New("token exchange needs an authenticated agent")
+	ErrNoAgent = exchange.ErrNoAgent
 )

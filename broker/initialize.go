@@ -55,7 +55,7 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	var mu sync.Mutex
 	results := make(map[string]*apps.InitializeResult, len(b.catalog.Apps))
 	each(b.catalog.Apps, func(app *apps.App) {
-		conn, err := app.Open(ctx, initParams(s), b.exchanger.sessionToken(st, app))
+		conn, err := app.Open(ctx, initParams(s), b.sessionToken(st, app))
 		if err != nil {
 			b.log.Warn("upstream not reachable at initialize", "app", app.Name, "error", err)
 			return

@@ -39,13 +39,13 @@ const CodeForbidden = -32010
 func errorObject(err error) *jsonrpc.Error {
 	var rpcErr *jsonrpc.Error
 	var denied *denial
-	var scope *toolScopeError
-	var failed *exchangeError
+	var scope *exchange.ScopeError
+	var failed *exchange.IssueError
 	switch {
 	case errors.As(err, &scope):
 		// Where the HTTP status was already sent (the legacy transport),
 		// this is all the agent gets of the step-up challenge.
-		return jsonrpc.NewError(CodeForbidden, `insufficient scope: this tool needs scope "`+strings.Join(scope.scopes, " ")+`"`)
+		return jsonrpc.NewError(CodeForbidden, `insufficient scope: this tool needs scope "`+strings.Join(scope.Scopes, " ")+`"`)
 	case errors.As(err, &failed):
 		// The upstream was never contacted; say why in OAuth's words only.
 		return jsonrpc.NewError(jsonrpc.CodeServerError, exchangeFailureMessage(failed))
@@ -79,12 +79,12 @@ func errorObject(err error) *jsonrpc.Error {
 
 // exchangeFailureMessage names the OAuth error code an identity provider
 // answered, or nothing more than that the exchange failed.
-func exchangeFailureMessage(e *exchangeError) string {
+func exchangeFailureMessage(e *exchange.IssueError) string {
 	var oauthErr *exchange.OAuthError
-	if errors.As(e.err, &oauthErr) {
+	if errors.As(e.Err, &oauthErr) {
 		return ErrExchangeFailed.Error() + ": " + oauthErr.Code
 	}
-	if errors.Is(e.err, exchange.ErrAgentTokenExpiring) {
+	if errors.Is(e.Err, exchange.ErrAgentTokenExpiring) {
 		return ErrExchangeFailed.Error() + ": " + exchange.ErrAgentTokenExpiring.Error()
 	}
 	return ErrExchangeFailed.Error()
@@ -123,9 +123,9 @@ func (b *Broker) challenge(r *http.Request, err error) *provider.HTTPError {
 		params = append(params, `error="invalid_request"`, `error_description="`+quoteSafe(err.Error())+`"`)
 	case errors.Is(err, errInsufficientScope):
 		scopes := b.auth.requiredScopes
-		var tool *toolScopeError
+		var tool *exchange.ScopeError
 		if errors.As(err, &tool) {
-			scopes = tool.scopes
+			scopes = tool.Scopes
 		}
 		status, message = http.StatusForbidden, "forbidden: insufficient scope"
 		params = append(params, `error="insufficient_scope"`, `scope="`+strings.Join(scopes, " ")+`"`)

@@ -96,7 +96,7 @@ func (b *Broker) stateOf(s *provider.Session) *sessionState {
 func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (*apps.Conn, error) {
 	st := b.stateOf(s)
 	return st.Conn(app, func() (*apps.Conn, error) {
-		init, token := initParams(s), b.exchanger.sessionToken(st, app)
+		init, token := initParams(s), b.sessionToken(st, app)
 		if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" {
 			return app.Restore(ref.ID, ref.ProtocolVersion, init, token), nil
 		}

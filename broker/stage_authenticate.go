@@ -27,7 +27,7 @@ type authenticator struct {
 // Errors of authentication, rendered as OAuth challenges in render.go.
 var (
 	errTokenInQuery      = errors.New("access tokens are accepted only in the Authorization header")
-	errInsufficientScope = errors.New("insufficient scope")
+	errInsufficientScope = oauth.ErrInsufficientScope
 )
 
 // newAuthenticator builds the verifier of the configured authorization

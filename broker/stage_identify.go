@@ -14,11 +14,11 @@ func (b *Broker) identify(_ context.Context, c *Call) error {
 	if r := c.Request.HTTP; r != nil {
 		c.Principal = oauth.PrincipalFrom(r.Context())
 	}
-	if b.exchanger == nil || c.Principal == nil {
+	if b.outbound == nil || c.Principal == nil {
 		return nil
 	}
 	c.State.agent.Store(c.Principal)
-	if b.exchanger.connectors {
+	if b.outbound.ExchangesAgentToken() {
 		c.agentToken = c.subjectToken()
 	}
 	return nil

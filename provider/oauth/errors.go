@@ -25,6 +25,11 @@ var (
 	// keys, or introspection failed). The broker answers 503, not 401, so
 	// that clients do not throw away good tokens during an IdP outage.
 	ErrUnavailable = errors.New("oauth: token verification unavailable")
+
+	// ErrInsufficientScope: the token is valid but lacks scopes the
+	// request needs. The broker answers 403 error="insufficient_scope"
+	// (RFC 6750 §3.1) with the scopes to step up to.
+	ErrInsufficientScope = errors.New("insufficient scope")
 )
 
 // Errors of the Fetcher, wrapped with the URL that caused them.

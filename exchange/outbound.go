@@ -1,0 +1,267 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
+)
+
+// Outbound identity. The upstream of an app whose outbound type is
+// tokenExchange never sees the agent's token. A tools/call carries a
+// tool token: the app's audience, the tool's scopes (never more than the
+// agent holds, and narrowed further when the policy names scopes) and the
+// tool's lifetime. Every other request of the app's upstream session —
+// initialize, lists, reads, prompts, completions, notifications, the GET
+// stream, DELETE — carries a session token: the app's audience, no scopes,
+// the default lifetime, so an upstream that checks every request still
+// accepts the session.
+
+// DefaultTool names the tool grant for tools that have none of their
+// own; without it such tools get no token.
+const DefaultTool = "*"
+
+// SessionTokenTTL is the lifetime of session tokens: the default lifetime
+// of a tool's token.
+const SessionTokenTTL = 5 * time.Second
+
+// ToolGrant is the shape of one tool's token.
+type ToolGrant struct {
+	Scopes []string
+	// TTL is rounded up to whole seconds: tokens count time in seconds.
+	TTL time.Duration
+}
+
+// AppOptions is one app's outbound token configuration.
+type AppOptions struct {
+	Name       string
+	Audience   string
+	Delegation bool // the token carries the agent as actor (act)
+	// Tools holds each tool's grant by upstream tool name; DefaultTool's
+	// applies to tools without their own.
+	Tools  map[string]ToolGrant
+	Issuer Issuer
+}
+
+// Outbound issues the tokens of every app whose upstream receives
+// exchanged tokens.
+type Outbound struct {
+	apps map[string]*AppIssuer
+	// exchangesAgentToken: some app's issuer needs the agent's own token.
+	exchangesAgentToken bool
+}
+
+// NewOutbound prepares the apps' grants; nil when there are none.
+func NewOutbound(options []AppOptions) (*Outbound, error) {
+	if len(options) == 0 {
+		return nil, nil
+	}
+	o := &Outbound{apps: make(map[string]*AppIssuer, len(options))}
+	for _, opts := range options {
+		if opts.Issuer == nil {
+			return nil, fmt.Errorf("exchange: app %q: no issuer", opts.Name)
+		}
+		a := &AppIssuer{name: opts.Name, audience: opts.Audience, delegation: opts.Delegation,
+			issuer: opts.Issuer, tools: make(map[string]*ToolGrant, len(opts.Tools))}
+		for name, grant := range opts.Tools {
+			if rest := grant.TTL % time.Second; rest != 0 {
+				grant.TTL += time.Second - rest
+			}
+			a.tools[name] = &grant
+		}
+		o.apps[opts.Name] = a
+		o.exchangesAgentToken = o.exchangesAgentToken || opts.Issuer.ExchangesAgentToken()
+	}
+	return o, nil
+}
+
+// App is the issuer of app's tokens; nil when app receives none.
+func (o *Outbound) App(name string) *AppIssuer {
+	if o == nil {
+		return nil
+	}
+	return o.apps[name]
+}
+
+// ExchangesAgentToken reports whether some app's tokens are exchanged for
+// the agent's own token, which a call must then keep at hand.
+func (o *Outbound) ExchangesAgentToken() bool { return o != nil && o.exchangesAgentToken }
+
+// AppIssuer issues one app's tool and session tokens.
+type AppIssuer struct {
+	name       string
+	audience   string
+	delegation bool
+	tools      map[string]*ToolGrant
+	issuer     Issuer
+}
+
+// Errors of outbound issuing; callers compare with errors.Is or errors.As.
+var (
+	// ErrFailed wraps every *IssueError: no token could be had, so the
+	// upstream was not contacted.
+	ErrFailed = errors.New("token exchange failed")
+	// ErrNoAgent: tokens are issued for an authenticated agent only.
+	ErrNoAgent = errors.New("token exchange needs an authenticated agent")
+	// ErrAgentExpired refuses a session token for an agent whose own token
+	// expired, outside any call that would prove it renewed.
+	ErrAgentExpired = errors.New("the agent's access token has expired")
+)
+
+// IssueError is a failed issue. Its text names the app and the cause,
+// never a token.
+type IssueError struct {
+	App string
+	Err error
+}
+
+func (e *IssueError) Error() string {
+	return fmt.Sprintf("token exchange for app %q failed: %v", e.App, e.Err)
+}
+
+func (e *IssueError) Unwrap() []error { return []error{ErrFailed, e.Err} }
+
+// ScopeError refuses a tool call whose agent token lacks scopes the
+// tool's token needs: the agent may step up and come back with them. It
+// matches oauth.ErrInsufficientScope.
+type ScopeError struct {
+	Scopes []string
+}
+
+func (e *ScopeError) Error() string {
+	return "insufficient scope: the tool needs " + strings.Join(e.Scopes, " ")
+}
+
+func (e *ScopeError) Unwrap() error { return oauth.ErrInsufficientScope }
+
+// ToolCall is what a tool token is issued for.
+type ToolCall struct {
+	Principal *oauth.Principal
+	Tool      string // the upstream's name of the tool
+	// PolicyScopes narrows the tool's scopes to those the policy named;
+	// nil when it named none.
+	PolicyScopes []string
+	// SubjectToken is the agent's own token, for issuers that exchange it.
+	SubjectToken Credential
+}
+
+// ToolToken issues the token a tools/call carries: empty, without error,
+// when the tool has no grant and the call is to carry no token at all.
+func (a *AppIssuer) ToolToken(ctx context.Context, call ToolCall) (Credential, error) {
+	grant := a.tools[call.Tool]
+	if grant == nil {
+		grant = a.tools[DefaultTool]
+	}
+	if grant == nil {
+		return "", nil
+	}
+	if call.Principal == nil {
+		return "", ErrNoAgent
+	}
+	scopes, err := grantedScopes(grant.Scopes, call.Principal.Scopes, call.PolicyScopes)
+	if err != nil {
+		return "", err
+	}
+	r := TokenRequest{Principal: call.Principal, Audience: a.audience, Scopes: scopes, TTL: grant.TTL, Delegation: a.delegation}
+	if a.issuer.ExchangesAgentToken() {
+		r.SubjectToken = call.SubjectToken
+	}
+	token, err := a.issuer.Issue(ctx, r)
+	if err != nil {
+		return "", &IssueError{App: a.name, Err: err}
+	}
+	return token.Value, nil
+}
+
+// grantedScopes are the scopes of a tool's token: the tool's own, which the
+// agent's token must all hold (a token is never wider than the one it was
+// exchanged for), narrowed to those the policy named, if it named any.
+func grantedScopes(tool, held, named []string) ([]string, error) {
+	for _, scope := range tool {
+		if !slices.Contains(held, scope) {
+			return nil, &ScopeError{Scopes: tool}
+		}
+	}
+	if named == nil {
+		return tool, nil
+	}
+	narrowed := make([]string, 0, len(tool))
+	for _, scope := range tool {
+		if slices.Contains(named, scope) {
+			narrowed = append(narrowed, scope)
+		}
+	}
+	return narrowed, nil
+}
+
+// SessionToken issues the session tokens of one upstream session for the
+// agent that agent reports (the client session's latest), keeping each
+// while at least half its lifetime remains, or, when no new one can be
+// had, until it expires.
+func (a *AppIssuer) SessionToken(agent func() *oauth.Principal) *SessionToken {
+	return &SessionToken{app: a, agent: agent}
+}
+
+// SessionToken is one upstream session's identity-only token.
+type SessionToken struct {
+	app   *AppIssuer
+	agent func() *oauth.Principal
+
+	mu        sync.Mutex
+	principal *oauth.Principal
+	token     Credential
+	renew     time.Time
+	expiry    time.Time
+}
+
+// Token is the session's token. subject is the agent's own token when the
+// request is part of a call, empty otherwise.
+func (s *SessionToken) Token(ctx context.Context, subject Credential) (Credential, error) {
+	token, err := s.issue(ctx, subject)
+	if err != nil {
+		return "", &IssueError{App: s.app.name, Err: err}
+	}
+	return token, nil
+}
+
+func (s *SessionToken) issue(ctx context.Context, subject Credential) (Credential, error) {
+	principal := s.agent()
+	if principal == nil {
+		return "", ErrNoAgent
+	}
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cached := s.token != "" && s.principal == principal
+	if cached && now.Before(s.renew) {
+		return s.token, nil
+	}
+	if !principal.Expiry.IsZero() && !now.Before(principal.Expiry) {
+		return "", ErrAgentExpired
+	}
+	issuer := s.app.issuer
+	if issuer.ExchangesAgentToken() && subject == "" {
+		if cached && now.Before(s.expiry) {
+			return s.token, nil
+		}
+		return "", ErrNoSubjectToken
+	}
+	token, err := issuer.Issue(ctx, TokenRequest{
+		Principal:    principal,
+		SubjectToken: subject,
+		Audience:     s.app.audience,
+		TTL:          SessionTokenTTL,
+		Delegation:   s.app.delegation,
+	})
+	if err != nil {
+		return "", err
+	}
+	s.principal, s.token, s.expiry = principal, token.Value, token.Expiry
+	s.renew = now.Add(token.Expiry.Sub(now) / 2)
+	return token.Value, nil
+}
