@@ -82,7 +82,7 @@ func errorObject(err error) *jsonrpc.Error {
 func exchangeFailureMessage(e *exchange.IssueError) string {
 	var oauthErr *exchange.OAuthError
 	if errors.As(e.Err, &oauthErr) {
-		return ErrExchangeFailed.Error() + ": " + oauthErr.Code
+		return ErrExchangeFailed.Error() + ": " + oauthErr.ErrorField
 	}
 	if errors.Is(e.Err, exchange.ErrAgentTokenExpiring) {
 		return ErrExchangeFailed.Error() + ": " + exchange.ErrAgentTokenExpiring.Error()

@@ -198,7 +198,7 @@ func (c *Client) errorResponse(body []byte, status int, req *ClientRequest) erro
 	if document, err := oauth.DecodeObject(body); err == nil {
 		if code, ok := document["error"].(string); ok && isErrorCode(code) {
 			description, _ := document["error_description"].(string)
-			return &OAuthError{Code: code, Description: c.sanitize(description, req), Status: status}
+			return &OAuthError{ErrorField: code, DescriptionField: c.sanitize(description, req), CodeField: status}
 		}
 	}
 	return fmt.Errorf("exchange: token exchange at %s: %w: http status %d without an oauth error", c.endpoint, ErrTokenResponse, status)

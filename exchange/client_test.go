@@ -152,7 +152,7 @@ func TestClientExchange(t *testing.T) {
 				var oauthErr *OAuthError
 				switch {
 				case test.oauthCode != "":
-					if !errors.As(err, &oauthErr) || oauthErr.Code != test.oauthCode || oauthErr.Status != test.status {
+					if !errors.As(err, &oauthErr) || oauthErr.ErrorField != test.oauthCode || oauthErr.CodeField != test.status {
 						t.Fatalf("Exchange: %v (%+v), want %s with status %d", err, oauthErr, test.oauthCode, test.status)
 					}
 				case !errors.Is(err, test.sentinel) || errors.As(err, &oauthErr):
@@ -413,8 +413,8 @@ func FuzzTokenResponse(f *testing.F) {
 		err := client.errorResponse(body, status, &request)
 		var oauthErr *OAuthError
 		if errors.As(err, &oauthErr) {
-			if !isErrorCode(oauthErr.Code) || len(oauthErr.Description) > maxErrorDescription ||
-				strings.Contains(oauthErr.Description, idpSubject) || strings.Contains(oauthErr.Description, idpClientSecret) {
+			if !isErrorCode(oauthErr.ErrorField) || len(oauthErr.DescriptionField) > maxErrorDescription ||
+				strings.Contains(oauthErr.DescriptionField, idpSubject) || strings.Contains(oauthErr.DescriptionField, idpClientSecret) {
 				t.Fatalf("error %+v", oauthErr)
 			}
 		} else if !errors.Is(err, ErrTokenResponse) {

@@ -121,7 +121,7 @@ type IssueError struct {
 }
 
 func (e *IssueError) Error() string {
-	return fmt.Sprintf("token exchange for app %q failed: %v", e.App, e.Err)
+	return fmt.Sprintf("token exchange for app %q failed: %s", e.App, Describe(e.Err))
 }
 
 func (e *IssueError) Unwrap() []error { return []error{ErrFailed, e.Err} }

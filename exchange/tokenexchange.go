@@ -194,13 +194,13 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 		return nil, err
 	}
 	if subject.ClientID == "" {
-		return nil, ErrInvalidRequest.WithDescription("subject_token has no client_id")
+		return nil, refusal(ErrInvalidRequest, "subject_token has no client_id")
 	}
 	exchangeable := func(token *VerifiedToken) bool {
 		return slices.ContainsFunc(token.Audience, func(audience string) bool { return slices.Contains(client.SubjectAudiences, audience) })
 	}
 	if !exchangeable(subject) {
-		return nil, ErrInvalidRequest.WithDescription("subject token was not issued for a resource this client may exchange")
+		return nil, refusal(ErrInvalidRequest, "subject token was not issued for a resource this client may exchange")
 	}
 	extra, err := subjectIssuerClaim(subject)
 	if err != nil {
@@ -213,7 +213,7 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 		}
 		// A token minted for an upstream does not name an actor either.
 		if !exchangeable(actor) {
-			return nil, ErrInvalidRequest.WithDescription("actor token was not issued for a resource this client may exchange")
+			return nil, refusal(ErrInvalidRequest, "actor token was not issued for a resource this client may exchange")
 		}
 	}
 	chain, err := actorChain(subject, actor)
@@ -231,7 +231,7 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 		ttl = min(ttl, actor.Expiry.Sub(now).Truncate(time.Second))
 	}
 	if ttl < time.Second {
-		return nil, ErrInvalidRequest.WithDescription("%s expires in less than a second", expiringToken(subject, actor, now))
+		return nil, refusal(ErrInvalidRequest, "%s expires in less than a second", expiringToken(subject, actor, now))
 	}
 
 	token, claims, err := e.minter.Mint(ctx, Grant{
@@ -245,7 +245,7 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 		Extra:      extra,
 	})
 	if err != nil {
-		return nil, ErrServerError.WithDescription("the token could not be issued").WithCause(err)
+		return nil, refusal(ErrServerError, "the token could not be issued").WithWrap(err)
 	}
 	return &ExchangeResponse{
 		AccessToken:     token,
@@ -273,7 +273,7 @@ func subjectIssuerClaim(subject *VerifiedToken) (map[string]any, error) {
 	}
 	issuer, ok := raw.(string)
 	if !ok || issuer == "" {
-		return nil, ErrInvalidRequest.WithDescription("subject_token's %s is not a non-empty string", SubjectIssuerClaim)
+		return nil, refusal(ErrInvalidRequest, "subject_token's %s is not a non-empty string", SubjectIssuerClaim)
 	}
 	return map[string]any{SubjectIssuerClaim: issuer}, nil
 }
@@ -283,19 +283,19 @@ func subjectIssuerClaim(subject *VerifiedToken) (map[string]any, error) {
 func checkTokenTypes(req *ExchangeRequest) (string, error) {
 	switch {
 	case req.SubjectToken == "":
-		return "", ErrInvalidRequest.WithDescription("subject_token is required")
+		return "", refusal(ErrInvalidRequest, "subject_token is required")
 	case req.SubjectTokenType == "":
-		return "", ErrInvalidRequest.WithDescription("subject_token_type is required")
+		return "", refusal(ErrInvalidRequest, "subject_token_type is required")
 	case !acceptedTokenType(req.SubjectTokenType):
-		return "", ErrInvalidRequest.WithDescription("subject_token_type must be %s or %s", TokenTypeAccessToken, TokenTypeJWT)
+		return "", refusal(ErrInvalidRequest, "subject_token_type must be %s or %s", TokenTypeAccessToken, TokenTypeJWT)
 	case req.ActorToken != "" && req.ActorTokenType == "":
-		return "", ErrInvalidRequest.WithDescription("actor_token_type is required with actor_token")
+		return "", refusal(ErrInvalidRequest, "actor_token_type is required with actor_token")
 	case req.ActorToken == "" && req.ActorTokenType != "":
-		return "", ErrInvalidRequest.WithDescription("actor_token_type is only allowed with actor_token")
+		return "", refusal(ErrInvalidRequest, "actor_token_type is only allowed with actor_token")
 	case req.ActorToken != "" && !acceptedTokenType(req.ActorTokenType):
-		return "", ErrInvalidRequest.WithDescription("actor_token_type must be %s or %s", TokenTypeAccessToken, TokenTypeJWT)
+		return "", refusal(ErrInvalidRequest, "actor_token_type must be %s or %s", TokenTypeAccessToken, TokenTypeJWT)
 	case req.RequestedTokenType != "" && !acceptedTokenType(req.RequestedTokenType):
-		return "", ErrInvalidRequest.WithDescription("requested_token_type must be %s or %s", TokenTypeAccessToken, TokenTypeJWT)
+		return "", refusal(ErrInvalidRequest, "requested_token_type must be %s or %s", TokenTypeAccessToken, TokenTypeJWT)
 	case req.RequestedTokenType == TokenTypeJWT:
 		return TokenTypeJWT, nil
 	}
@@ -314,7 +314,7 @@ func resolveTarget(client ExchangeClient, req ExchangeRequest) (string, error) {
 	var targets []string
 	for _, audience := range req.Audiences {
 		if audience == "" {
-			return "", ErrInvalidRequest.WithDescription("audience must not be empty")
+			return "", refusal(ErrInvalidRequest, "audience must not be empty")
 		}
 		if !slices.Contains(targets, audience) {
 			targets = append(targets, audience)
@@ -324,7 +324,7 @@ func resolveTarget(client ExchangeClient, req ExchangeRequest) (string, error) {
 		// RFC 8707 §2: an absolute URI without a fragment.
 		u, err := url.Parse(resource)
 		if err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(resource, "#") {
-			return "", ErrInvalidTarget.WithDescription("resource must be an absolute URI without a fragment")
+			return "", refusal(ErrInvalidTarget, "resource must be an absolute URI without a fragment")
 		}
 		if !slices.Contains(targets, resource) {
 			targets = append(targets, resource)
@@ -332,11 +332,11 @@ func resolveTarget(client ExchangeClient, req ExchangeRequest) (string, error) {
 	}
 	switch {
 	case len(targets) == 0:
-		return "", ErrInvalidRequest.WithDescription("audience or resource is required")
+		return "", refusal(ErrInvalidRequest, "audience or resource is required")
 	case len(targets) > 1:
-		return "", ErrInvalidTarget.WithDescription("audience and resource must name a single target")
+		return "", refusal(ErrInvalidTarget, "audience and resource must name a single target")
 	case !slices.Contains(client.Audiences, targets[0]):
-		return "", ErrInvalidTarget.WithDescription("the client may not obtain tokens for this audience")
+		return "", refusal(ErrInvalidTarget, "the client may not obtain tokens for this audience")
 	}
 	return targets[0], nil
 }
@@ -348,7 +348,7 @@ func requestedScopes(values []string) ([]string, error) {
 	for _, value := range values {
 		for _, scope := range strings.Fields(value) {
 			if !IsScopeToken(scope) {
-				return nil, ErrInvalidScope.WithDescription("scope must be space-separated scope tokens (RFC 6749 §3.3)")
+				return nil, refusal(ErrInvalidScope, "scope must be space-separated scope tokens (RFC 6749 §3.3)")
 			}
 			if !slices.Contains(scopes, scope) {
 				scopes = append(scopes, scope)
@@ -367,16 +367,16 @@ func (e *Exchanger) verify(ctx context.Context, name, token string, now time.Tim
 	})
 	if err != nil {
 		if reason := oauth.ReasonOf(err); reason != "" {
-			return nil, ErrInvalidRequest.WithDescription("%s is not a valid access token from this issuer: %s", name, reason)
+			return nil, refusal(ErrInvalidRequest, "%s is not a valid access token from this issuer: %s", name, reason)
 		}
-		return nil, ErrServerError.WithCause(err)
+		return nil, ErrServerError.WithWrap(err)
 	}
 	if e.revoked != nil {
 		if verified.TokenID == "" {
-			return nil, ErrInvalidRequest.WithDescription("%s has no jti, so its revocation cannot be checked", name)
+			return nil, refusal(ErrInvalidRequest, "%s has no jti, so its revocation cannot be checked", name)
 		}
 		if e.revoked(ctx, verified.TokenID) {
-			return nil, ErrInvalidRequest.WithDescription("%s has been revoked", name)
+			return nil, refusal(ErrInvalidRequest, "%s has been revoked", name)
 		}
 	}
 	return verified, nil
@@ -388,7 +388,7 @@ func (e *Exchanger) verify(ctx context.Context, name, token string, now time.Tim
 func actorChain(subject, actor *VerifiedToken) (*oauth.Actor, error) {
 	if actor == nil {
 		if subject.MayAct != nil {
-			return nil, ErrInvalidRequest.WithDescription("subject_token names who may act for its subject (may_act); impersonation is not allowed, present that party's actor_token")
+			return nil, refusal(ErrInvalidRequest, "subject_token names who may act for its subject (may_act); impersonation is not allowed, present that party's actor_token")
 		}
 		return nil, nil
 	}
@@ -397,7 +397,7 @@ func actorChain(subject, actor *VerifiedToken) (*oauth.Actor, error) {
 		if (may.Subject != "" && may.Subject != identity) ||
 			(may.ClientID != "" && may.ClientID != actor.ClientID) ||
 			(may.Issuer != "" && may.Issuer != actor.Issuer) {
-			return nil, ErrInvalidRequest.WithDescription("the actor_token's party is not the one the subject_token's may_act allows to act")
+			return nil, refusal(ErrInvalidRequest, "the actor_token's party is not the one the subject_token's may_act allows to act")
 		}
 	}
 	chain := &oauth.Actor{Subject: identity, ClientID: actor.ClientID, Actor: subject.Actor}
@@ -406,7 +406,7 @@ func actorChain(subject, actor *VerifiedToken) (*oauth.Actor, error) {
 		depth++
 	}
 	if depth > oauth.MaxActorDepth {
-		return nil, ErrInvalidRequest.WithDescription("the delegation chain would be longer than %d actors", oauth.MaxActorDepth)
+		return nil, refusal(ErrInvalidRequest, "the delegation chain would be longer than %d actors", oauth.MaxActorDepth)
 	}
 	return chain, nil
 }
@@ -417,10 +417,10 @@ func actorChain(subject, actor *VerifiedToken) (*oauth.Actor, error) {
 func grantScopes(subject, allowed, requested []string) ([]string, error) {
 	for _, scope := range requested {
 		if !slices.Contains(subject, scope) {
-			return nil, ErrInvalidScope.WithDescription("scope %q is not in the subject_token's scope", scope)
+			return nil, refusal(ErrInvalidScope, "scope %q is not in the subject_token's scope", scope)
 		}
 		if len(allowed) > 0 && !slices.Contains(allowed, scope) {
-			return nil, ErrInvalidScope.WithDescription("scope %q is not allowed for this client", scope)
+			return nil, refusal(ErrInvalidScope, "scope %q is not allowed for this client", scope)
 		}
 	}
 	return requested, nil

@@ -26,7 +26,7 @@ func TestSubjectTokenAudienceMustBeAllowed(t *testing.T) {
 			ledgerAudience, got.Claims.Audience, got.Claims.Subject, got.Scope)
 	}
 	var oauthErr *OAuthError
-	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_request" {
+	if !errors.As(err, &oauthErr) || oauthErr.ErrorField != "invalid_request" {
 		t.Errorf("Exchange: %v, want invalid_request", err)
 	}
 }
@@ -45,7 +45,7 @@ func TestActorTokenAudienceMustBeAllowed(t *testing.T) {
 		ExchangeRequest{SubjectToken: subject, SubjectTokenType: TokenTypeAccessToken,
 			ActorToken: toolToken, ActorTokenType: TokenTypeAccessToken, Audiences: []string{mailAudience}})
 	var oauthErr *OAuthError
-	if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_request" {
+	if !errors.As(err, &oauthErr) || oauthErr.ErrorField != "invalid_request" {
 		t.Errorf("Exchange with an actor token for %s: %v, want invalid_request", ledgerAudience, err)
 	}
 }
@@ -76,7 +76,7 @@ func TestExchangeKeepsTheSubjectIssuer(t *testing.T) {
 				ExchangeRequest{SubjectToken: subject, SubjectTokenType: TokenTypeAccessToken, Audiences: []string{ledgerAudience}})
 			if !test.ok {
 				var oauthErr *OAuthError
-				if !errors.As(err, &oauthErr) || oauthErr.Code != "invalid_request" {
+				if !errors.As(err, &oauthErr) || oauthErr.ErrorField != "invalid_request" {
 					t.Fatalf("Exchange: %v, want invalid_request", err)
 				}
 				return

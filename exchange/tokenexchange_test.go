@@ -274,13 +274,13 @@ func TestExchange(t *testing.T) {
 			response, err := exchanger.Exchange(context.Background(), test.client, test.req)
 			if test.want.code != "" {
 				var oauthErr *OAuthError
-				if !errors.As(err, &oauthErr) || oauthErr.Code != test.want.code {
+				if !errors.As(err, &oauthErr) || oauthErr.ErrorField != test.want.code {
 					t.Fatalf("Exchange: %v, want %s", err, test.want.code)
 				}
 				if response != nil {
 					t.Error("a response came with the error")
 				}
-				if oauthErr.Description == "" || oauthErr.Status != 400 {
+				if oauthErr.DescriptionField == "" || oauthErr.CodeField != 400 {
 					t.Errorf("error %+v lacks a description or status 400", oauthErr)
 				}
 				for _, token := range []string{test.req.SubjectToken, test.req.ActorToken} {

@@ -344,7 +344,7 @@ func tokenExchangeCommand() *cli.Command {
 				Scopes:             c.StringSlice("scope"),
 			})
 			if err != nil {
-				return cli.Exit("token exchange: "+err.Error(), 1)
+				return cli.Exit("token exchange: "+exchange.Describe(err), 1)
 			}
 			return printIssued(c.App.Writer, issued, c.Bool("raw"), time.Now())
 		},

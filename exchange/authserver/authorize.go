@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"errors"
+	"github.com/mcpbroker/mcpbroker/exchange"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -305,10 +306,10 @@ func resolveAudience(requested, allowed []string, fallback string) (string, erro
 	var target string
 	for _, t := range requested {
 		if u, err := url.Parse(t); err != nil || !u.IsAbs() || u.Fragment != "" || strings.Contains(t, "#") {
-			return "", errInvalidTarget.WithHint("A resource must be an absolute URI without a fragment.")
+			return "", exchange.ErrInvalidTarget.WithHint("A resource must be an absolute URI without a fragment.")
 		}
 		if target != "" && target != t {
-			return "", errInvalidTarget.WithHint("A token is issued for one resource; ask for one.")
+			return "", exchange.ErrInvalidTarget.WithHint("A token is issued for one resource; ask for one.")
 		}
 		target = t
 	}
@@ -316,11 +317,11 @@ func resolveAudience(requested, allowed []string, fallback string) (string, erro
 	case target != "" && slices.Contains(allowed, target):
 		return target, nil
 	case target != "":
-		return "", errInvalidTarget.WithHintf("The client may not obtain tokens for '%s'.", target)
+		return "", exchange.ErrInvalidTarget.WithHintf("The client may not obtain tokens for '%s'.", target)
 	case slices.Contains(allowed, fallback):
 		return fallback, nil
 	case len(allowed) > 0:
 		return allowed[0], nil
 	}
-	return "", errInvalidTarget.WithHint("The client may not obtain tokens for any resource.")
+	return "", exchange.ErrInvalidTarget.WithHint("The client may not obtain tokens for any resource.")
 }

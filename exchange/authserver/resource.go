@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"github.com/mcpbroker/mcpbroker/exchange"
 	"slices"
 
 	"github.com/ory/fosite"
@@ -65,7 +66,7 @@ func (h *resourceHandler) HandleTokenEndpointRequest(_ context.Context, request 
 	}
 	for _, target := range requested {
 		if !slices.Contains(granted, target) {
-			return errInvalidTarget.WithHint("The resource is not the one this grant was authorized for.")
+			return exchange.ErrInvalidTarget.WithHint("The resource is not the one this grant was authorized for.")
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -70,8 +71,12 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 		Resources:          form["resource"],
 		Scopes:             strings.Fields(form.Get("scope")),
 	})
-	if err != nil {
-		return oauthErrorToFosite(err)
+	if refusal := (*fosite.RFC6749Error)(nil); errors.As(err, &refusal) {
+		// The exchanger refuses in fosite's terms, written as they are.
+		return refusal
+	} else if err != nil {
+		// Anything else is a server error whose detail stays in the logs.
+		return fosite.ErrServerError.WithWrap(err)
 	}
 	response.SetAccessToken(result.AccessToken)
 	response.SetTokenType(result.TokenType)

@@ -159,7 +159,7 @@ func TestTokenExchangeRefusalsKeepTheirCodeAndStatus(t *testing.T) {
 	}{
 		{"invalid_target", exchange.ErrInvalidTarget.WithDescription("no"), http.StatusBadRequest, "invalid_target"},
 		{"invalid_client", exchange.ErrInvalidClient, http.StatusUnauthorized, "invalid_client"},
-		{"server error hides its cause", exchange.ErrServerError.WithCause(context.DeadlineExceeded), http.StatusInternalServerError, "server_error"},
+		{"server error hides its cause", exchange.ErrServerError.WithWrap(context.DeadlineExceeded), http.StatusInternalServerError, "server_error"},
 		{"plain error", context.Canceled, http.StatusInternalServerError, "server_error"},
 	}
 	for _, tt := range tests {
