@@ -62,9 +62,6 @@ const maxEndedSessions = 1_000_000
 
 // New builds a broker from a validated configuration.
 func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
-	if err := Supported(cfg); err != nil {
-		return nil, err
-	}
 	b := &Broker{cfg: cfg, log: opts.Logger, version: opts.Version}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -137,25 +134,6 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	}
 	b.handler = limit.BodyDeadline(mux, time.Duration(cfg.HTTP.ReadBodyTimeout))
 	return b, nil
-}
-
-// Supported reports configuration this build validates but cannot serve,
-// so a setting that matters for security is never silently ignored.
-func Supported(cfg *config.Config) error {
-	var problems config.Problems
-	add := func(path, message string) {
-		problems = append(problems, config.Problem{Path: path, Message: message})
-	}
-	if s := cfg.MCPProvider.Transports.Stream; s != nil && s.Enabled && !s.Session.Enabled {
-		add("mcpProvider.transports.stream.session.enabled", "sessionless streamable HTTP is not supported in this version; set session.enabled: true")
-	}
-	if cfg.Storage.Redis != nil {
-		add("storage.redis", "not supported in this version")
-	}
-	if len(problems) > 0 {
-		return problems
-	}
-	return nil
 }
 
 func providerOptions(cfg *config.Config, log *slog.Logger) (provider.Options, error) {

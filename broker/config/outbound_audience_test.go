@@ -34,7 +34,7 @@ authProvider:
 mcpProvider:
   enabled: true
   transports:
-    stream: {enabled: true, path: /mcp}
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
   authorization:
     oauth:
       enabled: true

@@ -56,6 +56,7 @@ func (v *validator) storage(storage *Storage) {
 		v.add("storage.bolt.path", "required")
 	}
 	if redis := storage.Redis; redis != nil {
+		v.add("storage.redis", "not supported in this version; use storage.bolt, or leave storage out")
 		if len(redis.Addresses) == 0 {
 			v.add("storage.redis.addresses", "at least one address is required")
 		}

@@ -34,6 +34,9 @@ func (v *validator) mcpProvider(provider *MCPProvider, hasApps bool) {
 		path := field(transports, "stream")
 		serve(field(path, "path"), stream.Path, streamEnabled)
 		v.session(field(path, "session"), &stream.Session)
+		if streamEnabled && !stream.Session.Enabled {
+			v.add(field(path, "session.enabled"), "sessionless streamable HTTP is not supported in this version; set session.enabled: true")
+		}
 	}
 	if sse != nil {
 		path := field(transports, "sse")

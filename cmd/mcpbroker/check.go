@@ -44,13 +44,10 @@ func checkCommand() *cli.Command {
 	}
 }
 
-// loadConfig loads, validates and checks that this build can serve a
-// configuration; problems are printed one per line.
+// loadConfig loads and validates a configuration; problems are printed one
+// per line.
 func loadConfig(path string) (*config.Config, error) {
 	cfg, err := config.Load(path)
-	if err == nil {
-		err = broker.Supported(cfg)
-	}
 	if err != nil {
 		var problems config.Problems
 		if errors.As(err, &problems) {
