@@ -19,8 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/ory/fosite"
 
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
@@ -64,13 +62,6 @@ const (
 	idTokenLeeway = time.Minute
 )
 
-// idTokenAlgorithms are the signature algorithms accepted on a provider's
-// ID tokens: asymmetric only.
-var idTokenAlgorithms = []jose.SignatureAlgorithm{
-	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
-}
-
 func (f *Federation) validate(problem func(path, format string, args ...any)) {
 	u, err := url.Parse(f.DiscoveryURL)
 	switch {
@@ -105,7 +96,7 @@ type federation struct {
 	mu          sync.Mutex
 	provider    *providerMetadata
 	fetched     time.Time
-	keys        jose.JSONWebKeySet
+	keys        *oauth.KeySet // nil until fetched
 	keysFetched time.Time
 }
 
@@ -249,60 +240,28 @@ func (f *federation) signIn(ctx context.Context, code, verifier, nonce string) (
 	return f.verifyIDToken(ctx, provider, tokens.IDToken, nonce)
 }
 
-// verifyIDToken checks an ID token (OpenID Connect Core §3.1.3.7): a
-// signature by one of the provider's keys with an asymmetric algorithm,
-// iss the provider's, aud naming this client (and azp, when there are
-// several), exp not past, and the nonce sent.
+// verifyIDToken checks an ID token (OpenID Connect Core §3.1.3.7) with
+// provider/oauth's ID token rules: a signature by one of the provider's
+// keys with an asymmetric algorithm, iss the provider's, aud naming this
+// client (and azp, when there are several), exp not past, and the nonce
+// sent.
 func (f *federation) verifyIDToken(ctx context.Context, provider *providerMetadata, raw, nonce string) (*identity, error) {
-	parsed, err := jwt.ParseSigned(raw, idTokenAlgorithms)
+	rules := oauth.IDTokenRules{Issuer: provider.Issuer, ClientID: f.config.ClientID, Nonce: nonce, ClockSkew: idTokenLeeway}
+	claims, err := oauth.VerifyIDToken(raw, f.verificationKeys(ctx, provider, false), rules, f.now())
+	if oauth.ReasonOf(err) == oauth.ReasonKeyID {
+		// An unknown kid: the provider may have rotated its keys.
+		claims, err = oauth.VerifyIDToken(raw, f.verificationKeys(ctx, provider, true), rules, f.now())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("authserver: id token: %w", err)
 	}
-	if len(parsed.Headers) != 1 {
-		return nil, errors.New("authserver: id token: want exactly one signature")
-	}
-	header := parsed.Headers[0]
-	var claims jwt.Claims
-	var extra map[string]any
-	verified := false
-	for _, key := range f.verificationKeys(ctx, provider, header) {
-		if err := parsed.Claims(key.Key, &claims, &extra); err == nil {
-			verified = true
-			break
-		}
-	}
-	if !verified {
-		return nil, errors.New("authserver: id token: no key of the identity provider verifies it")
-	}
-	if claims.Expiry == nil {
-		return nil, errors.New("authserver: id token: exp missing")
-	}
-	err = claims.ValidateWithLeeway(jwt.Expected{
-		Issuer:      provider.Issuer,
-		AnyAudience: jwt.Audience{f.config.ClientID},
-		Time:        f.now(),
-	}, idTokenLeeway)
-	if err != nil {
-		return nil, fmt.Errorf("authserver: id token: %w", err)
-	}
-	// An azp naming another client means the token was issued to that
-	// client, whatever aud says (OpenID Connect Core §3.1.3.7).
-	azp, hasAZP := extra["azp"]
-	if (hasAZP || len(claims.Audience) > 1) && azp != f.config.ClientID {
-		return nil, errors.New("authserver: id token: azp is not this client")
-	}
-	if got, _ := extra["nonce"].(string); subtle.ConstantTimeCompare([]byte(got), []byte(nonce)) != 1 {
-		return nil, errors.New("authserver: id token: nonce does not match")
-	}
-	if claims.Subject == "" {
-		return nil, errors.New("authserver: id token: sub missing")
-	}
-	who := &identity{Subject: claims.Subject, AuthTime: f.now().Unix()}
-	who.Name, _ = extra["name"].(string)
-	who.Email, _ = extra["email"].(string)
-	preferred, _ := extra["preferred_username"].(string)
-	who.Username = cmp.Or(preferred, who.Email, claims.Subject)
-	switch groups := extra[f.config.GroupsClaim].(type) {
+	subject, _ := claims["sub"].(string)
+	who := &identity{Subject: subject, AuthTime: f.now().Unix()}
+	who.Name, _ = claims["name"].(string)
+	who.Email, _ = claims["email"].(string)
+	preferred, _ := claims["preferred_username"].(string)
+	who.Username = cmp.Or(preferred, who.Email, subject)
+	switch groups := claims[f.config.GroupsClaim].(type) {
 	case string:
 		who.Groups = []string{groups}
 	case []any:
@@ -315,34 +274,27 @@ func (f *federation) verifyIDToken(ctx context.Context, provider *providerMetada
 	return who, nil
 }
 
-// verificationKeys are the provider's signing keys that may have signed a
-// token with header: the kid's, or every key when the token names none.
-// An unknown kid fetches the keys again, at most every keysMinInterval.
-func (f *federation) verificationKeys(ctx context.Context, provider *providerMetadata, header jose.Header) []jose.JSONWebKey {
+// verificationKeys are the provider's signing keys, fetched on first use
+// and, when refresh asks (a token named a kid they lack), again at most
+// every keysMinInterval.
+func (f *federation) verificationKeys(ctx context.Context, provider *providerMetadata, refresh bool) *oauth.KeySet {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	matching := func() []jose.JSONWebKey {
-		var keys []jose.JSONWebKey
-		for _, key := range f.keys.Keys {
-			if key.Use == "enc" || (key.Algorithm != "" && key.Algorithm != header.Algorithm) || !key.IsPublic() {
-				continue
-			}
-			if header.KeyID == "" || key.KeyID == header.KeyID {
-				keys = append(keys, key)
-			}
-		}
-		return keys
+	stale := f.keys == nil || (refresh && f.now().Sub(f.keysFetched) >= keysMinInterval)
+	if !stale {
+		return f.keys
 	}
-	keys := matching()
-	if len(keys) == 0 && (f.keysFetched.IsZero() || f.now().Sub(f.keysFetched) >= keysMinInterval) {
-		var set jose.JSONWebKeySet
-		if err := f.getJSON(ctx, provider.JWKSURI, &set); err != nil {
-			f.logger.Warn("authserver: fetching the identity provider's keys failed", slog.Any("error", err))
-			return nil
-		}
-		f.keys, f.keysFetched = set, f.now()
-		keys = matching()
+	var document json.RawMessage
+	err := f.getJSON(ctx, provider.JWKSURI, &document)
+	var keys *oauth.KeySet
+	if err == nil {
+		keys, err = oauth.ParseJWKS(document)
 	}
+	if err != nil {
+		f.logger.Warn("authserver: fetching the identity provider's keys failed", slog.Any("error", err))
+		return f.keys
+	}
+	f.keys, f.keysFetched = keys, f.now()
 	return keys
 }
 

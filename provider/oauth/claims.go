@@ -86,27 +86,8 @@ func principalFromClaims(claims map[string]any, rules *claimRules, now time.Time
 		return nil, invalid(ReasonTokenType, "sender-constrained token (cnf) presented as bearer")
 	}
 
-	if p.Expiry, err = NumericDate(claims, "exp"); err != nil {
+	if p.Expiry, p.IssuedAt, err = checkLifetime(claims, rules.expiryRequired, rules.skew, now); err != nil {
 		return nil, err
-	}
-	switch {
-	case p.Expiry.IsZero() && rules.expiryRequired:
-		return nil, invalid(ReasonNoExpiry, "")
-	case !p.Expiry.IsZero() && !now.Before(p.Expiry.Add(rules.skew)):
-		return nil, invalid(ReasonExpired, "")
-	}
-	notBefore, err := NumericDate(claims, "nbf")
-	if err != nil {
-		return nil, err
-	}
-	if !notBefore.IsZero() && notBefore.After(now.Add(rules.skew)) {
-		return nil, invalid(ReasonNotYetValid, "")
-	}
-	if p.IssuedAt, err = NumericDate(claims, "iat"); err != nil {
-		return nil, err
-	}
-	if !p.IssuedAt.IsZero() && p.IssuedAt.After(now.Add(rules.skew)) {
-		return nil, invalid(ReasonIssuedInFuture, "")
 	}
 
 	audience, present, ok := StringOrStrings(claims["aud"])
@@ -227,6 +208,34 @@ func parseActor(v any, depth int) (*Actor, error) {
 		}
 	}
 	return &actor, nil
+}
+
+// checkLifetime applies exp (required when expiryRequired), nbf and iat
+// to now, each with skew, and returns exp and iat (zero when absent).
+func checkLifetime(claims map[string]any, expiryRequired bool, skew time.Duration, now time.Time) (expiry, issuedAt time.Time, err error) {
+	if expiry, err = NumericDate(claims, "exp"); err != nil {
+		return expiry, issuedAt, err
+	}
+	switch {
+	case expiry.IsZero() && expiryRequired:
+		return expiry, issuedAt, invalid(ReasonNoExpiry, "")
+	case !expiry.IsZero() && !now.Before(expiry.Add(skew)):
+		return expiry, issuedAt, invalid(ReasonExpired, "")
+	}
+	notBefore, err := NumericDate(claims, "nbf")
+	if err != nil {
+		return expiry, issuedAt, err
+	}
+	if !notBefore.IsZero() && notBefore.After(now.Add(skew)) {
+		return expiry, issuedAt, invalid(ReasonNotYetValid, "")
+	}
+	if issuedAt, err = NumericDate(claims, "iat"); err != nil {
+		return expiry, issuedAt, err
+	}
+	if !issuedAt.IsZero() && issuedAt.After(now.Add(skew)) {
+		return expiry, issuedAt, invalid(ReasonIssuedInFuture, "")
+	}
+	return expiry, issuedAt, nil
 }
 
 // StringClaim reads an optional string claim; absent gives "". Any other
