@@ -29,11 +29,11 @@ import (
 // there with the authorization code flow and PKCE, and {issuer}/callback
 // verifies the ID token that comes back before the consent step.
 type Federation struct {
-	// DiscoveryURL is the provider's OpenID configuration,
+	// DiscoveryURL is the identity provider's OpenID configuration,
 	// {provider issuer}/.well-known/openid-configuration.
 	DiscoveryURL string
 	ClientID     string
-	// ClientSecret authenticates at the provider's token endpoint
+	// ClientSecret authenticates at the identity provider's token endpoint
 	// (client_secret_basic); empty for a public client.
 	ClientSecret string
 	// Scopes asked for; default openid, profile and email.
@@ -41,7 +41,7 @@ type Federation struct {
 	// GroupsClaim names the ID token claim with the user's groups;
 	// default "groups".
 	GroupsClaim string
-	// HTTPClient reaches the provider; default a client with a 10s timeout.
+	// HTTPClient reaches the identity provider; default a client with a 10s timeout.
 	HTTPClient *http.Client
 }
 
@@ -50,14 +50,14 @@ const (
 	federationCookie = "mcpbroker_federation"
 	stageFederated   = "federated"
 
-	// providerMaxAge is how long the provider's metadata is used before it
+	// idpMetadataMaxAge is how long the identity provider's metadata is used before it
 	// is fetched again.
-	providerMaxAge = time.Hour
-	// keysMinInterval limits fetching the provider's keys again for an
+	idpMetadataMaxAge = time.Hour
+	// keysMinInterval limits fetching the identity provider's keys again for an
 	// unknown kid.
 	keysMinInterval = time.Minute
-	// maxProviderDocument caps what is read from the provider.
-	maxProviderDocument = 1 << 20
+	// maxIdPDocument caps what is read from the identity provider.
+	maxIdPDocument = 1 << 20
 	// idTokenLeeway is the clock skew tolerated on ID tokens.
 	idTokenLeeway = time.Minute
 )
@@ -77,8 +77,8 @@ func (f *Federation) validate(problem func(path, format string, args ...any)) {
 	}
 }
 
-// providerMetadata is what is read of the provider's OpenID configuration.
-type providerMetadata struct {
+// idpMetadata is what is read of the identity provider's OpenID configuration.
+type idpMetadata struct {
 	Issuer                string `json:"issuer"`
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
@@ -94,7 +94,7 @@ type federation struct {
 	logger      *slog.Logger
 
 	mu          sync.Mutex
-	provider    *providerMetadata
+	idp         *idpMetadata
 	fetched     time.Time
 	keys        *oauth.KeySet // nil until fetched
 	keysFetched time.Time
@@ -120,19 +120,19 @@ func newFederation(config Federation, redirectURL string, now func() time.Time, 
 	return &federation{config: config, redirectURL: redirectURL, client: client, now: now, logger: logger}
 }
 
-// metadata returns the provider's metadata, fetched at most every
+// metadata returns the identity provider's metadata, fetched at most every
 // providerMaxAge; when fetching again fails, the last good copy serves.
-func (f *federation) metadata(ctx context.Context) (*providerMetadata, error) {
+func (f *federation) metadata(ctx context.Context) (*idpMetadata, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.provider != nil && f.now().Sub(f.fetched) < providerMaxAge {
-		return f.provider, nil
+	if f.idp != nil && f.now().Sub(f.fetched) < idpMetadataMaxAge {
+		return f.idp, nil
 	}
-	var m providerMetadata
+	var m idpMetadata
 	if err := f.getJSON(ctx, f.config.DiscoveryURL, &m); err != nil {
-		if f.provider != nil {
+		if f.idp != nil {
 			f.logger.Warn("authserver: refreshing the identity provider's metadata failed; using the last copy", slog.Any("error", err))
-			return f.provider, nil
+			return f.idp, nil
 		}
 		return nil, err
 	}
@@ -147,11 +147,11 @@ func (f *federation) metadata(ctx context.Context) (*providerMetadata, error) {
 			return nil, fmt.Errorf("authserver: identity provider %s %q is not an https URL (http only on loopback)", name, endpoint)
 		}
 	}
-	f.provider, f.fetched = &m, f.now()
-	return f.provider, nil
+	f.idp, f.fetched = &m, f.now()
+	return f.idp, nil
 }
 
-// getJSON fetches a JSON document from the provider.
+// getJSON fetches a JSON document from the identity provider.
 func (f *federation) getJSON(ctx context.Context, target string, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
@@ -167,12 +167,12 @@ func (f *federation) doJSON(req *http.Request, into any) error {
 		return fmt.Errorf("authserver: %s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxProviderDocument+1))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIdPDocument+1))
 	if err != nil {
 		return fmt.Errorf("authserver: %s %s: %w", req.Method, req.URL.Redacted(), err)
 	}
-	if len(body) > maxProviderDocument {
-		return fmt.Errorf("authserver: %s %s: response larger than %d bytes", req.Method, req.URL.Redacted(), maxProviderDocument)
+	if len(body) > maxIdPDocument {
+		return fmt.Errorf("authserver: %s %s: response larger than %d bytes", req.Method, req.URL.Redacted(), maxIdPDocument)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("authserver: %s %s: status %d", req.Method, req.URL.Redacted(), resp.StatusCode)
@@ -186,9 +186,9 @@ func (f *federation) doJSON(req *http.Request, into any) error {
 	return nil
 }
 
-// authorizeURL is where the browser signs in at the provider.
-func (f *federation) authorizeURL(provider *providerMetadata, state, nonce, verifier string) string {
-	target, _ := url.Parse(provider.AuthorizationEndpoint) // checked when fetched
+// authorizeURL is where the browser signs in at the identity provider.
+func (f *federation) authorizeURL(idp *idpMetadata, state, nonce, verifier string) string {
+	target, _ := url.Parse(idp.AuthorizationEndpoint) // checked when fetched
 	sum := sha256.Sum256([]byte(verifier))
 	query := target.Query()
 	query.Set("response_type", "code")
@@ -203,9 +203,9 @@ func (f *federation) authorizeURL(provider *providerMetadata, state, nonce, veri
 	return target.String()
 }
 
-// signIn redeems the provider's code and returns who its ID token names.
+// signIn redeems the identity provider's code and returns who its ID token names.
 func (f *federation) signIn(ctx context.Context, code, verifier, nonce string) (*identity, error) {
-	provider, err := f.metadata(ctx)
+	idp, err := f.metadata(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func (f *federation) signIn(ctx context.Context, code, verifier, nonce string) (
 	if f.config.ClientSecret == "" {
 		form.Set("client_id", f.config.ClientID)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, provider.TokenEndpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, idp.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, fmt.Errorf("authserver: token request: %w", err)
 	}
@@ -237,20 +237,20 @@ func (f *federation) signIn(ctx context.Context, code, verifier, nonce string) (
 	if tokens.IDToken == "" {
 		return nil, errors.New("authserver: the identity provider's token response has no id_token")
 	}
-	return f.verifyIDToken(ctx, provider, tokens.IDToken, nonce)
+	return f.verifyIDToken(ctx, idp, tokens.IDToken, nonce)
 }
 
 // verifyIDToken checks an ID token (OpenID Connect Core §3.1.3.7) with
-// provider/oauth's ID token rules: a signature by one of the provider's
-// keys with an asymmetric algorithm, iss the provider's, aud naming this
+// provider/oauth's ID token rules: a signature by one of the identity provider's
+// keys with an asymmetric algorithm, iss the identity provider's, aud naming this
 // client (and azp, when there are several), exp not past, and the nonce
 // sent.
-func (f *federation) verifyIDToken(ctx context.Context, provider *providerMetadata, raw, nonce string) (*identity, error) {
-	rules := oauth.IDTokenRules{Issuer: provider.Issuer, ClientID: f.config.ClientID, Nonce: nonce, ClockSkew: idTokenLeeway}
-	claims, err := oauth.VerifyIDToken(raw, f.verificationKeys(ctx, provider, false), rules, f.now())
+func (f *federation) verifyIDToken(ctx context.Context, idp *idpMetadata, raw, nonce string) (*identity, error) {
+	rules := oauth.IDTokenRules{Issuer: idp.Issuer, ClientID: f.config.ClientID, Nonce: nonce, ClockSkew: idTokenLeeway}
+	claims, err := oauth.VerifyIDToken(raw, f.verificationKeys(ctx, idp, false), rules, f.now())
 	if oauth.ReasonOf(err) == oauth.ReasonKeyID {
-		// An unknown kid: the provider may have rotated its keys.
-		claims, err = oauth.VerifyIDToken(raw, f.verificationKeys(ctx, provider, true), rules, f.now())
+		// An unknown kid: the identity provider may have rotated its keys.
+		claims, err = oauth.VerifyIDToken(raw, f.verificationKeys(ctx, idp, true), rules, f.now())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("authserver: id token: %w", err)
@@ -274,10 +274,10 @@ func (f *federation) verifyIDToken(ctx context.Context, provider *providerMetada
 	return who, nil
 }
 
-// verificationKeys are the provider's signing keys, fetched on first use
+// verificationKeys are the identity provider's signing keys, fetched on first use
 // and, when refresh asks (a token named a kid they lack), again at most
 // every keysMinInterval.
-func (f *federation) verificationKeys(ctx context.Context, provider *providerMetadata, refresh bool) *oauth.KeySet {
+func (f *federation) verificationKeys(ctx context.Context, idp *idpMetadata, refresh bool) *oauth.KeySet {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	stale := f.keys == nil || (refresh && f.now().Sub(f.keysFetched) >= keysMinInterval)
@@ -285,7 +285,7 @@ func (f *federation) verificationKeys(ctx context.Context, provider *providerMet
 		return f.keys
 	}
 	var document json.RawMessage
-	err := f.getJSON(ctx, provider.JWKSURI, &document)
+	err := f.getJSON(ctx, idp.JWKSURI, &document)
 	var keys *oauth.KeySet
 	if err == nil {
 		keys, err = oauth.ParseJWKS(document)
@@ -298,10 +298,10 @@ func (f *federation) verificationKeys(ctx context.Context, provider *providerMet
 	return keys
 }
 
-// startFederatedSignIn sends the browser to the provider, remembering the
+// startFederatedSignIn sends the browser to the identity provider, remembering the
 // authorization in a cookie scoped to the callback.
 func (s *Server) startFederatedSignIn(w http.ResponseWriter, ctx context.Context, a *authorization, query string) {
-	provider, err := s.federation.metadata(ctx)
+	idp, err := s.federation.metadata(ctx)
 	if err != nil {
 		s.logger.Error("authserver: the identity provider is unreachable", slog.Any("error", err))
 		s.refuse(w, a, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached."))
@@ -315,11 +315,11 @@ func (s *Server) startFederatedSignIn(w http.ResponseWriter, ctx context.Context
 	header := w.Header()
 	header.Set("Cache-Control", "no-store")
 	header.Set("Referrer-Policy", "no-referrer")
-	header.Set("Location", s.federation.authorizeURL(provider, state.CSRF, state.Nonce, state.Verifier))
+	header.Set("Location", s.federation.authorizeURL(idp, state.CSRF, state.Nonce, state.Verifier))
 	w.WriteHeader(http.StatusSeeOther)
 }
 
-// serveCallback is where the provider sends the browser back: the state
+// serveCallback is where the identity provider sends the browser back: the state
 // must be the flow cookie's, the code must redeem for a valid ID token;
 // then the authorization goes on to consent as after a local sign-in.
 func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
