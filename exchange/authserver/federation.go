@@ -30,7 +30,7 @@ import (
 // verifies the ID token that comes back before the consent step.
 type Federation struct {
 	// DiscoveryURL is the identity provider's OpenID configuration,
-	// {provider issuer}/.well-known/openid-configuration.
+	// {issuer}/.well-known/openid-configuration.
 	DiscoveryURL string
 	ClientID     string
 	// ClientSecret authenticates at the identity provider's token endpoint
@@ -121,7 +121,7 @@ func newFederation(config Federation, redirectURL string, now func() time.Time, 
 }
 
 // metadata returns the identity provider's metadata, fetched at most every
-// providerMaxAge; when fetching again fails, the last good copy serves.
+// idpMetadataMaxAge; when fetching again fails, the last good copy serves.
 func (f *federation) metadata(ctx context.Context) (*idpMetadata, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
