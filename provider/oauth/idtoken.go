@@ -34,24 +34,13 @@ func VerifyIDToken(token string, keys *KeySet, rules IDTokenRules, now time.Time
 	if rules.Issuer == "" || rules.ClientID == "" || rules.Nonce == "" {
 		return nil, errors.New("oauth: verify id token: issuer, client id and nonce are required")
 	}
-	if !isB64Token(token) {
-		return nil, invalid(ReasonMalformed, "not a b64token of at most 16 KiB")
-	}
-	t, err := parseJWT(token)
+	t, err := verifyCompact(token, keys, rules.Issuer, supportedAlgorithms, true, func(t *unverifiedJWT) error {
+		if typ := strings.ToLower(t.typ); typ == "at+jwt" || typ == "application/at+jwt" {
+			return invalid(ReasonType, "an access token is not an ID token")
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, err
-	}
-	if err := checkJOSE(token, t, supportedAlgorithms, true); err != nil {
-		return nil, err
-	}
-	if typ := strings.ToLower(t.typ); typ == "at+jwt" || typ == "application/at+jwt" {
-		return nil, invalid(ReasonType, "an access token is not an ID token")
-	}
-	if t.issuer != rules.Issuer {
-		return nil, invalid(ReasonIssuer, "")
-	}
-	found, lookup := keys.find(t.keyID, t.algorithm)
-	if err := verifySignature(token, t, found, lookup); err != nil {
 		return nil, err
 	}
 	claims := t.claims

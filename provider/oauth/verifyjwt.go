@@ -42,28 +42,17 @@ func VerifyJWT(token string, keys *KeySet, rules JWTRules, now time.Time) (*Prin
 	if rules.Issuer == "" {
 		return nil, errors.New("oauth: verify jwt: an issuer is required")
 	}
-	if !isB64Token(token) {
-		return nil, invalid(ReasonMalformed, "not a b64token of at most 16 KiB")
-	}
-	t, err := parseJWT(token)
-	if err != nil {
-		return nil, err
-	}
 	algorithms := rules.Algorithms
 	if len(algorithms) == 0 {
 		algorithms = supportedAlgorithms
 	}
-	if err := checkJOSE(token, t, algorithms, rules.AllowMissingTyp); err != nil {
-		return nil, err
-	}
-	if rules.RequireKeyID && t.keyID == "" {
-		return nil, invalid(ReasonKeyID, "kid missing")
-	}
-	if t.issuer != rules.Issuer {
-		return nil, invalid(ReasonIssuer, "")
-	}
-	found, lookup := keys.find(t.keyID, t.algorithm)
-	if err := verifySignature(token, t, found, lookup); err != nil {
+	t, err := verifyCompact(token, keys, rules.Issuer, algorithms, rules.AllowMissingTyp, func(t *unverifiedJWT) error {
+		if rules.RequireKeyID && t.keyID == "" {
+			return invalid(ReasonKeyID, "kid missing")
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	if rules.ClockSkew == 0 {
@@ -81,4 +70,33 @@ func VerifyJWT(token string, keys *KeySet, rules JWTRules, now time.Time) (*Prin
 		groupsClaim:     rules.GroupsClaim,
 		method:          MethodJWT,
 	}, now)
+}
+
+// verifyCompact takes a JWS compact token apart and verifies it against a
+// key set the caller holds: the header rules, then check (when not nil),
+// then the issuer, then the signature by the key the token names.
+func verifyCompact(token string, keys *KeySet, issuer string, algorithms []string, allowMissingTyp bool, check func(*unverifiedJWT) error) (*unverifiedJWT, error) {
+	if !isB64Token(token) {
+		return nil, invalid(ReasonMalformed, "not a b64token of at most 16 KiB")
+	}
+	t, err := parseJWT(token)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkJOSE(token, t, algorithms, allowMissingTyp); err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := check(t); err != nil {
+			return nil, err
+		}
+	}
+	if t.issuer != issuer {
+		return nil, invalid(ReasonIssuer, "")
+	}
+	found, lookup := keys.find(t.keyID, t.algorithm)
+	if err := verifySignature(token, t, found, lookup); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
