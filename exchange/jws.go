@@ -61,6 +61,18 @@ func (s *Signer) KeyID() string { return s.keyID }
 // Algorithm is EdDSA or ES256.
 func (s *Signer) Algorithm() jose.SignatureAlgorithm { return s.algorithm }
 
+// Public is the public JWK of the key, with its kid, alg and use "sig", as
+// the key set publishes it.
+func (s *Signer) Public() jose.JSONWebKey {
+	var public any
+	if s.ed25519 != nil {
+		public = s.ed25519.Public()
+	} else {
+		public = s.ecdsa.Public()
+	}
+	return jose.JSONWebKey{Key: public, KeyID: s.keyID, Algorithm: string(s.algorithm), Use: "sig"}
+}
+
 func (s *Signer) header(typ string) string {
 	header, err := json.Marshal(struct {
 		Algorithm string `json:"alg"`

@@ -1,0 +1,107 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Record kinds.
+const (
+	KindCall       = "call"       // one tools/call, resources/read, prompts/get ... decision
+	KindList       = "list"       // a list answered, with what it hid
+	KindSession    = "session"    // a session opened, closed, refused
+	KindAuth       = "auth"       // the Auth Provider: sign-in, consent, token issued or refused
+	KindCheckpoint = "checkpoint" // a signed statement of the chain so far
+	KindTrail      = "trail"      // the trail itself: opened, recovered, closed
+)
+
+// Record is one audit record: one decision. Seq and Prev are set by the
+// trail; ID is set by Trail.Write when empty. JSON field names are part of
+// the on-disk format (see the package documentation).
+type Record struct {
+	Time    time.Time `json:"time"`
+	ID      string    `json:"id"`    // random 128-bit hex
+	Seq     uint64    `json:"seq"`   // position in the trail, from 1, across restarts and files
+	Prev    string    `json:"prev"`  // hex SHA-256 of the previous record's line (without newline); "" for the very first
+	Kind    string    `json:"kind"`  // one of the Kind constants
+	Event   string    `json:"event"` // e.g. "tools/call", "session.opened", "signin.failed", "token.issued"
+	TraceID string    `json:"traceId,omitempty"`
+	Source  string    `json:"source,omitempty"`  // client address
+	Session string    `json:"session,omitempty"` // digest of the session id, never the id
+	Subject string    `json:"subject,omitempty"`
+	Issuer  string    `json:"issuer,omitempty"`
+	Client  string    `json:"client,omitempty"`
+	Actors  []string  `json:"actors,omitempty"` // actor chain, the acting party first
+	App     string    `json:"app,omitempty"`
+
+	Tool         string `json:"tool,omitempty"`         // the name the client used
+	UpstreamTool string `json:"upstreamTool,omitempty"` // the upstream's name
+	Method       string `json:"method,omitempty"`
+
+	ArgumentsDigest string          `json:"argumentsDigest,omitempty"` // "sha256:<hex>" of the canonical JSON (see Digest)
+	Arguments       json.RawMessage `json:"arguments,omitempty"`       // only when configured, after redaction
+
+	Decision       *Decision `json:"decision,omitempty"`
+	Outbound       *Outbound `json:"outbound,omitempty"`
+	UpstreamMillis float64   `json:"upstreamMs,omitempty"`
+	Result         *Result   `json:"result,omitempty"`
+	Hidden         []string  `json:"hidden,omitempty"` // list filtering: the names hidden
+	Detail         string    `json:"detail,omitempty"` // short reason words, never token material
+
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"` // KindCheckpoint only
+}
+
+// Decision is what the broker decided and why.
+type Decision struct {
+	Allowed         bool   `json:"allowed"`
+	Reason          string `json:"reason,omitempty"`
+	ExternalMessage string `json:"externalMessage,omitempty"`
+	Policy          string `json:"policy,omitempty"`
+	PolicyVersion   string `json:"policyVersion,omitempty"`
+	PolicyHash      string `json:"policyHash,omitempty"`
+}
+
+// Outbound describes the token the broker sent upstream, never the token.
+type Outbound struct {
+	JTI      string    `json:"jti,omitempty"`
+	Audience []string  `json:"aud,omitempty"`
+	Scope    []string  `json:"scope,omitempty"`
+	Expiry   time.Time `json:"exp,omitzero"`
+}
+
+// Result is what the client received.
+type Result struct {
+	HTTPStatus int    `json:"httpStatus,omitempty"`
+	RPCCode    int64  `json:"rpcCode,omitempty"`
+	IsError    bool   `json:"isError,omitempty"`
+	Bytes      int    `json:"bytes,omitempty"`
+	Digest     string `json:"digest,omitempty"` // "sha256:<hex>" of the response body sent
+}
+
+// Checkpoint is the body of a KindCheckpoint record: a signature over the
+// chain up to the line before it.
+type Checkpoint struct {
+	Seq       uint64           `json:"seq"`  // the seq of the checkpoint record itself
+	Prev      string           `json:"prev"` // the hash of the line before it, as the record's own prev
+	KeyID     string           `json:"kid,omitempty"`
+	Algorithm string           `json:"alg,omitempty"`
+	Key       *jose.JSONWebKey `json:"jwk,omitempty"` // the signer's public key
+	Signature string           `json:"sig,omitempty"` // JWS compact over the canonical JSON of {seq, prev, time}; "" when unsigned
+}
+
+// Sink receives records. Trail is the durable one.
+type Sink interface {
+	Write(ctx context.Context, r *Record) error
+	Close() error
+}
+
+// Signer signs checkpoints; exchange.Signer satisfies it.
+type Signer interface {
+	KeyID() string
+	Algorithm() jose.SignatureAlgorithm
+	Sign(typ string, payload []byte) (string, error)
+	Public() jose.JSONWebKey
+}
