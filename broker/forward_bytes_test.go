@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -94,39 +93,4 @@ func TestNearCapRequestNotInflated(t *testing.T) {
 	if len(got[0]) > len(body) {
 		t.Errorf("the upstream received %d bytes for a client body of %d", len(got[0]), len(body))
 	}
-}
-
-// List items reach the client with the upstream's bytes: only the exposed
-// name differs.
-func TestListItemsKeepUpstreamBytes(t *testing.T) {
-	const item = `{"name":"%s","description":"a < b && c > d, \u00e9 \/ \"q\"","inputSchema":{"type":"object","properties":{"n":{"type":"integer","maximum":12345678901234567890}}}}`
-	up := &scriptUpstream{tools: "[" + strings.Replace(item, "%s", "echo", 1) + "]"}
-	base := startBroker(t, scenario(t, "script"), scriptApps("cap", newScriptUpstream(t, up)))
-	c := newWireClient(t, base+"/mcp")
-	c.initialize(`{}`)
-
-	resp := c.post(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
-	raw := readRaw(t, resp)
-	if want := strings.Replace(item, "%s", "cap_echo", 1); !strings.Contains(raw, want) {
-		t.Errorf("tools/list:\n got %s\nwant an item %s", raw, want)
-	}
-}
-
-// readRaw returns the one message of a JSON or SSE response as written.
-func readRaw(t *testing.T, resp *http.Response) string {
-	t.Helper()
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		for _, line := range strings.Split(s, "\n") {
-			if data, ok := strings.CutPrefix(line, "data: "); ok && strings.TrimSpace(data) != "" {
-				return data
-			}
-		}
-	}
-	return s
 }

@@ -109,8 +109,8 @@ func TestTwoUpstreamsThroughBroker(t *testing.T) {
 			t.Fatalf("slow_count: %v %v", err, res)
 		}
 		// The SDK client runs notification handlers apart from responses,
-		// so only their arrival is checked here; TestProgressOrderOnTheWire
-		// checks the order.
+		// so only their arrival is checked here; the wire recording
+		// testdata/broker/wire/progress-order.txtar checks the order.
 		deadline := time.Now().Add(5 * time.Second)
 		for progress.Load()-before < 3 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)

@@ -100,41 +100,6 @@ func readMessages(t testing.TB, resp *http.Response) []map[string]any {
 	return out
 }
 
-// Progress and logging notifications must reach the client before the
-// result they belong to; the conformance suite does not check the order.
-func TestProgressOrderOnTheWire(t *testing.T) {
-	brokerURL, _, _ := sampleBroker(t, "")
-	c := newWireClient(t, brokerURL+"/mcp")
-	c.initialize(`{}`)
-	if r := c.post(`{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}`); r.StatusCode != http.StatusOK {
-		t.Fatalf("setLevel: %d", r.StatusCode)
-	}
-	resp := c.post(`{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"ledger_slow_count","arguments":{"n":4,"delay_ms":5},"_meta":{"progressToken":"tok"}}}`)
-	msgs := readMessages(t, resp)
-	var progressSeen, logsSeen int
-	for i, m := range msgs {
-		switch m["method"] {
-		case "notifications/progress":
-			progressSeen++
-			if tok := m["params"].(map[string]any)["progressToken"]; tok != "tok" {
-				t.Errorf("progress token %v, want the client's own", tok)
-			}
-		case "notifications/message":
-			logsSeen++
-		default:
-			if m["id"] != "call-7" {
-				t.Errorf("message %d: %v", i, m)
-			}
-			if i != len(msgs)-1 {
-				t.Errorf("the result came at position %d of %d", i, len(msgs))
-			}
-		}
-	}
-	if progressSeen != 4 || logsSeen != 4 {
-		t.Errorf("before the result: %d progress and %d log notifications, want 4 and 4 (%v)", progressSeen, logsSeen, msgs)
-	}
-}
-
 // processOutput is what a process started by startProcess has printed.
 func processOutput(cmd *exec.Cmd) string { return cmd.Stdout.(*lockedWriter).String() }
 
