@@ -501,7 +501,16 @@ func TestValidateBuiltConfig(t *testing.T) {
 		"http.maxBodyBytes: must be between 1024 (1 KiB) and 67108864 (64 MiB), got 0\n" +
 		"http.readBodyTimeout: must be between 1s and 10m, got 0s\n" +
 		"http.maxConnections: must be at least 1, got 0\n" +
-		"http.maxConnectionsPerAddress: must be at least 1, got 0"
+		"http.maxConnectionsPerAddress: must be at least 1, got 0\n" +
+		"admin.address: required, want host:port\n" +
+		"audit.dir: required\n" +
+		"audit.durability: want \"sync\" or \"async\", got \"\"\n" +
+		"audit.onFailure: want \"refuse\" or \"continue\", got \"\"\n" +
+		"audit.queueSize: want 1 to 1000000, got 0\n" +
+		"audit.rotation.maxFileBytes: must be at least 1048576 (1 MiB), got 0\n" +
+		"audit.rotation.maxAge: must be at least 1m0s, got 0s\n" +
+		"audit.checkpoint.every: want 1 to 1000000 records, got 0\n" +
+		"audit.checkpoint.interval: must be at least 1s, got 0s"
 	if err == nil || err.Error() != want {
 		t.Errorf("without defaults: got\n%v\nwant\n%s", err, want)
 	}

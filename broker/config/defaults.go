@@ -35,7 +35,28 @@ const (
 	defaultExchangeTTL            = Duration(time.Minute)
 	defaultKeyRotation            = Duration(30 * 24 * time.Hour)
 	defaultSigningAlgorithm       = "ES256"
+	defaultAdminAddress           = "127.0.0.1:9464"
+	defaultAuditDir               = "data/audit"
+	defaultAuditQueueSize         = 10000
+	defaultAuditMaxFileBytes      = 100 << 20
+	defaultAuditMaxAge            = Duration(24 * time.Hour)
+	defaultAuditCheckpointEvery   = 1000
+	defaultAuditCheckpointPeriod  = Duration(time.Minute)
+	defaultTraceSamplePercent     = 100
+	defaultTraceServiceName       = "mcpbroker"
 )
+
+// Audit durability and failure modes.
+const (
+	AuditSync     = "sync"
+	AuditAsync    = "async"
+	AuditRefuse   = "refuse"
+	AuditContinue = "continue"
+)
+
+// defaultRedactedArguments are the argument members never recorded, when
+// arguments are recorded and no list is given.
+var defaultRedactedArguments = []string{"password", "secret", "token", "apiKey", "authorization", "cookie"}
 
 // ApplyDefaults fills every zero value that has a default. It is idempotent
 // and touches nothing outside c. Version has no default: a file must say
@@ -67,6 +88,14 @@ const (
 //	  exchangeTTL                                 60s
 //	  signingAlgorithm                            ES256
 //	  audiences                                   the stream endpoint under the issuer (issuer + stream path)
+//	admin.address                                 127.0.0.1:9464
+//	audit.dir                                     data/audit
+//	  durability, onFailure                       sync, refuse
+//	  queueSize                                   10000
+//	  rotation                                    maxFileBytes 100 MiB, maxAge 24h
+//	  checkpoint                                  every 1000 records, interval 1m
+//	  arguments.redact                            password, secret, token, apiKey, authorization, cookie
+//	telemetry.traces                              samplePercent 100, serviceName mcpbroker
 func (c *Config) ApplyDefaults() {
 	setDefault(&c.HTTP.Address, defaultAddress)
 	setDefault(&c.HTTP.MaxBodyBytes, defaultMaxBodyBytes)
@@ -75,6 +104,10 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.HTTP.MaxConnections, defaultMaxConnections)
 	setDefault(&c.HTTP.MaxConnectionsPerAddress, defaultMaxConnectionsPerAddr)
 	c.MCPProvider.applyDefaults()
+	setDefault(&c.Admin.Address, defaultAdminAddress)
+	c.Audit.applyDefaults()
+	setDefault(&c.Telemetry.Traces.SamplePercent, defaultTraceSamplePercent)
+	setDefault(&c.Telemetry.Traces.ServiceName, defaultTraceServiceName)
 	if ap := c.AuthProvider; ap != nil {
 		setDefault(&ap.AccessTokenTTL, defaultAccessTokenTTL)
 		setDefault(&ap.RefreshTokenTTL, defaultRefreshTokenTTL)
@@ -151,5 +184,19 @@ func setDefault[T comparable](value *T, fallback T) {
 	var zero T
 	if *value == zero {
 		*value = fallback
+	}
+}
+
+func (audit *Audit) applyDefaults() {
+	setDefault(&audit.Dir, defaultAuditDir)
+	setDefault(&audit.Durability, AuditSync)
+	setDefault(&audit.OnFailure, AuditRefuse)
+	setDefault(&audit.QueueSize, defaultAuditQueueSize)
+	setDefault(&audit.Rotation.MaxFileBytes, defaultAuditMaxFileBytes)
+	setDefault(&audit.Rotation.MaxAge, defaultAuditMaxAge)
+	setDefault(&audit.Checkpoint.Every, defaultAuditCheckpointEvery)
+	setDefault(&audit.Checkpoint.Interval, defaultAuditCheckpointPeriod)
+	if audit.Arguments.Record && audit.Arguments.Redact == nil {
+		audit.Arguments.Redact = append([]string(nil), defaultRedactedArguments...)
 	}
 }

@@ -15,6 +15,97 @@ type Config struct {
 	AuthProvider *AuthProvider `yaml:"authProvider"`
 	MCPProvider  MCPProvider   `yaml:"mcpProvider"`
 	Apps         []App         `yaml:"apps"`
+	Admin        Admin         `yaml:"admin"`
+	Audit        Audit         `yaml:"audit"`
+	Telemetry    Telemetry     `yaml:"telemetry"`
+	Reload       Reload        `yaml:"reload"`
+}
+
+// Admin is the operator's listener: /metrics, /healthz and /readyz, apart
+// from the agents' listener. On by default, on loopback.
+type Admin struct {
+	Disabled bool   `yaml:"disabled"`
+	Address  string `yaml:"address"`
+}
+
+// Audit is the audit trail: one record per decision, in hash-chained JSON
+// Lines files with signed checkpoints. On by default.
+type Audit struct {
+	Disabled bool `yaml:"disabled"`
+	// Dir holds the trail; relative paths are from the configuration
+	// file's folder. Default data/audit.
+	Dir string `yaml:"dir"`
+	// Durability: sync answers a call only once its record is on disk;
+	// async answers at once and writes behind, through a bounded queue.
+	Durability string `yaml:"durability"`
+	// OnFailure: refuse answers calls with an error while records cannot
+	// be written; continue serves them, logged and counted.
+	OnFailure  string          `yaml:"onFailure"`
+	QueueSize  int             `yaml:"queueSize"`
+	Rotation   AuditRotation   `yaml:"rotation"`
+	Checkpoint AuditCheckpoint `yaml:"checkpoint"`
+	Arguments  AuditArguments  `yaml:"arguments"`
+	Sinks      AuditSinks      `yaml:"sinks"`
+}
+
+// AuditRotation starts a new file past a size or an age.
+type AuditRotation struct {
+	MaxFileBytes int64    `yaml:"maxFileBytes"`
+	MaxAge       Duration `yaml:"maxAge"`
+}
+
+// AuditCheckpoint signs the chain every so many records or so often.
+type AuditCheckpoint struct {
+	Every    int      `yaml:"every"`
+	Interval Duration `yaml:"interval"`
+}
+
+// AuditArguments puts a call's arguments in its record, with the members
+// named in Redact replaced at any depth. Off by default: records carry the
+// arguments' digest only.
+type AuditArguments struct {
+	Record bool     `yaml:"record"`
+	Redact []string `yaml:"redact"`
+}
+
+// AuditSinks are copies of every record besides the trail, best effort.
+type AuditSinks struct {
+	Stdout StdoutSink `yaml:"stdout"`
+	OTLP   OTLPSink   `yaml:"otlp"`
+}
+
+// StdoutSink writes records as JSON lines on standard output.
+type StdoutSink struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+// OTLPSink exports records as OpenTelemetry log records over OTLP/HTTP.
+type OTLPSink struct {
+	Enabled  bool   `yaml:"enabled"`
+	Endpoint string `yaml:"endpoint"`
+	Insecure bool   `yaml:"insecure"`
+}
+
+// Telemetry is what the broker tells observability systems.
+type Telemetry struct {
+	Traces Traces `yaml:"traces"`
+}
+
+// Traces exports OpenTelemetry traces over OTLP/HTTP: one span per call,
+// the pipeline's stages as its children. Without an endpoint the standard
+// OTEL_EXPORTER_OTLP_* variables decide.
+type Traces struct {
+	Enabled       bool   `yaml:"enabled"`
+	Endpoint      string `yaml:"endpoint"`
+	Insecure      bool   `yaml:"insecure"`
+	SamplePercent int    `yaml:"samplePercent"`
+	ServiceName   string `yaml:"serviceName"`
+}
+
+// Reload re-reads the configuration on SIGHUP, and on every change of the
+// file when Watch is set.
+type Reload struct {
+	Watch bool `yaml:"watch"`
 }
 
 // HTTP is the listener every transport is served on.

@@ -48,6 +48,9 @@ func (c *Config) Validate() error {
 	v.authProvider(c.AuthProvider)
 	v.mcpProvider(&c.MCPProvider, len(c.Apps) > 0)
 	v.apps(c.Apps)
+	v.admin(&c.Admin, c.HTTP.Address)
+	v.audit(&c.Audit)
+	v.telemetry(&c.Telemetry)
 	return v.err()
 }
 
