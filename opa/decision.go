@@ -29,6 +29,11 @@ type Decision struct {
 	Reason string
 	// Version is the policy version that decided.
 	Version uint64
+	// Policy names the policy; Hash is the SHA-256 of the source text of
+	// the version that decided: together what an audit record needs to
+	// find the rules that decided.
+	Policy string
+	Hash   [32]byte
 }
 
 // Reasons a decision gives.

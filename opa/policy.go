@@ -243,6 +243,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) Decision {
 	c := p.current.Load()
 	if in.Purpose != PurposeList || p.decisions == nil {
 		d, _ := p.evaluateOnce(ctx, c, in)
+		d.Policy, d.Hash = p.Name(), c.hash
 		return d
 	}
 	key := listKey{
@@ -253,6 +254,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) Decision {
 		return d
 	}
 	d, final := p.evaluateOnce(ctx, c, in)
+	d.Policy, d.Hash = p.Name(), c.hash
 	if final {
 		p.decisions.Add(key, d)
 	}
