@@ -1,14 +1,10 @@
 package broker_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -22,100 +18,22 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/mcpbroker/mcpbroker/apps/sample"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
-// testAS is an authorization server for tests: metadata and JWKS over
-// httptest, and keys the test signs tokens with.
-type testAS struct {
-	server  *httptest.Server
-	issuer  string
-	ecKey   *ecdsa.PrivateKey
-	rsaKey  *rsa.PrivateKey
-	jwksHit atomic.Int32
-}
-
-func newTestAS(t *testing.T) *testAS {
-	t.Helper()
-	as := &testAS{}
-	var err error
-	if as.ecKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
-		t.Fatal(err)
-	}
-	if as.rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	as.server = httptest.NewServer(mux)
-	t.Cleanup(as.server.Close)
-	as.issuer = as.server.URL
-	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{
-			"issuer":                                as.issuer,
-			"jwks_uri":                              as.issuer + "/jwks",
-			"token_endpoint":                        as.issuer + "/token",
-			"response_types_supported":              []string{"code"},
-			"code_challenge_methods_supported":      []string{"S256"},
-			"token_endpoint_auth_methods_supported": []string{"client_secret_basic"},
-		})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
-		as.jwksHit.Add(1)
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: &as.ecKey.PublicKey, KeyID: "ec-1", Algorithm: "ES256", Use: "sig"},
-			{Key: &as.rsaKey.PublicKey, KeyID: "rsa-1", Algorithm: "RS256", Use: "sig"},
-		}})
-	})
-	return as
-}
-
-// claims are a valid access token's claims for resource, to be changed by
-// each case.
-func (as *testAS) claims(resource, subject, client string) map[string]any {
-	now := time.Now()
-	return map[string]any{
-		"iss": as.issuer, "sub": subject, "aud": resource, "client_id": client,
-		"scope": "mcp:tools ledger:read", "groups": []string{"warehouse-ops"},
-		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": randomString(),
-	}
+// agentClaims are a valid access token's claims from as for resource, to
+// be changed by each case; each token has its own jti.
+func agentClaims(as *oauthtest.Issuer, resource, subject, client string) map[string]any {
+	claims := as.Claims(time.Now())
+	claims["aud"], claims["sub"], claims["client_id"] = resource, subject, client
+	claims["scope"], claims["groups"], claims["jti"] = "mcp:tools ledger:read", []string{"warehouse-ops"}, randomString()
+	return claims
 }
 
 func randomString() string {
 	b := make([]byte, 12)
 	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// sign signs claims with the EC key (or the RSA key for RS256), with the
-// given extra header fields; typ defaults to at+jwt.
-func (as *testAS) sign(t testing.TB, alg jose.SignatureAlgorithm, claims map[string]any, header map[jose.HeaderKey]any) string {
-	t.Helper()
-	var key any = as.ecKey
-	kid := "ec-1"
-	if strings.HasPrefix(string(alg), "RS") || strings.HasPrefix(string(alg), "PS") {
-		key, kid = as.rsaKey, "rsa-1"
-	}
-	opts := &jose.SignerOptions{ExtraHeaders: map[jose.HeaderKey]any{"typ": "at+jwt", "kid": kid}}
-	for k, v := range header {
-		if v == nil {
-			delete(opts.ExtraHeaders, k)
-			continue
-		}
-		opts.ExtraHeaders[k] = v
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token
+	return oauthtest.B64(b)
 }
 
 func b64(v any) string {
@@ -123,7 +41,7 @@ func b64(v any) string {
 	if !ok {
 		raw, _ = json.Marshal(v)
 	}
-	return base64.RawURLEncoding.EncodeToString(raw)
+	return oauthtest.B64(raw)
 }
 
 // countingUpstream is a sample upstream that counts the messages posted to
@@ -146,12 +64,12 @@ func countingUpstream(t *testing.T) (url string, hits *atomic.Int32) {
 // status and challenge RFC 6750 and RFC 9728 call for, and none reaches
 // the upstream.
 func TestBadTokensAreRefused(t *testing.T) {
-	as := newTestAS(t)
+	as := oauthtest.NewIssuer(t, nil)
 	upstreamURL, hits := countingUpstream(t)
 	// The broker's address must be known before its config: the audience.
 	addr := freeAddress(t)
 	resource := "http://" + addr + "/mcp"
-	brokerURL := startBrokerAt(t, addr, scenario(t, "auth"), as.issuer, resource, upstreamURL)
+	brokerURL := startBrokerAt(t, addr, scenario(t, "auth"), as.ID, resource, upstreamURL)
 	endpoint := brokerURL + "/mcp"
 	metadata := brokerURL + "/.well-known/oauth-protected-resource/mcp"
 
@@ -162,29 +80,32 @@ func TestBadTokensAreRefused(t *testing.T) {
 	}))
 	defer hostile.Close()
 
-	valid := func() map[string]any { return as.claims(resource, "alice", "agent-1") }
+	valid := func() map[string]any { return agentClaims(as, resource, "alice", "agent-1") }
 	with := func(change func(map[string]any)) map[string]any {
 		c := valid()
 		change(c)
 		return c
 	}
-	es := func(c map[string]any) string { return as.sign(t, jose.ES256, c, nil) }
-	esHeader := func(c map[string]any, h map[jose.HeaderKey]any) string { return as.sign(t, jose.ES256, c, h) }
+	es := func(c map[string]any) string { return as.Mint(t, c) }
+	// esHeader sets (or, for nil, removes) members of the header.
+	esHeader := func(c map[string]any, members map[string]any) string {
+		return as.EC.Token(t, c, func(h, _ map[string]any) {
+			for name, value := range members {
+				if value == nil {
+					delete(h, name)
+				} else {
+					h[name] = value
+				}
+			}
+		})
+	}
 	good := es(valid())
 	parts := strings.Split(good, ".")
 
 	// A key the server does not know, claiming the server's kid.
-	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	forged := func() string {
-		signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: otherKey},
-			&jose.SignerOptions{ExtraHeaders: map[jose.HeaderKey]any{"typ": "at+jwt", "kid": "ec-1"}})
-		payload, _ := json.Marshal(valid())
-		jws, _ := signer.Sign(payload)
-		s, _ := jws.CompactSerialize()
-		return s
-	}()
+	forged := as.AttackerEC.Token(t, valid(), nil)
 	rsaPublicPEM := func() []byte {
-		der, _ := x509.MarshalPKIXPublicKey(&as.rsaKey.PublicKey)
+		der, _ := x509.MarshalPKIXPublicKey(as.RSA.Private.Public())
 		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 	}()
 	hs256 := func(secret []byte, header, claims any) string {
@@ -193,17 +114,10 @@ func TestBadTokensAreRefused(t *testing.T) {
 		mac.Write([]byte(signingInput))
 		return signingInput + "." + b64(mac.Sum(nil))
 	}
-	attackerJWK, _ := json.Marshal(jose.JSONWebKey{Key: &otherKey.PublicKey})
-	var attackerJWKMap map[string]any
-	json.Unmarshal(attackerJWK, &attackerJWKMap)
-	withAttackerJWK := func() string {
-		signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: otherKey},
-			&jose.SignerOptions{EmbedJWK: true, ExtraHeaders: map[jose.HeaderKey]any{"typ": "at+jwt"}})
-		payload, _ := json.Marshal(valid())
-		jws, _ := signer.Sign(payload)
-		s, _ := jws.CompactSerialize()
-		return s
-	}()
+	withAttackerJWK := as.AttackerEC.Token(t, valid(), func(h, _ map[string]any) {
+		delete(h, "kid")
+		h["jwk"] = jose.JSONWebKey{Key: as.AttackerEC.Private.Public()}
+	})
 	ecSignedAsRS256 := func() string {
 		// An RS256 header naming the EC key: the signature is ES256's.
 		header := map[string]any{"alg": "RS256", "typ": "at+jwt", "kid": "ec-1"}
@@ -242,12 +156,12 @@ func TestBadTokensAreRefused(t *testing.T) {
 		{"alg none", post(bearer(b64(map[string]any{"alg": "none", "typ": "at+jwt"}) + "." + b64(valid()) + ".")), 401, invalidToken},
 		{"HS256 with the RSA public key as secret", post(bearer(hs256(rsaPublicPEM, map[string]any{"alg": "HS256", "typ": "at+jwt", "kid": "rsa-1"}, valid()))), 401, invalidToken},
 		{"RS256 header on the EC key", post(bearer(ecSignedAsRS256)), 401, invalidToken},
-		{"unknown kid with a hostile jku", post(bearer(esHeader(valid(), map[jose.HeaderKey]any{"kid": "evil", "jku": hostile.URL}))), 401, invalidToken},
+		{"unknown kid with a hostile jku", post(bearer(esHeader(valid(), map[string]any{"kid": "evil", "jku": hostile.URL}))), 401, invalidToken},
 		{"embedded attacker jwk", post(bearer(withAttackerJWK)), 401, invalidToken},
-		{"x5u header with unknown kid", post(bearer(esHeader(valid(), map[jose.HeaderKey]any{"kid": "evil", "x5u": hostile.URL}))), 401, invalidToken},
-		{"crit header", post(bearer(esHeader(valid(), map[jose.HeaderKey]any{"crit": []string{"exp"}}))), 401, invalidToken},
+		{"x5u header with unknown kid", post(bearer(esHeader(valid(), map[string]any{"kid": "evil", "x5u": hostile.URL}))), 401, invalidToken},
+		{"crit header", post(bearer(esHeader(valid(), map[string]any{"crit": []string{"exp"}}))), 401, invalidToken},
 		{"wrong issuer", post(bearer(es(with(func(c map[string]any) { c["iss"] = "https://evil.example" })))), 401, invalidToken},
-		{"issuer with a trailing slash", post(bearer(es(with(func(c map[string]any) { c["iss"] = as.issuer + "/" })))), 401, invalidToken},
+		{"issuer with a trailing slash", post(bearer(es(with(func(c map[string]any) { c["iss"] = as.ID + "/" })))), 401, invalidToken},
 		{"wrong audience", post(bearer(es(with(func(c map[string]any) { c["aud"] = "https://other.example/mcp" })))), 401, invalidToken},
 		{"audience of the upstream", post(bearer(es(with(func(c map[string]any) { c["aud"] = upstreamURL })))), 401, invalidToken},
 		{"no audience", post(bearer(es(with(func(c map[string]any) { delete(c, "aud") })))), 401, invalidToken},
@@ -261,9 +175,9 @@ func TestBadTokensAreRefused(t *testing.T) {
 		{"ID token", post(bearer(esHeader(with(func(c map[string]any) {
 			c["nonce"], c["at_hash"] = "n-0S6_WzA2Mj", "77QmUPtjPfzWtF2AnpK9RQ"
 			delete(c, "scope")
-		}), map[jose.HeaderKey]any{"typ": "JWT"}))), 401, invalidToken},
-		{"typ JWT", post(bearer(esHeader(valid(), map[jose.HeaderKey]any{"typ": "JWT"}))), 401, invalidToken},
-		{"no typ", post(bearer(esHeader(valid(), map[jose.HeaderKey]any{"typ": nil}))), 401, invalidToken},
+		}), map[string]any{"typ": "JWT"}))), 401, invalidToken},
+		{"typ JWT", post(bearer(esHeader(valid(), map[string]any{"typ": "JWT"}))), 401, invalidToken},
+		{"no typ", post(bearer(esHeader(valid(), map[string]any{"typ": nil}))), 401, invalidToken},
 		{"truncated", post(bearer(good[:len(good)-12])), 401, invalidToken},
 		{"extra segment", post(bearer(good + ".AAAA")), 401, invalidToken},
 		{"JWE-shaped", post(bearer("eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d")), 401, invalidToken},
@@ -337,8 +251,8 @@ func TestBadTokensAreRefused(t *testing.T) {
 			}
 		})
 		hijacks := map[string]string{
-			"another user":   es(as.claims(resource, "mallory", "agent-1")),
-			"another client": es(as.claims(resource, "alice", "agent-2")),
+			"another user":   es(agentClaims(as, resource, "mallory", "agent-1")),
+			"another client": es(agentClaims(as, resource, "alice", "agent-2")),
 		}
 		for name, token := range hijacks {
 			t.Run("session used by "+name, func(t *testing.T) {
@@ -383,7 +297,7 @@ func TestBadTokensAreRefused(t *testing.T) {
 				t.Errorf("%s: %d resource %v, want %s", u, resp.StatusCode, doc["resource"], resource)
 			}
 			servers, _ := doc["authorization_servers"].([]any)
-			if len(servers) != 1 || servers[0] != as.issuer {
+			if len(servers) != 1 || servers[0] != as.ID {
 				t.Errorf("%s: authorization_servers %v", u, doc["authorization_servers"])
 			}
 		}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // Two broker processes in the roles of Strata's separate deployment: the
@@ -144,27 +146,9 @@ apps:
 	if lifetime := claims.ExpiresAt - claims.IssuedAt; lifetime != 30 {
 		t.Errorf("exp - iat = %d, want the Auth Provider's exchangeTTL 30", lifetime)
 	}
-	if inbound := jwtClaims(t, issued.AccessToken); claims.TokenID == "" || claims.TokenID == inbound["jti"] {
+	if _, inbound := oauthtest.Decode(t, issued.AccessToken); claims.TokenID == "" || claims.TokenID == inbound["jti"] {
 		t.Errorf("the upstream's token has jti %q, the agent's %v: it must be a new token", claims.TokenID, inbound["jti"])
 	}
-}
-
-// jwtClaims decodes a JWT's payload without verifying it.
-func jwtClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %d parts", len(parts))
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		t.Fatal(err)
-	}
-	return claims
 }
 
 func writeFile(t *testing.T, path, content string) {

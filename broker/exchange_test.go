@@ -19,12 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpbroker/mcpbroker/apps/sample"
 	"github.com/mcpbroker/mcpbroker/broker"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // upstreamRequest is one HTTP request an upstream received.
@@ -102,7 +102,7 @@ func protectedUpstream(t *testing.T, issuer, audience string) (*recordingUpstrea
 // requests carry identity-only tokens. A tool the agent's scopes do not
 // cover is refused with a step-up challenge and never reaches the upstream.
 func TestNoPassthroughEmbeddedExchange(t *testing.T) {
-	as := newTestAS(t)
+	as := oauthtest.NewIssuer(t, nil)
 	addr := freeAddress(t)
 	brokerURL := "http://" + addr
 	resource := brokerURL + "/mcp"
@@ -118,12 +118,12 @@ func TestNoPassthroughEmbeddedExchange(t *testing.T) {
 	})
 	open, openURL := startRecordingUpstream(t, sample.Handler(nil))
 	narrow, narrowURL := protectedUpstream(t, brokerURL, "https://narrow.example/")
-	startBrokerAt(t, addr, scenario(t, "exchange"), brokerURL, as.issuer, resource,
+	startBrokerAt(t, addr, scenario(t, "exchange"), brokerURL, as.ID, resource,
 		filepath.Join(t.TempDir(), "broker.db"), ledgerURL, impURL, openURL, narrowURL)
 
-	claims := as.claims(resource, "alice", "agent-1")
+	claims := agentClaims(as, resource, "alice", "agent-1")
 	claims["act"] = map[string]any{"sub": "orchestrator"}
-	agentToken := as.sign(t, jose.ES256, claims, nil)
+	agentToken := as.Mint(t, claims)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	session := connectWithToken(t, ctx, resource, agentToken)
@@ -248,7 +248,7 @@ func TestNoPassthroughEmbeddedExchange(t *testing.T) {
 					t.Errorf("%s: %s carried no token", name, key)
 					continue
 				}
-				_, c := decodeJWT(t, token)
+				_, c := oauthtest.Decode(t, token)
 				if c["aud"] != audiences[name] || c["sub"] != "alice" || c["scope"] != nil || c["exp"].(float64)-c["iat"].(float64) != 5 {
 					t.Errorf("%s: %s carried aud %v sub %v scope %v, lifetime %vs; want the app's audience, alice, no scope, 5s",
 						name, key, c["aud"], c["sub"], c["scope"], c["exp"].(float64)-c["iat"].(float64))
@@ -365,7 +365,7 @@ func (idp *exchangeIDP) recorded() []exchangeForm {
 // exchange is a JSON-RPC error naming the OAuth error, and the upstream is
 // not contacted.
 func TestConnectorExchange(t *testing.T) {
-	as := newTestAS(t)
+	as := oauthtest.NewIssuer(t, nil)
 	idp := startExchangeIDP(t, "https://refused.example/")
 	addr := freeAddress(t)
 	resource := "http://" + addr + "/mcp"
@@ -388,9 +388,9 @@ func TestConnectorExchange(t *testing.T) {
 	}
 	startBrokerAt(t, addr, scenario(t, "connector-exchange")+app("deleg", "delegation", "https://deleg.example/", delegURL)+app("imp", "impersonation", "https://imp.example/", impURL)+
 		app("refused", "delegation", "https://refused.example/", refusedURL)+"\n",
-		idp.issuer, idpClientID, idpClientSecret, as.issuer, resource)
+		idp.issuer, idpClientID, idpClientSecret, as.ID, resource)
 
-	agentToken := as.sign(t, jose.ES256, as.claims(resource, "alice", "agent-1"), nil)
+	agentToken := as.Mint(t, agentClaims(as, resource, "alice", "agent-1"))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	session := connectWithToken(t, ctx, resource, agentToken)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/sample"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // federatedLedger starts the sample ledger upstream and a broker at
@@ -264,7 +265,7 @@ func TestFederatedSignIn(t *testing.T) {
 	if err := json.Unmarshal(raw, &tokens); err != nil || resp.StatusCode != http.StatusOK || tokens.AccessToken == "" {
 		t.Fatalf("token: %d %s", resp.StatusCode, raw)
 	}
-	_, claims := decodeJWT(t, tokens.AccessToken)
+	_, claims := oauthtest.Decode(t, tokens.AccessToken)
 	for k, want := range map[string]any{
 		"iss":       brokerURL,
 		"sub":       "carol-7d1f",

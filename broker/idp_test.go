@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // testIDP is a real OAuth 2.1 authorization server for the tests:
@@ -181,27 +182,6 @@ func readBody(t testing.TB, resp *http.Response) []byte {
 	return b
 }
 
-// decodeJWT returns a compact JWS's header and payload, unverified.
-func decodeJWT(t testing.TB, token string) (header, payload map[string]any) {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a compact JWS: %q", token)
-	}
-	decode := func(s string) map[string]any {
-		b, err := base64.RawURLEncoding.DecodeString(s)
-		if err != nil {
-			t.Fatalf("JWT part %q: %v", s, err)
-		}
-		m := map[string]any{}
-		if err := json.Unmarshal(b, &m); err != nil {
-			t.Fatalf("JWT part %s: %v", b, err)
-		}
-		return m
-	}
-	return decode(parts[0]), decode(parts[1])
-}
-
 func TestIDPHarness(t *testing.T) {
 	const resource = "http://127.0.0.1:1/mcp"
 	start := time.Now()
@@ -224,7 +204,7 @@ func TestIDPHarness(t *testing.T) {
 	}
 
 	token := idp.Token(t, "agent-1", "agent-1-secret", resource, "mcp:tools ledger:read")
-	header, claims := decodeJWT(t, token)
+	header, claims := oauthtest.Decode(t, token)
 	t.Logf("header %v claims %v", header, claims)
 	if header["typ"] != "at+jwt" || header["alg"] != "ES256" || header["kid"] == nil {
 		t.Errorf("header = %v, want typ at+jwt, alg ES256, a kid", header)
@@ -249,7 +229,7 @@ func TestIDPHarness(t *testing.T) {
 
 	// Scopes: what is not granted for the resource is dropped; a client
 	// without secret gets nothing; an unknown resource is refused.
-	_, claims2 := decodeJWT(t, idp.Token(t, "agent-2", "agent-2-secret", resource, "pii:read admin"))
+	_, claims2 := oauthtest.Decode(t, idp.Token(t, "agent-2", "agent-2-secret", resource, "pii:read admin"))
 	if claims2["scope"] != "pii:read" || !reflect.DeepEqual(claims2["groups"], []any{"customer-support"}) {
 		t.Errorf("agent-2 claims = %v", claims2)
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -42,23 +42,23 @@ func ecommerceUpstream(t *testing.T) (url string, calls *atomic.Int32) {
 
 // policyBroker starts a broker with authentication and one app governed
 // by the policy file, and returns its endpoint, the resource and the AS.
-func policyBroker(t *testing.T, upstreamURL, policyFile string, namespaced bool) (endpoint string, as *testAS, resource string) {
+func policyBroker(t *testing.T, upstreamURL, policyFile string, namespaced bool) (endpoint string, as *oauthtest.Issuer, resource string) {
 	t.Helper()
-	as = newTestAS(t)
+	as = oauthtest.NewIssuer(t, nil)
 	addr := freeAddress(t)
 	resource = "http://" + addr + "/mcp"
 	namespace := "{disabled: true}"
 	if namespaced {
 		namespace = "{name: shop_}"
 	}
-	url := startBrokerAt(t, addr, scenario(t, "policy-broker"), as.issuer, resource, namespace, upstreamURL, policyFile)
+	url := startBrokerAt(t, addr, scenario(t, "policy-broker"), as.ID, resource, namespace, upstreamURL, policyFile)
 	return url + "/mcp", as, resource
 }
 
-func tokenFor(t *testing.T, as *testAS, resource, subject string, groups ...string) string {
-	claims := as.claims(resource, subject, "agent-1")
+func tokenFor(t *testing.T, as *oauthtest.Issuer, resource, subject string, groups ...string) string {
+	claims := agentClaims(as, resource, subject, "agent-1")
 	claims["groups"] = groups
-	return as.sign(t, jose.ES256, claims, nil)
+	return as.Mint(t, claims)
 }
 
 // The shipped group matrix policy shapes tools/list exactly as Kong's

@@ -2,82 +2,36 @@ package sample
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
-
-// testIssuer is an authorization server under a path, so that its RFC 8414
-// metadata URL has the well-known part inserted before the path.
-type testIssuer struct {
-	issuer string
-	key    *ecdsa.PrivateKey
-}
-
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := &testIssuer{key: key}
-	mux := http.NewServeMux()
-	server := httptest.NewServer(mux)
-	t.Cleanup(server.Close)
-	is.issuer = server.URL + "/tenant"
-	mux.HandleFunc("/.well-known/oauth-authorization-server/tenant", func(w http.ResponseWriter, _ *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"issuer": is.issuer, "jwks_uri": is.issuer + "/jwks"})
-	})
-	mux.HandleFunc("/tenant/jwks", func(w http.ResponseWriter, _ *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: &key.PublicKey, KeyID: "k1", Algorithm: string(jose.ES256), Use: "sig"},
-		}})
-	})
-	return is
-}
 
 const testAudience = "https://ledger.example/"
 
-// claims are a valid delegated token's, to be changed by each case.
-func (is *testIssuer) claims() map[string]any {
-	now := time.Now()
-	return map[string]any{
-		"iss": is.issuer, "sub": "alice", "aud": testAudience, "client_id": "agent-1",
-		"scope": "ledger:read ledger:write", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "token-1",
-		"act": map[string]any{"sub": "agent-1", "client_id": "agent-1", "act": map[string]any{"sub": "orchestrator"}},
-	}
+// newTestIssuer starts an authorization server under a path, so that its
+// RFC 8414 metadata URL has the well-known part inserted before the path.
+func newTestIssuer(t *testing.T) *oauthtest.Issuer {
+	t.Helper()
+	return oauthtest.NewIssuer(t, &oauthtest.Options{Path: "/tenant", Audience: testAudience})
 }
 
-func (is *testIssuer) sign(t *testing.T, claims map[string]any, typ string) string {
-	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: is.key},
-		&jose.SignerOptions{ExtraHeaders: map[jose.HeaderKey]any{"typ": typ, "kid": "k1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token
+// delegatedClaims are a valid delegated token's, to be changed by each
+// case.
+func delegatedClaims(is *oauthtest.Issuer) map[string]any {
+	claims := is.Claims(time.Now())
+	claims["client_id"], claims["scope"] = "agent-1", "ledger:read ledger:write"
+	claims["act"] = map[string]any{"sub": "agent-1", "client_id": "agent-1", "act": map[string]any{"sub": "orchestrator"}}
+	return claims
 }
 
-func protectedServer(t *testing.T, is *testIssuer) string {
+func protectedServer(t *testing.T, is *oauthtest.Issuer) string {
 	t.Helper()
-	handler, err := ProtectedHandler(nil, TokenOptions{Issuer: is.issuer, Audience: testAudience})
+	handler, err := ProtectedHandler(nil, TokenOptions{Issuer: is.ID, Audience: testAudience})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,9 +44,9 @@ func TestProtectedHandlerRefuses(t *testing.T) {
 	is := newTestIssuer(t)
 	endpoint := protectedServer(t, is)
 	with := func(change func(map[string]any)) string {
-		c := is.claims()
+		c := delegatedClaims(is)
 		change(c)
-		return is.sign(t, c, "at+jwt")
+		return is.Mint(t, c)
 	}
 	other := newTestIssuer(t)
 	const invalidToken = `Bearer error="invalid_token"`
@@ -102,19 +56,19 @@ func TestProtectedHandlerRefuses(t *testing.T) {
 		status        int
 		challenge     string
 	}{
-		{"valid", "Bearer " + is.sign(t, is.claims(), "at+jwt"), http.StatusOK, ""},
+		{"valid", "Bearer " + is.Mint(t, delegatedClaims(is)), http.StatusOK, ""},
 		{"no token", "", http.StatusUnauthorized, "Bearer"},
 		{"basic scheme", "Basic YWxpY2U6c2VjcmV0", http.StatusBadRequest, `Bearer error="invalid_request"`},
 		{"other audience", "Bearer " + with(func(c map[string]any) { c["aud"] = "https://other.example/" }), http.StatusUnauthorized, invalidToken},
 		{"expired", "Bearer " + with(func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), http.StatusUnauthorized, invalidToken},
-		{"other issuer", "Bearer " + other.sign(t, other.claims(), "at+jwt"), http.StatusUnauthorized, invalidToken},
+		{"other issuer", "Bearer " + other.Mint(t, delegatedClaims(other)), http.StatusUnauthorized, invalidToken},
 		{"issuer claimed, key not its", "Bearer " + func() string {
-			c := other.claims()
-			c["iss"] = is.issuer
-			return other.sign(t, c, "at+jwt")
+			c := delegatedClaims(other)
+			c["iss"] = is.ID
+			return other.Mint(t, c)
 		}(), http.StatusUnauthorized, invalidToken},
-		{"not an access token", "Bearer " + is.sign(t, is.claims(), "JWT"), http.StatusUnauthorized, invalidToken},
-		{"unsigned", "Bearer " + unsignedJWT(t, is.claims()), http.StatusUnauthorized, invalidToken},
+		{"not an access token", "Bearer " + is.EC.Token(t, delegatedClaims(is), func(h, _ map[string]any) { h["typ"] = "JWT" }), http.StatusUnauthorized, invalidToken},
+		{"unsigned", "Bearer " + unsignedJWT(t, delegatedClaims(is)), http.StatusUnauthorized, invalidToken},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,8 +99,8 @@ func TestProtectedHandlerRefuses(t *testing.T) {
 func TestProtectedWhoami(t *testing.T) {
 	is := newTestIssuer(t)
 	endpoint := protectedServer(t, is)
-	claims := is.claims()
-	token := is.sign(t, claims, "at+jwt")
+	claims := delegatedClaims(is)
+	token := is.Mint(t, claims)
 	session, _ := connect(t, endpoint, clientSetup{transport: authorizingTransport{"Bearer " + token}})
 	res := callTool(t, session, "whoami", nil)
 	if res.IsError {
@@ -156,7 +110,7 @@ func TestProtectedWhoami(t *testing.T) {
 	want := Identity{
 		AuthorizationPresent: true, Scheme: "Bearer", TokenFormat: "jwt", Verified: true,
 		VerifiedClaims: &VerifiedClaims{
-			Issuer: is.issuer, Subject: "alice", ClientID: "agent-1", Audience: []string{testAudience},
+			Issuer: is.ID, Subject: "alice", ClientID: "agent-1", Audience: []string{testAudience},
 			Scope:     "ledger:read ledger:write",
 			Actor:     map[string]any{"sub": "agent-1", "client_id": "agent-1", "act": map[string]any{"sub": "orchestrator"}},
 			IssuedAt:  claims["iat"].(int64),

@@ -1,18 +1,13 @@
 package bench
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // authBroker is plainBroker with OAuth: every request needs a JWT access
@@ -115,94 +110,31 @@ func exchangeBrokerPath(yaml string) func(testing.TB, string) target {
 // target and how to mint more tokens for the broker.
 func startAuthBroker(tb testing.TB, yaml, upstream string) (target, func(subject string, groups []string) string) {
 	tb.Helper()
-	as := startAuthServer(tb)
+	as := oauthtest.NewIssuer(tb, nil)
 	ln := listen(tb)
 	audience := brokerEndpoint(ln) // known before the config is written
 	issuer := "http://" + ln.Addr().String()
 	store := filepath.Join(tb.TempDir(), "mcpbroker.db")
-	endpoint := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.metadataURL(), audience, issuer, store))
-	mint := func(subject string, groups []string) string { return as.mint(tb, audience, subject, groups) }
+	endpoint := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.MetadataURL(), audience, issuer, store))
+	mint := func(subject string, groups []string) string { return mintFrom(tb, as, audience, subject, groups) }
 	return target{
 		endpoint: endpoint,
 		token:    func(i int) string { return mint(fmt.Sprintf("bench-user-%d", i), benchGroups) },
 	}, mint
 }
 
-// authServer is the bench's authorization server: metadata and a JWKS with
-// one ES256 key over httptest, and that key to mint access tokens with.
-type authServer struct {
-	issuer string
-	signer jose.Signer
-}
-
-const authKeyID = "bench-es256"
-
-func startAuthServer(tb testing.TB) *authServer {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
-		&jose.SignerOptions{ExtraHeaders: map[jose.HeaderKey]any{"typ": "at+jwt", "kid": authKeyID}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	tb.Cleanup(srv.Close)
-	as := &authServer{issuer: srv.URL, signer: signer}
-	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, map[string]any{
-			"issuer":                   as.issuer,
-			"jwks_uri":                 as.issuer + "/jwks",
-			"token_endpoint":           as.issuer + "/token",
-			"response_types_supported": []string{"code"},
-		})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
-			{Key: &key.PublicKey, KeyID: authKeyID, Algorithm: string(jose.ES256), Use: "sig"},
-		}})
-	})
-	return as
-}
-
-func (as *authServer) metadataURL() string {
-	return as.issuer + "/.well-known/oauth-authorization-server"
-}
-
-// mint signs an access token for subject in groups (none: no groups
-// claim) at audience, valid for an hour.
-func (as *authServer) mint(tb testing.TB, audience, subject string, groups []string) string {
+// mintFrom signs, with the authorization server's key, an access token for
+// subject in groups (none: no groups claim) at audience, valid for an hour.
+func mintFrom(tb testing.TB, as *oauthtest.Issuer, audience, subject string, groups []string) string {
 	tb.Helper()
 	jti := make([]byte, 12)
 	rand.Read(jti)
 	now := time.Now()
-	claims := map[string]any{
-		"iss": as.issuer, "sub": subject, "aud": audience,
-		"client_id": "mcpbroker-bench", "scope": "mcp:tools",
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": fmt.Sprintf("%x", jti),
-	}
+	claims := as.Claims(now)
+	claims["sub"], claims["aud"], claims["client_id"], claims["scope"] = subject, audience, "mcpbroker-bench", "mcp:tools"
+	claims["exp"], claims["jti"] = now.Add(time.Hour).Unix(), fmt.Sprintf("%x", jti)
 	if groups != nil {
 		claims["groups"] = groups
 	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	jws, err := as.signer.Sign(payload)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	token, err := jws.CompactSerialize()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return token
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
+	return as.Mint(tb, claims)
 }

@@ -2,8 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/broker"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // concurrency is the number of MCP sessions, each on its own goroutine,
@@ -108,24 +107,18 @@ func checkUpstreamToken(t *testing.T, dst target, authorization string) {
 		return
 	}
 	token, ok := strings.CutPrefix(authorization, "Bearer ")
-	parts := strings.Split(token, ".")
-	if !ok || len(parts) != 3 {
+	if !ok || strings.Count(token, ".") != 2 {
 		t.Fatalf("the upstream received Authorization %.20q…, want a Bearer JWT", authorization)
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	var claims struct {
-		Audience string `json:"aud"`
-		Subject  string `json:"sub"`
-		Scope    string `json:"scope"`
-	}
-	if err == nil {
-		err = json.Unmarshal(payload, &claims)
-	}
+	_, claims := oauthtest.Decode(t, token)
+	audience, _ := claims["aud"].(string)
+	subject, _ := claims["sub"].(string)
+	scope, _ := claims["scope"].(string)
 	// A token without scope would be the session's identity-only token,
 	// not the one minted for the call.
-	if err != nil || claims.Audience != dst.audience || !strings.HasPrefix(claims.Subject, "bench-user-") || claims.Scope == "" {
-		t.Fatalf("the upstream's token has aud %q sub %q scope %q (%v), want aud %q, a bench user and the tool's scope",
-			claims.Audience, claims.Subject, claims.Scope, err, dst.audience)
+	if audience != dst.audience || !strings.HasPrefix(subject, "bench-user-") || scope == "" {
+		t.Fatalf("the upstream's token has aud %v sub %v scope %v, want aud %q, a bench user and the tool's scope",
+			claims["aud"], claims["sub"], claims["scope"], dst.audience)
 	}
 }
 

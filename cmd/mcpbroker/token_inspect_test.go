@@ -13,10 +13,10 @@ import (
 // table through the broker's inbound verifier and through token inspect:
 // inspect must never say "verified: yes" to a token the broker refuses.
 func TestTokenInspectRefusesWhatTheBrokerRefuses(t *testing.T) {
-	issuer := oauthtest.NewIssuer(t)
+	issuer := oauthtest.NewIssuer(t, nil)
 	now := time.Now()
 	verifier, err := oauth.NewVerifier([]oauth.ServerConfig{{
-		MetadataURL:       issuer.URL + oauthtest.MetadataPath,
+		MetadataURL:       issuer.MetadataURL(),
 		ExpectedAudiences: []string{oauthtest.Audience},
 	}}, oauth.Options{CacheSize: -1, Now: func() time.Time { return now }})
 	if err != nil {
@@ -24,7 +24,7 @@ func TestTokenInspectRefusesWhatTheBrokerRefuses(t *testing.T) {
 	}
 	ctx := context.Background()
 	inspect := func(token string) (string, string, int) {
-		return runToken(t, "", "inspect", "--issuer", issuer.URL, "--audience", oauthtest.Audience, token)
+		return runToken(t, "", "inspect", "--issuer", issuer.ID, "--audience", oauthtest.Audience, token)
 	}
 
 	valid := issuer.Token(t, now, issuer.EC, nil)
@@ -36,7 +36,7 @@ func TestTokenInspectRefusesWhatTheBrokerRefuses(t *testing.T) {
 	}
 	for _, test := range oauthtest.RejectedTokens(t, issuer, now) {
 		t.Run(test.Name, func(t *testing.T) {
-			if _, err := verifier.Verify(ctx, test.Token); oauth.ReasonOf(err) != test.Reason {
+			if _, err := verifier.Verify(ctx, test.Token); oauth.ReasonOf(err) != oauth.Reason(test.Reason) {
 				t.Fatalf("the broker's verifier: %v, want reason %q", err, test.Reason)
 			}
 			stdout, stderr, code := inspect(test.Token)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/mcpbroker/mcpbroker/exchange"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -50,54 +48,11 @@ func runToken(t *testing.T, stdin string, args ...string) (stdout, stderr string
 	return out.String(), errOut.String(), code
 }
 
-// issuerServer is an authorization server publishing a key set's JWKS and
-// RFC 8414 metadata; its URL is the issuer.
-type issuerServer struct {
-	*httptest.Server
-	keys *exchange.KeySet
-}
-
-func newIssuerServer(t *testing.T) *issuerServer {
+// newIssuer starts an authorization server whose tokens are for the
+// ledger.
+func newIssuer(t *testing.T) *oauthtest.Issuer {
 	t.Helper()
-	keys, err := exchange.NewKeySet(context.Background(), &exchange.MemoryKeyStore{}, exchange.KeySetOptions{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &issuerServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var document any
-		switch r.URL.Path {
-		case "/jwks":
-			document = s.keys.JWKS()
-		case "/.well-known/oauth-authorization-server":
-			document = map[string]any{"issuer": s.URL, "jwks_uri": s.URL + "/jwks", "token_endpoint": s.URL + "/token",
-				"grant_types_supported": []string{exchange.GrantTypeTokenExchange}}
-		default:
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(document)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-// mint makes a token of this server's, issued at issuedAt.
-func (s *issuerServer) mint(t *testing.T, issuedAt time.Time, alg jose.SignatureAlgorithm) string {
-	t.Helper()
-	minter, err := exchange.NewMinter(s.keys, exchange.MinterOptions{Issuer: s.URL, Algorithm: alg, Now: func() time.Time { return issuedAt }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, _, err := minter.Mint(context.Background(), exchange.Grant{
-		Subject: "alice", ClientID: "agent-app", Audience: "https://ledger.example/",
-		Scopes: []string{"ledger:read"}, TTL: time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token
+	return oauthtest.NewIssuer(t, &oauthtest.Options{Audience: "https://ledger.example/"})
 }
 
 // hs256Token is a token signed with a shared secret, which inspect must
@@ -111,15 +66,18 @@ func hs256Token(issuer string) string {
 }
 
 func TestTokenInspect(t *testing.T) {
-	server := newIssuerServer(t)
-	other := newIssuerServer(t)
+	server, other := newIssuer(t), newIssuer(t)
+	otherKey := oauthtest.NewKey(t, "other-1", "ES256")
+	other.Publish(otherKey)
 	now := time.Now()
-	good := server.mint(t, now, jose.ES256)
-	eddsa := server.mint(t, now, jose.EdDSA)
-	expired := server.mint(t, now.Add(-2*time.Hour), jose.ES256)
-	foreign := other.mint(t, now, jose.ES256)
+	good := server.Token(t, now, server.EC, nil)
+	eddsa := server.Token(t, now, server.Ed, nil)
+	expired := server.Token(t, now.Add(-2*time.Hour), server.EC, nil)
+	foreign := other.Token(t, now, otherKey, nil)
 	parts := strings.Split(good, ".")
-	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(mustDecode(t, parts[1]), `"alice"`, `"mallory"`, 1))) + "." + parts[2]
+	_, claims := oauthtest.Decode(t, good)
+	claims["sub"] = "mallory"
+	tampered := parts[0] + "." + oauthtest.B64(oauthtest.JSON(t, claims)) + "." + parts[2]
 	jwks := server.URL + "/jwks"
 
 	tests := []struct {
@@ -134,17 +92,17 @@ func TestTokenInspect(t *testing.T) {
 		{name: "from standard input", stdin: good + "\n", args: []string{"-"}, wantOut: []string{`"client_id": "agent-app"`}},
 		{name: "verified with the JWKS", args: []string{"--jwks", jwks, good}, wantOut: []string{"signature: valid (ES256", "verified: yes"}},
 		{name: "EdDSA verified with the JWKS", args: []string{"--jwks", jwks, eddsa}, wantOut: []string{"signature: valid (EdDSA", "verified: yes"}},
-		{name: "verified through the issuer's metadata", args: []string{"--issuer", server.URL, "--audience", "https://ledger.example/", good}, wantOut: []string{"signature: valid", "verified: yes"}},
+		{name: "verified through the issuer's metadata", args: []string{"--issuer", server.ID, "--audience", "https://ledger.example/", good}, wantOut: []string{"signature: valid", "verified: yes"}},
 		{name: "tampered", args: []string{"--jwks", jwks, tampered}, wantCode: 1, wantOut: []string{`"sub": "mallory"`, "signature: INVALID"}, wantError: "bad signature"},
 		{name: "another issuer's key", args: []string{"--jwks", jwks, foreign}, wantCode: 1, wantError: "kid: no matching key"},
-		{name: "another issuer", args: []string{"--issuer", other.URL, good}, wantCode: 1, wantError: "invalid token: issuer"},
+		{name: "another issuer", args: []string{"--issuer", other.ID, good}, wantCode: 1, wantError: "invalid token: issuer"},
 		{name: "expired", args: []string{"--jwks", jwks, expired}, wantCode: 1, wantOut: []string{"expired: yes"}, wantError: "invalid token: expired"},
 		{name: "expired, decode only", args: []string{expired}, wantOut: []string{"expired: yes"}},
 		{name: "audience missing", args: []string{"--audience", "https://mail.example/", good}, wantCode: 1, wantError: "aud does not contain"},
-		{name: "HS256", args: []string{"--jwks", jwks, hs256Token(server.URL)}, wantCode: 1, wantError: "invalid token: alg"},
+		{name: "HS256", args: []string{"--jwks", jwks, hs256Token(server.ID)}, wantCode: 1, wantError: "invalid token: alg"},
 		{name: "not a JWT", args: []string{"opaque-token"}, wantCode: 1, wantError: "not a JWT"},
 		{name: "no token", args: nil, wantCode: 2, wantError: "want one argument"},
-		{name: "both key sources", args: []string{"--jwks", jwks, "--issuer", server.URL, good}, wantCode: 2, wantError: "exclude each other"},
+		{name: "both key sources", args: []string{"--jwks", jwks, "--issuer", server.ID, good}, wantCode: 2, wantError: "exclude each other"},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
@@ -167,15 +125,6 @@ func TestTokenInspect(t *testing.T) {
 			}
 		})
 	}
-}
-
-func mustDecode(t *testing.T, segment string) string {
-	t.Helper()
-	data, err := base64.RawURLEncoding.DecodeString(segment)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
 }
 
 func TestTokenHashPassword(t *testing.T) {
@@ -218,8 +167,8 @@ func TestTokenHashPassword(t *testing.T) {
 }
 
 func TestTokenExchange(t *testing.T) {
-	server := newIssuerServer(t)
-	issued := server.mint(t, time.Now(), jose.ES256)
+	server := newIssuer(t)
+	issued := server.Token(t, time.Now(), server.EC, nil)
 	const secret = "connector-secret"
 	var form map[string][]string
 	var user, password string

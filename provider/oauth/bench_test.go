@@ -3,14 +3,15 @@ package oauth
 import (
 	"context"
 	"testing"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 func benchmarkVerify(b *testing.B, cacheSize int) {
-	loadKeys(b)
-	as := newFakeAS(b, ecKey)
+	as := oauthtest.NewIssuer(b, nil)
 	clock := newClock()
 	v := newTestVerifier(b, as, clock, nil, func(o *Options) { o.CacheSize = cacheSize })
-	token := mint(b, ecKey, as.claims(clock.Now()), nil)
+	token := as.Token(b, clock.Now(), as.EC, nil)
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, token); err != nil {
 		b.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 func TestCheckURL(t *testing.T) {
@@ -223,35 +225,32 @@ func TestFetcherTimeoutAndStatus(t *testing.T) {
 
 func TestOversizedJWKSRefused(t *testing.T) {
 	f := newFixture(t, nil)
-	f.as.mu.Lock()
-	f.as.jwksBody = []byte(`{"keys":[],"pad":"` + strings.Repeat("x", 1<<20) + `"}`)
-	f.as.mu.Unlock()
-	_, err := f.verify(f.token(ecKey, nil))
+	f.as.SetJWKS([]byte(`{"keys":[],"pad":"` + strings.Repeat("x", 1<<20) + `"}`))
+	_, err := f.verify(f.token(f.as.EC, nil))
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrResponseTooLarge) {
 		t.Fatalf("error = %v, want ErrUnavailable wrapping ErrResponseTooLarge", err)
 	}
 }
 
 func TestMetadataRedirectRefused(t *testing.T) {
-	loadKeys(t)
-	as := newFakeAS(t, ecKey)
-	redirector := httptest.NewServer(http.RedirectHandler(as.metadataURL(), http.StatusMovedPermanently))
+	as := oauthtest.NewIssuer(t, nil)
+	redirector := httptest.NewServer(http.RedirectHandler(as.MetadataURL(), http.StatusMovedPermanently))
 	defer redirector.Close()
 	clock := newClock()
 	v, err := NewVerifier([]ServerConfig{{
 		MetadataURL:       redirector.URL + "/.well-known/oauth-authorization-server",
-		ExpectedAudiences: []string{testAudience},
+		ExpectedAudiences: []string{oauthtest.Audience},
 	}}, Options{Logger: discardLogger(), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := as.claims(clock.Now())
+	claims := as.Claims(clock.Now())
 	claims["iss"] = redirector.URL
-	_, err = v.Verify(context.Background(), mint(t, ecKey, claims, nil))
+	_, err = v.Verify(context.Background(), as.Mint(t, claims))
 	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrRedirect) {
 		t.Fatalf("error = %v, want ErrUnavailable wrapping ErrRedirect", err)
 	}
-	if as.metadataHits.Load() != 0 {
+	if as.Hits(oauthtest.MetadataPath) != 0 {
 		t.Fatal("redirect was followed")
 	}
 }

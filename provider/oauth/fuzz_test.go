@@ -5,24 +5,26 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // FuzzVerifyJWT throws mutated tokens at a verifier backed by a real fake
 // AS. It must never panic, every failure must be one of the package's
 // errors, and nothing but an original valid token may ever verify.
 func FuzzVerifyJWT(f *testing.F) {
-	loadKeys(f)
-	as := newFakeAS(f, ecKey, rsaKey, edKey)
+	as := oauthtest.NewIssuer(f, nil)
+	as.Publish(as.EC, as.RSA, as.Ed)
 	clock := newClock()
 	v := newTestVerifier(f, as, clock, func(c *ServerConfig) { c.AllowMissingTyp = true }, func(o *Options) { o.CacheSize = -1 })
 	now := clock.Now()
 	valid := map[string]bool{}
-	for _, key := range []*testKey{ecKey, rsaKey, edKey} {
-		token := mint(f, key, as.claims(now), nil)
+	for _, key := range []*oauthtest.Key{as.EC, as.RSA, as.Ed} {
+		token := as.Token(f, now, key, nil)
 		valid[token] = true
 		f.Add(token)
 	}
-	withAct := mint(f, ecKey, as.claims(now), func(h, c map[string]any) {
+	withAct := as.Token(f, now, as.EC, func(h, c map[string]any) {
 		c["act"] = map[string]any{"sub": "agent", "act": map[string]any{"client_id": "x"}}
 		c["groups"] = []string{"g"}
 	})
@@ -32,18 +34,18 @@ func FuzzVerifyJWT(f *testing.F) {
 		"",
 		"a.b.c",
 		"a.b.c.d.e",
-		mint(f, attackerEC, as.claims(now), nil),
-		mint(f, ecKey, as.claims(now), func(h, c map[string]any) { h["alg"] = "none" }),
-		mint(f, ecKey, as.claims(now), func(h, c map[string]any) { h["crit"] = []string{"x"} }),
-		mint(f, ecKey, as.claims(now), func(h, c map[string]any) { c["exp"] = "soon" }),
-		b64([]byte(`{"alg":"none"}`)) + "." + b64([]byte(`{"iss":"`+as.issuer+`","sub":"a"}`)) + ".",
-		b64([]byte(`{"alg":"ES256","kid":"ec-1","kid":"rsa-1"}`)) + ".e30.AAAA",
+		as.Token(f, now, as.AttackerEC, nil),
+		as.Token(f, now, as.EC, func(h, c map[string]any) { h["alg"] = "none" }),
+		as.Token(f, now, as.EC, func(h, c map[string]any) { h["crit"] = []string{"x"} }),
+		as.Token(f, now, as.EC, func(h, c map[string]any) { c["exp"] = "soon" }),
+		oauthtest.B64([]byte(`{"alg":"none"}`)) + "." + oauthtest.B64([]byte(`{"iss":"`+as.ID+`","sub":"a"}`)) + ".",
+		oauthtest.B64([]byte(`{"alg":"ES256","kid":"ec-1","kid":"rsa-1"}`)) + ".e30.AAAA",
 		strings.Repeat("A", MaxTokenSize+1),
 	} {
 		f.Add(seed)
 	}
 	// Discover once so that fuzzing does not wait on the network.
-	if _, err := v.Verify(context.Background(), mint(f, ecKey, as.claims(now), nil)); err != nil {
+	if _, err := v.Verify(context.Background(), as.Token(f, now, as.EC, nil)); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, token string) {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 func TestDeriveIssuer(t *testing.T) {
@@ -83,20 +85,19 @@ func TestParseMetadata(t *testing.T) {
 
 func TestMetadataIssuerMismatchRejected(t *testing.T) {
 	f := newFixture(t, nil)
-	f.as.setMetadataIssuer("https://evil.example")
-	_, err := f.verify(f.token(ecKey, nil))
+	f.as.SetMetadata(map[string]any{"issuer": "https://evil.example"})
+	_, err := f.verify(f.token(f.as.EC, nil))
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("error = %v, want ErrUnavailable for the issuer mismatch", err)
 	}
-	if f.as.jwksHits.Load() != 0 {
+	if f.as.Hits("/jwks") != 0 {
 		t.Fatal("keys fetched from a server whose metadata names another issuer")
 	}
 }
 
 func TestParseJWKS(t *testing.T) {
-	loadKeys(t)
-	ecJSON := string(mustJSON(t, ecKey.jwk()))
-	rsaJSON := string(mustJSON(t, rsaKey.jwk()))
+	ecJSON := string(oauthtest.JSON(t, oauthtest.NewKey(t, "ec-1", "ES256").JWK()))
+	rsaJSON := string(oauthtest.JSON(t, oauthtest.NewKey(t, "rsa-1", "RS256").JWK()))
 	tests := []struct {
 		name    string
 		body    string
@@ -140,7 +141,7 @@ func TestParseJWKS(t *testing.T) {
 }
 
 func TestJWKSWithWeakRSAKeySkipped(t *testing.T) {
-	body := `{"keys":[{"kty":"RSA","kid":"weak","n":"` + b64(make1024BitModulus()) + `","e":"AQAB"}]}`
+	body := `{"keys":[{"kty":"RSA","kid":"weak","n":"` + oauthtest.B64(make1024BitModulus()) + `","e":"AQAB"}]}`
 	if _, skipped, err := parseJWKS([]byte(body)); err == nil || len(skipped) != 1 {
 		t.Fatalf("weak RSA key: err=%v skipped=%v", err, skipped)
 	}
@@ -154,7 +155,7 @@ func make1024BitModulus() []byte {
 }
 
 func TestNewVerifierValidation(t *testing.T) {
-	good := ServerConfig{MetadataURL: "https://as.example/.well-known/openid-configuration", ExpectedAudiences: []string{testAudience}}
+	good := ServerConfig{MetadataURL: "https://as.example/.well-known/openid-configuration", ExpectedAudiences: []string{oauthtest.Audience}}
 	tests := []struct {
 		name    string
 		servers []ServerConfig
@@ -202,7 +203,7 @@ func TestNewVerifierValidation(t *testing.T) {
 func TestNewVerifierDoesNoIO(t *testing.T) {
 	f := newFixture(t, nil)
 	_ = f.v.Issuers()
-	if f.as.metadataHits.Load() != 0 {
+	if f.as.Hits(oauthtest.MetadataPath) != 0 {
 		t.Fatal("NewVerifier or Issuers fetched metadata")
 	}
 }

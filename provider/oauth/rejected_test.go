@@ -15,10 +15,10 @@ import (
 // issuer's keys in hand, to the shared refusal table that other readers of
 // tokens are tested against too: both give the same reason for each token.
 func TestSharedRefusalTable(t *testing.T) {
-	issuer := oauthtest.NewIssuer(t)
+	issuer := oauthtest.NewIssuer(t, nil)
 	now := time.Now()
 	verifier, err := oauth.NewVerifier([]oauth.ServerConfig{{
-		MetadataURL:       issuer.URL + oauthtest.MetadataPath,
+		MetadataURL:       issuer.MetadataURL(),
 		ExpectedAudiences: []string{oauthtest.Audience},
 	}}, oauth.Options{CacheSize: -1, Now: func() time.Time { return now }})
 	if err != nil {
@@ -37,7 +37,7 @@ func TestSharedRefusalTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rules := oauth.JWTRules{Issuer: issuer.URL, Audiences: []string{oauthtest.Audience}}
+	rules := oauth.JWTRules{Issuer: issuer.ID, Audiences: []string{oauthtest.Audience}}
 	ctx := context.Background()
 
 	valid := issuer.Token(t, now, issuer.EC, nil)
@@ -50,11 +50,11 @@ func TestSharedRefusalTable(t *testing.T) {
 	for _, test := range oauthtest.RejectedTokens(t, issuer, now) {
 		t.Run(test.Name, func(t *testing.T) {
 			principal, err := verifier.Verify(ctx, test.Token)
-			if principal != nil || oauth.ReasonOf(err) != test.Reason {
+			if principal != nil || oauth.ReasonOf(err) != oauth.Reason(test.Reason) {
 				t.Fatalf("Verify = %v, %v; want reason %q", principal, err, test.Reason)
 			}
 			principal, err = oauth.VerifyJWT(test.Token, keys, rules, now)
-			if principal != nil || oauth.ReasonOf(err) != test.Reason {
+			if principal != nil || oauth.ReasonOf(err) != oauth.Reason(test.Reason) {
 				t.Fatalf("VerifyJWT = %v, %v; want reason %q", principal, err, test.Reason)
 			}
 		})
