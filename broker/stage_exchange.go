@@ -94,7 +94,7 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	c.Outbound = outboundToken{set: true, value: token}
+	c.Outbound = outboundToken{set: true, token: token}
 	return nil
 }
 
@@ -118,8 +118,8 @@ type credential = exchange.Credential
 // outboundToken is what the exchange stage decided a request carries.
 // The zero value leaves it to the session: its session token, if any.
 type outboundToken struct {
-	set   bool       // the call carries value instead of the session's token
-	value credential // empty: no token at all
+	set   bool                   // the call carries token instead of the session's
+	token exchange.UpstreamToken // an empty Value: no token at all
 }
 
 // upstreamHeader is the header a forwarded request carries: the call's
@@ -129,10 +129,10 @@ func (c *Call) upstreamHeader() http.Header {
 	switch {
 	case !c.Outbound.set:
 		return nil
-	case c.Outbound.value == "":
+	case c.Outbound.token.Value == "":
 		return withoutAuthorization
 	}
-	return http.Header{"Authorization": {"Bearer " + string(c.Outbound.value)}}
+	return http.Header{"Authorization": {"Bearer " + string(c.Outbound.token.Value)}}
 }
 
 // withoutAuthorization is the header of a tool call that carries no token:

@@ -55,10 +55,14 @@ type TokenRequest struct {
 	Delegation   bool
 }
 
-// UpstreamToken is a token for an upstream and when it expires.
+// UpstreamToken is a token for an upstream and what an audit record may
+// say of it: when it expires, its jti (when known), audience and scopes.
 type UpstreamToken struct {
-	Value  Credential
-	Expiry time.Time
+	Value    Credential
+	Expiry   time.Time
+	ID       string
+	Audience string
+	Scopes   []string
 }
 
 // MintingIssuer mints in process with the embedded authorization server's
@@ -98,7 +102,7 @@ func (m *MintingIssuer) Issue(ctx context.Context, r TokenRequest) (UpstreamToke
 	if err != nil {
 		return UpstreamToken{}, err
 	}
-	return UpstreamToken{Value: Credential(token), Expiry: claims.Expiry}, nil
+	return UpstreamToken{Value: Credential(token), Expiry: claims.Expiry, ID: claims.TokenID, Audience: r.Audience, Scopes: r.Scopes}, nil
 }
 
 // ErrAgentTokenExpiring refuses a token for an agent whose own token has
@@ -198,7 +202,7 @@ func (ci *ConnectorIssuer) Issue(ctx context.Context, r TokenRequest) (UpstreamT
 		// The provider did not say: assume no more than asked for.
 		lifetime = r.TTL
 	}
-	return UpstreamToken{Value: Credential(issued.AccessToken), Expiry: start.Add(lifetime)}, nil
+	return UpstreamToken{Value: Credential(issued.AccessToken), Expiry: start.Add(lifetime), ID: jwtID(issued.AccessToken), Audience: r.Audience, Scopes: r.Scopes}, nil
 }
 
 // withinRequestedScope refuses a token that grants scopes beyond requested.
@@ -233,20 +237,8 @@ func withinRequestedScope(issued *IssuedToken, requested []string) error {
 // checked: the token is the identity provider's answer over an
 // authenticated channel, and only what it grants matters here.
 func jwtScopes(token string) ([]string, error) {
-	_, rest, ok := strings.Cut(token, ".")
-	payloadPart, signaturePart, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
-		return nil, nil
-	}
-	// The strict decoders the broker reads inbound tokens with: exact
-	// member names, no duplicates, so this check reads the claim an
-	// upstream reads.
-	payload, err := oauth.DecodeSegment(payloadPart)
-	if err != nil {
-		return nil, nil
-	}
-	claims, err := oauth.DecodeObject(payload)
-	if err != nil {
+	claims, ok := jwtClaims(token)
+	if !ok {
 		return nil, nil
 	}
 	var scopes []string
@@ -298,4 +290,40 @@ func (ci *ConnectorIssuer) discover(ctx context.Context) (*Client, error) {
 		return nil, fmt.Errorf("connector %q: %w", c.Name, err)
 	}
 	return client, nil
+}
+
+// jwtID is the jti of token when it is a JWT with one, for the audit
+// trail; "" otherwise. The signature is not checked: the token is the
+// identity provider's answer, and the jti only names it.
+func jwtID(token string) string {
+	claims, ok := jwtClaims(token)
+	if !ok {
+		return ""
+	}
+	id, _ := claims["jti"].(string)
+	if len(id) > 256 {
+		return ""
+	}
+	return id
+}
+
+// jwtClaims is the payload of token when it is a JWS compact JWT with a
+// JSON object payload, read with the strict decoders the broker reads
+// inbound tokens with: exact member names, no duplicates, so what is read
+// here is what an upstream reads.
+func jwtClaims(token string) (map[string]any, bool) {
+	_, rest, ok := strings.Cut(token, ".")
+	payloadPart, signaturePart, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
+		return nil, false
+	}
+	payload, err := oauth.DecodeSegment(payloadPart)
+	if err != nil {
+		return nil, false
+	}
+	claims, err := oauth.DecodeObject(payload)
+	if err != nil {
+		return nil, false
+	}
+	return claims, true
 }

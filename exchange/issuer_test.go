@@ -2,38 +2,20 @@ package exchange
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 const outboundTestIssuer = "http://localhost:8080"
-
-// unverifiedClaims decodes a JWT's payload without verifying it.
-func unverifiedClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWS: %d parts", len(parts))
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		t.Fatal(err)
-	}
-	return claims
-}
 
 func outboundTestMinter(t *testing.T) *Minter {
 	t.Helper()
@@ -62,7 +44,11 @@ func TestToolTokenDoesNotOutliveTheAgentToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := int64(unverifiedClaims(t, string(token.Value))["exp"].(float64))
+	_, claims := oauthtest.Decode(t, string(token.Value))
+	if token.ID == "" || token.ID != claims["jti"] || token.Audience != claims["aud"] || !slices.Equal(token.Scopes, []string{"ledger:read"}) {
+		t.Errorf("the issued token says id %q, aud %q, scopes %v; its claims %v", token.ID, token.Audience, token.Scopes, claims)
+	}
+	exp := int64(claims["exp"].(float64))
 	if exp > agentExpiry.Unix() {
 		t.Errorf("tool token expires %s after the agent's token", time.Duration(exp-agentExpiry.Unix())*time.Second)
 	}
@@ -96,7 +82,8 @@ func TestMintedTokenKeepsTheInboundIssuerApart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return unverifiedClaims(t, string(token.Value))
+		_, claims := oauthtest.Decode(t, string(token.Value))
+		return claims
 	}
 	local, external := mint(outboundTestIssuer), mint("https://dev-idp.example")
 	if got, present := local[SubjectIssuerClaim]; present {
@@ -112,24 +99,19 @@ func TestMintedTokenKeepsTheInboundIssuerApart(t *testing.T) {
 	}
 }
 
-// fakeJWT is an unsigned token shaped like a JWT with these claims; the
-// broker reads, not verifies, a connector's token.
-func fakeJWT(claims map[string]any) string {
-	payload, _ := json.Marshal(claims)
-	return rawJWT(string(payload))
-}
-
-// rawJWT is fakeJWT for a payload written out, member order included.
-func rawJWT(payload string) string {
-	return "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString([]byte(payload)) + ".c2lnbmF0dXJl"
-}
-
 // A connector's token never grants more than was asked for. Asking for no
 // scope (identity-only tokens, tools configured without scopes) allows
 // none, although RFC 8693 servers commonly default to the subject token's
 // whole scope; a JWT's own scope claims count even when the response
 // leaves scope out.
 func TestConnectorTokenCarriesNoScopeBeyondTheRequest(t *testing.T) {
+	// The broker reads, not verifies, a connector's token: any key signs.
+	key := oauthtest.NewKey(t, "connector-1", "ES256")
+	// rawJWT is a JWT of a payload written out, member order included.
+	rawJWT := func(payload string) string {
+		return oauthtest.SignRaw(t, "ES256", key.Private, []byte(`{"alg":"ES256"}`), []byte(payload))
+	}
+	jwt := func(claims map[string]any) string { return rawJWT(string(oauthtest.JSON(t, claims))) }
 	tests := []struct {
 		name      string
 		requested []string
@@ -143,17 +125,17 @@ func TestConnectorTokenCarriesNoScopeBeyondTheRequest(t *testing.T) {
 		{"identity-only, an opaque token without scope", nil,
 			map[string]any{"access_token": "identity-token"}, true},
 		{"identity-only, a JWT with scope and no scope in the response", nil,
-			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read"})}, false},
+			map[string]any{"access_token": jwt(map[string]any{"sub": "alice", "scope": "ledger:read"})}, false},
 		{"identity-only, a JWT with scp", nil,
-			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scp": []string{"admin"}})}, false},
+			map[string]any{"access_token": jwt(map[string]any{"sub": "alice", "scp": []string{"admin"}})}, false},
 		{"identity-only, a JWT without scope", nil,
-			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice"})}, true},
+			map[string]any{"access_token": jwt(map[string]any{"sub": "alice"})}, true},
 		{"identity-only, a JWT whose scope cannot be read", nil,
-			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": 7})}, false},
+			map[string]any{"access_token": jwt(map[string]any{"sub": "alice", "scope": 7})}, false},
 		{"a tool's scope granted as asked", []string{"ledger:read"},
-			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read"}), "scope": "ledger:read"}, true},
+			map[string]any{"access_token": jwt(map[string]any{"sub": "alice", "scope": "ledger:read"}), "scope": "ledger:read"}, true},
 		{"a tool's scope, the response silent and the JWT wider", []string{"ledger:read"},
-			map[string]any{"access_token": fakeJWT(map[string]any{"sub": "alice", "scope": "ledger:read ledger:write"})}, false},
+			map[string]any{"access_token": jwt(map[string]any{"sub": "alice", "scope": "ledger:read ledger:write"})}, false},
 		{"a tool's scope, the JWT's scope hidden behind a case variant", []string{"ledger:read"},
 			map[string]any{"access_token": rawJWT(`{"sub":"alice","scope":"admin","Scope":"ledger:read"}`)}, false},
 		{"a tool's scope, a wider scope granted", []string{"ledger:read"},

@@ -150,22 +150,22 @@ type ToolCall struct {
 	SubjectToken Credential
 }
 
-// ToolToken issues the token a tools/call carries: empty, without error,
-// when the tool has no grant and the call is to carry no token at all.
-func (a *AppIssuer) ToolToken(ctx context.Context, call ToolCall) (Credential, error) {
+// ToolToken issues the token a tools/call carries: an empty Value, without
+// error, when the tool has no grant and the call is to carry no token.
+func (a *AppIssuer) ToolToken(ctx context.Context, call ToolCall) (UpstreamToken, error) {
 	grant := a.tools[call.Tool]
 	if grant == nil {
 		grant = a.tools[DefaultTool]
 	}
 	if grant == nil {
-		return "", nil
+		return UpstreamToken{}, nil
 	}
 	if call.Principal == nil {
-		return "", ErrNoAgent
+		return UpstreamToken{}, ErrNoAgent
 	}
 	scopes, err := grantedScopes(grant.Scopes, call.Principal.Scopes, call.PolicyScopes)
 	if err != nil {
-		return "", err
+		return UpstreamToken{}, err
 	}
 	r := TokenRequest{Principal: call.Principal, Audience: a.audience, Scopes: scopes, TTL: grant.TTL, Delegation: a.delegation}
 	if a.issuer.ExchangesAgentToken() {
@@ -173,9 +173,9 @@ func (a *AppIssuer) ToolToken(ctx context.Context, call ToolCall) (Credential, e
 	}
 	token, err := a.issuer.Issue(ctx, r)
 	if err != nil {
-		return "", &IssueError{App: a.name, Err: err}
+		return UpstreamToken{}, &IssueError{App: a.name, Err: err}
 	}
-	return token.Value, nil
+	return token, nil
 }
 
 // grantedScopes are the scopes of a tool's token: the tool's own, which the

@@ -29,7 +29,7 @@ func (r *recordingIssuer) Issue(_ context.Context, req TokenRequest) (UpstreamTo
 	if ttl == 0 {
 		ttl = req.TTL
 	}
-	return UpstreamToken{Value: Credential("token-" + string(rune('0'+len(r.requests)))), Expiry: time.Now().Add(ttl)}, nil
+	return UpstreamToken{Value: Credential("token-" + string(rune('0'+len(r.requests)))), Expiry: time.Now().Add(ttl), Audience: req.Audience, Scopes: req.Scopes}, nil
 }
 
 func newTestOutbound(t *testing.T, issuer Issuer) *AppIssuer {
@@ -56,8 +56,12 @@ func TestToolTokenShape(t *testing.T) {
 	alice := &oauth.Principal{Subject: "alice", ClientID: "agent", Scopes: []string{"ledger:read", "ledger:write"}}
 	ctx := context.Background()
 
-	if _, err := app.ToolToken(ctx, ToolCall{Principal: alice, Tool: "pay", PolicyScopes: []string{"ledger:write"}}); err != nil {
+	issued, err := app.ToolToken(ctx, ToolCall{Principal: alice, Tool: "pay", PolicyScopes: []string{"ledger:write"}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if issued.Audience != "https://ledger.example" || !slices.Equal(issued.Scopes, []string{"ledger:write"}) || issued.Value == "" {
+		t.Errorf("the issued token says %+v, want its audience and scopes for the audit trail", issued)
 	}
 	if _, err := app.ToolToken(ctx, ToolCall{Principal: alice, Tool: "balance"}); err != nil {
 		t.Fatal(err)
@@ -74,7 +78,7 @@ func TestToolTokenShape(t *testing.T) {
 	}
 
 	reader := &oauth.Principal{Subject: "bob", ClientID: "agent", Scopes: []string{"ledger:read"}}
-	_, err := app.ToolToken(ctx, ToolCall{Principal: reader, Tool: "pay"})
+	_, err = app.ToolToken(ctx, ToolCall{Principal: reader, Tool: "pay"})
 	var scope *ScopeError
 	if !errors.As(err, &scope) || !errors.Is(err, oauth.ErrInsufficientScope) || !slices.Equal(scope.Scopes, []string{"ledger:write", "ledger:read"}) {
 		t.Errorf("a tool needing scopes the agent lacks: got %v, want a ScopeError naming the tool's scopes", err)
@@ -101,7 +105,7 @@ func TestToolWithoutGrantGetsNoToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	token, err := o.App("a").ToolToken(context.Background(), ToolCall{Principal: &oauth.Principal{Subject: "alice"}, Tool: "other"})
-	if err != nil || token != "" || len(issuer.requests) != 0 {
+	if err != nil || token.Value != "" || len(issuer.requests) != 0 {
 		t.Errorf("got %q, %v, %d requests; want no token, no error, no request", token, err, len(issuer.requests))
 	}
 }
