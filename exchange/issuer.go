@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -237,8 +236,8 @@ func withinRequestedScope(issued *IssuedToken, requested []string) error {
 // checked: the token is the identity provider's answer over an
 // authenticated channel, and only what it grants matters here.
 func jwtScopes(token string) ([]string, error) {
-	claims, ok := jwtClaims(token)
-	if !ok {
+	claims, err := oauth.UnverifiedPayload(token)
+	if err != nil {
 		return nil, nil
 	}
 	var scopes []string
@@ -296,8 +295,8 @@ func (ci *ConnectorIssuer) discover(ctx context.Context) (*Client, error) {
 // trail; "" otherwise. The signature is not checked: the token is the
 // identity provider's answer, and the jti only names it.
 func jwtID(token string) string {
-	claims, ok := jwtClaims(token)
-	if !ok {
+	claims, err := oauth.UnverifiedPayload(token)
+	if err != nil {
 		return ""
 	}
 	id, _ := claims["jti"].(string)
@@ -305,25 +304,4 @@ func jwtID(token string) string {
 		return ""
 	}
 	return id
-}
-
-// jwtClaims is the payload of token when it is a JWS compact JWT with a
-// JSON object payload, read with the strict decoders the broker reads
-// inbound tokens with: exact member names, no duplicates, so what is read
-// here is what an upstream reads.
-func jwtClaims(token string) (map[string]any, bool) {
-	_, rest, ok := strings.Cut(token, ".")
-	payloadPart, signaturePart, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
-		return nil, false
-	}
-	payload, err := oauth.DecodeSegment(payloadPart)
-	if err != nil {
-		return nil, false
-	}
-	claims, err := oauth.DecodeObject(payload)
-	if err != nil {
-		return nil, false
-	}
-	return claims, true
 }

@@ -183,8 +183,8 @@ func (i Identity) text() string {
 
 // Fixed messages: an error must never quote the token it failed on.
 var (
-	errJWTShape   = errors.New("not a compact JWS: expected three dot-separated parts")
-	errJWTBase64  = errors.New("payload is not base64url")
+	errJWTShape   = oauth.ErrNotJWS
+	errJWTBase64  = oauth.ErrPayloadEncoding
 	errJWTPayload = errors.New("payload is not a JSON object with the registered claim types")
 	errJWTNumber  = errors.New("exp or iat is not a NumericDate")
 )
@@ -194,20 +194,15 @@ var (
 // nothing else: the signature, issuer and expiry are the broker's business,
 // and this server only reports what arrived.
 func decodeUnverifiedClaims(token string) (*UnverifiedClaims, error) {
-	_, rest, ok := strings.Cut(token, ".")
-	payloadPart, signaturePart, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || strings.Contains(signaturePart, ".") {
-		return nil, errJWTShape
-	}
-	payload, err := oauth.DecodeSegment(payloadPart)
-	if err != nil {
-		return nil, errJWTBase64
-	}
-	claims, err := oauth.DecodeObject(payload)
-	if err != nil {
+	claims, err := oauth.UnverifiedPayload(token)
+	switch {
+	case errors.Is(err, oauth.ErrPayloadObject):
 		return nil, errJWTPayload
+	case err != nil:
+		return nil, err
 	}
 	decoded := &UnverifiedClaims{}
+	var ok bool
 	for name, into := range map[string]*string{"iss": &decoded.Issuer, "sub": &decoded.Subject, "scope": &decoded.Scope, "client_id": &decoded.ClientID, "jti": &decoded.TokenID} {
 		if *into, err = oauth.StringClaim(claims, name); err != nil {
 			return nil, errJWTPayload

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"slices"
 	"strings"
 	"time"
@@ -226,4 +227,33 @@ func verifySignature(token string, t *unverifiedJWT, keys []*verificationKey, lo
 		return nil
 	}
 	return invalid(ReasonSignature, "")
+}
+
+// Errors of UnverifiedPayload.
+var (
+	ErrNotJWS          = errors.New("oauth: not a JWS compact serialization")
+	ErrPayloadEncoding = errors.New("oauth: payload is not base64url")
+	ErrPayloadObject   = errors.New("oauth: payload is not a JSON object")
+)
+
+// UnverifiedPayload decodes the claims of a JWS compact token with the
+// strict decoders (DecodeSegment, DecodeObject) and checks nothing else:
+// no signature, issuer or expiry. It is for reading what a token that is
+// not for this process says (an identity provider's answer, what an
+// upstream received), never for deciding whether to trust it.
+func UnverifiedPayload(token string) (map[string]any, error) {
+	_, rest, ok := strings.Cut(token, ".")
+	payloadPart, signaturePart, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(signaturePart, ".") || len(token) > MaxTokenSize {
+		return nil, ErrNotJWS
+	}
+	payload, err := DecodeSegment(payloadPart)
+	if err != nil {
+		return nil, ErrPayloadEncoding
+	}
+	claims, err := DecodeObject(payload)
+	if err != nil {
+		return nil, ErrPayloadObject
+	}
+	return claims, nil
 }
