@@ -57,6 +57,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 	// The guess is counted before the password is checked, so parallel
 	// guesses cannot all slip in before the first failure is recorded.
 	if !s.throttle.attempt(username, ip, now) {
+		s.event(r.Context(), r, Event{Name: EventSignInFailed, Client: a.client.ID, Status: http.StatusTooManyRequests, Detail: "throttled"})
 		s.retryLogin(w, http.StatusTooManyRequests, a, state, username, messageThrottled)
 		return
 	}
@@ -69,9 +70,17 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 	s.throttle.done(username, ip, err == nil && known)
 	if err != nil || !known {
 		s.logger.Info("authserver: failed sign-in", slog.String("client_id", a.client.ID), slog.String("remote_ip", ip))
+		// The username is recorded only when it names a user: a password
+		// typed into the username field must not reach the trail.
+		e := Event{Name: EventSignInFailed, Client: a.client.ID, Status: http.StatusOK, Detail: "wrong username or password"}
+		if known {
+			e.Subject = username
+		}
+		s.event(r.Context(), r, e)
 		s.retryLogin(w, http.StatusOK, a, state, username, messageBadLogin)
 		return
 	}
+	s.event(r.Context(), r, Event{Name: EventSignIn, Subject: user.Username, Client: a.client.ID, Detail: "password"})
 	s.signedIn(w, r.Context(), a, state, &identity{
 		Subject:  user.Username,
 		Username: user.Username,

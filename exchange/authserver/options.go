@@ -80,6 +80,11 @@ type Options struct {
 	Exchanger TokenExchanger
 	// Logger: default slog.Default().
 	Logger *slog.Logger
+	// OnEvent, when set, is told of every sign-in, consent, token issued,
+	// refreshed, exchanged, refused or revoked, client registration and
+	// failed client authentication: the audit trail's view of the Auth
+	// Provider. It runs before the answer is sent.
+	OnEvent func(context.Context, Event)
 	// Now: default time.Now.
 	Now func() time.Time
 }

@@ -78,28 +78,28 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	noStore(w)
 	if contentType := r.Header.Get("Content-Type"); contentType != "" {
 		if mediaType, _, err := mime.ParseMediaType(contentType); err != nil || mediaType != "application/json" {
-			writeRegistrationError(w, "invalid_client_metadata", "the request must be application/json")
+			s.refuseRegistration(w, r, http.StatusBadRequest, "invalid_client_metadata", "the request must be application/json")
 			return
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRegistrationBytes))
 	if err != nil {
-		writeRegistrationError(w, "invalid_client_metadata", fmt.Sprintf("the request body must be at most %d bytes", maxRegistrationBytes))
+		s.refuseRegistration(w, r, http.StatusBadRequest, "invalid_client_metadata", fmt.Sprintf("the request body must be at most %d bytes", maxRegistrationBytes))
 		return
 	}
 	var metadata registrationRequest
 	if err := decodeJSONObject(body, &metadata); err != nil {
-		writeRegistrationError(w, "invalid_client_metadata", err.Error())
+		s.refuseRegistration(w, r, http.StatusBadRequest, "invalid_client_metadata", err.Error())
 		return
 	}
 	registered, code, problem := s.newRegisteredClient(&metadata)
 	if problem != "" {
-		writeRegistrationError(w, code, problem)
+		s.refuseRegistration(w, r, http.StatusBadRequest, code, problem)
 		return
 	}
 	if retryAfter, ok := s.registrations.allow(clientIP(r), s.now()); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter.Seconds())+1))
-		writeJSON(w, http.StatusTooManyRequests, registrationError{"temporarily_unavailable", "too many registrations from this address; try again later"})
+		s.refuseRegistration(w, r, http.StatusTooManyRequests, "temporarily_unavailable", "too many registrations from this address; try again later")
 		return
 	}
 	var secret string
@@ -108,11 +108,11 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.store.registerClient(registered, maxRegisteredClients); err != nil {
 		if errors.Is(err, errTooManyClients) {
-			writeJSON(w, http.StatusServiceUnavailable, registrationError{"temporarily_unavailable", "no more clients can be registered"})
+			s.refuseRegistration(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "no more clients can be registered")
 			return
 		}
 		s.logger.Error("authserver: register client", slog.Any("error", err))
-		writeJSON(w, http.StatusInternalServerError, registrationError{"server_error", "the client could not be registered"})
+		s.refuseRegistration(w, r, http.StatusInternalServerError, "server_error", "the client could not be registered")
 		return
 	}
 	s.logger.Info("authserver: client registered", slog.String("client_id", registered.ID),
@@ -133,7 +133,15 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		never := int64(0)
 		response.ClientSecretExpiresAt = &never
 	}
+	s.event(r.Context(), r, Event{Name: EventClientRegistered, Client: registered.ID, Status: http.StatusCreated, Scopes: registered.Scopes})
 	writeJSON(w, http.StatusCreated, response)
+}
+
+// refuseRegistration answers a registration with an RFC 7591 error and
+// records the refusal.
+func (s *Server) refuseRegistration(w http.ResponseWriter, r *http.Request, status int, code, description string) {
+	s.event(r.Context(), r, Event{Name: EventRegistrationFailed, Status: status, Detail: code})
+	writeJSON(w, status, registrationError{code, description})
 }
 
 // newRegisteredClient checks metadata and builds the client it describes.
@@ -212,10 +220,6 @@ func (s *Server) newRegisteredClient(metadata *registrationRequest) (c *client, 
 		IssuedAt:     now,
 		UnusedUntil:  now.Add(unusedClientTTL),
 	}, "", ""
-}
-
-func writeRegistrationError(w http.ResponseWriter, code, description string) {
-	writeJSON(w, http.StatusBadRequest, registrationError{Code: code, Description: description})
 }
 
 // decodeJSONObject decodes exactly one JSON object from body into value.

@@ -25,6 +25,15 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := s.provider.NewRevocationRequest(ctx, r)
+	e := Event{Name: EventTokenRevoked, Status: http.StatusOK}
+	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
+		e = Event{Name: EventTokenRefused, Status: rfc.CodeField, Detail: "revocation: " + rfc.ErrorField}
+		if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+			e.Name = EventClientAuthFailed
+		}
+	}
+	s.event(ctx, r, e)
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusOK)

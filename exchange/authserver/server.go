@@ -72,6 +72,7 @@ type Server struct {
 	registration  bool
 	secureCookies bool
 	logger        *slog.Logger
+	onEvent       func(context.Context, Event)
 	now           func() time.Time
 }
 
@@ -109,6 +110,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		registration:  opts.Registration,
 		secureCookies: issuerURL.Scheme == "https",
 		logger:        opts.Logger,
+		onEvent:       opts.OnEvent,
 		now:           opts.Now,
 	}
 	for _, user := range opts.Users {

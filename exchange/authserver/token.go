@@ -49,6 +49,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if strings.EqualFold(response.GetTokenType(), "bearer") {
 		response.SetTokenType("Bearer")
 	}
+	s.event(ctx, r, tokenEvent(request, response))
 	s.provider.WriteAccessResponse(ctx, w, request, response)
 }
 
@@ -60,9 +61,12 @@ func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, request
 		s.logger.Error("authserver: token request failed", slog.String("grant_type", r.PostForm.Get("grant_type")),
 			slog.String("client_id", clientID(request)), slog.String("error", rfc.ErrorField), slog.Any("cause", rfc.Cause()))
 	}
+	e := Event{Name: EventTokenRefused, Client: clientID(request), Status: rfc.CodeField, Detail: rfc.ErrorField}
 	if rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.issuer+`"`)
+		e.Name = EventClientAuthFailed
 	}
+	s.event(r.Context(), r, e)
 	s.provider.WriteAccessError(r.Context(), w, request, err)
 }
 
