@@ -62,6 +62,7 @@ const plainBroker = `
 version: 1
 mcpProvider:
   enabled: true
+  authorization: {unauthenticated: {enabled: true}}
   transports:
     stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
 apps:
@@ -160,6 +161,12 @@ func serveBroker(tb testing.TB, ln net.Listener, yaml string) string {
 		tb.Fatalf("config: %v", err)
 	}
 	cfg.HTTP.Address = ln.Addr().String()
+	cfg.Admin.Address = "127.0.0.1:0"
+	// The audit trail costs what its own paths measure; the others run
+	// without it. A path that audits names its directory.
+	if cfg.Audit.Dir == "data/audit" {
+		cfg.Audit.Disabled = true
+	}
 	b, err := broker.New(cfg, broker.Options{Version: "bench"})
 	if err != nil {
 		ln.Close()

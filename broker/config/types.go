@@ -326,6 +326,26 @@ type StreamSession struct {
 // ProviderAuthorization is how agents authenticate to the provider.
 type ProviderAuthorization struct {
 	OAuth *OAuth `yaml:"oauth"`
+	// Unauthenticated serves agents without authentication: it must be
+	// said, since then nothing is known of who calls.
+	Unauthenticated *Unauthenticated `yaml:"unauthenticated"`
+}
+
+// Unauthenticated says, in so many words, that agents are not
+// authenticated. The broker then listens on loopback only, unless
+// AllowNonLoopback says so again.
+type Unauthenticated struct {
+	Enabled          bool `yaml:"enabled"`
+	AllowNonLoopback bool `yaml:"allowNonLoopback"`
+}
+
+// Authenticates reports whether agents are authenticated (oauth enabled).
+func (a *ProviderAuthorization) Authenticates() bool { return a.OAuth != nil && a.OAuth.Enabled }
+
+// Unauthenticated reports whether agents are served without
+// authentication, as configured.
+func (a *ProviderAuthorization) ServesUnauthenticated() bool {
+	return a.Unauthenticated != nil && a.Unauthenticated.Enabled
 }
 
 // OAuth makes the provider an OAuth 2.1 resource server.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strings"
 )
 
@@ -51,6 +52,7 @@ func (v *validator) mcpProvider(provider *MCPProvider, hasApps bool) {
 		serve(field(path, "metadataPath"), oauth.MetadataPath, true)
 		v.oauth(path, oauth)
 	}
+	v.unauthenticated(provider)
 	firstByValue := map[string]string{}
 	for _, route := range served {
 		if first, ok := firstByValue[route.value]; ok {
@@ -159,4 +161,32 @@ func (v *validator) oauth(path string, oauth *OAuth) {
 var asymmetricAlgorithms = map[string]bool{
 	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
 	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
+}
+
+// unauthenticated insists that serving agents without authentication is
+// said, and said twice for an address beyond loopback.
+func (v *validator) unauthenticated(provider *MCPProvider) {
+	const path = "mcpProvider.authorization"
+	authorization := &provider.Authorization
+	open := authorization.ServesUnauthenticated()
+	switch {
+	case !provider.Enabled:
+	case authorization.Authenticates() && open:
+		v.add(path, "set oauth.enabled or unauthenticated.enabled, not both")
+	case !authorization.Authenticates() && !open:
+		v.add(path, "agents are not authenticated: set oauth.enabled: true with servers, or say unauthenticated: {enabled: true} to serve agents without authentication")
+	case open && !authorization.Unauthenticated.AllowNonLoopback && !loopbackListen(v.config.HTTP.Address):
+		v.add("http.address", fmt.Sprintf("%s is not a loopback address and agents are not authenticated: anyone who reaches it may use every app; "+
+			"listen on 127.0.0.1, enable oauth, or set mcpProvider.authorization.unauthenticated.allowNonLoopback: true", quote(v.config.HTTP.Address)))
+	}
+	if u := authorization.Unauthenticated; u != nil && !u.Enabled && u.AllowNonLoopback {
+		v.add(path+".unauthenticated.allowNonLoopback", "has no effect unless unauthenticated.enabled is true")
+	}
+}
+
+// loopbackListen reports whether a listen address accepts loopback
+// connections only.
+func loopbackListen(address string) bool {
+	host, _, err := net.SplitHostPort(address)
+	return err == nil && host != "" && isLoopback(host)
 }

@@ -269,6 +269,7 @@ func inlineConfig(t *testing.T, policy string) string {
 	config := `version: 1
 mcpProvider:
   enabled: true
+  authorization: {unauthenticated: {enabled: true}}
 apps:
   - name: app
     type: mcpProxy

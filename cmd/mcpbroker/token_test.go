@@ -202,6 +202,7 @@ connectors:
     oauthClientSecret: %s
 mcpProvider:
   enabled: true
+  authorization: {unauthenticated: {enabled: true}}
 apps:
   - name: ledger
     type: mcpProxy
