@@ -387,8 +387,8 @@ func TestRegistriesAreSeparate(t *testing.T) {
 func FuzzMetricLabels(f *testing.F) {
 	f.Add("files", "read_file", "tools/call", "allowed", "forward")
 	f.Add("\xff", "\x00", "", "\n", "{}\"")
-	m := NewMetrics()
 	f.Fuzz(func(t *testing.T, app, tool, method, decision, stage string) {
+		m := NewMetrics()
 		m.Call(app, tool, method, decision, 0.1)
 		m.Stage(stage, 0.1)
 		m.Exchange(app, decision)
