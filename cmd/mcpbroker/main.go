@@ -23,6 +23,7 @@ func main() {
 			policyCommand(),
 			tokenCommand(),
 			upstreamCommand(),
+			auditCommand(),
 			versionCommand(),
 		},
 		HideVersion: true,
