@@ -89,7 +89,8 @@ type TrailOptions struct {
 	// Signer signs checkpoints; nil writes them unsigned.
 	Signer Signer
 	// Observe, when set, is called by the writer after each batch: the
-	// records in it, the time fsync took, and the error that refused it.
+	// records in it (0 for a batch of the trail's own records, such as a
+	// checkpoint), the time fsync took, and the error that refused it.
 	Observe func(batch int, fsync time.Duration, err error)
 	// FileSystem is where the files are; nil means the operating system's.
 	FileSystem FileSystem
@@ -332,7 +333,10 @@ func (t *Trail) run() {
 			batch = t.collect(append(batch[:0], p))
 			t.commit(batch, false)
 		case <-ticker.C:
-			if t.sinceCheckpoint > 0 {
+			// A checkpoint when records came since; while writes fail, the
+			// fault's note, so that Observe hears when the disk is back
+			// even if no record comes.
+			if t.sinceCheckpoint > 0 || t.unwritten > 0 {
 				t.commit(nil, true)
 			}
 		case <-t.stop:
@@ -344,7 +348,7 @@ func (t *Trail) run() {
 				t.commit(batch, false)
 			}
 			var err error
-			if t.sinceCheckpoint > 0 || t.unwritten > 0 {
+			if t.sinceCheckpoint > 0 {
 				err = t.commit(nil, true)
 			}
 			if t.file != nil {
@@ -392,11 +396,14 @@ func (t *Trail) commit(batch []*pending, forceCheckpoint bool) error {
 	for _, p := range batch {
 		queued += int64(len(p.line))
 	}
+	synced := false
 	for first := true; first || len(batch) > 0; first = false {
 		var n int
 		var took time.Duration
-		n, took, err = t.segment(batch, forceCheckpoint)
+		var wrote bool
+		n, took, wrote, err = t.segment(batch, forceCheckpoint)
 		fsync += took
+		synced = synced || wrote
 		if err != nil {
 			break
 		}
@@ -421,22 +428,23 @@ func (t *Trail) commit(batch []*pending, forceCheckpoint bool) error {
 		t.logger.Error("audit: records not written", "records", len(batch), "error", err)
 	}
 	t.budget.release(queued)
-	if t.options.Observe != nil && (records > 0 || err != nil) {
+	if t.options.Observe != nil && (records > 0 || err != nil || synced) {
 		t.options.Observe(records, fsync, err)
 	}
 	return err
 }
 
 // segment writes the part of batch that fits in the current file and
-// syncs it. It returns how many records of batch it wrote; on error none
-// of them count and the chain is where it was.
-func (t *Trail) segment(batch []*pending, forceCheckpoint bool) (int, time.Duration, error) {
+// syncs it. It returns how many records of batch it wrote, the time fsync
+// took and whether anything was written; on error none of it counts and
+// the chain is where it was.
+func (t *Trail) segment(batch []*pending, forceCheckpoint bool) (int, time.Duration, bool, error) {
 	next := 0
 	if len(batch) > 0 {
 		next = len(batch[0].line) + spliceGrowth
 	}
 	if err := t.ready(next); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	seq, prev, since := t.seq, t.prev, t.sinceCheckpoint
 	buf := t.buf[:0]
@@ -484,7 +492,7 @@ func (t *Trail) segment(batch []*pending, forceCheckpoint bool) (int, time.Durat
 			Detail: fmt.Sprintf("%d records were not written: %v", t.unwritten, t.fault),
 		})
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 		add(line)
 		since++
@@ -500,38 +508,38 @@ func (t *Trail) segment(batch []*pending, forceCheckpoint bool) (int, time.Durat
 		n++
 		if since++; since >= t.options.CheckpointEvery {
 			if err := checkpoint(); err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 		}
 		if len(buf) >= flushBytes {
 			if err := flush(); err != nil {
-				return 0, 0, err
+				return 0, 0, false, err
 			}
 		}
 	}
 	if forceCheckpoint && n == len(batch) && since > 0 {
 		if err := checkpoint(); err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
 	}
 	if err := flush(); err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	if written == 0 {
-		return n, 0, nil
+		return n, 0, false, nil
 	}
 	started := time.Now()
 	err := t.file.Sync()
 	took := time.Since(started)
 	if err != nil {
-		return 0, took, err
+		return 0, took, false, err
 	}
 	t.buf = buf[:0]
 	t.dirty = false
 	t.fileSize += written
 	t.seq, t.prev, t.sinceCheckpoint = seq, prev, since
 	t.unwritten, t.fault = 0, nil
-	return n, took, nil
+	return n, took, true, nil
 }
 
 // ready makes the current file fit for the next write of about next

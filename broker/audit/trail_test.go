@@ -574,3 +574,41 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestTrailFaultClears: once the disk is back, the trail says so through
+// Observe at the next checkpoint interval, even when no record comes, so
+// a broker that refuses calls while the trail fails can serve again.
+func TestTrailFaultClears(t *testing.T) {
+	dir := t.TempDir()
+	fsys := &faultFS{}
+	var mu sync.Mutex
+	var last error
+	observed := 0
+	// A checkpoint after every record: when the fault comes, none is due.
+	trail := openTrail(t, audit.TrailOptions{Dir: dir, FileSystem: fsys, CheckpointEvery: 1, CheckpointInterval: 5 * time.Millisecond, Observe: func(_ int, _ time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		last = err
+		observed++
+	}})
+	writeRecords(t, trail, 1)
+	fsys.set(func(f *faultFS) { f.syncErr = syscall.EIO })
+	if err := trail.Write(context.Background(), callRecord(1)); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("write: %v", err)
+	}
+	fsys.set(func(f *faultFS) { f.syncErr = nil })
+	waitFor(t, "a successful batch after the fault", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return last == nil && observed > 2
+	})
+	trail.Close()
+	records := checkChain(t, dir)
+	found := false
+	for _, r := range records {
+		found = found || r.Event == audit.EventFault && strings.HasPrefix(r.Detail, "1 records were not written")
+	}
+	if !found {
+		t.Fatalf("no fault note in %+v", records)
+	}
+}
