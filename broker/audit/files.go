@@ -98,6 +98,9 @@ func trailFiles(paths []string) ([]trailFile, error) {
 			files = append(files, inDir...)
 			continue
 		}
+		if !info.Mode().IsRegular() {
+			return nil, fmt.Errorf("audit: %s is neither a directory nor a regular file", path)
+		}
 		firstSeq, created, _ := parseFileName(filepath.Base(path))
 		files = append(files, trailFile{path: path, firstSeq: firstSeq, created: created})
 	}

@@ -15,11 +15,11 @@ import (
 // whole line before it, each at most MaxLineBytes.
 const tailWindow = 2*MaxLineBytes + 2
 
-// recover finds where the chain stands: the seq and line hash of the last
+// resume finds where the chain stands: the seq and line hash of the last
 // whole record. A torn last line (the end of a batch a crash cut short) is
 // cut off, and the returned record reports it. The newest file stays open
 // for appending while it has room.
-func (t *Trail) recover() (*Record, error) {
+func (t *Trail) resume() (*Record, error) {
 	files, err := listTrail(t.fsys.ReadDir, t.options.Dir)
 	if err != nil {
 		return nil, err

@@ -202,7 +202,7 @@ func OpenTrail(options TrailOptions) (*Trail, error) {
 		}
 		t.lock = lock
 	}
-	recovered, err := t.recover()
+	recovered, err := t.resume()
 	if err == nil && recovered != nil {
 		err = t.writeNow(recovered)
 	}

@@ -351,6 +351,9 @@ func TestVerifyPathsFiles(t *testing.T) {
 	if _, err := audit.VerifyPaths([]string{t.TempDir()}, audit.VerifyOptions{}); err == nil {
 		t.Fatal("an empty directory verified")
 	}
+	if _, err := audit.VerifyPaths([]string{os.DevNull}, audit.VerifyOptions{}); err == nil {
+		t.Fatal("a device verified")
+	}
 }
 
 // FuzzVerify feeds arbitrary file content to Verify: it reports or
