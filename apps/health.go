@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -63,4 +64,28 @@ func (h *health) observe(err error, now time.Time) {
 func unreachable(err error) bool {
 	var netErr net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
+}
+
+// Reachable reports whether the app's upstream can be reached now: it is
+// not backing off after failures, and its address accepts a connection.
+// It sends nothing over the connection, so checking readiness costs the
+// upstream no MCP session.
+func (a *App) Reachable(ctx context.Context) error {
+	if err := a.health.check(time.Now()); err != nil {
+		return err
+	}
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return err
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return fmt.Errorf("apps: %s: %w", a.Name, err)
+	}
+	return conn.Close()
 }

@@ -9,7 +9,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/exchange/authserver"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
@@ -73,6 +75,7 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 		Minter:                    minter,
 		Exchanger:                 exchanger,
 		Logger:                    b.log,
+		OnEvent:                   b.recordAuthEvent,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: auth provider: %w", err)
@@ -142,4 +145,30 @@ func (p *authProvider) start(ctx context.Context, interval time.Duration) {
 		return
 	}
 	go p.keys.RotateEvery(ctx, interval)
+}
+
+// recordAuthEvent records what the Auth Provider did or refused, and
+// counts it.
+func (b *Broker) recordAuthEvent(ctx context.Context, e authserver.Event) {
+	b.metrics.AuthEvent(e.Name)
+	r := &audit.Record{
+		Time:    time.Now(),
+		Kind:    audit.KindAuth,
+		Event:   e.Name,
+		TraceID: telemetry.TraceID(ctx),
+		Source:  e.Source,
+		Subject: e.Subject,
+		Issuer:  b.cfg.AuthProvider.Issuer,
+		Client:  e.Client,
+		Detail:  e.Detail,
+	}
+	if e.TokenID != "" || len(e.Audience) > 0 || len(e.Scopes) > 0 {
+		r.Outbound = &audit.Outbound{JTI: e.TokenID, Audience: e.Audience, Scope: e.Scopes}
+	}
+	if e.Status != 0 {
+		r.Result = &audit.Result{HTTPStatus: e.Status}
+	}
+	if err := b.audit.write(ctx, r); err != nil {
+		b.log.Error("audit record of the Auth Provider not written", "event", e.Name, "error", err)
+	}
 }

@@ -9,12 +9,15 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
+	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider"
 )
@@ -30,6 +33,10 @@ type Options struct {
 	// gets a throwaway store instead of the configured one, so a check
 	// neither creates keys nor waits for a running broker's lock.
 	Dry bool
+
+	// auditFS replaces the audit trail's file system, for tests that
+	// inject faults.
+	auditFS audit.FileSystem
 }
 
 // Broker is a configured mcpbroker: the provider in front, the apps behind,
@@ -54,6 +61,20 @@ type Broker struct {
 	// sessions holds the broker's state of each live client session
 	// (*provider.Session -> *sessionState).
 	sessions sync.Map
+
+	// audit records every decision; nil when audit.disabled.
+	audit *auditor
+	// metrics are served on the admin listener; health answers its
+	// /healthz and /readyz.
+	metrics *telemetry.Metrics
+	health  *telemetry.Health
+	// tracing exports spans; nil when telemetry.traces is off.
+	tracing *telemetry.Tracing
+
+	// inflight counts the requests being served; draining refuses new
+	// sessions while shutdown waits for inflight to reach zero.
+	inflight atomic.Int64
+	draining atomic.Bool
 }
 
 // maxEndedSessions bounds the ended session ids stored; past it, those
@@ -74,14 +95,23 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	b.catalog = catalog
+	b.metrics = telemetry.NewMetrics()
 	if b.store, err = openStore(cfg, opts); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
 			b.store.close() // the store stays locked while open
+			_ = b.audit.close()
 		}
 	}()
+	if b.audit, err = newAuditor(cfg, opts, b.log, b.metrics); err != nil {
+		return nil, err
+	}
+	if b.tracing, err = newTracing(cfg, opts); err != nil {
+		return nil, err
+	}
+
 	if b.authProvider, err = newAuthProvider(context.Background(), cfg, b.store.database(), b); err != nil {
 		return nil, err
 	}
@@ -95,6 +125,10 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	b.pipeline = b.newPipeline()
 	if b.auth, err = newAuthenticator(cfg, b); err != nil {
 		return nil, err
+	}
+	if a := cfg.MCPProvider.Authorization; a.ServesUnauthenticated() {
+		b.log.Warn("NOTHING IS AUTHENTICATED: every client that reaches this broker may use every app "+
+			"(mcpProvider.authorization.unauthenticated)", "address", cfg.HTTP.Address, "allow_non_loopback", a.Unauthenticated.AllowNonLoopback)
 	}
 	if b.authz, err = newAuthorizer(context.Background(), cfg, opts.BaseDir, b); err != nil {
 		return nil, err
@@ -133,6 +167,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		mux.Handle("/", b.provider.GuardHost(endpoints, b.authProvider.server.BrowserAPI))
 	}
 	b.handler = limit.BodyDeadline(mux, time.Duration(cfg.HTTP.ReadBodyTimeout))
+	b.health = b.newHealth()
 	return b, nil
 }
 
@@ -177,6 +212,16 @@ func (b *Broker) Close() {
 		app.Close()
 	}
 	b.store.close()
+	if err := b.audit.close(); err != nil {
+		b.log.Error("audit trail: closing", "error", err)
+	}
+	if b.tracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.tracing.Shutdown(ctx); err != nil {
+			b.log.Warn("traces: flushing", "error", err)
+		}
+	}
 }
 
 // Serve listens on the configured address until ctx ends, then shuts down
@@ -207,6 +252,14 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
+	adminLn, err := b.listenAdmin()
+	if err != nil {
+		return err
+	}
+	var admin *http.Server
+	if adminLn != nil {
+		admin = b.serveAdmin(adminLn)
+	}
 	b.startAuthentication(ctx)
 	if ap := b.cfg.AuthProvider; ap != nil {
 		b.authProvider.start(ctx, timeOf(ap.KeyRotation))
@@ -217,6 +270,10 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.catalog.Apps))
 	select {
 	case err := <-errc:
+		b.Close()
+		if admin != nil {
+			admin.Close()
+		}
 		return err
 	case <-ctx.Done():
 	}
@@ -226,13 +283,45 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	b.provider.Close() // ends sessions, so open streams return
-	err := srv.Shutdown(shutdownCtx)
-	b.Close()
+	err = b.shutdown(shutdownCtx, srv)
+	if admin != nil {
+		admin.Close()
+	}
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("broker: shutdown: %w", err)
 	}
+	b.log.Info("shutdown complete")
 	return nil
+}
+
+// shutdown stops in order: no new connections or sessions, the requests
+// being served finish (answered, not cut) until ctx ends, then sessions
+// end so their streams close, and last the upstream connections, the
+// audit trail (flushed) and the trace exporter.
+func (b *Broker) shutdown(ctx context.Context, srv *http.Server) error {
+	b.draining.Store(true)
+	b.health.SetDraining(true)
+	b.log.Info("shutting down: no new connections or sessions", "in_flight", b.inflight.Load())
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Shutdown(ctx) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for b.inflight.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	if n := b.inflight.Load(); n > 0 {
+		b.log.Warn("shutting down: requests still in flight at http.shutdownTimeout are cut", "in_flight", n)
+	} else {
+		b.log.Info("shutting down: every request in flight was answered")
+	}
+	b.provider.Close() // ends sessions, so open streams return
+	err := <-closed
+	b.log.Info("shutting down: sessions ended; closing upstreams and flushing the audit trail")
+	b.Close()
+	return err
 }
 
 func timeOf(d config.Duration) time.Duration { return time.Duration(d) }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
@@ -49,9 +50,34 @@ type Call struct {
 	Err   error
 	Reply provider.Reply
 
+	// traceID is the call's trace, when traces are exported.
+	traceID string
+
 	// agentToken is the agent's own access token, kept with the call for
 	// a connector to exchange; never logged, never forwarded.
 	agentToken credential
+
+	// hidden names the list items the policies kept from the client
+	// ("app/name"), for the audit record; lists are filtered per app in
+	// parallel.
+	hiddenMu sync.Mutex
+	hidden   []string
+	// hiddenMore counts those past maxHiddenRecorded.
+	hiddenMore int
+}
+
+// maxHiddenRecorded bounds the hidden names one record lists.
+const maxHiddenRecorded = 1000
+
+// hide notes a list item the policy kept from the client.
+func (c *Call) hide(name string) {
+	c.hiddenMu.Lock()
+	defer c.hiddenMu.Unlock()
+	if len(c.hidden) >= maxHiddenRecorded {
+		c.hiddenMore++
+		return
+	}
+	c.hidden = append(c.hidden, name)
 }
 
 // callParams are the request parameters the broker routes by; everything

@@ -32,6 +32,7 @@ func TestSecondBrokerExchangesAtFirst(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "idp.yaml"), `
 version: 1
+admin: {address: "127.0.0.1:0"}
 http: {address: `+idpAddress+`}
 storage: {bolt: {path: idp.db}}
 authProvider:
@@ -56,6 +57,8 @@ authProvider:
 `)
 	writeFile(t, filepath.Join(dir, "gateway.yaml"), `
 version: 1
+admin: {address: "127.0.0.1:0"}
+audit: {dir: gateway-audit}
 http: {address: `+gatewayAddress+`}
 connectors:
   - name: corp-auth

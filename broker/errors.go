@@ -18,6 +18,8 @@ var (
 	ErrUpstreamTimeout    = errors.New("upstream timed out")
 	ErrNotInitialized     = errors.New("session not initialized")
 	ErrAlreadyInitialized = errors.New("session already initialized")
+	// ErrShuttingDown refuses new sessions while the broker shuts down.
+	ErrShuttingDown = errors.New("the broker is shutting down: no new sessions")
 	// ErrCancelled ends a request the client cancelled: it gets no response.
 	ErrCancelled = errors.New("cancelled by the client")
 	// ErrExchangeFailed: no token could be obtained for an upstream, which

@@ -38,6 +38,14 @@ func startBrokerAt(t testing.TB, addr, yaml string, args ...any) string {
 		t.Fatalf("config: %v", err)
 	}
 	cfg.HTTP.Address = ln.Addr().String()
+	// Each broker keeps its trail apart and lets the system choose its
+	// admin port.
+	if cfg.Audit.Dir == "data/audit" {
+		cfg.Audit.Dir = filepath.Join(t.TempDir(), "audit")
+	}
+	if cfg.Admin.Address == "127.0.0.1:9464" {
+		cfg.Admin.Address = "127.0.0.1:0"
+	}
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("MCPBROKER_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -19,6 +19,9 @@ const maxClientFacts = 8 << 10
 // sessions, all at once, so their ids can be sealed into the session id.
 // An app that cannot be reached now is opened later, on first use.
 func (b *Broker) initialize(ctx context.Context, c *Call) error {
+	if b.draining.Load() {
+		return ErrShuttingDown
+	}
 	var p struct {
 		ProtocolVersion string          `json:"protocolVersion"`
 		Capabilities    json.RawMessage `json:"capabilities"`

@@ -394,7 +394,9 @@ func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listK
 		}
 		if b.allowedInList(ctx, c, app, k, key) {
 			kept = append(kept, item)
+			continue
 		}
+		c.hide(app.Name + "/" + key)
 	}
 	return kept
 }

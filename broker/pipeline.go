@@ -4,6 +4,11 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/mcpbroker/mcpbroker/broker/audit"
+	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
@@ -33,17 +38,48 @@ func (b *Broker) newPipeline() []stage {
 	}
 }
 
-// Dispatch serves one client message through the pipeline.
+// Dispatch serves one client message through the pipeline, timing each
+// stage and, when traces are exported, tracing the call with a span per
+// stage under the client's traceparent.
 func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.Reply {
 	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: b.stateOf(req.Session)}
+	if c.Message.Kind() == jsonrpc.KindRequest {
+		b.inflight.Add(1)
+		defer b.inflight.Add(-1)
+	}
+	var span trace.Span
+	if b.tracing != nil {
+		if req.HTTP != nil {
+			ctx = b.tracing.Extract(ctx, req.HTTP.Header)
+		}
+		ctx, span = b.tracing.Tracer().Start(ctx, "mcp "+telemetry.MethodLabel(c.Message.Method), trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		c.traceID = telemetry.TraceID(ctx)
+	}
 	ctx = withCall(ctx, c)
 	for _, st := range b.pipeline {
 		if c.Err != nil && !st.always {
 			continue
 		}
-		if err := st.run(ctx, c); err != nil && c.Err == nil {
+		start := time.Now()
+		stageCtx, stageSpan := ctx, trace.Span(nil)
+		if span != nil {
+			stageCtx, stageSpan = b.tracing.Tracer().Start(ctx, st.name)
+		}
+		err := st.run(stageCtx, c)
+		b.metrics.Stage(st.name, time.Since(start).Seconds())
+		if stageSpan != nil {
+			if err != nil {
+				stageSpan.SetStatus(codes.Error, st.name+" stopped the call")
+			}
+			stageSpan.End()
+		}
+		if err != nil && c.Err == nil {
 			c.Err = err
 		}
+	}
+	if span != nil && c.Err != nil {
+		span.SetStatus(codes.Error, "the call did not succeed")
 	}
 	return c.Reply
 }
@@ -91,11 +127,20 @@ func (b *Broker) Listen(ctx context.Context, s *provider.Session) {
 
 // Closed ends a session's upstream sessions.
 func (b *Broker) Closed(s *provider.Session) {
-	st, ok := b.sessions.LoadAndDelete(s)
+	v, ok := b.sessions.LoadAndDelete(s)
 	if !ok {
 		return
 	}
-	go st.(*sessionState).CloseConns()
+	st := v.(*sessionState)
+	if st.opened.Load() {
+		b.metrics.SessionClosed()
+		r := &audit.Record{Time: time.Now(), Kind: audit.KindSession, Event: "session.ended", Session: st.digestOf(s.ID)}
+		principalFields(r, st.agent.Load())
+		if err := b.audit.write(context.Background(), r); err != nil {
+			b.log.Error("audit record of an ended session not written", "error", err)
+		}
+	}
+	go st.CloseConns()
 }
 
 // sessionSender sends on the client's standalone stream.

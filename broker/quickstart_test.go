@@ -39,6 +39,8 @@ func TestQuickstartWalkthrough(t *testing.T) {
 		"127.0.0.1:8080", brokerAddress,
 		"127.0.0.1:9000", ledgerAddress,
 		"../data/quickstart.db", filepath.Join(dir, "quickstart.db"),
+		"../data/audit", filepath.Join(dir, "audit"),
+		"127.0.0.1:9464", freeAddress(t),
 		"../policies", policies,
 	).Replace(string(raw))
 	configPath := filepath.Join(dir, "quickstart.yaml")

@@ -49,6 +49,10 @@ func errorObject(err error) *jsonrpc.Error {
 	case errors.As(err, &failed):
 		// The upstream was never contacted; say why in OAuth's words only.
 		return jsonrpc.NewError(jsonrpc.CodeServerError, exchangeFailureMessage(failed))
+	case errors.Is(err, ErrShuttingDown):
+		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrShuttingDown.Error())
+	case errors.Is(err, ErrAuditUnavailable):
+		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrAuditUnavailable.Error())
 	case errors.Is(err, ErrNoAgent):
 		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrNoAgent.Error())
 	case errors.As(err, &denied):

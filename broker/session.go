@@ -34,6 +34,10 @@ type sessionState struct {
 	// requests outside any call (the GET stream, DELETE) are made for it.
 	agent atomic.Pointer[oauth.Principal]
 
+	// opened is set once initialize succeeded: the session is counted
+	// and its end recorded.
+	opened atomic.Bool
+
 	// shortened maps the shortened names an app's latest listing showed
 	// back to the upstream's names, per app and kind; each listing of an
 	// app's first page replaces its map, so it holds what is listed now.

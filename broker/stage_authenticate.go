@@ -2,14 +2,20 @@ package broker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
@@ -81,9 +87,12 @@ func (b *Broker) authenticate(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		principal, err := b.auth.authenticate(r)
+		principal, cached, err := b.auth.authenticate(r)
+		b.metrics.TokenVerification(verificationResult(err), cached)
 		if err != nil {
-			provider.WriteError(w, b.challenge(r, err))
+			refusal := b.challenge(r, err)
+			b.recordRefusal(r, refusal, err)
+			provider.WriteError(w, refusal)
 			return
 		}
 		ctx := oauth.WithPrincipal(r.Context(), principal)
@@ -92,27 +101,68 @@ func (b *Broker) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-func (a *authenticator) authenticate(r *http.Request) (*oauth.Principal, error) {
+// authenticate verifies the request's token; cached says the verifier
+// answered from its cache.
+func (a *authenticator) authenticate(r *http.Request) (_ *oauth.Principal, cached bool, _ error) {
 	if q := r.URL.Query(); q.Has("access_token") {
-		return nil, errTokenInQuery
+		return nil, false, errTokenInQuery
 	}
 	token, err := oauth.BearerFromHeader(r.Header)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	principal, err := a.verifier.Verify(r.Context(), token)
+	principal, cached, err := a.verifier.VerifyCached(r.Context(), token)
 	if err != nil {
-		return nil, err
+		return nil, cached, err
 	}
 	if a.revoked != nil && a.revoked(r.Context(), principal.Issuer, principal.TokenID) {
-		return nil, &oauth.InvalidTokenError{Reason: oauth.ReasonInactive, Detail: "revoked at the authorization server"}
+		return nil, cached, &oauth.InvalidTokenError{Reason: oauth.ReasonInactive, Detail: "revoked at the authorization server"}
 	}
 	for _, scope := range a.requiredScopes {
 		if !slices.Contains(principal.Scopes, scope) {
-			return nil, errInsufficientScope
+			return nil, cached, errInsufficientScope
 		}
 	}
-	return principal, nil
+	return principal, cached, nil
+}
+
+// verificationResult is the metric label of a token check.
+func verificationResult(err error) string {
+	switch {
+	case err == nil, errors.Is(err, errInsufficientScope):
+		return "valid"
+	case errors.Is(err, oauth.ErrNoToken):
+		return "missing"
+	case errors.Is(err, oauth.ErrUnavailable):
+		return "unavailable"
+	}
+	return "invalid"
+}
+
+// recordRefusal records a request refused before it reached the pipeline:
+// a missing, malformed, invalid or insufficient token, or an authorization
+// server that cannot be reached. The record says why in the verifier's
+// words, which never carry token material.
+func (b *Broker) recordRefusal(r *http.Request, refusal *provider.HTTPError, err error) {
+	body := refusal.Body(jsonrpc.ID{})
+	sum := sha256.Sum256(body)
+	record := &audit.Record{
+		Time:    time.Now(),
+		Kind:    audit.KindCall,
+		Event:   "request.refused",
+		TraceID: telemetry.TraceID(r.Context()),
+		Source:  r.RemoteAddr,
+		Session: sessionDigest(r.Header.Get(b.provider.SessionHeader())),
+		Detail:  err.Error(),
+		Result: &audit.Result{
+			HTTPStatus: refusal.Status, RPCCode: refusal.Code,
+			Bytes: len(body), Digest: "sha256:" + hex.EncodeToString(sum[:]),
+		},
+	}
+	b.metrics.Refusal(refusal.Status)
+	if werr := b.audit.write(r.Context(), record); werr != nil {
+		b.log.Error("audit record of a refused request not written", "error", werr)
+	}
 }
 
 // sessionSubject is what a session is bound to: the same user, through the

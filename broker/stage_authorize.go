@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -147,8 +148,14 @@ func (b *Broker) authorize(ctx context.Context, c *Call) error {
 	default:
 		return nil // notifications and answers to the upstream's own requests
 	}
+	start := time.Now()
 	d := p.Decide(ctx, in)
 	c.Decision = &d
+	outcome := "allowed"
+	if !d.Allowed {
+		outcome = "denied"
+	}
+	b.metrics.PolicyEvaluation(d.Policy, outcome, time.Since(start).Seconds())
 	if !d.Allowed {
 		return &denial{decision: d}
 	}

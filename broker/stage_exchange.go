@@ -91,8 +91,14 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 		call.PolicyScopes = c.Decision.Scopes
 	}
 	token, err := issuer.ToolToken(ctx, call)
-	if err != nil {
+	switch {
+	case err != nil:
+		b.metrics.Exchange(c.App.Name, "failed")
 		return err
+	case token.Value == "":
+		b.metrics.Exchange(c.App.Name, "no_token")
+	default:
+		b.metrics.Exchange(c.App.Name, "issued")
 	}
 	c.Outbound = outboundToken{set: true, token: token}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
@@ -12,8 +13,14 @@ import (
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
-// forward serves the call where route sent it.
+// forward serves the call where route sent it. No request is served while
+// the audit trail cannot record it and audit.onFailure is refuse.
 func (b *Broker) forward(ctx context.Context, c *Call) error {
+	if c.Message.Kind() == jsonrpc.KindRequest {
+		if err := b.audit.admit(); err != nil {
+			return err
+		}
+	}
 	switch c.Route {
 	case routeLocal:
 		return b.serveLocal(ctx, c)
@@ -68,9 +75,20 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	defer cancel(nil)
 	c.State.StartCall(c.Message.ID, conn, upstreamID, progressToken, func() { cancel(ErrCancelled) })
 	defer c.State.EndCall(c.Message.ID, conn, upstreamID)
+	header := c.upstreamHeader()
+	if b.tracing != nil {
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		b.tracing.Inject(ctx, header)
+		msg.Params = withTraceMeta(msg.Params, header)
+	}
 	start := time.Now()
-	resp, err := conn.Call(ctx, msg, c.upstreamHeader(), b.relayToClient(c.Session, conn, c.Request.Out))
+	resp, err := conn.Call(ctx, msg, header, b.relayToClient(c.Session, conn, c.Request.Out))
 	c.Upstream = time.Since(start)
+	b.metrics.Upstream(c.App.Name, c.Upstream.Seconds(), err != nil)
+	b.metrics.UpstreamUp(c.App.Name, err == nil)
 	if errors.Is(context.Cause(ctx), ErrCancelled) {
 		return ErrCancelled
 	}
@@ -275,4 +293,43 @@ func upstreamError(app *apps.App, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, app.Name, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUpstreamFailed, app.Name, err)
+}
+
+// withTraceMeta puts the call's trace context in params._meta, where MCP
+// reserves traceparent and tracestate for it, besides the HTTP header: an
+// upstream behind a proxy that drops headers still joins the trace. The
+// params are left as they are when they cannot be edited.
+func withTraceMeta(params json.RawMessage, h http.Header) json.RawMessage {
+	traceparent := h.Get("traceparent")
+	if traceparent == "" {
+		return params
+	}
+	if len(params) == 0 || string(params) == "null" {
+		params = json.RawMessage("{}")
+	}
+	meta, ok, err := jsonrpc.Member(params, "_meta")
+	if err != nil {
+		return params
+	}
+	if !ok {
+		meta = []byte("{}")
+	}
+	for _, name := range [...]string{"traceparent", "tracestate"} {
+		value := h.Get(name)
+		if value == "" {
+			continue
+		}
+		encoded, err := jsonrpc.Marshal(value)
+		if err != nil {
+			return params
+		}
+		if meta, err = jsonrpc.SetMember(meta, name, encoded); err != nil {
+			return params
+		}
+	}
+	edited, err := jsonrpc.SetMember(params, "_meta", meta)
+	if err != nil {
+		return params
+	}
+	return edited
 }

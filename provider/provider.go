@@ -279,6 +279,9 @@ func (p *Provider) Close() {
 	})
 }
 
+// SessionHeader is the header that carries session ids.
+func (p *Provider) SessionHeader() string { return p.opts.SessionHeader }
+
 // Register adds the provider's endpoints to mux.
 func (p *Provider) Register(mux *http.ServeMux) {
 	p.registerResourceMetadata(mux)
@@ -394,11 +397,25 @@ func writeHTTPErrorFor(w http.ResponseWriter, err error, id jsonrpc.ID) {
 			w.Header().Add(k, v)
 		}
 	}
-	code := he.Code
+	writeJSON(w, he.Status, he.Body(id))
+}
+
+// Body is the JSON-RPC error response an HTTPError answering request id is
+// written as.
+func (e *HTTPError) Body(id jsonrpc.ID) []byte {
+	code := e.Code
 	if code == 0 {
 		code = jsonrpc.CodeServerError
 	}
-	writeJSON(w, he.Status, jsonrpc.NewErrorResponse(id, jsonrpc.NewError(code, he.Message)).Encode())
+	return jsonrpc.NewErrorResponse(id, jsonrpc.NewError(code, e.Message)).Encode()
+}
+
+// Refusable reports whether a Refusal in the dispatcher's reply to r is
+// sent as r's HTTP answer: r is a POST of that one request on the
+// streamable transport, and nothing of its answer has been sent yet.
+func (r *Request) Refusable() bool {
+	o, ok := r.Out.(*postStream)
+	return ok && o.refusable()
 }
 
 func httpError(status int, code int64, message string) *HTTPError {

@@ -304,13 +304,20 @@ func (o *postStream) answer(m *jsonrpc.Message) {
 func (o *postStream) refuse(he *HTTPError, id jsonrpc.ID) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.conn != nil {
+	if o.conn != nil || o.batch {
 		return false
 	}
 	o.done = true
 	o.st.send(nil, true) // nothing to resume: mark the stream complete
 	writeHTTPErrorFor(o.w, he, id)
 	return true
+}
+
+// refusable: refuse would send the refusal.
+func (o *postStream) refusable() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.conn == nil && !o.batch && !o.done
 }
 
 // finish writes the answers not sent yet and ends the stream.

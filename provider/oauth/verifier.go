@@ -219,21 +219,28 @@ func (v *Verifier) Issuers() []string {
 // according to that server's Method. Any other token is opaque and goes to
 // the introspection servers in configuration order until one says active.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error) {
+	principal, _, err := v.VerifyCached(ctx, token)
+	return principal, err
+}
+
+// VerifyCached is Verify, and says whether the answer came from the cache
+// of verified and refused tokens.
+func (v *Verifier) VerifyCached(ctx context.Context, token string) (_ *Principal, cached bool, _ error) {
 	if !isB64Token(token) {
-		return nil, invalid(ReasonMalformed, "not a b64token of at most 16 KiB")
+		return nil, false, invalid(ReasonMalformed, "not a b64token of at most 16 KiB")
 	}
 	now := v.now()
 	key := sha256.Sum256([]byte(token))
 	if v.cache != nil {
 		if entry, ok := v.cache.Get(key); ok {
 			if now.Before(entry.until) {
-				return entry.principal, nil
+				return entry.principal, true, nil
 			}
 			v.cache.Remove(key)
 		}
 		if until, ok := v.negative.Get(key); ok {
 			if now.Before(until) {
-				return nil, invalid(ReasonInactive, "")
+				return nil, true, invalid(ReasonInactive, "")
 			}
 			v.negative.Remove(key)
 		}
@@ -248,7 +255,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Principal, error)
 			v.negative.Add(key, now.Add(negativeCacheTTL))
 		}
 	}
-	return principal, err
+	return principal, false, err
 }
 
 // verify does the work of Verify and says how long the answer may be reused.
