@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // hostGuard rejects requests whose Host or Origin shows a browser was
@@ -34,12 +36,7 @@ func newHostGuard(listenAddress string, hosts, origins []string) *hostGuard {
 }
 
 func isLoopbackName(host string) bool {
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return oauth.IsLoopbackHost(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"))
 }
 
 func splitHost(hostport string) string {

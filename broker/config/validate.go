@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // Bounds that Validate enforces.
@@ -108,20 +110,12 @@ func endpointProblem(raw string) string {
 	case "https":
 		return ""
 	case "http":
-		if isLoopback(parsed.Hostname()) {
+		if oauth.IsLoopbackHost(parsed.Hostname()) {
 			return ""
 		}
 		return fmt.Sprintf("want https; http is allowed only for loopback hosts (localhost, 127.0.0.1, [::1]), got %s", quote(raw))
 	}
 	return fmt.Sprintf("want an https URL, got scheme %s", quote(parsed.Scheme))
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // audienceProblem accepts any non-empty string, but a value that looks like a

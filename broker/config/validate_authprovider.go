@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 func (v *validator) authProvider(provider *AuthProvider) {
@@ -161,7 +163,7 @@ func redirectURIProblem(raw string) string {
 	}
 	switch {
 	case parsed.Scheme == "https":
-	case parsed.Scheme == "http" && isLoopback(parsed.Hostname()):
+	case parsed.Scheme == "http" && oauth.IsLoopbackHost(parsed.Hostname()):
 	default:
 		return fmt.Sprintf("want https, or http on a loopback host, got %s", quote(raw))
 	}

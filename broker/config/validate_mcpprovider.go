@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // servedPath is a path the listener routes, for detecting two features that
@@ -188,5 +190,5 @@ func (v *validator) unauthenticated(provider *MCPProvider) {
 // connections only.
 func loopbackListen(address string) bool {
 	host, _, err := net.SplitHostPort(address)
-	return err == nil && host != "" && isLoopback(host)
+	return err == nil && host != "" && oauth.IsLoopbackHost(host)
 }
