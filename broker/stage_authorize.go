@@ -93,18 +93,10 @@ func (a *authorizer) identity(p *oauth.Principal) *opa.Identity {
 	}
 	id := &opa.Identity{
 		Claims: p.Claims, Subject: p.Subject, Issuer: p.Issuer, Groups: p.Groups, Scopes: p.Scopes,
-		ClientID: p.ClientID, ActorChain: actorChain(p.Actor),
+		ClientID: p.ClientID, ActorChain: p.Actor.Names(),
 	}
 	a.identities.Add(p, id)
 	return id
-}
-
-func actorChain(a *oauth.Actor) []string {
-	var chain []string
-	for ; a != nil; a = a.Actor {
-		chain = append(chain, a.Subject)
-	}
-	return chain
 }
 
 // input is the policy input for a call; purpose is "call" or "list".

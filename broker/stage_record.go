@@ -126,13 +126,7 @@ func principalFields(r *audit.Record, p *oauth.Principal) {
 		return
 	}
 	r.Subject, r.Issuer, r.Client = p.Subject, p.Issuer, p.ClientID
-	for actor := p.Actor; actor != nil; actor = actor.Actor {
-		name := actor.Subject
-		if name == "" {
-			name = actor.ClientID
-		}
-		r.Actors = append(r.Actors, name)
-	}
+	r.Actors = p.Actor.Names()
 }
 
 // auditResult is what the client receives: the refusal when it is sent as

@@ -44,7 +44,8 @@ type Identity struct {
 	Groups   []string       // input.subject.groups
 	Scopes   []string       // input.subject.scopes
 	ClientID string         // input.actor.client_id
-	// ActorChain is the act claim's subjects, outermost (the current actor)
+	// ActorChain names the act claim's actors (sub, or client_id for a link
+	// without sub), outermost (the current actor)
 	// first: input.actor.chain. input.actor.sub is its first element, or
 	// ClientID when there is no act claim.
 	ActorChain []string

@@ -43,6 +43,20 @@ const (
 	MethodIntrospection = "introspection"
 )
 
+// Names lists who acts, the current actor first and each earlier one
+// after it: each link by its sub, or its client_id when it names no sub.
+func (a *Actor) Names() []string {
+	var names []string
+	for ; a != nil; a = a.Actor {
+		name := a.Subject
+		if name == "" {
+			name = a.ClientID
+		}
+		names = append(names, name)
+	}
+	return names
+}
+
 // MaxActorDepth bounds act nesting, in the tokens the broker accepts and
 // in those it mints; real delegation chains are two or three links long.
 const MaxActorDepth = 8
