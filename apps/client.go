@@ -36,6 +36,9 @@ type ClientSession struct {
 	nextServerID   int64
 	progress       map[progressKey]json.RawMessage
 	elicitations   map[elicitationKey]struct{}
+	// replaced holds the connections to apps a reload replaced, to end
+	// with the session.
+	replaced []*Conn
 }
 
 // NewClientSession starts a client session's upstream side.
@@ -79,15 +82,27 @@ func (cs *ClientSession) slot(app *App) *connSlot {
 }
 
 // Conn returns the upstream session with app, made by open the first time
-// it is needed; concurrent callers wait for that one opening.
-func (cs *ClientSession) Conn(app *App, open func() (*Conn, error)) (*Conn, error) {
+// it is needed; concurrent callers wait for that one opening. When app
+// replaced the app of that name (a configuration reload), open is given
+// the connection to the replaced app, whose upstream session the new one
+// may go on with; that connection stays open for the calls still using it
+// and ends with the client session.
+func (cs *ClientSession) Conn(app *App, open func(replaced *Conn) (*Conn, error)) (*Conn, error) {
 	sl := cs.slot(app)
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	if sl.conn != nil {
+	if sl.conn != nil && sl.conn.App == app {
 		return sl.conn, nil
 	}
-	c, err := open()
+	replaced := sl.conn
+	if replaced != nil && replaced.App.URL != app.URL {
+		// The new app is elsewhere: the old upstream session is ended
+		// with the client session, not continued.
+		cs.mu.Lock()
+		cs.replaced = append(cs.replaced, replaced)
+		cs.mu.Unlock()
+	}
+	c, err := open(replaced)
 	if err != nil {
 		return nil, err
 	}
@@ -111,8 +126,8 @@ func (cs *ClientSession) OpenConns() []*Conn {
 	for _, sl := range cs.slots {
 		slots = append(slots, sl)
 	}
+	out := append([]*Conn(nil), cs.replaced...)
 	cs.mu.Unlock()
-	var out []*Conn
 	for _, sl := range slots {
 		sl.mu.Lock()
 		if sl.conn != nil {

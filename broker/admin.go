@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 )
@@ -39,14 +40,25 @@ func (b *Broker) newHealth() *telemetry.Health {
 			return nil
 		}})
 	}
-	for _, app := range b.catalog.Apps {
-		h.Add(telemetry.Check{Name: "app:" + app.Name, Run: func(ctx context.Context) error {
+	h.ReplaceGroup(appCheckPrefix, b.appChecks(b.current().catalog))
+	return h
+}
+
+// appCheckPrefix begins the names of the apps' readiness checks.
+const appCheckPrefix = "app:"
+
+// appChecks are the readiness checks of the catalog's apps: each upstream
+// reachable.
+func (b *Broker) appChecks(catalog *apps.Catalog) []telemetry.Check {
+	var checks []telemetry.Check
+	for _, app := range catalog.Apps {
+		checks = append(checks, telemetry.Check{Name: appCheckPrefix + app.Name, Run: func(ctx context.Context) error {
 			err := app.Reachable(ctx)
 			b.metrics.UpstreamUp(app.Name, err == nil)
 			return err
 		}})
 	}
-	return h
+	return checks
 }
 
 // newTracing starts exporting traces when telemetry.traces is enabled;

@@ -13,12 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
 	"github.com/mcpbroker/mcpbroker/broker/telemetry"
-	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider"
 )
 
@@ -34,6 +32,10 @@ type Options struct {
 	// neither creates keys nor waits for a running broker's lock.
 	Dry bool
 
+	// ConfigPath is the configuration file, read again by ReloadFile (on
+	// SIGHUP, and on change with reload.watch).
+	ConfigPath string
+
 	// auditFS replaces the audit trail's file system, for tests that
 	// inject faults.
 	auditFS audit.FileSystem
@@ -42,18 +44,22 @@ type Options struct {
 // Broker is a configured mcpbroker: the provider in front, the apps behind,
 // and the pipeline between them.
 type Broker struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	version  string
-	catalog  *apps.Catalog
-	provider *provider.Provider
-	pipeline []stage
-	handler  http.Handler
-	auth     *authenticator
-	authz    *authorizer
-	// outbound issues the tokens upstreams receive; nil when no app's
-	// outbound type is tokenExchange.
-	outbound *exchange.Outbound
+	cfg     *config.Config
+	log     *slog.Logger
+	version string
+	baseDir string
+	// configPath is the file ReloadFile reads.
+	configPath string
+	provider   *provider.Provider
+	pipeline   []stage
+	handler    http.Handler
+	// gen holds the apps, policies, outbound tokens and token validation
+	// now serving; a reload swaps it whole (generation.go).
+	gen      atomic.Pointer[generation]
+	reloadMu sync.Mutex
+	// serveCtx is the context of Serve, which a reloaded generation's
+	// background work runs under.
+	serveCtx context.Context
 	// authProvider is the embedded Auth Provider; nil when disabled.
 	authProvider *authProvider
 	// store is the bbolt database; nil when nothing needs one.
@@ -83,18 +89,13 @@ const maxEndedSessions = 1_000_000
 
 // New builds a broker from a validated configuration.
 func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
-	b := &Broker{cfg: cfg, log: opts.Logger, version: opts.Version}
+	b := &Broker{cfg: cfg, log: opts.Logger, version: opts.Version, baseDir: opts.BaseDir, configPath: opts.ConfigPath, serveCtx: context.Background()}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
 	if b.version == "" {
 		b.version = "dev"
 	}
-	catalog, err := apps.NewCatalog(catalogOptions(cfg.Apps), b.log)
-	if err != nil {
-		return nil, err
-	}
-	b.catalog = catalog
 	b.metrics = telemetry.NewMetrics()
 	if b.store, err = openStore(cfg, opts); err != nil {
 		return nil, err
@@ -115,23 +116,15 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if b.authProvider, err = newAuthProvider(context.Background(), cfg, b.store.database(), b); err != nil {
 		return nil, err
 	}
-	outbound, err := outboundOptions(cfg, b)
+	gen, err := b.build(cfg)
 	if err != nil {
 		return nil, err
 	}
-	if b.outbound, err = exchange.NewOutbound(outbound); err != nil {
-		return nil, err
-	}
+	b.gen.Store(gen)
 	b.pipeline = b.newPipeline()
-	if b.auth, err = newAuthenticator(cfg, b); err != nil {
-		return nil, err
-	}
 	if a := cfg.MCPProvider.Authorization; a.ServesUnauthenticated() {
 		b.log.Warn("NOTHING IS AUTHENTICATED: every client that reaches this broker may use every app "+
 			"(mcpProvider.authorization.unauthenticated)", "address", cfg.HTTP.Address, "allow_non_loopback", a.Unauthenticated.AllowNonLoopback)
-	}
-	if b.authz, err = newAuthorizer(context.Background(), cfg, opts.BaseDir, b); err != nil {
-		return nil, err
 	}
 
 	popts, err := providerOptions(cfg, b.log)
@@ -144,14 +137,19 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 			return nil, err
 		}
 	}
-	if o := cfg.MCPProvider.Authorization.OAuth; b.auth != nil {
+	if o := cfg.MCPProvider.Authorization.OAuth; gen.auth != nil {
 		scopes := o.ScopesSupported
 		if len(scopes) == 0 {
 			scopes = o.RequiredScopes
 		}
 		popts.ResourceMetadata = &provider.ResourceMetadata{
 			Path: o.MetadataPath, Resource: o.Resource, ScopesSupported: scopes,
-			AuthorizationServers: b.auth.verifier.Issuers,
+			AuthorizationServers: func() []string {
+				if auth := b.current().auth; auth != nil {
+					return auth.verifier.Issuers()
+				}
+				return nil
+			},
 		}
 	}
 	popts.Authenticate = b.authenticate
@@ -208,9 +206,7 @@ func (b *Broker) Handler() http.Handler { return b.handler }
 // Close ends all sessions and releases upstream connections.
 func (b *Broker) Close() {
 	b.provider.Close()
-	for _, app := range b.catalog.Apps {
-		app.Close()
-	}
+	b.current().close()
 	b.store.close()
 	if err := b.audit.close(); err != nil {
 		b.log.Error("audit trail: closing", "error", err)
@@ -260,14 +256,19 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 	if adminLn != nil {
 		admin = b.serveAdmin(adminLn)
 	}
-	b.startAuthentication(ctx)
+	b.reloadMu.Lock()
+	b.serveCtx = ctx
+	b.current().start(ctx, b)
+	b.reloadMu.Unlock()
 	if ap := b.cfg.AuthProvider; ap != nil {
 		b.authProvider.start(ctx, timeOf(ap.KeyRotation))
 	}
-	b.authz.watch(ctx, b)
+	if err := b.watchConfig(ctx); err != nil {
+		return fmt.Errorf("broker: reload.watch: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.catalog.Apps))
+	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.current().catalog.Apps))
 	select {
 	case err := <-errc:
 		b.Close()

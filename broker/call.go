@@ -20,6 +20,9 @@ type Call struct {
 	Message *jsonrpc.Message
 	Session *provider.Session
 	State   *sessionState
+	// gen is the configuration generation serving the call, from start to
+	// end.
+	gen *generation
 	// Principal is who the access token speaks for; nil when
 	// authentication is off. Set by identify.
 	Principal *oauth.Principal

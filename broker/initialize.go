@@ -52,12 +52,12 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	s.ClientCapabilities = capabilities
 	s.ClientInfo = p.ClientInfo
 	c.State.setClientCapabilities(capabilities)
-	s.Upstreams = make(map[string]provider.UpstreamRef, len(b.catalog.Apps))
+	s.Upstreams = make(map[string]provider.UpstreamRef, len(c.gen.catalog.Apps))
 
 	st := c.State
 	var mu sync.Mutex
-	results := make(map[string]*apps.InitializeResult, len(b.catalog.Apps))
-	each(b.catalog.Apps, func(app *apps.App) {
+	results := make(map[string]*apps.InitializeResult, len(c.gen.catalog.Apps))
+	each(c.gen.catalog.Apps, func(app *apps.App) {
 		conn, err := app.Open(ctx, initParams(s), b.sessionToken(st, app))
 		if err != nil {
 			b.log.Warn("upstream not reachable at initialize", "app", app.Name, "error", err)
@@ -73,10 +73,10 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 
 	result := map[string]any{
 		"protocolVersion": version,
-		"capabilities":    b.mergeCapabilities(results),
+		"capabilities":    mergeCapabilities(c.gen.catalog, results),
 		"serverInfo":      map[string]string{"name": "mcpbroker", "version": b.version},
 	}
-	if text := b.instructions(results); text != "" {
+	if text := instructions(c.gen.catalog, results); text != "" {
 		result["instructions"] = text
 	}
 	// Unescaped: upstreams' instructions are text, not HTML.
@@ -91,11 +91,11 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 // mergeCapabilities offers what at least one upstream offers and the broker
 // can relay. Tools are always offered: the broker lists them even when no
 // upstream is up yet.
-func (b *Broker) mergeCapabilities(results map[string]*apps.InitializeResult) map[string]any {
+func mergeCapabilities(catalog *apps.Catalog, results map[string]*apps.InitializeResult) map[string]any {
 	tools := map[string]any{"listChanged": true}
 	caps := map[string]any{"tools": tools}
 	var resources map[string]any
-	for _, app := range b.catalog.Apps {
+	for _, app := range catalog.Apps {
 		r := results[app.Name]
 		if r == nil {
 			continue
@@ -125,11 +125,11 @@ func (b *Broker) mergeCapabilities(results map[string]*apps.InitializeResult) ma
 }
 
 // instructions joins the upstreams' instructions, each under its app.
-func (b *Broker) instructions(results map[string]*apps.InitializeResult) string {
+func instructions(catalog *apps.Catalog, results map[string]*apps.InitializeResult) string {
 	var parts []string
-	for _, app := range b.catalog.Apps {
+	for _, app := range catalog.Apps {
 		if r := results[app.Name]; r != nil && r.Instructions != "" {
-			if len(b.catalog.Apps) == 1 {
+			if len(catalog.Apps) == 1 {
 				return r.Instructions
 			}
 			parts = append(parts, app.Name+": "+r.Instructions)

@@ -60,7 +60,7 @@ func (b *Broker) aggregate(ctx context.Context, c *Call) error {
 	var cursors map[string]string
 	if c.Params.Cursor != nil {
 		var err error
-		if cursors, err = b.decodeCursor(*c.Params.Cursor); err != nil {
+		if cursors, err = decodeCursor(c.gen.catalog, *c.Params.Cursor); err != nil {
 			return err
 		}
 	}
@@ -96,10 +96,10 @@ type listPage struct {
 // collect fetches one page of a list from each app (all apps, or those
 // named in cursors), rewrites names, and learns routes.
 func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[string]string) (listPage, error) {
-	targets := b.catalog.Apps
+	targets := c.gen.catalog.Apps
 	if cursors != nil {
 		targets = nil
-		for _, app := range b.catalog.Apps {
+		for _, app := range c.gen.catalog.Apps {
 			if _, ok := cursors[app.Name]; ok {
 				targets = append(targets, app)
 			}
@@ -132,7 +132,7 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 		}
 		// Learned in configuration order, so the first app keeps a name
 		// that two offer, whichever answered first.
-		items, refused, err := c.State.learn(app, k, r.items, cursors[app.Name] == "", b.catalog.ByPrefix)
+		items, refused, err := c.State.learn(app, k, r.items, cursors[app.Name] == "", c.gen.catalog.ByPrefix)
 		if err != nil {
 			failed = append(failed, app.Name)
 			b.log.Warn("list failed", "app", app.Name, "method", listSpecs[k].method, "error", err)
@@ -335,7 +335,7 @@ func encodeCursor(next map[string]string) string {
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
-func (b *Broker) decodeCursor(cursor string) (map[string]string, error) {
+func decodeCursor(catalog *apps.Catalog, cursor string) (map[string]string, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(cursor)
 	if err != nil || len(raw) > 64<<10 {
 		return nil, ErrInvalidCursor
@@ -345,7 +345,7 @@ func (b *Broker) decodeCursor(cursor string) (map[string]string, error) {
 		return nil, ErrInvalidCursor
 	}
 	for name := range next {
-		if b.catalog.App(name) == nil {
+		if catalog.App(name) == nil {
 			return nil, ErrInvalidCursor
 		}
 	}
@@ -372,7 +372,7 @@ func each(list []*apps.App, f func(*apps.App)) {
 // filterList keeps the items the app's policy would allow this caller to
 // use: an agent is not shown what it may not call.
 func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listKind, items []json.RawMessage) []json.RawMessage {
-	if b.authz == nil || b.authz.policies[app.Name] == nil {
+	if c.gen.authz == nil || c.gen.authz.policies[app.Name] == nil {
 		return items
 	}
 	kept := items[:0]

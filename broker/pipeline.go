@@ -42,7 +42,7 @@ func (b *Broker) newPipeline() []stage {
 // stage and, when traces are exported, tracing the call with a span per
 // stage under the client's traceparent.
 func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.Reply {
-	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: b.stateOf(req.Session)}
+	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: b.stateOf(req.Session), gen: b.current()}
 	if c.Message.Kind() == jsonrpc.KindRequest {
 		b.inflight.Add(1)
 		defer b.inflight.Add(-1)
@@ -110,7 +110,7 @@ func callFrom(ctx context.Context) *Call {
 // Listen relays each upstream's standalone stream to the client's while
 // the client listens.
 func (b *Broker) Listen(ctx context.Context, s *provider.Session) {
-	for _, app := range b.catalog.Apps {
+	for _, app := range b.current().catalog.Apps {
 		go func() {
 			conn, err := b.conn(ctx, s, app)
 			if err != nil {

@@ -99,11 +99,11 @@ func exchangeFailureMessage(e *exchange.IssueError) string {
 // with a step-up challenge, a token about to expire 401 invalid_token as
 // an expired one would — or nil when the JSON-RPC error is the answer.
 func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
-	if b.auth == nil || c.Request == nil || c.Request.HTTP == nil ||
+	if c.gen.auth == nil || c.Request == nil || c.Request.HTTP == nil ||
 		!(errors.Is(err, errInsufficientScope) || errors.Is(err, exchange.ErrAgentTokenExpiring)) {
 		return nil
 	}
-	return b.challenge(c.Request.HTTP, err)
+	return b.challenge(c.gen.auth, c.Request.HTTP, err)
 }
 
 // asType is errors.As for callers that only need the yes or no.
@@ -113,20 +113,20 @@ func asType[T any](err error, target *T) bool { return errors.As(err, target) }
 // answer (RFC 6750, RFC 9728): 401 with a Bearer challenge that points to
 // the Protected Resource Metadata, 403 for missing scope, 400 for a request
 // that carries its token the wrong way, 503 when tokens cannot be checked.
-func (b *Broker) challenge(r *http.Request, err error) *provider.HTTPError {
+func (b *Broker) challenge(auth *authenticator, r *http.Request, err error) *provider.HTTPError {
 	params := []string{}
 	status := http.StatusUnauthorized
 	message := "unauthorized"
 	switch {
 	case errors.Is(err, oauth.ErrNoToken):
-		if len(b.auth.requiredScopes) > 0 {
-			params = append(params, `scope="`+strings.Join(b.auth.requiredScopes, " ")+`"`)
+		if len(auth.requiredScopes) > 0 {
+			params = append(params, `scope="`+strings.Join(auth.requiredScopes, " ")+`"`)
 		}
 	case errors.Is(err, errTokenInQuery), errors.Is(err, oauth.ErrMalformed):
 		status, message = http.StatusBadRequest, "invalid request: "+err.Error()
 		params = append(params, `error="invalid_request"`, `error_description="`+quoteSafe(err.Error())+`"`)
 	case errors.Is(err, errInsufficientScope):
-		scopes := b.auth.requiredScopes
+		scopes := auth.requiredScopes
 		var tool *exchange.ScopeError
 		if errors.As(err, &tool) {
 			scopes = tool.Scopes

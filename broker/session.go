@@ -99,9 +99,15 @@ func (b *Broker) stateOf(s *provider.Session) *sessionState {
 // the session id or opening it when needed.
 func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (*apps.Conn, error) {
 	st := b.stateOf(s)
-	return st.Conn(app, func() (*apps.Conn, error) {
+	return st.Conn(app, func(replaced *apps.Conn) (*apps.Conn, error) {
 		init, token := initParams(s), b.sessionToken(st, app)
-		if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" {
+		if replaced != nil && replaced.App.URL == app.URL {
+			// The app was reconfigured in place: its upstream session goes on.
+			if id, version := replaced.Ref(); id != "" {
+				return app.Restore(id, version, init, token), nil
+			}
+		}
+		if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" && (replaced == nil || replaced.App.URL == app.URL) {
 			return app.Restore(ref.ID, ref.ProtocolVersion, init, token), nil
 		}
 		return app.Open(ctx, init, token)

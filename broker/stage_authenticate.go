@@ -83,14 +83,16 @@ func newAuthenticator(cfg *config.Config, b *Broker) (*authenticator, error) {
 // (provider.IdentityFrom), or answers with the challenge. Without
 // authentication configured every request is anonymous.
 func (b *Broker) authenticate(next http.Handler) http.Handler {
-	if b.auth == nil {
+	if b.current().auth == nil {
+		// Whether agents are authenticated takes a restart to change.
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		principal, cached, err := b.auth.authenticate(r)
+		auth := b.current().auth
+		principal, cached, err := auth.authenticate(r)
 		b.metrics.TokenVerification(verificationResult(err), cached)
 		if err != nil {
-			refusal := b.challenge(r, err)
+			refusal := b.challenge(auth, r, err)
 			b.recordRefusal(r, refusal, err)
 			provider.WriteError(w, refusal)
 			return
@@ -175,11 +177,4 @@ func sessionSubject(p *oauth.Principal) string {
 // the issuer, through whichever client.
 func sessionUser(p *oauth.Principal) string {
 	return p.Issuer + "\x00" + p.Subject
-}
-
-// startAuthentication keeps the verifier's keys fresh until ctx ends.
-func (b *Broker) startAuthentication(ctx context.Context) {
-	if b.auth != nil {
-		b.auth.verifier.Start(ctx)
-	}
 }

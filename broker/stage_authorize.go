@@ -116,14 +116,14 @@ func (a *authorizer) input(c *Call, app *apps.App, purpose string) *opa.Input {
 // authorize asks the app's policy about a call routed to it. Lists are
 // filtered item by item when they are collected (lists.go).
 func (b *Broker) authorize(ctx context.Context, c *Call) error {
-	if b.authz == nil || c.Route != routeApp || c.Message.Method == "" || c.App == nil {
+	if c.gen.authz == nil || c.Route != routeApp || c.Message.Method == "" || c.App == nil {
 		return nil
 	}
-	p := b.authz.policies[c.App.Name]
+	p := c.gen.authz.policies[c.App.Name]
 	if p == nil {
 		return nil
 	}
-	in := b.authz.input(c, c.App, "call")
+	in := c.gen.authz.input(c, c.App, "call")
 	switch c.Message.Method {
 	case "tools/call":
 		in.ToolName, in.Arguments = c.Name, c.Params.Arguments
@@ -156,14 +156,14 @@ func (b *Broker) authorize(ctx context.Context, c *Call) error {
 
 // allowedInList asks whether an item of an app's list is shown.
 func (b *Broker) allowedInList(ctx context.Context, c *Call, app *apps.App, k listKind, name string) bool {
-	if b.authz == nil {
+	if c.gen.authz == nil {
 		return true
 	}
-	p := b.authz.policies[app.Name]
+	p := c.gen.authz.policies[app.Name]
 	if p == nil {
 		return true
 	}
-	in := b.authz.input(c, app, "list")
+	in := c.gen.authz.input(c, app, "list")
 	switch k {
 	case kindTool:
 		in.Method, in.ToolName = "tools/call", name

@@ -76,7 +76,7 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 	if c.Route != routeApp || c.App == nil || c.Message.Kind() != jsonrpc.KindRequest {
 		return nil
 	}
-	issuer := b.outbound.App(c.App.Name)
+	issuer := c.gen.outbound.App(c.App.Name)
 	if issuer == nil {
 		return nil
 	}
@@ -148,7 +148,7 @@ var withoutAuthorization = http.Header{"Authorization": nil}
 // sessionToken returns the token source of one client session's upstream
 // session with app, nil for an app that receives no exchanged tokens.
 func (b *Broker) sessionToken(st *sessionState, app *apps.App) upstream.TokenSource {
-	issuer := b.outbound.App(app.Name)
+	issuer := b.current().outbound.App(app.Name)
 	if issuer == nil {
 		return nil
 	}

@@ -177,7 +177,7 @@ func (b *Broker) fanOut(ctx context.Context, c *Call) error {
 		return nil
 	}
 	// logging/setLevel: every upstream that logs gets the level.
-	each(b.catalog.Apps, func(app *apps.App) {
+	each(c.gen.catalog.Apps, func(app *apps.App) {
 		conn, err := b.conn(ctx, c.Session, app)
 		if err != nil {
 			return

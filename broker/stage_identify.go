@@ -14,11 +14,11 @@ func (b *Broker) identify(_ context.Context, c *Call) error {
 	if r := c.Request.HTTP; r != nil {
 		c.Principal = oauth.PrincipalFrom(r.Context())
 	}
-	if b.outbound == nil || c.Principal == nil {
+	if c.gen.outbound == nil || c.Principal == nil {
 		return nil
 	}
 	c.State.agent.Store(c.Principal)
-	if b.outbound.ExchangesAgentToken() {
+	if c.gen.outbound.ExchangesAgentToken() {
 		c.agentToken = c.subjectToken()
 	}
 	return nil

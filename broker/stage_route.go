@@ -74,14 +74,17 @@ func (b *Broker) routeNamed(ctx context.Context, c *Call, name string, k listKin
 		return fmt.Errorf("%w: name is required", ErrInvalidParams)
 	}
 	c.Route = routeApp
-	if app, upstreamName, ok := b.catalog.ByPrefix(name); ok {
+	if app, upstreamName, ok := c.gen.catalog.ByPrefix(name); ok {
 		c.App, c.Name = app, upstreamName
 		if app.MaybeShortened(name) {
 			return b.routeShortened(ctx, c, k, name)
 		}
 		return nil
 	}
-	candidates := b.catalog.Unprefixed()
+	if app, ok := c.gen.retiredApp(name); ok {
+		return fmt.Errorf("%w: %s: app %q was removed from the configuration", unknown, name, app)
+	}
+	candidates := c.gen.catalog.Unprefixed()
 	if len(candidates) == 0 {
 		return fmt.Errorf("%w: %s", unknown, name)
 	}
@@ -135,11 +138,11 @@ func (b *Broker) routeURI(ctx context.Context, c *Call, uri string) error {
 		return fmt.Errorf("%w: uri is required", ErrInvalidParams)
 	}
 	c.Route = routeApp
-	if app := b.catalog.URIOwner(uri); app != nil {
+	if app := c.gen.catalog.URIOwner(uri); app != nil {
 		c.App = app
 		return nil
 	}
-	switch candidates := b.catalog.Undeclared(); len(candidates) {
+	switch candidates := c.gen.catalog.Undeclared(); len(candidates) {
 	case 0:
 		return fmt.Errorf("%w: %s", ErrResourceNotFound, uri)
 	case 1:

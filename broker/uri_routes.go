@@ -186,7 +186,7 @@ func (st *sessionState) listed(k listKind) bool {
 // has yet to list. Needed only where two apps without declared spaces
 // could claim the same URI; it reports whether it listed anything.
 func (b *Broker) learnURIs(ctx context.Context, c *Call, kinds ...listKind) (bool, error) {
-	if len(b.catalog.Undeclared()) < 2 {
+	if len(c.gen.catalog.Undeclared()) < 2 {
 		return false, nil
 	}
 	listed := false

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -271,4 +272,28 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// ReplaceGroup replaces the checks whose names begin with prefix by
+// checks, which must all begin with it: what a configuration reload does
+// to the checks of the apps it replaced.
+func (h *Health) ReplaceGroup(prefix string, checks []Check) {
+	for _, c := range checks {
+		if c.Name == "" || c.Run == nil || !strings.HasPrefix(c.Name, prefix) {
+			panic(fmt.Sprintf("telemetry: check %q needs a name starting %q and a Run", c.Name, prefix))
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	kept := h.checks[:0:0]
+	for _, c := range h.checks {
+		if !strings.HasPrefix(c.Name, prefix) {
+			kept = append(kept, c)
+		}
+	}
+	for _, c := range checks {
+		kept = append(kept, &check{Check: c})
+	}
+	h.checks = kept
+	h.last = nil
 }

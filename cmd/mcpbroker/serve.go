@@ -30,12 +30,28 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			b, err := broker.New(cfg, broker.Options{Logger: log, Version: version, BaseDir: filepath.Dir(c.String("config"))})
+			b, err := broker.New(cfg, broker.Options{Logger: log, Version: version, BaseDir: filepath.Dir(c.String("config")), ConfigPath: c.String("config")})
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP reads the configuration again; a broken file is
+			// reported and the running configuration keeps serving.
+			hangups := make(chan os.Signal, 1)
+			signal.Notify(hangups, syscall.SIGHUP)
+			defer signal.Stop(hangups)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hangups:
+						log.Info("SIGHUP: reloading the configuration", "file", c.String("config"))
+						_ = b.ReloadFile(ctx) // the broker logs and records the outcome
+					}
+				}
+			}()
 			return b.Serve(ctx)
 		},
 	}
