@@ -106,21 +106,21 @@ func exchangeBrokerPath(yaml string) func(testing.TB, string) target {
 }
 
 // startAuthBroker starts an authorization server and the broker from yaml
-// (see authBroker and exchangeBroker) in front of upstream. It returns the
-// target and how to mint more tokens for the broker.
+// (see authBroker, exchangeBroker and auditSyncBroker) in front of
+// upstream. It returns the target and how to mint more tokens for the
+// broker.
 func startAuthBroker(tb testing.TB, yaml, upstream string) (target, func(subject string, groups []string) string) {
 	tb.Helper()
 	as := oauthtest.NewIssuer(tb, nil)
 	ln := listen(tb)
 	audience := brokerEndpoint(ln) // known before the config is written
 	issuer := "http://" + ln.Addr().String()
-	store := filepath.Join(tb.TempDir(), "mcpbroker.db")
-	endpoint := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.MetadataURL(), audience, issuer, store))
+	data := tb.TempDir()
+	store, trail := filepath.Join(data, "mcpbroker.db"), filepath.Join(data, "audit")
+	dst := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.MetadataURL(), audience, issuer, store, trail))
 	mint := func(subject string, groups []string) string { return mintFrom(tb, as, audience, subject, groups) }
-	return target{
-		endpoint: endpoint,
-		token:    func(i int) string { return mint(fmt.Sprintf("bench-user-%d", i), benchGroups) },
-	}, mint
+	dst.token = func(i int) string { return mint(fmt.Sprintf("bench-user-%d", i), benchGroups) }
+	return dst, mint
 }
 
 // mintFrom signs, with the authorization server's key, an access token for

@@ -22,8 +22,10 @@ const concurrency = 16
 
 // BenchmarkDataPath sends b.N tools/call requests, spread over 16
 // concurrent sessions, along each data path. Besides ns/op (wall time over
-// b.N) it reports throughput and the median and 99th percentile latency of
-// one call; ./report turns the output into a table with ratios.
+// b.N) it reports throughput, the median and 99th percentile latency of
+// one call and the number of sessions; on a path with an audit trail, also
+// the records it wrote per call and per fsync. ./report turns the output
+// into a table with ratios.
 func BenchmarkDataPath(b *testing.B) {
 	for _, path := range dataPaths {
 		b.Run(path.name, func(b *testing.B) {
@@ -34,6 +36,10 @@ func BenchmarkDataPath(b *testing.B) {
 			// Warm up: every session's connection dialled, pools filled.
 			if load := runLoad(ctx, sessions, make([]time.Duration, 4*concurrency)); load.failures > 0 {
 				b.Fatalf("warm-up: %s", load.failureSummary())
+			}
+			var before auditBatches
+			if dst.audited {
+				before = readAuditBatches(b, dst.admin)
 			}
 			latencies := make([]time.Duration, b.N)
 			b.ReportAllocs()
@@ -47,6 +53,17 @@ func BenchmarkDataPath(b *testing.B) {
 			b.ReportMetric(float64(b.N)/load.elapsed.Seconds(), "calls/s")
 			b.ReportMetric(microseconds(percentile(latencies, 50)), "p50-µs")
 			b.ReportMetric(microseconds(percentile(latencies, 99)), "p99-µs")
+			b.ReportMetric(float64(len(sessions)), "sessions")
+			if dst.audited {
+				// With async durability the last records may still be
+				// queued (in a run of one call, all of them); the ratios
+				// are of what was committed. TestDataPaths checks that
+				// every call is.
+				if audit := readAuditBatches(b, dst.admin).since(before); audit.batches > 0 {
+					b.ReportMetric(audit.records/float64(b.N), "records/call")
+					b.ReportMetric(audit.records/audit.batches, "records/fsync")
+				}
+			}
 		})
 	}
 }
@@ -75,6 +92,9 @@ func TestDataPaths(t *testing.T) {
 			}
 			if dst.outsider != nil {
 				checkDeniedByPolicy(t, dst)
+			}
+			if dst.audited {
+				checkAudited(t, dst, len(latencies))
 			}
 		})
 	}
@@ -133,6 +153,26 @@ func checkDeniedByPolicy(t *testing.T, dst target) {
 	var rpcErr *rpcError
 	if !errors.As(err, &rpcErr) || rpcErr.code != broker.CodeForbidden {
 		t.Fatalf("call by a user outside the policy's groups: got %v, want JSON-RPC error %d", err, broker.CodeForbidden)
+	}
+}
+
+// checkAudited makes sure the path truly writes its audit trail: the
+// trail commits at least one record for each of the calls made. With
+// async durability the last ones may still be queued, so it waits for
+// them, up to a generous deadline.
+func checkAudited(t *testing.T, dst target, calls int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		audit := readAuditBatches(t, dst.admin)
+		if audit.records >= float64(calls) && audit.batches > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit trail committed %v records in %v batches, want at least one for each of %d calls",
+				audit.records, audit.batches, calls)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -15,6 +15,10 @@
 // measured on top of another is compared with that one instead:
 // broker+policy (broker+auth plus an inbound Rego policy on the app) with
 // broker+auth, broker+exchange (broker+policy plus outbound token exchange:
-// a token minted in process for every call) with broker+policy; the
-// report's requires table says which.
+// a token minted in process for every call) with broker+policy, and
+// broker+audit-sync and broker+audit-async (broker+exchange writing its
+// audit trail to a temporary directory, with sync or async durability)
+// with broker+exchange; the report's requires table says which. The audit
+// paths also report, from the broker's metrics, the records the trail
+// wrote per call and per fsync.
 package bench

@@ -39,6 +39,10 @@ type target struct {
 	// audience is that of the token the broker mints for each call to
 	// the upstream; empty: the upstream receives no token.
 	audience string
+	// admin serves the broker's /metrics; nil: the path has no broker.
+	admin http.Handler
+	// audited: the broker records every call in its audit trail.
+	audited bool
 }
 
 // dataPaths are the cases of BenchmarkDataPath, in table order. direct and
@@ -46,7 +50,8 @@ type target struct {
 // the report also compares every broker+X row with broker, the cost of X
 // (broker+policy, which needs a caller's identity, with broker+auth;
 // broker+exchange, which mints for the policy's caller, with
-// broker+policy).
+// broker+policy; broker+audit-sync and broker+audit-async, the whole
+// pipeline writing its audit trail, with broker+exchange).
 var dataPaths = []dataPath{
 	{"direct", func(_ testing.TB, upstream string) target { return target{endpoint: upstream} }},
 	{"proxy", startReverseProxy},
@@ -54,6 +59,8 @@ var dataPaths = []dataPath{
 	{"broker+auth", authBrokerPath(authBroker)},
 	{"broker+policy", policyBrokerPath(policyBroker)},
 	{"broker+exchange", exchangeBrokerPath(exchangeBroker)},
+	{"broker+audit-sync", auditBrokerPath(auditSyncBroker)},
+	{"broker+audit-async", auditBrokerPath(auditAsyncBroker)},
 }
 
 // plainBroker proxies one app without authentication or policy. %s is the
@@ -135,8 +142,7 @@ func startReverseProxy(tb testing.TB, upstream string) target {
 func brokerPath(yaml string) func(testing.TB, string) target {
 	return func(tb testing.TB, upstream string) target {
 		tb.Helper()
-		ln := listen(tb)
-		return target{endpoint: serveBroker(tb, ln, fmt.Sprintf(yaml, upstream))}
+		return serveBroker(tb, listen(tb), fmt.Sprintf(yaml, upstream))
 	}
 }
 
@@ -152,8 +158,8 @@ func listen(tb testing.TB) net.Listener {
 }
 
 // serveBroker runs the broker configured by yaml on ln until tb ends and
-// returns its MCP endpoint.
-func serveBroker(tb testing.TB, ln net.Listener, yaml string) string {
+// returns the target of its MCP endpoint, with its admin handler.
+func serveBroker(tb testing.TB, ln net.Listener, yaml string) target {
 	tb.Helper()
 	cfg, err := config.Parse([]byte(yaml), "bench.yaml")
 	if err != nil {
@@ -186,7 +192,7 @@ func serveBroker(tb testing.TB, ln net.Listener, yaml string) string {
 			tb.Error("broker did not shut down")
 		}
 	})
-	return brokerEndpoint(ln)
+	return target{endpoint: brokerEndpoint(ln), admin: b.AdminHandler()}
 }
 
 // brokerEndpoint is the MCP endpoint of the broker listening on ln, as the

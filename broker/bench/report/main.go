@@ -7,7 +7,14 @@
 // one (policy decides on the authenticated caller) the broker with that
 // one: broker+policy is compared with broker+auth, broker+exchange (a
 // token minted for every call, for the caller the policy allowed) with
-// broker+policy, so its cost is the per-call exchange.
+// broker+policy, so its cost is the per-call exchange; broker+audit-sync
+// and broker+audit-async (the whole pipeline writing its audit trail, with
+// sync or async durability) with broker+exchange.
+//
+// For the audit paths it also prints what the trail adds to one call: the
+// change in throughput, the extra median latency and run time, the extra
+// allocations and bytes, and, from the trail's own metrics, the records
+// written per call and per fsync (how well group commit batches them).
 //
 // The input may also hold the components' own benchmarks: the policy
 // engine's (BenchmarkDecide and BenchmarkDecideList in ./opa) and the
@@ -45,7 +52,15 @@ const plain = "broker"
 
 // requires maps a feature to the one it is measured on top of: its row is
 // compared with the broker with that feature rather than the plain broker.
-var requires = map[string]string{"policy": "auth", "exchange": "policy"}
+var requires = map[string]string{
+	"policy":      "auth",
+	"exchange":    "policy",
+	"audit-sync":  "exchange",
+	"audit-async": "exchange",
+}
+
+// audit is the feature of the audit paths: broker+audit-<durability>.
+const audit = "audit"
 
 // componentBenchmark is one benchmark of a component the report shows,
 // with what it measures.
@@ -112,7 +127,7 @@ func parse(r io.Reader) (*report, error) {
 		switch {
 		case strings.HasPrefix(text, "cpu: "):
 			rep.cpu = strings.TrimPrefix(text, "cpu: ")
-		case strings.HasPrefix(text, "--- FAIL") || text == "FAIL" || strings.HasPrefix(text, "FAIL\t") || strings.HasPrefix(text, "panic: "):
+		case strings.Contains(text, "--- FAIL") || text == "FAIL" || strings.HasPrefix(text, "FAIL\t") || strings.HasPrefix(text, "panic: "):
 			return nil, fmt.Errorf("line %d: the benchmark failed: %s", line, strings.TrimSpace(text))
 		case strings.HasPrefix(text, benchmarkName+"/"):
 			name, procs, metrics, err := parseResult(text)
@@ -269,6 +284,9 @@ func (rep *report) write(w io.Writer) error {
 	if err := rep.writeCosts(w); err != nil {
 		return err
 	}
+	if err := rep.writeAudit(w); err != nil {
+		return err
+	}
 	return rep.writeEngine(w)
 }
 
@@ -322,6 +340,80 @@ func (rep *report) writeCosts(w io.Writer) error {
 	return tw.Flush()
 }
 
+// writeAudit prints, for every broker+audit-<durability> path, what the
+// audit trail adds to one call over its reference (the same pipeline
+// without it): the change in throughput; the extra median latency, what a
+// caller waits for its record; the extra run time per call (ns/op), the
+// capacity a record takes; the extra allocations and bytes; and the
+// records written per call and per fsync. Then, for each, how close its
+// throughput is to the reference's, at the number of sessions both ran.
+// Like the costs above, these are estimates from this run: small
+// differences are noise.
+func (rep *report) writeAudit(w io.Writer) error {
+	var rows [][]string
+	var notes []string
+	for _, r := range rep.results {
+		x, _ := feature(r.path)
+		base := rep.reference(r)
+		if base == nil || (x != audit && !strings.HasPrefix(x, audit+"-")) {
+			continue
+		}
+		rows = append(rows, []string{
+			r.path + "/" + base.path,
+			change(r, base, "calls/s"),
+			difference(r, base, "p50-µs"),
+			microsecondsDifference(r, base, "ns/op"),
+			difference(r, base, "allocs/op"),
+			difference(r, base, "B/op"),
+			formatFraction(r, "records/call", 2),
+			formatFraction(r, "records/fsync", 1),
+		})
+		v, ok1 := r.get("calls/s")
+		b, ok2 := base.get("calls/s")
+		if !ok1 || !ok2 || b == 0 {
+			continue
+		}
+		note := fmt.Sprintf("%s: throughput within %.1f %% of %s", r.path, (1-v/b)*100, base.path)
+		if v >= b {
+			note = fmt.Sprintf("%s: throughput not below %s (%.1f %% above)", r.path, base.path, (v/b-1)*100)
+		}
+		if n, ok := r.get("sessions"); ok {
+			if m, ok := base.get("sessions"); ok && n == m {
+				note += fmt.Sprintf(" at %.0f concurrent sessions", n)
+			}
+		}
+		notes = append(notes, note)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nAudit trail, what it adds to one call over the same pipeline without it:")
+	width := len("path")
+	for _, r := range rows {
+		width = max(width, len(r[0]))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
+	row := func(cells ...string) {
+		fmt.Fprintf(tw, "%-*s\t", width, cells[0])
+		for _, c := range cells[1:] {
+			fmt.Fprintf(tw, "   %s\t", c)
+		}
+		fmt.Fprintln(tw)
+	}
+	row("path", "throughput", "p50 µs", "wall µs", "allocs/call", "B/call", "records/call", "records/fsync")
+	for _, r := range rows {
+		row(r...)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "(p50 µs: the median latency a call gains; wall µs: the run time per call, ns/op, it gains)")
+	for _, n := range notes {
+		fmt.Fprintln(w, n)
+	}
+	return nil
+}
+
 // writeEngine prints, section by section, the cost of one policy decision
 // or one minted token measured by the components' own benchmarks: one
 // goroutine, no HTTP, the benchmark's own input, so a floor for what the
@@ -366,6 +458,15 @@ func format(r *result, unit string) string {
 	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
+// formatFraction is format with decimals.
+func formatFraction(r *result, unit string, decimals int) string {
+	v, ok := r.get(unit)
+	if !ok {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', decimals, 64)
+}
+
 func ratio(r, base *result, unit string) string {
 	v, ok1 := r.get(unit)
 	b, ok2 := base.get(unit)
@@ -382,4 +483,25 @@ func difference(r, base *result, unit string) string {
 		return "-"
 	}
 	return fmt.Sprintf("%+.0f", v-b)
+}
+
+// change is r's value of unit relative to base's, as a signed percentage.
+func change(r, base *result, unit string) string {
+	v, ok1 := r.get(unit)
+	b, ok2 := base.get(unit)
+	if !ok1 || !ok2 || b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.1f %%", (v/b-1)*100)
+}
+
+// microsecondsDifference is difference for a unit in nanoseconds, in
+// microseconds.
+func microsecondsDifference(r, base *result, unit string) string {
+	v, ok1 := r.get(unit)
+	b, ok2 := base.get(unit)
+	if !ok1 || !ok2 {
+		return "-"
+	}
+	return fmt.Sprintf("%+.1f", (v-b)/1000)
 }
