@@ -13,7 +13,7 @@ export MCPBROKER_NODE_BIN     := $(CURDIR)/testdata/node/node_modules/node/bin
 export MCPBROKER_NODE_MODULES := $(CURDIR)/testdata/node/node_modules
 
 .DEFAULT_GOAL := help
-.PHONY: help build run setup test bench fuzz lint check clean
+.PHONY: help build run setup test bench fuzz lint check clean image
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,10 @@ bench: setup ## Run the data-path benchmarks and print the report table
 	$(GO) test -run '^$$' -bench 'BenchmarkDecide' -benchmem -count 1 ./opa/ | tee -a bin/bench.out
 	$(GO) test -run '^$$' -bench BenchmarkMint -benchmem -count 1 ./exchange/ | tee -a bin/bench.out
 	$(GO) run ./broker/bench/report < bin/bench.out
+
+image: ## Build the container image mcpbroker:$(VERSION) (needs docker)
+	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed" >&2; exit 1; }
+	docker build --build-arg VERSION=$(VERSION) -t mcpbroker:$(VERSION) .
 
 fuzz: ## Run every Fuzz target for FUZZTIME each (default 10s)
 	@set -e; n=0; \

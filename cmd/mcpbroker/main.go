@@ -24,6 +24,7 @@ func main() {
 			tokenCommand(),
 			upstreamCommand(),
 			auditCommand(),
+			healthCommand(),
 			versionCommand(),
 		},
 		HideVersion: true,
