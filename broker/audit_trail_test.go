@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,4 +257,19 @@ func TestAuditTrailSaysWhatTheClientReceived(t *testing.T) {
 	if out, err := verify.CombinedOutput(); err != nil {
 		t.Errorf("audit verify: %v\n%s", err, out)
 	}
+
+	// Stopped, the broker signs a last checkpoint, which verifies with
+	// the public key it published beside the trail.
+	if err := b.broker.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.broker.Wait(); err != nil {
+		t.Fatalf("the broker did not exit cleanly: %v", err)
+	}
+	verify = exec.Command(b.bin, "audit", "verify", "--jwks", b.trail()+".key.jwks", b.trail())
+	out, err := verify.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "checkpoint") {
+		t.Errorf("audit verify --jwks: %v\n%s", err, out)
+	}
+	t.Logf("audit verify --jwks:\n%s", out)
 }
