@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
@@ -215,33 +212,7 @@ func TestAuditTrailSaysWhatTheClientReceived(t *testing.T) {
 	}
 
 	// The metrics count what the trail records.
-	resp, err := http.Get(b.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	count := func(family string, labels map[string]string) float64 {
-		var total float64
-		f := families[family]
-		if f == nil {
-			return 0
-		}
-	metrics:
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
-					continue metrics
-				}
-			}
-			total += m.GetCounter().GetValue()
-		}
-		return total
-	}
+	count := func(family string, labels map[string]string) float64 { return metricSum(t, b.admin, family, labels) }
 	for decision, want := range map[string]float64{"allowed": 1, "denied": 1, "error": 1} {
 		if got := count("mcpbroker_calls_total", map[string]string{"method": "tools/call", "decision": decision}); got != want {
 			t.Errorf("mcpbroker_calls_total{decision=%q} = %v, want %v", decision, got, want)

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/mcpbroker/mcpbroker/broker"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 )
@@ -202,4 +205,36 @@ func scenario(t testing.TB, name string) string {
 		t.Fatalf("scenario %s: %v", name, err)
 	}
 	return string(data)
+}
+
+// metricSum scrapes the admin listener at admin (a base URL) and sums the
+// samples of family whose labels include labels: counter values, or
+// histogram sample counts.
+func metricSum(t testing.TB, admin, family string, labels map[string]string) float64 {
+	t.Helper()
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+metrics:
+	for _, m := range families[family].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+				continue metrics
+			}
+		}
+		if h := m.GetHistogram(); h != nil {
+			total += float64(h.GetSampleCount())
+			continue
+		}
+		total += m.GetCounter().GetValue()
+	}
+	return total
 }

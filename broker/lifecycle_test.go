@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 )
@@ -367,23 +365,5 @@ func trailRecords(t *testing.T, dir string, torn bool) []*audit.Record {
 // stageRuns is how many times the pipeline stage has run, from the admin
 // listener's metrics.
 func stageRuns(t *testing.T, admin, stage string) uint64 {
-	t.Helper()
-	resp, err := http.Get(admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range families["mcpbroker_stage_duration_seconds"].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "stage" && l.GetValue() == stage {
-				return m.GetHistogram().GetSampleCount()
-			}
-		}
-	}
-	return 0
+	return uint64(metricSum(t, admin, "mcpbroker_stage_duration_seconds", map[string]string{"stage": stage}))
 }

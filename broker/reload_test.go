@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // A reload under load: calls keep being answered while SIGHUP applies a
@@ -128,23 +126,5 @@ func TestReloadUnderLoad(t *testing.T) {
 // reloads reads mcpbroker_config_reloads_total{outcome} from the admin
 // listener.
 func reloads(t *testing.T, adminAddr, outcome string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range families["mcpbroker_config_reloads_total"].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "outcome" && l.GetValue() == outcome {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return metricSum(t, "http://"+adminAddr, "mcpbroker_config_reloads_total", map[string]string{"outcome": outcome})
 }
