@@ -136,8 +136,14 @@ func TestAuditTrailSaysWhatTheClientReceived(t *testing.T) {
 	answers = append(answers, c.send("step-up", `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"ledger_get_balance","arguments":{}}}`))
 	c.header.Set("Authorization", "Bearer not-a-token")
 	answers = append(answers, c.send("bad token", `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ledger_get_balance","arguments":{}}}`))
+	// Refused by the transport, before any message reaches the pipeline.
+	c.header.Set("Authorization", "Bearer "+good)
+	answers = append(answers, c.send("not JSON", `{"jsonrpc":`))
+	c.session = "not-a-session"
+	answers = append(answers, c.send("unknown session", `{"jsonrpc":"2.0","id":6,"method":"ping"}`))
+	c.session = session
 
-	wantStatus := map[string]int{"allowed": 200, "denied": 200, "upstream error": 200, "step-up": 403, "bad token": 401}
+	wantStatus := map[string]int{"allowed": 200, "denied": 200, "upstream error": 200, "step-up": 403, "bad token": 401, "not JSON": 400, "unknown session": 404}
 	for _, a := range answers {
 		if a.status != wantStatus[a.what] {
 			t.Fatalf("%s: status %d, want %d: %s", a.what, a.status, wantStatus[a.what], a.body)
@@ -179,7 +185,13 @@ func TestAuditTrailSaysWhatTheClientReceived(t *testing.T) {
 		t.Fatal(err)
 	}
 	policySum := sha256.Sum256(policyText)
-	allowed, denied, failed, stepUp, badToken := calls[0], calls[1], calls[2], calls[3], calls[4]
+	allowed, denied, failed, stepUp, badToken, notJSON, unknownSession := calls[0], calls[1], calls[2], calls[3], calls[4], calls[5], calls[6]
+	if notJSON.Event != "request.refused" || notJSON.Result.RPCCode != -32700 || notJSON.Subject != "alice" || notJSON.Session != hex.EncodeToString(sessionSum[:6]) {
+		t.Errorf("not JSON: %+v %+v", notJSON, notJSON.Result)
+	}
+	if unknownSession.Event != "request.refused" || unknownSession.Method != "POST /mcp" {
+		t.Errorf("unknown session: %+v %+v", unknownSession, unknownSession.Result)
+	}
 	if d := allowed.Decision; d == nil || !d.Allowed || d.Policy != "transfer-limit" || d.PolicyVersion != "1" || d.PolicyHash != "sha256:"+hex.EncodeToString(policySum[:]) {
 		t.Errorf("allowed: decision %+v", d)
 	}

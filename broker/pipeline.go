@@ -43,6 +43,7 @@ func (b *Broker) newPipeline() []stage {
 // stage under the client's traceparent.
 func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.Reply {
 	c := &Call{Start: time.Now(), Request: req, Message: req.Message, Session: req.Session, State: b.stateOf(req.Session), gen: b.current()}
+	markServed(req.HTTP)
 	if c.Message.Kind() == jsonrpc.KindRequest {
 		b.inflight.Add(1)
 		defer b.inflight.Add(-1)

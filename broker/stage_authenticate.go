@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
@@ -83,6 +85,7 @@ func newAuthenticator(cfg *config.Config, b *Broker) (*authenticator, error) {
 // (provider.IdentityFrom), or answers with the challenge. Without
 // authentication configured every request is anonymous.
 func (b *Broker) authenticate(next http.Handler) http.Handler {
+	next = b.recordTransportRefusals(next)
 	if b.current().auth == nil {
 		// Whether agents are authenticated takes a restart to change.
 		return next
@@ -178,3 +181,92 @@ func sessionSubject(p *oauth.Principal) string {
 func sessionUser(p *oauth.Principal) string {
 	return p.Issuer + "\x00" + p.Subject
 }
+
+// recordTransportRefusals records the requests the transport refuses
+// itself, before any message reaches the pipeline — an unknown or ended
+// session (404), a missing one (400), a body that is not JSON-RPC, a batch
+// the protocol version forbids, a media type not accepted — with the
+// status and the body the client received. Requests the pipeline served
+// are recorded there.
+func (b *Broker) recordTransportRefusals(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served := new(atomic.Bool)
+		rec := &refusalRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), servedKey{}, served)))
+		if rec.status < http.StatusBadRequest || served.Load() {
+			return
+		}
+		refusal := &provider.HTTPError{Status: rec.status}
+		var m struct {
+			Error *struct {
+				Code    int64  `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(rec.body, &m) == nil && m.Error != nil {
+			refusal.Code, refusal.Message = m.Error.Code, m.Error.Message
+		}
+		sum := sha256.Sum256(rec.body)
+		b.metrics.Refusal(rec.status)
+		record := &audit.Record{
+			Time: time.Now(), Kind: audit.KindCall, Event: "request.refused",
+			TraceID: telemetry.TraceID(r.Context()), Source: r.RemoteAddr,
+			Session: sessionDigest(r.Header.Get(b.provider.SessionHeader())),
+			Method:  r.Method + " " + r.URL.Path,
+			Detail:  refusal.Message,
+			Result: &audit.Result{HTTPStatus: rec.status, RPCCode: refusal.Code, Bytes: len(rec.body),
+				Digest: "sha256:" + hex.EncodeToString(sum[:])},
+		}
+		principalFields(record, oauth.PrincipalFrom(r.Context()))
+		if err := b.audit.write(r.Context(), record); err != nil {
+			b.log.Error("audit record of a refused request not written", "error", err)
+		}
+	})
+}
+
+// servedKey marks, in a request's context, that the pipeline served one
+// of its messages (markServed).
+type servedKey struct{}
+
+// markServed notes that the pipeline served a message of r.
+func markServed(r *http.Request) {
+	if r == nil {
+		return
+	}
+	if served, ok := r.Context().Value(servedKey{}).(*atomic.Bool); ok {
+		served.Store(true)
+	}
+}
+
+// maxRecordedRefusal bounds the body of a refusal kept to digest; the
+// transport's refusals are short JSON-RPC errors.
+const maxRecordedRefusal = 64 << 10
+
+// refusalRecorder passes a response through, noting its status and, for
+// an error status, the start of its body.
+type refusalRecorder struct {
+	http.ResponseWriter
+	status int
+	body   []byte
+}
+
+func (w *refusalRecorder) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *refusalRecorder) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.status >= http.StatusBadRequest && len(w.body) < maxRecordedRefusal {
+		w.body = append(w.body, p[:min(len(p), maxRecordedRefusal-len(w.body))]...)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flushing
+// event streams, deadlines).
+func (w *refusalRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
