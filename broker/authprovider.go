@@ -149,7 +149,7 @@ func (p *authProvider) start(ctx context.Context, interval time.Duration) {
 
 // recordAuthEvent records what the Auth Provider did or refused, and
 // counts it.
-func (b *Broker) recordAuthEvent(ctx context.Context, e authserver.Event) {
+func (b *Broker) recordAuthEvent(ctx context.Context, e authserver.Event) error {
 	b.metrics.AuthEvent(e.Name)
 	r := &audit.Record{
 		Time:    time.Now(),
@@ -170,5 +170,7 @@ func (b *Broker) recordAuthEvent(ctx context.Context, e authserver.Event) {
 	}
 	if err := b.audit.write(ctx, r); err != nil {
 		b.log.Error("audit record of the Auth Provider not written", "event", e.Name, "error", err)
+		return err
 	}
+	return nil
 }

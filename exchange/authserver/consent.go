@@ -44,11 +44,11 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request, a *authorizatio
 				return
 			}
 		}
-		s.event(r.Context(), r, Event{Name: EventConsentGranted, Subject: who.Subject, Client: a.client.ID,
+		_ = s.event(r.Context(), r, Event{Name: EventConsentGranted, Subject: who.Subject, Client: a.client.ID,
 			Scopes: a.request.GetRequestedScopes(), Audience: []string{a.audience}})
 		s.issueCode(w, r.Context(), a, who.session())
 	case "deny":
-		s.event(r.Context(), r, Event{Name: EventConsentDenied, Subject: who.Subject, Client: a.client.ID})
+		_ = s.event(r.Context(), r, Event{Name: EventConsentDenied, Subject: who.Subject, Client: a.client.ID})
 		s.clearFlow(w)
 		s.redirectError(w, a, fosite.ErrAccessDenied.WithHint("The user denied the request."))
 	default:

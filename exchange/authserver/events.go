@@ -39,15 +39,16 @@ type Event struct {
 	Detail   string // the OAuth error code, or a few words
 }
 
-// event tells Options.OnEvent, when set.
-func (s *Server) event(ctx context.Context, r *http.Request, e Event) {
+// event tells Options.OnEvent, when set; an error means the event could
+// not be recorded and what it records must not go on (see OnEvent).
+func (s *Server) event(ctx context.Context, r *http.Request, e Event) error {
 	if s.onEvent == nil {
-		return
+		return nil
 	}
 	if r != nil && e.Source == "" {
 		e.Source = r.RemoteAddr
 	}
-	s.onEvent(ctx, e)
+	return s.onEvent(ctx, e)
 }
 
 // tokenEvent is the event of a token endpoint answer.

@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"errors"
 	"net/url"
 	"slices"
 	"strings"
@@ -17,10 +18,11 @@ func TestEventsTellWhatTheAuthProviderDid(t *testing.T) {
 	var mu sync.Mutex
 	var events []Event
 	ts := newTestServer(t, withOptions(func(o *Options) {
-		o.OnEvent = func(_ context.Context, e Event) {
+		o.OnEvent = func(_ context.Context, e Event) error {
 			mu.Lock()
 			defer mu.Unlock()
 			events = append(events, e)
+			return nil
 		}
 	}))
 	names := func() []string {
@@ -91,5 +93,21 @@ func TestEventsTellWhatTheAuthProviderDid(t *testing.T) {
 				t.Errorf("event %s carries a secret", e.Name)
 			}
 		}
+	}
+}
+
+// A token whose event cannot be recorded is not handed out.
+func TestUnrecordedTokenIsRefused(t *testing.T) {
+	ts := newTestServer(t, withOptions(func(o *Options) {
+		o.OnEvent = func(_ context.Context, e Event) error {
+			if e.Name == EventTokenIssued {
+				return errors.New("disk full")
+			}
+			return nil
+		}
+	}))
+	got := ts.post("/token", url.Values{"grant_type": {"client_credentials"}}, "webapp", webappSecret)
+	if got.status != 503 || got.body["error"] != "temporarily_unavailable" || got.str("access_token") != "" {
+		t.Errorf("got %d %v, want 503 temporarily_unavailable and no token", got.status, got.body)
 	}
 }

@@ -363,10 +363,13 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	who, err := s.federation.signIn(ctx, query.Get("code"), state.Verifier, state.Nonce)
 	if err != nil {
 		s.logger.Warn("authserver: federated sign-in failed", slog.String("client_id", a.client.ID), slog.Any("error", err))
-		s.event(ctx, r, Event{Name: EventSignInFailed, Client: a.client.ID, Detail: "the identity provider's answer could not be verified"})
+		_ = s.event(ctx, r, Event{Name: EventSignInFailed, Client: a.client.ID, Detail: "the identity provider's answer could not be verified"})
 		s.redirectError(w, a, fosite.ErrAccessDenied.WithHint("The sign-in at the identity provider could not be verified."))
 		return
 	}
-	s.event(ctx, r, Event{Name: EventSignIn, Subject: who.Subject, Client: a.client.ID, Detail: "identity provider"})
+	if err := s.event(ctx, r, Event{Name: EventSignIn, Subject: who.Subject, Client: a.client.ID, Detail: "identity provider"}); err != nil {
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in not recorded", "The sign-in could not be recorded; try again later.")
+		return
+	}
 	s.signedIn(w, ctx, a, &flow{Query: state.Query}, who)
 }

@@ -57,7 +57,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 	// The guess is counted before the password is checked, so parallel
 	// guesses cannot all slip in before the first failure is recorded.
 	if !s.throttle.attempt(username, ip, now) {
-		s.event(r.Context(), r, Event{Name: EventSignInFailed, Client: a.client.ID, Status: http.StatusTooManyRequests, Detail: "throttled"})
+		_ = s.event(r.Context(), r, Event{Name: EventSignInFailed, Client: a.client.ID, Status: http.StatusTooManyRequests, Detail: "throttled"})
 		s.retryLogin(w, http.StatusTooManyRequests, a, state, username, messageThrottled)
 		return
 	}
@@ -76,11 +76,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 		if known {
 			e.Subject = username
 		}
-		s.event(r.Context(), r, e)
+		_ = s.event(r.Context(), r, e)
 		s.retryLogin(w, http.StatusOK, a, state, username, messageBadLogin)
 		return
 	}
-	s.event(r.Context(), r, Event{Name: EventSignIn, Subject: user.Username, Client: a.client.ID, Detail: "password"})
+	if err := s.event(r.Context(), r, Event{Name: EventSignIn, Subject: user.Username, Client: a.client.ID, Detail: "password"}); err != nil {
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in not recorded", "The sign-in could not be recorded; try again later.")
+		return
+	}
 	s.signedIn(w, r.Context(), a, state, &identity{
 		Subject:  user.Username,
 		Username: user.Username,

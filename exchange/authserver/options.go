@@ -83,8 +83,11 @@ type Options struct {
 	// OnEvent, when set, is told of every sign-in, consent, token issued,
 	// refreshed, exchanged, refused or revoked, client registration and
 	// failed client authentication: the audit trail's view of the Auth
-	// Provider. It runs before the answer is sent.
-	OnEvent func(context.Context, Event)
+	// Provider. It runs before the answer is sent. When it fails for a
+	// sign-in or a token about to be handed out, that sign-in or token is
+	// refused (503 temporarily_unavailable): nothing is granted that could
+	// not be recorded.
+	OnEvent func(context.Context, Event) error
 	// Now: default time.Now.
 	Now func() time.Time
 }

@@ -133,14 +133,14 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		never := int64(0)
 		response.ClientSecretExpiresAt = &never
 	}
-	s.event(r.Context(), r, Event{Name: EventClientRegistered, Client: registered.ID, Status: http.StatusCreated, Scopes: registered.Scopes})
+	_ = s.event(r.Context(), r, Event{Name: EventClientRegistered, Client: registered.ID, Status: http.StatusCreated, Scopes: registered.Scopes})
 	writeJSON(w, http.StatusCreated, response)
 }
 
 // refuseRegistration answers a registration with an RFC 7591 error and
 // records the refusal.
 func (s *Server) refuseRegistration(w http.ResponseWriter, r *http.Request, status int, code, description string) {
-	s.event(r.Context(), r, Event{Name: EventRegistrationFailed, Status: status, Detail: code})
+	_ = s.event(r.Context(), r, Event{Name: EventRegistrationFailed, Status: status, Detail: code})
 	writeJSON(w, status, registrationError{code, description})
 }
 

@@ -33,7 +33,7 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 			e.Name = EventClientAuthFailed
 		}
 	}
-	s.event(ctx, r, e)
+	_ = s.event(ctx, r, e) // the revocation stands whether recorded or not
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusOK)

@@ -72,7 +72,7 @@ type Server struct {
 	registration  bool
 	secureCookies bool
 	logger        *slog.Logger
-	onEvent       func(context.Context, Event)
+	onEvent       func(context.Context, Event) error
 	now           func() time.Time
 }
 

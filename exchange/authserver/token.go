@@ -49,7 +49,11 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	if strings.EqualFold(response.GetTokenType(), "bearer") {
 		response.SetTokenType("Bearer")
 	}
-	s.event(ctx, r, tokenEvent(request, response))
+	if err := s.event(ctx, r, tokenEvent(request, response)); err != nil {
+		s.logger.Error("authserver: a token was not handed out: its audit record could not be written", slog.Any("error", err))
+		s.provider.WriteAccessError(ctx, w, request, fosite.ErrTemporarilyUnavailable.WithHint("The token could not be recorded; try again later."))
+		return
+	}
 	s.provider.WriteAccessResponse(ctx, w, request, response)
 }
 
@@ -66,7 +70,7 @@ func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, request
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.issuer+`"`)
 		e.Name = EventClientAuthFailed
 	}
-	s.event(r.Context(), r, e)
+	_ = s.event(r.Context(), r, e) // a refusal stands whether recorded or not
 	s.provider.WriteAccessError(r.Context(), w, request, err)
 }
 
