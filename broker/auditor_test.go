@@ -1,0 +1,30 @@
+package broker
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// Recorded arguments lose every member named in audit.arguments.redact,
+// whatever its case and depth; nothing is recorded unless asked.
+func TestRecordedArgumentsAreRedacted(t *testing.T) {
+	a := &auditor{arguments: true, redact: map[string]bool{"password": true, "token": true, "apikey": true}}
+	raw := json.RawMessage(`{"user":"alice","Password":"hunter2","nested":{"token":"t-1","list":[{"apiKey":"k-1","n":1}]}}`)
+	got := string(a.recordArguments(raw))
+	for _, secret := range []string{"hunter2", "t-1", "k-1"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("%s survives in %s", secret, got)
+		}
+	}
+	if !strings.Contains(got, `"user":"alice"`) || !strings.Contains(got, `"n":1`) || strings.Count(got, "[REDACTED]") != 3 {
+		t.Errorf("got %s, want the other members kept and three redacted", got)
+	}
+	if off := (&auditor{}).recordArguments(raw); off != nil {
+		t.Errorf("arguments recorded without audit.arguments.record: %s", off)
+	}
+	deep := strings.Repeat(`{"a":`, 100) + `{"password":"x"}` + strings.Repeat(`}`, 100)
+	if got := string(a.recordArguments(json.RawMessage(deep))); strings.Contains(got, `"x"`) {
+		t.Errorf("a secret deeper than the walk survives: %s", got)
+	}
+}
