@@ -164,7 +164,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		b.authProvider.register(endpoints)
 		mux.Handle("/", b.provider.GuardHost(endpoints, b.authProvider.server.BrowserAPI))
 	}
-	b.handler = limit.BodyDeadline(mux, time.Duration(cfg.HTTP.ReadBodyTimeout))
+	b.handler = limit.BodyDeadline(newForwarding(&cfg.HTTP).handler(mux), time.Duration(cfg.HTTP.ReadBodyTimeout))
 	b.health = b.newHealth()
 	return b, nil
 }

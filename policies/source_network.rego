@@ -1,7 +1,8 @@
 # A source-network rule: read tools may be called from anywhere, everything
 # else (transfer, and any tool not known to be a read) only from the
 # internal network. The input's source address is the TCP peer of the
-# request; behind a proxy that is the proxy's address.
+# request; behind a proxy that is the proxy's address, unless the broker's
+# http.trustedProxies names the proxy (then it is the client's).
 package orchestrator
 
 read_tools := {"list_accounts", "get_balance", "whoami"}

@@ -60,7 +60,9 @@ func (p *Provider) origin(r *http.Request) string {
 		}
 	}
 	scheme := "http"
-	if r.TLS != nil {
+	if r.TLS != nil || r.URL.Scheme == "https" {
+		// r.URL.Scheme of a server request is set only from a trusted
+		// proxy's forwarded scheme.
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host

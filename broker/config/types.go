@@ -119,6 +119,15 @@ type HTTP struct {
 	// AllowedOrigins lists the Origin header values accepted besides
 	// same-origin requests. A request without Origin is accepted.
 	AllowedOrigins []string `yaml:"allowedOrigins"`
+	// TrustedProxies are the addresses (CIDRs or IPs) of the proxies and
+	// load balancers in front of the broker: only from them are
+	// X-Forwarded-For and Forwarded believed, for the client's address in
+	// policies, throttles, limits and audit records.
+	TrustedProxies []string `yaml:"trustedProxies"`
+	// ForwardedHost also believes, from trusted proxies, the host and
+	// scheme the client used (X-Forwarded-Host and -Proto, or Forwarded
+	// host= and proto=), for the resource URL and its metadata.
+	ForwardedHost bool `yaml:"forwardedHost"`
 	// MaxBodyBytes caps one request body; 0 means the default (4 MiB).
 	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
 	// ShutdownTimeout bounds graceful shutdown (default 10s).

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -10,6 +11,7 @@ func (v *validator) http(http *HTTP) {
 	if message := hostPortProblem(http.Address); message != "" {
 		v.add("http.address", message)
 	}
+	v.trustedProxies(http)
 	if tls := http.TLS; tls != nil {
 		switch {
 		case tls.CertFile != "" && tls.KeyFile == "":
@@ -46,6 +48,29 @@ func (v *validator) http(http *HTTP) {
 	case http.MaxConnections >= 1 && http.MaxConnectionsPerAddress > http.MaxConnections:
 		v.add("http.maxConnectionsPerAddress", fmt.Sprintf("must not exceed http.maxConnections (%d), got %d", http.MaxConnections, http.MaxConnectionsPerAddress))
 	}
+}
+
+func (v *validator) trustedProxies(http *HTTP) {
+	for i, entry := range http.TrustedProxies {
+		if _, err := ParseNetwork(entry); err != nil {
+			v.add(index("http.trustedProxies", i), fmt.Sprintf("want a CIDR such as 10.0.0.0/8 or an IP address, got %s", quote(entry)))
+		}
+	}
+	if http.ForwardedHost && len(http.TrustedProxies) == 0 {
+		v.add("http.forwardedHost", "needs http.trustedProxies: forwarded hosts are believed only from trusted proxies")
+	}
+}
+
+// ParseNetwork reads a trusted proxy entry: a CIDR, or one IP address.
+func ParseNetwork(entry string) (netip.Prefix, error) {
+	if prefix, err := netip.ParsePrefix(entry); err == nil {
+		return prefix.Masked(), nil
+	}
+	addr, err := netip.ParseAddr(entry)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()), nil
 }
 
 func (v *validator) storage(storage *Storage) {
