@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Recorded arguments lose every member named in audit.arguments.redact,
@@ -26,5 +27,14 @@ func TestRecordedArgumentsAreRedacted(t *testing.T) {
 	deep := strings.Repeat(`{"a":`, 100) + `{"password":"x"}` + strings.Repeat(`}`, 100)
 	if got := string(a.recordArguments(json.RawMessage(deep))); strings.Contains(got, `"x"`) {
 		t.Errorf("a secret deeper than the walk survives: %s", got)
+	}
+}
+
+// A rate limit's JSON-RPC error carries the delay and the limit in data.
+func TestRateLimitErrorSaysWhenToRetry(t *testing.T) {
+	e := &rateLimitError{limit: "balances", retryAfter: 1500 * time.Millisecond}
+	rpc := e.rpcError()
+	if rpc.Code != CodeRateLimited || string(rpc.Data) != `{"limit":"balances","retryAfterMs":1500}` || e.retryAfterSeconds() != "2" {
+		t.Errorf("got %d %s %s, Retry-After %s", rpc.Code, rpc.Message, rpc.Data, e.retryAfterSeconds())
 	}
 }

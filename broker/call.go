@@ -55,6 +55,9 @@ type Call struct {
 
 	// traceID is the call's trace, when traces are exported.
 	traceID string
+	// release gives back the call's place among its app's calls in
+	// flight (set by limit, called by record).
+	release func()
 
 	// agentToken is the agent's own access token, kept with the call for
 	// a connector to exchange; never logged, never forwarded.

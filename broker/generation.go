@@ -23,6 +23,8 @@ type generation struct {
 	authz    *authorizer
 	outbound *exchange.Outbound
 	auth     *authenticator
+	// limits applies rateLimits; nil when there are none.
+	limits *limiter
 	// retired names the namespaces of apps the last reload removed, so
 	// that their tools are refused as such and not as unknown names.
 	retired map[string]string // prefix -> app name
@@ -58,6 +60,7 @@ func (b *Broker) build(cfg *config.Config) (_ *generation, err error) {
 	if g.authz, err = newAuthorizer(context.Background(), cfg, b.baseDir, b); err != nil {
 		return nil, err
 	}
+	g.limits = newLimiter(&cfg.RateLimits)
 	return g, nil
 }
 
@@ -114,6 +117,10 @@ func (b *Broker) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		b.reloaded(ctx, "config.rejected", err)
 		return fmt.Errorf("broker: reload: %w", err)
+	}
+	if old.limits != nil && next.limits != nil {
+		// Budgets spent and calls in flight outlive the reload.
+		next.limits.rates, next.limits.inFlight = old.limits.rates, old.limits.inFlight
 	}
 	next.retired = map[string]string{}
 	for _, app := range old.catalog.Apps {

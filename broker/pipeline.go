@@ -30,6 +30,7 @@ func (b *Broker) newPipeline() []stage {
 		{name: "identify", run: b.identify},
 		{name: "decode", run: b.decode},
 		{name: "route", run: b.route},
+		{name: "limit", run: b.limit},
 		{name: "authorize", run: b.authorize},
 		{name: "exchange", run: b.exchange},
 		{name: "forward", run: b.forward},

@@ -41,7 +41,12 @@ func errorObject(err error) *jsonrpc.Error {
 	var denied *denial
 	var scope *exchange.ScopeError
 	var failed *exchange.IssueError
+	var limited *rateLimitError
 	switch {
+	case errors.As(err, &limited):
+		return limited.rpcError()
+	case errors.Is(err, ErrLimitsUnavailable):
+		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrLimitsUnavailable.Error())
 	case errors.As(err, &scope):
 		// Where the HTTP status was already sent (the legacy transport),
 		// this is all the agent gets of the step-up challenge.
@@ -99,6 +104,14 @@ func exchangeFailureMessage(e *exchange.IssueError) string {
 // with a step-up challenge, a token about to expire 401 invalid_token as
 // an expired one would — or nil when the JSON-RPC error is the answer.
 func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
+	var limited *rateLimitError
+	if errors.As(err, &limited) {
+		// 429 with Retry-After where HTTP can say it; the JSON-RPC error,
+		// with the same delay in its data, everywhere else.
+		rpc := limited.rpcError()
+		return &provider.HTTPError{Status: http.StatusTooManyRequests, Code: rpc.Code, Message: rpc.Message,
+			Header: http.Header{"Retry-After": {limited.retryAfterSeconds()}}}
+	}
 	if c.gen.auth == nil || c.Request == nil || c.Request.HTTP == nil ||
 		!(errors.Is(err, errInsufficientScope) || errors.Is(err, exchange.ErrAgentTokenExpiring)) {
 		return nil

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
@@ -23,6 +24,9 @@ import (
 // record names the session by a digest (the id itself is a bearer of the
 // session) and never holds tokens; arguments only as configured.
 func (b *Broker) record(ctx context.Context, c *Call) error {
+	if c.release != nil {
+		c.release()
+	}
 	if c.Message.Kind() != jsonrpc.KindRequest {
 		b.logCall(c)
 		return nil
@@ -44,6 +48,8 @@ func (b *Broker) record(ctx context.Context, c *Call) error {
 		b.metrics.Refusal(r.Result.HTTPStatus)
 	case r.Decision != nil && !r.Decision.Allowed:
 		decision = "denied"
+	case errors.Is(c.Err, ErrRateLimited):
+		decision = "refused"
 	case r.Result.RPCCode != 0:
 		decision = "error"
 	}

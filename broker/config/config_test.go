@@ -510,7 +510,8 @@ func TestValidateBuiltConfig(t *testing.T) {
 		"audit.rotation.maxFileBytes: must be at least 1048576 (1 MiB), got 0\n" +
 		"audit.rotation.maxAge: must be at least 1m0s, got 0s\n" +
 		"audit.checkpoint.every: want 1 to 1000000 records, got 0\n" +
-		"audit.checkpoint.interval: must be at least 1s, got 0s"
+		"audit.checkpoint.interval: must be at least 1s, got 0s\n" +
+		"rateLimits.onStoreFailure: want \"open\" or \"closed\", got \"\""
 	if err == nil || err.Error() != want {
 		t.Errorf("without defaults: got\n%v\nwant\n%s", err, want)
 	}

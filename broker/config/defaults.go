@@ -46,6 +46,12 @@ const (
 	defaultTraceServiceName       = "mcpbroker"
 )
 
+// What rate limits do when their store cannot be reached.
+const (
+	RateLimitsOpen   = "open"
+	RateLimitsClosed = "closed"
+)
+
 // Audit durability and failure modes.
 const (
 	AuditSync     = "sync"
@@ -106,6 +112,14 @@ func (c *Config) ApplyDefaults() {
 	c.MCPProvider.applyDefaults()
 	setDefault(&c.Admin.Address, defaultAdminAddress)
 	c.Audit.applyDefaults()
+	setDefault(&c.RateLimits.OnStoreFailure, RateLimitsClosed)
+	for i := range c.RateLimits.Rules {
+		rule := &c.RateLimits.Rules[i]
+		if rule.Per == nil {
+			rule.Per = []string{"subject", "client"}
+		}
+		setDefault(&rule.Burst, 1)
+	}
 	setDefault(&c.Telemetry.Traces.SamplePercent, defaultTraceSamplePercent)
 	setDefault(&c.Telemetry.Traces.ServiceName, defaultTraceServiceName)
 	if ap := c.AuthProvider; ap != nil {

@@ -19,6 +19,52 @@ type Config struct {
 	Audit        Audit         `yaml:"audit"`
 	Telemetry    Telemetry     `yaml:"telemetry"`
 	Reload       Reload        `yaml:"reload"`
+	RateLimits   RateLimits    `yaml:"rateLimits"`
+}
+
+// RateLimits bound how often agents may call, and how many calls may be in
+// flight to one app.
+type RateLimits struct {
+	// OnStoreFailure: closed refuses calls while the limits' store cannot
+	// be reached; open serves them unlimited (logged and counted).
+	OnStoreFailure string          `yaml:"onStoreFailure"`
+	Rules          []RateLimitRule `yaml:"rules"`
+	// Concurrency bounds the calls in flight to an app, so one slow
+	// upstream cannot hold every worker.
+	Concurrency []ConcurrencyLimit `yaml:"concurrency"`
+}
+
+// RateLimitRule is one budget. Of the rules whose match fits a call, the
+// most specific (the most match fields given) applies, the first written
+// among equals.
+type RateLimitRule struct {
+	Name  string         `yaml:"name"`
+	Match RateLimitMatch `yaml:"match"`
+	// Per names whose budget it is: any of subject, client, app, tool;
+	// default [subject, client]. Empty ([]) shares one budget among all
+	// calls the rule matches.
+	Per []string `yaml:"per"`
+	// Rate calls per Period, with bursts of up to Burst calls.
+	Rate   int      `yaml:"rate"`
+	Period Duration `yaml:"period"`
+	Burst  int      `yaml:"burst"`
+}
+
+// RateLimitMatch selects the calls a rule counts; an empty field matches
+// anything.
+type RateLimitMatch struct {
+	Subject string `yaml:"subject"`
+	Client  string `yaml:"client"`
+	Group   string `yaml:"group"`
+	App     string `yaml:"app"`
+	Tool    string `yaml:"tool"`
+	Method  string `yaml:"method"`
+}
+
+// ConcurrencyLimit bounds the calls in flight to one app.
+type ConcurrencyLimit struct {
+	App string `yaml:"app"`
+	Max int    `yaml:"max"`
 }
 
 // Admin is the operator's listener: /metrics, /healthz and /readyz, apart

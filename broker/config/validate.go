@@ -53,6 +53,7 @@ func (c *Config) Validate() error {
 	v.admin(&c.Admin, c.HTTP.Address)
 	v.audit(&c.Audit)
 	v.telemetry(&c.Telemetry)
+	v.rateLimits(&c.RateLimits, c.Apps)
 	return v.err()
 }
 
