@@ -27,6 +27,9 @@ func (b *Broker) newHealth() *telemetry.Health {
 	if b.audit != nil {
 		h.Add(telemetry.Check{Name: "audit", Run: b.audit.healthy, Required: b.audit.refuse})
 	}
+	if b.redis != nil {
+		h.Add(telemetry.Check{Name: "redis", Required: true, Run: redisReady(b.redis)})
+	}
 	if db := b.store.database(); db != nil {
 		h.Add(telemetry.Check{Name: "store", Required: true, Run: func(context.Context) error {
 			return db.View(func(*bolt.Tx) error { return nil })

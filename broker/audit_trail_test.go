@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )

@@ -1,10 +1,17 @@
 package broker
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/limit"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
 // Recorded arguments lose every member named in audit.arguments.redact,
@@ -36,5 +43,29 @@ func TestRateLimitErrorSaysWhenToRetry(t *testing.T) {
 	rpc := e.rpcError()
 	if rpc.Code != CodeRateLimited || string(rpc.Data) != `{"limit":"balances","retryAfterMs":1500}` || e.retryAfterSeconds() != "2" {
 		t.Errorf("got %d %s %s, Retry-After %s", rpc.Code, rpc.Message, rpc.Data, e.retryAfterSeconds())
+	}
+}
+
+// failingLimiter is a rate limits' store that cannot be reached.
+type failingLimiter struct{}
+
+func (failingLimiter) Allow(context.Context, string, limit.Rate, int) (limit.Decision, error) {
+	return limit.Decision{}, limit.ErrStoreUnavailable
+}
+
+// When the limits' store cannot be reached, onStoreFailure decides:
+// closed refuses the call with a clear error, open serves it.
+func TestLimitsStoreFailure(t *testing.T) {
+	for _, test := range []struct {
+		failure string
+		want    error
+	}{{config.RateLimitsClosed, ErrLimitsUnavailable}, {config.RateLimitsOpen, nil}} {
+		l := newLimiter(&config.RateLimits{OnStoreFailure: test.failure, Rules: []config.RateLimitRule{{Name: "all", Rate: 1, Period: config.Duration(time.Minute), Burst: 1}}}, nil, "")
+		l.rates = failingLimiter{}
+		b := &Broker{log: slog.New(slog.DiscardHandler)}
+		c := &Call{Message: &jsonrpc.Message{ID: jsonrpc.Int64ID(1), Method: "tools/call"}, gen: &generation{limits: l}}
+		if err := b.limit(context.Background(), c); !errors.Is(err, test.want) && (err != nil || test.want != nil) {
+			t.Errorf("onStoreFailure %s: got %v, want %v", test.failure, err, test.want)
+		}
 	}
 }

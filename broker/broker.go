@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
@@ -64,6 +66,8 @@ type Broker struct {
 	authProvider *authProvider
 	// store is the bbolt database; nil when nothing needs one.
 	store *store
+	// redis is the store replicas share (storage.redis); nil without.
+	redis redis.UniversalClient
 	// sessions holds the broker's state of each live client session
 	// (*provider.Session -> *sessionState).
 	sessions sync.Map
@@ -109,6 +113,9 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if b.audit, err = newAuditor(cfg, opts, b.log, b.metrics); err != nil {
 		return nil, err
 	}
+	if b.redis, err = openRedis(cfg, opts.BaseDir, b.log); err != nil {
+		return nil, err
+	}
 	if b.tracing, err = newTracing(cfg, opts); err != nil {
 		return nil, err
 	}
@@ -131,7 +138,11 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if popts.SessionKey != nil && b.store != nil {
+	switch {
+	case b.redis != nil:
+		// Every replica must refuse the sessions any replica ended.
+		popts.Revocations = provider.NewRedisRevocations(b.redis, cfg.Storage.Redis.KeyPrefix)
+	case popts.SessionKey != nil && b.store != nil:
 		// Sealed ids outlive the process: so must the record of ended ones.
 		if popts.Revocations, err = provider.NewBoltRevocations(b.store.database(), maxEndedSessions); err != nil {
 			return nil, err
@@ -208,6 +219,9 @@ func (b *Broker) Close() {
 	b.provider.Close()
 	b.current().close()
 	b.store.close()
+	if b.redis != nil {
+		_ = b.redis.Close()
+	}
 	if err := b.audit.close(); err != nil {
 		b.log.Error("audit trail: closing", "error", err)
 	}

@@ -35,7 +35,7 @@ func TestForwardedFromTrustedProxiesOnly(t *testing.T) {
 		{name: "a client's own X-Forwarded-For entry is not believed", trusted: []string{"127.0.0.1"}, remote: "127.0.0.1:5000",
 			header: http.Header{"X-Forwarded-For": {"10.9.9.9, 203.0.113.7"}}, wantRemote: "203.0.113.7:0", wantKept: true},
 		{name: "Forwarded wins, IPv6 with port", trusted: []string{"::1"}, remote: "[::1]:5000",
-			header: http.Header{"Forwarded": {`for="[2001:db8::1]:4711";proto=https;host=mcp.example`}, "X-Forwarded-For": {"203.0.113.7"}},
+			header:     http.Header{"Forwarded": {`for="[2001:db8::1]:4711";proto=https;host=mcp.example`}, "X-Forwarded-For": {"203.0.113.7"}},
 			wantRemote: "[2001:db8::1]:0", wantKept: true},
 		{name: "host and scheme only when asked", trusted: []string{"127.0.0.1"}, host: true, remote: "127.0.0.1:5000",
 			header:     http.Header{"X-Forwarded-For": {"203.0.113.7"}, "X-Forwarded-Host": {"mcp.example"}, "X-Forwarded-Proto": {"https"}},

@@ -60,7 +60,11 @@ func (b *Broker) build(cfg *config.Config) (_ *generation, err error) {
 	if g.authz, err = newAuthorizer(context.Background(), cfg, b.baseDir, b); err != nil {
 		return nil, err
 	}
-	g.limits = newLimiter(&cfg.RateLimits)
+	prefix := ""
+	if cfg.Storage.Redis != nil {
+		prefix = cfg.Storage.Redis.KeyPrefix
+	}
+	g.limits = newLimiter(&cfg.RateLimits, b.redis, prefix)
 	return g, nil
 }
 

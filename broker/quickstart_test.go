@@ -35,7 +35,9 @@ func TestQuickstartWalkthrough(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	callbackAddress := freeAddress(t)
 	quickstart := strings.NewReplacer(
+		"127.0.0.1:53682", callbackAddress,
 		"127.0.0.1:8080", brokerAddress,
 		"127.0.0.1:9000", ledgerAddress,
 		"../data/quickstart.db", filepath.Join(dir, "quickstart.db"),
@@ -55,7 +57,7 @@ func TestQuickstartWalkthrough(t *testing.T) {
 	login := exec.Command(bin, "token", "login", "--issuer", issuer,
 		"--client-id", "demo-agent", "--client-secret", "demo-agent-secret-not-for-production",
 		"--scope", "ledger:read", "--resource", issuer+"/mcp",
-		"--username", "demo", "--password-stdin")
+		"--username", "demo", "--password-stdin", "--port", strings.TrimPrefix(callbackAddress, "127.0.0.1:"))
 	login.Stdin = strings.NewReader("demo-password\n")
 	var loginErr strings.Builder
 	login.Stderr = &loginErr

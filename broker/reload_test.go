@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-
 )
 
 // A reload under load: calls keep being answered while SIGHUP applies a

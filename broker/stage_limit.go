@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
@@ -80,12 +82,18 @@ type rateRule struct {
 // are forgotten first (a forgotten budget is a full one).
 const maxLimitKeys = 100_000
 
-// newLimiter compiles rateLimits; nil when there are none.
-func newLimiter(cfg *config.RateLimits) *limiter {
+// newLimiter compiles rateLimits; nil when there are none. With a shared
+// store (storage.redis) the budgets are kept there, exact across
+// replicas; calls in flight are counted per replica.
+func newLimiter(cfg *config.RateLimits, shared redis.UniversalClient, keyPrefix string) *limiter {
 	if len(cfg.Rules) == 0 && len(cfg.Concurrency) == 0 {
 		return nil
 	}
-	l := &limiter{rates: limit.NewMemoryLimiter(maxLimitKeys), inFlight: limit.NewConcurrency(maxLimitKeys),
+	var rates limit.Limiter = limit.NewMemoryLimiter(maxLimitKeys)
+	if shared != nil {
+		rates = limit.NewRedisLimiter(shared, keyPrefix)
+	}
+	l := &limiter{rates: rates, inFlight: limit.NewConcurrency(maxLimitKeys),
 		maxInFlight: map[string]int{}, failOpen: cfg.OnStoreFailure == config.RateLimitsOpen}
 	for _, rule := range cfg.Rules {
 		m := rule.Match

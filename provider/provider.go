@@ -237,6 +237,9 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	p := &Provider{opts: opts, dispatcher: d, log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
 	p.guard = newHostGuard(opts.ListenAddress, opts.AllowedHosts, opts.AllowedOrigins)
 	p.sessions = newRegistry(s, opts.SessionTimeout, opts.MaxSessions, opts.Revocations, d.Closed)
+	p.sessions.onStoreError = func(err error) {
+		p.log.Error("sessions: an ended session could not be recorded in the shared store; other replicas may still serve it", "error", err)
+	}
 	p.sessions.maxPerSubject = opts.MaxSessionsPerSubject
 	p.sessions.kept = &keepBudget{max: opts.MaxKeptBytes}
 	p.sessions.keptPerSession = opts.MaxKeptBytesPerSession

@@ -11,10 +11,14 @@ import (
 // anyway. A sealed id is valid on any replica holding the key, so replicas
 // that must refuse each other's ended sessions share one Revocations (the
 // shared store of a replicated deployment).
+//
+// A store that cannot be reached says so (an error): an ended session must
+// not be revived by an outage, nor a live one taken for ended.
 type Revocations interface {
-	Revoke(id string, until time.Time)
-	Revoked(id string) bool
-	// Forget drops entries whose time has passed.
+	Revoke(id string, until time.Time) error
+	Revoked(id string) (bool, error)
+	// Forget drops entries whose time has passed (a store that expires
+	// entries itself does nothing).
 	Forget(now time.Time)
 }
 
@@ -30,11 +34,14 @@ type memoryRevocations struct {
 	ended *lru.Cache[string, time.Time]
 }
 
-func (m *memoryRevocations) Revoke(id string, until time.Time) { m.ended.Add(id, until) }
+func (m *memoryRevocations) Revoke(id string, until time.Time) error {
+	m.ended.Add(id, until)
+	return nil
+}
 
-func (m *memoryRevocations) Revoked(id string) bool {
+func (m *memoryRevocations) Revoked(id string) (bool, error) {
 	_, ok := m.ended.Peek(id)
-	return ok
+	return ok, nil
 }
 
 func (m *memoryRevocations) Forget(now time.Time) {

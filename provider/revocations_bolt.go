@@ -64,7 +64,7 @@ func timeKey(until int64, key []byte) []byte {
 	return append(k, key...)
 }
 
-func (r *boltRevocations) Revoke(id string, until time.Time) {
+func (r *boltRevocations) Revoke(id string, until time.Time) error {
 	key, at := endedKey(id), until.Unix()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,19 +101,23 @@ func (r *boltRevocations) Revoke(id string, until time.Time) {
 		}
 		return nil
 	})
-	if err == nil {
-		r.count += added
+	if err != nil {
+		return fmt.Errorf("provider: ended sessions store: %w", err)
 	}
+	r.count += added
+	return nil
 }
 
-func (r *boltRevocations) Revoked(id string) bool {
+func (r *boltRevocations) Revoked(id string) (bool, error) {
 	revoked := false
 	err := r.db.View(func(tx *bolt.Tx) error {
 		revoked = tx.Bucket(endedByID).Get(endedKey(id)) != nil
 		return nil
 	})
-	// A store that cannot be read must not revive ended sessions.
-	return revoked || err != nil
+	if err != nil {
+		return false, fmt.Errorf("provider: ended sessions store: %w", err)
+	}
+	return revoked, nil
 }
 
 func (r *boltRevocations) Forget(now time.Time) {

@@ -61,33 +61,49 @@ func TestBoltRevocations(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1_800_000_000, 0)
-	r.Revoke("a", now.Add(time.Hour))
-	r.Revoke("b", now.Add(time.Minute))
-	r.Revoke("c", now.Add(2*time.Hour))
-	r.Revoke("a", now.Add(3*time.Hour)) // again: still one entry
+	mustRevoke(t, r, "a", now.Add(time.Hour))
+	mustRevoke(t, r, "b", now.Add(time.Minute))
+	mustRevoke(t, r, "c", now.Add(2*time.Hour))
+	mustRevoke(t, r, "a", now.Add(3*time.Hour)) // again: still one entry
 	for _, id := range []string{"a", "b", "c"} {
-		if !r.Revoked(id) {
+		if !isRevoked(t, r, id) {
 			t.Errorf("%s not revoked", id)
 		}
 	}
-	if r.Revoked("d") {
+	if isRevoked(t, r, "d") {
 		t.Error("d revoked")
 	}
-	r.Revoke("d", now.Add(4*time.Hour)) // full: b, closest to expiring, goes
-	if r.Revoked("b") || !r.Revoked("a") || !r.Revoked("c") || !r.Revoked("d") {
-		t.Errorf("after eviction: a=%v b=%v c=%v d=%v, want b alone forgotten", r.Revoked("a"), r.Revoked("b"), r.Revoked("c"), r.Revoked("d"))
+	mustRevoke(t, r, "d", now.Add(4*time.Hour)) // full: b, closest to expiring, goes
+	if isRevoked(t, r, "b") || !isRevoked(t, r, "a") || !isRevoked(t, r, "c") || !isRevoked(t, r, "d") {
+		t.Errorf("after eviction: a=%v b=%v c=%v d=%v, want b alone forgotten", isRevoked(t, r, "a"), isRevoked(t, r, "b"), isRevoked(t, r, "c"), isRevoked(t, r, "d"))
 	}
 	r.Forget(now.Add(150 * time.Minute)) // c expired
-	if r.Revoked("c") || !r.Revoked("a") || !r.Revoked("d") {
-		t.Errorf("after Forget: a=%v c=%v d=%v, want c alone forgotten", r.Revoked("a"), r.Revoked("c"), r.Revoked("d"))
+	if isRevoked(t, r, "c") || !isRevoked(t, r, "a") || !isRevoked(t, r, "d") {
+		t.Errorf("after Forget: a=%v c=%v d=%v, want c alone forgotten", isRevoked(t, r, "a"), isRevoked(t, r, "c"), isRevoked(t, r, "d"))
 	}
 	// The count survives a reopen: two entries, room for one more.
 	r, err = NewBoltRevocations(db, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Revoke("e", now.Add(5*time.Hour))
-	if !r.Revoked("a") || !r.Revoked("d") || !r.Revoked("e") {
-		t.Errorf("after reopen: a=%v d=%v e=%v, want all three", r.Revoked("a"), r.Revoked("d"), r.Revoked("e"))
+	mustRevoke(t, r, "e", now.Add(5*time.Hour))
+	if !isRevoked(t, r, "a") || !isRevoked(t, r, "d") || !isRevoked(t, r, "e") {
+		t.Errorf("after reopen: a=%v d=%v e=%v, want all three", isRevoked(t, r, "a"), isRevoked(t, r, "d"), isRevoked(t, r, "e"))
+	}
+}
+
+func isRevoked(t *testing.T, r Revocations, id string) bool {
+	t.Helper()
+	revoked, err := r.Revoked(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return revoked
+}
+
+func mustRevoke(t *testing.T, r Revocations, id string, until time.Time) {
+	t.Helper()
+	if err := r.Revoke(id, until); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -234,7 +235,9 @@ func (s *Session) idleSince() time.Time {
 // Errors of session lookup.
 var (
 	errSessionNotFound = errors.New("session not found")
-	errTooManySessions = errors.New("too many sessions")
+	// errSessionStoreDown: whether the session ended cannot be told now.
+	errSessionStoreDown = errors.New("session store unavailable")
+	errTooManySessions  = errors.New("too many sessions")
 )
 
 // registry holds this process's sessions and restores sealed ones.
@@ -252,6 +255,8 @@ type registry struct {
 	maxPerSubject int
 	// ended holds terminated ids until they would have expired anyway.
 	ended Revocations
+	// onStoreError is told when an ended id could not be stored.
+	onStoreError func(error)
 	// kept is the process's budget for events kept for resumption; each
 	// session gets keptPerSession of it at most.
 	kept           *keepBudget
@@ -319,7 +324,10 @@ func (r *registry) get(id string, who *Identity, now time.Time) (*Session, error
 	r.mu.Lock()
 	s, ok := r.live[id]
 	r.mu.Unlock()
-	if r.ended.Revoked(id) {
+	switch revoked, err := r.ended.Revoked(id); {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %v", errSessionStoreDown, err)
+	case revoked:
 		return nil, errSessionNotFound
 	}
 	if ok {
@@ -387,7 +395,9 @@ func (r *registry) close(s *Session, revoke bool) {
 	}
 	delete(r.live, s.ID)
 	if revoke && s.ID != "" {
-		r.ended.Revoke(s.ID, s.Created.Add(r.maxLifetime()))
+		if err := r.ended.Revoke(s.ID, s.Created.Add(r.maxLifetime())); err != nil && r.onStoreError != nil {
+			r.onStoreError(err)
+		}
 	}
 	r.mu.Unlock()
 	s.mu.Lock()

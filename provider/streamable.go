@@ -62,6 +62,12 @@ func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError)
 	if errors.Is(err, errTooManySessions) {
 		return nil, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many sessions")
 	}
+	if errors.Is(err, errSessionStoreDown) {
+		p.log.Error("sessions: the shared store cannot be read", "error", err)
+		he := httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "session store unavailable; retry shortly")
+		he.Header = http.Header{"Retry-After": {"2"}}
+		return nil, he
+	}
 	if err != nil || s.legacy {
 		return nil, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "session not found")
 	}

@@ -32,6 +32,7 @@ var fixtureEnvironment = map[string]string{
 	"MCPBROKER_TEST_UNSET":           "", // unset below: secrets.yaml relies on it
 	"NOT_A_SECRET_FIELD":             "must-not-be-substituted",
 	"MCPBROKER_TEST_SECRET_TEMPLATE": "from-environment",
+	"MCPBROKER_TEST_REDIS_PASSWORD":  "redis-password-from-environment",
 }
 
 // Values the valid fixtures read from files under valid/secrets.
@@ -186,9 +187,7 @@ func TestValidFixturesUseEveryKey(t *testing.T) {
 
 // refusedKeys are keys this build validates and then refuses as not
 // supported in this version: no valid fixture can set them.
-var refusedKeys = map[string]string{
-	"storage.redis": "version: 1\nstorage: {redis: {addresses: ['redis:6379']}}\n",
-}
+var refusedKeys = map[string]string{}
 
 func refusedInThisBuild(key string) bool {
 	for refused := range refusedKeys {

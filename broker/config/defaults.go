@@ -113,6 +113,9 @@ func (c *Config) ApplyDefaults() {
 	setDefault(&c.Admin.Address, defaultAdminAddress)
 	c.Audit.applyDefaults()
 	setDefault(&c.RateLimits.OnStoreFailure, RateLimitsClosed)
+	if r := c.Storage.Redis; r != nil {
+		setDefault(&r.KeyPrefix, "mcpbroker:")
+	}
 	for i := range c.RateLimits.Rules {
 		rule := &c.RateLimits.Rules[i]
 		if rule.Per == nil {

@@ -208,10 +208,25 @@ type BoltStorage struct {
 
 // RedisStorage is the shared store for several replicas.
 type RedisStorage struct {
-	Addresses []string `yaml:"addresses"`
-	Username  string   `yaml:"username"`
-	Password  Secret   `yaml:"password"`
-	DB        int      `yaml:"db"`
+	// Addresses: one for a single server; several for a cluster
+	// (Cluster) or the sentinels of MasterName.
+	Addresses  []string `yaml:"addresses"`
+	MasterName string   `yaml:"masterName"`
+	Cluster    bool     `yaml:"cluster"`
+	Username   string   `yaml:"username"`
+	Password   Secret   `yaml:"password"`
+	DB         int      `yaml:"db"`
+	// KeyPrefix begins every key the broker writes, so that several
+	// deployments can share a server. Default "mcpbroker:".
+	KeyPrefix string    `yaml:"keyPrefix"`
+	TLS       *RedisTLS `yaml:"tls"`
+}
+
+// RedisTLS connects to Redis over TLS.
+type RedisTLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"caFile"`     // PEM; default the system's roots
+	ServerName string `yaml:"serverName"` // default the address's host
 }
 
 // Connector is an external identity provider.

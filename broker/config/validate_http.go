@@ -81,7 +81,20 @@ func (v *validator) storage(storage *Storage) {
 		v.add("storage.bolt.path", "required")
 	}
 	if redis := storage.Redis; redis != nil {
-		v.add("storage.redis", "not supported in this version; use storage.bolt, or leave storage out")
+		if ap := v.config.AuthProvider; ap != nil && ap.Enabled {
+			v.add("storage.redis", "the Auth Provider's state is not kept in Redis in this version: with authProvider.enabled use storage.bolt (one broker)")
+		}
+		switch {
+		case redis.Cluster && redis.MasterName != "":
+			v.add("storage.redis", "set cluster or masterName (sentinels), not both")
+		case redis.Cluster && redis.DB != 0:
+			v.add("storage.redis.db", "a cluster has only database 0")
+		case !redis.Cluster && redis.MasterName == "" && len(redis.Addresses) > 1:
+			v.add("storage.redis.addresses", "one address for a single server; several need cluster: true or masterName (sentinels)")
+		}
+		if t := redis.TLS; t != nil && !t.Enabled && (t.CAFile != "" || t.ServerName != "") {
+			v.add("storage.redis.tls", "caFile and serverName have no effect unless enabled is true")
+		}
 		if len(redis.Addresses) == 0 {
 			v.add("storage.redis.addresses", "at least one address is required")
 		}
