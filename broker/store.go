@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -87,4 +88,54 @@ func (s *store) close() {
 	if s.scratch != "" {
 		os.RemoveAll(s.scratch)
 	}
+}
+
+// StateBackends says where each kind of state a configuration keeps
+// lives, for `mcpbroker check`: one line each.
+func StateBackends(cfg *config.Config, baseDir string) []string {
+	boltPath := defaultBoltPath
+	if cfg.Storage.Bolt != nil && cfg.Storage.Bolt.Path != "" {
+		boltPath = cfg.Storage.Bolt.Path
+	}
+	if !filepath.IsAbs(boltPath) {
+		boltPath = filepath.Join(baseDir, boltPath)
+	}
+	var lines []string
+	redisKeys := func(kind string) string {
+		return fmt.Sprintf("redis %s (keys %q)", strings.Join(cfg.Storage.Redis.Addresses, ","), cfg.Storage.Redis.KeyPrefix+kind+"*")
+	}
+	keyed := false
+	if s := cfg.MCPProvider.Transports.Stream; s != nil && s.Session.Key.Value() != "" {
+		keyed = true
+	}
+	switch {
+	case cfg.Storage.Redis != nil:
+		lines = append(lines, "ended sessions: "+redisKeys("ended:"))
+	case keyed && needsStore(cfg):
+		lines = append(lines, "ended sessions: bolt "+boltPath)
+	default:
+		lines = append(lines, "ended sessions: memory (this process only)")
+	}
+	switch {
+	case len(cfg.RateLimits.Rules) == 0:
+		lines = append(lines, "rate limits: none configured")
+	case cfg.Storage.Redis != nil:
+		lines = append(lines, "rate limits: "+redisKeys("rl:"))
+	default:
+		lines = append(lines, "rate limits: memory (this process only)")
+	}
+	if ap := cfg.AuthProvider; ap != nil && ap.Enabled {
+		lines = append(lines, "Auth Provider (clients, grants, keys): bolt "+boltPath)
+	}
+	if cfg.Audit.Disabled {
+		lines = append(lines, "audit trail: off")
+	} else {
+		dir := cfg.Audit.Dir
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(baseDir, dir)
+		}
+		lines = append(lines, "audit trail: "+dir+" (checkpoint key "+dir+".key)")
+	}
+	lines = append(lines, "resumable streams, upstream requests to clients: memory (the replica that holds them)")
+	return lines
 }

@@ -39,6 +39,9 @@ func checkCommand() *cli.Command {
 			}
 			b.Close()
 			fmt.Fprintf(c.App.Writer, "%s: ok (%d apps)\n", c.String("config"), len(cfg.Apps))
+			for _, line := range broker.StateBackends(cfg, filepath.Dir(c.String("config"))) {
+				fmt.Fprintf(c.App.Writer, "  %s\n", line)
+			}
 			return nil
 		},
 	}

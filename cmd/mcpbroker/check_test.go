@@ -54,3 +54,26 @@ authProvider:
 		t.Fatalf("check beside a running broker: %v\n%s", err, out)
 	}
 }
+
+// check says where each kind of state lives.
+func TestCheckSaysWhereStateLives(t *testing.T) {
+	run := func(config string) string {
+		var out bytes.Buffer
+		app := &cli.App{Name: "mcpbroker", Commands: []*cli.Command{checkCommand()}, Writer: &out, ErrWriter: &out,
+			ExitErrHandler: func(*cli.Context, error) {}}
+		if err := app.Run([]string{"mcpbroker", "check", "--config", config}); err != nil {
+			t.Fatalf("check %s: %v\n%s", config, err, out.String())
+		}
+		return out.String()
+	}
+	cluster := run("../../testdata/config/valid/redis-cluster.yaml")
+	for _, want := range []string{`ended sessions: redis redis-1:6379,redis-2:6379,redis-3:6379 (keys "mcpbroker:ended:*")`, "rate limits: none configured", "audit trail: "} {
+		if !strings.Contains(cluster, want) {
+			t.Errorf("with Redis, %q is missing from\n%s", want, cluster)
+		}
+	}
+	single := run("../../testdata/config/valid/operations-off.yaml")
+	if !strings.Contains(single, "ended sessions: memory (this process only)") || !strings.Contains(single, "audit trail: off") {
+		t.Errorf("one broker without a store:\n%s", single)
+	}
+}
