@@ -55,6 +55,9 @@ type Call struct {
 
 	// traceID is the call's trace, when traces are exported.
 	traceID string
+	// limit is the rate limit that counted the call and its remaining
+	// budget, for the policy (set by limit).
+	limit *opa.Limit
 	// release gives back the call's place among its app's calls in
 	// flight (set by limit, called by record).
 	release func()

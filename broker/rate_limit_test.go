@@ -108,3 +108,22 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("a third whoami from a third session: %d %s, want 429", a.status, a.body)
 	}
 }
+
+// The policy sees what is left of the call's budget (input.limit).
+func TestPolicySeesTheRemainingBudget(t *testing.T) {
+	upstream, _ := countingUpstream(t)
+	c := newWireClient(t, startBroker(t, scenario(t, "rate-limited-policy"), upstream)+"/mcp")
+	c.header.Set("Accept", "application/json")
+	c.initialize(`{}`)
+	var got []string
+	for i := range 4 {
+		a := c.send("call", `{"jsonrpc":"2.0","id":`+strconv.Itoa(i)+`,"method":"tools/call","params":{"name":"ledger_list_accounts","arguments":{}}}`)
+		got = append(got, strconv.Itoa(a.status)+" "+strconv.FormatInt(a.rpcCode(), 10))
+		if i == 2 && !strings.Contains(string(a.body), "the last call of small is kept") {
+			t.Errorf("the third call: %s", a.body)
+		}
+	}
+	if want := []string{"200 0", "200 0", "200 -32010", "429 -32011"}; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}

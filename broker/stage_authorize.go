@@ -107,6 +107,9 @@ func (a *authorizer) input(c *Call, app *apps.App, purpose string) *opa.Input {
 		Purpose:  purpose,
 		Identity: a.identity(c.Principal),
 	}
+	if purpose == opa.PurposeCall {
+		in.Limit = c.limit
+	}
 	if r := c.Request.HTTP; r != nil {
 		in.HTTPMethod, in.Path, in.Headers, in.SourceIP = r.Method, r.URL.Path, r.Header, sourceIP(r.RemoteAddr)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
+	"github.com/mcpbroker/mcpbroker/opa"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
@@ -203,6 +204,9 @@ func (b *Broker) limit(ctx context.Context, c *Call) error {
 			return fmt.Errorf("%w: %v", ErrLimitsUnavailable, err)
 		case !decision.Allowed:
 			return &rateLimitError{limit: rule.name, retryAfter: decision.RetryAfter}
+		default:
+			// The policy may look at what is left (input.limit).
+			c.limit = &opa.Limit{Name: rule.name, Remaining: decision.Remaining}
 		}
 	}
 	return nil

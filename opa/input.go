@@ -23,11 +23,21 @@ type Input struct {
 	SourceIP    string          // input.source.ip
 	App         string          // input.app.name
 	Purpose     string          // input.purpose: PurposeCall or PurposeList
+	// Limit is the rate limit that counted the call and what is left of
+	// its budget (input.limit.name, input.limit.remaining); nil when no
+	// limit counts it, and for list items.
+	Limit *Limit
 	// Identity is the verified caller; nil for anonymous calls, which have
 	// no input.token, input.subject or input.actor. The policy converts each
 	// Identity once and keeps the result by pointer, so pass the same
 	// pointer for the same principal and do not modify it after use.
 	Identity *Identity
+}
+
+// Limit is a call's rate limit as the policy sees it.
+type Limit struct {
+	Name      string
+	Remaining int
 }
 
 // Purposes of a decision.
@@ -70,6 +80,7 @@ const (
 	fieldToken
 	fieldSubject
 	fieldActor
+	fieldLimit
 
 	fieldAll field = 1<<iota - 1
 )
@@ -116,6 +127,7 @@ var inputSchema = object(map[string]*schemaNode{
 	"token":   leaf(fieldToken),
 	"subject": leaf(fieldSubject),
 	"actor":   leaf(fieldActor),
+	"limit":   object(map[string]*schemaNode{"name": leaf(fieldLimit), "remaining": leaf(fieldLimit)}),
 })
 
 // inputReads over-approximates the input leaves a compiled module can read:
@@ -194,6 +206,8 @@ var (
 	termActor     = ast.StringTerm("actor")
 	termClientID  = ast.StringTerm("client_id")
 	termChain     = ast.StringTerm("chain")
+	termLimit     = ast.StringTerm("limit")
+	termRemaining = ast.StringTerm("remaining")
 	commonStrings = internTerms(
 		PurposeCall, PurposeList,
 		"tools/call", "tools/list", "resources/read", "resources/list", "resources/templates/list",
@@ -250,7 +264,7 @@ func (b *builder) object(items ...[2]*ast.Term) *ast.Term {
 // input builds the policy input for in, with only the leaves in reads.
 func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 	var b builder
-	var top [7][2]*ast.Term
+	var top [8][2]*ast.Term
 	n := 0
 	if reads&inputSchema.children["request"].fields != 0 {
 		request, err := b.request(reads, in)
@@ -272,6 +286,10 @@ func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 	}
 	if reads&fieldPurpose != 0 && in.Purpose != "" {
 		top[n] = item(termPurpose, b.str(in.Purpose))
+		n++
+	}
+	if reads&fieldLimit != 0 && in.Limit != nil && in.Purpose != PurposeList {
+		top[n] = item(termLimit, b.object(item(termName, b.str(in.Limit.Name)), item(termRemaining, ast.IntNumberTerm(in.Limit.Remaining))))
 		n++
 	}
 	if reads&(fieldToken|fieldSubject|fieldActor) != 0 && in.Identity != nil {

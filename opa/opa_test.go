@@ -303,6 +303,15 @@ result := {"allowed": 10 / count(input.subject.groups) > 1}`, opa.Options{Strict
 		{"division by zero, lenient", `package orchestrator
 result := {"allowed": 10 / count(input.subject.groups) > 1}`, opa.Options{},
 			withGroups(call("x", "")), opa.Decision{Reason: "undefined"}},
+		{"limit budget left", `package orchestrator
+result := {"allowed": input.limit.remaining >= 2, "external_message": input.limit.name}`, opa.Options{},
+			&opa.Input{Method: "tools/call", ToolName: "x", Limit: &opa.Limit{Name: "balances", Remaining: 5}}, opa.Decision{Allowed: true, Reason: "allowed", ExternalMessage: "balances"}},
+		{"limit budget low", `package orchestrator
+result := {"allowed": input.limit.remaining >= 2, "external_message": input.limit.name}`, opa.Options{},
+			&opa.Input{Method: "tools/call", ToolName: "x", Limit: &opa.Limit{Name: "balances", Remaining: 1}}, opa.Decision{Reason: "denied by policy", ExternalMessage: "balances"}},
+		{"no limit, no input.limit", `package orchestrator
+result := {"allowed": true} if not input.limit`, opa.Options{},
+			&opa.Input{Method: "tools/call", ToolName: "x"}, opa.Decision{Allowed: true, Reason: "allowed"}},
 		{"panic", `package orchestrator
 result := {"allowed": input.token.claims.x == 1}`, opa.Options{},
 			&opa.Input{Identity: &opa.Identity{Claims: map[string]any{"x": panicky{}}}}, opa.Decision{Reason: "evaluation error: panic: boom"}},
