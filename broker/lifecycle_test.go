@@ -219,20 +219,9 @@ func TestSIGTERMAnswersCallsInFlight(t *testing.T) {
 // try posts one message in c's session and returns the answer, or the
 // error that cut it short. Unlike send it may run on any goroutine.
 func (c *wireClient) try(client *http.Client, body string) (answer, error) {
-	req, err := http.NewRequest(http.MethodPost, c.url, strings.NewReader(body))
+	req, err := c.request(body)
 	if err != nil {
 		return answer{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	if c.session != "" {
-		req.Header.Set("Mcp-Session-Id", c.session)
-	}
-	if c.version != "" {
-		req.Header.Set("MCP-Protocol-Version", c.version)
-	}
-	for k, v := range c.header {
-		req.Header[k] = v
 	}
 	resp, err := client.Do(req)
 	if err != nil {

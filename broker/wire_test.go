@@ -26,12 +26,11 @@ func newWireClient(t testing.TB, url string) *wireClient {
 	return &wireClient{t: t, url: url, header: http.Header{}}
 }
 
-// post sends a body and returns the raw HTTP response.
-func (c *wireClient) post(body string) *http.Response {
-	c.t.Helper()
+// request is a POST of body in c's session, with c's headers.
+func (c *wireClient) request(body string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodPost, c.url, strings.NewReader(body))
 	if err != nil {
-		c.t.Fatal(err)
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -43,6 +42,16 @@ func (c *wireClient) post(body string) *http.Response {
 	}
 	for k, v := range c.header {
 		req.Header[k] = v
+	}
+	return req, nil
+}
+
+// post sends a body and returns the raw HTTP response.
+func (c *wireClient) post(body string) *http.Response {
+	c.t.Helper()
+	req, err := c.request(body)
+	if err != nil {
+		c.t.Fatal(err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
