@@ -106,10 +106,10 @@ func exchangeBrokerPath(yaml string) func(testing.TB, string) target {
 }
 
 // startAuthBroker starts an authorization server and the broker from yaml
-// (see authBroker, exchangeBroker and auditSyncBroker) in front of
-// upstream. It returns the target and how to mint more tokens for the
-// broker.
-func startAuthBroker(tb testing.TB, yaml, upstream string) (target, func(subject string, groups []string) string) {
+// (see authBroker, exchangeBroker, auditSyncBroker and redisBroker) in
+// front of upstream; more fills the placeholders from %[7] on. It returns
+// the target and how to mint more tokens for the broker.
+func startAuthBroker(tb testing.TB, yaml, upstream string, more ...any) (target, func(subject string, groups []string) string) {
 	tb.Helper()
 	as := oauthtest.NewIssuer(tb, nil)
 	ln := listen(tb)
@@ -117,7 +117,8 @@ func startAuthBroker(tb testing.TB, yaml, upstream string) (target, func(subject
 	issuer := "http://" + ln.Addr().String()
 	data := tb.TempDir()
 	store, trail := filepath.Join(data, "mcpbroker.db"), filepath.Join(data, "audit")
-	dst := serveBroker(tb, ln, fmt.Sprintf(yaml, upstream, as.MetadataURL(), audience, issuer, store, trail))
+	args := append([]any{upstream, as.MetadataURL(), audience, issuer, store, trail}, more...)
+	dst := serveBroker(tb, ln, fmt.Sprintf(yaml, args...))
 	mint := func(subject string, groups []string) string { return mintFrom(tb, as, audience, subject, groups) }
 	dst.token = func(i int) string { return mint(fmt.Sprintf("bench-user-%d", i), benchGroups) }
 	return dst, mint

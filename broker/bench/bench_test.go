@@ -24,8 +24,9 @@ const concurrency = 16
 // concurrent sessions, along each data path. Besides ns/op (wall time over
 // b.N) it reports throughput, the median and 99th percentile latency of
 // one call and the number of sessions; on a path with an audit trail, also
-// the records it wrote per call and per fsync. ./report turns the output
-// into a table with ratios.
+// the records it wrote per call and per fsync; on a path with Redis, the
+// round trips to Redis per call. ./report turns the output into a table
+// with ratios.
 func BenchmarkDataPath(b *testing.B) {
 	for _, path := range dataPaths {
 		b.Run(path.name, func(b *testing.B) {
@@ -40,6 +41,10 @@ func BenchmarkDataPath(b *testing.B) {
 			var before auditBatches
 			if dst.audited {
 				before = readAuditBatches(b, dst.admin)
+			}
+			var redisBefore redisCommands
+			if dst.redis != nil {
+				redisBefore = readRedisCommands(b, dst.redis)
 			}
 			latencies := make([]time.Duration, b.N)
 			b.ReportAllocs()
@@ -64,6 +69,10 @@ func BenchmarkDataPath(b *testing.B) {
 					b.ReportMetric(audit.records/audit.batches, "records/fsync")
 				}
 			}
+			if dst.redis != nil {
+				ran := readRedisCommands(b, dst.redis).since(redisBefore)
+				b.ReportMetric((ran.sessionChecks()+ran.budgetChecks())/float64(b.N), "redis-trips/call")
+			}
 		})
 	}
 }
@@ -76,10 +85,17 @@ func TestDataPaths(t *testing.T) {
 			upstream, lastAuthorization := startUpstream(t)
 			dst := path.start(t, upstream)
 			sessions := openSessions(t, dst, 4)
+			var redisBefore redisCommands
+			if dst.redis != nil {
+				redisBefore = readRedisCommands(t, dst.redis)
+			}
 			latencies := make([]time.Duration, 20)
 			load := runLoad(context.Background(), sessions, latencies)
 			if load.failures > 0 {
 				t.Fatal(load.failureSummary())
+			}
+			if dst.redis != nil {
+				checkSharedInRedis(t, readRedisCommands(t, dst.redis).since(redisBefore), len(latencies))
 			}
 			for i, d := range latencies {
 				if d <= 0 {
@@ -173,6 +189,20 @@ func checkAudited(t *testing.T, dst target, calls int) {
 				audit.records, audit.batches, calls)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// checkSharedInRedis makes sure the path truly keeps its state in Redis:
+// while it made the given number of calls, and nothing else, each one
+// asked Redis whether its session had ended and spent its budget there.
+// The first may have needed two round trips for its budget, when Redis
+// did not have the script yet.
+func checkSharedInRedis(t *testing.T, ran redisCommands, calls int) {
+	t.Helper()
+	n := float64(calls)
+	if ran.sessionChecks() != n || ran.budgetChecks() < n || ran.budgetChecks() > n+1 {
+		t.Fatalf("for %d calls Redis ran %v session checks (EXISTS) and %v budget checks (EVALSHA, EVAL), want one of each per call; commands: %v",
+			calls, ran.sessionChecks(), ran.budgetChecks(), ran)
 	}
 }
 

@@ -18,7 +18,16 @@
 // a token minted in process for every call) with broker+policy, and
 // broker+audit-sync and broker+audit-async (broker+exchange writing its
 // audit trail to a temporary directory, with sync or async durability)
-// with broker+exchange; the report's requires table says which. The audit
-// paths also report, from the broker's metrics, the records the trail
-// wrote per call and per fsync.
+// with broker+exchange, and broker+redis (broker+policy with storage.redis:
+// every call asks a redis-server the benchmark starts whether its session
+// has ended and spends its budget under a rate limit there) with
+// broker+policy; the report's requires table says which. The audit paths
+// also report, from the broker's metrics, the records the trail wrote per
+// call and per fsync, and the Redis path, from the server's command
+// counts, its round trips per call.
+//
+// broker+redis extends broker+policy rather than broker+exchange because
+// the embedded authorization server, which mints the exchanged tokens in
+// process, keeps its state in storage.bolt, and a broker with
+// storage.redis has none.
 package bench

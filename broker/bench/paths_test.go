@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpbroker/mcpbroker/broker"
 	"github.com/mcpbroker/mcpbroker/broker/config"
@@ -43,6 +44,10 @@ type target struct {
 	admin http.Handler
 	// audited: the broker records every call in its audit trail.
 	audited bool
+	// redis is a client of the Redis server where the broker keeps ended
+	// sessions and rate-limit budgets; nil: the broker keeps them in
+	// memory, or has none.
+	redis *redis.Client
 }
 
 // dataPaths are the cases of BenchmarkDataPath, in table order. direct and
@@ -51,7 +56,9 @@ type target struct {
 // (broker+policy, which needs a caller's identity, with broker+auth;
 // broker+exchange, which mints for the policy's caller, with
 // broker+policy; broker+audit-sync and broker+audit-async, the whole
-// pipeline writing its audit trail, with broker+exchange).
+// pipeline writing its audit trail, with broker+exchange; broker+redis,
+// the pipeline of a replica keeping its sessions' ends and its rate-limit
+// budgets in Redis, with broker+policy, the same pipeline without Redis).
 var dataPaths = []dataPath{
 	{"direct", func(_ testing.TB, upstream string) target { return target{endpoint: upstream} }},
 	{"proxy", startReverseProxy},
@@ -61,6 +68,7 @@ var dataPaths = []dataPath{
 	{"broker+exchange", exchangeBrokerPath(exchangeBroker)},
 	{"broker+audit-sync", auditBrokerPath(auditSyncBroker)},
 	{"broker+audit-async", auditBrokerPath(auditAsyncBroker)},
+	{"broker+redis", redisBrokerPath(redisBroker)},
 }
 
 // plainBroker proxies one app without authentication or policy. %s is the

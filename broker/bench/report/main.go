@@ -9,12 +9,16 @@
 // token minted for every call, for the caller the policy allowed) with
 // broker+policy, so its cost is the per-call exchange; broker+audit-sync
 // and broker+audit-async (the whole pipeline writing its audit trail, with
-// sync or async durability) with broker+exchange.
+// sync or async durability) with broker+exchange; broker+redis (the
+// pipeline of a replica, its ended sessions and rate-limit budgets in
+// Redis) with broker+policy, the same pipeline without Redis.
 //
 // For the audit paths it also prints what the trail adds to one call: the
 // change in throughput, the extra median latency and run time, the extra
 // allocations and bytes, and, from the trail's own metrics, the records
 // written per call and per fsync (how well group commit batches them).
+// For the Redis path it prints the same for Redis, with the round trips to
+// Redis per call.
 //
 // The input may also hold the components' own benchmarks: the policy
 // engine's (BenchmarkDecide and BenchmarkDecideList in ./opa) and the
@@ -57,10 +61,34 @@ var requires = map[string]string{
 	"exchange":    "policy",
 	"audit-sync":  "exchange",
 	"audit-async": "exchange",
+	"redis":       "policy",
 }
 
-// audit is the feature of the audit paths: broker+audit-<durability>.
-const audit = "audit"
+// An overhead is a section that shows, for every row of a feature
+// (broker+<feature> or broker+<feature>-<variant>), what the feature adds
+// to one call over its reference, the same pipeline without it, followed
+// by metrics the row reports of its own.
+type overhead struct {
+	feature string
+	title   string
+	own     []column
+}
+
+// column is one metric a row reports of its own.
+type column struct {
+	header, unit string
+	decimals     int
+}
+
+var overheads = []overhead{
+	{"audit", "Audit trail, what it adds to one call over the same pipeline without it:", []column{
+		{"records/call", "records/call", 2},
+		{"records/fsync", "records/fsync", 1},
+	}},
+	{"redis", "Redis (storage.redis: ended sessions and rate-limit budgets), what it adds to one call over the same pipeline without it:", []column{
+		{"round trips/call", "redis-trips/call", 2},
+	}},
+}
 
 // componentBenchmark is one benchmark of a component the report shows,
 // with what it measures.
@@ -284,7 +312,7 @@ func (rep *report) write(w io.Writer) error {
 	if err := rep.writeCosts(w); err != nil {
 		return err
 	}
-	if err := rep.writeAudit(w); err != nil {
+	if err := rep.writeOverheads(w); err != nil {
 		return err
 	}
 	return rep.writeEngine(w)
@@ -340,34 +368,46 @@ func (rep *report) writeCosts(w io.Writer) error {
 	return tw.Flush()
 }
 
-// writeAudit prints, for every broker+audit-<durability> path, what the
-// audit trail adds to one call over its reference (the same pipeline
-// without it): the change in throughput; the extra median latency, what a
-// caller waits for its record; the extra run time per call (ns/op), the
-// capacity a record takes; the extra allocations and bytes; and the
-// records written per call and per fsync. Then, for each, how close its
-// throughput is to the reference's, at the number of sessions both ran.
-// Like the costs above, these are estimates from this run: small
-// differences are noise.
-func (rep *report) writeAudit(w io.Writer) error {
+// writeOverheads prints, for every overhead section with rows, what its
+// feature adds to one call over the reference (the same pipeline without
+// it): the change in throughput; the extra median latency, what a caller
+// waits for the feature; the extra run time per call (ns/op), the
+// capacity it takes; the extra allocations and bytes; and the row's own
+// metrics (for the audit trail, the records written per call and per
+// fsync; for Redis, the round trips per call). Then, for each row, how
+// close its throughput is to the reference's, at the number of sessions
+// both ran. Like the costs above, these are estimates from this run:
+// small differences are noise.
+func (rep *report) writeOverheads(w io.Writer) error {
+	for _, o := range overheads {
+		if err := rep.writeOverhead(w, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (rep *report) writeOverhead(w io.Writer, o overhead) error {
 	var rows [][]string
 	var notes []string
 	for _, r := range rep.results {
 		x, _ := feature(r.path)
 		base := rep.reference(r)
-		if base == nil || (x != audit && !strings.HasPrefix(x, audit+"-")) {
+		if base == nil || (x != o.feature && !strings.HasPrefix(x, o.feature+"-")) {
 			continue
 		}
-		rows = append(rows, []string{
+		cells := []string{
 			r.path + "/" + base.path,
 			change(r, base, "calls/s"),
 			difference(r, base, "p50-µs"),
 			microsecondsDifference(r, base, "ns/op"),
 			difference(r, base, "allocs/op"),
 			difference(r, base, "B/op"),
-			formatFraction(r, "records/call", 2),
-			formatFraction(r, "records/fsync", 1),
-		})
+		}
+		for _, c := range o.own {
+			cells = append(cells, formatFraction(r, c.unit, c.decimals))
+		}
+		rows = append(rows, cells)
 		v, ok1 := r.get("calls/s")
 		b, ok2 := base.get("calls/s")
 		if !ok1 || !ok2 || b == 0 {
@@ -387,7 +427,7 @@ func (rep *report) writeAudit(w io.Writer) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\nAudit trail, what it adds to one call over the same pipeline without it:")
+	fmt.Fprintln(w, "\n"+o.title)
 	width := len("path")
 	for _, r := range rows {
 		width = max(width, len(r[0]))
@@ -400,7 +440,11 @@ func (rep *report) writeAudit(w io.Writer) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	row("path", "throughput", "p50 µs", "wall µs", "allocs/call", "B/call", "records/call", "records/fsync")
+	header := []string{"path", "throughput", "p50 µs", "wall µs", "allocs/call", "B/call"}
+	for _, c := range o.own {
+		header = append(header, c.header)
+	}
+	row(header...)
 	for _, r := range rows {
 		row(r...)
 	}
