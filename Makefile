@@ -6,6 +6,11 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 BIN      := bin/mcpbroker
 CONFIG   := testdata/quickstart.yaml
+# make soak: calls per second over all replicas, how long, and the bound
+# of the whole run (build and stop included).
+SOAK_RATE     ?= 200
+SOAK_DURATION ?= 10m
+SOAK_TIMEOUT  ?= 30m
 
 # Node 22 (node_modules/node/bin/node) and the npm packages the tests use;
 # installed by .ci/setup.
@@ -13,7 +18,7 @@ export MCPBROKER_NODE_BIN     := $(CURDIR)/testdata/node/node_modules/node/bin
 export MCPBROKER_NODE_MODULES := $(CURDIR)/testdata/node/node_modules
 
 .DEFAULT_GOAL := help
-.PHONY: help build run setup test bench fuzz lint check clean image
+.PHONY: help build run setup test bench soak fuzz lint check clean image
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +48,10 @@ bench: setup ## Run the data-path benchmarks and print the report table
 	$(GO) test -run '^$$' -bench 'BenchmarkDecide' -benchmem -count 1 ./opa/ | tee -a bin/bench.out
 	$(GO) test -run '^$$' -bench BenchmarkMint -benchmem -count 1 ./exchange/ | tee -a bin/bench.out
 	$(GO) run ./broker/bench/report < bin/bench.out
+
+soak: setup ## Three replicas sharing Redis under SOAK_RATE calls/s for SOAK_DURATION; RSS and goroutines every minute
+	MCPBROKER_SOAK=1 SOAK_RATE=$(SOAK_RATE) SOAK_DURATION=$(SOAK_DURATION) \
+		$(GO) test -count=1 -v -run '^TestSoak$$' -timeout $(SOAK_TIMEOUT) ./broker/bench/soak/
 
 image: ## Build the container image mcpbroker:$(VERSION) (needs docker)
 	@command -v docker >/dev/null 2>&1 || { echo "make image: docker is not installed" >&2; exit 1; }
