@@ -328,6 +328,11 @@ func (r *registry) get(id string, who *Identity, now time.Time) (*Session, error
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", errSessionStoreDown, err)
 	case revoked:
+		if ok {
+			// Ended through another replica: this one lets go of it too,
+			// rather than holding it until it idles out.
+			r.close(s, false)
+		}
 		return nil, errSessionNotFound
 	}
 	if ok {
