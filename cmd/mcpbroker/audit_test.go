@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,30 +16,13 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/exchange"
-	"github.com/urfave/cli/v2"
 )
 
 // runAudit runs "mcpbroker audit args..." and returns what it printed and
 // its exit code.
 func runAudit(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	app := &cli.App{
-		Name:           "mcpbroker",
-		Commands:       []*cli.Command{auditCommand()},
-		Writer:         &out,
-		ErrWriter:      &errOut,
-		ExitErrHandler: func(*cli.Context, error) {},
-	}
-	if err := app.Run(append([]string{"mcpbroker", "audit"}, args...)); err != nil {
-		code = 1
-		var exit cli.ExitCoder
-		if errors.As(err, &exit) {
-			code = exit.ExitCode()
-		}
-		errOut.WriteString(err.Error())
-	}
-	return out.String(), errOut.String(), code
+	return runCommand(t, auditCommand(), "", args...)
 }
 
 // auditTrail writes a signed trail of four calls, one of them denied and

@@ -1,41 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 )
 
 // runPolicy runs "mcpbroker policy args..." and returns what it printed and
 // its exit code.
 func runPolicy(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	app := &cli.App{
-		Name:           "mcpbroker",
-		Commands:       []*cli.Command{policyCommand()},
-		Writer:         &out,
-		ErrWriter:      &errOut,
-		ExitErrHandler: func(*cli.Context, error) {}, // keep the test process alive
-	}
-	err := app.Run(append([]string{"mcpbroker", "policy"}, args...))
-	if err != nil {
-		code = 1
-		var exit cli.ExitCoder
-		if errors.As(err, &exit) {
-			code = exit.ExitCode()
-		}
-		errOut.WriteString(err.Error())
-	}
-	return out.String(), errOut.String(), code
+	return runCommand(t, policyCommand(), "", args...)
 }
 
 var summaryLine = regexp.MustCompile(`(?m)^(\d+) passed, (\d+) failed$`)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
-	"github.com/urfave/cli/v2"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -27,25 +24,7 @@ import (
 // printed and its exit code.
 func runToken(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	var out, errOut bytes.Buffer
-	app := &cli.App{
-		Name:           "mcpbroker",
-		Commands:       []*cli.Command{tokenCommand()},
-		Reader:         strings.NewReader(stdin),
-		Writer:         &out,
-		ErrWriter:      &errOut,
-		ExitErrHandler: func(*cli.Context, error) {}, // keep the test process alive
-	}
-	err := app.Run(append([]string{"mcpbroker", "token"}, args...))
-	if err != nil {
-		code = 1
-		var exit cli.ExitCoder
-		if errors.As(err, &exit) {
-			code = exit.ExitCode()
-		}
-		errOut.WriteString(err.Error())
-	}
-	return out.String(), errOut.String(), code
+	return runCommand(t, tokenCommand(), stdin, args...)
 }
 
 // newIssuer starts an authorization server whose tokens are for the
