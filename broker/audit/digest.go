@@ -130,19 +130,13 @@ func (p *canonicalizer) object(out []byte, depth int) ([]byte, error) {
 			return nil, err
 		}
 		members = append(members, member{key: key, utf16: utf16.Encode([]rune(key)), value: value})
-		p.skipSpace()
-		if p.pos >= len(p.in) {
-			return nil, errNotCanonicalizable
+		closed, err := p.separator('}')
+		if err != nil {
+			return nil, err
 		}
-		if p.in[p.pos] == ',' {
-			p.pos++
-			continue
+		if closed {
+			break
 		}
-		if p.in[p.pos] != '}' {
-			return nil, errNotCanonicalizable
-		}
-		p.pos++
-		break
 	}
 	slices.SortFunc(members, func(a, b member) int { return slices.Compare(a.utf16, b.utf16) })
 	out = append(out, '{')
@@ -177,20 +171,32 @@ func (p *canonicalizer) array(out []byte, depth int) ([]byte, error) {
 		if out, err = p.value(out, depth+1); err != nil {
 			return nil, err
 		}
-		p.skipSpace()
-		if p.pos >= len(p.in) {
-			return nil, errNotCanonicalizable
+		closed, err := p.separator(']')
+		if err != nil {
+			return nil, err
 		}
-		if p.in[p.pos] == ',' {
-			p.pos++
-			continue
+		if closed {
+			return append(out, ']'), nil
 		}
-		if p.in[p.pos] != ']' {
-			return nil, errNotCanonicalizable
-		}
-		p.pos++
-		return append(out, ']'), nil
 	}
+}
+
+// separator reads what follows a member or an element: a comma (more
+// follow) or close (the object or array ends, closed is true).
+func (p *canonicalizer) separator(close byte) (closed bool, err error) {
+	p.skipSpace()
+	if p.pos >= len(p.in) {
+		return false, errNotCanonicalizable
+	}
+	switch p.in[p.pos] {
+	case ',':
+		p.pos++
+		return false, nil
+	case close:
+		p.pos++
+		return true, nil
+	}
+	return false, errNotCanonicalizable
 }
 
 // string decodes a JSON string at p.pos, requiring valid UTF-8 and no lone
