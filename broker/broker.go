@@ -142,6 +142,9 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	case b.redis != nil:
 		// Every replica must refuse the sessions any replica ended.
 		popts.Revocations = provider.NewRedisRevocations(b.redis, cfg.Storage.Redis.KeyPrefix)
+		// A session's answers, cancellations and resumed streams reach the
+		// replica holding what they belong to.
+		popts.Peers = provider.NewRedisPeers(b.redis, cfg.Storage.Redis.KeyPrefix)
 	case popts.SessionKey != nil && b.store != nil:
 		// Sealed ids outlive the process: so must the record of ended ones.
 		if popts.Revocations, err = provider.NewBoltRevocations(b.store.database(), maxEndedSessions); err != nil {

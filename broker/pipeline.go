@@ -20,6 +20,10 @@ type stage struct {
 	name   string
 	run    func(context.Context, *Call) error
 	always bool
+	// relayed: the stage also runs for a message another replica admitted
+	// and handed here (provider.Request.Relayed); limits, policy and the
+	// record were that replica's.
+	relayed bool
 }
 
 // newPipeline lists the steps every client message goes through, in the
@@ -28,12 +32,12 @@ type stage struct {
 func (b *Broker) newPipeline() []stage {
 	return []stage{
 		{name: "identify", run: b.identify},
-		{name: "decode", run: b.decode},
-		{name: "route", run: b.route},
+		{name: "decode", run: b.decode, relayed: true},
+		{name: "route", run: b.route, relayed: true},
 		{name: "limit", run: b.limit},
 		{name: "authorize", run: b.authorize},
 		{name: "exchange", run: b.exchange},
-		{name: "forward", run: b.forward},
+		{name: "forward", run: b.forward, relayed: true},
 		{name: "render", run: b.renderReply, always: true},
 		{name: "record", run: b.record, always: true},
 	}
@@ -60,7 +64,7 @@ func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.R
 	}
 	ctx = withCall(ctx, c)
 	for _, st := range b.pipeline {
-		if c.Err != nil && !st.always {
+		if (c.Err != nil && !st.always) || (req.Relayed && !st.relayed) {
 			continue
 		}
 		start := time.Now()

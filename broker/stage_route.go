@@ -180,7 +180,8 @@ func (b *Broker) routeNotification(c *Call) error {
 	case "notifications/cancelled":
 		call, ok := c.State.FindCall(string(trimJSON(c.Params.RequestID)))
 		if !ok {
-			c.Route = routeNone // finished already, or never ours
+			c.Route = routeNone // finished already, served elsewhere, or never ours
+			c.relay()
 			return nil
 		}
 		c.Route, c.App = routeApp, call.Conn.App
@@ -197,10 +198,22 @@ func (b *Broker) routeResponse(c *Call) error {
 	r, ok := c.State.PeekServerRequest(c.Message.ID)
 	if !ok {
 		c.Route = routeNone
+		c.relay()
 		return nil
 	}
 	c.Route, c.App = routeApp, r.Conn.App
 	return nil
+}
+
+// relay hands a client's message this replica holds nothing for to the
+// replicas sharing the session: the request it answers, or the call it
+// cancels, may be served by one of them. A message relayed here already
+// goes no further.
+func (c *Call) relay() {
+	if c.Request.Relayed {
+		return
+	}
+	c.Session.Relay(context.Background(), c.Message)
 }
 
 func trimJSON(raw []byte) []byte { return []byte(strings.TrimSpace(string(raw))) }

@@ -67,6 +67,10 @@ type Request struct {
 	// server-to-client requests) to the client; nil for notifications and
 	// responses.
 	Out Sender
+	// Relayed marks a client's message that reached another replica, which
+	// admitted it and handed it here through Peers (Session.Relay): it
+	// belongs to state this replica holds. HTTP and Identity are nil.
+	Relayed bool
 }
 
 // Reply is the dispatcher's answer to one message.
@@ -136,6 +140,10 @@ type Options struct {
 	// Revocations records ended sessions; share one between replicas.
 	// Nil: this process's memory.
 	Revocations Revocations
+	// Peers connects the replicas serving the same sessions, so that
+	// answers, cancellations and resumed streams reach the replica holding
+	// what they belong to. Nil: one replica.
+	Peers Peers
 
 	SSEEnabled      bool
 	SSEPath         string        // "/mcp/sse"
@@ -177,6 +185,10 @@ type Provider struct {
 	sessions   *registry
 	log        *slog.Logger
 	now        func() time.Time
+
+	// peers is the link to other replicas; nil without Options.Peers.
+	peers     *peerLink
+	stopPeers context.CancelFunc
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -245,6 +257,14 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	p.sessions.keptPerSession = opts.MaxKeptBytesPerSession
 	p.wg.Add(1)
 	go p.sweepLoop()
+	if opts.Peers != nil {
+		p.peers = newPeerLink(opts.Peers)
+		p.sessions.peers = p.peers
+		ctx, cancel := context.WithCancel(context.Background())
+		p.stopPeers = cancel
+		p.wg.Add(1)
+		go p.runPeers(ctx)
+	}
 	return p, nil
 }
 
@@ -275,6 +295,9 @@ func (p *Provider) sweepLoop() {
 func (p *Provider) Close() {
 	p.stopOnce.Do(func() {
 		close(p.stop)
+		if p.stopPeers != nil {
+			p.stopPeers()
+		}
 		p.wg.Wait()
 		for _, s := range p.sessions.all() {
 			p.sessions.close(s, false)

@@ -51,6 +51,10 @@ type Session struct {
 	// budget bounds the bytes the session's streams keep for resumption;
 	// set when the session is admitted.
 	budget *keepBudget
+	// peers links the replicas sharing the session; nil for one replica.
+	peers *peerLink
+	// digest names the session to the peers.
+	digest string
 }
 
 // acquire counts n requests in, all or none, unless that would make more
@@ -261,6 +265,10 @@ type registry struct {
 	// session gets keptPerSession of it at most.
 	kept           *keepBudget
 	keptPerSession int64
+	// peers, when replicas share sessions, and the live sessions by the
+	// digest peers name them by.
+	peers    *peerLink
+	digests map[string]*Session
 }
 
 func newRegistry(s *sealer, timeout time.Duration, max int, ended Revocations, closed func(*Session)) *registry {
@@ -295,6 +303,13 @@ func (r *registry) admitLocked(s *Session) error {
 		s.budget = &keepBudget{max: r.keptPerSession, parent: r.kept}
 	}
 	r.live[s.ID] = s
+	if r.peers != nil && !s.legacy {
+		s.peers, s.digest = r.peers, sessionDigest(s.ID)
+		if r.digests == nil {
+			r.digests = make(map[string]*Session)
+		}
+		r.digests[s.digest] = s
+	}
 	if s.user != "" {
 		r.perSubject[s.user]++
 	}
@@ -399,6 +414,9 @@ func (r *registry) close(s *Session, revoke bool) {
 		}
 	}
 	delete(r.live, s.ID)
+	if s.digest != "" && r.digests[s.digest] == s {
+		delete(r.digests, s.digest)
+	}
 	if revoke && s.ID != "" {
 		if err := r.ended.Revoke(s.ID, s.Created.Add(r.maxLifetime())); err != nil && r.onStoreError != nil {
 			r.onStoreError(err)
@@ -452,6 +470,13 @@ func (s *Session) hasListener() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.listening != nil
+}
+
+// byDigest finds a live session by the digest peers name it by.
+func (r *registry) byDigest(digest string) *Session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.digests[digest]
 }
 
 // all returns the live sessions.

@@ -45,6 +45,9 @@ type stream struct {
 	final    bool
 	done     chan struct{} // closed after the final message
 	detached chan struct{} // signalled when the connection is lost
+	// copy, once a client resumes the stream through another replica,
+	// gets every event from then on.
+	copy *streamCopy
 }
 
 func newStream(id string) *stream {
@@ -177,10 +180,17 @@ func (s *stream) put(data []byte, answerTo jsonrpc.ID, final bool) {
 				s.dropConnLocked()
 			}
 		}
+		if n := len(s.events); s.copy != nil && n > 0 && s.events[n-1].seq == s.seq {
+			s.copy.appendLocked(s, PeerEvent{Seq: s.seq, Data: s.events[n-1].data})
+		}
 	}
 	if final {
 		s.final = true
 		close(s.done)
+		if s.copy != nil {
+			s.copy.appendLocked(s, PeerEvent{Seq: s.seq, Final: true})
+			s.copy = nil
+		}
 	}
 }
 
@@ -318,6 +328,13 @@ func (s *stream) detach(c *sseConn) {
 		s.conn = nil
 	}
 	s.mu.Unlock()
+}
+
+// advance makes the stream's next event id follow seq.
+func (s *stream) advance(seq int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq = max(s.seq, seq)
 }
 
 // lastSeq is the sequence number of the newest message.

@@ -434,6 +434,12 @@ func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity
 		after = seq
 	}
 	st := s.standaloneStream()
+	if after > st.lastSeq() && p.peers != nil {
+		// The GET stream was held by another replica: it goes on here, its
+		// ids after the last the client saw. What that replica had not sent
+		// yet is not carried over.
+		st.advance(after)
+	}
 	if after < 0 {
 		after = st.lastSeq()
 	} else if after > st.lastSeq() {
@@ -462,6 +468,10 @@ func (p *Provider) serveGet(w http.ResponseWriter, r *http.Request, id *Identity
 // ids, within its own session.
 func (p *Provider) resume(w http.ResponseWriter, r *http.Request, s *Session, streamID string, seq int) {
 	st := s.findStream(streamID)
+	if st == nil && p.peers != nil {
+		p.resumeElsewhere(w, r, s, streamID, seq)
+		return
+	}
 	if st == nil || seq > st.lastSeq() {
 		writeHTTPError(w, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "stream not found"))
 		return

@@ -1,0 +1,143 @@
+package provider
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/broker/limit/redistest"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// peerDispatcher hands every client answer or notification that did not
+// come from a peer to the peers, as a broker holding no state for it
+// does, and notes the ones that did.
+type peerDispatcher struct {
+	*fakeDispatcher
+	relayed chan *jsonrpc.Message
+}
+
+func (d *peerDispatcher) Dispatch(ctx context.Context, req *Request) Reply {
+	if req.Message.Kind() != jsonrpc.KindRequest {
+		if req.Relayed {
+			d.relayed <- req.Message
+		} else {
+			req.Session.Relay(ctx, req.Message)
+		}
+		return Reply{}
+	}
+	return d.fakeDispatcher.Dispatch(ctx, req)
+}
+
+// twoReplicas serves two providers sharing a session key and a Redis.
+func twoReplicas(t *testing.T) (a, b *harness, da, db *peerDispatcher) {
+	t.Helper()
+	server := redistest.Start(t)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	replica := func() (*harness, *peerDispatcher) {
+		d := &peerDispatcher{fakeDispatcher: newFakeDispatcher(), relayed: make(chan *jsonrpc.Message, 10)}
+		h := newHarnessWith(t, d.fakeDispatcher, func(o *Options) {
+			o.SessionKey = key
+			o.Revocations = NewRedisRevocations(server.Client(), "peers-test:")
+			o.Peers = NewRedisPeers(server.Client(), "peers-test:")
+		})
+		// The harness serves the fake dispatcher; route through the peer one.
+		h.p.dispatcher = d
+		return h, d
+	}
+	a, da = replica()
+	b, db = replica()
+	return a, b, da, db
+}
+
+// A client's answer that reaches the replica holding nothing for it is
+// served by the replica holding the session's state, once, and by no
+// other.
+func TestPeersRelayClientMessages(t *testing.T) {
+	a, b, da, db := twoReplicas(t)
+	sid := a.initialize("alice", "2025-06-18")
+	// The session is live on a; b restores it from its id.
+	if resp, body := b.doBody(call{subject: "alice", session: sid, body: requestBody(1, "echo", `{}`)}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("echo on b: %d %s", resp.StatusCode, body)
+	}
+	answer := `{"jsonrpc":"2.0","id":"s-1","result":{"action":"accept"}}`
+	resp, body := b.doBody(call{subject: "alice", session: sid, body: answer})
+	wantStatus(t, resp, body, http.StatusAccepted)
+	select {
+	case m := <-da.relayed:
+		if m.ID.Raw() != `"s-1"` || string(m.Result) != `{"action":"accept"}` {
+			t.Errorf("relayed %s", m.Encode())
+		}
+	case <-time.After(waitLong):
+		t.Fatal("the answer never reached the other replica")
+	}
+	select {
+	case m := <-db.relayed:
+		t.Errorf("the replica that relayed the answer got it back: %s", m.Encode())
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A request stream cut while its call goes on is resumed through another
+// replica: the events after the client's last one arrive there, each
+// once, and the stream ends with the response.
+func TestPeersResumeStreamElsewhere(t *testing.T) {
+	a, b, _, _ := twoReplicas(t)
+	sid := a.initialize("alice", "2025-06-18")
+	_, first, disconnect := startStream(t, a, sid, 7, 4, "cut", "mine")
+	disconnect()
+
+	resp := b.do(call{method: http.MethodGet, subject: "alice", session: sid, lastEventID: first.id})
+	defer resp.Body.Close()
+	wantStatus(t, resp, nil, http.StatusOK)
+	a.d.release("cut")
+	events := newSSEReader(resp.Body).rest(t)
+	seen := map[string]bool{first.id: true}
+	progress, final := 0, false
+	for _, ev := range events {
+		if seen[ev.id] {
+			t.Errorf("event %q delivered twice", ev.id)
+		}
+		seen[ev.id] = true
+		tag, isFinal := progressTag(t, ev.data)
+		if tag != "mine" {
+			t.Errorf("foreign event %+v", ev)
+		}
+		if isFinal {
+			final = true
+		} else {
+			progress++
+		}
+	}
+	if progress != 3 || !final {
+		t.Errorf("resumed elsewhere: %d notifications (want 3), response %v; events %+v", progress, final, events)
+	}
+
+	// A stream nobody holds is not found, after the wait for its holder.
+	resp2, body := b.doBody(call{method: http.MethodGet, subject: "alice", session: sid, lastEventID: "0123456789abcdef_1"})
+	wantStatus(t, resp2, body, http.StatusNotFound)
+}
+
+// Without Redis, resuming elsewhere is a clear 503, not a hang.
+func TestPeersResumeWithRedisDown(t *testing.T) {
+	server := redistest.Start(t)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	h := newHarness(t, func(o *Options) {
+		o.SessionKey = key
+		o.Peers = NewRedisPeers(server.Client(), "peers-down:")
+	})
+	sid := h.initialize("alice", "2025-06-18")
+	server.Stop()
+	resp, body := h.doBody(call{method: http.MethodGet, subject: "alice", session: sid, lastEventID: "0123456789abcdef_1"})
+	wantStatus(t, resp, body, http.StatusServiceUnavailable)
+	var m struct{ Error struct{ Message string } }
+	_ = json.Unmarshal(body, &m)
+	if m.Error.Message == "" {
+		t.Errorf("503 without a message: %s", body)
+	}
+}
