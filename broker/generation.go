@@ -11,6 +11,8 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/exchange"
+	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
 // generation is what a configuration builds that a reload replaces whole:
@@ -140,12 +142,34 @@ func (b *Broker) Reload(ctx context.Context, cfg *config.Config) error {
 	old.close()
 	b.health.ReplaceGroup(appCheckPrefix, b.appChecks(next.catalog))
 	b.reloaded(ctx, "config.reloaded", nil)
+	if !reflect.DeepEqual(old.cfg.Apps, cfg.Apps) {
+		b.listsChanged()
+	}
 	if len(restart) > 0 {
 		err := fmt.Errorf("%w: %s", ErrRestartNeeded, strings.Join(restart, ", "))
 		b.log.Warn("configuration reloaded, but some settings need a restart", "settings", strings.Join(restart, ", "))
 		return err
 	}
 	return nil
+}
+
+// listsChanged tells every client listening on a GET stream here that the
+// tools, prompts and resources may have changed: apps came, went or
+// changed. Each replica tells the sessions whose stream it holds.
+func (b *Broker) listsChanged() {
+	notices := make([]*jsonrpc.Message, 0, 3)
+	for _, method := range []string{"notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed"} {
+		notices = append(notices, &jsonrpc.Message{Method: method})
+	}
+	b.sessions.Range(func(key, _ any) bool {
+		s := key.(*provider.Session)
+		for _, m := range notices {
+			if !s.Notify(m) {
+				break
+			}
+		}
+		return true
+	})
 }
 
 // reloaded records and counts a reload.
