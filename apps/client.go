@@ -3,6 +3,8 @@ package apps
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"math"
 	"strconv"
@@ -50,6 +52,20 @@ func NewClientSession() *ClientSession {
 		progress:       make(map[progressKey]json.RawMessage),
 		elicitations:   make(map[elicitationKey]struct{}),
 	}
+}
+
+// NewReplicatedClientSession is NewClientSession for a session that
+// several replicas serve: its ids for upstream-to-client requests start at
+// random below 2^52 instead of at 1, so that the replicas' ids do not
+// meet, and a client's answer reaching another replica than the one that
+// asked is not taken for the answer to a request of its own. The ids stay
+// integers JavaScript holds exactly.
+func NewReplicatedClientSession() *ClientSession {
+	cs := NewClientSession()
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	cs.nextServerID = int64(binary.BigEndian.Uint64(b[:]) >> 12)
+	return cs
 }
 
 // Bounds on what a client session remembers of upstream requests.

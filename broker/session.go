@@ -74,9 +74,15 @@ type templateRoute struct {
 	app    *apps.App
 }
 
-func newSessionState() *sessionState {
+// newSessionState starts the state of a session; replicated when other
+// replicas may serve the session too.
+func newSessionState(replicated bool) *sessionState {
+	cs := apps.NewClientSession()
+	if replicated {
+		cs = apps.NewReplicatedClientSession()
+	}
 	return &sessionState{
-		ClientSession: apps.NewClientSession(),
+		ClientSession: cs,
 		tools:         make(map[string]*apps.App),
 		prompts:       make(map[string]*apps.App),
 		resources:     make(map[string]*apps.App),
@@ -89,7 +95,7 @@ func (b *Broker) stateOf(s *provider.Session) *sessionState {
 	if st, ok := b.sessions.Load(s); ok {
 		return st.(*sessionState)
 	}
-	st := newSessionState()
+	st := newSessionState(b.redis != nil)
 	st.setClientCapabilities(s.ClientCapabilities)
 	actual, _ := b.sessions.LoadOrStore(s, st)
 	return actual.(*sessionState)

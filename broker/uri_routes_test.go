@@ -77,7 +77,7 @@ func TestURIRoutesIndependentOfListingOrder(t *testing.T) {
 		orders = append(orders, shuffled)
 	}
 	for n, order := range orders {
-		st := newSessionState()
+		st := newSessionState(false)
 		for _, l := range order {
 			var shown bool
 			if l.kind == kindResource {
