@@ -213,6 +213,9 @@ func (c *Call) relay() {
 	if c.Request.Relayed {
 		return
 	}
+	if _, ours := c.Message.ID.Int64(); c.Message.Kind() == jsonrpc.KindResponse && !ours {
+		return // the ids given to requests to the client are integers
+	}
 	c.Session.Relay(context.Background(), c.Message)
 }
 
