@@ -181,7 +181,7 @@ func (b *Broker) routeNotification(c *Call) error {
 		call, ok := c.State.FindCall(string(trimJSON(c.Params.RequestID)))
 		if !ok {
 			c.Route = routeNone // finished already, served elsewhere, or never ours
-			c.relay()
+			b.relay(c)
 			return nil
 		}
 		c.Route, c.App = routeApp, call.Conn.App
@@ -198,7 +198,7 @@ func (b *Broker) routeResponse(c *Call) error {
 	r, ok := c.State.PeekServerRequest(c.Message.ID)
 	if !ok {
 		c.Route = routeNone
-		c.relay()
+		b.relay(c)
 		return nil
 	}
 	c.Route, c.App = routeApp, r.Conn.App
@@ -209,14 +209,16 @@ func (b *Broker) routeResponse(c *Call) error {
 // replicas sharing the session: the request it answers, or the call it
 // cancels, may be served by one of them. A message relayed here already
 // goes no further.
-func (c *Call) relay() {
+func (b *Broker) relay(c *Call) {
 	if c.Request.Relayed {
 		return
 	}
 	if _, ours := c.Message.ID.Int64(); c.Message.Kind() == jsonrpc.KindResponse && !ours {
 		return // the ids given to requests to the client are integers
 	}
-	c.Session.Relay(context.Background(), c.Message)
+	if err := c.Session.Relay(context.Background(), c.Message); err != nil {
+		b.log.Warn("a client's message could not be handed to the other replicas; the call it belongs to will not see it", "method", c.Message.Method, "error", err)
+	}
 }
 
 func trimJSON(raw []byte) []byte { return []byte(strings.TrimSpace(string(raw))) }

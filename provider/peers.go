@@ -130,14 +130,13 @@ func (l *peerLink) wake(key string) {
 // Relay hands a client's message that this replica holds nothing for to
 // the replicas sharing the session: a response to a request another
 // replica sent the client, or a cancellation of a call another replica
-// serves. Without peers it reports false and the message goes nowhere.
-func (s *Session) Relay(ctx context.Context, m *jsonrpc.Message) bool {
+// serves. Without peers it does nothing.
+func (s *Session) Relay(ctx context.Context, m *jsonrpc.Message) error {
 	l := s.peers
 	if l == nil {
-		return false
+		return nil
 	}
-	err := l.peers.Publish(ctx, PeerMessage{Kind: PeerClientMessage, From: l.self, Session: sessionDigest(s.ID), Message: m.Encode()})
-	return err == nil
+	return l.peers.Publish(ctx, PeerMessage{Kind: PeerClientMessage, From: l.self, Session: s.digest, Message: m.Encode()})
 }
 
 // runPeers serves what the other replicas publish until the provider
