@@ -145,6 +145,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		// A session's answers, cancellations and resumed streams reach the
 		// replica holding what they belong to.
 		popts.Peers = provider.NewRedisPeers(b.redis, cfg.Storage.Redis.KeyPrefix)
+		popts.OnHandoff = b.metrics.Handoff
 	case popts.SessionKey != nil && b.store != nil:
 		// Sealed ids outlive the process: so must the record of ended ones.
 		if popts.Revocations, err = provider.NewBoltRevocations(b.store.database(), maxEndedSessions); err != nil {

@@ -88,13 +88,17 @@ type peerLink struct {
 	peers Peers
 	self  string // this replica's name among the peers
 	slots chan struct{}
+	note  func(event string)
 
 	mu      sync.Mutex
 	waiters map[string]map[chan struct{}]struct{} // session digest + stream → resumers here
 }
 
-func newPeerLink(peers Peers) *peerLink {
-	return &peerLink{peers: peers, self: randomStreamID() + randomStreamID(),
+func newPeerLink(peers Peers, note func(string)) *peerLink {
+	if note == nil {
+		note = func(string) {}
+	}
+	return &peerLink{peers: peers, self: randomStreamID() + randomStreamID(), note: note,
 		slots: make(chan struct{}, maxPeerDeliveries), waiters: make(map[string]map[chan struct{}]struct{})}
 }
 
@@ -136,7 +140,13 @@ func (s *Session) Relay(ctx context.Context, m *jsonrpc.Message) error {
 	if l == nil {
 		return nil
 	}
-	return l.peers.Publish(ctx, PeerMessage{Kind: PeerClientMessage, From: l.self, Session: s.digest, Message: m.Encode()})
+	err := l.peers.Publish(ctx, PeerMessage{Kind: PeerClientMessage, From: l.self, Session: s.digest, Message: m.Encode()})
+	if err != nil {
+		l.note("relay_failed")
+		return err
+	}
+	l.note("relayed")
+	return nil
 }
 
 // runPeers serves what the other replicas publish until the provider
@@ -153,7 +163,11 @@ func (p *Provider) runPeers(ctx context.Context) {
 		case PeerResume:
 			if s := p.sessions.byDigest(m.Session); s != nil {
 				if st := s.findStream(m.Stream); st != nil && st.id != standaloneStreamID {
-					st.copyOut(p.peers.peers, m.Session, m.After, p.log)
+					if st.copyOut(p.peers.peers, m.Session, m.After, p.log) {
+						p.peers.note("copied_out")
+					} else {
+						p.peers.note("copy_failed")
+					}
 				}
 			}
 		case PeerClientMessage:
@@ -168,9 +182,11 @@ func (p *Provider) runPeers(ctx context.Context) {
 			select {
 			case p.peers.slots <- struct{}{}:
 			default:
+				p.peers.note("dropped")
 				p.log.Warn("peers: too many messages from other replicas at once; one dropped", "method", msg.Method)
 				return
 			}
+			p.peers.note("delivered")
 			go func() {
 				defer func() { <-p.peers.slots }()
 				p.dispatcher.Dispatch(s.context(), &Request{Message: msg, Session: s, Relayed: true})
@@ -182,7 +198,7 @@ func (p *Provider) runPeers(ctx context.Context) {
 // copyOut copies the stream's events after seq to its shared copy, and
 // every event from now on, for a client resuming it through another
 // replica.
-func (s *stream) copyOut(peers Peers, session string, after int, log *slog.Logger) {
+func (s *stream) copyOut(peers Peers, session string, after int, log *slog.Logger) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	events := []PeerEvent{{Seq: after}}
@@ -198,11 +214,12 @@ func (s *stream) copyOut(peers Peers, session string, after int, log *slog.Logge
 	defer cancel()
 	if err := peers.Append(ctx, session, s.id, events); err != nil {
 		log.Warn("peers: a stream could not be copied out for a client resuming it elsewhere", "error", err)
-		return
+		return false
 	}
 	if !s.final {
 		s.copy = &streamCopy{peers: peers, session: session}
 	}
+	return true
 }
 
 // streamCopy is where a stream copies its events once a client resumes it
@@ -248,6 +265,7 @@ func (p *Provider) resumeElsewhere(w http.ResponseWriter, r *http.Request, s *Se
 			return
 		}
 		if len(events) > 0 && conn == nil {
+			p.peers.note("resumed_elsewhere")
 			conn = newSSEConn(w, false)
 			if conn.flush() != nil {
 				return
@@ -274,6 +292,7 @@ func (p *Provider) resumeElsewhere(w http.ResponseWriter, r *http.Request, s *Se
 			}
 		case <-deadline.C:
 			if conn == nil {
+				p.peers.note("resume_not_found")
 				writeHTTPError(w, httpError(http.StatusNotFound, jsonrpc.CodeInvalidRequest, "stream not found"))
 				return
 			}

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +19,20 @@ import (
 // does, and notes the ones that did.
 type peerDispatcher struct {
 	*fakeDispatcher
-	relayed chan *jsonrpc.Message
+	relayed  chan *jsonrpc.Message
+	handoffs sync.Map // event → *atomic.Int64
+}
+
+func (d *peerDispatcher) handoff(event string) {
+	n, _ := d.handoffs.LoadOrStore(event, &atomic.Int64{})
+	n.(*atomic.Int64).Add(1)
+}
+
+func (d *peerDispatcher) handoffCount(event string) int64 {
+	if n, ok := d.handoffs.Load(event); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func (d *peerDispatcher) Dispatch(ctx context.Context, req *Request) Reply {
@@ -44,6 +59,7 @@ func twoReplicas(t *testing.T) (a, b *harness, da, db *peerDispatcher) {
 			o.SessionKey = key
 			o.Revocations = NewRedisRevocations(server.Client(), "peers-test:")
 			o.Peers = NewRedisPeers(server.Client(), "peers-test:")
+			o.OnHandoff = d.handoff
 		})
 		// The harness serves the fake dispatcher; route through the peer one.
 		h.p.dispatcher = d
@@ -80,13 +96,16 @@ func TestPeersRelayClientMessages(t *testing.T) {
 		t.Errorf("the replica that relayed the answer got it back: %s", m.Encode())
 	case <-time.After(200 * time.Millisecond):
 	}
+	if db.handoffCount("relayed") != 1 || da.handoffCount("delivered") != 1 {
+		t.Errorf("handoffs counted: relayed %d by b, delivered %d by a; want 1 and 1", db.handoffCount("relayed"), da.handoffCount("delivered"))
+	}
 }
 
 // A request stream cut while its call goes on is resumed through another
 // replica: the events after the client's last one arrive there, each
 // once, and the stream ends with the response.
 func TestPeersResumeStreamElsewhere(t *testing.T) {
-	a, b, _, _ := twoReplicas(t)
+	a, b, da, db := twoReplicas(t)
 	sid := a.initialize("alice", "2025-06-18")
 	_, first, disconnect := startStream(t, a, sid, 7, 4, "cut", "mine")
 	disconnect()
@@ -120,6 +139,10 @@ func TestPeersResumeStreamElsewhere(t *testing.T) {
 	// A stream nobody holds is not found, after the wait for its holder.
 	resp2, body := b.doBody(call{method: http.MethodGet, subject: "alice", session: sid, lastEventID: "0123456789abcdef_1"})
 	wantStatus(t, resp2, body, http.StatusNotFound)
+	if da.handoffCount("copied_out") != 1 || db.handoffCount("resumed_elsewhere") != 1 || db.handoffCount("resume_not_found") != 1 {
+		t.Errorf("handoffs counted: copied_out %d, resumed_elsewhere %d, resume_not_found %d; want 1 each",
+			da.handoffCount("copied_out"), db.handoffCount("resumed_elsewhere"), db.handoffCount("resume_not_found"))
+	}
 }
 
 // Without Redis, resuming elsewhere is a clear 503, not a hang.

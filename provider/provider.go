@@ -144,6 +144,11 @@ type Options struct {
 	// answers, cancellations and resumed streams reach the replica holding
 	// what they belong to. Nil: one replica.
 	Peers Peers
+	// OnHandoff, when set, is told of each thing handed to or from the
+	// peers: "relayed", "relay_failed", "delivered", "dropped" (too many
+	// at once), "copied_out", "copy_failed", "resumed_elsewhere",
+	// "resume_not_found".
+	OnHandoff func(event string)
 
 	SSEEnabled      bool
 	SSEPath         string        // "/mcp/sse"
@@ -258,7 +263,7 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	p.wg.Add(1)
 	go p.sweepLoop()
 	if opts.Peers != nil {
-		p.peers = newPeerLink(opts.Peers)
+		p.peers = newPeerLink(opts.Peers, opts.OnHandoff)
 		p.sessions.peers = p.peers
 		ctx, cancel := context.WithCancel(context.Background())
 		p.stopPeers = cancel

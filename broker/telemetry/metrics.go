@@ -3,6 +3,7 @@ package telemetry
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,7 @@ type Metrics struct {
 	verifications [][2]prometheus.Counter // by result index, then cached
 	reloads       []prometheus.Counter    // by reloadOutcomes index
 	refusals      map[int]prometheus.Counter
+	handoffs      map[string]prometheus.Counter
 	otherRefusal  prometheus.Counter
 
 	sessionsOpen       prometheus.Gauge
@@ -151,6 +153,13 @@ func NewMetrics() *Metrics {
 	m.authEvents = newFamily(maxNames, []int{0}, func(k labelKey) prometheus.Counter {
 		return authEvents.WithLabelValues(k[0])
 	})
+
+	handoffs := f.counterVec("mcpbroker_replica_handoffs_total",
+		"What replicas sharing sessions hand each other, by event: "+strings.Join(HandoffEvents, ", ")+".", "event")
+	m.handoffs = make(map[string]prometheus.Counter, len(HandoffEvents))
+	for _, event := range HandoffEvents {
+		m.handoffs[event] = handoffs.WithLabelValues(event)
+	}
 
 	refusals := f.counterVec("mcpbroker_http_refusals_total",
 		"Client requests refused with an HTTP error status, by status.", "status")
@@ -355,6 +364,20 @@ func (m *Metrics) AuthEvent(event string) {
 		return
 	}
 	m.authEvents.get(labelKey{event}).Inc()
+}
+
+// HandoffEvents are the events of Handoff, as the provider names them.
+var HandoffEvents = []string{"relayed", "relay_failed", "delivered", "dropped", "copied_out", "copy_failed", "resumed_elsewhere", "resume_not_found"}
+
+// Handoff counts one thing replicas sharing sessions hand each other;
+// events outside HandoffEvents are not counted.
+func (m *Metrics) Handoff(event string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.handoffs[event]; ok {
+		c.Inc()
+	}
 }
 
 // Refusal counts one client request refused with an HTTP error status.
