@@ -43,6 +43,7 @@
 //	mcpbroker_audit_records_unwritten_total                 counter    audit records lost while calls went on (onFailure: continue)
 //	mcpbroker_auth_events_total{event}                      counter    events of the embedded authorization server
 //	mcpbroker_http_refusals_total{status}                   counter    client requests refused with an HTTP error status
+//	mcpbroker_replica_handoffs_total{event}                 counter    what replicas sharing sessions hand each other
 //
 // The Go runtime (go_*), the process (process_*) and the /metrics handler
 // itself (promhttp_*) are reported too.
