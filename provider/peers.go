@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -78,7 +79,14 @@ const (
 	// dropped, and their senders' clients see what a lost message means
 	// (a call waiting for an answer until it times out).
 	maxPeerDeliveries = 64
+	// maxPeerMessageBytes bounds a client's message handed to the peers;
+	// a larger answer reaches only the replica it was sent to.
+	maxPeerMessageBytes = 1 << 20
 )
+
+// errPeerMessageTooLarge refuses to hand the peers a message over
+// maxPeerMessageBytes.
+var errPeerMessageTooLarge = fmt.Errorf("provider: a message over %d bytes is not handed to other replicas", maxPeerMessageBytes)
 
 // sessionDigest names a session to the peers.
 func sessionDigest(id string) string { return hex.EncodeToString(endedKey(id)) }
@@ -140,7 +148,12 @@ func (s *Session) Relay(ctx context.Context, m *jsonrpc.Message) error {
 	if l == nil {
 		return nil
 	}
-	err := l.peers.Publish(ctx, PeerMessage{Kind: PeerClientMessage, From: l.self, Session: s.digest, Message: m.Encode()})
+	data := m.Encode()
+	if len(data) > maxPeerMessageBytes {
+		l.note("relay_failed")
+		return errPeerMessageTooLarge
+	}
+	err := l.peers.Publish(ctx, PeerMessage{Kind: PeerClientMessage, From: l.self, Session: s.digest, Message: data})
 	if err != nil {
 		l.note("relay_failed")
 		return err

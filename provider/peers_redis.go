@@ -50,8 +50,10 @@ func (r *redisPeers) Publish(ctx context.Context, m PeerMessage) error {
 func (r *redisPeers) Run(ctx context.Context, deliver func(PeerMessage)) {
 	sub := r.client.Subscribe(ctx, r.channel)
 	defer sub.Close()
-	// The client resubscribes by itself after Redis comes back.
-	messages := sub.Channel(redis.WithChannelSize(1024))
+	// The client resubscribes by itself after Redis comes back. A replica
+	// slow to take messages leaves them with Redis, which bounds what it
+	// keeps for a subscriber.
+	messages := sub.Channel(redis.WithChannelSize(maxPeerDeliveries))
 	for {
 		select {
 		case <-ctx.Done():
@@ -61,7 +63,7 @@ func (r *redisPeers) Run(ctx context.Context, deliver func(PeerMessage)) {
 				return
 			}
 			var m PeerMessage
-			if json.Unmarshal([]byte(msg.Payload), &m) == nil {
+			if len(msg.Payload) <= 2*maxPeerMessageBytes && json.Unmarshal([]byte(msg.Payload), &m) == nil {
 				deliver(m)
 			}
 		}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,5 +165,56 @@ func TestPeersResumeWithRedisDown(t *testing.T) {
 	_ = json.Unmarshal(body, &m)
 	if m.Error.Message == "" {
 		t.Errorf("503 without a message: %s", body)
+	}
+}
+
+// Answers flooding in from the peers while the replica serving them is
+// stuck take a bounded share of memory: past maxPeerDeliveries at once
+// they are dropped, not queued; and an answer over maxPeerMessageBytes is
+// not handed over at all.
+func TestPeersDeliveriesBounded(t *testing.T) {
+	a, b, da, db := twoReplicas(t)
+	sid := a.initialize("alice", "2025-06-18")
+	if resp, body := b.doBody(call{subject: "alice", session: sid, body: requestBody(1, "echo", `{}`)}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("echo on b: %d %s", resp.StatusCode, body)
+	}
+	const answers, size = 400, 256 << 10
+	padding := strings.Repeat("x", size)
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range answers {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":{"pad":"%s"}}`, i, padding)
+		resp, _ := b.doBody(call{subject: "alice", session: sid, body: body})
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("answer %d: %d", i, resp.StatusCode)
+		}
+	}
+	deadline := time.Now().Add(waitLong)
+	for da.handoffCount("delivered")+da.handoffCount("dropped") < answers && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grown := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	if delivered := da.handoffCount("delivered"); delivered > int64(maxPeerDeliveries+cap(da.relayed)+1) || da.handoffCount("dropped") == 0 {
+		t.Errorf("%d delivered, %d dropped while the replica was stuck; want at most %d delivered and the rest dropped",
+			delivered, da.handoffCount("dropped"), maxPeerDeliveries+cap(da.relayed)+1)
+	}
+	if limit := int64(2*maxPeerDeliveries*size + 16<<20); grown > limit {
+		t.Errorf("heap grew by %d MiB over %d answers of %d KiB, want under %d MiB", grown>>20, answers, size>>10, limit>>20)
+	}
+	for len(da.relayed) > 0 {
+		<-da.relayed
+	}
+
+	huge := fmt.Sprintf(`{"jsonrpc":"2.0","id":9999,"result":{"pad":"%s"}}`, strings.Repeat("x", maxPeerMessageBytes))
+	failed := db.handoffCount("relay_failed")
+	if resp, body := b.doBody(call{subject: "alice", session: sid, body: huge}); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("huge answer: %d %s", resp.StatusCode, body)
+	}
+	if db.handoffCount("relay_failed") != failed+1 {
+		t.Error("an answer over the cap was handed to the peers")
 	}
 }
