@@ -118,23 +118,7 @@ func TestPeersResumeStreamElsewhere(t *testing.T) {
 	wantStatus(t, resp, nil, http.StatusOK)
 	a.d.release("cut")
 	events := newSSEReader(resp.Body).rest(t)
-	seen := map[string]bool{first.id: true}
-	progress, final := 0, false
-	for _, ev := range events {
-		if seen[ev.id] {
-			t.Errorf("event %q delivered twice", ev.id)
-		}
-		seen[ev.id] = true
-		tag, isFinal := progressTag(t, ev.data)
-		if tag != "mine" {
-			t.Errorf("foreign event %+v", ev)
-		}
-		if isFinal {
-			final = true
-		} else {
-			progress++
-		}
-	}
+	progress, final := tallyReplay(t, events, first.id, "mine")
 	if progress != 3 || !final {
 		t.Errorf("resumed elsewhere: %d notifications (want 3), response %v; events %+v", progress, final, events)
 	}

@@ -142,29 +142,36 @@ func TestResumeAfterDisconnect(t *testing.T) {
 			defer resp.Body.Close()
 			wantStatus(t, resp, nil, http.StatusOK)
 			replay := newSSEReader(resp.Body).rest(t)
-			var progress int
-			var final bool
-			seen := map[string]bool{first.id: true}
-			for _, ev := range replay {
-				if seen[ev.id] {
-					t.Errorf("event id %q delivered twice", ev.id)
-				}
-				seen[ev.id] = true
-				tag, isFinal := progressTag(t, ev.data)
-				if tag != "mine" {
-					t.Errorf("replay carries another stream's event %+v", ev)
-				}
-				if isFinal {
-					final = true
-				} else {
-					progress++
-				}
-			}
+			progress, final := tallyReplay(t, replay, first.id, "mine")
 			if progress != tt.n-1 || !final {
 				t.Errorf("replay after %s: %d notifications (want %d), response %v; events %+v", first.id, progress, tt.n-1, final, replay)
 			}
 		})
 	}
+}
+
+// tallyReplay counts the progress notifications of a resumed stream and
+// whether its response came, failing on an event delivered twice (or
+// again after last, the client's Last-Event-ID) or of another tag.
+func tallyReplay(t *testing.T, events []sseEvent, last, tag string) (progress int, final bool) {
+	t.Helper()
+	seen := map[string]bool{last: true}
+	for _, ev := range events {
+		if seen[ev.id] {
+			t.Errorf("event id %q delivered twice", ev.id)
+		}
+		seen[ev.id] = true
+		got, isFinal := progressTag(t, ev.data)
+		if got != tag {
+			t.Errorf("replay carries another stream's event %+v", ev)
+		}
+		if isFinal {
+			final = true
+		} else {
+			progress++
+		}
+	}
+	return progress, final
 }
 
 // TestResumeWhileRequestInFlight: a client whose connection dropped during a
