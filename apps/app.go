@@ -1,10 +1,12 @@
 package apps
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -56,6 +58,11 @@ type Options struct {
 	// connections (see upstream.NewHTTPClient).
 	DialTimeout, KeepAlive            time.Duration
 	MaxIdleConns, MaxIdleConnsPerHost int
+	// TLS reaches an https upstream with its own roots, client
+	// certificate, server name or minimum version; nil: the system's
+	// roots. Proxy picks a proxy; nil: none.
+	TLS   *tls.Config
+	Proxy func(*http.Request) (*url.URL, error)
 	// URIPrefixes declare the resource URIs the app owns; none: the app
 	// shares the URIs no app declared.
 	URIPrefixes []string
@@ -73,8 +80,9 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 			Prefix:  a.Prefix,
 			Timeout: a.Timeout,
 			URL:     a.URL,
-			client:  upstream.NewHTTPClient(a.DialTimeout, a.KeepAlive, a.MaxIdleConns, a.MaxIdleConnsPerHost),
-			log:     log.With("app", a.Name),
+			client: upstream.NewHTTPClient(upstream.HTTPOptions{DialTimeout: a.DialTimeout, KeepAlive: a.KeepAlive,
+				MaxIdleConns: a.MaxIdleConns, MaxIdlePerHost: a.MaxIdleConnsPerHost, TLS: a.TLS, Proxy: a.Proxy}),
+			log: log.With("app", a.Name),
 		}
 		if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
 			return nil, fmt.Errorf("apps: %s: %w", a.Name, err)

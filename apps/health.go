@@ -34,7 +34,7 @@ func (h *health) check(now time.Time) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if now.Before(h.until) {
-		return fmt.Errorf("%w (last error: %v)", ErrUnavailable, h.last)
+		return fmt.Errorf("%w (last error: %w)", ErrUnavailable, h.last)
 	}
 	return nil
 }

@@ -66,6 +66,8 @@ type Broker struct {
 	authProvider *authProvider
 	// store is the bbolt database; nil when nothing needs one.
 	store *store
+	// listenerTLS serves http.tls; nil without.
+	listenerTLS *tls.Config
 	// redis is the store replicas share (storage.redis); nil without.
 	redis redis.UniversalClient
 	// sessions holds the broker's state of each live client session
@@ -112,6 +114,11 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	}()
 	if b.audit, err = newAuditor(cfg, opts, b.log, b.metrics); err != nil {
 		return nil, err
+	}
+	if t := cfg.HTTP.TLS; t != nil {
+		if b.listenerTLS, err = (pemFiles{opts.BaseDir}).listenerTLS(t); err != nil {
+			return nil, err
+		}
 	}
 	if b.redis, err = openRedis(cfg, opts.BaseDir, b.log); err != nil {
 		return nil, err
@@ -258,12 +265,8 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
 	ln = limit.NewListener(ln, b.maxConnections(), b.cfg.HTTP.MaxConnectionsPerAddress, b.log)
-	if t := b.cfg.HTTP.TLS; t != nil {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return fmt.Errorf("broker: tls: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if b.listenerTLS != nil {
+		srv.TLSConfig = b.listenerTLS
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	adminLn, err := b.listenAdmin()

@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"fmt"
+	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
@@ -8,10 +11,10 @@ import (
 )
 
 // catalogOptions describes the configured apps to the apps package, which
-// knows nothing of the configuration file.
-func catalogOptions(list []config.App) []apps.Options {
+// knows nothing of the configuration file; it reads the files they name.
+func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 	out := make([]apps.Options, 0, len(list))
-	for _, a := range list {
+	for i, a := range list {
 		o := apps.Options{Name: a.Name, Timeout: time.Duration(a.Upstream.Timeout), Prefix: a.Name + "_"}
 		if ns := a.ToolNamespace; ns != nil {
 			o.Prefix = ""
@@ -28,7 +31,21 @@ func catalogOptions(list []config.App) []apps.Options {
 		if ns := a.ResourceNamespace; ns != nil {
 			o.URIPrefixes = ns.URIPrefixes
 		}
+		var err error
+		if o.TLS, err = files.upstreamTLS(fmt.Sprintf("apps[%d].upstream.tls", i), a.Upstream.TLS); err != nil {
+			return nil, err
+		}
+		if p := a.Upstream.Proxy; p != nil {
+			o.Proxy = http.ProxyFromEnvironment
+			if p.URL != "" {
+				proxy, err := url.Parse(p.URL)
+				if err != nil {
+					return nil, fmt.Errorf("broker: apps[%d].upstream.proxy.url: %w", i, err)
+				}
+				o.Proxy = http.ProxyURL(proxy)
+			}
+		}
 		out = append(out, o)
 	}
-	return out
+	return out, nil
 }

@@ -41,7 +41,11 @@ func (b *Broker) current() *generation { return b.gen.Load() }
 // build makes a generation of cfg; nothing runs until start.
 func (b *Broker) build(cfg *config.Config) (_ *generation, err error) {
 	g := &generation{cfg: cfg, stop: func() {}}
-	if g.catalog, err = apps.NewCatalog(catalogOptions(cfg.Apps), b.log); err != nil {
+	options, err := catalogOptions(cfg.Apps, pemFiles{b.baseDir})
+	if err != nil {
+		return nil, err
+	}
+	if g.catalog, err = apps.NewCatalog(options, b.log); err != nil {
 		return nil, err
 	}
 	defer func() {

@@ -3,12 +3,9 @@ package broker
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,19 +46,11 @@ func openRedis(cfg *config.Config, baseDir string, log *slog.Logger) (redis.Univ
 			tlsConfig.ServerName, _, _ = net.SplitHostPort(r.Addresses[0])
 		}
 		if t.CAFile != "" {
-			path := t.CAFile
-			if !filepath.IsAbs(path) {
-				path = filepath.Join(baseDir, path)
-			}
-			pem, err := os.ReadFile(path)
+			roots, err := pemFiles{baseDir}.roots("storage.redis.tls.caFile", t.CAFile)
 			if err != nil {
-				return nil, fmt.Errorf("broker: storage.redis.tls.caFile: %w", err)
+				return nil, err
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("broker: storage.redis.tls.caFile: no PEM certificate in %s", path)
-			}
-			tlsConfig.RootCAs = pool
+			tlsConfig.RootCAs = roots
 		}
 	}
 	options := &redis.UniversalOptions{

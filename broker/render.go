@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 
@@ -79,11 +82,35 @@ func errorObject(err error) *jsonrpc.Error {
 	case errors.Is(err, ErrUpstreamTimeout):
 		return jsonrpc.NewError(jsonrpc.CodeServerError, "upstream timed out")
 	case errors.Is(err, ErrUpstreamFailed):
-		return jsonrpc.NewError(jsonrpc.CodeServerError, "upstream unavailable")
+		return jsonrpc.NewError(jsonrpc.CodeServerError, "upstream unavailable"+tlsFailure(err))
 	case errors.As(err, &rpcErr):
 		return rpcErr
 	}
 	return jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error")
+}
+
+// tlsFailure says why a TLS connection to an upstream failed, in terms an
+// operator acts on and that name nothing of the upstream; empty for other
+// failures.
+func tlsFailure(err error) string {
+	var (
+		unknownAuthority x509.UnknownAuthorityError
+		hostname         x509.HostnameError
+		invalid          x509.CertificateInvalidError
+		alert            tls.AlertError
+		remoteAlert      *net.OpError
+	)
+	switch {
+	case errors.As(err, &unknownAuthority):
+		return ": its TLS certificate is not issued by a trusted CA (upstream.tls.caFile)"
+	case errors.As(err, &hostname):
+		return ": its TLS certificate is not for its name (upstream.tls.serverName)"
+	case errors.As(err, &invalid):
+		return ": its TLS certificate is not valid (expired, or not for a server)"
+	case errors.As(err, &alert), errors.As(err, &remoteAlert) && remoteAlert.Op == "remote error":
+		return ": it refused the TLS handshake (it may require a client certificate: upstream.tls.certFile)"
+	}
+	return ""
 }
 
 // exchangeFailureMessage names the OAuth error code an identity provider

@@ -17,7 +17,7 @@ func benchSession(b *testing.B, handler http.HandlerFunc) (*Session, *jsonrpc.Me
 	b.Helper()
 	ts := httptest.NewServer(handler)
 	b.Cleanup(ts.Close)
-	s, err := NewSession(&Options{URL: ts.URL, Client: NewHTTPClient(0, 0, 0, 0)})
+	s, err := NewSession(&Options{URL: ts.URL, Client: NewHTTPClient(HTTPOptions{})})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,12 +1,14 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
-// Defaults of NewHTTPClient for zero arguments.
+// Defaults of NewHTTPClient for zero options.
 const (
 	DefaultDialTimeout         = 10 * time.Second
 	DefaultKeepAlive           = 30 * time.Second
@@ -17,37 +19,55 @@ const (
 	maxResponseHeaderLen = 64 << 10
 )
 
-// NewHTTPClient builds the pooled client for one upstream app. Zero
-// arguments take the defaults above; a negative keepAlive turns TCP
-// keep-alive probes off. Requests are bounded by their context only: there
-// is no client timeout, since an SSE response legitimately lasts as long as
-// its tool runs.
+// HTTPOptions shape the connections to one upstream. Zero values take the
+// defaults above; a negative KeepAlive turns TCP keep-alive probes off.
+type HTTPOptions struct {
+	DialTimeout, KeepAlive       time.Duration
+	MaxIdleConns, MaxIdlePerHost int
+	// TLS is how https endpoints are reached: roots, client certificate,
+	// server name, minimum version. Nil: the system's roots, TLS 1.2 or
+	// later.
+	TLS *tls.Config
+	// Proxy picks the proxy a request goes through (http.ProxyURL,
+	// http.ProxyFromEnvironment); nil: none, whatever the environment
+	// says.
+	Proxy func(*http.Request) (*url.URL, error)
+}
+
+// NewHTTPClient builds the pooled client for one upstream app. Requests
+// are bounded by their context only: there is no client timeout, since an
+// SSE response legitimately lasts as long as its tool runs.
 //
 // The client never follows redirects (a 3xx comes back as a *StatusError):
 // following one would send the per-call Authorization header to wherever
-// the upstream points. It ignores proxy environment variables, speaks
+// the upstream points. It goes through a proxy only when told to, speaks
 // HTTP/1.1 with keep-alive, and does not ask for compression, which
 // intermediaries tend to apply by buffering, and buffering stalls SSE.
-func NewHTTPClient(dialTimeout, keepAlive time.Duration, maxIdle, maxIdlePerHost int) *http.Client {
-	if dialTimeout == 0 {
-		dialTimeout = DefaultDialTimeout
+func NewHTTPClient(o HTTPOptions) *http.Client {
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
 	}
-	if keepAlive == 0 {
-		keepAlive = DefaultKeepAlive
+	if o.KeepAlive == 0 {
+		o.KeepAlive = DefaultKeepAlive
 	}
-	if maxIdle == 0 {
-		maxIdle = DefaultMaxIdleConns
+	if o.MaxIdleConns == 0 {
+		o.MaxIdleConns = DefaultMaxIdleConns
 	}
-	if maxIdlePerHost == 0 {
-		maxIdlePerHost = DefaultMaxIdleConnsPerHost
+	if o.MaxIdlePerHost == 0 {
+		o.MaxIdlePerHost = DefaultMaxIdleConnsPerHost
 	}
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: keepAlive}
+	tlsConfig := o.TLS
+	if tlsConfig == nil {
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	dialer := &net.Dialer{Timeout: o.DialTimeout, KeepAlive: o.KeepAlive}
 	transport := &http.Transport{
-		Proxy:                  nil,
+		Proxy:                  o.Proxy,
 		DialContext:            dialer.DialContext,
-		TLSHandshakeTimeout:    dialTimeout,
-		MaxIdleConns:           maxIdle,
-		MaxIdleConnsPerHost:    maxIdlePerHost,
+		TLSClientConfig:        tlsConfig,
+		TLSHandshakeTimeout:    o.DialTimeout,
+		MaxIdleConns:           o.MaxIdleConns,
+		MaxIdleConnsPerHost:    o.MaxIdlePerHost,
 		IdleConnTimeout:        idleConnTimeout,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxResponseHeaderLen,

@@ -122,7 +122,7 @@ func (l *requestLog) all() []recordedRequest {
 
 func newTestSession(t *testing.T, url string, maxBytes int64) *Session {
 	t.Helper()
-	s, err := NewSession(&Options{URL: url, Client: NewHTTPClient(time.Second, 0, 0, 0), MaxMessageBytes: maxBytes})
+	s, err := NewSession(&Options{URL: url, Client: NewHTTPClient(HTTPOptions{DialTimeout: time.Second}), MaxMessageBytes: maxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}

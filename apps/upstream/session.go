@@ -94,7 +94,7 @@ type Options struct {
 // ctx is the request's own.
 type TokenSource func(ctx context.Context) (string, error)
 
-var defaultClient = sync.OnceValue(func() *http.Client { return NewHTTPClient(0, 0, 0, 0) })
+var defaultClient = sync.OnceValue(func() *http.Client { return NewHTTPClient(HTTPOptions{}) })
 
 // headerValue is a string with its header form, built once when the value
 // is set instead of on every request.

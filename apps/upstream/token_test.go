@@ -134,7 +134,7 @@ func TestTokenSource(t *testing.T) {
 			}
 			ts := serve(t, f, handler)
 			var asked atomic.Int32
-			s, err := NewSession(&Options{URL: ts.URL, Client: NewHTTPClient(time.Second, 0, 0, 0),
+			s, err := NewSession(&Options{URL: ts.URL, Client: NewHTTPClient(HTTPOptions{DialTimeout: time.Second}),
 				Token: func(context.Context) (string, error) {
 					n := asked.Add(1)
 					if tt.failing {

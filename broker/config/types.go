@@ -193,6 +193,12 @@ type HTTP struct {
 type TLS struct {
 	CertFile string `yaml:"certFile"`
 	KeyFile  string `yaml:"keyFile"`
+	// ClientCA, a PEM file of CA certificates, makes clients present a
+	// certificate one of them issued (mutual TLS).
+	ClientCA string `yaml:"clientCA"`
+	// ClientAuth is "require" (the default with clientCA: no certificate,
+	// no connection) or "verifyIfGiven" (a certificate given must verify).
+	ClientAuth string `yaml:"clientAuth"`
 }
 
 // Storage selects where state lives.
@@ -548,6 +554,34 @@ type Upstream struct {
 	Stream    *StreamUpstream `yaml:"stream"`
 	// Timeout bounds one request to the upstream (default 30s).
 	Timeout Duration `yaml:"timeout"`
+	// TLS reaches an https upstream through the enterprise's own PKI.
+	TLS *UpstreamTLS `yaml:"tls"`
+	// Proxy sends the upstream's requests through an HTTP proxy; left out,
+	// none is used, whatever the environment says.
+	Proxy *UpstreamProxy `yaml:"proxy"`
+}
+
+// UpstreamTLS is how an https upstream is reached.
+type UpstreamTLS struct {
+	// CAFile, PEM, holds the roots the upstream's certificate must chain
+	// to, instead of the system's.
+	CAFile string `yaml:"caFile"`
+	// CertFile and KeyFile, PEM, are the client certificate the broker
+	// presents (mutual TLS).
+	CertFile string `yaml:"certFile"`
+	KeyFile  string `yaml:"keyFile"`
+	// ServerName is the name the upstream's certificate must carry, when
+	// not the URL's host.
+	ServerName string `yaml:"serverName"`
+	// MinVersion is "1.2" (the default) or "1.3".
+	MinVersion string `yaml:"minVersion"`
+}
+
+// UpstreamProxy is the HTTP proxy an upstream is reached through: url, or
+// fromEnvironment for HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
+type UpstreamProxy struct {
+	URL             string `yaml:"url"`
+	FromEnvironment bool   `yaml:"fromEnvironment"`
 }
 
 // StreamUpstream is a Streamable HTTP upstream.

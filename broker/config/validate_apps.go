@@ -116,6 +116,7 @@ func (v *validator) upstream(path string, upstream *Upstream) {
 	if upstream.Timeout <= 0 {
 		v.add(field(path, "timeout"), "must be > 0")
 	}
+	v.upstreamProxy(field(path, "proxy"), upstream.Proxy)
 	stream := upstream.Stream
 	if stream == nil {
 		return
@@ -125,6 +126,8 @@ func (v *validator) upstream(path string, upstream *Upstream) {
 		v.add(field(streamPath, "url"), "required")
 	} else if parsed, err := url.Parse(stream.URL); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
 		v.add(field(streamPath, "url"), fmt.Sprintf("want an absolute http or https URL with a host, got %s", quote(stream.URL)))
+	} else {
+		v.upstreamTLS(field(path, "tls"), upstream.TLS, parsed.Scheme)
 	}
 	connection := field(streamPath, "connection")
 	if stream.Connection.DialTimeout <= 0 {
@@ -135,6 +138,44 @@ func (v *validator) upstream(path string, upstream *Upstream) {
 	}
 	if stream.Connection.Pool.MaxIdleConnsPerHost < 0 {
 		v.add(field(connection, "pool.maxIdleConnsPerHost"), "must not be negative")
+	}
+}
+
+// upstreamTLS checks an upstream's TLS settings; the files are read when
+// the apps are built, which `check` does too.
+func (v *validator) upstreamTLS(path string, t *UpstreamTLS, scheme string) {
+	if t == nil {
+		return
+	}
+	if scheme != "https" {
+		v.add(path, "applies to https upstreams; the URL is "+scheme)
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		v.add(field(path, "keyFile"), "required when certFile is set")
+	case t.CertFile == "" && t.KeyFile != "":
+		v.add(field(path, "certFile"), "required when keyFile is set")
+	}
+	switch t.MinVersion {
+	case "", "1.2", "1.3":
+	default:
+		v.add(field(path, "minVersion"), fmt.Sprintf(`want "1.2" or "1.3", got %s`, quote(t.MinVersion)))
+	}
+}
+
+func (v *validator) upstreamProxy(path string, p *UpstreamProxy) {
+	if p == nil {
+		return
+	}
+	switch {
+	case p.URL != "" && p.FromEnvironment:
+		v.add(path, "set url or fromEnvironment, not both")
+	case p.URL == "" && !p.FromEnvironment:
+		v.add(path, "set url (the proxy) or fromEnvironment: true (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)")
+	case p.URL != "":
+		if parsed, err := url.Parse(p.URL); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.Path != "" && parsed.Path != "/" {
+			v.add(field(path, "url"), fmt.Sprintf("want an http or https proxy URL like http://proxy.internal:3128, got %s", quote(p.URL)))
+		}
 	}
 }
 

@@ -19,6 +19,17 @@ func (v *validator) http(http *HTTP) {
 		case tls.CertFile == "" && tls.KeyFile != "":
 			v.add("http.tls.certFile", "required when keyFile is set")
 		}
+		switch tls.ClientAuth {
+		case "", "require", "verifyIfGiven":
+			if tls.ClientAuth != "" && tls.ClientCA == "" {
+				v.add("http.tls.clientAuth", "needs clientCA, the CAs client certificates must chain to")
+			}
+		default:
+			v.add("http.tls.clientAuth", fmt.Sprintf(`want "require" or "verifyIfGiven", got %s`, quote(tls.ClientAuth)))
+		}
+		if tls.ClientCA != "" && tls.CertFile == "" {
+			v.add("http.tls.clientCA", "needs certFile and keyFile: client certificates are asked for over TLS")
+		}
 	}
 	for i, host := range http.AllowedHosts {
 		if strings.TrimSpace(host) == "" {

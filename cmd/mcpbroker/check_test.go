@@ -77,3 +77,39 @@ func TestCheckSaysWhereStateLives(t *testing.T) {
 		t.Errorf("one broker without a store:\n%s", single)
 	}
 }
+
+// check reads the certificate files the configuration names, and says
+// which setting named one it cannot use.
+func TestCheckReadsCertificateFiles(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(dir, "broker.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "not-a-ca.pem"), []byte("no certificate here\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ tls, want string }{
+		{`{caFile: missing-ca.pem}`, "apps[0].upstream.tls.caFile: open " + filepath.Join(dir, "missing-ca.pem")},
+		{`{caFile: not-a-ca.pem}`, "apps[0].upstream.tls.caFile: no PEM certificate in " + filepath.Join(dir, "not-a-ca.pem")},
+		{`{certFile: client.pem, keyFile: client-key.pem}`, "apps[0].upstream.tls.certFile: open " + filepath.Join(dir, "client.pem")},
+	} {
+		if err := os.WriteFile(config, []byte(`version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream:
+      transport: stream
+      stream: {url: "https://ledger.internal/mcp"}
+      tls: `+tt.tls+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		app := &cli.App{Name: "mcpbroker", Commands: []*cli.Command{checkCommand()}, Writer: &out, ErrWriter: &out,
+			ExitErrHandler: func(*cli.Context, error) {}}
+		err := app.Run([]string{"mcpbroker", "check", "--config", config})
+		if err == nil || !strings.Contains(out.String()+err.Error(), tt.want) {
+			t.Errorf("tls %s: %v\n%s\nwant %q", tt.tls, err, out.String(), tt.want)
+		}
+	}
+}
