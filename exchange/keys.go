@@ -9,6 +9,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -63,6 +64,10 @@ type KeySet struct {
 
 	mu   sync.Mutex // serializes changes
 	ring atomic.Pointer[keyRing]
+	// shared, when the store is one other brokers use too; reloaded is
+	// when its keys were last read again.
+	shared   SharedKeyStore
+	reloaded time.Time
 }
 
 // signingKey is one key with everything derived from it. It is immutable:
@@ -118,17 +123,20 @@ func NewKeySet(ctx context.Context, store KeyStore, opts KeySetOptions) (*KeySet
 		logger:      opts.Logger,
 	}
 
+	if shared, ok := store.(SharedKeyStore); ok {
+		s.shared = shared
+		if _, err := s.updateShared(ctx, s.now(), time.Time{}); err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
 	stored, err := store.Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("exchange: load signing keys: %w", err)
 	}
-	keys := make([]*signingKey, 0, len(stored))
-	for _, record := range stored {
-		key, err := decodeKey(record)
-		if err != nil {
-			return nil, fmt.Errorf("exchange: load signing key %q: %w", record.ID, err)
-		}
-		keys = append(keys, key)
+	keys, err := decodeKeys(stored)
+	if err != nil {
+		return nil, err
 	}
 	keys, changed, err := s.settle(keys, s.now())
 	if err != nil {
@@ -141,6 +149,137 @@ func NewKeySet(ctx context.Context, store KeyStore, opts KeySetOptions) (*KeySet
 	}
 	s.ring.Store(newKeyRing(keys))
 	return s, nil
+}
+
+func decodeKeys(stored []StoredKey) ([]*signingKey, error) {
+	keys := make([]*signingKey, 0, len(stored))
+	for _, record := range stored {
+		key, err := decodeKey(record)
+		if err != nil {
+			return nil, fmt.Errorf("exchange: load signing key %q: %w", record.ID, err)
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}
+
+// updateShared settles the keys a shared store holds, first retiring the
+// active ones made at or before rotateBefore (none when it is zero), and
+// takes up the result, which another broker may have made.
+func (s *KeySet) updateShared(ctx context.Context, now, rotateBefore time.Time) (changed bool, _ error) {
+	var final []*signingKey
+	err := s.shared.Update(ctx, func(stored []StoredKey) ([]StoredKey, bool, error) {
+		keys, err := decodeKeys(stored)
+		if err != nil {
+			return nil, false, err
+		}
+		rotated := false
+		if !rotateBefore.IsZero() {
+			for i, key := range keys {
+				if !key.retired() && !key.stored.Created.After(rotateBefore) {
+					keys[i], rotated = key.retire(now), true
+				}
+			}
+		}
+		keys, changed, err = s.settle(keys, now)
+		if err != nil {
+			return nil, false, err
+		}
+		changed = changed || rotated
+		final = keys
+		return storedKeys(keys), changed, nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("exchange: signing keys: %w", err)
+	}
+	s.ring.Store(newKeyRing(final))
+	return changed, nil
+}
+
+func storedKeys(keys []*signingKey) []StoredKey {
+	records := make([]StoredKey, len(keys))
+	for i, key := range keys {
+		records[i] = key.stored
+	}
+	return records
+}
+
+// Reload takes up the keys the store holds now, which other brokers
+// sharing it may have changed. Only a SharedKeyStore is read again; with
+// another store the key set is the only writer and Reload does nothing.
+func (s *KeySet) Reload(ctx context.Context) error {
+	if s.shared == nil {
+		return nil
+	}
+	stored, err := s.shared.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("exchange: reload signing keys: %w", err)
+	}
+	keys, err := decodeKeys(stored)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil // nothing stored: keep what is in use
+	}
+	ring := newKeyRing(keys)
+	if ring.eddsa == nil || ring.es256 == nil {
+		return errors.New("exchange: reload signing keys: the store lacks an active key")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ring.Store(ring)
+	s.reloaded = s.now()
+	return nil
+}
+
+// reloadForUnknownKey reloads a shared store's keys when a token did not
+// verify, at most once per reloadGap, and reports whether the keys
+// changed: a broker sharing the store may have rotated.
+func (s *KeySet) reloadForUnknownKey() bool {
+	if s.shared == nil {
+		return false
+	}
+	s.mu.Lock()
+	due := s.now().Sub(s.reloaded) >= reloadGap
+	if due {
+		s.reloaded = s.now()
+	}
+	s.mu.Unlock()
+	if !due {
+		return false
+	}
+	before := s.ring.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Reload(ctx); err != nil {
+		s.logger.Warn("exchange: signing keys could not be reloaded", slog.Any("error", err))
+		return false
+	}
+	return s.ring.Load() != before
+}
+
+// reloadGap spaces the reloads tokens that do not verify cause.
+const reloadGap = 2 * time.Second
+
+// ReloadEvery reloads a shared store's keys every interval until ctx is
+// done, so that JWKS and verification follow other brokers' rotations.
+func (s *KeySet) ReloadEvery(ctx context.Context, interval time.Duration) {
+	if s.shared == nil || interval <= 0 {
+		return
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := s.Reload(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("exchange: signing keys could not be reloaded", slog.Any("error", err))
+			}
+		}
+	}
 }
 
 // MaxTokenTTL is the longest lifetime a token signed with these keys may
@@ -168,22 +307,36 @@ func (s *KeySet) JWKS() jose.JSONWebKeySet {
 // Rotate retires the active keys as of now and makes new active ones; it
 // also drops retired keys whose tokens have all expired.
 func (s *KeySet) Rotate(ctx context.Context, now time.Time) error {
-	return s.update(ctx, now, true)
+	return s.update(ctx, now, now)
 }
 
 // Prune drops retired keys whose tokens have all expired by now.
 func (s *KeySet) Prune(ctx context.Context, now time.Time) error {
-	return s.update(ctx, now, false)
+	return s.update(ctx, now, time.Time{})
 }
 
-func (s *KeySet) update(ctx context.Context, now time.Time, rotate bool) error {
+// update retires the active keys made at or before rotateBefore (none
+// when it is zero), drops expired retired keys, and saves the result. On
+// a shared store the check and the change are one atomic step, so that
+// brokers sharing it rotate once between them.
+func (s *KeySet) update(ctx context.Context, now, rotateBefore time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.shared != nil {
+		changed, err := s.updateShared(ctx, now, rotateBefore)
+		if changed {
+			ring := s.ring.Load()
+			s.logger.Info("exchange: signing keys changed",
+				slog.String("eddsa_kid", ring.eddsa.KeyID()), slog.String("es256_kid", ring.es256.KeyID()),
+				slog.Int("published", len(ring.keys)))
+		}
+		return err
+	}
 	keys := s.ring.Load().keys
-	if rotate {
+	if !rotateBefore.IsZero() {
 		keys = slices.Clone(keys)
 		for i, key := range keys {
-			if !key.retired() {
+			if !key.retired() && !key.stored.Created.After(rotateBefore) {
 				keys[i] = key.retire(now)
 			}
 		}
@@ -227,7 +380,9 @@ func (s *KeySet) RotateEvery(ctx context.Context, interval time.Duration) error 
 		now := s.now()
 		var err error
 		if ring := s.ring.Load(); !now.Before(ring.created.Add(interval)) {
-			err = s.Rotate(ctx, now)
+			// Only keys due: another broker sharing the store may have
+			// rotated them already.
+			err = s.update(ctx, now, now.Add(-interval))
 		} else {
 			err = s.Prune(ctx, now)
 		}
@@ -315,11 +470,7 @@ func algorithmOrder(alg jose.SignatureAlgorithm) int {
 }
 
 func (s *KeySet) save(ctx context.Context, keys []*signingKey) error {
-	records := make([]StoredKey, len(keys))
-	for i, key := range keys {
-		records[i] = key.stored
-	}
-	if err := s.store.Save(ctx, records); err != nil {
+	if err := s.store.Save(ctx, storedKeys(keys)); err != nil {
 		return fmt.Errorf("exchange: save signing keys: %w", err)
 	}
 	return nil

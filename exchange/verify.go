@@ -105,6 +105,9 @@ func (s *KeySet) Verify(token string, opts VerifyOptions) (*VerifiedToken, error
 		rules.Audiences = []string{opts.Audience}
 	}
 	principal, err := oauth.VerifyJWT(token, s.ring.Load().verify, rules, opts.Now())
+	if err != nil && s.reloadForUnknownKey() {
+		principal, err = oauth.VerifyJWT(token, s.ring.Load().verify, rules, opts.Now())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("exchange: verify: %w", err)
 	}
