@@ -83,9 +83,13 @@ func (s *Server) serveAuthorizeForm(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, http.StatusForbidden, "Form already sent",
 			"This form was sent already. Go back, reload the page and try again.")
 		return
-	case err != nil:
+	case errors.Is(err, errFlowMissing), errors.Is(err, errFlowInvalid):
 		s.renderError(w, http.StatusBadRequest, "Sign-in expired",
 			"This sign-in is not in progress any more, or took too long.")
+		return
+	case err != nil:
+		s.logger.Error("authserver: a form could not be checked against the store", slog.Any("error", err))
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-in is not available right now; try again later.")
 		return
 	}
 	// The request is checked again: the client may have changed since.
@@ -126,6 +130,10 @@ func (s *Server) checkAuthorization(w http.ResponseWriter, ctx context.Context, 
 	case errors.Is(err, errClientDocument):
 		s.renderError(w, http.StatusBadRequest, "Unknown application",
 			"The document that describes the application that sent you here could not be fetched, or is not acceptable.")
+		return nil, false
+	case errors.Is(err, errStoreDown):
+		s.logger.Error("authserver: load client", slog.Any("error", err))
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-in is not available right now; try again later.")
 		return nil, false
 	case err != nil:
 		if !errors.Is(err, fosite.ErrNotFound) {

@@ -344,7 +344,12 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	s.clearCookie(w, federationCookie, callbackPath)
 	// The answer is good for one callback: a copy of the cookie and the
 	// address cannot be played again, nor its code offered twice.
-	if !s.spentForms.spend(state.CSRF, s.now()) {
+	switch fresh, err := s.spentForms.spend(state.CSRF, s.now()); {
+	case err != nil:
+		s.logger.Error("authserver: a sign-in could not be checked against the store", slog.Any("error", err))
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-in is not available right now; try again later.")
+		return
+	case !fresh:
 		s.renderError(w, http.StatusForbidden, "Sign-in already used", "This answer of the identity provider was used already. Start the sign-in again.")
 		return
 	}

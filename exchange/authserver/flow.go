@@ -176,21 +176,21 @@ func newSpentForms(ttl time.Duration, limit int) *spentForms {
 }
 
 // spend records token as posted at now; false if it was already.
-func (f *spentForms) spend(token string, now time.Time) bool {
+func (f *spentForms) spend(token string, now time.Time) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for len(f.queue) > 0 && !now.Before(f.queue[0].expires) {
 		f.dropOldest()
 	}
 	if _, found := f.spent[token]; found {
-		return false
+		return false, nil
 	}
 	if len(f.queue) >= f.limit {
 		f.dropOldest()
 	}
 	f.spent[token] = struct{}{}
 	f.queue = append(f.queue, spentForm{token: token, expires: now.Add(f.ttl)})
-	return true
+	return true, nil
 }
 
 func (f *spentForms) dropOldest() {
@@ -266,7 +266,10 @@ func (s *Server) postedFlow(r *http.Request) (*flow, error) {
 	if posted == "" || subtle.ConstantTimeCompare([]byte(posted), []byte(state.CSRF)) != 1 {
 		return nil, errCSRF
 	}
-	if !s.spentForms.spend(state.CSRF, s.now()) {
+	switch fresh, err := s.spentForms.spend(state.CSRF, s.now()); {
+	case err != nil:
+		return nil, err
+	case !fresh:
 		return nil, errFormSpent
 	}
 	return state, nil

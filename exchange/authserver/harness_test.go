@@ -25,6 +25,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/mcpbroker/mcpbroker/broker/limit/redistest"
 	"github.com/mcpbroker/mcpbroker/exchange"
 )
 
@@ -74,6 +75,23 @@ type testServer struct {
 	// withExchanger serves the token-exchange grant with a real
 	// exchange.Exchanger.
 	withExchanger bool
+	// redis, when set, holds the state of replicas Servers (3 by default)
+	// built alike on it, which the HTTP server takes turns to send each
+	// request to; server is the first.
+	redis    *redistest.Server
+	replicas int
+	servers  []*Server
+	turn     atomic.Int64
+}
+
+// onRedis, while set, makes every test server keep its state in this
+// Redis, served by three Servers in turn (see TestFlowsOnRedisReplicas).
+var onRedis *redistest.Server
+
+// withRedisReplicas keeps the state in Redis and serves every request
+// through the next of n Servers sharing it.
+func withRedisReplicas(server *redistest.Server, n int) serverOption {
+	return func(ts *testServer) { ts.redis, ts.replicas = server, n }
 }
 
 type serverOption func(*testServer)
@@ -93,6 +111,9 @@ func withExchanger() serverOption {
 func newTestServer(t *testing.T, options ...serverOption) *testServer {
 	t.Helper()
 	ts := &testServer{t: t, dbPath: filepath.Join(t.TempDir(), "authserver.db")}
+	if onRedis != nil {
+		withRedisReplicas(onRedis, 3)(ts)
+	}
 	for _, option := range options {
 		option(ts)
 	}
@@ -105,7 +126,9 @@ func newTestServer(t *testing.T, options ...serverOption) *testServer {
 	ts.http.Start()
 	t.Cleanup(func() {
 		ts.http.Close()
-		ts.db.Close()
+		if ts.db != nil {
+			ts.db.Close()
+		}
 	})
 	return ts
 }
@@ -135,6 +158,10 @@ func (ts *testServer) defaultOptions() Options {
 // start opens the database and builds the Server, as the broker does on
 // every start.
 func (ts *testServer) start() {
+	if ts.redis != nil {
+		ts.startReplicas()
+		return
+	}
 	t := ts.t
 	t.Helper()
 	ctx := t.Context()
@@ -176,11 +203,54 @@ func (ts *testServer) start() {
 	ts.handler.Store(mux)
 }
 
+// startReplicas builds the Servers sharing Redis, each with its own keys
+// on the shared key store, and sends each request to the next of them.
+func (ts *testServer) startReplicas() {
+	t := ts.t
+	t.Helper()
+	ctx := t.Context()
+	ts.servers = nil
+	muxes := make([]*http.ServeMux, ts.replicas)
+	for i := range ts.replicas {
+		keys, err := exchange.NewKeySet(ctx, exchange.NewRedisKeyStore(ts.redis.Client(), "auth-test:"), exchange.KeySetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		minter, err := exchange.NewMinter(keys, exchange.MinterOptions{Issuer: ts.issuer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := ts.defaultOptions()
+		opts.Redis, opts.RedisKeyPrefix, opts.Keys, opts.Minter = ts.redis.Client(), "auth-test:", keys, minter
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		if ts.configure != nil {
+			ts.configure(&opts)
+		}
+		server, err := New(ctx, opts)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		ts.servers = append(ts.servers, server)
+		muxes[i] = http.NewServeMux()
+		server.Register(muxes[i])
+		if i == 0 {
+			ts.keys, ts.minter, ts.server = keys, minter, server
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		muxes[int(ts.turn.Add(1))%len(muxes)].ServeHTTP(w, r)
+	})
+	ts.handler.Store(mux)
+}
+
 // restart closes the database and builds everything again from it.
 func (ts *testServer) restart() {
 	ts.t.Helper()
-	if err := ts.db.Close(); err != nil {
-		ts.t.Fatal(err)
+	if ts.db != nil {
+		if err := ts.db.Close(); err != nil {
+			ts.t.Fatal(err)
+		}
 	}
 	ts.start()
 }

@@ -98,6 +98,7 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 // writeEndpointError writes an RFC 6749 §5.2 error from the
 // introspection, revocation or registration endpoints.
 func (s *Server) writeEndpointError(w http.ResponseWriter, err error) {
+	err = storeDown(err)
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= http.StatusInternalServerError {
 		s.logger.Error("authserver: request failed", slog.Any("error", err))

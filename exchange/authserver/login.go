@@ -56,7 +56,13 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 	ip := clientIP(r)
 	// The guess is counted before the password is checked, so parallel
 	// guesses cannot all slip in before the first failure is recorded.
-	if !s.throttle.attempt(username, ip, now) {
+	admitted, err := s.throttle.attempt(username, ip, now)
+	if err != nil {
+		s.logger.Error("authserver: a sign-in could not be counted against the throttle", slog.Any("error", err))
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-in is not available right now; try again later.")
+		return
+	}
+	if !admitted {
 		_ = s.event(r.Context(), r, Event{Name: EventSignInFailed, Client: a.client.ID, Status: http.StatusTooManyRequests, Detail: "throttled"})
 		s.retryLogin(w, http.StatusTooManyRequests, a, state, username, messageThrottled)
 		return
@@ -66,8 +72,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 	if known {
 		hash = []byte(user.PasswordHash)
 	}
-	err := bcrypt.CompareHashAndPassword(hash, []byte(password))
-	s.throttle.done(username, ip, err == nil && known)
+	err = bcrypt.CompareHashAndPassword(hash, []byte(password))
+	if doneErr := s.throttle.done(username, ip, err == nil && known); doneErr != nil {
+		s.logger.Warn("authserver: the end of a sign-in could not be counted", slog.Any("error", doneErr))
+	}
 	if err != nil || !known {
 		s.logger.Info("authserver: failed sign-in", slog.String("client_id", a.client.ID), slog.String("remote_ip", ip))
 		// The username is recorded only when it names a user: a password
@@ -172,23 +180,23 @@ func newLoginThrottle() *loginThrottle {
 // attempt admits one guess for username from ip, counting it as a failure
 // until done says otherwise; false means the guess must be refused
 // unchecked.
-func (t *loginThrottle) attempt(username, ip string, now time.Time) bool {
+func (t *loginThrottle) attempt(username, ip string, now time.Time) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	user, address := "user:"+username, "ip:"+ip
 	if t.count(user, now) >= maxUserFailures || t.count(address, now) >= maxIPFailures ||
 		t.checking[user] >= maxUserParallel || t.checking[address] >= maxIPParallel {
-		return false
+		return false, nil
 	}
 	t.failLocked(username, ip, now)
 	t.checking[user]++
 	t.checking[address]++
-	return true
+	return true, nil
 }
 
 // done ends a guess admitted by attempt. A right password clears the
 // username's failures and takes the guess off the address's count.
-func (t *loginThrottle) done(username, ip string, right bool) {
+func (t *loginThrottle) done(username, ip string, right bool) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, key := range []string{"user:" + username, "ip:" + ip} {
@@ -202,6 +210,7 @@ func (t *loginThrottle) done(username, ip string, right bool) {
 			window.count--
 		}
 	}
+	return nil
 }
 
 func (t *loginThrottle) count(key string, now time.Time) int {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 
@@ -71,6 +72,12 @@ type Options struct {
 	// DB holds the server's state in buckets named "authserver_*". The
 	// caller opens and closes it.
 	DB *bolt.DB
+	// Redis, instead of DB, holds the state of servers that share it
+	// (several brokers): the records under RedisKeyPrefix + "{auth}:", each
+	// expiring with its code or token, and the spent forms and the sign-in
+	// throttle, so that their limits hold across the servers.
+	Redis          redis.UniversalClient
+	RedisKeyPrefix string
 	// Keys publish the signing keys (jwks_uri) and verify access tokens.
 	Keys *exchange.KeySet
 	// Minter mints the access tokens; its issuer must be Issuer.
@@ -163,8 +170,11 @@ func (opts *Options) validate() error {
 			problem(fmt.Sprintf("scopes[%d]", i), "%q is not a scope token", scope)
 		}
 	}
-	if opts.DB == nil {
-		problem("db", "required")
+	switch {
+	case opts.DB == nil && opts.Redis == nil:
+		problem("db", "required (or redis)")
+	case opts.DB != nil && opts.Redis != nil:
+		problem("redis", "set db or redis, not both")
 	}
 	if opts.Keys == nil {
 		problem("keys", "required")

@@ -1,7 +1,6 @@
 package authserver
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // Dynamic registration is anonymous: each address may register
@@ -131,19 +128,18 @@ func TestUnusedRegisteredClientsExpire(t *testing.T) {
 	if _, err := ts.server.store.GetClient(t.Context(), used); err != nil {
 		t.Errorf("a registered client in use was deleted: %v", err)
 	}
-	if n := registeredCount(t, ts); n != 1 {
+	if n := storedRegisteredCount(t, ts); n != 1 {
 		t.Errorf("%d clients count against the cap, want 1", n)
 	}
 }
 
-func registeredCount(t *testing.T, ts *testServer) uint64 {
+func storedRegisteredCount(t *testing.T, ts *testServer) uint64 {
 	t.Helper()
 	var count uint64
-	err := ts.db.View(func(tx *bolt.Tx) error {
-		if stored := tx.Bucket(bucketMeta).Get(registeredClientsKey); len(stored) == 8 {
-			count = binary.BigEndian.Uint64(stored)
-		}
-		return nil
+	err := ts.server.store.kv.view(func(tx kvTx) error {
+		var err error
+		count, err = registeredCount(tx)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -60,10 +60,10 @@ type Server struct {
 	keys      *exchange.KeySet
 	exchanger TokenExchanger
 	flows     *flowSealer
-	throttle  *loginThrottle
+	throttle  signInThrottle
 	// spentForms makes each sign-in and consent form, and each answer of
 	// the identity provider, good for one use.
-	spentForms *spentForms
+	spentForms formSpender
 	// registrations rate limits dynamic registration per address.
 	registrations *addressLimiter
 	federation    *federation // nil: local users sign in
@@ -139,7 +139,14 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("authserver: the minter's issuer %q is not %q", claims.Issuer, s.issuer)
 	}
 
-	if s.store, err = openStore(opts.DB, s.scopes, s.audiences, s.now); err != nil {
+	if opts.Redis != nil {
+		// Brokers sharing Redis share the records, the spent forms and the
+		// sign-in throttle.
+		prefix := opts.RedisKeyPrefix + "{auth}:"
+		s.store = openRedisStore(opts.Redis, opts.RedisKeyPrefix, s.scopes, s.audiences, s.now)
+		s.spentForms = &redisSpentForms{client: opts.Redis, prefix: prefix, ttl: flowTTL}
+		s.throttle = &redisThrottle{client: opts.Redis, prefix: prefix}
+	} else if s.store, err = openStore(opts.DB, s.scopes, s.audiences, s.now); err != nil {
 		return nil, err
 	}
 	if ended, err := s.store.endGrants(s.userRemoved); err != nil {

@@ -35,7 +35,7 @@ func TestSpentFormsAreRefusedAndBounded(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			forms := newSpentForms(flowTTL, tt.limit)
 			for i, token := range tt.spends {
-				if got := forms.spend(token, start.Add(time.Duration(i)*time.Second)); got != tt.want[i] {
+				if got := spendOK(forms, token, start.Add(time.Duration(i)*time.Second)); got != tt.want[i] {
 					t.Errorf("spend #%d (%s) = %v, want %v", i, token, got, tt.want[i])
 				}
 				if len(forms.spent) > tt.limit || len(forms.queue) > tt.limit {
@@ -43,7 +43,7 @@ func TestSpentFormsAreRefusedAndBounded(t *testing.T) {
 				}
 			}
 			if tt.later != "" {
-				if got := forms.spend(tt.later, start.Add(flowTTL)); got != tt.wantLater {
+				if got := spendOK(forms, tt.later, start.Add(flowTTL)); got != tt.wantLater {
 					t.Errorf("spend %s after the flow's lifetime = %v, want %v", tt.later, got, tt.wantLater)
 				}
 			}
@@ -52,7 +52,7 @@ func TestSpentFormsAreRefusedAndBounded(t *testing.T) {
 	t.Run("memory stays bounded under a flood", func(t *testing.T) {
 		forms := newSpentForms(flowTTL, 1000)
 		for i := range 100_000 {
-			if !forms.spend(fmt.Sprintf("token-%d", i), start) {
+			if !spendOK(forms, fmt.Sprintf("token-%d", i), start) {
 				t.Fatalf("a fresh token %d was refused", i)
 			}
 		}

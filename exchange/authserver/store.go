@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/pkce"
+	"github.com/redis/go-redis/v9"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -50,9 +52,9 @@ const (
 	kindRefresh = 'r'
 )
 
-// store keeps everything fosite's handlers need in bbolt.
+// store keeps everything fosite's handlers need, in bbolt or Redis.
 type store struct {
-	db               *bolt.DB
+	kv               kv
 	defaultScopes    []string
 	defaultAudiences []string
 	now              func() time.Time
@@ -105,22 +107,30 @@ func openStore(db *bolt.DB, defaultScopes, defaultAudiences []string, now func()
 	if err != nil {
 		return nil, fmt.Errorf("authserver: create buckets: %w", err)
 	}
-	return &store{db: db, defaultScopes: defaultScopes, defaultAudiences: defaultAudiences, now: now}, nil
+	return &store{kv: boltKV{db}, defaultScopes: defaultScopes, defaultAudiences: defaultAudiences, now: now}, nil
+}
+
+// openRedisStore keeps the records in Redis under keyPrefix.
+func openRedisStore(client redis.UniversalClient, keyPrefix string, defaultScopes, defaultAudiences []string, now func() time.Time) *store {
+	return &store{kv: newRedisKV(client, keyPrefix), defaultScopes: defaultScopes, defaultAudiences: defaultAudiences, now: now}
 }
 
 // secret returns the random secret stored under name, making it on first
 // use.
 func (s *store) secret(name string, size int) ([]byte, error) {
 	var secret []byte
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if stored := meta.Get([]byte(name)); len(stored) == size {
-			secret = bytes.Clone(stored)
+	err := s.kv.update(func(tx kvTx) error {
+		stored, err := tx.get(bucketMeta, name)
+		if err != nil {
+			return err
+		}
+		if len(stored) == size {
+			secret = stored
 			return nil
 		}
 		secret = make([]byte, size)
 		_, _ = rand.Read(secret)
-		return meta.Put([]byte(name), secret)
+		return tx.put(bucketMeta, name, secret, time.Time{})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("authserver: %s: %w", name, err)
@@ -153,7 +163,7 @@ func newRecord(req fosite.Requester, expiry fosite.TokenType) (*record, error) {
 // takes its codes and tokens with it: ErrNotFound. A client described by
 // its metadata document is not stored, and is not fetched here: the token
 // endpoint resolves it when it authenticates the client.
-func (s *store) requester(tx *bolt.Tx, rec *record) (fosite.Requester, error) {
+func (s *store) requester(tx kvTx, rec *record) (fosite.Requester, error) {
 	c, err := s.clientTx(tx, rec.ClientID)
 	if errors.Is(err, fosite.ErrNotFound) && s.documents != nil && isClientIDURL(rec.ClientID) {
 		c, err = s.documents.placeholder(rec.ClientID), nil
@@ -182,11 +192,14 @@ func (s *store) requester(tx *bolt.Tx, rec *record) (fosite.Requester, error) {
 	}, nil
 }
 
-func getRecord(tx *bolt.Tx, bucket []byte, signature string) (*record, error) {
+func getRecord(tx kvTx, bucket []byte, signature string) (*record, error) {
 	if signature == "" {
 		return nil, fosite.ErrNotFound
 	}
-	raw := tx.Bucket(bucket).Get([]byte(signature))
+	raw, err := tx.get(bucket, signature)
+	if err != nil {
+		return nil, err
+	}
 	if raw == nil {
 		return nil, fosite.ErrNotFound
 	}
@@ -197,7 +210,9 @@ func getRecord(tx *bolt.Tx, bucket []byte, signature string) (*record, error) {
 	return &rec, nil
 }
 
-func putRecord(tx *bolt.Tx, bucket []byte, signature string, rec *record) error {
+// putRecord stores rec until it expires (where records are swept, until
+// the sweep after).
+func putRecord(tx kvTx, bucket []byte, signature string, rec *record) error {
 	if signature == "" {
 		return errors.New("authserver: empty signature")
 	}
@@ -205,34 +220,27 @@ func putRecord(tx *bolt.Tx, bucket []byte, signature string, rec *record) error 
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucket).Put([]byte(signature), raw)
+	return tx.put(bucket, signature, raw, recordExpiry(rec))
 }
 
-func grantKey(kind byte, requestID, signature string) []byte {
-	key := make([]byte, 0, 2+len(requestID)+len(signature))
-	key = append(key, kind)
-	key = append(key, requestID...)
-	key = append(key, 0)
-	return append(key, signature...)
-}
-
-// grantSignatures lists the signatures of the tokens of one kind that
-// belong to the grant with requestID.
-func grantSignatures(tx *bolt.Tx, kind byte, requestID string) []string {
-	prefix := grantKey(kind, requestID, "")
-	var signatures []string
-	cursor := tx.Bucket(bucketGrants).Cursor()
-	for key, _ := cursor.Seek(prefix); key != nil && bytes.HasPrefix(key, prefix); key, _ = cursor.Next() {
-		signatures = append(signatures, string(key[len(prefix):]))
+// recordExpiry is when a record may go: its code's or token's expiry, or,
+// when that is unknown, missingExpiry after it was made.
+func recordExpiry(rec *record) time.Time {
+	if !rec.Expires.IsZero() {
+		return rec.Expires
 	}
-	return signatures
+	return rec.RequestedAt.Add(missingExpiry)
 }
+
+// grantSet names the set of one kind of token of the grant with
+// requestID: the kind byte ('a' or 'r'), then the request id.
+func grantSet(kind byte, requestID string) string { return string(kind) + requestID }
 
 // read runs a read-only lookup of one record and rebuilds its request.
 func (s *store) read(bucket []byte, signature string) (*record, fosite.Requester, error) {
 	var rec *record
 	var req fosite.Requester
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.kv.view(func(tx kvTx) error {
 		var err error
 		if rec, err = getRecord(tx, bucket, signature); err != nil {
 			return err
@@ -251,7 +259,7 @@ func (s *store) read(bucket []byte, signature string) (*record, fosite.Requester
 // errClientDocument.
 func (s *store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	var c *client
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.kv.view(func(tx kvTx) error {
 		var err error
 		c, err = s.clientTx(tx, id)
 		return err
@@ -265,11 +273,14 @@ func (s *store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	return c, nil
 }
 
-func (s *store) clientTx(tx *bolt.Tx, id string) (*client, error) {
+func (s *store) clientTx(tx kvTx, id string) (*client, error) {
 	if id == "" {
 		return nil, fosite.ErrNotFound
 	}
-	raw := tx.Bucket(bucketClients).Get([]byte(id))
+	raw, err := tx.get(bucketClients, id)
+	if err != nil {
+		return nil, err
+	}
 	if raw == nil {
 		return nil, fosite.ErrNotFound
 	}
@@ -294,13 +305,12 @@ func (s *store) SetClientAssertionJWT(context.Context, string, time.Time) error 
 // saveConfigClients replaces the clients from configuration with clients;
 // registered clients stay.
 func (s *store) saveConfigClients(clients []*client) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		bucket := tx.Bucket(bucketClients)
-		var stale [][]byte
-		err := bucket.ForEach(func(id, raw []byte) error {
+	return s.kv.update(func(tx kvTx) error {
+		var stale []string
+		err := tx.forEach(bucketClients, func(id string, raw []byte) error {
 			var c client
 			if err := json.Unmarshal(raw, &c); err != nil || !c.Registered {
-				stale = append(stale, bytes.Clone(id))
+				stale = append(stale, id)
 			}
 			return nil
 		})
@@ -308,7 +318,7 @@ func (s *store) saveConfigClients(clients []*client) error {
 			return err
 		}
 		for _, id := range stale {
-			if err := bucket.Delete(id); err != nil {
+			if err := tx.del(bucketClients, id); err != nil {
 				return err
 			}
 		}
@@ -317,7 +327,7 @@ func (s *store) saveConfigClients(clients []*client) error {
 			if err != nil {
 				return err
 			}
-			if err := bucket.Put([]byte(c.ID), raw); err != nil {
+			if err := tx.put(bucketClients, c.ID, raw, time.Time{}); err != nil {
 				return err
 			}
 		}
@@ -325,7 +335,7 @@ func (s *store) saveConfigClients(clients []*client) error {
 	})
 }
 
-var registeredClientsKey = []byte("registered_clients")
+const registeredClientsKey = "registered_clients"
 
 // errTooManyClients refuses a registration past the cap.
 var errTooManyClients = errors.New("authserver: too many registered clients")
@@ -337,38 +347,49 @@ func (s *store) registerClient(c *client, limit uint64) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		var count uint64
-		if stored := meta.Get(registeredClientsKey); len(stored) == 8 {
-			count = binary.BigEndian.Uint64(stored)
+	return s.kv.update(func(tx kvTx) error {
+		count, err := registeredCount(tx)
+		if err != nil {
+			return err
 		}
 		if count >= limit {
 			return errTooManyClients
 		}
-		clients := tx.Bucket(bucketClients)
-		if clients.Get([]byte(c.ID)) != nil {
-			return fmt.Errorf("authserver: client id %q exists", c.ID)
+		if existing, err := tx.get(bucketClients, c.ID); err != nil || existing != nil {
+			return cmp.Or(err, fmt.Errorf("authserver: client id %q exists", c.ID))
 		}
-		if err := clients.Put([]byte(c.ID), raw); err != nil {
+		if err := tx.put(bucketClients, c.ID, raw, time.Time{}); err != nil {
 			return err
 		}
-		return meta.Put(registeredClientsKey, binary.BigEndian.AppendUint64(nil, count+1))
+		return tx.put(bucketMeta, registeredClientsKey, binary.BigEndian.AppendUint64(nil, count+1), time.Time{})
 	})
+}
+
+// registeredCount is how many registered clients there are.
+func registeredCount(tx kvTx) (uint64, error) {
+	stored, err := tx.get(bucketMeta, registeredClientsKey)
+	if err != nil || len(stored) != 8 {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(stored), nil
 }
 
 // deleteUnusedClients deletes the registered clients in ids that still
 // had no token issued to them at now.
-func (s *store) deleteUnusedClients(ids [][]byte, now time.Time) (int, error) {
+func (s *store) deleteUnusedClients(ids []string, now time.Time) (int, error) {
 	deleted := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		clients := tx.Bucket(bucketClients)
+	err := s.kv.update(func(tx kvTx) error {
+		deleted = 0
 		for _, id := range ids {
+			raw, err := tx.get(bucketClients, id)
+			if err != nil {
+				return err
+			}
 			var c client
-			if raw := clients.Get(id); raw == nil || json.Unmarshal(raw, &c) != nil || !c.unused(now) {
+			if raw == nil || json.Unmarshal(raw, &c) != nil || !c.unused(now) {
 				continue
 			}
-			if err := clients.Delete(id); err != nil {
+			if err := tx.del(bucketClients, id); err != nil {
 				return err
 			}
 			deleted++
@@ -376,13 +397,12 @@ func (s *store) deleteUnusedClients(ids [][]byte, now time.Time) (int, error) {
 		if deleted == 0 {
 			return nil
 		}
-		meta := tx.Bucket(bucketMeta)
-		var count uint64
-		if stored := meta.Get(registeredClientsKey); len(stored) == 8 {
-			count = binary.BigEndian.Uint64(stored)
+		count, err := registeredCount(tx)
+		if err != nil {
+			return err
 		}
 		count -= min(count, uint64(deleted))
-		return meta.Put(registeredClientsKey, binary.BigEndian.AppendUint64(nil, count))
+		return tx.put(bucketMeta, registeredClientsKey, binary.BigEndian.AppendUint64(nil, count), time.Time{})
 	})
 	if err != nil {
 		return 0, err
@@ -398,7 +418,7 @@ func (s *store) CreateAuthorizeCodeSession(_ context.Context, signature string, 
 		return err
 	}
 	rec.Active = true
-	return s.db.Update(func(tx *bolt.Tx) error { return putRecord(tx, bucketCodes, signature, rec) })
+	return s.kv.update(func(tx kvTx) error { return putRecord(tx, bucketCodes, signature, rec) })
 }
 
 func (s *store) GetAuthorizeCodeSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
@@ -417,7 +437,7 @@ func (s *store) GetAuthorizeCodeSession(_ context.Context, signature string, _ f
 // one of concurrent redemptions wins and the others are refused
 // (invalid_grant at the token endpoint).
 func (s *store) InvalidateAuthorizeCodeSession(_ context.Context, signature string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.kv.update(func(tx kvTx) error {
 		rec, err := getRecord(tx, bucketCodes, signature)
 		if err != nil {
 			return err
@@ -437,7 +457,7 @@ func (s *store) CreatePKCERequestSession(_ context.Context, signature string, re
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error { return putRecord(tx, bucketPKCE, signature, rec) })
+	return s.kv.update(func(tx kvTx) error { return putRecord(tx, bucketPKCE, signature, rec) })
 }
 
 func (s *store) GetPKCERequestSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
@@ -446,7 +466,7 @@ func (s *store) GetPKCERequestSession(_ context.Context, signature string, _ fos
 }
 
 func (s *store) DeletePKCERequestSession(_ context.Context, signature string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketPKCE).Delete([]byte(signature)) })
+	return s.kv.update(func(tx kvTx) error { return tx.del(bucketPKCE, signature) })
 }
 
 // AccessTokenStorage
@@ -456,11 +476,11 @@ func (s *store) CreateAccessTokenSession(_ context.Context, signature string, re
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.kv.update(func(tx kvTx) error {
 		if err := putRecord(tx, bucketAccess, signature, rec); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketGrants).Put(grantKey(kindAccess, rec.ID, signature), nil); err != nil {
+		if err := tx.addMember(bucketGrants, grantSet(kindAccess, rec.ID), signature, recordExpiry(rec)); err != nil {
 			return err
 		}
 		return keepClient(tx, rec.ClientID)
@@ -469,11 +489,10 @@ func (s *store) CreateAccessTokenSession(_ context.Context, signature string, re
 
 // keepClient clears the expiry of a registered client that had no token
 // yet: it is in use.
-func keepClient(tx *bolt.Tx, clientID string) error {
-	clients := tx.Bucket(bucketClients)
-	raw := clients.Get([]byte(clientID))
-	if raw == nil || !bytes.Contains(raw, []byte(`"unused_until"`)) {
-		return nil
+func keepClient(tx kvTx, clientID string) error {
+	raw, err := tx.get(bucketClients, clientID)
+	if err != nil || raw == nil || !bytes.Contains(raw, []byte(`"unused_until"`)) {
+		return err
 	}
 	var c client
 	if err := json.Unmarshal(raw, &c); err != nil {
@@ -484,7 +503,7 @@ func keepClient(tx *bolt.Tx, clientID string) error {
 	if err != nil {
 		return err
 	}
-	return clients.Put([]byte(clientID), updated)
+	return tx.put(bucketClients, clientID, updated, time.Time{})
 }
 
 func (s *store) GetAccessTokenSession(_ context.Context, signature string, _ fosite.Session) (fosite.Requester, error) {
@@ -493,13 +512,13 @@ func (s *store) GetAccessTokenSession(_ context.Context, signature string, _ fos
 }
 
 func (s *store) DeleteAccessTokenSession(_ context.Context, signature string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return s.revokeAccessToken(tx, signature) })
+	return s.kv.update(func(tx kvTx) error { return s.revokeAccessToken(tx, signature) })
 }
 
 // revokeAccessToken deletes an access token's record and remembers its jti
 // as revoked until the token expires: the token itself is a JWT that
 // verifies without us, so whoever accepts it must ask [Server.Revoked].
-func (s *store) revokeAccessToken(tx *bolt.Tx, signature string) error {
+func (s *store) revokeAccessToken(tx kvTx, signature string) error {
 	rec, err := getRecord(tx, bucketAccess, signature)
 	if errors.Is(err, fosite.ErrNotFound) {
 		return nil
@@ -513,14 +532,14 @@ func (s *store) revokeAccessToken(tx *bolt.Tx, signature string) error {
 			expiry = s.now().Add(DefaultAccessTokenTTL)
 		}
 		value := binary.BigEndian.AppendUint64(nil, uint64(expiry.Unix()))
-		if err := tx.Bucket(bucketRevoked).Put([]byte(rec.Session.TokenID), value); err != nil {
+		if err := tx.put(bucketRevoked, rec.Session.TokenID, value, expiry.Add(revokedGrace)); err != nil {
 			return err
 		}
 	}
-	if err := tx.Bucket(bucketGrants).Delete(grantKey(kindAccess, rec.ID, signature)); err != nil {
+	if err := tx.removeMember(bucketGrants, grantSet(kindAccess, rec.ID), signature); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketAccess).Delete([]byte(signature))
+	return tx.del(bucketAccess, signature)
 }
 
 // revoked reports whether the access token with jti tokenID was revoked.
@@ -529,9 +548,10 @@ func (s *store) revoked(tokenID string) (bool, error) {
 		return false, nil
 	}
 	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		found = tx.Bucket(bucketRevoked).Get([]byte(tokenID)) != nil
-		return nil
+	err := s.kv.view(func(tx kvTx) error {
+		value, err := tx.get(bucketRevoked, tokenID)
+		found = value != nil
+		return err
 	})
 	return found, err
 }
@@ -545,11 +565,11 @@ func (s *store) CreateRefreshTokenSession(_ context.Context, signature, accessSi
 	}
 	rec.Active = true
 	rec.AccessSignature = accessSignature
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.kv.update(func(tx kvTx) error {
 		if err := putRecord(tx, bucketRefresh, signature, rec); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketGrants).Put(grantKey(kindRefresh, rec.ID, signature), nil)
+		return tx.addMember(bucketGrants, grantSet(kindRefresh, rec.ID), signature, recordExpiry(rec))
 	})
 }
 
@@ -565,7 +585,7 @@ func (s *store) GetRefreshTokenSession(_ context.Context, signature string, _ fo
 }
 
 func (s *store) DeleteRefreshTokenSession(_ context.Context, signature string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.kv.update(func(tx kvTx) error {
 		rec, err := getRecord(tx, bucketRefresh, signature)
 		if errors.Is(err, fosite.ErrNotFound) {
 			return nil
@@ -573,10 +593,10 @@ func (s *store) DeleteRefreshTokenSession(_ context.Context, signature string) e
 		if err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketGrants).Delete(grantKey(kindRefresh, rec.ID, signature)); err != nil {
+		if err := tx.removeMember(bucketGrants, grantSet(kindRefresh, rec.ID), signature); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketRefresh).Delete([]byte(signature))
+		return tx.del(bucketRefresh, signature)
 	})
 }
 
@@ -585,7 +605,7 @@ func (s *store) DeleteRefreshTokenSession(_ context.Context, signature string) e
 // refresh token yields one new pair. The access tokens issued before stay
 // valid until they expire.
 func (s *store) RotateRefreshToken(_ context.Context, requestID string, signature string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.kv.update(func(tx kvTx) error {
 		rec, err := getRecord(tx, bucketRefresh, signature)
 		if err != nil {
 			return err
@@ -602,24 +622,28 @@ func (s *store) RotateRefreshToken(_ context.Context, requestID string, signatur
 
 // RevokeRefreshToken retires every refresh token of the grant.
 func (s *store) RevokeRefreshToken(_ context.Context, requestID string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return retireRefreshTokens(tx, requestID) })
+	return s.kv.update(func(tx kvTx) error { return retireRefreshTokens(tx, requestID) })
 }
 
 // RevokeAccessToken revokes every access token of the grant.
 func (s *store) RevokeAccessToken(_ context.Context, requestID string) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return s.revokeAccessTokens(tx, requestID) })
+	return s.kv.update(func(tx kvTx) error { return s.revokeAccessTokens(tx, requestID) })
 }
 
 // revokeGrantTx revokes every refresh and access token of the grant.
-func (s *store) revokeGrantTx(tx *bolt.Tx, requestID string) error {
+func (s *store) revokeGrantTx(tx kvTx, requestID string) error {
 	if err := retireRefreshTokens(tx, requestID); err != nil {
 		return err
 	}
 	return s.revokeAccessTokens(tx, requestID)
 }
 
-func retireRefreshTokens(tx *bolt.Tx, requestID string) error {
-	for _, signature := range grantSignatures(tx, kindRefresh, requestID) {
+func retireRefreshTokens(tx kvTx, requestID string) error {
+	signatures, err := tx.members(bucketGrants, grantSet(kindRefresh, requestID))
+	if err != nil {
+		return err
+	}
+	for _, signature := range signatures {
 		rec, err := getRecord(tx, bucketRefresh, signature)
 		if errors.Is(err, fosite.ErrNotFound) {
 			continue
@@ -637,8 +661,12 @@ func retireRefreshTokens(tx *bolt.Tx, requestID string) error {
 	return nil
 }
 
-func (s *store) revokeAccessTokens(tx *bolt.Tx, requestID string) error {
-	for _, signature := range grantSignatures(tx, kindAccess, requestID) {
+func (s *store) revokeAccessTokens(tx kvTx, requestID string) error {
+	signatures, err := tx.members(bucketGrants, grantSet(kindAccess, requestID))
+	if err != nil {
+		return err
+	}
+	for _, signature := range signatures {
 		if err := s.revokeAccessToken(tx, signature); err != nil {
 			return err
 		}
@@ -656,21 +684,18 @@ type consent struct {
 	GrantedAt time.Time `json:"granted_at"`
 }
 
-func consentKey(subject, clientID, audience string) []byte {
-	key := make([]byte, 0, len(subject)+len(clientID)+len(audience)+2)
-	key = append(append(key, subject...), 0)
-	key = append(append(key, clientID...), 0)
-	return append(key, audience...)
+func consentKey(subject, clientID, audience string) string {
+	return subject + "\x00" + clientID + "\x00" + audience
 }
 
 // consented reports whether subject already allowed clientID every scope
 // in scopes on audience.
 func (s *store) consented(subject, clientID string, scopes []string, audience string) (bool, error) {
 	var found bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketConsents).Get(consentKey(subject, clientID, audience))
-		if raw == nil {
-			return nil
+	err := s.kv.view(func(tx kvTx) error {
+		raw, err := tx.get(bucketConsents, consentKey(subject, clientID, audience))
+		if err != nil || raw == nil {
+			return err
 		}
 		var c consent
 		if err := json.Unmarshal(raw, &c); err != nil {
@@ -688,11 +713,14 @@ func (s *store) consented(subject, clientID string, scopes []string, audience st
 // rememberConsent adds scopes to what subject allowed clientID on
 // audience.
 func (s *store) rememberConsent(subject, clientID string, scopes []string, audience string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		bucket := tx.Bucket(bucketConsents)
+	return s.kv.update(func(tx kvTx) error {
 		key := consentKey(subject, clientID, audience)
+		raw, err := tx.get(bucketConsents, key)
+		if err != nil {
+			return err
+		}
 		var c consent
-		if raw := bucket.Get(key); raw != nil {
+		if raw != nil {
 			if err := json.Unmarshal(raw, &c); err != nil {
 				return fmt.Errorf("authserver: stored consent: %w", err)
 			}
@@ -703,11 +731,11 @@ func (s *store) rememberConsent(subject, clientID string, scopes []string, audie
 			}
 		}
 		c.GrantedAt = s.now().UTC()
-		raw, err := json.Marshal(c)
+		raw, err = json.Marshal(c)
 		if err != nil {
 			return err
 		}
-		return bucket.Put(key, raw)
+		return tx.put(bucketConsents, key, raw, time.Time{})
 	})
 }
 
@@ -719,10 +747,10 @@ func (s *store) rememberConsent(subject, clientID string, scopes []string, audie
 // many grants it ended.
 func (s *store) endGrants(ended func(*session) bool) (int, error) {
 	requestIDs := map[string]bool{}
-	var codes [][]byte
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var codes []string
+	err := s.kv.view(func(tx kvTx) error {
 		for _, bucket := range [][]byte{bucketCodes, bucketAccess, bucketRefresh} {
-			err := tx.Bucket(bucket).ForEach(func(signature, raw []byte) error {
+			err := tx.forEach(bucket, func(signature string, raw []byte) error {
 				var rec struct {
 					ID      string   `json:"id"`
 					Session *session `json:"session"`
@@ -733,7 +761,7 @@ func (s *store) endGrants(ended func(*session) bool) (int, error) {
 				}
 				switch {
 				case bytes.Equal(bucket, bucketCodes):
-					codes = append(codes, bytes.Clone(signature))
+					codes = append(codes, signature)
 				case bytes.Equal(bucket, bucketAccess) || rec.Active:
 					requestIDs[rec.ID] = true
 				}
@@ -748,9 +776,9 @@ func (s *store) endGrants(ended func(*session) bool) (int, error) {
 	if err != nil || (len(requestIDs) == 0 && len(codes) == 0) {
 		return 0, err
 	}
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.kv.update(func(tx kvTx) error {
 		for _, signature := range codes {
-			if err := tx.Bucket(bucketCodes).Delete(signature); err != nil {
+			if err := tx.del(bucketCodes, signature); err != nil {
 				return err
 			}
 		}

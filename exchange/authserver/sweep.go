@@ -5,10 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/mcpbroker/mcpbroker/exchange"
 )
@@ -47,37 +46,40 @@ func (s *store) sweepEvery(ctx context.Context, interval time.Duration, logger *
 
 // sweep deletes the codes, tokens and revocations that expired before now,
 // and the registered clients that no token was issued to in time, and
-// returns how many it deleted.
+// returns how many it deleted. Where records expire by themselves (Redis)
+// only the clients are left to it.
 func (s *store) sweep(now time.Time) (int, error) {
 	deleted := 0
-	for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh} {
-		n, err := s.sweepRecords(bucket, now)
+	if !s.kv.expires() {
+		for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh} {
+			n, err := s.sweepRecords(bucket, now)
+			deleted += n
+			if err != nil {
+				return deleted, err
+			}
+		}
+		n, err := s.sweepRevoked(now)
 		deleted += n
 		if err != nil {
 			return deleted, err
 		}
 	}
-	n, err := s.sweepRevoked(now)
-	deleted += n
-	if err != nil {
-		return deleted, err
-	}
-	n, err = s.sweepUnusedClients(now)
+	n, err := s.sweepUnusedClients(now)
 	return deleted + n, err
 }
 
 // sweepUnusedClients deletes the registered clients that no token was
 // issued to before their UnusedUntil.
 func (s *store) sweepUnusedClients(now time.Time) (int, error) {
-	var unused [][]byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketClients).ForEach(func(id, raw []byte) error {
+	var unused []string
+	err := s.kv.view(func(tx kvTx) error {
+		return tx.forEach(bucketClients, func(id string, raw []byte) error {
 			if !bytes.Contains(raw, []byte(`"unused_until"`)) {
 				return nil
 			}
 			var c client
 			if json.Unmarshal(raw, &c) == nil && c.unused(now) {
-				unused = append(unused, bytes.Clone(id))
+				unused = append(unused, id)
 			}
 			return nil
 		})
@@ -98,7 +100,7 @@ func (s *store) sweepUnusedClients(now time.Time) (int, error) {
 
 // expiredRecord is the part of a record a sweep reads.
 type expiredRecord struct {
-	signature []byte
+	signature string
 	requestID string
 }
 
@@ -113,38 +115,43 @@ func (s *store) sweepRecords(bucket []byte, now time.Time) (int, error) {
 	deleted := 0
 	for {
 		var expired []expiredRecord
-		err := s.db.View(func(tx *bolt.Tx) error {
-			cursor := tx.Bucket(bucket).Cursor()
-			for key, raw := cursor.First(); key != nil && len(expired) < sweepBatch; key, raw = cursor.Next() {
+		err := s.kv.view(func(tx kvTx) error {
+			return tx.forEach(bucket, func(key string, raw []byte) error {
+				if len(expired) >= sweepBatch {
+					return errBatchFull
+				}
 				var rec struct {
 					ID          string    `json:"id"`
 					RequestedAt time.Time `json:"requested_at"`
 					Expires     time.Time `json:"expires"`
 				}
 				if json.Unmarshal(raw, &rec) != nil {
-					expired = append(expired, expiredRecord{signature: bytes.Clone(key)})
-					continue
+					expired = append(expired, expiredRecord{signature: key})
+					return nil
 				}
 				expires := rec.Expires
 				if expires.IsZero() {
 					expires = rec.RequestedAt.Add(missingExpiry)
 				}
 				if expires.Before(now) {
-					expired = append(expired, expiredRecord{signature: bytes.Clone(key), requestID: rec.ID})
+					expired = append(expired, expiredRecord{signature: key, requestID: rec.ID})
 				}
-			}
-			return nil
+				return nil
+			})
 		})
+		if errors.Is(err, errBatchFull) {
+			err = nil
+		}
 		if err != nil || len(expired) == 0 {
 			return deleted, err
 		}
-		err = s.db.Update(func(tx *bolt.Tx) error {
+		err = s.kv.update(func(tx kvTx) error {
 			for _, rec := range expired {
-				if err := tx.Bucket(bucket).Delete(rec.signature); err != nil {
+				if err := tx.del(bucket, rec.signature); err != nil {
 					return err
 				}
 				if kind != 0 {
-					if err := tx.Bucket(bucketGrants).Delete(grantKey(kind, rec.requestID, string(rec.signature))); err != nil {
+					if err := tx.removeMember(bucketGrants, grantSet(kind, rec.requestID), rec.signature); err != nil {
 						return err
 					}
 				}
@@ -161,12 +168,15 @@ func (s *store) sweepRecords(bucket []byte, now time.Time) (int, error) {
 	}
 }
 
+// errBatchFull stops a walk over a bucket once a batch is full.
+var errBatchFull = errors.New("authserver: sweep batch full")
+
 func (s *store) sweepRevoked(now time.Time) (int, error) {
-	var expired [][]byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRevoked).ForEach(func(jti, value []byte) error {
+	var expired []string
+	err := s.kv.view(func(tx kvTx) error {
+		return tx.forEach(bucketRevoked, func(jti string, value []byte) error {
 			if len(value) != 8 || time.Unix(int64(binary.BigEndian.Uint64(value)), 0).Add(revokedGrace).Before(now) {
-				expired = append(expired, bytes.Clone(jti))
+				expired = append(expired, jti)
 			}
 			return nil
 		})
@@ -176,9 +186,9 @@ func (s *store) sweepRevoked(now time.Time) (int, error) {
 	}
 	for start := 0; start < len(expired); start += sweepBatch {
 		batch := expired[start:min(start+sweepBatch, len(expired))]
-		err := s.db.Update(func(tx *bolt.Tx) error {
+		err := s.kv.update(func(tx kvTx) error {
 			for _, jti := range batch {
-				if err := tx.Bucket(bucketRevoked).Delete(jti); err != nil {
+				if err := tx.del(bucketRevoked, jti); err != nil {
 					return err
 				}
 			}

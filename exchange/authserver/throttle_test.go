@@ -16,7 +16,7 @@ func TestThrottleLockoutSurvivesAFullTable(t *testing.T) {
 	for range maxUserFailures {
 		failGuess(t, throttle, "alice", "203.0.113.7", now)
 	}
-	if throttle.attempt("alice", "198.51.100.1", now) {
+	if admit(throttle, "alice", "198.51.100.1", now) {
 		t.Fatal("alice is not blocked after maxUserFailures failures")
 	}
 	for i := range maxThrottleEntries / 2 {
@@ -24,7 +24,7 @@ func TestThrottleLockoutSurvivesAFullTable(t *testing.T) {
 		user := fmt.Sprintf("junk-%d", i)
 		failGuess(t, throttle, user, ip, now)
 	}
-	if throttle.attempt("alice", "198.51.100.1", now.Add(time.Second)) {
+	if admit(throttle, "alice", "198.51.100.1", now.Add(time.Second)) {
 		t.Error("alice's lock-out was erased by failures of other usernames from other addresses")
 	}
 	if len(throttle.failures) > maxThrottleEntries {
@@ -41,8 +41,20 @@ func TestThrottleLockoutSurvivesAFullTable(t *testing.T) {
 // failGuess makes one wrong guess, which the throttle must admit.
 func failGuess(t *testing.T, throttle *loginThrottle, username, ip string, now time.Time) {
 	t.Helper()
-	if !throttle.attempt(username, ip, now) {
+	if !admit(throttle, username, ip, now) {
 		t.Fatalf("a guess for %s from %s was refused", username, ip)
 	}
 	throttle.done(username, ip, false)
+}
+
+// admit is attempt for the in-memory throttle, which never fails.
+func admit(t *loginThrottle, username, ip string, now time.Time) bool {
+	admitted, _ := t.attempt(username, ip, now)
+	return admitted
+}
+
+// spendOK is spend for the in-memory forms, which never fails.
+func spendOK(f *spentForms, token string, now time.Time) bool {
+	fresh, _ := f.spend(token, now)
+	return fresh
 }

@@ -60,6 +60,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 // writeTokenError writes a token endpoint error (RFC 6749 §5.2); server
 // errors are logged with their cause and sent without it.
 func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, request fosite.AccessRequester, err error) {
+	err = storeDown(err)
 	rfc := fosite.ErrorToRFC6749Error(err)
 	if rfc.CodeField >= http.StatusInternalServerError {
 		s.logger.Error("authserver: token request failed", slog.String("grant_type", r.PostForm.Get("grant_type")),
