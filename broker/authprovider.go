@@ -35,7 +35,14 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 	if ap == nil || !ap.Enabled {
 		return nil, nil
 	}
-	keys, err := exchange.NewKeySet(ctx, exchange.NewBoltKeyStore(db), exchange.KeySetOptions{Logger: b.log})
+	// Replicas share the Auth Provider's state in Redis; a check builds it
+	// on a throwaway store instead.
+	shared := b.redis != nil && !b.dry
+	var keyStore exchange.KeyStore = exchange.NewBoltKeyStore(db)
+	if shared {
+		keyStore = exchange.NewRedisKeyStore(b.redis, cfg.Storage.Redis.KeyPrefix)
+	}
+	keys, err := exchange.NewKeySet(ctx, keyStore, exchange.KeySetOptions{Logger: b.log})
 	if err != nil {
 		return nil, fmt.Errorf("broker: auth provider keys: %w", err)
 	}
@@ -58,7 +65,7 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 	if err != nil {
 		return nil, fmt.Errorf("broker: auth provider token exchange: %w", err)
 	}
-	p.server, err = authserver.New(ctx, authserver.Options{
+	opts := authserver.Options{
 		Issuer:                    ap.Issuer,
 		Audiences:                 ap.Audiences,
 		Scopes:                    ap.Scopes,
@@ -76,8 +83,11 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 		Exchanger:                 exchanger,
 		Logger:                    b.log,
 		OnEvent:                   b.recordAuthEvent,
-	})
-	if err != nil {
+	}
+	if shared {
+		opts.DB, opts.Redis, opts.RedisKeyPrefix = nil, b.redis, cfg.Storage.Redis.KeyPrefix
+	}
+	if p.server, err = authserver.New(ctx, opts); err != nil {
 		return nil, fmt.Errorf("broker: auth provider: %w", err)
 	}
 	return p, nil
@@ -139,12 +149,20 @@ func providerClients(clients []config.ProviderClient) []authserver.Client {
 	return out
 }
 
-// start runs the key rotation schedule until ctx ends.
+// keyReloadInterval is how often replicas sharing the signing keys read
+// them again, to publish and accept the keys another replica made.
+const keyReloadInterval = 30 * time.Second
+
+// start runs the key rotation schedule until ctx ends, and, for keys
+// replicas share, their reloading.
 func (p *authProvider) start(ctx context.Context, interval time.Duration) {
-	if p == nil || interval <= 0 {
+	if p == nil {
 		return
 	}
-	go p.keys.RotateEvery(ctx, interval)
+	go p.keys.ReloadEvery(ctx, keyReloadInterval)
+	if interval > 0 {
+		go p.keys.RotateEvery(ctx, interval)
+	}
 }
 
 // recordAuthEvent records what the Auth Provider did or refused, and

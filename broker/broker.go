@@ -66,6 +66,8 @@ type Broker struct {
 	authProvider *authProvider
 	// store is the bbolt database; nil when nothing needs one.
 	store *store
+	// dry: built for a check, touching no state (Options.Dry).
+	dry bool
 	// listenerTLS serves http.tls; nil without.
 	listenerTLS *tls.Config
 	// redis is the store replicas share (storage.redis); nil without.
@@ -95,7 +97,7 @@ const maxEndedSessions = 1_000_000
 
 // New builds a broker from a validated configuration.
 func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
-	b := &Broker{cfg: cfg, log: opts.Logger, version: opts.Version, baseDir: opts.BaseDir, configPath: opts.ConfigPath, serveCtx: context.Background()}
+	b := &Broker{cfg: cfg, log: opts.Logger, version: opts.Version, baseDir: opts.BaseDir, configPath: opts.ConfigPath, serveCtx: context.Background(), dry: opts.Dry}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}

@@ -30,7 +30,7 @@ type store struct {
 // names one, since one bbolt file serves one process and replicas sharing
 // a session key must not contend for a default path.
 func needsStore(cfg *config.Config) bool {
-	if ap := cfg.AuthProvider; ap != nil && ap.Enabled {
+	if ap := cfg.AuthProvider; ap != nil && ap.Enabled && cfg.Storage.Redis == nil {
 		return true
 	}
 	return cfg.Storage.Bolt != nil && cfg.Storage.Bolt.Path != ""
@@ -39,7 +39,8 @@ func needsStore(cfg *config.Config) bool {
 // openStore opens the configured store when cfg needs one; nil otherwise.
 // A dry build opens a throwaway one instead.
 func openStore(cfg *config.Config, opts Options) (*store, error) {
-	if !needsStore(cfg) {
+	dryAuthProvider := opts.Dry && cfg.AuthProvider != nil && cfg.AuthProvider.Enabled
+	if !needsStore(cfg) && !dryAuthProvider {
 		return nil, nil
 	}
 	path := defaultBoltPath
@@ -125,7 +126,11 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 		lines = append(lines, "rate limits: memory (this process only)")
 	}
 	if ap := cfg.AuthProvider; ap != nil && ap.Enabled {
-		lines = append(lines, "Auth Provider (clients, grants, keys): bolt "+boltPath)
+		if cfg.Storage.Redis != nil {
+			lines = append(lines, "Auth Provider (clients, grants, consents, revocations, signing keys, spent forms, sign-in throttle): "+redisKeys("{auth}:"))
+		} else {
+			lines = append(lines, "Auth Provider (clients, grants, keys): bolt "+boltPath)
+		}
 	}
 	if cfg.Audit.Disabled {
 		lines = append(lines, "audit trail: off")
@@ -136,6 +141,10 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 		}
 		lines = append(lines, "audit trail: "+dir+" (checkpoint key "+dir+".key)")
 	}
-	lines = append(lines, "resumable streams, upstream requests to clients: memory (the replica that holds them)")
+	if cfg.Storage.Redis != nil {
+		lines = append(lines, "resumable streams, answers and cancellations for other replicas: "+redisKeys("stream:")+" and channel "+cfg.Storage.Redis.KeyPrefix+"peers")
+	} else {
+		lines = append(lines, "resumable streams, upstream requests to clients: memory (this process only)")
+	}
 	return lines
 }

@@ -92,9 +92,6 @@ func (v *validator) storage(storage *Storage) {
 		v.add("storage.bolt.path", "required")
 	}
 	if redis := storage.Redis; redis != nil {
-		if ap := v.config.AuthProvider; ap != nil && ap.Enabled {
-			v.add("storage.redis", "the Auth Provider's state is not kept in Redis in this version: with authProvider.enabled use storage.bolt (one broker)")
-		}
 		switch {
 		case redis.Cluster && redis.MasterName != "":
 			v.add("storage.redis", "set cluster or masterName (sentinels), not both")

@@ -72,6 +72,21 @@ func TestCheckSaysWhereStateLives(t *testing.T) {
 			t.Errorf("with Redis, %q is missing from\n%s", want, cluster)
 		}
 	}
+	// The Auth Provider in Redis: check says so, and builds it without
+	// reaching Redis (nothing listens here) or writing anything there.
+	shared := filepath.Join(t.TempDir(), "shared.yaml")
+	if err := os.WriteFile(shared, []byte(`version: 1
+storage: {redis: {addresses: ["127.0.0.1:1"], keyPrefix: "prod:"}}
+authProvider: {enabled: true, issuer: "https://broker.example"}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`Auth Provider (clients, grants, consents, revocations, signing keys, spent forms, sign-in throttle): redis 127.0.0.1:1 (keys "prod:{auth}:*")`,
+		`resumable streams, answers and cancellations for other replicas: redis 127.0.0.1:1 (keys "prod:stream:*") and channel prod:peers`} {
+		if out := run(shared); !strings.Contains(out, want) {
+			t.Errorf("with the Auth Provider in Redis, %q is missing from\n%s", want, out)
+		}
+	}
 	single := run("../../testdata/config/valid/operations-off.yaml")
 	if !strings.Contains(single, "ended sessions: memory (this process only)") || !strings.Contains(single, "audit trail: off") {
 		t.Errorf("one broker without a store:\n%s", single)
