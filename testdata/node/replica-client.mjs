@@ -1,10 +1,13 @@
-// An MCP client (the TypeScript SDK) that makes every kind of call through
-// a load balancer in front of several broker replicas: tools, prompts,
-// resources, a confirmed transfer (the broker relays the upstream's
-// elicitation; the client's answer may reach another replica), a summary
-// (sampling, likewise), a slow count with progress, and a cancelled call.
-// It prints one JSON object on stdout with what it saw, and exits non-zero
-// on any failure.
+// A client of the TypeScript SDK that makes every kind of call through a
+// balancer in front of broker replicas: tools, a prompt, a resource, a
+// transfer the user confirms (the broker relays the upstream's
+// elicitation; the client's answer is a POST of its own, which may reach
+// another replica than the call), a summary (sampling, likewise), a slow
+// count with progress, and a call cancelled while it runs (the
+// cancellation, too, may reach another replica).
+//
+// It prints one JSON object with what it saw, for the test to check, and
+// exits non-zero when any step fails.
 //
 // Usage: node replica-client.mjs --url URL
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -31,37 +34,47 @@ client.setRequestHandler(CreateMessageRequestSchema, async () => {
   return { model: 'test-model', role: 'assistant', content: { type: 'text', text: 'a tidy account' } };
 });
 
-const text = (result) => (result.content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+const text = (content) => (content ?? []).filter((c) => c.type === 'text').map((c) => c.text).join('\n');
+const outcome = (result) => ({ isError: !!result.isError, text: text(result.content) });
 
 try {
-  await client.connect(new StreamableHTTPClientTransport(new URL(options.url)));
+  const transport = new StreamableHTTPClientTransport(new URL(options.url));
+  await client.connect(transport);
+
   const tools = (await client.listTools()).tools.map((t) => t.name);
-  const balance = text(await client.callTool({ name: 'ledger_get_balance', arguments: { account: 'alice' } }));
+  const balance = text((await client.callTool({ name: 'ledger_get_balance', arguments: { account: 'alice' } })).content);
   const prompts = (await client.listPrompts()).prompts.map((p) => p.name);
-  const prompt = await client.getPrompt({ name: prompts[0], arguments: { account: 'alice' } });
+  const prompt = await client.getPrompt({ name: 'ledger_audit_account', arguments: { account: 'alice' } });
   const resources = (await client.listResources()).resources.map((r) => r.uri);
   const resource = await client.readResource({ uri: resources[0] });
+
   const transfer = await client.callTool({ name: 'ledger_transfer', arguments: { from: 'bob', to: 'carol', amount: 1100 } });
   const summary = await client.callTool({ name: 'ledger_summarize', arguments: { account: 'alice' } });
+  const progressValues = [];
   const count = await client.callTool({ name: 'ledger_slow_count', arguments: { n: 3, delay_ms: 20 } }, undefined, {
-    onprogress: () => { seen.progress++; },
+    onprogress: (p) => { seen.progress++; progressValues.push(p.progress); },
   });
 
-  // A call cancelled while it runs: the SDK sends notifications/cancelled.
+  // Cancelled at its first progress: the SDK sends notifications/cancelled
+  // in a POST of its own. Uncancelled, the count would take 30 s.
   const controller = new AbortController();
-  const cancelled = client.callTool({ name: 'ledger_slow_count', arguments: { n: 100, delay_ms: 100 } }, undefined, {
+  const cancelOutcome = await client.callTool({ name: 'ledger_slow_count', arguments: { n: 300, delay_ms: 100 } }, undefined, {
     signal: controller.signal,
     onprogress: () => controller.abort('enough'),
   }).then(() => 'completed', (e) => 'aborted: ' + e);
-  const cancelOutcome = await cancelled;
-  const after = text(await client.callTool({ name: 'ledger_get_balance', arguments: { account: 'carol' } }));
+  const after = text((await client.callTool({ name: 'ledger_get_balance', arguments: { account: 'carol' } })).content);
 
   console.log(JSON.stringify({
-    tools, balance, prompts, promptMessages: prompt.messages.length, resources,
+    sessionId: transport.sessionId,
+    tools, balance, prompts,
+    promptMessages: prompt.messages.length,
+    promptText: prompt.messages.map((m) => m.content?.text ?? '').join('\n'),
+    resources,
     resourceContents: resource.contents.length,
-    transfer: { isError: !!transfer.isError, text: text(transfer) },
-    summary: { isError: !!summary.isError, text: text(summary) },
-    count: { isError: !!count.isError, text: text(count) },
+    transfer: outcome(transfer),
+    summary: outcome(summary),
+    count: outcome(count),
+    progressValues,
     cancelOutcome, after, seen,
   }));
   await client.close();
