@@ -182,6 +182,26 @@ func nodeTools(t testing.TB) (bin, modules string) {
 
 var _ = http.MethodGet
 
+// runNode runs a script of testdata/node with the pinned Node and its
+// packages, and returns what it printed; a failure ends the test with its
+// output.
+func runNode(t testing.TB, script string, args ...string) []byte {
+	t.Helper()
+	nodeBin, modules := nodeTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(nodeBin, "node"), append([]string{filepath.Join(modules, "..", script)}, args...)...)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
+	cmd.Dir = filepath.Join(modules, "..")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s\n%s", script, err, out, stderr.String())
+	}
+	return out
+}
+
 // eventually polls cond until it holds, for up to 15 s, the one bound on
 // waiting for something that happens on another goroutine or process;
 // what names it in the failure.

@@ -1,17 +1,13 @@
 package broker_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/sample"
 )
@@ -38,23 +34,10 @@ func selfIssuingLedger(t *testing.T, brokerAddress, clients string) (brokerURL, 
 // through the whole MCP authorization flow against the broker, then lists
 // and calls tools; the upstream sees a delegated token for the user.
 func TestMCPAuthorizationFlow(t *testing.T) {
-	nodeBin, modules := nodeTools(t)
+	nodeTools(t)
 	brokerURL, audience := selfIssuingLedger(t, freeAddress(t), "")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(nodeBin, "node"),
-		filepath.Join(modules, "..", "oauth-flow.mjs"),
-		"--url", brokerURL+"/mcp", "--username", "demo", "--password", "demo-password",
+	out := runNode(t, "oauth-flow.mjs", "--url", brokerURL+"/mcp", "--username", "demo", "--password", "demo-password",
 		"--tool", "ledger_whoami")
-	cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-	cmd.Dir = filepath.Join(modules, "..")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("oauth-flow: %v\n%s\n%s", err, out, stderr.String())
-	}
 	var flow struct {
 		Requests []struct {
 			Method string `json:"method"`

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -213,18 +212,7 @@ func TestReplicasServeEveryCall(t *testing.T) {
 	})
 
 	t.Run("TypeScript SDK", func(t *testing.T) {
-		nodeBin, modules := nodeTools(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(nodeBin, "node"), filepath.Join(modules, "..", "replica-client.mjs"), "--url", endpoint)
-		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-		cmd.Dir = filepath.Join(modules, "..")
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("replica-client: %v\n%s\n%s", err, out, stderr.String())
-		}
+		out := runNode(t, "replica-client.mjs", "--url", endpoint)
 		var got struct {
 			Tools                    []string
 			Balance                  string

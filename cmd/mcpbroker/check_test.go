@@ -119,12 +119,9 @@ apps:
       tls: `+tt.tls+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		var out bytes.Buffer
-		app := &cli.App{Name: "mcpbroker", Commands: []*cli.Command{checkCommand()}, Writer: &out, ErrWriter: &out,
-			ExitErrHandler: func(*cli.Context, error) {}}
-		err := app.Run([]string{"mcpbroker", "check", "--config", config})
-		if err == nil || !strings.Contains(out.String()+err.Error(), tt.want) {
-			t.Errorf("tls %s: %v\n%s\nwant %q", tt.tls, err, out.String(), tt.want)
+		stdout, stderr, code := runCommand(t, checkCommand(), "", "--config", config)
+		if code == 0 || !strings.Contains(stdout+stderr, tt.want) {
+			t.Errorf("tls %s: exit %d\n%s%s\nwant %q", tt.tls, code, stdout, stderr, tt.want)
 		}
 	}
 }

@@ -292,16 +292,19 @@ func (t *redisTx) forEach(bucket []byte, fn func(string, []byte) error) error {
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
-			value, err := t.kv.client.Get(t.ctx, k).Bytes()
-			if errors.Is(err, redis.Nil) {
-				continue // expired meanwhile
-			}
+		if len(keys) > 0 {
+			values, err := scanner.MGet(t.ctx, keys...).Result()
 			if err != nil {
 				return err
 			}
-			if err := fn(strings.TrimPrefix(k, prefix), value); err != nil {
-				return err
+			for i, k := range keys {
+				value, ok := values[i].(string)
+				if !ok {
+					continue // expired meanwhile
+				}
+				if err := fn(strings.TrimPrefix(k, prefix), []byte(value)); err != nil {
+					return err
+				}
 			}
 		}
 		if cursor = next; cursor == 0 {
