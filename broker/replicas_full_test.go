@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -283,17 +282,7 @@ func TestReplicasServeEveryCallRoundRobin(t *testing.T) {
 			After          string
 			Seen           struct{ Elicitations, Samplings int }
 		}
-		nodeBin, modules := nodeTools(t)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, filepath.Join(nodeBin, "node"), filepath.Join(modules, "..", "replica-client.mjs"), "--url", endpoint)
-		cmd.Env = append(os.Environ(), "NODE_PATH="+modules)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("replica-client.mjs: %v\n%s\n%s", err, out, stderr.String())
-		}
+		out := runNode(t, "replica-client.mjs", "--url", endpoint)
 		if err := json.Unmarshal(out, &got); err != nil {
 			t.Fatalf("replica-client.mjs printed %s: %v", out, err)
 		}
