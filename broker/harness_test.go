@@ -228,8 +228,8 @@ func scenario(t testing.TB, name string) string {
 }
 
 // metricSum scrapes the admin listener at admin (a base URL) and sums the
-// samples of family whose labels include labels: counter values, or
-// histogram sample counts.
+// samples of family whose labels include labels: counter and gauge
+// values, or histogram sample counts.
 func metricSum(t testing.TB, admin, family string, labels map[string]string) float64 {
 	t.Helper()
 	resp, err := http.Get(admin + "/metrics")
@@ -250,11 +250,14 @@ metrics:
 				continue metrics
 			}
 		}
-		if h := m.GetHistogram(); h != nil {
-			total += float64(h.GetSampleCount())
-			continue
+		switch {
+		case m.GetHistogram() != nil:
+			total += float64(m.GetHistogram().GetSampleCount())
+		case m.GetGauge() != nil:
+			total += m.GetGauge().GetValue()
+		default:
+			total += m.GetCounter().GetValue()
 		}
-		total += m.GetCounter().GetValue()
 	}
 	return total
 }
