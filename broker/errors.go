@@ -16,6 +16,9 @@ var (
 	ErrInvalidCursor      = errors.New("invalid cursor")
 	ErrUpstreamFailed     = errors.New("upstream unavailable")
 	ErrUpstreamTimeout    = errors.New("upstream timed out")
+	// ErrPolicyTimeout: the policy did not decide in time; the call is
+	// refused, as a failure to try again rather than a denial.
+	ErrPolicyTimeout = errors.New("the policy did not decide in time; try again")
 	ErrNotInitialized     = errors.New("session not initialized")
 	ErrAlreadyInitialized = errors.New("session already initialized")
 	// ErrShuttingDown refuses new sessions while the broker shuts down.

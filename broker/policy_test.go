@@ -229,3 +229,37 @@ result := {"allowed": true} if input.request.mcp.resource.params.uri == "ledger:
 		t.Errorf("refused resource: want -32010, got %v", err)
 	}
 }
+
+// A policy that does not decide in time refuses the call, but says so: a
+// server error to try again, not the policy's denial (-32010), and the
+// call does not reach the upstream.
+func TestPolicyTimeoutIsNotADenial(t *testing.T) {
+	upstreamURL, hits := countingUpstream(t)
+	policy := filepath.Join(t.TempDir(), "slow.rego")
+	writeFile(t, policy, `package orchestrator
+
+default result := {"allowed": false}
+
+# Lists are decided at once; a call searches 16 million pairs.
+result := {"allowed": true} if input.request.mcp.method != "tools/call"
+
+result := {"allowed": true} if {
+	some i in numbers.range(1, 4000)
+	some j in numbers.range(1, 4000)
+	i * j == -1
+}
+`)
+	endpoint, as, resource := policyBroker(t, upstreamURL, policy, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	session := connectWithToken(t, ctx, endpoint, tokenFor(t, as, resource, "alice", "finance"))
+	before := hits.Load()
+	_, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "shop_get_balance", Arguments: map[string]any{"account": "alice"}})
+	var rpcErr *jsonrpc.Error
+	if !errors.As(err, &rpcErr) || rpcErr.Code != -32000 || !strings.Contains(rpcErr.Message, "did not decide in time") {
+		t.Fatalf("a call whose policy takes too long: want -32000 saying so, got %v", err)
+	}
+	if hits.Load() != before {
+		t.Error("a call the policy did not decide reached the upstream")
+	}
+}

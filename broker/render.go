@@ -63,6 +63,8 @@ func errorObject(err error) *jsonrpc.Error {
 		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrAuditUnavailable.Error())
 	case errors.Is(err, ErrNoAgent):
 		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrNoAgent.Error())
+	case errors.Is(err, ErrPolicyTimeout):
+		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrPolicyTimeout.Error())
 	case errors.As(err, &denied):
 		// The policy's own words, and nothing about why or what else.
 		message := denied.decision.ExternalMessage

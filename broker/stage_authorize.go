@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 	"github.com/mcpbroker/mcpbroker/opa"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
@@ -146,12 +147,18 @@ func (b *Broker) authorize(ctx context.Context, c *Call) error {
 	start := time.Now()
 	d := p.Decide(ctx, in)
 	c.Decision = &d
-	outcome := "allowed"
-	if !d.Allowed {
-		outcome = "denied"
+	outcome := telemetry.PolicyAllowed
+	switch {
+	case d.Reason == opa.ReasonTimeout:
+		outcome = telemetry.PolicyError
+	case !d.Allowed:
+		outcome = telemetry.PolicyDenied
 	}
 	b.metrics.PolicyEvaluation(d.Policy, outcome, time.Since(start).Seconds())
-	if !d.Allowed {
+	switch {
+	case d.Reason == opa.ReasonTimeout:
+		return fmt.Errorf("%w: %s", ErrPolicyTimeout, c.App.Name)
+	case !d.Allowed:
 		return &denial{decision: d}
 	}
 	return nil

@@ -42,8 +42,9 @@ type Options struct {
 	CacheSize int
 	// IdentityCacheSize is how many converted identities are kept; default 4096.
 	IdentityCacheSize int
-	// Timeout bounds one decision; default 50ms. A decision that takes longer
-	// denies with reason "policy timeout".
+	// Timeout bounds one decision, in wall time; default 250ms, room for a
+	// busy machine's scheduling on top of a policy's few microseconds. A
+	// decision that takes longer denies with reason "policy timeout".
 	Timeout time.Duration
 	// StrictBuiltinErrors turns builtin errors (a division by zero, a bad
 	// JWT) into evaluation errors that deny, instead of OPA's default of
@@ -54,7 +55,7 @@ type Options struct {
 const (
 	defaultCacheSize         = 10000
 	defaultIdentityCacheSize = 4096
-	defaultTimeout           = 50 * time.Millisecond
+	defaultTimeout           = 250 * time.Millisecond
 	defaultWatchInterval     = 2 * time.Second
 )
 
