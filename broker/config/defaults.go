@@ -64,10 +64,13 @@ const (
 // arguments are recorded and no list is given.
 var defaultRedactedArguments = []string{"password", "secret", "token", "apiKey", "authorization", "cookie"}
 
+// CurrentVersion is the format of configuration files this build reads.
+const CurrentVersion = 1
+
 // ApplyDefaults fills every zero value that has a default. It is idempotent
-// and touches nothing outside c. Version has no default: a file must say
-// which format it is written in.
+// and touches nothing outside c.
 //
+//	version                                       1 (CurrentVersion)
 //	http.address                                  127.0.0.1:8080 (loopback: exposing the broker is a decision)
 //	http.maxBodyBytes                             4 MiB
 //	http.shutdownTimeout                          10s
@@ -103,6 +106,9 @@ var defaultRedactedArguments = []string{"password", "secret", "token", "apiKey",
 //	  arguments.redact                            password, secret, token, apiKey, authorization, cookie
 //	telemetry.traces                              samplePercent 100, serviceName mcpbroker
 func (c *Config) ApplyDefaults() {
+	if c.Version == nil {
+		c.Version = new(CurrentVersion)
+	}
 	setDefault(&c.HTTP.Address, defaultAddress)
 	setDefault(&c.HTTP.MaxBodyBytes, defaultMaxBodyBytes)
 	setDefault(&c.HTTP.ShutdownTimeout, defaultShutdownTimeout)

@@ -7,8 +7,9 @@ package config
 
 // Config is the whole broker configuration file.
 type Config struct {
-	// Version is the format of this file; required, and 1 is the only one.
-	Version      int           `yaml:"version"`
+	// Version is the format of this file; 1, the only one, when left out
+	// (Strata's files do not say).
+	Version      *int          `yaml:"version"`
 	HTTP         HTTP          `yaml:"http"`
 	Storage      Storage       `yaml:"storage"`
 	Connectors   []Connector   `yaml:"connectors"`

@@ -37,12 +37,8 @@ var (
 // on every reload and in `mcpbroker check`.
 func (c *Config) Validate() error {
 	v := &validator{config: c}
-	switch c.Version {
-	case 1:
-	case 0:
-		v.add("version", "required, must be 1")
-	default:
-		v.add("version", fmt.Sprintf("unsupported version %d, must be 1", c.Version))
+	if c.Version != nil && *c.Version != CurrentVersion {
+		v.add("version", fmt.Sprintf("unsupported version %d, must be %d", *c.Version, CurrentVersion))
 	}
 	v.http(&c.HTTP)
 	v.storage(&c.Storage)
