@@ -36,7 +36,7 @@ var fixtureEnvironment = map[string]string{
 }
 
 // Values the valid fixtures read from files under valid/secrets.
-var fixtureFileSecrets = []string{"partner-client-secret-value", "q0Cm3Pj1K7bYv4x9ZsTn2WfLhR8uE6dAoGiJcVyXkM4="}
+var fixtureFileSecrets = []string{"partner-client-secret-value", "q0Cm3Pj1K7bYv4x9ZsTn2WfLhR8uE6dAoGiJcVyXkM4=", "batch-agent-secret-from-a-file"}
 
 func setFixtureEnvironment(t testing.TB) {
 	t.Helper()
@@ -541,6 +541,15 @@ func TestProblemString(t *testing.T) {
 	}
 }
 
+func clientSecret(c *Config, id string) Secret {
+	for _, client := range c.AuthProvider.Clients {
+		if client.ClientID == id {
+			return client.ClientSecret
+		}
+	}
+	return Secret{}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "missing.yaml"))
 	if !errors.Is(err, os.ErrNotExist) {
@@ -550,7 +559,8 @@ func TestLoadMissingFile(t *testing.T) {
 
 // TestFixtureSecretsResolve: golden files show secrets redacted, so check
 // here that full.yaml's secrets were read from the environment and from files
-// relative to the fixture, trailing newline removed.
+// relative to the fixture, trailing newline removed, directly and through
+// the secret providers "<provider.key>" names.
 func TestFixtureSecretsResolve(t *testing.T) {
 	setFixtureEnvironment(t)
 	config, err := Load(filepath.Join(fixtures, "valid", "full.yaml"))
@@ -565,6 +575,8 @@ func TestFixtureSecretsResolve(t *testing.T) {
 		{"connectors[0].oauthClientSecret", config.Connectors[0].OAuthClientSecret, fixtureEnvironment["MCPBROKER_TEST_IDP_SECRET"]},
 		{"connectors[1].oauthClientSecret", config.Connectors[1].OAuthClientSecret, fixtureFileSecrets[0]},
 		{"mcpProvider.transports.stream.session.key", config.MCPProvider.Transports.Stream.Session.Key, fixtureFileSecrets[1]},
+		{"authProvider.clients[batch-agent].clientSecret (<local.…>)", clientSecret(config, "batch-agent"), fixtureFileSecrets[2]},
+		{"authProvider.clients[peer-broker].clientSecret (<gateway.…>)", clientSecret(config, "peer-broker"), fixtureEnvironment["MCPBROKER_TEST_IDP_SECRET"]},
 	}
 	for _, test := range tests {
 		if got := test.got.Value(); got != test.want {

@@ -43,6 +43,10 @@ type decoder struct {
 	failed    map[string]bool
 	visited   int
 	exhausted bool
+	// providers resolve "<provider.key>" secrets; secretFiles caches the
+	// providers' files for one load.
+	providers   map[string]SecretProvider
+	secretFiles map[string]map[string]string
 }
 
 type position struct{ line, column int }
@@ -294,6 +298,9 @@ func (d *decoder) decodeSecret(node *yaml.Node, target reflect.Value, path strin
 // error because the message goes to the user as a Problem; it never contains
 // the secret.
 func (d *decoder) resolveSecret(raw string) (value, message string) {
+	if reference := secretReference.FindStringSubmatch(raw); reference != nil {
+		return d.resolveReference(reference[1], reference[2])
+	}
 	match := secretTemplate.FindStringSubmatch(raw)
 	if match == nil {
 		if strings.Contains(raw, "{{") {

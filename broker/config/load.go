@@ -52,6 +52,7 @@ func Parse(data []byte, name string) (*Config, error) {
 		return nil, Problems{*problem}
 	}
 	decoder := newDecoder(name)
+	decoder.loadSecretProviders(root)
 	config := new(Config)
 	decoder.decode(root, reflect.ValueOf(config).Elem(), "")
 	if decoder.exhausted {

@@ -21,6 +21,21 @@ type Config struct {
 	Telemetry    Telemetry     `yaml:"telemetry"`
 	Reload       Reload        `yaml:"reload"`
 	RateLimits   RateLimits    `yaml:"rateLimits"`
+	// SecretProviders resolve secrets written as "<provider.key>", as in
+	// Strata's files.
+	SecretProviders []SecretProvider `yaml:"secretProviders"`
+}
+
+// SecretProvider is where "<name.key>" secrets are read from when a file
+// is loaded: the environment (type env: the variable prefix + key), a
+// YAML file of key: value (type file), or a folder with a file per key,
+// as Kubernetes mounts a secret (type directory). Paths are relative to
+// the configuration file.
+type SecretProvider struct {
+	Name   string `yaml:"name"`
+	Type   string `yaml:"type"`
+	Prefix string `yaml:"prefix"`
+	Path   string `yaml:"path"`
 }
 
 // RateLimits bound how often agents may call, and how many calls may be in

@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	}
 	v.http(&c.HTTP)
 	v.storage(&c.Storage)
+	v.secretProviders(c.SecretProviders)
 	v.connectors(c.Connectors)
 	v.authProvider(c.AuthProvider)
 	v.mcpProvider(&c.MCPProvider, len(c.Apps) > 0)
