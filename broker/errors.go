@@ -8,17 +8,17 @@ import (
 
 // Failures the pipeline renders as JSON-RPC errors (see render.go).
 var (
-	ErrInvalidParams      = errors.New("invalid params")
-	ErrMethodNotFound     = errors.New("method not found")
-	ErrUnknownTool        = errors.New("unknown tool")
-	ErrUnknownPrompt      = errors.New("unknown prompt")
-	ErrResourceNotFound   = errors.New("resource not found")
-	ErrInvalidCursor      = errors.New("invalid cursor")
-	ErrUpstreamFailed     = errors.New("upstream unavailable")
-	ErrUpstreamTimeout    = errors.New("upstream timed out")
+	ErrInvalidParams    = errors.New("invalid params")
+	ErrMethodNotFound   = errors.New("method not found")
+	ErrUnknownTool      = errors.New("unknown tool")
+	ErrUnknownPrompt    = errors.New("unknown prompt")
+	ErrResourceNotFound = errors.New("resource not found")
+	ErrInvalidCursor    = errors.New("invalid cursor")
+	ErrUpstreamFailed   = errors.New("upstream unavailable")
+	ErrUpstreamTimeout  = errors.New("upstream timed out")
 	// ErrPolicyTimeout: the policy did not decide in time; the call is
 	// refused, as a failure to try again rather than a denial.
-	ErrPolicyTimeout = errors.New("the policy did not decide in time; try again")
+	ErrPolicyTimeout      = errors.New("the policy did not decide in time; try again")
 	ErrNotInitialized     = errors.New("session not initialized")
 	ErrAlreadyInitialized = errors.New("session already initialized")
 	// ErrShuttingDown refuses new sessions while the broker shuts down.
