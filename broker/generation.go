@@ -27,6 +27,9 @@ type generation struct {
 	auth     *authenticator
 	// limits applies rateLimits; nil when there are none.
 	limits *limiter
+	// identityHeaders are the headers each app's requests carry from the
+	// agent's token, by app name.
+	identityHeaders map[string][]config.IdentityHeader
 	// retired names the namespaces of apps the last reload removed, so
 	// that their tools are refused as such and not as unknown names.
 	retired map[string]string // prefix -> app name
@@ -40,7 +43,12 @@ func (b *Broker) current() *generation { return b.gen.Load() }
 
 // build makes a generation of cfg; nothing runs until start.
 func (b *Broker) build(cfg *config.Config) (_ *generation, err error) {
-	g := &generation{cfg: cfg, stop: func() {}}
+	g := &generation{cfg: cfg, stop: func() {}, identityHeaders: map[string][]config.IdentityHeader{}}
+	for _, app := range cfg.Apps {
+		if len(app.IdentityHeaders) > 0 {
+			g.identityHeaders[app.Name] = app.IdentityHeaders
+		}
+	}
 	options, err := catalogOptions(cfg.Apps, pemFiles{b.baseDir})
 	if err != nil {
 		return nil, err

@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
@@ -37,6 +39,13 @@ func outboundOptions(cfg *config.Config, b *Broker) ([]exchange.AppOptions, erro
 			Audience:   te.Audience,
 			Delegation: te.Type == config.ExchangeDelegation,
 			Tools:      make(map[string]exchange.ToolGrant, len(te.Tools)),
+		}
+		o.Shape.QualifiedSubject = te.SubjectFormat == config.SubjectFormatQualified
+		if te.Actor == config.ActorGateway && b.authProvider != nil {
+			o.Shape.Gateway = b.authProvider.issuer // the broker, as its tokens name it
+		}
+		for _, claim := range te.Claims {
+			o.Shape.Claims = append(o.Shape.Claims, exchange.CopiedClaim{Name: claim.Name, From: strings.TrimPrefix(claim.From, "user.")})
 		}
 		for _, tool := range te.Tools {
 			grant := exchange.ToolGrant{TTL: time.Duration(tool.TTL)}
@@ -132,6 +141,28 @@ type outboundToken struct {
 // own token, or none at all for a tool without one, in place of the
 // session's token.
 func (c *Call) upstreamHeader() http.Header {
+	header := c.tokenHeader()
+	if c.App == nil || c.Principal == nil {
+		return header
+	}
+	identity := c.gen.identityHeaders[c.App.Name]
+	if len(identity) == 0 {
+		return header
+	}
+	header = header.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
+	for _, h := range identity {
+		if value, ok := claimHeaderValue(c.Principal.Claims, h.Claim); ok {
+			header.Set(h.Header, value)
+		}
+	}
+	return header
+}
+
+// tokenHeader is the Authorization of a call's upstream request.
+func (c *Call) tokenHeader() http.Header {
 	switch {
 	case !c.Outbound.set:
 		return nil
@@ -139,6 +170,52 @@ func (c *Call) upstreamHeader() http.Header {
 		return withoutAuthorization
 	}
 	return http.Header{"Authorization": {"Bearer " + string(c.Outbound.token.Value)}}
+}
+
+// maxIdentityHeaderBytes bounds an identity header's value; a longer one
+// is left out rather than cut.
+const maxIdentityHeaderBytes = 4096
+
+// claimHeaderValue is the header value of the claim path names in claims
+// ("act.sub" reaches into objects): a string as it is, a list of strings
+// joined with commas, a number or boolean as JSON. Anything else, or a
+// value with control characters or over maxIdentityHeaderBytes, yields
+// no header.
+func claimHeaderValue(claims map[string]any, path string) (string, bool) {
+	var value any = claims
+	for part := range strings.SplitSeq(path, ".") {
+		object, ok := value.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if value, ok = object[part]; !ok {
+			return "", false
+		}
+	}
+	var text string
+	switch v := value.(type) {
+	case string:
+		text = v
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, item := range v {
+			s, ok := item.(string)
+			if !ok || strings.Contains(s, ",") {
+				return "", false
+			}
+			parts = append(parts, s)
+		}
+		text = strings.Join(parts, ",")
+	case float64, bool, json.Number:
+		raw, _ := json.Marshal(v)
+		text = string(raw)
+	default:
+		return "", false
+	}
+	if len(text) > maxIdentityHeaderBytes || strings.ContainsFunc(text, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", false
+	}
+	return text, true
 }
 
 // withoutAuthorization is the header of a tool call that carries no token:

@@ -52,6 +52,33 @@ type TokenRequest struct {
 	Scopes       []string // nil: an identity-only token
 	TTL          time.Duration
 	Delegation   bool
+	Shape        TokenShape
+}
+
+// TokenShape is how a minted token tells who is who, beyond the defaults
+// (sub the user, act the agent). Only tokens minted in process take it: a
+// connector's tokens are shaped by the connector.
+type TokenShape struct {
+	// Gateway, when set, is the actor of a delegation: act names it, with
+	// the agent (and whoever acted before) nested inside, as Strata's
+	// orchestrator's tokens do.
+	Gateway string
+	// QualifiedSubject makes sub "<issuer of the agent's token>|<sub>".
+	QualifiedSubject bool
+	// Claims are added to the token, each the value of a claim of the
+	// agent's token (one it does not have is left out).
+	Claims []CopiedClaim
+}
+
+// CopiedClaim is a claim a token takes from the agent's token.
+type CopiedClaim struct {
+	Name string // the claim in the minted token
+	From string // the claim of the agent's token
+}
+
+// IsZero reports whether the shape is the default one.
+func (s TokenShape) IsZero() bool {
+	return s.Gateway == "" && !s.QualifiedSubject && len(s.Claims) == 0
 }
 
 // UpstreamToken is a token for an upstream and what an audit record may
@@ -86,16 +113,34 @@ func (m *MintingIssuer) Issue(ctx context.Context, r TokenRequest) (UpstreamToke
 		TTL:        ttl,
 		Delegation: r.Delegation,
 	}
-	if p.Issuer != m.Minter.Issuer() {
+	if r.Shape.QualifiedSubject {
+		grant.Subject = p.Issuer + "|" + p.Subject
+	}
+	extra := func(name string, value any) {
+		if grant.Extra == nil {
+			grant.Extra = map[string]any{}
+		}
+		grant.Extra[name] = value
+	}
+	if p.Issuer != m.Minter.Issuer() && !r.Shape.QualifiedSubject {
 		// The token's iss is the Auth Provider's whoever authenticated the
-		// user: sub_iss keeps another issuer's "alice" apart from its own.
-		grant.Extra = map[string]any{SubjectIssuerClaim: p.Issuer}
+		// user: sub_iss keeps another issuer's "alice" apart from its own
+		// (a qualified sub does so itself).
+		extra(SubjectIssuerClaim, p.Issuer)
+	}
+	for _, c := range r.Shape.Claims {
+		if value, ok := p.Claims[c.From]; ok {
+			extra(c.Name, value)
+		}
 	}
 	if r.Delegation {
 		// The agent acts now; whoever acted before it, as the agent's own
 		// token tells, nests inside. The verified chain is shared, not
 		// copied: minting only reads it.
 		grant.Actor = &oauth.Actor{Subject: p.ClientID, ClientID: p.ClientID, Actor: p.Actor}
+		if r.Shape.Gateway != "" {
+			grant.Actor = &oauth.Actor{Subject: r.Shape.Gateway, Actor: grant.Actor}
+		}
 	}
 	token, claims, err := m.Minter.Mint(ctx, grant)
 	if err != nil {

@@ -179,3 +179,54 @@ func TestConnectorTokenCarriesNoScopeBeyondTheRequest(t *testing.T) {
 		})
 	}
 }
+
+// Tokens shaped as Strata's orchestrator shapes them: the gateway acts,
+// the agent nested inside it (and whoever acted before, inside the agent);
+// sub qualified by the issuer that authenticated the user; claims copied
+// from the agent's token, those it lacks left out.
+func TestMintedTokenShapes(t *testing.T) {
+	issuer := &MintingIssuer{Minter: outboundTestMinter(t)}
+	principal := &oauth.Principal{Issuer: "https://idp.example", Subject: "alice", ClientID: "agent",
+		Actor:  &oauth.Actor{Subject: "orchestrator-1"},
+		Expiry: time.Now().Add(time.Hour),
+		Claims: map[string]any{"email": "alice@example.com", "groups": []any{"finance"}}}
+	issue := func(shape TokenShape) map[string]any {
+		token, err := issuer.Issue(context.Background(), TokenRequest{Principal: principal, Audience: "https://ledger.example/",
+			TTL: time.Minute, Delegation: true, Shape: shape})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, claims := oauthtest.Decode(t, string(token.Value))
+		return claims
+	}
+	asJSON := func(v any) string { raw, _ := json.Marshal(v); return string(raw) }
+
+	agent := issue(TokenShape{})
+	if got := asJSON(agent["act"]); got != `{"act":{"sub":"orchestrator-1"},"client_id":"agent","sub":"agent"}` || agent["sub"] != "alice" || agent["sub_iss"] != "https://idp.example" {
+		t.Errorf("the default shape: sub %v, sub_iss %v, act %s", agent["sub"], agent["sub_iss"], got)
+	}
+	gateway := issue(TokenShape{Gateway: outboundTestIssuer, QualifiedSubject: true,
+		Claims: []CopiedClaim{{Name: "email", From: "email"}, {Name: "team", From: "groups"}, {Name: "department", From: "department"}}})
+	if got := asJSON(gateway["act"]); got != `{"act":{"act":{"sub":"orchestrator-1"},"client_id":"agent","sub":"agent"},"sub":"http://localhost:8080"}` {
+		t.Errorf("actor gateway: act %s", got)
+	}
+	if gateway["sub"] != "https://idp.example|alice" || gateway["sub_iss"] != nil {
+		t.Errorf("qualified subject: sub %v, sub_iss %v", gateway["sub"], gateway["sub_iss"])
+	}
+	if gateway["email"] != "alice@example.com" || asJSON(gateway["team"]) != `["finance"]` {
+		t.Errorf("copied claims: email %v, team %v", gateway["email"], gateway["team"])
+	}
+	if _, present := gateway["department"]; present {
+		t.Error("a claim the agent's token lacks was added")
+	}
+}
+
+// A connector shapes its own tokens: asking for a shape there is refused
+// when the apps are built, not ignored.
+func TestShapeRefusedForConnectorTokens(t *testing.T) {
+	_, err := NewOutbound([]AppOptions{{Name: "ledger", Audience: "https://ledger.example/", Issuer: &ConnectorIssuer{},
+		Shape: TokenShape{Gateway: "https://broker.example"}}})
+	if err == nil {
+		t.Error("a token shape for a connector's tokens was accepted")
+	}
+}

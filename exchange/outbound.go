@@ -46,6 +46,8 @@ type AppOptions struct {
 	// applies to tools without their own.
 	Tools  map[string]ToolGrant
 	Issuer Issuer
+	// Shape shapes the tokens beyond the defaults; minted tokens only.
+	Shape TokenShape
 }
 
 // Outbound issues the tokens of every app whose upstream receives
@@ -66,8 +68,11 @@ func NewOutbound(options []AppOptions) (*Outbound, error) {
 		if opts.Issuer == nil {
 			return nil, fmt.Errorf("exchange: app %q: no issuer", opts.Name)
 		}
+		if _, minted := opts.Issuer.(*MintingIssuer); !minted && !opts.Shape.IsZero() {
+			return nil, fmt.Errorf("exchange: app %q: a connector shapes its own tokens; the actor, subject format and claims apply to minted ones", opts.Name)
+		}
 		a := &AppIssuer{name: opts.Name, audience: opts.Audience, delegation: opts.Delegation,
-			issuer: opts.Issuer, tools: make(map[string]*ToolGrant, len(opts.Tools))}
+			issuer: opts.Issuer, tools: make(map[string]*ToolGrant, len(opts.Tools)), shape: opts.Shape}
 		for name, grant := range opts.Tools {
 			if rest := grant.TTL % time.Second; rest != 0 {
 				grant.TTL += time.Second - rest
@@ -99,6 +104,7 @@ type AppIssuer struct {
 	delegation bool
 	tools      map[string]*ToolGrant
 	issuer     Issuer
+	shape      TokenShape
 }
 
 // Errors of outbound issuing; callers compare with errors.Is or errors.As.
@@ -167,7 +173,7 @@ func (a *AppIssuer) ToolToken(ctx context.Context, call ToolCall) (UpstreamToken
 	if err != nil {
 		return UpstreamToken{}, err
 	}
-	r := TokenRequest{Principal: call.Principal, Audience: a.audience, Scopes: scopes, TTL: grant.TTL, Delegation: a.delegation}
+	r := TokenRequest{Principal: call.Principal, Audience: a.audience, Scopes: scopes, TTL: grant.TTL, Delegation: a.delegation, Shape: a.shape}
 	if a.issuer.ExchangesAgentToken() {
 		r.SubjectToken = call.SubjectToken
 	}
@@ -257,6 +263,7 @@ func (s *SessionToken) issue(ctx context.Context, subject Credential) (Credentia
 		Audience:     s.app.audience,
 		TTL:          SessionTokenTTL,
 		Delegation:   s.app.delegation,
+		Shape:        s.app.shape,
 	})
 	if err != nil {
 		return "", err

@@ -546,6 +546,18 @@ type App struct {
 	ResourceNamespace *ResourceNamespace `yaml:"resourceNamespace"`
 	Upstream          Upstream           `yaml:"upstream"`
 	Authorization     *AppAuthorization  `yaml:"authorization"`
+	// IdentityHeaders tell the upstream who calls beside the token: each
+	// request carries the header with the value of a claim of the agent's
+	// token. Only the broker sets them.
+	IdentityHeaders []IdentityHeader `yaml:"identityHeaders"`
+}
+
+// IdentityHeader names a header and the claim of the agent's token it
+// carries ("sub", "email", "groups", "act.sub": a dotted path reaches
+// into objects).
+type IdentityHeader struct {
+	Header string `yaml:"header"`
+	Claim  string `yaml:"claim"`
 }
 
 // ResourceNamespace declares the resource URIs an app owns. URIs are not
@@ -669,6 +681,30 @@ type TokenExchange struct {
 	IDP      string         `yaml:"idp"`
 	Audience string         `yaml:"audience"`
 	Tools    []ExchangeTool `yaml:"tools"`
+	// Actor is who a delegation token says acts: "agent" (the default:
+	// act names the agent) or "gateway" (act names the broker, the agent
+	// nested inside: the shape of Strata's orchestrator's tokens).
+	Actor string `yaml:"actor"`
+	// SubjectFormat is "plain" (the default: sub is the user's) or
+	// "qualified" (sub is "<issuer>|<sub>", Strata's form).
+	SubjectFormat string `yaml:"subjectFormat"`
+	// Claims are added to the tokens from the agent's token.
+	Claims []ExchangeClaim `yaml:"claims"`
+}
+
+// Values of TokenExchange.Actor and SubjectFormat.
+const (
+	ActorAgent             = "agent"
+	ActorGateway           = "gateway"
+	SubjectFormatPlain     = "plain"
+	SubjectFormatQualified = "qualified"
+)
+
+// ExchangeClaim adds a claim to an app's tokens: Name, the value of the
+// agent's token's claim that From names as "user.<claim>".
+type ExchangeClaim struct {
+	Name string `yaml:"name"`
+	From string `yaml:"from"`
 }
 
 // ExchangeTool is the token shape for one tool.

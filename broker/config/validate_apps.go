@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -36,6 +38,7 @@ func (v *validator) apps(apps []App) {
 		if app.Authorization != nil {
 			v.appAuthorization(field(path, "authorization"), app.Authorization)
 		}
+		v.identityHeaders(field(path, "identityHeaders"), app.IdentityHeaders)
 	}
 	v.namespaceCollisions(apps)
 	v.resourceNamespaceOverlaps(apps)
@@ -294,6 +297,89 @@ func (v *validator) tokenExchange(path string, exchange *TokenExchange) {
 			case !isScopeToken(scope.Name):
 				v.add(field(index(field(toolPath, "scopes"), j), "name"), fmt.Sprintf("not a scope token (RFC 6749 §3.3): %s", quote(scope.Name)))
 			}
+		}
+	}
+	v.tokenShape(path, exchange)
+}
+
+// registeredClaims are the claims the minter sets itself: a configured
+// claim may not replace them.
+var registeredClaims = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "act", "scope", "client_id", "may_act", "sub_iss", "cnf", "azp"}
+
+// tokenShape checks the actor, subject format and claims, which only
+// tokens the embedded authorization server mints take.
+func (v *validator) tokenShape(path string, exchange *TokenExchange) {
+	minted := exchange.IDP == EmbeddedIdentityProvider
+	shaped := func(key string) {
+		if !minted && exchange.IDP != "" {
+			v.add(field(path, key), fmt.Sprintf(`applies to tokens the embedded authorization server mints (idp: embedded); connector %s shapes its own`, quote(exchange.IDP)))
+		}
+	}
+	switch exchange.Actor {
+	case "", ActorAgent:
+	case ActorGateway:
+		shaped("actor")
+		if exchange.Type == ExchangeImpersonation {
+			v.add(field(path, "actor"), `"gateway" names the broker in act; impersonation tokens have no act (use type: delegation)`)
+		}
+	default:
+		v.add(field(path, "actor"), fmt.Sprintf(`want "agent" or "gateway", got %s`, quote(exchange.Actor)))
+	}
+	switch exchange.SubjectFormat {
+	case "", SubjectFormatPlain:
+	case SubjectFormatQualified:
+		shaped("subjectFormat")
+	default:
+		v.add(field(path, "subjectFormat"), fmt.Sprintf(`want "plain" or "qualified", got %s`, quote(exchange.SubjectFormat)))
+	}
+	if len(exchange.Claims) > 0 {
+		shaped("claims")
+	}
+	seen := map[string]bool{}
+	for i, claim := range exchange.Claims {
+		claimPath := index(field(path, "claims"), i)
+		switch {
+		case claim.Name == "":
+			v.add(field(claimPath, "name"), "required")
+		case slices.Contains(registeredClaims, claim.Name):
+			v.add(field(claimPath, "name"), fmt.Sprintf("%s is set by the broker itself", quote(claim.Name)))
+		case seen[claim.Name]:
+			v.add(field(claimPath, "name"), fmt.Sprintf("%s is named twice", quote(claim.Name)))
+		}
+		seen[claim.Name] = true
+		if from, ok := strings.CutPrefix(claim.From, "user."); !ok || from == "" {
+			v.add(field(claimPath, "from"), fmt.Sprintf(`want "user.<claim>", a claim of the agent's token, got %s`, quote(claim.From)))
+		}
+	}
+}
+
+// headerName is an HTTP field name (RFC 9110 token).
+var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+// reservedHeaders carry the protocol; an identity header may not replace
+// them.
+var reservedHeaders = []string{"authorization", "host", "content-type", "content-length", "transfer-encoding", "connection",
+	"upgrade", "te", "trailer", "accept", "accept-encoding", "cookie", "mcp-session-id", "mcp-protocol-version",
+	"last-event-id", "traceparent", "tracestate", "forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
+
+func (v *validator) identityHeaders(path string, headers []IdentityHeader) {
+	seen := map[string]bool{}
+	for i, h := range headers {
+		headerPath := index(path, i)
+		name := strings.ToLower(h.Header)
+		switch {
+		case h.Header == "":
+			v.add(field(headerPath, "header"), "required")
+		case !headerName.MatchString(h.Header):
+			v.add(field(headerPath, "header"), fmt.Sprintf("not an HTTP header name: %s", quote(h.Header)))
+		case slices.Contains(reservedHeaders, name) || strings.HasPrefix(name, "proxy-"):
+			v.add(field(headerPath, "header"), fmt.Sprintf("%s carries the protocol; choose another name", quote(h.Header)))
+		case seen[name]:
+			v.add(field(headerPath, "header"), fmt.Sprintf("%s is named twice", quote(h.Header)))
+		}
+		seen[name] = true
+		if h.Claim == "" || strings.HasPrefix(h.Claim, ".") || strings.HasSuffix(h.Claim, ".") || strings.Contains(h.Claim, "..") {
+			v.add(field(headerPath, "claim"), fmt.Sprintf(`want a claim of the agent's token, such as "sub", "groups" or "act.sub", got %s`, quote(h.Claim)))
 		}
 	}
 }
