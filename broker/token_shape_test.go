@@ -29,7 +29,13 @@ import (
 func TestStrataShapedTokensAndIdentityHeaders(t *testing.T) {
 	var mu sync.Mutex
 	var seen []http.Header
-	ledger := sample.Handler(nil)
+	addr := freeAddress(t)
+	issuer := "http://" + addr
+	// The sample ledger verifies the broker's tokens for its audience.
+	ledger, err := sample.ProtectedHandler(nil, sample.TokenOptions{Issuer: issuer, Audience: "https://ledger.example/"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			mu.Lock()
@@ -39,8 +45,6 @@ func TestStrataShapedTokensAndIdentityHeaders(t *testing.T) {
 		ledger.ServeHTTP(w, r)
 	}))
 	t.Cleanup(upstream.Close)
-	addr := freeAddress(t)
-	issuer := "http://" + addr
 	broker := startBrokerAt(t, addr, scenario(t, "strata-shaped"), filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, upstream.URL+"/mcp")
 
 	// The demo user signs in through the agent.
@@ -81,6 +85,16 @@ func TestStrataShapedTokensAndIdentityHeaders(t *testing.T) {
 	mu.Unlock()
 	if res := callTool(t, ctx, session, "ledger_get_balance", map[string]any{"account": "alice"}); res.IsError {
 		t.Fatalf("get_balance: %s", text(res))
+	}
+	// The ledger verified the token, and reads the chain nested.
+	who := callTool(t, ctx, session, "ledger_whoami", nil)
+	structured, _ := json.Marshal(who.StructuredContent)
+	var identity sample.Identity
+	if err := json.Unmarshal(structured, &identity); err != nil || !identity.Verified || identity.VerifiedClaims == nil {
+		t.Fatalf("whoami: %v %s", err, structured)
+	}
+	if nested, _ := identity.VerifiedClaims.Actor["act"].(map[string]any); identity.VerifiedClaims.Actor["sub"] != issuer || nested["sub"] != "agent" {
+		t.Errorf("the ledger verified act %v, want the broker acting with the agent nested", identity.VerifiedClaims.Actor)
 	}
 
 	mu.Lock()
