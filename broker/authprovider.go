@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -65,6 +66,10 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 	if err != nil {
 		return nil, fmt.Errorf("broker: auth provider token exchange: %w", err)
 	}
+	login, err := federation(cfg, pemFiles{b.baseDir})
+	if err != nil {
+		return nil, err
+	}
 	opts := authserver.Options{
 		Issuer:                    ap.Issuer,
 		Audiences:                 ap.Audiences,
@@ -72,7 +77,7 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 		AccessTokenTTL:            timeOf(ap.AccessTokenTTL),
 		RefreshTokenTTL:           timeOf(ap.RefreshTokenTTL),
 		Users:                     loginUsers(ap.Login.Users),
-		Federation:                federation(cfg),
+		Federation:                login,
 		Registration:              ap.Registration.Enabled,
 		ClientIDMetadataDocuments: ap.Registration.ClientIDMetadataDocuments,
 		ClientIDMetadataFetch:     clientDocumentFetch(),
@@ -108,16 +113,42 @@ func (p *authProvider) revoked(ctx context.Context, issuer, tokenID string) bool
 
 // federation signs users in through the connector named by
 // authProvider.login.connector, if any.
-func federation(cfg *config.Config) *authserver.Federation {
+func federation(cfg *config.Config, files pemFiles) (*authserver.Federation, error) {
 	connector := cfg.Connector(cfg.AuthProvider.Login.Connector)
 	if cfg.AuthProvider.Login.Connector == "" || connector == nil {
-		return nil
+		return nil, nil
 	}
-	return &authserver.Federation{
+	f := &authserver.Federation{
 		DiscoveryURL: connector.OIDCWellKnownURL,
 		ClientID:     connector.OAuthClientID,
 		ClientSecret: connector.OAuthClientSecret.Value(),
+		Scopes:       slices.Clone(connector.Scopes),
+		DisablePKCE:  connector.DisablePKCE,
 	}
+	if connector.OfflineAccess && !slices.Contains(f.Scopes, "offline_access") {
+		if len(f.Scopes) == 0 {
+			f.Scopes = []string{"openid", "profile", "email"}
+		}
+		f.Scopes = append(f.Scopes, "offline_access")
+	}
+	if r := connector.OAuthLoginRedirect; r != nil && len(r.URLs) > 0 {
+		f.RedirectURL = r.URLs[0]
+	}
+	if r := connector.OAuthLogoutRedirect; r != nil {
+		f.PostLogoutRedirectURLs = r.URLs
+	}
+	if connector.TLS != nil {
+		tlsConfig, err := files.upstreamTLS("connectors["+connector.Name+"].tls", connector.TLS)
+		if err != nil {
+			return nil, err
+		}
+		f.HTTPClient = &http.Client{
+			Timeout:       10 * time.Second,
+			Transport:     &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return f, nil
 }
 
 // clientDocumentFetch is how client ID metadata documents are fetched:

@@ -296,3 +296,51 @@ func TestFederatedSignIn(t *testing.T) {
 		t.Errorf("upstream saw act %v, want sub agent", upstream.Actor)
 	}
 }
+
+// Strata's connector redirects are honoured: the identity provider sends
+// the browser back to oauthLoginRedirect's URL, which the broker serves;
+// /logout sends the browser through the identity provider's RP-initiated
+// logout to an oauthLogoutRedirect URL, and to no other.
+func TestFederatedLoginAndLogoutRedirects(t *testing.T) {
+	brokerAddress := freeAddress(t)
+	brokerIssuer := "http://" + brokerAddress
+	idp := startIDPArgs(t, "--login-redirect", brokerIssuer+"/oidc-callback")
+	agentRedirect := "http://" + freeAddress(t) + "/cb"
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	ledgerAddress := freeAddress(t)
+	audience := "http://" + ledgerAddress + "/mcp"
+	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress, "--issuer", brokerIssuer, "--audience", audience)
+	signedOut := "http://" + freeAddress(t) + "/signed-out"
+	brokerURL := startBrokerAt(t, brokerAddress, scenario(t, "federated-redirects"), filepath.Join(t.TempDir(), "broker.db"),
+		brokerIssuer, idp.Issuer, agentRedirect, audience, signedOut)
+
+	b := newBrowser(t)
+	start, _ := agentAuthorizeURL(brokerURL, agentRedirect, "state-redirects")
+	back, page := b.signIn(start, "carol", "carol-password", func(u *url.URL) bool { return strings.HasPrefix(u.String(), agentRedirect) })
+	if back == nil || back.Query().Get("code") == "" {
+		t.Fatalf("sign-in did not return to the agent: %s\nrequests:\n%s", page, strings.Join(b.trail, "\n"))
+	}
+	callback := false
+	for _, step := range b.trail {
+		callback = callback || strings.HasPrefix(step, "GET "+brokerURL+"/oidc-callback ")
+	}
+	if !callback {
+		t.Errorf("the identity provider did not send the browser to the configured callback:\n%s", strings.Join(b.trail, "\n"))
+	}
+
+	logout, _ := url.Parse(brokerURL + "/logout")
+	resp, body := b.do(logout, nil)
+	location, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || location == nil || !strings.HasPrefix(location.String(), idp.Issuer) ||
+		location.Query().Get("client_id") != "broker-login" || location.Query().Get("post_logout_redirect_uri") != signedOut {
+		t.Errorf("logout: %d to %q, want the identity provider's end_session_endpoint with client_id and the first logout URL\n%s", resp.StatusCode, location, body)
+	}
+	chosen, _ := url.Parse(brokerURL + "/logout?post_logout_redirect_uri=" + url.QueryEscape("https://console.example/signed-out"))
+	if resp, _ := b.do(chosen, nil); resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), url.QueryEscape("https://console.example/signed-out")) {
+		t.Errorf("logout to the second configured URL: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	elsewhere, _ := url.Parse(brokerURL + "/logout?post_logout_redirect_uri=" + url.QueryEscape("https://attacker.example/"))
+	if resp, _ := b.do(elsewhere, nil); resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+		t.Errorf("logout to an address not configured: %d %q, want 400 and no redirect", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

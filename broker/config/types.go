@@ -258,8 +258,25 @@ type Connector struct {
 	OIDCWellKnownURL    string     `yaml:"oidcWellKnownURL"`
 	OAuthClientID       string     `yaml:"oauthClientID"`
 	OAuthClientSecret   Secret     `yaml:"oauthClientSecret"`
-	OAuthLoginRedirect  *Redirects `yaml:"oauthLoginRedirect"`
+	// OAuthLoginRedirect's first URL is where the identity provider sends
+	// the browser back after a federated sign-in (registered with it);
+	// the broker serves the callback at its path. Default <issuer>/callback.
+	OAuthLoginRedirect *Redirects `yaml:"oauthLoginRedirect"`
+	// OAuthLogoutRedirect lists where <issuer>/logout may send the browser
+	// after signing out (the first unless the request names another),
+	// through the identity provider's RP-initiated logout when it offers
+	// one.
 	OAuthLogoutRedirect *Redirects `yaml:"oauthLogoutRedirect"`
+	// Scopes asked for at sign-in (openid is always asked); default
+	// openid, profile, email. OfflineAccess adds offline_access.
+	Scopes        []string `yaml:"scopes"`
+	OfflineAccess bool     `yaml:"offlineAccess"`
+	// DisablePKCE leaves PKCE out of the sign-in, for identity providers
+	// that refuse it.
+	DisablePKCE bool `yaml:"disablePKCE"`
+	// TLS reaches the identity provider through the enterprise's own PKI
+	// (sign-in: discovery, keys, code redemption).
+	TLS *UpstreamTLS `yaml:"tls"`
 }
 
 // Connector returns the connector with the given name, or nil.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"strings"
 )
 
 func (v *validator) connectors(connectors []Connector) {
@@ -34,7 +35,34 @@ func (v *validator) connectors(connectors []Connector) {
 		}
 		v.redirects(field(path, "oauthLoginRedirect"), connector.OAuthLoginRedirect)
 		v.redirects(field(path, "oauthLogoutRedirect"), connector.OAuthLogoutRedirect)
+		if r := connector.OAuthLoginRedirect; r != nil && len(r.URLs) > 0 {
+			if u, err := url.Parse(r.URLs[0]); err == nil && v.servedPath(u.Path) {
+				v.add(index(field(field(path, "oauthLoginRedirect"), "urls"), 0), fmt.Sprintf("path %s is served by the MCP provider; choose another for the sign-in callback", quote(u.Path)))
+			}
+		}
+		for i, scope := range connector.Scopes {
+			if !isScopeToken(scope) {
+				v.add(index(field(path, "scopes"), i), fmt.Sprintf("not a scope token (RFC 6749 §3.3): %s", quote(scope)))
+			}
+		}
+		if t := connector.TLS; t != nil {
+			if u, err := url.Parse(connector.OIDCWellKnownURL); err == nil {
+				v.upstreamTLS(field(path, "tls"), t, u.Scheme)
+			}
+		}
 	}
+}
+
+// servedPath reports whether the MCP provider serves path itself.
+func (v *validator) servedPath(path string) bool {
+	if strings.HasPrefix(path, "/.well-known/") {
+		return true
+	}
+	t := v.config.MCPProvider.Transports
+	if t.Stream != nil && t.Stream.Path == path {
+		return true
+	}
+	return t.SSE != nil && (t.SSE.Path == path || t.SSE.MessagePath == path)
 }
 
 func (v *validator) redirects(path string, redirects *Redirects) {

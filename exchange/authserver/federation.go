@@ -43,6 +43,16 @@ type Federation struct {
 	GroupsClaim string
 	// HTTPClient reaches the identity provider; default a client with a 10s timeout.
 	HTTPClient *http.Client
+	// RedirectURL is where the identity provider sends the browser back,
+	// registered with it; its path is served as the callback. Default the
+	// issuer's /callback.
+	RedirectURL string
+	// PostLogoutRedirectURLs are where the browser may go after signing
+	// out; the first unless the logout request names another of them.
+	PostLogoutRedirectURLs []string
+	// DisablePKCE leaves PKCE out of the sign-in, for identity providers
+	// that refuse it.
+	DisablePKCE bool
 }
 
 const (
@@ -75,6 +85,16 @@ func (f *Federation) validate(problem func(path, format string, args ...any)) {
 	if f.ClientID == "" {
 		problem("federation.clientID", "required")
 	}
+	if f.RedirectURL != "" {
+		if u, err := url.Parse(f.RedirectURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			problem("federation.redirectURL", "%q is not an absolute http or https URL without query or fragment", f.RedirectURL)
+		}
+	}
+	for i, target := range f.PostLogoutRedirectURLs {
+		if u, err := url.Parse(target); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			problem(fmt.Sprintf("federation.postLogoutRedirectURLs[%d]", i), "%q is not an absolute http or https URL", target)
+		}
+	}
 }
 
 // idpMetadata is what is read of the identity provider's OpenID configuration.
@@ -83,12 +103,16 @@ type idpMetadata struct {
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
 	JWKSURI               string `json:"jwks_uri"`
+	// EndSessionEndpoint serves RP-initiated logout, when offered.
+	EndSessionEndpoint string `json:"end_session_endpoint"`
 }
 
 // federation is the client side of federated sign-in.
 type federation struct {
 	config      Federation
 	redirectURL string
+	// callbackPath is redirectURL's path, where the callback is served.
+	callbackPath string
 	client      *http.Client
 	now         func() time.Time
 	logger      *slog.Logger
@@ -117,7 +141,8 @@ func newFederation(config Federation, redirectURL string, now func() time.Time, 
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	return &federation{config: config, redirectURL: redirectURL, client: client, now: now, logger: logger}
+	callback, _ := url.Parse(redirectURL) // checked by the caller
+	return &federation{config: config, redirectURL: redirectURL, callbackPath: cmp.Or(callback.EscapedPath(), "/"), client: client, now: now, logger: logger}
 }
 
 // metadata returns the identity provider's metadata, fetched at most every
@@ -197,8 +222,10 @@ func (f *federation) authorizeURL(idp *idpMetadata, state, nonce, verifier strin
 	query.Set("scope", strings.Join(f.config.Scopes, " "))
 	query.Set("state", state)
 	query.Set("nonce", nonce)
-	query.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
-	query.Set("code_challenge_method", "S256")
+	if !f.config.DisablePKCE {
+		query.Set("code_challenge", base64.RawURLEncoding.EncodeToString(sum[:]))
+		query.Set("code_challenge_method", "S256")
+	}
 	target.RawQuery = query.Encode()
 	return target.String()
 }
@@ -214,6 +241,9 @@ func (f *federation) signIn(ctx context.Context, code, verifier, nonce string) (
 		"code":          {code},
 		"redirect_uri":  {f.redirectURL},
 		"code_verifier": {verifier},
+	}
+	if f.config.DisablePKCE {
+		form.Del("code_verifier")
 	}
 	if f.config.ClientSecret == "" {
 		form.Set("client_id", f.config.ClientID)
@@ -308,7 +338,7 @@ func (s *Server) startFederatedSignIn(w http.ResponseWriter, ctx context.Context
 		return
 	}
 	state := &flow{Query: query, Stage: stageFederated, Nonce: randomID(), Verifier: randomID() + randomID()}
-	if err := s.setSealedCookie(w, federationCookie, s.basePath+pathCallback, state); err != nil {
+	if err := s.setSealedCookie(w, federationCookie, s.federation.callbackPath, state); err != nil {
 		s.refuse(w, a, fosite.ErrServerError.WithWrap(err))
 		return
 	}
@@ -324,7 +354,7 @@ func (s *Server) startFederatedSignIn(w http.ResponseWriter, ctx context.Context
 // then the authorization goes on to consent as after a local sign-in.
 func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	callbackPath := s.basePath + pathCallback
+	callbackPath := s.federation.callbackPath
 	cookie, err := r.Cookie(federationCookie)
 	if err != nil || cookie.Value == "" {
 		s.renderError(w, http.StatusBadRequest, "Sign-in expired", "This sign-in is not in progress any more.")
@@ -377,4 +407,52 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.signedIn(w, ctx, a, &flow{Query: state.Query}, who)
+}
+
+// pathLogout signs the browser out: the sign-in cookies go, and with a
+// federated sign-in the browser is sent to the identity provider's
+// RP-initiated logout when it offers one.
+const pathLogout = "/logout"
+
+// serveLogout ends what the browser holds of a sign-in here and sends it
+// on: to the identity provider's end_session_endpoint (OpenID Connect
+// RP-Initiated Logout) when federated and offered, then to the
+// post-logout redirect the request names, if configured, else the first
+// configured; with none, a page says the user is signed out.
+func (s *Server) serveLogout(w http.ResponseWriter, r *http.Request) {
+	s.clearCookie(w, flowCookie, s.basePath+pathAuthorize)
+	var allowed []string
+	if s.federation != nil {
+		s.clearCookie(w, federationCookie, s.federation.callbackPath)
+		allowed = s.federation.config.PostLogoutRedirectURLs
+	}
+	next := ""
+	if requested := r.URL.Query().Get("post_logout_redirect_uri"); requested != "" {
+		if !slices.Contains(allowed, requested) {
+			s.renderError(w, http.StatusBadRequest, "Unknown address", "The address to return to after signing out is not one this server was configured with.")
+			return
+		}
+		next = requested
+	} else if len(allowed) > 0 {
+		next = allowed[0]
+	}
+	if s.federation != nil {
+		if idp, err := s.federation.metadata(r.Context()); err == nil && idp.EndSessionEndpoint != "" {
+			if target, err := url.Parse(idp.EndSessionEndpoint); err == nil && (target.Scheme == "https" || target.Scheme == "http" && oauth.IsLoopbackHost(target.Hostname())) {
+				query := target.Query()
+				query.Set("client_id", s.federation.config.ClientID)
+				if next != "" {
+					query.Set("post_logout_redirect_uri", next)
+				}
+				target.RawQuery = query.Encode()
+				http.Redirect(w, r, target.String(), http.StatusSeeOther)
+				return
+			}
+		}
+	}
+	if next != "" {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+	s.renderError(w, http.StatusOK, "Signed out", "You are signed out of this server.")
 }

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -117,7 +118,12 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		s.users[user.Username] = user
 	}
 	if opts.Federation != nil {
-		s.federation = newFederation(*opts.Federation, s.endpoint(pathCallback), s.now, s.logger)
+		s.federation = newFederation(*opts.Federation, cmp.Or(opts.Federation.RedirectURL, s.endpoint(pathCallback)), s.now, s.logger)
+		for _, own := range []string{pathAuthorize, pathToken, pathJWKS, pathIntrospect, pathRevoke, pathRegister, pathLogout} {
+			if s.federation.callbackPath == s.basePath+own {
+				return nil, fmt.Errorf("authserver: the federation's redirect URL path %s is one of the server's own endpoints", s.federation.callbackPath)
+			}
+		}
 	}
 	// An unknown username is checked against a hash of the users' own cost
 	// (one for all, validated), so that the time taken does not tell users
@@ -322,8 +328,9 @@ func (s *Server) Register(mux *http.ServeMux) {
 		mux.HandleFunc("POST "+s.basePath+pathRegister, s.serveRegister)
 	}
 	if s.federation != nil {
-		mux.HandleFunc("GET "+s.basePath+pathCallback, s.serveCallback)
+		mux.HandleFunc("GET "+s.federation.callbackPath, s.serveCallback)
 	}
+	mux.HandleFunc("GET "+s.basePath+pathLogout, s.serveLogout)
 }
 
 // Revoked reports whether the access token with jti tokenID was revoked
