@@ -146,8 +146,8 @@ apps:
 	if claims.Actor["sub"] != "agent" {
 		t.Errorf("act = %v, want sub agent", claims.Actor)
 	}
-	if lifetime := claims.ExpiresAt - claims.IssuedAt; lifetime != 30 {
-		t.Errorf("exp - iat = %d, want the Auth Provider's exchangeTTL 30", lifetime)
+	if lifetime := claims.ExpiresAt - claims.IssuedAt; lifetime != 5 {
+		t.Errorf("exp - iat = %d, want the tool's ttl 5 (asked as requested_lifetime, under the Auth Provider's exchangeTTL 30)", lifetime)
 	}
 	if _, inbound := oauthtest.Decode(t, issued.AccessToken); claims.TokenID == "" || claims.TokenID == inbound["jti"] {
 		t.Errorf("the upstream's token has jti %q, the agent's %v: it must be a new token", claims.TokenID, inbound["jti"])

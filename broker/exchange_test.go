@@ -421,6 +421,8 @@ func TestConnectorExchange(t *testing.T) {
 					"subject_token":      agentToken,
 					"subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
 					"audience":           tt.audience,
+					// The tools' ttl and the session tokens' lifetime, 5 s both.
+					"requested_lifetime": "5",
 				}
 				if tt.actor {
 					want["actor_token"] = agentToken

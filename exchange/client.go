@@ -62,7 +62,15 @@ type ClientRequest struct {
 	Audience           string
 	Resource           string
 	Scopes             []string
+	// Lifetime, when set, is sent as requested_lifetime (whole seconds):
+	// an extension parameter asking for a token no longer-lived than that,
+	// which the broker's Auth Provider honours and other servers ignore.
+	Lifetime time.Duration
 }
+
+// ParamRequestedLifetime is the extension parameter of a token-exchange
+// request that bounds the issued token's lifetime, in seconds.
+const ParamRequestedLifetime = "requested_lifetime"
 
 // IssuedToken is a successful token-exchange response (RFC 8693 §2.2.1).
 type IssuedToken struct {
@@ -185,6 +193,9 @@ func (c *Client) form(req *ClientRequest) (url.Values, error) {
 	}
 	if len(req.Scopes) > 0 {
 		form.Set("scope", strings.Join(req.Scopes, " "))
+	}
+	if seconds := int64((req.Lifetime + time.Second - 1) / time.Second); seconds > 0 {
+		form.Set(ParamRequestedLifetime, strconv.FormatInt(seconds, 10))
 	}
 	if c.clientSecret == "" {
 		form.Set("client_id", c.clientID)

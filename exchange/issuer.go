@@ -224,6 +224,7 @@ func (ci *ConnectorIssuer) Issue(ctx context.Context, r TokenRequest) (UpstreamT
 		SubjectTokenType: TokenTypeAccessToken,
 		Audience:         r.Audience,
 		Scopes:           r.Scopes,
+		Lifetime:         r.TTL,
 	}
 	if r.Delegation {
 		// The identity provider derives the actor, the agent, from its own

@@ -36,6 +36,9 @@ type ExchangeRequest struct {
 	Audiences          []string
 	Resources          []string
 	Scopes             []string
+	// Lifetime bounds the issued token's lifetime when positive
+	// (requested_lifetime); the exchanger's TTL bounds it in any case.
+	Lifetime time.Duration
 }
 
 // ExchangeClient is the authenticated client making the request and what
@@ -227,6 +230,9 @@ func (e *Exchanger) Exchange(ctx context.Context, client ExchangeClient, req Exc
 	}
 
 	ttl := min(e.ttl, subject.Expiry.Sub(now).Truncate(time.Second))
+	if req.Lifetime > 0 {
+		ttl = min(ttl, req.Lifetime)
+	}
 	if actor != nil {
 		ttl = min(ttl, actor.Expiry.Sub(now).Truncate(time.Second))
 	}

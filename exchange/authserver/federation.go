@@ -113,9 +113,9 @@ type federation struct {
 	redirectURL string
 	// callbackPath is redirectURL's path, where the callback is served.
 	callbackPath string
-	client      *http.Client
-	now         func() time.Time
-	logger      *slog.Logger
+	client       *http.Client
+	now          func() time.Time
+	logger       *slog.Logger
 
 	mu          sync.Mutex
 	idp         *idpMetadata

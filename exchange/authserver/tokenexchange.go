@@ -3,7 +3,9 @@ package authserver
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 
@@ -56,6 +58,14 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 	if stored, ok := c.(*client); ok && len(stored.SubjectAudiences) > 0 {
 		subjectAudiences = stored.SubjectAudiences
 	}
+	var lifetime time.Duration
+	if raw := form.Get(exchange.ParamRequestedLifetime); raw != "" {
+		seconds, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || seconds < 1 || seconds > int64(exchange.MaxTTL/time.Second) {
+			return fosite.ErrInvalidRequest.WithHintf("%s must be a whole number of seconds from 1 to %d.", exchange.ParamRequestedLifetime, int64(exchange.MaxTTL/time.Second))
+		}
+		lifetime = time.Duration(seconds) * time.Second
+	}
 	result, err := h.exchanger.Exchange(ctx, exchange.ExchangeClient{
 		ID:               c.GetID(),
 		Audiences:        c.GetAudience(),
@@ -70,6 +80,7 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 		Audiences:          form["audience"],
 		Resources:          form["resource"],
 		Scopes:             strings.Fields(form.Get("scope")),
+		Lifetime:           lifetime,
 	})
 	if refusal := (*fosite.RFC6749Error)(nil); errors.As(err, &refusal) {
 		// The exchanger refuses in fosite's terms, written as they are.

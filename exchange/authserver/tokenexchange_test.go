@@ -35,6 +35,19 @@ func TestTokenExchangeGrant(t *testing.T) {
 		return form
 	}
 
+	t.Run("a requested lifetime shortens the token, within bounds", func(t *testing.T) {
+		got := ts.post("/token", exchangeForm(url.Values{"scope": {"ledger:read"}, exchange.ParamRequestedLifetime: {"7"}}), "exchanger", exchangerSecret)
+		if got.status != http.StatusOK || got.body["expires_in"] != float64(7) {
+			t.Errorf("requested_lifetime 7: %d %v", got.status, got.body)
+		}
+		for _, bad := range []string{"0", "-1", "x", "3601", "1.5"} {
+			got := ts.post("/token", exchangeForm(url.Values{exchange.ParamRequestedLifetime: {bad}}), "exchanger", exchangerSecret)
+			if got.status != http.StatusBadRequest || got.str("error") != "invalid_request" {
+				t.Errorf("requested_lifetime %q: %d %v, want invalid_request", bad, got.status, got.body)
+			}
+		}
+	})
+
 	t.Run("exchanged", func(t *testing.T) {
 		got := ts.post("/token", exchangeForm(url.Values{"scope": {"ledger:read"}}), "exchanger", exchangerSecret)
 		assertNoStore(t, got.header)
