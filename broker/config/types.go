@@ -253,11 +253,11 @@ type RedisTLS struct {
 
 // Connector is an external identity provider.
 type Connector struct {
-	Name                string     `yaml:"name"`
-	Type                string     `yaml:"type"`
-	OIDCWellKnownURL    string     `yaml:"oidcWellKnownURL"`
-	OAuthClientID       string     `yaml:"oauthClientID"`
-	OAuthClientSecret   Secret     `yaml:"oauthClientSecret"`
+	Name              string `yaml:"name"`
+	Type              string `yaml:"type"`
+	OIDCWellKnownURL  string `yaml:"oidcWellKnownURL"`
+	OAuthClientID     string `yaml:"oauthClientID"`
+	OAuthClientSecret Secret `yaml:"oauthClientSecret"`
 	// OAuthLoginRedirect's first URL is where the identity provider sends
 	// the browser back after a federated sign-in (registered with it);
 	// the broker serves the callback at its path. Default <issuer>/callback.
