@@ -267,7 +267,7 @@ type registry struct {
 	keptPerSession int64
 	// peers, when replicas share sessions, and the live sessions by the
 	// digest peers name them by.
-	peers    *peerLink
+	peers   *peerLink
 	digests map[string]*Session
 }
 
