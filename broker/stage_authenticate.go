@@ -71,7 +71,15 @@ func newAuthenticator(cfg *config.Config, b *Broker) (*authenticator, error) {
 		}
 		servers = append(servers, sc)
 	}
-	fetcher := oauth.NewFetcher(oauth.FetcherOptions{AllowPrivateNetworks: o.AllowPrivateNetworks})
+	fetchOptions := oauth.FetcherOptions{AllowPrivateNetworks: o.AllowPrivateNetworks}
+	if o.TLS != nil {
+		tlsConfig, err := (pemFiles{b.baseDir}).upstreamTLS("mcpProvider.authorization.oauth.tls", o.TLS)
+		if err != nil {
+			return nil, err
+		}
+		fetchOptions.TLS = tlsConfig
+	}
+	fetcher := oauth.NewFetcher(fetchOptions)
 	v, err := oauth.NewVerifier(servers, oauth.Options{Logger: b.log, Fetcher: fetcher})
 	if err != nil {
 		return nil, fmt.Errorf("broker: token verification: %w", err)

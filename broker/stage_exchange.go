@@ -24,7 +24,6 @@ import (
 // none when there is no such app.
 func outboundOptions(cfg *config.Config, b *Broker) ([]exchange.AppOptions, error) {
 	var options []exchange.AppOptions
-	var fetcher *oauth.Fetcher
 	for i, app := range cfg.Apps {
 		if app.Authorization == nil || app.Authorization.Outbound == nil || app.Authorization.Outbound.Type != config.OutboundTokenExchange {
 			continue
@@ -65,18 +64,34 @@ func outboundOptions(cfg *config.Config, b *Broker) ([]exchange.AppOptions, erro
 			if connector == nil {
 				return nil, fmt.Errorf("broker: %s.idp: no connector named %q", path, te.IDP)
 			}
-			if fetcher == nil {
-				o := cfg.MCPProvider.Authorization.OAuth
-				fetcher = oauth.NewFetcher(oauth.FetcherOptions{AllowPrivateNetworks: o != nil && o.AllowPrivateNetworks})
+			connectorFetcher, err := b.connectorFetcher(connector)
+			if err != nil {
+				return nil, err
 			}
 			o.Issuer = exchange.NewConnectorIssuer(exchange.Connector{
 				Name: connector.Name, DiscoveryURL: connector.OIDCWellKnownURL,
 				ClientID: connector.OAuthClientID, ClientSecret: connector.OAuthClientSecret.Value(),
-			}, fetcher)
+			}, connectorFetcher)
 		}
 		options = append(options, o)
 	}
 	return options, nil
+}
+
+// connectorFetcher reaches a connector's metadata and token endpoint: an
+// address the operator named, so private networks are allowed (as they
+// are not for URLs agents supply), through the connector's own TLS when
+// it has some.
+func (b *Broker) connectorFetcher(connector *config.Connector) (*oauth.Fetcher, error) {
+	opts := oauth.FetcherOptions{AllowPrivateNetworks: true}
+	if connector.TLS != nil {
+		tlsConfig, err := (pemFiles{b.baseDir}).upstreamTLS("connectors["+connector.Name+"].tls", connector.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLS = tlsConfig
+	}
+	return oauth.NewFetcher(opts), nil
 }
 
 // exchange obtains the token a tools/call carries to an app whose

@@ -477,6 +477,9 @@ type OAuth struct {
 	// reach private addresses (RFC 1918, ULA), for on-premises identity
 	// providers. Link-local addresses stay refused.
 	AllowPrivateNetworks bool `yaml:"allowPrivateNetworks"`
+	// TLS reaches the servers (metadata, keys, introspection) through the
+	// enterprise's own PKI: its roots, a client certificate.
+	TLS *UpstreamTLS `yaml:"tls"`
 }
 
 // OAuthServer is one trusted authorization server.

@@ -96,6 +96,9 @@ func (session *StreamSession) DecodedKey() ([]byte, error) {
 }
 
 func (v *validator) oauth(path string, oauth *OAuth) {
+	if oauth.TLS != nil {
+		v.upstreamTLS(field(path, "tls"), oauth.TLS, "https")
+	}
 	if len(oauth.Servers) == 0 {
 		v.add(field(path, "servers"), "at least one server is required when oauth is enabled")
 	}

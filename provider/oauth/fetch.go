@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -36,6 +37,10 @@ type FetcherOptions struct {
 	AllowLoopback bool
 	// RootCAs verifies the server certificates; nil means the system pool.
 	RootCAs *x509.CertPool
+	// TLS, when set, is the whole client TLS configuration instead (an
+	// identity provider on the enterprise's own PKI, with a client
+	// certificate); RootCAs is then ignored.
+	TLS *tls.Config
 }
 
 // Fetcher is the hardened HTTP client used for everything this package
@@ -68,7 +73,7 @@ func NewFetcher(o FetcherOptions) *Fetcher {
 	transport := &http.Transport{
 		Proxy:                  nil,
 		DialContext:            f.dial,
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs},
+		TLSClientConfig:        cmp.Or(o.TLS, &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: o.RootCAs}),
 		TLSHandshakeTimeout:    o.Timeout,
 		ResponseHeaderTimeout:  o.Timeout,
 		MaxResponseHeaderBytes: 64 << 10,

@@ -1,0 +1,121 @@
+package broker_test
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/broker/testpki"
+)
+
+// An identity provider on its own PKI that requires client certificates
+// (here another broker's Auth Provider behind mutual TLS): with its CA and
+// a client certificate the gateway reads its metadata and keys, checks the
+// agent's token and exchanges it for the upstream's; with another CA the
+// agent is refused with a clear error and nothing reaches the upstream.
+func TestIdentityProviderOnPrivatePKI(t *testing.T) {
+	ca, other := testpki.NewCA(t, "corp"), testpki.NewCA(t, "other")
+	server, client := ca.Server(t, "idp"), ca.Client(t, "gateway")
+	upstream, hits := countingUpstream(t)
+	idpAddr := freeAddress(t)
+	idp := "https://" + idpAddr
+	startBrokerAt(t, idpAddr, "%s", fmt.Sprintf(`
+version: 1
+http: {tls: {certFile: %q, keyFile: %q, clientCA: %q}}
+storage: {bolt: {path: %q}}
+authProvider:
+  enabled: true
+  issuer: %s
+  audiences: [https://gateway.example/mcp, https://ledger.example/]
+  scopes: [ledger:read]
+  clients:
+    - {clientID: agent, clientSecret: agent-secret-0123456789, grantTypes: [client_credentials], audiences: [https://gateway.example/mcp]}
+    - clientID: gateway
+      clientSecret: gateway-secret-0123456789
+      grantTypes: [urn:ietf:params:oauth:grant-type:token-exchange]
+      audiences: [https://ledger.example/]
+      subjectAudiences: [https://gateway.example/mcp]
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+`, server.CertFile, server.KeyFile, ca.File, filepath.Join(t.TempDir(), "idp.db"), idp))
+
+	gateway := func(caFile string) string {
+		tlsBlock := fmt.Sprintf("{caFile: %q, certFile: %q, keyFile: %q}", caFile, client.CertFile, client.KeyFile)
+		return startBroker(t, "%s", fmt.Sprintf(`
+version: 1
+connectors:
+  - {name: corp, type: oidc, oidcWellKnownURL: %[1]s/.well-known/openid-configuration, oauthClientID: gateway,
+     oauthClientSecret: gateway-secret-0123456789, tls: %[2]s}
+mcpProvider:
+  enabled: true
+  authorization:
+    oauth:
+      enabled: true
+      tls: %[2]s
+      servers:
+        - wellKnownEndpoint: %[1]s/.well-known/oauth-authorization-server
+          tokenValidation: {method: jwt, expectedAudiences: [https://gateway.example/mcp]}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: %[3]q}}
+    authorization:
+      outbound:
+        type: tokenExchange
+        tokenExchange:
+          type: delegation
+          idp: corp
+          audience: https://ledger.example/
+          tools: [{name: "*", ttl: 5s, scopes: [{name: ledger:read}]}]
+`, idp, tlsBlock, upstream)) + "/mcp"
+	}
+
+	// The agent's token, over mutual TLS.
+	agentClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.Client(t, "agent").TLS}}}}
+	resp, err := agentClient.PostForm(idp+"/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"agent"},
+		"client_secret": {"agent-secret-0123456789"}, "scope": {"ledger:read"}, "resource": {"https://gateway.example/mcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var issued struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&issued)
+	resp.Body.Close()
+	if issued.AccessToken == "" {
+		t.Fatalf("no agent token: %d", resp.StatusCode)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	session := connectWithToken(t, ctx, gateway(ca.File), issued.AccessToken)
+	if res := callTool(t, ctx, session, "ledger_get_balance", map[string]any{"account": "alice"}); res.IsError {
+		t.Fatalf("a call through the IdP on its own PKI: %s", text(res))
+	}
+	if hits.Load() == 0 {
+		t.Fatal("the upstream saw nothing")
+	}
+
+	// Trusting another CA, the gateway cannot check the agent's token.
+	before := hits.Load()
+	wrong := newWireClient(t, gateway(other.File))
+	wrong.header.Set("Authorization", "Bearer "+issued.AccessToken)
+	answer := wrong.post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+	body, _ := io.ReadAll(answer.Body)
+	answer.Body.Close()
+	if answer.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "authorization server unavailable") {
+		t.Errorf("with another CA: %d %s, want 503 authorization server unavailable", answer.StatusCode, body)
+	}
+	if hits.Load() != before {
+		t.Error("a call reached the upstream although the agent's token could not be checked")
+	}
+}
