@@ -292,6 +292,9 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.current().catalog.Apps))
+	for _, note := range b.cfg.Unused() {
+		b.log.Warn("configuration: " + note)
+	}
 	select {
 	case err := <-errc:
 		b.Close()

@@ -42,6 +42,9 @@ func checkCommand() *cli.Command {
 			for _, line := range broker.StateBackends(cfg, filepath.Dir(c.String("config"))) {
 				fmt.Fprintf(c.App.Writer, "  %s\n", line)
 			}
+			for _, note := range cfg.Unused() {
+				fmt.Fprintf(c.App.Writer, "  note: %s\n", note)
+			}
 			return nil
 		},
 	}

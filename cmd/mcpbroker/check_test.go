@@ -125,3 +125,26 @@ apps:
 		}
 	}
 }
+
+// Keys Strata's files carry that take no effect here are said, not
+// silently accepted: a connector's login redirect where it signs no one in.
+func TestCheckNamesSettingsWithoutEffect(t *testing.T) {
+	config := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(config, []byte(`connectors:
+  - name: auth-provider
+    type: oidc
+    oidcWellKnownURL: https://auth.example/.well-known/openid-configuration
+    oauthClientID: gateway
+    oauthLoginRedirect: {urls: [https://gateway.example/oidc-callback]}
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, code := runCommand(t, checkCommand(), "", "--config", config)
+	want := `note: connectors[0].oauthLoginRedirect has no effect: it shapes the sign-in of users, and "auth-provider" does not sign users in here (authProvider.login.connector)`
+	if code != 0 || !strings.Contains(stdout, want) {
+		t.Errorf("check: exit %d\n%s%s\nwant %q", code, stdout, stderr, want)
+	}
+}
