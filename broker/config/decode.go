@@ -424,6 +424,10 @@ func (d *decoder) decodeStruct(node *yaml.Node, target reflect.Value, path strin
 			}
 		}
 		if !found {
+			if instead, strata := strataInstead[keyPath]; strata {
+				d.add(entry.key, keyPath, "Strata's %s is not read here; %s", key, instead)
+				continue
+			}
 			d.add(entry.key, keyPath, "%s", unknownKey(key, fields))
 		}
 	}
@@ -491,6 +495,17 @@ func keyInPath(path, key string) string {
 		return field(path, key)
 	}
 	return path + "[" + strconv.Quote(key) + "]"
+}
+
+// strataInstead says, for keys of Strata's files this broker does not
+// read, what does the same here: they are refused with that, never
+// accepted and ignored.
+var strataInstead = map[string]string{
+	"mcpProvider.transports.stream.endpointPath": "set the endpoint with path (default /mcp)",
+	"mcpProvider.transports.sse.baseURL":         "the SSE endpoint event names a path on the URL the client used; behind a proxy, set http.trustedProxies and http.forwardedHost",
+	"mcpProvider.transports.sse.basePath":        "set path (the stream, default /mcp/sse) and messagePath (default /mcp/message)",
+	"logger":                                     "set the level and format with mcpbroker serve --log-level and --log-format (MCPBROKER_LOG_LEVEL, MCPBROKER_LOG_FORMAT)",
+	"health":                                     "health is served at admin.address: /healthz (alive) and /readyz (ready to serve)",
 }
 
 // unknownKey explains an unknown key, suggesting the closest known one.
