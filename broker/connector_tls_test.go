@@ -119,3 +119,103 @@ apps:
 		t.Error("a call reached the upstream although the agent's token could not be checked")
 	}
 }
+
+// Federated sign-in through an identity provider on its own PKI that
+// requires client certificates: the gateway's Auth Provider discovers it,
+// redeems the code and checks the ID token through the connector's TLS.
+func TestFederatedSignInOnPrivatePKI(t *testing.T) {
+	ca := testpki.NewCA(t, "corp")
+	server, client := ca.Server(t, "idp"), ca.Client(t, "gateway")
+	idpAddr, gatewayAddr := freeAddress(t), freeAddress(t)
+	idp, gatewayURL := "https://"+idpAddr, "http://"+gatewayAddr
+	startBrokerAt(t, idpAddr, "%s", fmt.Sprintf(`
+version: 1
+http: {tls: {certFile: %q, keyFile: %q, clientCA: %q}}
+storage: {bolt: {path: %q}}
+authProvider:
+  enabled: true
+  issuer: %s
+  scopes: [openid, profile, email]
+  login:
+    users:
+      - {username: demo, passwordHash: %q, name: Demo User, email: demo@example.com}
+  clients:
+    - {clientID: gateway-login, clientSecret: gateway-login-secret, redirectURIs: [%s/oidc-callback], skipConsent: true, scopes: [openid, profile, email]}
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+`, server.CertFile, server.KeyFile, ca.File, filepath.Join(t.TempDir(), "idp.db"), idp, demoPasswordHash, gatewayURL))
+	startBrokerAt(t, gatewayAddr, "%s", fmt.Sprintf(`
+version: 1
+storage: {bolt: {path: %q}}
+connectors:
+  - name: corp
+    type: oidc
+    oidcWellKnownURL: %s/.well-known/openid-configuration
+    oauthClientID: gateway-login
+    oauthClientSecret: gateway-login-secret
+    oauthLoginRedirect: {urls: [%s/oidc-callback]}
+    tls: {caFile: %q, certFile: %q, keyFile: %q}
+authProvider:
+  enabled: true
+  issuer: %s
+  scopes: [ledger:read]
+  login: {connector: corp}
+  clients:
+    - {clientID: agent, redirectURIs: [https://agent.example/cb], skipConsent: true}
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+`, filepath.Join(t.TempDir(), "gateway.db"), idp, gatewayURL, ca.File, client.CertFile, client.KeyFile, gatewayURL))
+
+	// The user's browser, which holds a certificate the IdP accepts too.
+	b := newBrowser(t)
+	b.client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.Client(t, "browser").TLS}}}
+	start, _ := agentAuthorizeURL(gatewayURL, "https://agent.example/cb", "state-pki")
+	page, err := url.Parse(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var form url.Values
+	for step := 0; step < 10; step++ {
+		resp, body := b.do(page, form)
+		form = nil
+		if location := resp.Header.Get("Location"); location != "" {
+			next, err := page.Parse(location)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasPrefix(next.String(), "https://agent.example/cb") {
+				if next.Query().Get("code") == "" {
+					t.Fatalf("back at the agent without a code: %s", next)
+				}
+				return
+			}
+			page = next
+			continue
+		}
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="password"`) {
+			t.Fatalf("step %d at %s: %d\n%s\nrequests:\n%s", step, page, resp.StatusCode, body, strings.Join(b.trail, "\n"))
+		}
+		form = hiddenInputs(body)
+		form.Set("username", "demo")
+		form.Set("password", "demo-password")
+		action := formTag.FindString(body)
+		if target, err := page.Parse(tagAttributes(action)["action"]); err == nil {
+			page = target
+		}
+	}
+	t.Fatalf("the sign-in did not come back to the agent:\n%s", strings.Join(b.trail, "\n"))
+}
+
+// hiddenInputs are a page's hidden form fields.
+func hiddenInputs(body string) url.Values {
+	values := url.Values{}
+	for _, input := range inputTag.FindAllString(body, -1) {
+		a := tagAttributes(input)
+		if strings.EqualFold(a["type"], "hidden") && a["name"] != "" {
+			values.Add(a["name"], a["value"])
+		}
+	}
+	return values
+}
