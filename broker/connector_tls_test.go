@@ -48,8 +48,11 @@ mcpProvider:
   authorization: {unauthenticated: {enabled: true}}
 `, server.CertFile, server.KeyFile, ca.File, filepath.Join(t.TempDir(), "idp.db"), idp))
 
-	gateway := func(caFile string) string {
-		tlsBlock := fmt.Sprintf("{caFile: %q, certFile: %q, keyFile: %q}", caFile, client.CertFile, client.KeyFile)
+	gateway := func(caFile string, withCertificate bool) string {
+		tlsBlock := fmt.Sprintf("{caFile: %q}", caFile)
+		if withCertificate {
+			tlsBlock = fmt.Sprintf("{caFile: %q, certFile: %q, keyFile: %q}", caFile, client.CertFile, client.KeyFile)
+		}
 		return startBroker(t, "%s", fmt.Sprintf(`
 version: 1
 connectors:
@@ -97,7 +100,7 @@ apps:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	session := connectWithToken(t, ctx, gateway(ca.File), issued.AccessToken)
+	session := connectWithToken(t, ctx, gateway(ca.File, true), issued.AccessToken)
 	if res := callTool(t, ctx, session, "ledger_get_balance", map[string]any{"account": "alice"}); res.IsError {
 		t.Fatalf("a call through the IdP on its own PKI: %s", text(res))
 	}
@@ -105,18 +108,21 @@ apps:
 		t.Fatal("the upstream saw nothing")
 	}
 
-	// Trusting another CA, the gateway cannot check the agent's token.
-	before := hits.Load()
-	wrong := newWireClient(t, gateway(other.File))
-	wrong.header.Set("Authorization", "Bearer "+issued.AccessToken)
-	answer := wrong.post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
-	body, _ := io.ReadAll(answer.Body)
-	answer.Body.Close()
-	if answer.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "authorization server unavailable") {
-		t.Errorf("with another CA: %d %s, want 503 authorization server unavailable", answer.StatusCode, body)
-	}
-	if hits.Load() != before {
-		t.Error("a call reached the upstream although the agent's token could not be checked")
+	// Trusting another CA, or without the client certificate the IdP
+	// requires, the gateway cannot check the agent's token.
+	for name, endpoint := range map[string]string{"another CA": gateway(other.File, true), "no client certificate": gateway(ca.File, false)} {
+		before := hits.Load()
+		wrong := newWireClient(t, endpoint)
+		wrong.header.Set("Authorization", "Bearer "+issued.AccessToken)
+		answer := wrong.post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+		body, _ := io.ReadAll(answer.Body)
+		answer.Body.Close()
+		if answer.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "authorization server unavailable") {
+			t.Errorf("with %s: %d %s, want 503 authorization server unavailable", name, answer.StatusCode, body)
+		}
+		if hits.Load() != before {
+			t.Errorf("with %s: a call reached the upstream although the agent's token could not be checked", name)
+		}
 	}
 }
 

@@ -92,8 +92,32 @@ mcpProvider:
 	).Replace(string(guide))
 	// The Maverics secret provider the reference names.
 	configured += "\nsecretProviders:\n  - {name: gateway, type: env, prefix: STRATA_GATEWAY_}\n"
-	if _, err := config.Parse([]byte(configured), "maverics.yaml"); err != nil {
+	cfg, err := config.Parse([]byte(configured), "maverics.yaml")
+	if err != nil {
 		t.Fatalf("the guide's blocks do not load: %v", err)
+	}
+	// The keys whose effect takes time to show (keep-alives, refresh and
+	// idle intervals, clock skew, the upstream pool) are read as written;
+	// their effects have tests of their own.
+	sse, stream, server := cfg.MCPProvider.Transports.SSE, cfg.MCPProvider.Transports.Stream, cfg.MCPProvider.Authorization.OAuth.Servers[0]
+	connection := cfg.Apps[0].Upstream.Stream.Connection
+	for key, ok := range map[string]bool{
+		"sse.keepAlive":                   sse.KeepAlive.Enabled && time.Duration(sse.KeepAlive.Interval) == 30*time.Second,
+		"stream.session.timeout":          time.Duration(stream.Session.Timeout) == time.Hour,
+		"stream.session.headerName":       stream.Session.HeaderName == "Mcp-Session-Id",
+		"servers[0].refreshInterval":      time.Duration(server.RefreshInterval) == 24*time.Hour,
+		"servers[0].tokenValidation.jwt":  time.Duration(server.TokenValidation.JWT.ClockSkew) == 15*time.Second,
+		"upstream.stream.connection":      time.Duration(connection.DialTimeout) == 10*time.Second && time.Duration(connection.KeepAlive.Interval) == 15*time.Second,
+		"upstream.stream.connection.pool": connection.Pool.MaxIdleConns == 100 && connection.Pool.MaxIdleConnsPerHost == 100,
+		"connectors[0].oauthClientSecret": cfg.Connectors[0].OAuthClientSecret.Value() == gatewaySecret,
+		"toolNamespace":                   cfg.Apps[0].ToolNamespace.Name == "my_server_" && !cfg.Apps[0].ToolNamespace.Disabled,
+	} {
+		if !ok {
+			t.Errorf("%s is not read as the guide writes it", key)
+		}
+	}
+	if notes := cfg.Unused(); len(notes) != 2 {
+		t.Errorf("the notes on settings without effect: %q, want the connector's login and logout redirects", notes)
 	}
 	startBrokerAt(t, gatewayAddr, "%s", configured)
 
