@@ -84,23 +84,12 @@ apps:
 
 	// The agent's token, over mutual TLS.
 	agentClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{ca.Client(t, "agent").TLS}}}}
-	resp, err := agentClient.PostForm(idp+"/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"agent"},
+	accessToken := clientCredentialsToken(t, agentClient, idp+"/token", url.Values{"client_id": {"agent"},
 		"client_secret": {"agent-secret-0123456789"}, "scope": {"ledger:read"}, "resource": {"https://gateway.example/mcp"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var issued struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&issued)
-	resp.Body.Close()
-	if issued.AccessToken == "" {
-		t.Fatalf("no agent token: %d", resp.StatusCode)
-	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	session := connectWithToken(t, ctx, gateway(ca.File, true), issued.AccessToken)
+	session := connectWithToken(t, ctx, gateway(ca.File, true), accessToken)
 	if res := callTool(t, ctx, session, "ledger_get_balance", map[string]any{"account": "alice"}); res.IsError {
 		t.Fatalf("a call through the IdP on its own PKI: %s", text(res))
 	}
@@ -113,7 +102,7 @@ apps:
 	for name, endpoint := range map[string]string{"another CA": gateway(other.File, true), "no client certificate": gateway(ca.File, false)} {
 		before := hits.Load()
 		wrong := newWireClient(t, endpoint)
-		wrong.header.Set("Authorization", "Bearer "+issued.AccessToken)
+		wrong.header.Set("Authorization", "Bearer "+accessToken)
 		answer := wrong.post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
 		body, _ := io.ReadAll(answer.Body)
 		answer.Body.Close()
@@ -212,6 +201,26 @@ mcpProvider:
 		}
 	}
 	t.Fatalf("the sign-in did not come back to the agent:\n%s", strings.Join(b.trail, "\n"))
+}
+
+// clientCredentialsToken asks tokenURL for a client_credentials token with
+// form (which authenticates the client) and returns it.
+func clientCredentialsToken(t *testing.T, client *http.Client, tokenURL string, form url.Values) string {
+	t.Helper()
+	form.Set("grant_type", "client_credentials")
+	resp, err := client.PostForm(tokenURL, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var issued struct {
+		AccessToken string `json:"access_token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&issued)
+	if issued.AccessToken == "" {
+		t.Fatalf("no token from %s: %d", tokenURL, resp.StatusCode)
+	}
+	return issued.AccessToken
 }
 
 // hiddenInputs are a page's hidden form fields.

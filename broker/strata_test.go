@@ -122,22 +122,8 @@ mcpProvider:
 	startBrokerAt(t, gatewayAddr, "%s", configured)
 
 	// An agent's token from the authorization server, for the gateway.
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"item:List item:Get item:Create item:Update"}, "resource": {gateway + "/"}}
-	req, _ := http.NewRequest(http.MethodPost, auth+"/token", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("agent", "agent-secret-0123456789")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var issued struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&issued)
-	resp.Body.Close()
-	if issued.AccessToken == "" {
-		t.Fatalf("no agent token: %d", resp.StatusCode)
-	}
+	accessToken := clientCredentialsToken(t, http.DefaultClient, auth+"/token", url.Values{"client_id": {"agent"},
+		"client_secret": {"agent-secret-0123456789"}, "scope": {"item:List item:Get item:Create item:Update"}, "resource": {gateway + "/"}})
 
 	t.Run("metadataPath serves the protected resource metadata", func(t *testing.T) {
 		resp, err := http.Get(gateway + "/.well-known/oauth-protected-resource")
@@ -156,7 +142,7 @@ mcpProvider:
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	t.Run("stream transport, namespace, inline Rego, per-tool exchange", func(t *testing.T) {
-		session := connectWithToken(t, ctx, gateway+"/mcp", issued.AccessToken)
+		session := connectWithToken(t, ctx, gateway+"/mcp", accessToken)
 		names := toolNames(t, ctx, session)
 		if len(names) != 2 || !names["my_server_listItems"] || !names["my_server_getItem"] {
 			t.Errorf("tools/list: %v, want my_server_listItems and my_server_getItem (the policy allows those)", names)
@@ -188,14 +174,14 @@ mcpProvider:
 
 	t.Run("session header and client termination", func(t *testing.T) {
 		c := newWireClient(t, gateway+"/mcp")
-		c.header.Set("Authorization", "Bearer "+issued.AccessToken)
+		c.header.Set("Authorization", "Bearer "+accessToken)
 		c.initialize(`{}`)
 		if c.session == "" {
 			t.Fatal("no Mcp-Session-Id")
 		}
 		req, _ := http.NewRequest(http.MethodDelete, gateway+"/mcp", nil)
 		req.Header.Set("Mcp-Session-Id", c.session)
-		req.Header.Set("Authorization", "Bearer "+issued.AccessToken)
+		req.Header.Set("Authorization", "Bearer "+accessToken)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -209,7 +195,7 @@ mcpProvider:
 	t.Run("the SSE transport at its paths", func(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gateway+"/mcp/sse", nil)
 		req.Header.Set("Accept", "text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+issued.AccessToken)
+		req.Header.Set("Authorization", "Bearer "+accessToken)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
