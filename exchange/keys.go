@@ -211,56 +211,80 @@ func (s *KeySet) Reload(ctx context.Context) error {
 	if s.shared == nil {
 		return nil
 	}
+	_, err := s.reload(ctx)
+	return err
+}
+
+// reload reads a shared store's keys and reports whether they differ from
+// those in use. It holds the lock while it reads, so that what it takes
+// up is never older than a change this key set made meanwhile.
+func (s *KeySet) reload(ctx context.Context) (changed bool, _ error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reloaded = s.now()
 	stored, err := s.shared.Load(ctx)
 	if err != nil {
-		return fmt.Errorf("exchange: reload signing keys: %w", err)
+		return false, fmt.Errorf("exchange: reload signing keys: %w", err)
 	}
 	keys, err := decodeKeys(stored)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if len(keys) == 0 {
-		return nil // nothing stored: keep what is in use
+		return false, nil // nothing stored: keep what is in use
 	}
 	ring := newKeyRing(keys)
 	if ring.eddsa == nil || ring.es256 == nil {
-		return errors.New("exchange: reload signing keys: the store lacks an active key")
+		return false, errors.New("exchange: reload signing keys: the store lacks an active key")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	changed = !slices.EqualFunc(ring.keys, s.ring.Load().keys, func(a, b *signingKey) bool {
+		return a.stored.ID == b.stored.ID && a.stored.Retired.Equal(b.stored.Retired)
+	})
 	s.ring.Store(ring)
-	s.reloaded = s.now()
-	return nil
+	return changed, nil
 }
 
-// reloadForUnknownKey reloads a shared store's keys when a token did not
-// verify, at most once per reloadGap, and reports whether the keys
-// changed: a broker sharing the store may have rotated.
-func (s *KeySet) reloadForUnknownKey() bool {
+// ReloadIfStale reloads a shared store's keys unless they were read
+// within reloadGap, so that what is published (JWKS) includes a key
+// another broker made a moment ago. A failure is logged and the keys in
+// use are kept.
+func (s *KeySet) ReloadIfStale(ctx context.Context) {
+	s.reloadIfStale(ctx)
+}
+
+// reloadIfStale is ReloadIfStale reporting whether the keys changed.
+func (s *KeySet) reloadIfStale(ctx context.Context) bool {
 	if s.shared == nil {
 		return false
 	}
 	s.mu.Lock()
 	due := s.now().Sub(s.reloaded) >= reloadGap
 	if due {
+		// Claimed before the read: requests arriving meanwhile do not
+		// pile up behind it.
 		s.reloaded = s.now()
 	}
 	s.mu.Unlock()
 	if !due {
 		return false
 	}
-	before := s.ring.Load()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 	defer cancel()
-	if err := s.Reload(ctx); err != nil {
+	changed, err := s.reload(ctx)
+	if err != nil {
 		s.logger.Warn("exchange: signing keys could not be reloaded", slog.Any("error", err))
 		return false
 	}
-	return s.ring.Load() != before
+	return changed
 }
 
-// reloadGap spaces the reloads tokens that do not verify cause.
-const reloadGap = 2 * time.Second
+const (
+	// reloadGap spaces the reloads that unknown kids and JWKS requests
+	// cause, so that neither can turn into a stream of reads.
+	reloadGap = 2 * time.Second
+	// reloadTimeout bounds such a reload, which a request waits for.
+	reloadTimeout = 2 * time.Second
+)
 
 // ReloadEvery reloads a shared store's keys every interval until ctx is
 // done, so that JWKS and verification follow other brokers' rotations.

@@ -81,11 +81,37 @@ func TestSharedKeysAcrossBrokers(t *testing.T) {
 	if kid(sets[1]) == kid(sets[0]) {
 		t.Fatal("broker 1 saw the rotation before verifying anything; the test proves nothing")
 	}
+	// A token refused for another reason than its key is no cause to
+	// read the store.
+	if _, err := sets[1].Verify(token, VerifyOptions{Issuer: "https://other.example"}); err == nil {
+		t.Fatal("a token of another issuer verified")
+	}
+	if kid(sets[1]) == kid(sets[0]) {
+		t.Error("broker 1 reloaded its keys for a token refused for its issuer")
+	}
 	if _, err := sets[1].Verify(token, VerifyOptions{Issuer: testIssuer}); err != nil {
 		t.Errorf("broker 1 refuses a token signed with the key broker 0 just made: %v", err)
 	}
 	if kid(sets[1]) != kid(sets[0]) {
 		t.Errorf("broker 1 signs with %s after reloading, want %s", kid(sets[1]), kid(sets[0]))
+	}
+
+	// Broker 2 publishes the new key once it has read the keys again,
+	// which serving JWKS does first.
+	published := func(k *KeySet) bool {
+		for _, key := range k.JWKS().Keys {
+			if key.KeyID == kid(sets[0]) {
+				return true
+			}
+		}
+		return false
+	}
+	if published(sets[2]) {
+		t.Fatal("broker 2 publishes the new key before reading the keys again; the test proves nothing")
+	}
+	sets[2].ReloadIfStale(ctx)
+	if !published(sets[2]) {
+		t.Errorf("broker 2 does not publish the key broker 0 made after reading the keys again")
 	}
 
 	// Redis down: a rotation fails clearly; the keys in use go on.

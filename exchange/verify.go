@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -105,7 +106,9 @@ func (s *KeySet) Verify(token string, opts VerifyOptions) (*VerifiedToken, error
 		rules.Audiences = []string{opts.Audience}
 	}
 	principal, err := oauth.VerifyJWT(token, s.ring.Load().verify, rules, opts.Now())
-	if err != nil && s.reloadForUnknownKey() {
+	// A kid not known here may be of a key another broker sharing the
+	// store just made.
+	if oauth.ReasonOf(err) == oauth.ReasonKeyID && s.reloadIfStale(context.Background()) {
 		principal, err = oauth.VerifyJWT(token, s.ring.Load().verify, rules, opts.Now())
 	}
 	if err != nil {
