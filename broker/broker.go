@@ -147,6 +147,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if err != nil {
 		return nil, err
 	}
+	popts.OnSessionRefused = b.metrics.SessionRefused
 	switch {
 	case b.redis != nil:
 		// Every replica must refuse the sessions any replica ended.
@@ -207,6 +208,7 @@ func providerOptions(cfg *config.Config, log *slog.Logger) (provider.Options, er
 		o.SessionHeader = s.Session.HeaderName
 		o.AllowClientTermination = s.Session.AllowClientTermination
 		o.SessionTimeout = time.Duration(s.Session.Timeout)
+		o.MaxSessions, o.MaxSessionsPerSubject, o.MaxSessionsPerAddress = s.Session.MaxSessions, s.Session.MaxPerSubject, s.Session.MaxPerAddress
 		key, err := s.Session.DecodedKey()
 		if err != nil {
 			return o, fmt.Errorf("broker: mcpProvider.transports.stream.session.key: %w", err)

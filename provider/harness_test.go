@@ -46,10 +46,11 @@ type fakeDispatcher struct {
 	closed  chan *Session
 	streams chan streamResult // one per finished "stream" request
 
-	mu         sync.Mutex
-	gates      map[string]chan struct{}
-	received   []*jsonrpc.Message // notifications and responses from clients
-	dispatched int                // "big" requests
+	mu          sync.Mutex
+	gates       map[string]chan struct{}
+	received    []*jsonrpc.Message // notifications and responses from clients
+	dispatched  int                // "big" requests
+	initializes int                // initialize requests
 }
 
 type listenCall struct {
@@ -111,6 +112,9 @@ func (d *fakeDispatcher) dispatch(ctx context.Context, req *Request) *jsonrpc.Me
 	}
 	switch m.Method {
 	case "initialize":
+		d.mu.Lock()
+		d.initializes++
+		d.mu.Unlock()
 		return d.initialize(req)
 	case "echo":
 		result := m.Params

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 
@@ -24,6 +25,10 @@ func (p *Provider) serveLegacyStream(w http.ResponseWriter, r *http.Request, id 
 	s.legacy = true
 	s.ProtocolVersion = "2024-11-05"
 	if err := p.sessions.addLocal(s, now); err != nil {
+		if errors.Is(err, errTooManySessions) {
+			writeHTTPError(w, sessionCapError(err))
+			return
+		}
 		writeHTTPError(w, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "cannot open session"))
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -40,6 +41,10 @@ type Identity struct {
 	// sessions count against one limit (MaxSessionsPerSubject), so minting
 	// client ids gains no slots. Empty means Subject.
 	User string
+	// Address is the client's address (the request's, after the trusted
+	// proxies' word): MaxSessionsPerAddress counts by it. The provider
+	// sets it.
+	Address string
 }
 
 type identityKey struct{}
@@ -137,6 +142,13 @@ type Options struct {
 	// MaxSessionsPerSubject bounds one user's live sessions (100), counted
 	// by Identity.User.
 	MaxSessionsPerSubject int
+	// MaxSessionsPerAddress bounds the live sessions of one client address
+	// (1000), authenticated or not: without authentication it is the only
+	// bound on one client.
+	MaxSessionsPerAddress int
+	// OnSessionRefused, when set, is told of each session refused for a
+	// cap: "total", "subject" or "address".
+	OnSessionRefused func(cap string)
 	// Revocations records ended sessions; share one between replicas.
 	// Nil: this process's memory.
 	Revocations Revocations
@@ -220,6 +232,9 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 	if opts.MaxSessionsPerSubject <= 0 {
 		opts.MaxSessionsPerSubject = 100
 	}
+	if opts.MaxSessionsPerAddress <= 0 {
+		opts.MaxSessionsPerAddress = 1000
+	}
 	if opts.SSEPath == "" {
 		opts.SSEPath = "/mcp/sse"
 	}
@@ -258,6 +273,8 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 		p.log.Error("sessions: an ended session could not be recorded in the shared store; other replicas may still serve it", "error", err)
 	}
 	p.sessions.maxPerSubject = opts.MaxSessionsPerSubject
+	p.sessions.maxPerAddress = opts.MaxSessionsPerAddress
+	p.sessions.refused = opts.OnSessionRefused
 	p.sessions.kept = &keepBudget{max: opts.MaxKeptBytes}
 	p.sessions.keptPerSession = opts.MaxKeptBytesPerSession
 	p.wg.Add(1)
@@ -362,6 +379,10 @@ func (p *Provider) GuardHost(next http.Handler, open func(path string) bool) htt
 func (p *Provider) guarded(next func(http.ResponseWriter, *http.Request, *Identity)) http.Handler {
 	var transport http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := IdentityFrom(r.Context())
+		id.Address = r.RemoteAddr
+		if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+			id.Address = host
+		}
 		next(w, r, &id)
 	})
 	if p.opts.Authenticate != nil {

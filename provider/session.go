@@ -34,8 +34,10 @@ type Session struct {
 	Upstreams map[string]UpstreamRef
 
 	legacy bool
-	// user is what the per-user session limit counts (Identity.User).
-	user string
+	// user is what the per-user session limit counts (Identity.User);
+	// address what the per-address one counts.
+	user    string
+	address string
 
 	mu         sync.Mutex
 	lastSeen   time.Time
@@ -242,6 +244,10 @@ var (
 	// errSessionStoreDown: whether the session ended cannot be told now.
 	errSessionStoreDown = errors.New("session store unavailable")
 	errTooManySessions  = errors.New("too many sessions")
+	// errTooManyForSubject and errTooManyForAddress are the per-client
+	// caps; both are errTooManySessions too.
+	errTooManyForSubject = fmt.Errorf("%w for this user", errTooManySessions)
+	errTooManyForAddress = fmt.Errorf("%w from this address", errTooManySessions)
 )
 
 // registry holds this process's sessions and restores sealed ones.
@@ -257,6 +263,11 @@ type registry struct {
 	// every slot.
 	perSubject    map[string]int
 	maxPerSubject int
+	// perAddress counts live sessions per client address.
+	perAddress    map[string]int
+	maxPerAddress int
+	// refused is told of sessions refused for a cap.
+	refused func(cap string)
 	// ended holds terminated ids until they would have expired anyway.
 	ended Revocations
 	// onStoreError is told when an ended id could not be stored.
@@ -276,7 +287,7 @@ func newRegistry(s *sealer, timeout time.Duration, max int, ended Revocations, c
 		ended = NewMemoryRevocations(maxEndedSessions)
 	}
 	return &registry{sealer: s, timeout: timeout, max: max, closed: closed,
-		live: make(map[string]*Session), ended: ended, perSubject: make(map[string]int)}
+		live: make(map[string]*Session), ended: ended, perSubject: make(map[string]int), perAddress: make(map[string]int)}
 }
 
 // maxEndedSessions bounds the terminated ids remembered.
@@ -293,11 +304,8 @@ func (r *registry) maxLifetime() time.Duration {
 
 // admitLocked registers s if the limits allow; r.mu is held.
 func (r *registry) admitLocked(s *Session) error {
-	if len(r.live) >= r.max {
-		return errTooManySessions
-	}
-	if s.user != "" && r.maxPerSubject > 0 && r.perSubject[s.user] >= r.maxPerSubject {
-		return errTooManySessions
+	if err := r.capLocked(s); err != nil {
+		return err
 	}
 	if s.budget == nil && r.kept != nil {
 		s.budget = &keepBudget{max: r.keptPerSession, parent: r.kept}
@@ -313,7 +321,38 @@ func (r *registry) admitLocked(s *Session) error {
 	if s.user != "" {
 		r.perSubject[s.user]++
 	}
+	if s.address != "" {
+		r.perAddress[s.address]++
+	}
 	return nil
+}
+
+// capLocked is the cap s would break if admitted, as its error; nil when
+// none. r.mu is held.
+func (r *registry) capLocked(s *Session) error {
+	cap, err := "", error(nil)
+	switch {
+	case len(r.live) >= r.max:
+		cap, err = "total", errTooManySessions
+	case s.user != "" && r.maxPerSubject > 0 && r.perSubject[s.user] >= r.maxPerSubject:
+		cap, err = "subject", errTooManyForSubject
+	case s.address != "" && r.maxPerAddress > 0 && r.perAddress[s.address] >= r.maxPerAddress:
+		cap, err = "address", errTooManyForAddress
+	default:
+		return nil
+	}
+	if r.refused != nil {
+		r.refused(cap)
+	}
+	return err
+}
+
+// admits reports whether s could be admitted now, so that a session the
+// caps refuse costs no upstream work; add decides for good.
+func (r *registry) admits(s *Session) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.capLocked(s)
 }
 
 // add seals and registers a new session.
@@ -373,7 +412,7 @@ func (r *registry) get(id string, who *Identity, now time.Time) (*Session, error
 	}
 	s = &Session{ID: id, Subject: v.Subject, ProtocolVersion: v.ProtocolVersion,
 		ClientCapabilities: v.ClientCapabilities, ClientInfo: v.ClientInfo, Created: created,
-		Upstreams: v.Upstreams, lastSeen: now, user: who.user()}
+		Upstreams: v.Upstreams, lastSeen: now, user: who.user(), address: who.Address}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if existing, ok := r.live[id]; ok {
@@ -408,9 +447,16 @@ func (r *registry) end(s *Session) { r.close(s, true) }
 // this one restarted with the same key, serves the session on.
 func (r *registry) close(s *Session, revoke bool) {
 	r.mu.Lock()
-	if _, ok := r.live[s.ID]; ok && s.user != "" {
-		if r.perSubject[s.user]--; r.perSubject[s.user] <= 0 {
-			delete(r.perSubject, s.user)
+	if _, ok := r.live[s.ID]; ok {
+		if s.user != "" {
+			if r.perSubject[s.user]--; r.perSubject[s.user] <= 0 {
+				delete(r.perSubject, s.user)
+			}
+		}
+		if s.address != "" {
+			if r.perAddress[s.address]--; r.perAddress[s.address] <= 0 {
+				delete(r.perAddress, s.address)
+			}
 		}
 	}
 	delete(r.live, s.ID)
@@ -492,7 +538,7 @@ func (r *registry) all() []*Session {
 
 // newSession starts an unregistered session of who.
 func newSession(who *Identity, now time.Time) *Session {
-	s := &Session{Subject: who.Subject, user: who.user(), Created: now, lastSeen: now}
+	s := &Session{Subject: who.Subject, user: who.user(), address: who.Address, Created: now, lastSeen: now}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }

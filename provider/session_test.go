@@ -63,8 +63,8 @@ func TestSessionLimitPerUser(t *testing.T) {
 			t.Fatalf("session %d of alice: %d", i, status)
 		}
 	}
-	if status := open("alice via client 4", "alice"); status != http.StatusServiceUnavailable {
-		t.Errorf("a fourth session of alice through another client: %d, want 503", status)
+	if status := open("alice via client 4", "alice"); status != http.StatusTooManyRequests {
+		t.Errorf("a fourth session of alice through another client: %d, want 429", status)
 	}
 	if status := open("bob via client 1", "bob"); status != http.StatusOK {
 		t.Errorf("bob's first session: %d, want 200", status)

@@ -60,7 +60,7 @@ func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError)
 	}
 	s, err := p.sessions.get(sid, id, p.now())
 	if errors.Is(err, errTooManySessions) {
-		return nil, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many sessions")
+		return nil, sessionCapError(err)
 	}
 	if errors.Is(err, errSessionStoreDown) {
 		p.log.Error("sessions: the shared store cannot be read", "error", err)
@@ -175,6 +175,16 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 
 // countRequests counts the messages of a POST that will be served as
 // requests.
+// sessionCapError answers a session refused for a cap: 429 for one
+// client's (it can end sessions of its own), 503 for the broker's.
+func sessionCapError(err error) *HTTPError {
+	status := http.StatusTooManyRequests
+	if !errors.Is(err, errTooManyForSubject) && !errors.Is(err, errTooManyForAddress) {
+		status = http.StatusServiceUnavailable
+	}
+	return httpError(status, jsonrpc.CodeServerError, err.Error())
+}
+
 func countRequests(msgs []*jsonrpc.Message, errs []error) int {
 	n := 0
 	for i, m := range msgs {
@@ -194,6 +204,12 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 	}
 	now := p.now()
 	s := newSession(id, now)
+	if err := p.sessions.admits(s); err != nil {
+		// Refused before the dispatcher opens anything upstream for it.
+		s.cancel()
+		writeHTTPError(w, sessionCapError(err))
+		return
+	}
 	resp := p.dispatcher.Dispatch(s.context(), &Request{Message: m, Session: s, HTTP: r, Identity: id}).Message
 	if resp == nil {
 		resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error"))
@@ -202,11 +218,11 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 		if err := p.sessions.add(s, now); err != nil {
 			s.cancel()
 			p.dispatcher.Closed(s)
-			status := http.StatusInternalServerError
 			if errors.Is(err, errTooManySessions) {
-				status = http.StatusServiceUnavailable
+				writeHTTPError(w, sessionCapError(err))
+				return
 			}
-			writeHTTPError(w, httpError(status, jsonrpc.CodeServerError, "cannot open session"))
+			writeHTTPError(w, httpError(http.StatusInternalServerError, jsonrpc.CodeServerError, "cannot open session"))
 			return
 		}
 		w.Header().Set(p.opts.SessionHeader, s.ID)

@@ -666,7 +666,40 @@ func TestMaxSessions(t *testing.T) {
 	if resp.Header.Get("Mcp-Session-Id") != "" {
 		t.Error("refused initialize issued a session id")
 	}
-	if got := h.d.closedIDs(); len(got) != 1 {
-		t.Errorf("Closed calls %v, want one for the refused session", got)
+	if got := h.d.closedIDs(); len(got) != 0 {
+		t.Errorf("Closed calls %v, want none: the refused session was never dispatched", got)
 	}
+}
+
+// One client address may hold so many sessions, whoever it says it is;
+// a refused initialize is never dispatched, so it costs no upstream work;
+// sessions ended give their places back.
+func TestMaxSessionsPerAddress(t *testing.T) {
+	var refused []string
+	h := newHarness(t, func(o *Options) {
+		o.MaxSessionsPerAddress = 2
+		o.OnSessionRefused = func(cap string) { refused = append(refused, cap) }
+	})
+	first := h.initialize("a", "2025-06-18")
+	h.initialize("b", "2025-06-18")
+	h.d.mu.Lock()
+	dispatched := h.d.initializes
+	h.d.mu.Unlock()
+	resp, body := h.doBody(call{subject: "c", body: initializeBody(1, "2025-06-18", "")})
+	wantStatus(t, resp, body, http.StatusTooManyRequests)
+	if !strings.Contains(string(body), "too many sessions from this address") {
+		t.Errorf("refusal: %s", body)
+	}
+	h.d.mu.Lock()
+	if h.d.initializes != dispatched {
+		t.Error("a refused initialize reached the dispatcher")
+	}
+	h.d.mu.Unlock()
+	if len(refused) != 1 || refused[0] != "address" {
+		t.Errorf("refusals told: %v, want [address]", refused)
+	}
+	if resp := h.do(call{method: http.MethodDelete, subject: "a", session: first}); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	h.initialize("c", "2025-06-18")
 }

@@ -81,6 +81,9 @@ const CurrentVersion = 1
 //	  stream.path                                 /mcp
 //	  stream.session.headerName                   Mcp-Session-Id
 //	  stream.session.timeout                      1h
+//	  stream.session.maxSessions                  10000
+//	  stream.session.maxPerSubject                100
+//	  stream.session.maxPerAddress                1000
 //	  sse.path, sse.messagePath                   /mcp/sse, /mcp/message
 //	  sse.keepAlive.interval                      30s
 //	mcpProvider.authorization.oauth.metadataPath  /.well-known/oauth-protected-resource
@@ -159,6 +162,9 @@ func (provider *MCPProvider) applyDefaults() {
 		setDefault(&stream.Path, defaultStreamPath)
 		setDefault(&stream.Session.HeaderName, defaultSessionHeaderName)
 		setDefault(&stream.Session.Timeout, defaultSessionTimeout)
+		setDefault(&stream.Session.MaxSessions, 10000)
+		setDefault(&stream.Session.MaxPerSubject, 100)
+		setDefault(&stream.Session.MaxPerAddress, 1000)
 	}
 	if sse := transports.SSE; sse != nil {
 		setDefault(&sse.Path, defaultSSEPath)

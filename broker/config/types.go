@@ -430,6 +430,13 @@ type StreamSession struct {
 	// Key seals session ids (32 bytes, base64). Replicas that share a key
 	// serve each other's sessions. Empty: a random key per process.
 	Key Secret `yaml:"key"`
+	// MaxSessions bounds the live sessions of this process (default
+	// 10000); MaxPerSubject those of one user (100), MaxPerAddress those
+	// of one client address (1000), the only bound on one client when
+	// nothing is authenticated. Both transports count against them.
+	MaxSessions   int `yaml:"maxSessions"`
+	MaxPerSubject int `yaml:"maxPerSubject"`
+	MaxPerAddress int `yaml:"maxPerAddress"`
 }
 
 // ProviderAuthorization is how agents authenticate to the provider.

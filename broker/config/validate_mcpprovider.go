@@ -72,6 +72,17 @@ func (v *validator) session(path string, session *StreamSession) {
 	if session.Timeout <= 0 {
 		v.add(field(path, "timeout"), "must be > 0")
 	}
+	if session.MaxSessions < 1 || session.MaxSessions > 1_000_000 {
+		v.add(field(path, "maxSessions"), fmt.Sprintf("want 1 to 1000000, got %d", session.MaxSessions))
+	}
+	for _, limit := range []struct {
+		key   string
+		value int
+	}{{"maxPerSubject", session.MaxPerSubject}, {"maxPerAddress", session.MaxPerAddress}} {
+		if limit.value < 1 || limit.value > max(session.MaxSessions, 1) {
+			v.add(field(path, limit.key), fmt.Sprintf("want 1 to maxSessions (%d), got %d", session.MaxSessions, limit.value))
+		}
+	}
 	if _, err := session.DecodedKey(); err != nil {
 		v.add(field(path, "key"), strings.TrimPrefix(err.Error(), "config: session key: "))
 	}

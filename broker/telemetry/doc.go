@@ -44,6 +44,7 @@
 //	mcpbroker_auth_events_total{event}                      counter    events of the embedded authorization server
 //	mcpbroker_http_refusals_total{status}                   counter    client requests refused with an HTTP error status
 //	mcpbroker_replica_handoffs_total{event}                 counter    what replicas sharing sessions hand each other
+//	mcpbroker_sessions_refused_total{cap}                   counter    sessions refused for a cap (total, subject, address)
 //
 // The Go runtime (go_*), the process (process_*) and the /metrics handler
 // itself (promhttp_*) are reported too.

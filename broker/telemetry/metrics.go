@@ -50,6 +50,7 @@ type Metrics struct {
 	reloads       []prometheus.Counter    // by reloadOutcomes index
 	refusals      map[int]prometheus.Counter
 	handoffs      map[string]prometheus.Counter
+	sessionCaps   map[string]prometheus.Counter
 	otherRefusal  prometheus.Counter
 
 	sessionsOpen       prometheus.Gauge
@@ -159,6 +160,13 @@ func NewMetrics() *Metrics {
 	m.handoffs = make(map[string]prometheus.Counter, len(HandoffEvents))
 	for _, event := range HandoffEvents {
 		m.handoffs[event] = handoffs.WithLabelValues(event)
+	}
+
+	sessionCaps := f.counterVec("mcpbroker_sessions_refused_total",
+		"Sessions refused for a cap, by cap: total, subject or address.", "cap")
+	m.sessionCaps = map[string]prometheus.Counter{}
+	for _, c := range []string{"total", "subject", "address"} {
+		m.sessionCaps[c] = sessionCaps.WithLabelValues(c)
 	}
 
 	refusals := f.counterVec("mcpbroker_http_refusals_total",
@@ -364,6 +372,17 @@ func (m *Metrics) AuthEvent(event string) {
 		return
 	}
 	m.authEvents.get(labelKey{event}).Inc()
+}
+
+// SessionRefused counts one session refused for a cap ("total",
+// "subject" or "address"); other names are not counted.
+func (m *Metrics) SessionRefused(cap string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.sessionCaps[cap]; ok {
+		c.Inc()
+	}
 }
 
 // HandoffEvents are the events of Handoff, as the provider names them.
