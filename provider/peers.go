@@ -25,8 +25,9 @@ type Peers interface {
 	// Publish tells the other replicas m.
 	Publish(ctx context.Context, m PeerMessage) error
 	// Run gives deliver what the other replicas publish, until ctx ends;
-	// it survives the connection coming and going meanwhile.
-	Run(ctx context.Context, deliver func(PeerMessage))
+	// it survives the connection coming and going meanwhile. It calls
+	// ready once it receives (or has given up waiting to).
+	Run(ctx context.Context, deliver func(PeerMessage), ready func())
 	// Append adds events to the shared copy of a session's stream and
 	// tells the replicas waiting for it.
 	Append(ctx context.Context, session, stream string, events []PeerEvent) error
@@ -72,6 +73,9 @@ const (
 	// resumes to be copied out by the replica holding it, before answering
 	// that it is not found.
 	peerResumeWait = 3 * time.Second
+	// peerReadyWait bounds how long a provider waits at start for its
+	// subscription to the peers, so that it hears them before it serves.
+	peerReadyWait = 2 * time.Second
 	// peerPoll rereads a shared copy now and then, in case a notice that
 	// it grew was lost while the connection to the peers was down.
 	peerPoll = time.Second
@@ -164,7 +168,7 @@ func (s *Session) Relay(ctx context.Context, m *jsonrpc.Message) error {
 
 // runPeers serves what the other replicas publish until the provider
 // closes.
-func (p *Provider) runPeers(ctx context.Context) {
+func (p *Provider) runPeers(ctx context.Context, ready func()) {
 	defer p.wg.Done()
 	p.peers.peers.Run(ctx, func(m PeerMessage) {
 		if m.From == p.peers.self {
@@ -205,7 +209,7 @@ func (p *Provider) runPeers(ctx context.Context) {
 				p.dispatcher.Dispatch(s.context(), &Request{Message: msg, Session: s, Relayed: true})
 			}()
 		}
-	})
+	}, ready)
 }
 
 // copyOut copies the stream's events after seq to its shared copy, and

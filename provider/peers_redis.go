@@ -47,9 +47,16 @@ func (r *redisPeers) Publish(ctx context.Context, m PeerMessage) error {
 	return nil
 }
 
-func (r *redisPeers) Run(ctx context.Context, deliver func(PeerMessage)) {
+func (r *redisPeers) Run(ctx context.Context, deliver func(PeerMessage), ready func()) {
 	sub := r.client.Subscribe(ctx, r.channel)
 	defer sub.Close()
+	// The subscription is confirmed before anything is published that
+	// this replica must hear; with Redis down, ready comes after a while
+	// and the client subscribes once Redis is back.
+	confirm, cancel := context.WithTimeout(ctx, peerReadyWait)
+	_, _ = sub.Receive(confirm)
+	cancel()
+	ready()
 	// The client resubscribes by itself after Redis comes back. A replica
 	// slow to take messages leaves them with Redis, which bounds what it
 	// keeps for a subscriber.

@@ -285,7 +285,13 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 		ctx, cancel := context.WithCancel(context.Background())
 		p.stopPeers = cancel
 		p.wg.Add(1)
-		go p.runPeers(ctx)
+		ready := make(chan struct{})
+		go p.runPeers(ctx, sync.OnceFunc(func() { close(ready) }))
+		select {
+		case <-ready:
+		case <-time.After(peerReadyWait):
+			p.log.Warn("peers: not yet subscribed to the other replicas; what they hand over until then is lost")
+		}
 	}
 	return p, nil
 }
