@@ -25,15 +25,7 @@ func TestIdentityProviderOnPrivatePKI(t *testing.T) {
 	ca, other := testpki.NewCA(t, "corp"), testpki.NewCA(t, "other")
 	server, client := ca.Server(t, "idp"), ca.Client(t, "gateway")
 	upstream, hits := countingUpstream(t)
-	idpAddr := freeAddress(t)
-	idp := "https://" + idpAddr
-	startBrokerAt(t, idpAddr, "%s", fmt.Sprintf(`
-version: 1
-http: {tls: {certFile: %q, keyFile: %q, clientCA: %q}}
-storage: {bolt: {path: %q}}
-authProvider:
-  enabled: true
-  issuer: %s
+	idp := mutualTLSAuthProvider(t, ca, server, `
   audiences: [https://gateway.example/mcp, https://ledger.example/]
   scopes: [ledger:read]
   clients:
@@ -43,10 +35,7 @@ authProvider:
       grantTypes: [urn:ietf:params:oauth:grant-type:token-exchange]
       audiences: [https://ledger.example/]
       subjectAudiences: [https://gateway.example/mcp]
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-`, server.CertFile, server.KeyFile, ca.File, filepath.Join(t.TempDir(), "idp.db"), idp))
+`)
 
 	gateway := func(caFile string, withCertificate bool) string {
 		tlsBlock := fmt.Sprintf("{caFile: %q}", caFile)
@@ -121,25 +110,16 @@ apps:
 func TestFederatedSignInOnPrivatePKI(t *testing.T) {
 	ca := testpki.NewCA(t, "corp")
 	server, client := ca.Server(t, "idp"), ca.Client(t, "gateway")
-	idpAddr, gatewayAddr := freeAddress(t), freeAddress(t)
-	idp, gatewayURL := "https://"+idpAddr, "http://"+gatewayAddr
-	startBrokerAt(t, idpAddr, "%s", fmt.Sprintf(`
-version: 1
-http: {tls: {certFile: %q, keyFile: %q, clientCA: %q}}
-storage: {bolt: {path: %q}}
-authProvider:
-  enabled: true
-  issuer: %s
+	gatewayAddr := freeAddress(t)
+	gatewayURL := "http://" + gatewayAddr
+	idp := mutualTLSAuthProvider(t, ca, server, fmt.Sprintf(`
   scopes: [openid, profile, email]
   login:
     users:
       - {username: demo, passwordHash: %q, name: Demo User, email: demo@example.com}
   clients:
     - {clientID: gateway-login, clientSecret: gateway-login-secret, redirectURIs: [%s/oidc-callback], skipConsent: true, scopes: [openid, profile, email]}
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-`, server.CertFile, server.KeyFile, ca.File, filepath.Join(t.TempDir(), "idp.db"), idp, demoPasswordHash, gatewayURL))
+`, demoPasswordHash, gatewayURL))
 	startBrokerAt(t, gatewayAddr, "%s", fmt.Sprintf(`
 version: 1
 storage: {bolt: {path: %q}}
@@ -201,6 +181,28 @@ mcpProvider:
 		}
 	}
 	t.Fatalf("the sign-in did not come back to the agent:\n%s", strings.Join(b.trail, "\n"))
+}
+
+// mutualTLSAuthProvider starts a broker whose Auth Provider is served
+// over TLS with server, asking clients for certificates ca issued, and
+// returns its issuer URL. authProvider is the rest of the authProvider
+// block (indented by two).
+func mutualTLSAuthProvider(t *testing.T, ca *testpki.CA, server *testpki.Leaf, authProvider string) string {
+	t.Helper()
+	addr := freeAddress(t)
+	issuer := "https://" + addr
+	startBrokerAt(t, addr, "%s", fmt.Sprintf(`
+version: 1
+http: {tls: {certFile: %q, keyFile: %q, clientCA: %q}}
+storage: {bolt: {path: %q}}
+authProvider:
+  enabled: true
+  issuer: %s%s
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+`, server.CertFile, server.KeyFile, ca.File, filepath.Join(t.TempDir(), "idp.db"), issuer, authProvider))
+	return issuer
 }
 
 // clientCredentialsToken asks tokenURL for a client_credentials token with
