@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/redis/go-redis/v9"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 
@@ -75,23 +76,30 @@ type testServer struct {
 	// withExchanger serves the token-exchange grant with a real
 	// exchange.Exchanger.
 	withExchanger bool
-	// redis, when set, holds the state of replicas Servers (3 by default)
-	// built alike on it, which the HTTP server takes turns to send each
-	// request to; server is the first.
-	redis    *redistest.Server
+	// newRedis, when set, makes a client of the Redis that holds the
+	// state of replicas Servers built alike on it, each with clients of
+	// its own, which the HTTP server takes turns to send each request to;
+	// server is the first.
+	newRedis func() redis.UniversalClient
 	replicas int
 	servers  []*Server
 	turn     atomic.Int64
 }
 
-// onRedis, while set, makes every test server keep its state in this
-// Redis, served by three Servers in turn (see TestFlowsOnRedisReplicas).
-var onRedis *redistest.Server
+// onRedis, while set, makes every test server keep its state in the
+// Redis it makes clients of, served by three Servers in turn (see
+// TestFlowsOnRedisReplicas).
+var onRedis func() redis.UniversalClient
 
 // withRedisReplicas keeps the state in Redis and serves every request
 // through the next of n Servers sharing it.
 func withRedisReplicas(server *redistest.Server, n int) serverOption {
-	return func(ts *testServer) { ts.redis, ts.replicas = server, n }
+	return withRedisClients(func() redis.UniversalClient { return server.Client() }, n)
+}
+
+// withRedisClients is withRedisReplicas on the Redis newClient reaches.
+func withRedisClients(newClient func() redis.UniversalClient, n int) serverOption {
+	return func(ts *testServer) { ts.newRedis, ts.replicas = newClient, n }
 }
 
 type serverOption func(*testServer)
@@ -112,7 +120,7 @@ func newTestServer(t *testing.T, options ...serverOption) *testServer {
 	t.Helper()
 	ts := &testServer{t: t, dbPath: filepath.Join(t.TempDir(), "authserver.db")}
 	if onRedis != nil {
-		withRedisReplicas(onRedis, 3)(ts)
+		withRedisClients(onRedis, 3)(ts)
 	}
 	for _, option := range options {
 		option(ts)
@@ -158,7 +166,7 @@ func (ts *testServer) defaultOptions() Options {
 // start opens the database and builds the Server, as the broker does on
 // every start.
 func (ts *testServer) start() {
-	if ts.redis != nil {
+	if ts.newRedis != nil {
 		ts.startReplicas()
 		return
 	}
@@ -212,7 +220,7 @@ func (ts *testServer) startReplicas() {
 	ts.servers = nil
 	muxes := make([]*http.ServeMux, ts.replicas)
 	for i := range ts.replicas {
-		keys, err := exchange.NewKeySet(ctx, exchange.NewRedisKeyStore(ts.redis.Client(), "auth-test:"), exchange.KeySetOptions{})
+		keys, err := exchange.NewKeySet(ctx, exchange.NewRedisKeyStore(ts.newRedis(), "auth-test:"), exchange.KeySetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +229,7 @@ func (ts *testServer) startReplicas() {
 			t.Fatal(err)
 		}
 		opts := ts.defaultOptions()
-		opts.Redis, opts.RedisKeyPrefix, opts.Keys, opts.Minter = ts.redis.Client(), "auth-test:", keys, minter
+		opts.Redis, opts.RedisKeyPrefix, opts.Keys, opts.Minter = ts.newRedis(), "auth-test:", keys, minter
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 		if ts.configure != nil {
 			ts.configure(&opts)

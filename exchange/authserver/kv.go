@@ -94,6 +94,10 @@ func (t boltTx) forEach(bucket []byte, fn func(string, []byte) error) error {
 type redisKV struct {
 	client redis.UniversalClient
 	prefix string
+	// anchor is the key every transaction watches first: it is never
+	// written, but names the slot, which a cluster client needs to know
+	// before the transaction reads anything.
+	anchor string
 }
 
 const (
@@ -107,7 +111,8 @@ const (
 )
 
 func newRedisKV(client redis.UniversalClient, keyPrefix string) redisKV {
-	return redisKV{client: client, prefix: keyPrefix + "{auth}:"}
+	prefix := keyPrefix + "{auth}:"
+	return redisKV{client: client, prefix: prefix, anchor: prefix + "transactions"}
 }
 
 func (r redisKV) key(bucket []byte, key string) string {
@@ -119,17 +124,24 @@ func (redisKV) expires() bool { return true }
 func (r redisKV) view(fn func(kvTx) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), redisTxTimeout)
 	defer cancel()
-	return redisError(fn(&redisTx{kv: r, ctx: ctx, reader: r.client}))
+	return fn(&redisTx{kv: r, ctx: ctx, reader: r.client})
 }
 
+// update runs fn in an optimistic transaction: every key fn reads is
+// watched before it is read, and fn's writes are sent in one MULTI/EXEC,
+// which fails when another broker changed a watched key; then fn runs
+// again on what is there now.
 func (r redisKV) update(fn func(kvTx) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), redisTxTimeout)
 	defer cancel()
 	for range redisTxAttempts {
+		// fnErr tells fn's own errors, which the reads have marked as
+		// Redis's where they are, from the failures of the transaction.
+		var fnErr error
 		err := r.client.Watch(ctx, func(tx *redis.Tx) error {
 			t := &redisTx{kv: r, ctx: ctx, reader: tx, watch: tx, pending: map[string]*pendingValue{}}
-			if err := fn(t); err != nil {
-				return err
+			if fnErr = fn(t); fnErr != nil {
+				return fnErr
 			}
 			if len(t.writes) == 0 {
 				return nil
@@ -141,25 +153,26 @@ func (r redisKV) update(fn func(kvTx) error) error {
 				return nil
 			})
 			return err
-		})
-		if !errors.Is(err, redis.TxFailedErr) {
-			return redisError(err)
+		}, r.anchor)
+		switch {
+		case errors.Is(err, redis.TxFailedErr):
+			continue
+		case fnErr != nil:
+			return fnErr
+		case err != nil:
+			return unreachable(err)
 		}
+		return nil
 	}
-	return errors.New("authserver: redis: records changed by other brokers too often to update")
+	return unreachable(errors.New("records changed by other brokers too often to update"))
 }
 
-// errStoreDown is a failure to reach the store; the endpoints answer it
-// 503 temporarily_unavailable (storeDown).
+// errStoreDown is a failure of the store itself, not of what was asked of
+// it; the endpoints answer it 503 temporarily_unavailable (storeDown).
 var errStoreDown = errors.New("authserver: the store is unavailable")
 
-// redisError marks the errors Redis causes as errStoreDown; the store's
-// own errors (fosite's, the caps) pass as they are.
-func redisError(err error) error {
-	var redisErr redis.Error
-	if err == nil || !(errors.As(err, &redisErr) || isNetworkError(err)) {
-		return err
-	}
+// unreachable marks an error Redis returned as errStoreDown.
+func unreachable(err error) error {
 	return fmt.Errorf("%w: redis: %w", errStoreDown, err)
 }
 
@@ -171,12 +184,6 @@ func storeDown(err error) error {
 		return err
 	}
 	return fosite.ErrTemporarilyUnavailable.WithHint("The authorization server cannot reach its store; try again later.").WithWrap(err)
-}
-
-func isNetworkError(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "dial tcp") ||
-		strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "i/o timeout") ||
-		errors.Is(err, redis.ErrClosed)
 }
 
 type redisTx struct {
@@ -200,7 +207,10 @@ func (t *redisTx) pin(key string) error {
 	if t.watch == nil {
 		return nil
 	}
-	return t.watch.Watch(t.ctx, key).Err()
+	if err := t.watch.Watch(t.ctx, key).Err(); err != nil {
+		return unreachable(err)
+	}
+	return nil
 }
 
 func (t *redisTx) get(bucket []byte, key string) ([]byte, error) {
@@ -215,10 +225,13 @@ func (t *redisTx) get(bucket []byte, key string) ([]byte, error) {
 		return nil, err
 	}
 	value, err := t.reader.Get(t.ctx, k).Bytes()
-	if errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
 		return nil, nil
+	case err != nil:
+		return nil, unreachable(err)
 	}
-	return value, err
+	return value, nil
 }
 
 func (t *redisTx) write(key string, p *pendingValue, write func(redis.Pipeliner)) error {
@@ -240,6 +253,7 @@ func (t *redisTx) put(bucket []byte, key string, value []byte, expires time.Time
 			p.Set(t.ctx, k, value, 0)
 			return
 		}
+		// PXAT: an expiry already past deletes the key.
 		p.SetArgs(t.ctx, k, value, redis.SetArgs{ExpireAt: expires})
 	})
 }
@@ -250,14 +264,15 @@ func (t *redisTx) del(bucket []byte, key string) error {
 }
 
 // A set lives until its latest member's expiry: the first expiry given
-// is set, a later one pushes it out.
+// is set (NX), a later one pushes it out (GT). Both need Redis 7.
 func (t *redisTx) addMember(bucket []byte, set, member string, expires time.Time) error {
 	k := t.kv.key(bucket, set)
 	return t.write(k, nil, func(p redis.Pipeliner) {
 		p.SAdd(t.ctx, k, member)
 		if !expires.IsZero() {
-			p.ExpireNX(t.ctx, k, time.Until(expires))
-			p.ExpireGT(t.ctx, k, time.Until(expires))
+			at := expires.UnixMilli()
+			p.Do(t.ctx, "PEXPIREAT", k, at, "NX")
+			p.Do(t.ctx, "PEXPIREAT", k, at, "GT")
 		}
 	})
 }
@@ -272,7 +287,11 @@ func (t *redisTx) members(bucket []byte, set string) ([]string, error) {
 	if err := t.pin(k); err != nil {
 		return nil, err
 	}
-	return t.reader.SMembers(t.ctx, k).Result()
+	members, err := t.reader.SMembers(t.ctx, k).Result()
+	if err != nil {
+		return nil, unreachable(err)
+	}
+	return members, nil
 }
 
 func (t *redisTx) forEach(bucket []byte, fn func(string, []byte) error) error {
@@ -282,7 +301,7 @@ func (t *redisTx) forEach(bucket []byte, fn func(string, []byte) error) error {
 		// Every key of the store is on the slot of its hash tag.
 		node, err := cluster.MasterForKey(t.ctx, prefix)
 		if err != nil {
-			return err
+			return unreachable(err)
 		}
 		scanner = node
 	}
@@ -290,12 +309,12 @@ func (t *redisTx) forEach(bucket []byte, fn func(string, []byte) error) error {
 	for {
 		keys, next, err := scanner.Scan(t.ctx, cursor, redisGlobEscape(prefix)+"*", redisScanBatch).Result()
 		if err != nil {
-			return err
+			return unreachable(err)
 		}
 		if len(keys) > 0 {
 			values, err := scanner.MGet(t.ctx, keys...).Result()
 			if err != nil {
-				return err
+				return unreachable(err)
 			}
 			for i, k := range keys {
 				value, ok := values[i].(string)

@@ -107,8 +107,13 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
 		secret, registered.SecretHash = generateSecret()
 	}
 	if err := s.store.registerClient(registered, maxRegisteredClients); err != nil {
-		if errors.Is(err, errTooManyClients) {
+		switch {
+		case errors.Is(err, errTooManyClients):
 			s.refuseRegistration(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "no more clients can be registered")
+			return
+		case errors.Is(err, errStoreDown):
+			s.logger.Error("authserver: register client", slog.Any("error", err))
+			s.refuseRegistration(w, r, http.StatusServiceUnavailable, "temporarily_unavailable", "the client cannot be registered right now; try again later")
 			return
 		}
 		s.logger.Error("authserver: register client", slog.Any("error", err))

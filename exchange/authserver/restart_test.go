@@ -112,7 +112,7 @@ func TestSweepDeletesExpiredRecords(t *testing.T) {
 
 	count := func() map[string]int {
 		counts := map[string]int{}
-		for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh, bucketRevoked, bucketGrants} {
+		for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh, bucketRevoked, bucketEnded, bucketGrants} {
 			counts[string(bucket)] = countKeys(t, ts, bucket)
 		}
 		return counts

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -35,7 +34,7 @@ func (f *redisSpentForms) spend(token string, _ time.Time) (bool, error) {
 	defer cancel()
 	fresh, err := f.client.SetNX(ctx, f.prefix+"spent:"+digest(token), "1", f.ttl).Result()
 	if err != nil {
-		return false, fmt.Errorf("authserver: redis: %w", err)
+		return false, unreachable(err)
 	}
 	return fresh, nil
 }
@@ -96,7 +95,7 @@ func (t *redisThrottle) attempt(username, ip string, _ time.Time) (bool, error) 
 		maxUserFailures, maxIPFailures, maxUserParallel, maxIPParallel,
 		throttleWindow.Milliseconds(), checkingTTL.Milliseconds()).Int()
 	if err != nil {
-		return false, fmt.Errorf("authserver: redis: %w", err)
+		return false, unreachable(err)
 	}
 	return admitted == 1, nil
 }
@@ -109,7 +108,7 @@ func (t *redisThrottle) done(username, ip string, right bool) error {
 		flag = "1"
 	}
 	if err := throttleDone.Run(ctx, t.client, t.keys(username, ip), flag).Err(); err != nil {
-		return fmt.Errorf("authserver: redis: %w", err)
+		return unreachable(err)
 	}
 	return nil
 }

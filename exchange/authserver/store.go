@@ -35,6 +35,9 @@ var (
 	// request id, 0, signature → nothing.
 	bucketGrants  = []byte("authserver_grants")
 	bucketRevoked = []byte("authserver_revoked") // jti → expiry (unix seconds, big endian)
+	// bucketEnded: request id → until when (unix seconds, big endian) the
+	// grant's revocation reaches tokens made for it after it was revoked.
+	bucketEnded = []byte("authserver_ended_grants")
 	// bucketConsents: subject, 0, client id, 0, audience → consent.
 	bucketConsents = []byte("authserver_resource_consents")
 	// bucketUnpairedConsents held consents that did not pair scopes with
@@ -44,7 +47,7 @@ var (
 
 var allBuckets = [][]byte{
 	bucketMeta, bucketClients, bucketCodes, bucketPKCE, bucketAccess, bucketRefresh,
-	bucketGrants, bucketRevoked, bucketConsents,
+	bucketGrants, bucketRevoked, bucketEnded, bucketConsents,
 }
 
 const (
@@ -477,11 +480,18 @@ func (s *store) CreateAccessTokenSession(_ context.Context, signature string, re
 		return err
 	}
 	return s.kv.update(func(tx kvTx) error {
+		ended, err := grantEnded(tx, rec.ID)
+		if err != nil {
+			return err
+		}
 		if err := putRecord(tx, bucketAccess, signature, rec); err != nil {
 			return err
 		}
 		if err := tx.addMember(bucketGrants, grantSet(kindAccess, rec.ID), signature, recordExpiry(rec)); err != nil {
 			return err
+		}
+		if ended {
+			return s.revokeAccessToken(tx, signature)
 		}
 		return keepClient(tx, rec.ClientID)
 	})
@@ -563,9 +573,13 @@ func (s *store) CreateRefreshTokenSession(_ context.Context, signature, accessSi
 	if err != nil {
 		return err
 	}
-	rec.Active = true
 	rec.AccessSignature = accessSignature
 	return s.kv.update(func(tx kvTx) error {
+		ended, err := grantEnded(tx, rec.ID)
+		if err != nil {
+			return err
+		}
+		rec.Active = !ended
 		if err := putRecord(tx, bucketRefresh, signature, rec); err != nil {
 			return err
 		}
@@ -620,9 +634,11 @@ func (s *store) RotateRefreshToken(_ context.Context, requestID string, signatur
 
 // TokenRevocationStorage
 
-// RevokeRefreshToken retires every refresh token of the grant.
+// RevokeRefreshToken retires every refresh token of the grant, also those
+// a request that read the grant's code or refresh token before has yet
+// to make (see endGrant).
 func (s *store) RevokeRefreshToken(_ context.Context, requestID string) error {
-	return s.kv.update(func(tx kvTx) error { return retireRefreshTokens(tx, requestID) })
+	return s.kv.update(func(tx kvTx) error { return s.retireRefreshTokens(tx, requestID) })
 }
 
 // RevokeAccessToken revokes every access token of the grant.
@@ -632,13 +648,37 @@ func (s *store) RevokeAccessToken(_ context.Context, requestID string) error {
 
 // revokeGrantTx revokes every refresh and access token of the grant.
 func (s *store) revokeGrantTx(tx kvTx, requestID string) error {
-	if err := retireRefreshTokens(tx, requestID); err != nil {
+	if err := s.retireRefreshTokens(tx, requestID); err != nil {
 		return err
 	}
 	return s.revokeAccessTokens(tx, requestID)
 }
 
-func retireRefreshTokens(tx kvTx, requestID string) error {
+// endedGrantKept is how long a revoked grant is remembered: a token
+// request that read the grant's code or refresh token before the
+// revocation makes its tokens moments later, and those are born revoked.
+// Fosite's handlers read and then write in separate transactions, so
+// without this a code redeemed twice at once, or a rotated refresh token
+// played again while its successor is being made, could leave the new
+// pair alive.
+const endedGrantKept = 24 * time.Hour
+
+// endGrant remembers that the grant was revoked (see endedGrantKept).
+func (s *store) endGrant(tx kvTx, requestID string) error {
+	until := s.now().Add(endedGrantKept)
+	return tx.put(bucketEnded, requestID, binary.BigEndian.AppendUint64(nil, uint64(until.Unix())), until)
+}
+
+// grantEnded reports whether the grant was revoked.
+func grantEnded(tx kvTx, requestID string) (bool, error) {
+	value, err := tx.get(bucketEnded, requestID)
+	return value != nil, err
+}
+
+func (s *store) retireRefreshTokens(tx kvTx, requestID string) error {
+	if err := s.endGrant(tx, requestID); err != nil {
+		return err
+	}
 	signatures, err := tx.members(bucketGrants, grantSet(kindRefresh, requestID))
 	if err != nil {
 		return err

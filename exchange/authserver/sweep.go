@@ -58,10 +58,15 @@ func (s *store) sweep(now time.Time) (int, error) {
 				return deleted, err
 			}
 		}
-		n, err := s.sweepRevoked(now)
-		deleted += n
-		if err != nil {
-			return deleted, err
+		for _, deadlines := range []struct {
+			bucket []byte
+			grace  time.Duration
+		}{{bucketRevoked, revokedGrace}, {bucketEnded, 0}} {
+			n, err := s.sweepDeadlines(deadlines.bucket, deadlines.grace, now)
+			deleted += n
+			if err != nil {
+				return deleted, err
+			}
 		}
 	}
 	n, err := s.sweepUnusedClients(now)
@@ -171,12 +176,14 @@ func (s *store) sweepRecords(bucket []byte, now time.Time) (int, error) {
 // errBatchFull stops a walk over a bucket once a batch is full.
 var errBatchFull = errors.New("authserver: sweep batch full")
 
-func (s *store) sweepRevoked(now time.Time) (int, error) {
+// sweepDeadlines deletes the records of a bucket whose values are
+// deadlines (unix seconds, big endian) that passed grace before now.
+func (s *store) sweepDeadlines(bucket []byte, grace time.Duration, now time.Time) (int, error) {
 	var expired []string
 	err := s.kv.view(func(tx kvTx) error {
-		return tx.forEach(bucketRevoked, func(jti string, value []byte) error {
-			if len(value) != 8 || time.Unix(int64(binary.BigEndian.Uint64(value)), 0).Add(revokedGrace).Before(now) {
-				expired = append(expired, jti)
+		return tx.forEach(bucket, func(key string, value []byte) error {
+			if len(value) != 8 || time.Unix(int64(binary.BigEndian.Uint64(value)), 0).Add(grace).Before(now) {
+				expired = append(expired, key)
 			}
 			return nil
 		})
@@ -187,8 +194,8 @@ func (s *store) sweepRevoked(now time.Time) (int, error) {
 	for start := 0; start < len(expired); start += sweepBatch {
 		batch := expired[start:min(start+sweepBatch, len(expired))]
 		err := s.kv.update(func(tx kvTx) error {
-			for _, jti := range batch {
-				if err := tx.del(bucketRevoked, jti); err != nil {
+			for _, key := range batch {
+				if err := tx.del(bucket, key); err != nil {
 					return err
 				}
 			}

@@ -36,10 +36,18 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	response, err := s.provider.NewAccessResponse(ctx, request)
-	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+	switch {
+	case errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
 		// A concurrent request redeemed the code between the checks and
 		// the issuing; fosite reports the store's refusal as a server error.
 		err = fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.").WithWrap(err)
+	case request.GetGrantTypes().ExactOne(GrantRefreshToken) &&
+		(errors.Is(err, fosite.ErrInactiveToken) || errors.Is(err, fosite.ErrNotFound)):
+		// Between the checks and the issuing, a concurrent request rotated
+		// the refresh token, or was taken for its replay and ended the
+		// grant. Fosite asks the client to try again, but the token is
+		// spent: played again it would end the grant.
+		err = fosite.ErrInvalidGrant.WithHint("A concurrent request used the refresh token first.").WithWrap(err)
 	}
 	if err != nil {
 		s.writeTokenError(w, r, request, err)
