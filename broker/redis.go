@@ -14,11 +14,9 @@ import (
 )
 
 // With storage.redis, what replicas must share lives in Redis: the ended
-// session ids and the rate limits' budgets. The Auth Provider's state,
-// resumable streams and requests of upstreams to clients are not shared in
-// this version (configuration refuses the Auth Provider with Redis;
-// a stream is resumed, and a server's request answered, through the
-// replica that holds it).
+// session ids, the rate limits' budgets, the Auth Provider's state and
+// signing keys, resumable streams, and the answers and cancellations one
+// replica hands another (StateBackends lists them with their keys).
 
 // redisTimeouts bound one Redis request; a call waits no longer for its
 // budget or its session.
