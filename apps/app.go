@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/upstream"
@@ -22,9 +23,15 @@ type App struct {
 	Timeout time.Duration
 	URL     string
 
+	// Lists keeps what the upstream listed (listcache.go).
+	Lists *ListCache
+
 	client *http.Client
 	log    *slog.Logger
 	health health
+	// info is the upstream's latest initialize result, from whichever
+	// client session's upstream session was opened last.
+	info atomic.Pointer[InitializeResult]
 
 	// order is the app's place in the configuration; uriPrefixes the
 	// resource URIs it declared; spaces every app's; sharesURIs that it is
@@ -41,6 +48,7 @@ type Catalog struct {
 	byName     map[string]*App
 	spaces     uriSpaces
 	undeclared []*App
+	unprefixed []*App
 }
 
 // Options describe one app. The zero values of Timeout and the connection
@@ -66,6 +74,8 @@ type Options struct {
 	// URIPrefixes declare the resource URIs the app owns; none: the app
 	// shares the URIs no app declared.
 	URIPrefixes []string
+	// ListCache configures the app's list cache.
+	ListCache ListCacheOptions
 }
 
 // NewCatalog builds the apps, in the order given.
@@ -82,7 +92,8 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 			URL:     a.URL,
 			client: upstream.NewHTTPClient(upstream.HTTPOptions{DialTimeout: a.DialTimeout, KeepAlive: a.KeepAlive,
 				MaxIdleConns: a.MaxIdleConns, MaxIdlePerHost: a.MaxIdleConnsPerHost, TLS: a.TLS, Proxy: a.Proxy}),
-			log: log.With("app", a.Name),
+			log:   log.With("app", a.Name),
+			Lists: NewListCache(a.ListCache),
 		}
 		if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
 			return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
@@ -98,6 +109,9 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 		}
 		c.Apps = append(c.Apps, app)
 		c.byName[app.Name] = app
+		if app.Prefix == "" {
+			c.unprefixed = append(c.unprefixed, app)
+		}
 	}
 	spaces, err := newURISpaces(c.Apps)
 	if err != nil {
@@ -133,15 +147,7 @@ func (c *Catalog) ByPrefix(name string) (*App, string, bool) {
 }
 
 // Unprefixed lists the apps whose names pass through unchanged.
-func (c *Catalog) Unprefixed() []*App {
-	var out []*App
-	for _, a := range c.Apps {
-		if a.Prefix == "" {
-			out = append(out, a)
-		}
-	}
-	return out
-}
+func (c *Catalog) Unprefixed() []*App { return c.unprefixed }
 
 // ExposedName is the client-facing name of an upstream tool or prompt;
 // shortened reports a name that cannot be turned back by removing the
@@ -157,6 +163,10 @@ func (a *App) ExposedName(name string) (exposed string, shortened bool) {
 func (a *App) MaybeShortened(exposed string) bool {
 	return a.Prefix != "" && hasHashSuffix(exposed)
 }
+
+// Info returns what the upstream said of itself at the latest initialize
+// the broker made, nil before the first.
+func (a *App) Info() *InitializeResult { return a.info.Load() }
 
 // Close releases idle upstream connections.
 func (a *App) Close() { a.client.CloseIdleConnections() }

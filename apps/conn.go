@@ -146,6 +146,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 	c.mu.Lock()
 	c.result = &result
 	c.mu.Unlock()
+	c.App.info.Store(&result)
 	return nil
 }
 

@@ -66,6 +66,10 @@ func unreachable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr)
 }
 
+// Available reports ErrUnavailable while the app is backing off after
+// failing to answer, without trying it.
+func (a *App) Available() error { return a.health.check(time.Now()) }
+
 // Reachable reports whether the app's upstream can be reached now: it is
 // not backing off after failures, and its address accepts a connection.
 // It sends nothing over the connection, so checking readiness costs the

@@ -69,7 +69,14 @@ func TestAppNamesRoundTrip(t *testing.T) {
 	if app.MaybeShortened("ledger_get_balance") {
 		t.Error("MaybeShortened(ledger_get_balance) = true")
 	}
-	c := &Catalog{Apps: []*App{app, {Name: "plain"}}}
+	c, err := NewCatalog([]Options{
+		{Name: "ledger", Prefix: app.Prefix, URL: "http://127.0.0.1:1/mcp"},
+		{Name: "plain", URL: "http://127.0.0.1:1/mcp"},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app = c.App("ledger")
 	if a, up, ok := c.ByPrefix("ledger_get_balance"); !ok || a != app || up != "get_balance" {
 		t.Errorf("ByPrefix: %v %q %v", a, up, ok)
 	}

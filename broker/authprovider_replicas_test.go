@@ -28,8 +28,14 @@ func TestAuthProviderAcrossReplicas(t *testing.T) {
 	var backends atomic.Pointer[[]*url.URL]
 	var turn atomic.Int64
 	balancer := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		list := *backends.Load()
-		r.SetURL(list[turn.Add(1)%int64(len(list))])
+		list := backends.Load()
+		if list == nil {
+			// A replica asking its issuer before every replica is up:
+			// refused, as by a balancer without backends.
+			r.SetURL(&url.URL{Scheme: "http", Host: "127.0.0.1:1"})
+			return
+		}
+		r.SetURL((*list)[turn.Add(1)%int64(len(*list))])
 		r.Out.Host = r.In.Host
 	}})
 	t.Cleanup(balancer.Close)

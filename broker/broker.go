@@ -75,6 +75,8 @@ type Broker struct {
 	// sessions holds the broker's state of each live client session
 	// (*provider.Session -> *sessionState).
 	sessions sync.Map
+	// listChanges passes upstreams' list_changed on (list_changes.go).
+	listChanges listChanges
 
 	// audit records every decision; nil when audit.disabled.
 	audit *auditor

@@ -31,6 +31,9 @@ func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 		if ns := a.ResourceNamespace; ns != nil {
 			o.URIPrefixes = ns.URIPrefixes
 		}
+		if lc := a.ListCache; lc != nil {
+			o.ListCache = apps.ListCacheOptions{Disabled: lc.Disabled, Shared: lc.Scope == config.ListCacheShared, TTL: time.Duration(lc.TTL)}
+		}
 		var err error
 		if o.TLS, err = files.upstreamTLS(fmt.Sprintf("apps[%d].upstream.tls", i), a.Upstream.TLS); err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -54,7 +55,8 @@ const maxNameBytes = 512
 // aggregate answers a list request with the items of every app: each app's
 // first page at once, then, through our cursor, the next pages of the apps
 // that have more. An app that fails is left out and logged; the others
-// still answer.
+// still answer. The pages come from the apps' list caches when they hold
+// them; the answer is the items' bytes joined, encoded once.
 func (b *Broker) aggregate(ctx context.Context, c *Call) error {
 	k := kindOf(c.Message.Method)
 	var cursors map[string]string
@@ -75,26 +77,45 @@ func (b *Broker) aggregate(ctx context.Context, c *Call) error {
 	if err != nil {
 		return err
 	}
-	result := map[string]any{listSpecs[k].field: page.items}
-	if len(page.next) > 0 {
-		result["nextCursor"] = encodeCursor(page.next)
-	}
-	raw, err := jsonrpc.Marshal(result) // items as the upstreams wrote them, unescaped
-	if err != nil {
-		return fmt.Errorf("broker: encode %s: %w", c.Message.Method, err)
-	}
-	c.Response = &jsonrpc.Message{Result: raw}
+	c.Response = &jsonrpc.Message{Result: page.encode(listSpecs[k].field)}
 	return nil
 }
 
 // listPage is a merged page.
 type listPage struct {
-	items []json.RawMessage
+	items [][]byte
+	bytes int
 	next  map[string]string // app name -> upstream cursor
 }
 
+// encode writes the page as a list result, {"nextCursor":...,"<field>":[...]},
+// members in the order encoding/json gives a map's.
+func (p *listPage) encode(field string) json.RawMessage {
+	var cursor string
+	if len(p.next) > 0 {
+		cursor = encodeCursor(p.next) // base64url: nothing to escape
+	}
+	out := make([]byte, 0, p.bytes+len(p.items)+len(cursor)+len(field)+32)
+	out = append(out, '{')
+	if cursor != "" {
+		out = append(out, `"nextCursor":"`...)
+		out = append(out, cursor...)
+		out = append(out, `",`...)
+	}
+	out = append(out, '"')
+	out = append(out, field...)
+	out = append(out, `":[`...)
+	for i, item := range p.items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, item...)
+	}
+	return append(out, "]}"...)
+}
+
 // collect fetches one page of a list from each app (all apps, or those
-// named in cursors), rewrites names, and learns routes.
+// named in cursors), keeps what the caller may see, and learns routes.
 func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[string]string) (listPage, error) {
 	targets := c.gen.catalog.Apps
 	if cursors != nil {
@@ -106,18 +127,14 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 		}
 	}
 	type result struct {
-		items []json.RawMessage
-		next  string
-		err   error
+		page *apps.ListPage
+		err  error
 	}
 	results := make([]result, len(targets))
-	index := make(map[*apps.App]int, len(targets))
-	for i, app := range targets {
-		index[app] = i
-	}
-	each(targets, func(app *apps.App) {
-		items, next, err := b.listApp(ctx, c, app, k, cursors[app.Name])
-		results[index[app]] = result{items, next, err}
+	eachIndex(len(targets), func(i int) {
+		app := targets[i]
+		page, err := b.listApp(ctx, c, app, k, cursors[app.Name])
+		results[i] = result{page, err}
 	})
 	var page listPage
 	var failed []string
@@ -130,32 +147,20 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 			}
 			continue
 		}
+		visible := b.filterList(ctx, c, app, k, r.page.Items)
 		// Learned in configuration order, so the first app keeps a name
 		// that two offer, whichever answered first.
-		items, refused, err := c.State.learn(app, k, r.items, cursors[app.Name] == "", c.gen.catalog.ByPrefix)
-		if err != nil {
-			failed = append(failed, app.Name)
-			b.log.Warn("list failed", "app", app.Name, "method", listSpecs[k].method, "error", err)
-			continue
-		}
+		refused := c.State.learn(c.gen.catalog, app, k, visible, cursors[app.Name] == "", &page)
 		if refused.count > 0 {
-			reason := "their URIs are another app's, lie outside the app's resourceNamespace, or are too long to route"
-			if k == kindTool || k == kindPrompt {
-				reason = fmt.Sprintf("their names are longer than %d bytes", maxNameBytes)
-			}
-			b.log.Warn("list items left out: "+reason,
+			b.log.Warn("list items left out: their URIs are another app's, lie outside the app's resourceNamespace, or are too long to route",
 				"app", app.Name, "method", listSpecs[k].method, "item", refused.first, "count", refused.count)
 		}
-		page.items = append(page.items, items...)
-		if r.next != "" {
+		if r.page.Next != "" {
 			if page.next == nil {
 				page.next = make(map[string]string)
 			}
-			page.next[app.Name] = r.next
+			page.next[app.Name] = r.page.Next
 		}
-	}
-	if page.items == nil {
-		page.items = []json.RawMessage{}
 	}
 	if cursors == nil && len(failed) == 0 {
 		c.State.markListed(k)
@@ -169,14 +174,45 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 // errNotSupported marks an app that does not offer a list at all.
 var errNotSupported = errors.New("list not supported")
 
-// listApp fetches one page of one app's list.
-func (b *Broker) listApp(ctx context.Context, c *Call, app *apps.App, k listKind, cursor string) ([]json.RawMessage, string, error) {
+// listApp returns one page of one app's list, before the policy: from the
+// app's list cache, or asked of the upstream in this session's upstream
+// session (opened now if this is its first need of the app). An app that
+// said at its latest initialize that it does not offer the list is not
+// asked.
+func (b *Broker) listApp(ctx context.Context, c *Call, app *apps.App, k listKind, cursor string) (*apps.ListPage, error) {
+	if r := app.Info(); r != nil && !offers(r.Capabilities, k) {
+		return nil, errNotSupported
+	}
+	if err := app.Available(); err != nil {
+		// What it listed before is not shown while it does not answer.
+		return nil, fmt.Errorf("apps: %s: %w", app.Name, err)
+	}
+	page, outcome, err := app.Lists.Page(ctx, uint8(k), listCaller(c), cursor, func() (*apps.ListPage, error) {
+		return b.fetchList(ctx, c, app, k, cursor)
+	})
+	b.metrics.ListCache(app.Name, outcome)
+	return page, err
+}
+
+// listCaller keys an app's lists kept for one caller: the token's issuer,
+// subject and client, everything an exchanged token tells the upstream.
+func listCaller(c *Call) string {
+	p := c.Principal
+	if p == nil {
+		return ""
+	}
+	return p.Issuer + "\x00" + p.Subject + "\x00" + p.ClientID
+}
+
+// fetchList asks the upstream for one page of a list and reads each item
+// once: names, URIs, the exposed name written in place.
+func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKind, cursor string) (*apps.ListPage, error) {
 	conn, err := b.conn(ctx, c.Session, app)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if r := conn.Result(); r != nil && !offers(r.Capabilities, k) {
-		return nil, "", errNotSupported
+		return nil, errNotSupported
 	}
 	var params json.RawMessage
 	if cursor != "" {
@@ -185,31 +221,112 @@ func (b *Broker) listApp(ctx context.Context, c *Call, app *apps.App, k listKind
 	msg := &jsonrpc.Message{ID: jsonrpc.Int64ID(conn.NextID()), Method: listSpecs[k].method, Params: params}
 	resp, err := conn.Call(ctx, msg, nil, nil)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if resp.Error != nil {
 		if resp.Error.Code == jsonrpc.CodeMethodNotFound {
-			return nil, "", errNotSupported
+			return nil, errNotSupported
 		}
-		return nil, "", resp.Error
-	}
-	var page struct {
-		NextCursor string `json:"nextCursor"`
+		return nil, resp.Error
 	}
 	var fields map[string]json.RawMessage
 	if err := jsonrpc.Unmarshal(resp.Result, &fields); err != nil {
-		return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
+		return nil, fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
 	}
+	page := &apps.ListPage{}
 	if raw, ok := fields["nextCursor"]; ok {
-		_ = jsonrpc.Unmarshal(raw, &page.NextCursor)
+		_ = json.Unmarshal(raw, &page.Next)
 	}
 	var items []json.RawMessage
 	if raw, ok := fields[listSpecs[k].field]; ok {
-		if err := jsonrpc.Unmarshal(raw, &items); err != nil {
-			return nil, "", fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
 		}
 	}
-	return b.filterList(ctx, c, app, k, items), page.NextCursor, nil
+	page.Items = make([]apps.ListItem, 0, len(items))
+	var refused refusedItems
+	for _, raw := range items {
+		item, ok, err := readListItem(app, k, raw)
+		if err != nil {
+			return nil, fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
+		}
+		if !ok {
+			refused.add(item.Key)
+			continue
+		}
+		page.Items = append(page.Items, item)
+	}
+	if refused.count > 0 {
+		reason := fmt.Sprintf("their names are longer than %d bytes", maxNameBytes)
+		if k == kindResource || k == kindTemplate {
+			reason = "their URIs lie outside the app's resourceNamespace, in another app's, or are too long to route"
+		}
+		b.log.Warn("list items left out: "+reason,
+			"app", app.Name, "method", listSpecs[k].method, "item", refused.first, "count", refused.count)
+	}
+	return page, nil
+}
+
+// readListItem reads what the broker needs of one item: a tool's or
+// prompt's name (ok false when it is too long to show), a resource's URI,
+// a template's URI template. The item is compacted, with the exposed name
+// in place of the upstream's; nothing else of it changes.
+func readListItem(app *apps.App, k listKind, raw json.RawMessage) (item apps.ListItem, ok bool, err error) {
+	member := "name"
+	switch k {
+	case kindResource:
+		member = "uri"
+	case kindTemplate:
+		member = "uriTemplate"
+	}
+	value, found, err := jsonrpc.Member(raw, member)
+	if err != nil {
+		return item, false, fmt.Errorf("malformed list item: %w", err)
+	}
+	var key string
+	if found {
+		if err := json.Unmarshal(value, &key); err != nil && (k == kindTool || k == kindPrompt) {
+			return item, false, fmt.Errorf("malformed list item: %s is not a string", member)
+		}
+	}
+	item.Key = key
+	if (k == kindResource || k == kindTemplate) && !mayRoute(app, k, key) {
+		return item, false, nil
+	}
+	if k == kindTool || k == kindPrompt {
+		item.Name = key
+		if len(key) > maxNameBytes {
+			return item, false, nil
+		}
+		item.Exposed, item.Shortened = app.ExposedName(key)
+		if item.Exposed != key {
+			name, _ := jsonrpc.Marshal(item.Exposed)
+			if raw, err = jsonrpc.SetMember(raw, "name", name); err != nil {
+				return item, false, fmt.Errorf("malformed list item: %w", err)
+			}
+		}
+	}
+	var compact bytes.Buffer
+	compact.Grow(len(raw))
+	if err := json.Compact(&compact, raw); err != nil {
+		return item, false, fmt.Errorf("malformed list item: %w", err)
+	}
+	item.Raw = compact.Bytes()
+	return item, true, nil
+}
+
+// mayRoute reports whether a resource URI or template of an app's list
+// can be shown at all, whatever else the session has learned: it lies in
+// what the app may list, and when URIs are routed by lists, it is short
+// enough to route by.
+func mayRoute(app *apps.App, k listKind, uri string) bool {
+	if k == kindTemplate {
+		uri, _, _ = strings.Cut(uri, "{")
+	}
+	if uri == "" || !app.MayList(uri) {
+		return false
+	}
+	return !app.SharesURIs() || len(apps.FoldURI(uri)) <= maxRoutedURIBytes
 }
 
 func offers(caps apps.Capabilities, k listKind) bool {
@@ -222,93 +339,93 @@ func offers(caps apps.Capabilities, k listKind) bool {
 	return caps.Resources != nil
 }
 
-// learn rewrites tool and prompt names to the exposed ones and records which
-// app serves each name, URI and template.
+// learn adds to page the items of an app's page the session may show, and
+// records what routing needs of them: which app serves a name that
+// carries no prefix, the upstream's name of a shortened one, which app
+// serves a resource URI or template.
 //
 // Names never collide in what clients see: an item whose exposed name
-// another app already holds, or that an unprefixed app offers under
-// another app's prefix, is left out. Names longer than maxNameBytes, and
-// resources and templates whose URIs are another app's (uri_routes.go),
-// are left out and counted in refused.
-func (st *sessionState) learn(app *apps.App, k listKind, items []json.RawMessage, firstPage bool, byPrefix func(string) (*apps.App, string, bool)) (kept []json.RawMessage, refused refusedItems, err error) {
+// another unprefixed app already holds, or that an unprefixed app offers
+// under another app's prefix, is left out (prefixed apps' names cannot
+// meet: configuration keeps prefixes apart). Resources and templates
+// whose URIs are another app's (uri_routes.go) are left out and counted
+// in refused.
+func (st *sessionState) learn(catalog *apps.Catalog, app *apps.App, k listKind, items []*apps.ListItem, firstPage bool, page *listPage) (refused refusedItems) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	key := shortenedKey{app, k}
-	if firstPage {
+	if firstPage && st.shortened != nil {
 		delete(st.shortened, key) // a new listing: only what it shows is kept
 	}
-	kept = items[:0]
+	// Routes by name matter only between apps without a prefix; a
+	// prefixed app's names are routed by their prefix.
+	routeNames := app.Prefix == "" && len(catalog.Unprefixed()) > 1
 	for _, item := range items {
 		switch k {
 		case kindTool, kindPrompt:
-			var head struct {
-				Name string `json:"name"`
-			}
-			if err := jsonrpc.Unmarshal(item, &head); err != nil {
-				return nil, refused, fmt.Errorf("malformed list item: %w", err)
-			}
-			if len(head.Name) > maxNameBytes {
-				refused.add(head.Name)
-				continue
-			}
-			exposed, shortened := app.ExposedName(head.Name)
-			routes := st.tools
-			if k == kindPrompt {
-				routes = st.prompts
-			}
-			if owner, taken := routes[exposed]; taken && owner != app {
-				continue // another app holds the name
-			}
 			if app.Prefix == "" {
-				if other, _, shadowed := byPrefix(exposed); shadowed && other != app {
+				if other, _, shadowed := catalog.ByPrefix(item.Exposed); shadowed && other != app {
 					continue // calls by this name would go to the other app
 				}
 			}
-			if exposed != head.Name {
-				// Only the name changes; the rest keeps the upstream's bytes.
-				name, _ := jsonrpc.Marshal(exposed)
-				renamed, err := jsonrpc.SetMember(item, "name", name)
-				if err != nil {
-					return nil, refused, fmt.Errorf("malformed list item: %w", err)
+			if routeNames {
+				routes := st.namedRoutes(k)
+				if owner, taken := routes[item.Exposed]; taken && owner != app {
+					continue // another app holds the name
 				}
-				item = renamed
+				if len(routes) < maxRoutes {
+					routes[item.Exposed] = app
+				}
 			}
-			if len(routes) < maxRoutes {
-				routes[exposed] = app
-			}
-			if shortened {
-				if st.shortened == nil {
-					st.shortened = make(map[shortenedKey]map[string]string)
-				}
-				names := st.shortened[key]
-				if names == nil {
-					names = make(map[string]string)
-					st.shortened[key] = names
-				}
-				if len(names) < maxRoutes {
-					names[exposed] = head.Name
-				}
+			if item.Shortened || app.MaybeShortened(item.Exposed) {
+				// Also a name that only looks shortened: its calls are
+				// routed by this record, not by listing again.
+				st.rememberShortened(key, item.Exposed, item.Name)
 			}
 		case kindResource:
-			var head struct {
-				URI string `json:"uri"`
-			}
-			if jsonrpc.Unmarshal(item, &head) != nil || !st.learnResource(app, head.URI) {
-				refused.add(head.URI)
+			if !st.learnResource(app, item.Key) {
+				refused.add(item.Key)
 				continue
 			}
 		case kindTemplate:
-			var head struct {
-				URITemplate string `json:"uriTemplate"`
-			}
-			if jsonrpc.Unmarshal(item, &head) != nil || !st.learnTemplate(app, head.URITemplate) {
-				refused.add(head.URITemplate)
+			if !st.learnTemplate(app, item.Key) {
+				refused.add(item.Key)
 				continue
 			}
 		}
-		kept = append(kept, item)
+		page.items = append(page.items, item.Raw)
+		page.bytes += len(item.Raw)
 	}
-	return kept, refused, nil
+	return refused
+}
+
+// namedRoutes returns the session's routes of tool or prompt names,
+// made on first use; st.mu is held.
+func (st *sessionState) namedRoutes(k listKind) map[string]*apps.App {
+	routes := &st.tools
+	if k == kindPrompt {
+		routes = &st.prompts
+	}
+	if *routes == nil {
+		*routes = make(map[string]*apps.App)
+	}
+	return *routes
+}
+
+// rememberShortened records the upstream's name of a shortened name the
+// session was shown; st.mu is held.
+func (st *sessionState) rememberShortened(key shortenedKey, exposed, name string) {
+	if st.shortened == nil {
+		st.shortened = make(map[shortenedKey]map[string]string)
+	}
+	names := st.shortened[key]
+	if names == nil {
+		names = make(map[string]string)
+		st.shortened[key] = names
+	}
+	if len(names) < maxRoutes {
+		names[exposed] = name
+	}
 }
 
 // refusedItems counts the items learn left out for their names or URIs,
@@ -354,49 +471,34 @@ func decodeCursor(catalog *apps.Catalog, cursor string) (map[string]string, erro
 
 // each runs f for every app concurrently and waits for all of them.
 func each(list []*apps.App, f func(*apps.App)) {
-	if len(list) == 1 {
-		f(list[0])
+	eachIndex(len(list), func(i int) { f(list[i]) })
+}
+
+// eachIndex runs f for 0..n-1 concurrently and waits for all of them.
+func eachIndex(n int, f func(int)) {
+	if n == 1 {
+		f(0)
 		return
 	}
 	var wg sync.WaitGroup
-	for _, app := range list {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(app)
-		}()
+	for i := range n {
+		wg.Go(func() { f(i) })
 	}
 	wg.Wait()
 }
 
 // filterList keeps the items the app's policy would allow this caller to
 // use: an agent is not shown what it may not call.
-func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listKind, items []json.RawMessage) []json.RawMessage {
-	if c.gen.authz == nil || c.gen.authz.policies[app.Name] == nil {
-		return items
-	}
-	kept := items[:0]
-	for _, item := range items {
-		var head struct {
-			Name        string `json:"name"`
-			URI         string `json:"uri"`
-			URITemplate string `json:"uriTemplate"`
-		}
-		if jsonrpc.Unmarshal(item, &head) != nil {
+func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listKind, items []apps.ListItem) []*apps.ListItem {
+	kept := make([]*apps.ListItem, 0, len(items))
+	policed := c.gen.authz != nil && c.gen.authz.policies[app.Name] != nil
+	for i := range items {
+		item := &items[i]
+		if policed && !b.allowedInList(ctx, c, app, k, item.Key) {
+			c.hide(app.Name + "/" + item.Key)
 			continue
 		}
-		key := head.Name
-		switch k {
-		case kindResource:
-			key = head.URI
-		case kindTemplate:
-			key = head.URITemplate
-		}
-		if b.allowedInList(ctx, c, app, k, key) {
-			kept = append(kept, item)
-			continue
-		}
-		c.hide(app.Name + "/" + key)
+		kept = append(kept, item)
 	}
 	return kept
 }

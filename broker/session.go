@@ -81,12 +81,7 @@ func newSessionState(replicated bool) *sessionState {
 	if replicated {
 		cs = apps.NewReplicatedClientSession()
 	}
-	return &sessionState{
-		ClientSession: cs,
-		tools:         make(map[string]*apps.App),
-		prompts:       make(map[string]*apps.App),
-		resources:     make(map[string]*apps.App),
-	}
+	return &sessionState{ClientSession: cs}
 }
 
 // stateOf returns the broker's state of a session, creating it on first

@@ -216,6 +216,8 @@ func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provide
 				m = st.CompleteElicitation(conn, m)
 			case "notifications/resources/updated":
 				m = b.checkResourceUpdated(st, conn, m)
+			case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
+				b.listChanged(s, conn.App, method)
 			}
 			if m == nil {
 				b.log.Warn("upstream notification about a request it did not make dropped",

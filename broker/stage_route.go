@@ -92,8 +92,7 @@ func (b *Broker) routeNamed(ctx context.Context, c *Call, name string, k listKin
 		c.App, c.Name = candidates[0], name
 		return nil
 	}
-	routes := c.State.routes(k)
-	if app := c.State.lookup(routes, name); app != nil {
+	if app := c.State.lookup(k, name); app != nil {
 		c.App, c.Name = app, name
 		return nil
 	}
@@ -101,7 +100,7 @@ func (b *Broker) routeNamed(ctx context.Context, c *Call, name string, k listKin
 	if _, err := b.collect(ctx, c, k, nil); err != nil && !errors.Is(err, ErrUpstreamFailed) {
 		return err
 	}
-	if app := c.State.lookup(routes, name); app != nil {
+	if app := c.State.lookup(k, name); app != nil {
 		c.App, c.Name = app, name
 		return nil
 	}
@@ -117,9 +116,6 @@ func (b *Broker) routeShortened(ctx context.Context, c *Call, k listKind, expose
 	if name, ok := c.State.upstreamName(c.App, k, exposed); ok {
 		c.Name = name
 		return nil
-	}
-	if c.State.lookup(c.State.routes(k), exposed) == c.App {
-		return nil // listed, and not shortened
 	}
 	if _, err := b.collect(ctx, c, k, nil); err != nil && !errors.Is(err, ErrUpstreamFailed) {
 		return err
@@ -223,19 +219,15 @@ func (b *Broker) relay(c *Call) {
 
 func trimJSON(raw []byte) []byte { return []byte(strings.TrimSpace(string(raw))) }
 
-// routes returns the session's learned routes of a kind.
-func (st *sessionState) routes(k listKind) map[string]*apps.App {
-	switch k {
-	case kindPrompt:
-		return st.prompts
-	case kindResource:
-		return st.resources
-	}
-	return st.tools
-}
-
-func (st *sessionState) lookup(routes map[string]*apps.App, key string) *apps.App {
+// lookup returns the app the session learned serves a name or URI.
+func (st *sessionState) lookup(k listKind, key string) *apps.App {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return routes[key]
+	switch k {
+	case kindPrompt:
+		return st.prompts[key]
+	case kindResource:
+		return st.resources[key]
+	}
+	return st.tools[key]
 }

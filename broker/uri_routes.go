@@ -49,6 +49,9 @@ func (st *sessionState) learnResource(app *apps.App, uri string) bool {
 	case taken && owner != app && owner.Precedes(app):
 		return false
 	case taken || len(st.resources) < maxRoutes:
+		if st.resources == nil {
+			st.resources = make(map[string]*apps.App)
+		}
 		st.resources[key] = app
 	}
 	return true

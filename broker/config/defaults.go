@@ -35,6 +35,7 @@ const (
 	defaultExchangeTTL            = Duration(time.Minute)
 	defaultKeyRotation            = Duration(30 * 24 * time.Hour)
 	defaultSigningAlgorithm       = "ES256"
+	defaultListCacheTTL           = Duration(5 * time.Minute)
 	defaultAdminAddress           = "127.0.0.1:9464"
 	defaultAuditDir               = "data/audit"
 	defaultAuditQueueSize         = 10000
@@ -200,12 +201,21 @@ func (app *App) applyDefaults() {
 		setDefault(&connection.Pool.MaxIdleConns, defaultMaxIdleConnections)
 		setDefault(&connection.Pool.MaxIdleConnsPerHost, defaultMaxIdleConnectionsHost)
 	}
-	if app.Authorization != nil && app.Authorization.Outbound != nil && app.Authorization.Outbound.TokenExchange != nil {
+	exchanged := app.Authorization != nil && app.Authorization.Outbound != nil && app.Authorization.Outbound.TokenExchange != nil
+	if exchanged {
 		tools := app.Authorization.Outbound.TokenExchange.Tools
 		for i := range tools {
 			setDefault(&tools[i].TTL, defaultToolTTL)
 		}
 	}
+	if app.ListCache == nil {
+		app.ListCache = &ListCache{}
+	}
+	if exchanged || len(app.IdentityHeaders) > 0 {
+		setDefault(&app.ListCache.Scope, ListCacheSubject)
+	}
+	setDefault(&app.ListCache.Scope, ListCacheShared)
+	setDefault(&app.ListCache.TTL, defaultListCacheTTL)
 }
 
 // setDefault stores fallback in *value when *value is the zero value.

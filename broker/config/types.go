@@ -577,7 +577,31 @@ type App struct {
 	// request carries the header with the value of a claim of the agent's
 	// token. Only the broker sets them.
 	IdentityHeaders []IdentityHeader `yaml:"identityHeaders"`
+	// ListCache says for how long and for whom the app's lists are kept;
+	// after ApplyDefaults it is never nil.
+	ListCache *ListCache `yaml:"listCache"`
 }
+
+// ListCache keeps what an app's upstream lists (tools, prompts,
+// resources, templates), so listings do not ask it again until it says a
+// list changed, the TTL passes or the app is reloaded.
+type ListCache struct {
+	// Scope is "subject" (each caller's lists apart: an upstream that
+	// learns who calls may tailor them) or "shared" (one copy for
+	// everyone). Default: subject when the app receives exchanged tokens
+	// or identity headers, else shared.
+	Scope string `yaml:"scope"`
+	// TTL bounds how long a list is served without asking (default 5m).
+	TTL Duration `yaml:"ttl"`
+	// Disabled asks the upstream at every listing.
+	Disabled bool `yaml:"disabled"`
+}
+
+// List cache scopes.
+const (
+	ListCacheSubject = "subject"
+	ListCacheShared  = "shared"
+)
 
 // IdentityHeader names a header and the claim of the agent's token it
 // carries ("sub", "email", "groups", "act.sub": a dotted path reaches

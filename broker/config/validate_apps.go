@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 func (v *validator) apps(apps []App) {
@@ -39,6 +40,9 @@ func (v *validator) apps(apps []App) {
 			v.appAuthorization(field(path, "authorization"), app.Authorization)
 		}
 		v.identityHeaders(field(path, "identityHeaders"), app.IdentityHeaders)
+		if app.ListCache != nil {
+			v.listCache(field(path, "listCache"), app.ListCache)
+		}
 	}
 	v.namespaceCollisions(apps)
 	v.resourceNamespaceOverlaps(apps)
@@ -411,4 +415,23 @@ func (v *validator) identityProvider(path, name string) {
 		want += " (no connectors are configured)"
 	}
 	v.add(path, fmt.Sprintf("unknown identity provider %s, want %s", quote(name), want))
+}
+
+// Bounds of listCache.ttl: below a second the cache would hardly serve a
+// listing twice; above a day a list an upstream changed without saying so
+// would be shown too long.
+const (
+	minListCacheTTL = Duration(time.Second)
+	maxListCacheTTL = Duration(24 * time.Hour)
+)
+
+func (v *validator) listCache(path string, lc *ListCache) {
+	switch lc.Scope {
+	case ListCacheSubject, ListCacheShared:
+	default:
+		v.add(field(path, "scope"), fmt.Sprintf(`want "subject" or "shared", got %s`, quote(lc.Scope)))
+	}
+	if lc.TTL < minListCacheTTL || lc.TTL > maxListCacheTTL {
+		v.add(field(path, "ttl"), fmt.Sprintf("want 1s to 24h, got %s", lc.TTL))
+	}
 }

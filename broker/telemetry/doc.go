@@ -45,6 +45,8 @@
 //	mcpbroker_http_refusals_total{status}                   counter    client requests refused with an HTTP error status
 //	mcpbroker_replica_handoffs_total{event}                 counter    what replicas sharing sessions hand each other
 //	mcpbroker_sessions_refused_total{cap}                   counter    sessions refused for a cap (total, subject, address)
+//	mcpbroker_list_cache_total{app,outcome}                 counter    list pages a listing needed: hit, miss, joined, disabled
+//	mcpbroker_list_changes_total{app,list}                  counter    list_changed notifications from an app's upstream
 //
 // The Go runtime (go_*), the process (process_*) and the /metrics handler
 // itself (promhttp_*) are reported too.

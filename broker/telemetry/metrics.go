@@ -51,6 +51,8 @@ type Metrics struct {
 	refusals      map[int]prometheus.Counter
 	handoffs      map[string]prometheus.Counter
 	sessionCaps   map[string]prometheus.Counter
+	listCache     *family[prometheus.Counter]
+	listChanges   *family[prometheus.Counter]
 	otherRefusal  prometheus.Counter
 
 	sessionsOpen       prometheus.Gauge
@@ -168,6 +170,17 @@ func NewMetrics() *Metrics {
 	for _, c := range []string{"total", "subject", "address"} {
 		m.sessionCaps[c] = sessionCaps.WithLabelValues(c)
 	}
+
+	listCache := f.counterVec("mcpbroker_list_cache_total",
+		"Pages of apps' lists a listing needed, by app and where they came from: hit (the cache), miss (the upstream), joined (another listing's request to the upstream), disabled (the upstream; the app keeps no cache).", "app", "outcome")
+	m.listCache = newFamily(maxApps*4, []int{0}, func(k labelKey) prometheus.Counter {
+		return listCache.WithLabelValues(k[0], k[1])
+	})
+	listChanges := f.counterVec("mcpbroker_list_changes_total",
+		"Lists an app's upstream said changed (notifications/*/list_changed), by app and list: its kept pages are dropped.", "app", "list")
+	m.listChanges = newFamily(maxApps*4, []int{0}, func(k labelKey) prometheus.Counter {
+		return listChanges.WithLabelValues(k[0], k[1])
+	})
 
 	refusals := f.counterVec("mcpbroker_http_refusals_total",
 		"Client requests refused with an HTTP error status, by status.", "status")
@@ -383,6 +396,24 @@ func (m *Metrics) SessionRefused(cap string) {
 	if c, ok := m.sessionCaps[cap]; ok {
 		c.Inc()
 	}
+}
+
+// ListCache counts one page of an app's list a listing needed, by where
+// it came from (apps.ListHit and the other outcomes).
+func (m *Metrics) ListCache(app, outcome string) {
+	if m == nil {
+		return
+	}
+	m.listCache.get(labelKey{app, outcome}).Inc()
+}
+
+// ListChanged counts one list_changed an app's upstream sent; list is
+// "tools", "prompts" or "resources".
+func (m *Metrics) ListChanged(app, list string) {
+	if m == nil {
+		return
+	}
+	m.listChanges.get(labelKey{app, list}).Inc()
 }
 
 // HandoffEvents are the events of Handoff, as the provider names them.

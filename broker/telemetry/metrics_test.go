@@ -222,6 +222,8 @@ func TestMetricsAreDocumented(t *testing.T) {
 	m.PolicyEvaluation("p", PolicyAllowed, 1)
 	m.UpstreamUp("a", true)
 	m.AuthEvent("e")
+	m.ListCache("a", "hit")
+	m.ListChanged("a", "tools")
 	families := scrape(t, m)
 	for _, name := range regexp.MustCompile(`mcpbroker_[a-z_]+`).FindAllString(string(doc), -1) {
 		if families[name] == nil {
