@@ -126,6 +126,19 @@ func (cs *ClientSession) Conn(app *App, open func(replaced *Conn) (*Conn, error)
 	return c, nil
 }
 
+// HasConn reports whether the upstream session with app is open.
+func (cs *ClientSession) HasConn(app *App) bool {
+	cs.mu.Lock()
+	sl := cs.slots[app.Name]
+	cs.mu.Unlock()
+	if sl == nil {
+		return false
+	}
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.conn != nil && sl.conn.App == app
+}
+
 // SetConn records an upstream session opened for app elsewhere (at the
 // client's initialize).
 func (cs *ClientSession) SetConn(app *App, c *Conn) {

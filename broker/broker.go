@@ -72,6 +72,9 @@ type Broker struct {
 	listenerTLS *tls.Config
 	// redis is the store replicas share (storage.redis); nil without.
 	redis redis.UniversalClient
+	// upstreamRefs shares the upstream sessions opened after initialize
+	// between replicas (upstream_refs.go); nil without Redis.
+	upstreamRefs *upstreamRefs
 	// sessions holds the broker's state of each live client session
 	// (*provider.Session -> *sessionState).
 	sessions sync.Map
@@ -158,6 +161,8 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		// replica holding what they belong to.
 		popts.Peers = provider.NewRedisPeers(b.redis, cfg.Storage.Redis.KeyPrefix)
 		popts.OnHandoff = b.metrics.Handoff
+		// Upstream sessions opened after initialize are shared too.
+		b.upstreamRefs = newUpstreamRefs(b.redis, cfg.Storage.Redis.KeyPrefix, popts.SessionTimeout)
 	case popts.SessionKey != nil && b.store != nil:
 		// Sealed ids outlive the process: so must the record of ended ones.
 		if popts.Revocations, err = provider.NewBoltRevocations(b.store.database(), maxEndedSessions); err != nil {

@@ -116,7 +116,8 @@ func TestUpstreamSeesDeclaredCapabilities(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(up.received("initialize"))
 			c := newWireClient(t, base+"/mcp")
-			msgs := readMessages(t, c.post(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":`+tt.capabilities+`,"clientInfo":{"name":"wire","version":"1"}}}`))
+			resp := c.post(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":` + tt.capabilities + `,"clientInfo":{"name":"wire","version":"1"}}}`)
+			msgs := readMessages(t, resp)
 			if tt.want == "" {
 				e, _ := msgs[0]["error"].(map[string]any)
 				if e == nil || e["code"] != float64(-32602) {
@@ -127,6 +128,11 @@ func TestUpstreamSeesDeclaredCapabilities(t *testing.T) {
 				}
 				return
 			}
+			// The upstream session opens at the session's first request
+			// that needs the app.
+			c.session, c.version = resp.Header.Get("Mcp-Session-Id"), "2025-11-25"
+			c.post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`).Body.Close()
+			readMessages(t, c.post(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"cap_echo","arguments":{}}}`))
 			got := up.received("initialize")
 			if len(got) != before+1 {
 				t.Fatalf("upstream initializations: %d, want %d (%v)", len(got), before+1, msgs)

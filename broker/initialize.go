@@ -15,9 +15,9 @@ import (
 // maxClientFacts bounds what a client may declare about itself.
 const maxClientFacts = 8 << 10
 
-// initialize negotiates the client's session and opens its upstream
-// sessions, all at once, so their ids can be sealed into the session id.
-// An app that cannot be reached now is opened later, on first use.
+// initialize negotiates the client's session. It answers from the
+// broker's own capabilities and what each upstream said of itself when
+// the broker last initialized a session with it.
 func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	if b.draining.Load() {
 		return ErrShuttingDown
@@ -52,12 +52,25 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	s.ClientCapabilities = capabilities
 	s.ClientInfo = p.ClientInfo
 	c.State.setClientCapabilities(capabilities)
-	s.Upstreams = make(map[string]provider.UpstreamRef, len(c.gen.catalog.Apps))
+	s.Upstreams = make(map[string]provider.UpstreamRef)
 
+	// Upstream sessions open at the session's first need of each app
+	// (conn): an idle session costs the upstreams nothing. Only an app
+	// the broker has not met since it started is opened now, to learn
+	// what it offers; its upstream session is this session's, sealed
+	// into the id.
 	st := c.State
 	var mu sync.Mutex
 	results := make(map[string]*apps.InitializeResult, len(c.gen.catalog.Apps))
-	each(c.gen.catalog.Apps, func(app *apps.App) {
+	var unknown []*apps.App
+	for _, app := range c.gen.catalog.Apps {
+		if info := app.Info(); info != nil {
+			results[app.Name] = info
+		} else {
+			unknown = append(unknown, app)
+		}
+	}
+	each(unknown, func(app *apps.App) {
 		conn, err := app.Open(ctx, initParams(s), b.sessionToken(st, app))
 		if err != nil {
 			b.log.Warn("upstream not reachable at initialize", "app", app.Name, "error", err)

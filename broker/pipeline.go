@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/mcpbroker/mcpbroker/apps"
 	"context"
 	"time"
 
@@ -113,22 +114,46 @@ func callFrom(ctx context.Context) *Call {
 	return c
 }
 
-// Listen relays each upstream's standalone stream to the client's while
-// the client listens.
+// Listen relays the standalone stream of each upstream session the client
+// session has to the client's while the client listens, and of each one
+// it opens meanwhile; apps the session never needed are not asked.
 func (b *Broker) Listen(ctx context.Context, s *provider.Session) {
+	st := b.stateOf(s)
+	st.mu.Lock()
+	st.listening, st.listened = ctx, nil
+	st.mu.Unlock()
 	for _, app := range b.current().catalog.Apps {
-		go func() {
-			conn, err := b.conn(ctx, s, app)
-			if err != nil {
-				b.log.Debug("no upstream stream", "app", app.Name, "error", err)
-				return
-			}
-			relay := b.relayToClient(s, conn, sessionSender{s})
-			if err := conn.Listen(ctx, nil, relay); err != nil && ctx.Err() == nil {
-				b.log.Debug("upstream stream ended", "app", app.Name, "error", err)
-			}
-		}()
+		if st.knowsConn(s, app) {
+			b.listenIfListening(s, st, app)
+		}
 	}
+}
+
+// listenIfListening relays the app's upstream stream to the client's GET
+// stream, if one is open and not relaying it yet.
+func (b *Broker) listenIfListening(s *provider.Session, st *sessionState, app *apps.App) {
+	st.mu.Lock()
+	ctx := st.listening
+	if ctx == nil || ctx.Err() != nil || st.listened[app] {
+		st.mu.Unlock()
+		return
+	}
+	if st.listened == nil {
+		st.listened = make(map[*apps.App]bool)
+	}
+	st.listened[app] = true
+	st.mu.Unlock()
+	go func() {
+		conn, err := b.conn(ctx, s, app)
+		if err != nil {
+			b.log.Debug("no upstream stream", "app", app.Name, "error", err)
+			return
+		}
+		relay := b.relayToClient(s, conn, sessionSender{s})
+		if err := conn.Listen(ctx, nil, relay); err != nil && ctx.Err() == nil {
+			b.log.Debug("upstream stream ended", "app", app.Name, "error", err)
+		}
+	}()
 }
 
 // Closed ends a session's upstream sessions.

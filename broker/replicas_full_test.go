@@ -627,7 +627,7 @@ func TestReplicasRedisRestartUnderLoadRoundRobin(t *testing.T) {
 	eventually(t, "calls refused while Redis is down", func() bool { return refused.Load() > down+8 })
 	r.redis.Restart()
 	back := served.Load()
-	eventually(t, "calls served again", func() bool { return served.Load() > back+60 })
+	eventually(t, "calls served again", func() bool { return served.Load() > back+150 })
 	close(stop)
 	wg.Wait()
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/provider"
@@ -37,6 +38,11 @@ type sessionState struct {
 	// opened is set once initialize succeeded: the session is counted
 	// and its end recorded.
 	opened atomic.Bool
+
+	// listening is the context of the client's GET stream while it is
+	// open; listened the apps whose upstream streams are relayed to it.
+	listening context.Context
+	listened  map[*apps.App]bool
 
 	// shortened maps the shortened names an app's latest listing showed
 	// back to the upstream's names, per app and kind; each listing of an
@@ -96,11 +102,15 @@ func (b *Broker) stateOf(s *provider.Session) *sessionState {
 	return actual.(*sessionState)
 }
 
-// conn returns the session's upstream session with app, restoring it from
-// the session id or opening it when needed.
+// conn returns the session's upstream session with app: the one it holds,
+// else the one sealed into its id at initialize or recorded by another
+// replica, else a new one, opened now, the session's first need of the
+// app. A session listening on its GET stream hears the new one's stream
+// too.
 func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (*apps.Conn, error) {
 	st := b.stateOf(s)
-	return st.Conn(app, func(replaced *apps.Conn) (*apps.Conn, error) {
+	opened := false
+	conn, err := st.Conn(app, func(replaced *apps.Conn) (*apps.Conn, error) {
 		init, token := initParams(s), b.sessionToken(st, app)
 		if replaced != nil && replaced.App.URL == app.URL {
 			// The app was reconfigured in place: its upstream session goes on.
@@ -108,11 +118,60 @@ func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (
 				return app.Restore(id, version, init, token), nil
 			}
 		}
-		if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" && (replaced == nil || replaced.App.URL == app.URL) {
+		sameURL := replaced == nil || replaced.App.URL == app.URL
+		if ref, ok := s.Upstreams[app.Name]; ok && ref.ID != "" && sameURL {
 			return app.Restore(ref.ID, ref.ProtocolVersion, init, token), nil
 		}
-		return app.Open(ctx, init, token)
+		refs := b.upstreamRefs
+		if refs != nil && sameURL && s.ID != "" {
+			ref, ok, err := refs.get(ctx, s.ID, app.Name)
+			if err != nil {
+				b.log.Warn("the upstream sessions other replicas opened cannot be read from Redis; opening one here", "app", app.Name, "error", err)
+			} else if ok {
+				return app.Restore(ref.ID, ref.ProtocolVersion, init, token), nil
+			}
+		}
+		conn, err := app.Open(ctx, init, token)
+		if err != nil {
+			return nil, err
+		}
+		opened = true
+		if refs != nil && s.ID != "" {
+			id, version := conn.Ref()
+			theirs, won, err := refs.claim(ctx, s.ID, app.Name, provider.UpstreamRef{ID: id, ProtocolVersion: version})
+			switch {
+			case err != nil:
+				b.log.Warn("an upstream session opened here cannot be recorded in Redis; other replicas will open their own", "app", app.Name, "error", err)
+			case !won:
+				// Another replica opened one first: go on with it.
+				go closeConn(conn)
+				opened = false
+				return app.Restore(theirs.ID, theirs.ProtocolVersion, init, token), nil
+			}
+		}
+		return conn, nil
 	})
+	if err == nil && opened {
+		b.listenIfListening(s, st, app)
+	}
+	return conn, err
+}
+
+// closeConn ends an upstream session no client session holds.
+func closeConn(c *apps.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
+}
+
+// knowsConn reports whether the session has, or can restore without a
+// request, an upstream session with app.
+func (st *sessionState) knowsConn(s *provider.Session, app *apps.App) bool {
+	if st.HasConn(app) {
+		return true
+	}
+	ref, ok := s.Upstreams[app.Name]
+	return ok && ref.ID != ""
 }
 
 func initParams(s *provider.Session) apps.InitParams {
