@@ -1,8 +1,8 @@
 package broker
 
 import (
-	"github.com/mcpbroker/mcpbroker/apps"
 	"context"
+	"github.com/mcpbroker/mcpbroker/apps"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
