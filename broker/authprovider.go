@@ -23,10 +23,13 @@ import (
 // authorization server agents and other brokers talk to. Its state is in
 // the broker's store.
 type authProvider struct {
-	keys   *exchange.KeySet
-	minter *exchange.Minter
-	server *authserver.Server
-	issuer string
+	keys *exchange.KeySet
+	// minter signs with authProvider.signingAlgorithm; minters has one
+	// for each algorithm, by name.
+	minter  *exchange.Minter
+	minters map[string]*exchange.Minter
+	server  *authserver.Server
+	issuer  string
 }
 
 // newAuthProvider builds the Auth Provider on the broker's store when
@@ -47,15 +50,19 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 	if err != nil {
 		return nil, fmt.Errorf("broker: auth provider keys: %w", err)
 	}
-	algorithm := jose.ES256
-	if ap.SigningAlgorithm == string(jose.EdDSA) {
-		algorithm = jose.EdDSA
+	// Both algorithms' keys exist: an app may want its tokens signed with
+	// the one that is not the default.
+	minters := make(map[string]*exchange.Minter, 2)
+	for _, algorithm := range []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256} {
+		if minters[string(algorithm)], err = exchange.NewMinter(keys, exchange.MinterOptions{Issuer: ap.Issuer, Algorithm: algorithm}); err != nil {
+			return nil, fmt.Errorf("broker: auth provider minter: %w", err)
+		}
 	}
-	minter, err := exchange.NewMinter(keys, exchange.MinterOptions{Issuer: ap.Issuer, Algorithm: algorithm})
-	if err != nil {
-		return nil, fmt.Errorf("broker: auth provider minter: %w", err)
+	minter := minters[ap.SigningAlgorithm]
+	if minter == nil {
+		minter = minters[string(jose.EdDSA)]
 	}
-	p := &authProvider{keys: keys, minter: minter, issuer: ap.Issuer}
+	p := &authProvider{keys: keys, minter: minter, minters: minters, issuer: ap.Issuer}
 	// The exchanger refuses revoked subject tokens; revocations live in the
 	// server, which in turn serves the exchanger's grant.
 	exchanger, err := exchange.NewExchanger(minter, keys, exchange.ExchangerOptions{

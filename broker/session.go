@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
@@ -38,6 +39,10 @@ type sessionState struct {
 	// opened is set once initialize succeeded: the session is counted
 	// and its end recorded.
 	opened atomic.Bool
+
+	// reusedTokens are the tool tokens kept for the tools whose grant
+	// allows reuse (tokenExchange.tools[].reuse).
+	reusedTokens exchange.ReusedTokens
 
 	// listening is the context of the client's GET stream while it is
 	// open; listened the apps whose upstream streams are relayed to it.

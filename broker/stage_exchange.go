@@ -47,7 +47,7 @@ func outboundOptions(cfg *config.Config, b *Broker) ([]exchange.AppOptions, erro
 			o.Shape.Claims = append(o.Shape.Claims, exchange.CopiedClaim{Name: claim.Name, From: strings.TrimPrefix(claim.From, "user.")})
 		}
 		for _, tool := range te.Tools {
-			grant := exchange.ToolGrant{TTL: time.Duration(tool.TTL)}
+			grant := exchange.ToolGrant{TTL: time.Duration(tool.TTL), Reuse: tool.Reuse}
 			for _, scope := range tool.Scopes {
 				grant.Scopes = append(grant.Scopes, scope.Name)
 			}
@@ -58,7 +58,11 @@ func outboundOptions(cfg *config.Config, b *Broker) ([]exchange.AppOptions, erro
 			if b.authProvider == nil {
 				return nil, fmt.Errorf("broker: %s.idp: the embedded authorization server is not enabled", path)
 			}
-			o.Issuer = &exchange.MintingIssuer{Minter: b.authProvider.minter}
+			minter := b.authProvider.minter
+			if m := b.authProvider.minters[te.SigningAlgorithm]; m != nil {
+				minter = m
+			}
+			o.Issuer = &exchange.MintingIssuer{Minter: minter}
 		default:
 			connector := cfg.Connector(te.IDP)
 			if connector == nil {
@@ -110,7 +114,7 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 	if c.Message.Method != "tools/call" {
 		return nil
 	}
-	call := exchange.ToolCall{Principal: c.Principal, Tool: c.Name, SubjectToken: c.agentToken}
+	call := exchange.ToolCall{Principal: c.Principal, Tool: c.Name, SubjectToken: c.agentToken, Reuse: &c.State.reusedTokens}
 	if c.Decision != nil {
 		call.PolicyScopes = c.Decision.Scopes
 	}

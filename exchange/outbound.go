@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,10 @@ type ToolGrant struct {
 	Scopes []string
 	// TTL is rounded up to whole seconds: tokens count time in seconds.
 	TTL time.Duration
+	// Reuse lets one client session's calls of the tool carry the same
+	// token while at least half its lifetime remains (ToolCall.Reuse),
+	// for upstreams that do not need a fresh jti per call.
+	Reuse bool
 }
 
 // AppOptions is one app's outbound token configuration.
@@ -154,6 +159,9 @@ type ToolCall struct {
 	PolicyScopes []string
 	// SubjectToken is the agent's own token, for issuers that exchange it.
 	SubjectToken Credential
+	// Reuse holds the client session's tokens of tools whose grant allows
+	// reuse; nil: every call gets a fresh token.
+	Reuse *ReusedTokens
 }
 
 // ToolToken issues the token a tools/call carries: an empty Value, without
@@ -173,15 +181,81 @@ func (a *AppIssuer) ToolToken(ctx context.Context, call ToolCall) (UpstreamToken
 	if err != nil {
 		return UpstreamToken{}, err
 	}
+	var key reuseKey
+	if grant.Reuse && call.Reuse != nil {
+		key = reuseKey{app: a, tool: call.Tool, scopes: strings.Join(scopes, " "), agent: agentOf(call.Principal)}
+		if token, ok := call.Reuse.get(key, time.Now()); ok {
+			return token, nil
+		}
+	}
 	r := TokenRequest{Principal: call.Principal, Audience: a.audience, Scopes: scopes, TTL: grant.TTL, Delegation: a.delegation, Shape: a.shape}
 	if a.issuer.ExchangesAgentToken() {
 		r.SubjectToken = call.SubjectToken
 	}
+	issued := time.Now()
 	token, err := a.issuer.Issue(ctx, r)
 	if err != nil {
 		return UpstreamToken{}, &IssueError{App: a.name, Err: err}
 	}
+	if grant.Reuse && call.Reuse != nil {
+		call.Reuse.put(key, token, issued)
+	}
 	return token, nil
+}
+
+// ReusedTokens are one client session's tool tokens kept for reuse, each
+// while at least half its lifetime remains and the agent's token is the
+// one it was issued for. The zero value is ready; it is safe for
+// concurrent use.
+type ReusedTokens struct {
+	mu     sync.Mutex
+	tokens map[reuseKey]reusedToken
+}
+
+// maxReusedTokens bounds the tokens one session keeps; past it they are
+// all dropped and issued afresh.
+const maxReusedTokens = 64
+
+type reuseKey struct {
+	app    *AppIssuer
+	tool   string
+	scopes string
+	agent  string // the agent's token: issuer, subject, client, jti, expiry
+}
+
+type reusedToken struct {
+	token UpstreamToken
+	until time.Time
+}
+
+func (rt *ReusedTokens) get(key reuseKey, now time.Time) (UpstreamToken, bool) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	t, ok := rt.tokens[key]
+	if !ok || !now.Before(t.until) {
+		return UpstreamToken{}, false
+	}
+	return t.token, true
+}
+
+func (rt *ReusedTokens) put(key reuseKey, token UpstreamToken, issued time.Time) {
+	if token.Value == "" || token.Expiry.IsZero() {
+		return
+	}
+	until := issued.Add(token.Expiry.Sub(issued) / 2)
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.tokens == nil || len(rt.tokens) >= maxReusedTokens {
+		rt.tokens = make(map[reuseKey]reusedToken)
+	}
+	rt.tokens[key] = reusedToken{token: token, until: until}
+}
+
+// agentOf names the agent's token a tool token was issued for: a new
+// token of the agent (refreshed, other scopes or groups) gets new tool
+// tokens.
+func agentOf(p *oauth.Principal) string {
+	return p.Issuer + "\x00" + p.Subject + "\x00" + p.ClientID + "\x00" + p.TokenID + "\x00" + strconv.FormatInt(p.Expiry.Unix(), 10)
 }
 
 // grantedScopes are the scopes of a tool's token: the tool's own, which the

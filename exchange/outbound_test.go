@@ -167,3 +167,57 @@ func TestSessionTokenOutsideACallNeedsTheAgentToken(t *testing.T) {
 		t.Errorf("an expired cached token outside a call: got %v, want ErrNoSubjectToken", err)
 	}
 }
+
+// A tool whose grant allows reuse gets one token per client session while
+// at least half its lifetime remains; a new agent token, other scopes, a
+// tool without reuse, another session: a fresh one.
+func TestToolTokenReuse(t *testing.T) {
+	issuer := &recordingIssuer{}
+	o, err := NewOutbound([]AppOptions{{
+		Name: "ledger", Audience: "https://ledger.example", Issuer: issuer,
+		Tools: map[string]ToolGrant{
+			"list": {Scopes: []string{"ledger:read"}, TTL: 2 * time.Second, Reuse: true},
+			"pay":  {Scopes: []string{"ledger:read"}, TTL: 2 * time.Second},
+		},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := o.App("ledger")
+	agent := &oauth.Principal{Subject: "alice", ClientID: "agent", Scopes: []string{"ledger:read"}, TokenID: "t1", Expiry: time.Now().Add(time.Hour)}
+	var session, other ReusedTokens
+	token := func(tool string, p *oauth.Principal, reuse *ReusedTokens, policy []string) Credential {
+		t.Helper()
+		tok, err := app.ToolToken(context.Background(), ToolCall{Principal: p, Tool: tool, Reuse: reuse, PolicyScopes: policy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Value
+	}
+	first := token("list", agent, &session, nil)
+	if again := token("list", agent, &session, nil); again != first {
+		t.Errorf("a second call in the session got %s, want the reused %s", again, first)
+	}
+	if fresh := token("list", agent, &other, nil); fresh == first {
+		t.Error("another session reused the first session's token")
+	}
+	if fresh := token("list", agent, nil, nil); fresh == first {
+		t.Error("a call without a session's tokens reused one")
+	}
+	if a, b := token("pay", agent, &session, nil), token("pay", agent, &session, nil); a == b {
+		t.Error("a tool without reuse got the same token twice")
+	}
+	if narrowed := token("list", agent, &session, []string{}); narrowed == first {
+		t.Error("a call with other scopes reused a token")
+	}
+	refreshed := *agent
+	refreshed.TokenID = "t2"
+	if fresh := token("list", &refreshed, &session, nil); fresh == first {
+		t.Error("a new agent token reused the old one's tool token")
+	}
+	n := len(issuer.requests)
+	time.Sleep(1100 * time.Millisecond) // past half the 2 s lifetime
+	if fresh := token("list", agent, &session, nil); fresh == first || len(issuer.requests) != n+1 {
+		t.Errorf("past half its lifetime the token was reused (%d issued, want %d)", len(issuer.requests), n+1)
+	}
+}

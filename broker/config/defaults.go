@@ -34,7 +34,7 @@ const (
 	defaultRefreshTokenTTL        = Duration(30 * 24 * time.Hour)
 	defaultExchangeTTL            = Duration(time.Minute)
 	defaultKeyRotation            = Duration(30 * 24 * time.Hour)
-	defaultSigningAlgorithm       = "ES256"
+	defaultSigningAlgorithm       = "EdDSA"
 	defaultListCacheTTL           = Duration(5 * time.Minute)
 	defaultAdminAddress           = "127.0.0.1:9464"
 	defaultAuditDir               = "data/audit"

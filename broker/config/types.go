@@ -318,7 +318,7 @@ type AuthProvider struct {
 	// KeyRotation replaces the signing keys this often (default 720h); a
 	// replaced key stays published until its tokens have expired.
 	KeyRotation Duration `yaml:"keyRotation"`
-	// SigningAlgorithm for the tokens it mints: ES256 (default) or EdDSA.
+	// SigningAlgorithm for the tokens it mints: EdDSA (default) or ES256.
 	SigningAlgorithm string `yaml:"signingAlgorithm"`
 	Login            Login  `yaml:"login"`
 	// Registration is RFC 7591 dynamic client registration.
@@ -741,6 +741,10 @@ type TokenExchange struct {
 	SubjectFormat string `yaml:"subjectFormat"`
 	// Claims are added to the tokens from the agent's token.
 	Claims []ExchangeClaim `yaml:"claims"`
+	// SigningAlgorithm signs the app's tokens when the embedded
+	// authorization server mints them: EdDSA or ES256 (default:
+	// authProvider.signingAlgorithm), for upstreams that verify only one.
+	SigningAlgorithm string `yaml:"signingAlgorithm"`
 }
 
 // Values of TokenExchange.Actor and SubjectFormat.
@@ -770,6 +774,10 @@ type ExchangeTool struct {
 	// else the call is refused with 403 insufficient_scope (a step-up);
 	// a policy result's scopes narrow them further.
 	Scopes []ExchangeScope `yaml:"scopes"`
+	// Reuse lets one client session's calls of the tool carry the same
+	// token while at least half its ttl remains, for upstreams that do not
+	// need a fresh jti per call. Off by default.
+	Reuse bool `yaml:"reuse"`
 }
 
 // ExchangeScope is one scope granted to a tool's token.

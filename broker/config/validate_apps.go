@@ -304,6 +304,13 @@ func (v *validator) tokenExchange(path string, exchange *TokenExchange) {
 		}
 	}
 	v.tokenShape(path, exchange)
+	switch {
+	case exchange.SigningAlgorithm == "":
+	case exchange.SigningAlgorithm != "EdDSA" && exchange.SigningAlgorithm != "ES256":
+		v.add(field(path, "signingAlgorithm"), fmt.Sprintf(`want "EdDSA" or "ES256", got %s`, quote(exchange.SigningAlgorithm)))
+	case exchange.IDP != EmbeddedIdentityProvider:
+		v.add(field(path, "signingAlgorithm"), fmt.Sprintf(`applies to tokens the embedded authorization server mints (idp: embedded); connector %s signs its own`, quote(exchange.IDP)))
+	}
 }
 
 // registeredClaims are the claims the minter sets itself: a configured

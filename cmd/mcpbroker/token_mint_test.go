@@ -75,13 +75,13 @@ func TestTokenMint(t *testing.T) {
 	}{
 		{name: "the default store", store: "data/mcpbroker.db",
 			args:    []string{"--scope", "ledger:read", "--scope", "ledger:write", "--ttl", "90s"},
-			wantAlg: jose.ES256, wantTTL: 90 * time.Second, wantScope: "ledger:read ledger:write"},
-		{name: "a delegation chain, EdDSA", store: "data/mcpbroker.db", algorithm: "EdDSA",
+			wantAlg: jose.EdDSA, wantTTL: 90 * time.Second, wantScope: "ledger:read ledger:write"},
+		{name: "a delegation chain, ES256", store: "data/mcpbroker.db", algorithm: "ES256",
 			args:    []string{"--actor", "agent-b", "--actor", "agent-a"},
-			wantAlg: jose.EdDSA, wantTTL: time.Minute,
+			wantAlg: jose.ES256, wantTTL: time.Minute,
 			wantActor: &oauth.Actor{Subject: "agent-b", Actor: &oauth.Actor{Subject: "agent-a"}}},
 		{name: "storage.bolt.path", storage: "storage: {bolt: {path: state/keys.db}}", store: "state/keys.db",
-			args: []string{"--ttl", "1h"}, wantAlg: jose.ES256, wantTTL: time.Hour},
+			args: []string{"--ttl", "1h"}, wantAlg: jose.EdDSA, wantTTL: time.Hour},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
