@@ -1,10 +1,8 @@
 package jsonrpc
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -22,56 +20,147 @@ var ErrAmbiguousMembers = errors.New("an object has member names that differ onl
 // upstream reads the other lets a request say one thing to the policy and
 // another to the tool, so such requests are refused outright.
 func CheckMembers(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	return checkValue(dec, 0)
-}
-
-func checkValue(dec *json.Decoder, depth int) error {
-	if depth > maxDepth {
-		return errTooDeep
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		if err == io.EOF {
-			return nil
-		}
-		return err
-	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
+	i := skipSpace(data, 0)
+	if i == len(data) {
 		return nil
 	}
-	switch delim {
+	_, err := checkMembers(data, i, 0)
+	return err
+}
+
+// checkMembers checks the value that starts at b[i] and returns the index
+// after it. It reads the bytes in place: no token is allocated, and an
+// object's names are compared as they are written unless one of them is
+// not plain ASCII.
+func checkMembers(b []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return 0, errTooDeep
+	}
+	if i >= len(b) {
+		return 0, ErrMalformedObject
+	}
+	switch b[i] {
 	case '{':
-		seen := make(map[string]struct{})
-		for dec.More() {
-			keyTok, err := dec.Token()
-			if err != nil {
-				return err
+		var names memberNames
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1, nil
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return 0, ErrMalformedObject
 			}
-			key, _ := keyTok.(string)
-			folded := foldKey(key)
-			if _, dup := seen[folded]; dup {
+			end, err := skipString(b, i)
+			if err != nil {
+				return 0, err
+			}
+			if err := names.add(b[i+1 : end-1]); err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, end)
+			if i >= len(b) || b[i] != ':' {
+				return 0, ErrMalformedObject
+			}
+			if i, err = checkMembers(b, skipSpace(b, i+1), depth+1); err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, i)
+			switch {
+			case i < len(b) && b[i] == ',':
+				i = skipSpace(b, i+1)
+			case i < len(b) && b[i] == '}':
+				return i + 1, nil
+			default:
+				return 0, ErrMalformedObject
+			}
+		}
+	case '[':
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1, nil
+		}
+		for {
+			var err error
+			if i, err = checkMembers(b, i, depth+1); err != nil {
+				return 0, err
+			}
+			i = skipSpace(b, i)
+			switch {
+			case i < len(b) && b[i] == ',':
+				i = skipSpace(b, i+1)
+			case i < len(b) && b[i] == ']':
+				return i + 1, nil
+			default:
+				return 0, ErrMalformedObject
+			}
+		}
+	}
+	return skipValue(b, i)
+}
+
+// memberNames are the names of one object seen so far: written names
+// while there are few, compared ASCII case-insensitively when both are
+// plain ASCII (the fold of an ASCII letter is its upper case); folded
+// names in a set past that, or for names with escapes or other runes.
+type memberNames struct {
+	small  [16][]byte
+	n      int
+	folded map[string]struct{}
+}
+
+func (m *memberNames) add(raw []byte) error {
+	if m.folded == nil && m.n < len(m.small) && plainASCII(raw) {
+		for _, seen := range m.small[:m.n] {
+			if len(seen) == len(raw) && equalFoldASCII(seen, raw) {
 				return ErrAmbiguousMembers
 			}
-			seen[folded] = struct{}{}
-			if err := checkValue(dec, depth+1); err != nil {
-				return err
-			}
 		}
-		_, err = dec.Token() // '}'
-		return err
-	case '[':
-		for dec.More() {
-			if err := checkValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-		_, err = dec.Token() // ']'
-		return err
+		m.small[m.n] = raw
+		m.n++
+		return nil
 	}
+	if m.folded == nil {
+		m.folded = make(map[string]struct{}, 2*len(m.small))
+		for _, seen := range m.small[:m.n] {
+			m.folded[strings.ToUpper(string(seen))] = struct{}{}
+		}
+	}
+	var name string
+	if err := json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &name); err != nil {
+		return ErrMalformedObject
+	}
+	key := foldKey(name)
+	if _, dup := m.folded[key]; dup {
+		return ErrAmbiguousMembers
+	}
+	m.folded[key] = struct{}{}
 	return nil
+}
+
+// plainASCII reports a written name of ASCII characters without escapes.
+func plainASCII(raw []byte) bool {
+	for _, c := range raw {
+		if c >= utf8.RuneSelf || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func equalFoldASCII(a, b []byte) bool {
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'a' <= x && x <= 'z' {
+			x -= 'a' - 'A'
+		}
+		if 'a' <= y && y <= 'z' {
+			y -= 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // foldKey maps every rune to the smallest rune of its case-folding orbit,
