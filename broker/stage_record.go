@@ -31,26 +31,29 @@ func (b *Broker) record(ctx context.Context, c *Call) error {
 		b.logCall(c)
 		return nil
 	}
-	r := b.auditRecord(ctx, c)
 	if c.Message.Method == "initialize" && c.Err == nil && c.State.opened.CompareAndSwap(false, true) {
 		b.metrics.SessionOpened()
 	}
-	if err := b.audit.write(ctx, r); err != nil {
-		c.Err = err
-		c.Reply.Message = jsonrpc.NewErrorResponse(c.Message.ID, errorObject(err))
-		c.Reply.Refusal = nil
-		r.Result = b.auditResult(c)
+	if b.audit != nil {
+		// Without a trail no record is built: the call pays for none.
+		r := b.auditRecord(ctx, c)
+		if err := b.audit.write(ctx, r); err != nil {
+			c.Err = err
+			c.Reply.Message = jsonrpc.NewErrorResponse(c.Message.ID, errorObject(err))
+			c.Reply.Refusal = nil
+		}
 	}
+	status, code := replyOutcome(c)
 	decision := "allowed"
 	switch {
-	case r.Result.HTTPStatus >= 400:
+	case status >= 400:
 		decision = "refused"
-		b.metrics.Refusal(r.Result.HTTPStatus)
-	case r.Decision != nil && !r.Decision.Allowed:
+		b.metrics.Refusal(status)
+	case c.Decision != nil && !c.Decision.Allowed:
 		decision = "denied"
 	case errors.Is(c.Err, ErrRateLimited):
 		decision = "refused"
-	case r.Result.RPCCode != 0:
+	case code != 0:
 		decision = "error"
 	}
 	app, tool := "", ""
@@ -133,6 +136,23 @@ func principalFields(r *audit.Record, p *oauth.Principal) {
 	}
 	r.Subject, r.Issuer, r.Client = p.Subject, p.Issuer, p.ClientID
 	r.Actors = p.Actor.Names()
+}
+
+// replyOutcome is what the client receives, in brief: the status of a
+// refusal sent as the HTTP answer with its JSON-RPC code, else 200 and the
+// response's error code (0 for a result); status 0 when the client
+// expects no answer (it cancelled).
+func replyOutcome(c *Call) (status int, code int64) {
+	switch refusal := c.Reply.Refusal; {
+	case refusal != nil && c.Request != nil && c.Request.Refusable():
+		return refusal.Status, refusal.Code
+	case c.Reply.Message != nil:
+		if e := c.Reply.Message.Error; e != nil {
+			return http.StatusOK, e.Code
+		}
+		return http.StatusOK, 0
+	}
+	return 0, 0
 }
 
 // auditResult is what the client receives: the refusal when it is sent as
