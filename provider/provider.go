@@ -485,13 +485,15 @@ func acceptsType(accept, mediaType string) bool {
 	if accept == "" {
 		return false
 	}
-	major := mediaType[:strings.IndexByte(mediaType, '/')]
-	for _, part := range strings.Split(accept, ",") {
+	major := mediaType[:strings.IndexByte(mediaType, '/')+1]
+	for rest := accept; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
 		t := strings.TrimSpace(part)
 		if i := strings.IndexByte(t, ';'); i >= 0 {
 			t = strings.TrimSpace(t[:i])
 		}
-		if strings.EqualFold(t, mediaType) || t == "*/*" || strings.EqualFold(t, major+"/*") {
+		if strings.EqualFold(t, mediaType) || t == "*/*" || (len(t) == len(major)+1 && t[len(t)-1] == '*' && strings.EqualFold(t[:len(major)], major)) {
 			return true
 		}
 	}

@@ -63,12 +63,19 @@ type sseConn struct {
 	started bool // the status line and headers were written
 }
 
+var (
+	sseContentType  = []string{"text/event-stream"}
+	sseCacheControl = []string{"no-cache, no-transform"}
+	sseNoBuffering  = []string{"no"}
+)
+
 func newSSEConn(w http.ResponseWriter, legacy bool) *sseConn {
 	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache, no-transform")
-	h.Set("X-Accel-Buffering", "no")
-	h.Del("Content-Length")
+	// Shared values: nothing on the way out changes them.
+	h["Content-Type"] = sseContentType
+	h["Cache-Control"] = sseCacheControl
+	h["X-Accel-Buffering"] = sseNoBuffering
+	delete(h, "Content-Length")
 	// Nothing is written yet: the caller may still answer 409 if the stream
 	// is taken. The headers go out with the first event, in one write;
 	// streams that may wait for their first event call flush at once.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 	"strconv"
 	"sync"
 	"time"
@@ -33,13 +34,40 @@ func (p *Provider) serveStream(w http.ResponseWriter, r *http.Request, id *Ident
 	}
 }
 
+// readAll reads r to its end into a buffer sized for the declared length,
+// when there is one within max: one allocation where io.ReadAll grows its
+// buffer from 512 bytes.
+func readAll(r io.Reader, declared, max int64) ([]byte, error) {
+	size := int64(512)
+	if declared > 0 && declared <= max {
+		size = declared + 1 // room to see the end without growing
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
 // readBody reads a capped JSON body.
 func (p *Provider) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *HTTPError) {
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mediaType != "application/json" {
-		return nil, httpError(http.StatusUnsupportedMediaType, jsonrpc.CodeInvalidRequest, "unsupported media type: want application/json")
+	if contentType := r.Header.Get("Content-Type"); !strings.EqualFold(contentType, "application/json") {
+		// Parameters (charset) or odd spelling: parsed in full.
+		mediaType, _, err := mime.ParseMediaType(contentType)
+		if err != nil || mediaType != "application/json" {
+			return nil, httpError(http.StatusUnsupportedMediaType, jsonrpc.CodeInvalidRequest, "unsupported media type: want application/json")
+		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes))
+	body, err := readAll(http.MaxBytesReader(w, r.Body, p.opts.MaxBodyBytes), r.ContentLength, p.opts.MaxBodyBytes)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
