@@ -6,8 +6,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
