@@ -146,5 +146,30 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 	} else {
 		lines = append(lines, "resumable streams, upstream requests to clients: memory (this process only)")
 	}
+	if cfg.Storage.Redis != nil {
+		lines = append(lines, "upstream sessions opened after initialize: "+redisKeys("upstreams:"))
+	} else {
+		lines = append(lines, "upstream sessions opened after initialize: memory (this process only)")
+	}
+	var shared, perCaller, uncached []string
+	for _, app := range cfg.Apps {
+		switch lc := app.ListCache; {
+		case lc == nil:
+		case lc.Disabled:
+			uncached = append(uncached, app.Name)
+		case lc.Scope == config.ListCacheShared:
+			shared = append(shared, app.Name+" "+lc.TTL.String())
+		default:
+			perCaller = append(perCaller, app.Name+" "+lc.TTL.String())
+		}
+	}
+	for _, group := range []struct {
+		what  string
+		names []string
+	}{{"lists kept for everyone (memory, per replica)", shared}, {"lists kept per caller (memory, per replica)", perCaller}, {"lists not kept", uncached}} {
+		if len(group.names) > 0 {
+			lines = append(lines, group.what+": "+strings.Join(group.names, ", "))
+		}
+	}
 	return lines
 }
