@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,8 +212,9 @@ func openGETStream(t *testing.T, c *wireClient) <-chan struct{} {
 		cancel()
 		stream.Body.Close()
 	})
-	notices := make(chan struct{}, 8)
+	notices := make(chan struct{}, 1024)
 	go func() {
+		defer close(notices)
 		lines := bufio.NewScanner(stream.Body)
 		for lines.Scan() {
 			if strings.HasPrefix(lines.Text(), "data:") && strings.Contains(lines.Text(), `"notifications/tools/list_changed"`) {
@@ -224,4 +226,82 @@ func openGETStream(t *testing.T, c *wireClient) <-chan struct{} {
 		}
 	}()
 	return notices
+}
+
+// floodingUpstream is an SDK server whose standalone stream, once the
+// broker opens it, carries n notifications/tools/list_changed at once.
+func floodingUpstream(t *testing.T, n int) (url string, gets *atomic.Int32) {
+	t.Helper()
+	server := mcp.NewServer(&mcp.Implementation{Name: "flood", Version: "1.0.0"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "one"}, func(context.Context, *mcp.CallToolRequest, noInput) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{}, nil, nil
+	})
+	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	gets = &atomic.Int32{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			sdk.ServeHTTP(w, r)
+			return
+		}
+		gets.Add(1)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for range n {
+			fmt.Fprint(w, "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/mcp", gets
+}
+
+// An upstream that floods its stream with list_changed reaches the
+// clients as a trickle: every notice drops its kept lists, but the
+// listening sessions hear of it at most about once a second.
+func TestListChangedFloodIsThrottled(t *testing.T) {
+	const flood = 500
+	upstream, gets := floodingUpstream(t, flood)
+	admin := freeAddress(t)
+	url := startBroker(t, "%s", fmt.Sprintf(`
+admin: {address: %q}
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - {name: flood, type: mcpProxy, upstream: {transport: stream, stream: {url: %q}}}
+`, admin, upstream)) + "/mcp"
+	listener := newWireClient(t, url)
+	listener.initialize(`{}`)
+	other := newWireClient(t, url)
+	other.initialize(`{}`)
+	// The other session listens too, though it never opened the app.
+	otherNotices := countListChanged(t, other)
+	notices := countListChanged(t, listener)
+	eventually(t, "the broker opens the upstream's stream", func() bool { return gets.Load() > 0 })
+	eventually(t, "every notice is counted", func() bool {
+		return metricSum(t, "http://"+admin, "mcpbroker_list_changes_total", map[string]string{"app": "flood", "list": "tools"}) == flood
+	})
+	time.Sleep(1500 * time.Millisecond) // a trailing notice, if any, is sent by then
+	for name, n := range map[string]*atomic.Int32{"the session whose upstream sent them": notices, "another session": otherNotices} {
+		if got := n.Load(); got < 1 || got > 3 {
+			t.Errorf("%s heard %d list_changed of %d sent, want 1 to 3", name, got, flood)
+		}
+	}
+}
+
+// countListChanged opens the session's GET stream and counts the
+// notifications/tools/list_changed it carries.
+func countListChanged(t *testing.T, c *wireClient) *atomic.Int32 {
+	t.Helper()
+	ch := openGETStream(t, c)
+	var n atomic.Int32
+	go func() {
+		for range ch {
+			n.Add(1)
+		}
+	}()
+	return &n
 }

@@ -28,10 +28,14 @@ func listChangedKinds(method string) (list string, kinds []listKind, ok bool) {
 // makes at most one round of notifications a second.
 const listChangedEvery = time.Second
 
-// listChanges passes an upstream's list_changed on to the sessions that
-// did not hear it from their own upstream session: their lists came from
-// the same cache, now stale. The session whose upstream session sent it
-// hears it there.
+// maxListChangeKeys is the number of app and list pairs remembered before
+// the stale ones are dropped.
+const maxListChangeKeys = 1024
+
+// listChanges passes an upstream's list_changed on to every session
+// listening on its GET stream: their lists came from the same cache, now
+// stale. One app's notices of one list are passed on at most once a
+// second: a flood from an upstream reaches clients as a trickle.
 type listChanges struct {
 	mu      sync.Mutex
 	pending map[listChangeKey]*listChangeState
@@ -48,8 +52,8 @@ type listChangeState struct {
 }
 
 // listChanged drops the app's kept pages of the lists the notification
-// names, counts it, and tells the other sessions.
-func (b *Broker) listChanged(origin *provider.Session, app *apps.App, method string) {
+// names, counts it, and tells the sessions.
+func (b *Broker) listChanged(app *apps.App, method string) {
 	list, kinds, ok := listChangedKinds(method)
 	if !ok {
 		return
@@ -67,6 +71,14 @@ func (b *Broker) listChanged(origin *provider.Session, app *apps.App, method str
 	}
 	st := lc.pending[key]
 	if st == nil {
+		if len(lc.pending) >= maxListChangeKeys {
+			// Apps a reload replaced leave their entries behind.
+			for k, old := range lc.pending {
+				if !old.trailing && now.Sub(old.last) > listChangedEvery {
+					delete(lc.pending, k)
+				}
+			}
+		}
 		st = &listChangeState{}
 		lc.pending[key] = st
 	}
@@ -81,24 +93,21 @@ func (b *Broker) listChanged(origin *provider.Session, app *apps.App, method str
 			lc.mu.Lock()
 			st.trailing, st.last = false, time.Now()
 			lc.mu.Unlock()
-			b.notifySessions(nil, method)
+			b.notifySessions(method)
 		})
 		return
 	}
 	st.last = now
 	lc.mu.Unlock()
-	b.notifySessions(origin, method)
+	b.notifySessions(method)
 }
 
 // notifySessions sends a notification without parameters on the
-// standalone stream of every session this replica holds one of, but
-// except.
-func (b *Broker) notifySessions(except *provider.Session, method string) {
+// standalone stream of every session this replica holds one of.
+func (b *Broker) notifySessions(method string) {
 	m := &jsonrpc.Message{Method: method}
 	b.sessions.Range(func(key, _ any) bool {
-		if s := key.(*provider.Session); s != except {
-			s.Notify(m)
-		}
+		key.(*provider.Session).Notify(m)
 		return true
 	})
 }

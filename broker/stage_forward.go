@@ -217,7 +217,10 @@ func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provide
 			case "notifications/resources/updated":
 				m = b.checkResourceUpdated(st, conn, m)
 			case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
-				b.listChanged(s, conn.App, method)
+				// Passed on to every listening session, this one too, at
+				// most once a second (list_changes.go).
+				b.listChanged(conn.App, method)
+				return
 			}
 			if m == nil {
 				b.log.Warn("upstream notification about a request it did not make dropped",
