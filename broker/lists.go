@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -239,7 +238,7 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 	}
 	var items []json.RawMessage
 	if raw, ok := fields[listSpecs[k].field]; ok {
-		if err := json.Unmarshal(raw, &items); err != nil {
+		if err := jsonrpc.Unmarshal(raw, &items); err != nil {
 			return nil, fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
 		}
 	}
@@ -306,13 +305,61 @@ func readListItem(app *apps.App, k listKind, raw json.RawMessage) (item apps.Lis
 			}
 		}
 	}
-	var compact bytes.Buffer
-	compact.Grow(len(raw))
-	if err := json.Compact(&compact, raw); err != nil {
-		return item, false, fmt.Errorf("malformed list item: %w", err)
-	}
-	item.Raw = compact.Bytes()
+	item.Raw = compactJSON(raw)
 	return item, true, nil
+}
+
+// compactJSON drops the whitespace between the tokens of valid JSON, as
+// json.Compact does; JSON that has none is returned as it is.
+func compactJSON(b []byte) []byte {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+	first := -1
+	inString, escaped := false, false
+	for i, c := range b {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case isSpace(c):
+			first = i
+		}
+		if first >= 0 {
+			break
+		}
+	}
+	if first < 0 {
+		return b
+	}
+	out := make([]byte, first, len(b))
+	copy(out, b[:first])
+	inString, escaped = false, false
+	for _, c := range b[first:] {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case isSpace(c):
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // mayRoute reports whether a resource URI or template of an app's list
@@ -491,10 +538,10 @@ func eachIndex(n int, f func(int)) {
 // use: an agent is not shown what it may not call.
 func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listKind, items []apps.ListItem) []*apps.ListItem {
 	kept := make([]*apps.ListItem, 0, len(items))
-	policed := c.gen.authz != nil && c.gen.authz.policies[app.Name] != nil
+	policy := c.listPolicyFor(app, k)
 	for i := range items {
 		item := &items[i]
-		if policed && !b.allowedInList(ctx, c, app, k, item.Key) {
+		if policy != nil && !policy.allowed(ctx, item.Key) {
 			c.hide(app.Name + "/" + item.Key)
 			continue
 		}

@@ -164,25 +164,48 @@ func (b *Broker) authorize(ctx context.Context, c *Call) error {
 	return nil
 }
 
-// allowedInList asks whether an item of an app's list is shown.
-func (b *Broker) allowedInList(ctx context.Context, c *Call, app *apps.App, k listKind, name string) bool {
+// listPolicy asks an app's policy which items of its list a caller is
+// shown: one input for the whole list, its name changed for each item.
+type listPolicy struct {
+	policy *opa.Policy
+	in     *opa.Input
+	kind   listKind
+}
+
+// listPolicyFor returns the app's list policy for this caller; nil when
+// the app has no policy and every item is shown.
+func (c *Call) listPolicyFor(app *apps.App, k listKind) *listPolicy {
 	if c.gen.authz == nil {
-		return true
+		return nil
 	}
 	p := c.gen.authz.policies[app.Name]
 	if p == nil {
-		return true
+		return nil
 	}
 	in := c.gen.authz.input(c, app, "list")
 	switch k {
 	case kindTool:
-		in.Method, in.ToolName = "tools/call", name
+		in.Method = "tools/call"
 	case kindPrompt:
-		in.Method, in.PromptName = "prompts/get", name
+		in.Method = "prompts/get"
 	default:
-		in.Method, in.ResourceURI = "resources/read", name
+		in.Method = "resources/read"
 	}
-	return p.Decide(ctx, in).Allowed
+	return &listPolicy{policy: p, in: in, kind: k}
+}
+
+// allowed asks whether the item named name (a tool's or prompt's name, a
+// resource's URI or template) is shown.
+func (lp *listPolicy) allowed(ctx context.Context, name string) bool {
+	switch lp.kind {
+	case kindTool:
+		lp.in.ToolName = name
+	case kindPrompt:
+		lp.in.PromptName = name
+	default:
+		lp.in.ResourceURI = name
+	}
+	return lp.policy.Decide(ctx, lp.in).Allowed
 }
 
 // sourceIP is the client address of a request, without the port.
