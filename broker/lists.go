@@ -126,14 +126,21 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 		}
 	}
 	type result struct {
-		page *apps.ListPage
-		err  error
+		page    *apps.ListPage
+		visible []*apps.ListItem
+		err     error
 	}
 	results := make([]result, len(targets))
 	eachIndex(len(targets), func(i int) {
 		app := targets[i]
 		page, err := b.listApp(ctx, c, app, k, cursors[app.Name])
-		results[i] = result{page, err}
+		if err != nil {
+			results[i] = result{err: err}
+			return
+		}
+		// Each app's items are put to its policy as soon as they are
+		// there, beside the other apps'.
+		results[i] = result{page: page, visible: b.filterList(ctx, c, app, k, page.Items)}
 	})
 	var page listPage
 	var failed []string
@@ -146,10 +153,9 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 			}
 			continue
 		}
-		visible := b.filterList(ctx, c, app, k, r.page.Items)
 		// Learned in configuration order, so the first app keeps a name
 		// that two offer, whichever answered first.
-		refused := c.State.learn(c.gen.catalog, app, k, visible, cursors[app.Name] == "", &page)
+		refused := c.State.learn(c.gen.catalog, app, k, r.visible, cursors[app.Name] == "", &page)
 		if refused.count > 0 {
 			b.log.Warn("list items left out: their URIs are another app's, lie outside the app's resourceNamespace, or are too long to route",
 				"app", app.Name, "method", listSpecs[k].method, "item", refused.first, "count", refused.count)
