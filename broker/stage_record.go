@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
@@ -155,6 +156,12 @@ func replyOutcome(c *Call) (status int, code int64) {
 	return 0, 0
 }
 
+// encodeBuffers hold the encodings auditResult hashes; maxPooledEncoding
+// bounds what one keeps.
+var encodeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+const maxPooledEncoding = 1 << 20
+
 // auditResult is what the client receives: the refusal when it is sent as
 // the HTTP answer, else the JSON-RPC response, by size and SHA-256 of the
 // bytes sent.
@@ -167,7 +174,16 @@ func (b *Broker) auditResult(c *Call) *audit.Result {
 		body = refusal.Body(c.Message.ID)
 	case c.Reply.Message != nil:
 		m := c.Reply.Message
-		body = m.Encode()
+		// Hashed from a reused buffer: a large answer (a list) is not
+		// copied into a new one for every record.
+		buf := encodeBuffers.Get().(*[]byte)
+		body = m.Append((*buf)[:0])
+		defer func() {
+			if cap(body) <= maxPooledEncoding {
+				*buf = body[:0]
+				encodeBuffers.Put(buf)
+			}
+		}()
 		if m.Error != nil {
 			r.RPCCode = m.Error.Code
 		} else if isError, ok, _ := jsonrpc.Member(m.Result, "isError"); ok && string(isError) == "true" {
