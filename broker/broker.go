@@ -161,8 +161,10 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		// replica holding what they belong to.
 		popts.Peers = provider.NewRedisPeers(b.redis, cfg.Storage.Redis.KeyPrefix)
 		popts.OnHandoff = b.metrics.Handoff
-		// Upstream sessions opened after initialize are shared too.
+		// Upstream sessions opened after initialize are shared too, and
+		// upstreams' list_changed.
 		b.upstreamRefs = newUpstreamRefs(b.redis, cfg.Storage.Redis.KeyPrefix, popts.SessionTimeout)
+		b.listChanges.redis, b.listChanges.channel, b.listChanges.replica = b.redis, cfg.Storage.Redis.KeyPrefix+"lists", randomReplicaID()
 	case popts.SessionKey != nil && b.store != nil:
 		// Sealed ids outlive the process: so must the record of ended ones.
 		if popts.Revocations, err = provider.NewBoltRevocations(b.store.database(), maxEndedSessions); err != nil {
@@ -298,6 +300,7 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 	if err := b.watchConfig(ctx); err != nil {
 		return fmt.Errorf("broker: reload.watch: %w", err)
 	}
+	b.listenForListChanges(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	b.log.Info("mcpbroker listening", "address", ln.Addr().String(), "apps", len(b.current().catalog.Apps))

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +19,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpbroker/mcpbroker/broker/limit/redistest"
 )
 
 // sdkUpstream is an upstream made with the official Go SDK whose tools the
@@ -304,4 +308,74 @@ func countListChanged(t *testing.T, c *wireClient) *atomic.Int32 {
 		}
 	}()
 	return &n
+}
+
+const listReplicaBroker = `
+version: 1
+storage:
+  redis: {addresses: ["%s"], keyPrefix: "lists:"}
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true, key: "%s"}}
+apps:
+  - {name: alpha, type: mcpProxy, upstream: {transport: stream, stream: {url: %q}}}
+`
+
+// Replicas sharing Redis: an upstream's list_changed that reaches one
+// drops the other's kept lists too; an upstream session one replica
+// opened after initialize is the one the other goes on with.
+func TestListsAndUpstreamSessionsAcrossReplicas(t *testing.T) {
+	server := redistest.Start(t)
+	alpha := newSDKUpstream(t, "alpha", "one")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	sessionKey := base64.StdEncoding.EncodeToString(key)
+	first := startBroker(t, listReplicaBroker, server.Addr(), sessionKey, alpha.url) + "/mcp"
+	second := startBroker(t, listReplicaBroker, server.Addr(), sessionKey, alpha.url) + "/mcp"
+
+	// A session on the first replica meets alpha at initialize (sealed into
+	// its id) and listens there.
+	listener := newWireClient(t, first)
+	listener.initialize(`{}`)
+	gets := alpha.counts()["GET"]
+	notices := openGETStream(t, listener)
+	eventually(t, "the first replica listens to alpha", func() bool { return alpha.counts()["GET"] > gets })
+
+	// The second replica meets alpha; a session that starts there later
+	// opens no upstream session at initialize. It lists and calls there,
+	// then calls through the first.
+	newWireClient(t, second).initialize(`{}`)
+	s := newWireClient(t, second)
+	s.initialize(`{}`)
+	if got := listedTools(t, s); fmt.Sprint(got) != "[alpha_one]" {
+		t.Fatalf("tools on the second replica: %v", got)
+	}
+	inits := alpha.counts()["initialize"] // the listing opened its upstream session
+	call := func(c *wireClient) {
+		t.Helper()
+		msgs := readMessages(t, c.post(`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"alpha_one","arguments":{}}}`))
+		if len(msgs) != 1 || msgs[0]["result"] == nil {
+			t.Fatalf("tools/call: %v", msgs)
+		}
+	}
+	call(s)
+	elsewhere := *s
+	elsewhere.url = first
+	call(&elsewhere) // the first replica goes on with it
+	if n := alpha.counts()["initialize"] - inits; n != 0 {
+		t.Errorf("the session's call through the other replica opened %d more upstream sessions with alpha, want none", n)
+	}
+
+	// alpha's list changes; only the first replica hears it from alpha.
+	alpha.addTool("two")
+	select {
+	case <-notices:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no list_changed reached the listening client")
+	}
+	eventually(t, "the second replica's kept list is dropped", func() bool {
+		return fmt.Sprint(listedTools(t, s)) == "[alpha_one alpha_two]"
+	})
 }

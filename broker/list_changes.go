@@ -1,8 +1,15 @@
 package broker
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/provider"
@@ -39,6 +46,62 @@ const maxListChangeKeys = 1024
 type listChanges struct {
 	mu      sync.Mutex
 	pending map[listChangeKey]*listChangeState
+
+	// With Redis, replicas tell each other on channel <prefix>lists; each
+	// ignores what it published itself (replica).
+	redis   redis.UniversalClient
+	channel string
+	replica string
+}
+
+// listChangeNotice is what a replica publishes of an upstream's
+// list_changed.
+type listChangeNotice struct {
+	Replica string `json:"r"`
+	App     string `json:"a"`
+	Method  string `json:"m"`
+}
+
+// publish tells the other replicas; a failure is logged, and their lists
+// are refreshed by their ttl.
+func (lc *listChanges) publish(app, method string, log *slog.Logger) {
+	if lc.redis == nil {
+		return
+	}
+	payload, _ := json.Marshal(listChangeNotice{Replica: lc.replica, App: app, Method: method})
+	ctx, cancel := context.WithTimeout(context.Background(), redisIOTimeout)
+	defer cancel()
+	if err := lc.redis.Publish(ctx, lc.channel, payload).Err(); err != nil {
+		log.Warn("an upstream's list_changed cannot be passed to the other replicas; their lists are refreshed by listCache.ttl", "app", app, "error", err)
+	}
+}
+
+// listenForListChanges applies the other replicas' notices until ctx ends,
+// subscribing again after Redis comes back.
+func (b *Broker) listenForListChanges(ctx context.Context) {
+	lc := &b.listChanges
+	if lc.redis == nil {
+		return
+	}
+	go func() {
+		for ctx.Err() == nil {
+			sub := lc.redis.Subscribe(ctx, lc.channel)
+			for msg := range sub.Channel() {
+				var n listChangeNotice
+				if json.Unmarshal([]byte(msg.Payload), &n) != nil || n.Replica == lc.replica {
+					continue
+				}
+				if app := b.current().catalog.App(n.App); app != nil {
+					b.dropLists(app, n.Method)
+				}
+			}
+			_ = sub.Close()
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
 }
 
 type listChangeKey struct {
@@ -52,16 +115,27 @@ type listChangeState struct {
 }
 
 // listChanged drops the app's kept pages of the lists the notification
-// names, counts it, and tells the sessions.
+// names, counts it, tells the sessions, and with Redis the other replicas.
 func (b *Broker) listChanged(app *apps.App, method string) {
-	list, kinds, ok := listChangedKinds(method)
+	list, _, ok := listChangedKinds(method)
+	if !ok {
+		return
+	}
+	b.metrics.ListChanged(app.Name, list)
+	b.listChanges.publish(app.Name, method, b.log)
+	b.dropLists(app, method)
+}
+
+// dropLists drops the app's kept pages of the lists a list_changed names
+// and tells the listening sessions, at most once a second.
+func (b *Broker) dropLists(app *apps.App, method string) {
+	_, kinds, ok := listChangedKinds(method)
 	if !ok {
 		return
 	}
 	for _, k := range kinds {
 		app.Lists.Invalidate(uint8(k))
 	}
-	b.metrics.ListChanged(app.Name, list)
 	lc := &b.listChanges
 	key := listChangeKey{app, method}
 	now := time.Now()
@@ -110,4 +184,11 @@ func (b *Broker) notifySessions(method string) {
 		key.(*provider.Session).Notify(m)
 		return true
 	})
+}
+
+// randomReplicaID names this process among the replicas.
+func randomReplicaID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

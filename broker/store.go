@@ -148,6 +148,7 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 	}
 	if cfg.Storage.Redis != nil {
 		lines = append(lines, "upstream sessions opened after initialize: "+redisKeys("upstreams:"))
+		lines = append(lines, "upstreams' list_changed between replicas: channel "+cfg.Storage.Redis.KeyPrefix+"lists")
 	} else {
 		lines = append(lines, "upstream sessions opened after initialize: memory (this process only)")
 	}
