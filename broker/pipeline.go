@@ -115,15 +115,24 @@ func callFrom(ctx context.Context) *Call {
 }
 
 // Listen relays the standalone stream of each upstream session the client
-// session has to the client's while the client listens, and of each one
-// it opens meanwhile; apps the session never needed are not asked.
+// session has (here, or recorded by other replicas) to the client's while
+// the client listens, and of each one it opens here meanwhile; apps the
+// session never needed are not asked.
 func (b *Broker) Listen(ctx context.Context, s *provider.Session) {
 	st := b.stateOf(s)
 	st.mu.Lock()
 	st.listening, st.listened = ctx, nil
 	st.mu.Unlock()
+	var elsewhere map[string]bool
+	if b.upstreamRefs != nil && s.ID != "" {
+		// Those other replicas opened for the session too.
+		var err error
+		if elsewhere, err = b.upstreamRefs.apps(ctx, s.ID); err != nil {
+			b.log.Warn("the upstream sessions other replicas opened cannot be read from Redis; their streams are not relayed", "error", err)
+		}
+	}
 	for _, app := range b.current().catalog.Apps {
-		if st.knowsConn(s, app) {
+		if st.knowsConn(s, app) || elsewhere[app.Name] {
 			b.listenIfListening(s, st, app)
 		}
 	}

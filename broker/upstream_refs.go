@@ -102,3 +102,19 @@ func (r *upstreamRefs) claim(ctx context.Context, sessionID, app string, ref pro
 	}
 	return theirs, false, nil
 }
+
+// apps names the apps whose upstream sessions replicas recorded for the
+// client session.
+func (r *upstreamRefs) apps(ctx context.Context, sessionID string) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, redisIOTimeout)
+	defer cancel()
+	names, err := r.client.HKeys(ctx, r.key(sessionID)).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(names))
+	for _, name := range names {
+		out[name] = true
+	}
+	return out, nil
+}
