@@ -178,11 +178,7 @@ func TestListsCachedAndSessionsLazy(t *testing.T) {
 
 	betaLists := beta.counts()["tools/list"]
 	alpha.addTool("four") // the SDK server sends notifications/tools/list_changed
-	select {
-	case <-notices:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the listening client heard no notifications/tools/list_changed")
-	}
+	awaitListChanged(t, notices, "after alpha added a tool")
 	want = []string{"alpha_four", "alpha_one", "alpha_two", "beta_three"}
 	if got := listedTools(t, second); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("tools after alpha's list changed: %v, want %v", got, want)
@@ -195,8 +191,23 @@ func TestListsCachedAndSessionsLazy(t *testing.T) {
 	}
 }
 
+// awaitListChanged waits for a notifications/tools/list_changed on a
+// channel of openGETStream.
+func awaitListChanged(t *testing.T, notices <-chan struct{}, when string) {
+	t.Helper()
+	select {
+	case _, open := <-notices:
+		if !open {
+			t.Fatalf("the GET stream ended before a notifications/tools/list_changed %s", when)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no notifications/tools/list_changed on the GET stream %s", when)
+	}
+}
+
 // openGETStream opens the session's GET stream until the test ends; the
-// channel receives each notifications/tools/list_changed on it.
+// channel receives each notifications/tools/list_changed on it, and is
+// closed when the stream ends.
 func openGETStream(t *testing.T, c *wireClient) <-chan struct{} {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -370,11 +381,7 @@ func TestListsAndUpstreamSessionsAcrossReplicas(t *testing.T) {
 
 	// alpha's list changes; only the first replica hears it from alpha.
 	alpha.addTool("two")
-	select {
-	case <-notices:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no list_changed reached the listening client")
-	}
+	awaitListChanged(t, notices, "after alpha added a tool, through the replica that listens to it")
 	eventually(t, "the second replica's kept list is dropped", func() bool {
 		return fmt.Sprint(listedTools(t, s)) == "[alpha_one alpha_two]"
 	})

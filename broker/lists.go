@@ -318,8 +318,7 @@ func readListItem(app *apps.App, k listKind, raw json.RawMessage) (item apps.Lis
 // compactJSON drops the whitespace between the tokens of valid JSON, as
 // json.Compact does; JSON that has none is returned as it is.
 func compactJSON(b []byte) []byte {
-	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-	first := -1
+	var out []byte // made at the first whitespace to drop
 	inString, escaped := false, false
 	for i, c := range b {
 		switch {
@@ -334,36 +333,18 @@ func compactJSON(b []byte) []byte {
 			}
 		case c == '"':
 			inString = true
-		case isSpace(c):
-			first = i
-		}
-		if first >= 0 {
-			break
-		}
-	}
-	if first < 0 {
-		return b
-	}
-	out := make([]byte, first, len(b))
-	copy(out, b[:first])
-	inString, escaped = false, false
-	for _, c := range b[first:] {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if out == nil {
+				out = append(make([]byte, 0, len(b)), b[:i]...)
 			}
-		case c == '"':
-			inString = true
-		case isSpace(c):
 			continue
 		}
-		out = append(out, c)
+		if out != nil {
+			out = append(out, c)
+		}
+	}
+	if out == nil {
+		return b
 	}
 	return out
 }

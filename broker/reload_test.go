@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // A reload under load: calls keep being answered while SIGHUP applies a
@@ -79,27 +77,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		return string(lists.send("list", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`).body)
 	}
 	// The session listens on its GET stream for list changes.
-	get, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	get.Header.Set("Accept", "text/event-stream")
-	get.Header.Set("Mcp-Session-Id", lists.session)
-	get.Header.Set("MCP-Protocol-Version", lists.version)
-	stream, err := http.DefaultClient.Do(get)
-	if err != nil || stream.StatusCode != http.StatusOK {
-		t.Fatalf("GET stream: %v %v", err, stream)
-	}
-	defer stream.Body.Close()
-	listChanged := make(chan struct{}, 8)
-	go func() {
-		lines := bufio.NewScanner(stream.Body)
-		for lines.Scan() {
-			if strings.HasPrefix(lines.Text(), "data:") && strings.Contains(lines.Text(), `"notifications/tools/list_changed"`) {
-				listChanged <- struct{}{}
-			}
-		}
-	}()
+	listChanged := openGETStream(t, lists)
 
 	// A valid change: a third app appears.
 	write(`  - name: extra
@@ -107,11 +85,7 @@ func TestReloadUnderLoad(t *testing.T) {
     upstream: {transport: stream, stream: {url: "http://`+extraAddr+`/mcp"}}`, "")
 	hangup()
 	eventually(t, "the added app's tools are listed", func() bool { return strings.Contains(toolNames(), `"extra_get_balance"`) })
-	select {
-	case <-listChanged:
-	case <-time.After(10 * time.Second):
-		t.Error("no notifications/tools/list_changed on the GET stream after an app was added")
-	}
+	awaitListChanged(t, listChanged, "after an app was added")
 
 	// A broken file: rejected, and the running configuration serves on.
 	writeFile(t, path, "version: 1\napps: [{name: broken, type: nonsense}]\n")
