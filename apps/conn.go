@@ -179,8 +179,11 @@ func (c *Conn) Call(ctx context.Context, msg *jsonrpc.Message, header http.Heade
 	if err := c.App.health.check(time.Now()); err != nil {
 		return nil, fmt.Errorf("apps: %s: %s: %w", c.App.Name, msg.Method, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
-	defer cancel()
+	if deadline, ok := ctx.Deadline(); !ok || time.Until(deadline) > c.App.Timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.App.Timeout)
+		defer cancel()
+	}
 	resp, err := c.currentSession().Call(ctx, msg, header, onMessage)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		// A slow tool is not a dead upstream: only refusals and resets count.

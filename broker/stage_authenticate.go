@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -273,6 +274,17 @@ func (w *refusalRecorder) Write(p []byte) (int, error) {
 		w.body = append(w.body, p[:min(len(p), maxRecordedRefusal-len(w.body))]...)
 	}
 	return w.ResponseWriter.Write(p)
+}
+
+// WriteString is Write for event streams, which write strings.
+func (w *refusalRecorder) WriteString(s string) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.status >= http.StatusBadRequest && len(w.body) < maxRecordedRefusal {
+		w.body = append(w.body, s[:min(len(s), maxRecordedRefusal-len(w.body))]...)
+	}
+	return io.WriteString(w.ResponseWriter, s)
 }
 
 // Unwrap lets http.ResponseController reach the connection (flushing

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
@@ -71,9 +72,15 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 		}
 	}
 	msg := &jsonrpc.Message{ID: upstreamID, Method: c.Message.Method, Params: params}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	c.State.StartCall(c.Message.ID, conn, upstreamID, progressToken, func() { cancel(ErrCancelled) })
+	// One context bounds the call by the app's timeout and ends it when
+	// the client cancels (apps.Conn.Call adds no timeout of its own then).
+	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
+	defer cancel()
+	var cancelled atomic.Bool
+	c.State.StartCall(c.Message.ID, conn, upstreamID, progressToken, func() {
+		cancelled.Store(true)
+		cancel()
+	})
 	defer c.State.EndCall(c.Message.ID, conn, upstreamID)
 	header := c.upstreamHeader()
 	if b.tracing != nil {
@@ -89,7 +96,7 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	c.Upstream = time.Since(start)
 	b.metrics.Upstream(c.App.Name, c.Upstream.Seconds(), err != nil)
 	b.metrics.UpstreamUp(c.App.Name, err == nil)
-	if errors.Is(context.Cause(ctx), ErrCancelled) {
+	if cancelled.Load() {
 		return ErrCancelled
 	}
 	if err != nil {

@@ -1,8 +1,8 @@
 package provider
 
 import (
-	"bufio"
 	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -57,8 +57,10 @@ func newStream(id string) *stream {
 // sseConn is a live HTTP response carrying SSE.
 type sseConn struct {
 	w       http.ResponseWriter
-	rc      *http.ResponseController
-	buf     *bufio.Writer
+	rc *http.ResponseController
+	// out writes through the server's own buffer of the connection: no
+	// buffer of its own per response.
+	out     sseWriter
 	legacy  bool // legacy transport: every message has "event: message"
 	started bool // the status line and headers were written
 }
@@ -79,43 +81,78 @@ func newSSEConn(w http.ResponseWriter, legacy bool) *sseConn {
 	// Nothing is written yet: the caller may still answer 409 if the stream
 	// is taken. The headers go out with the first event, in one write;
 	// streams that may wait for their first event call flush at once.
-	return &sseConn{w: w, rc: http.NewResponseController(w), buf: bufio.NewWriterSize(w, 4096), legacy: legacy}
+	out, ok := w.(sseWriter)
+	if !ok {
+		out = stringWriter{w}
+	}
+	return &sseConn{w: w, rc: http.NewResponseController(w), out: out, legacy: legacy}
 }
 
-func (c *sseConn) flush() error {
-	_ = c.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+// sseWriter is what events are written to: the response, which the
+// server buffers.
+type sseWriter interface {
+	io.Writer
+	io.StringWriter
+}
+
+// stringWriter adds WriteString to a response that lacks it.
+type stringWriter struct{ http.ResponseWriter }
+
+func (w stringWriter) WriteString(s string) (int, error) { return w.Write([]byte(s)) }
+
+// begin writes the status line and headers before the first event.
+func (c *sseConn) begin() {
 	if !c.started {
 		c.started = true
 		c.w.WriteHeader(http.StatusOK)
 	}
-	if err := c.buf.Flush(); err != nil {
-		return err
-	}
+}
+
+func (c *sseConn) flush() error {
+	_ = c.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	c.begin()
 	return c.rc.Flush()
 }
 
 func (c *sseConn) writeEvent(name, id string, data []byte) error {
+	if err := c.appendEvent(name, id, data); err != nil {
+		return err
+	}
+	return c.flush()
+}
+
+// writeLastEvent writes a stream's final event without pushing it to the
+// network: the handler returns next, and the server sends it with the
+// end of the response, in one write.
+func (c *sseConn) writeLastEvent(id string, data []byte) error {
+	_ = c.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return c.appendEvent("", id, data)
+}
+
+func (c *sseConn) appendEvent(name, id string, data []byte) error {
+	c.begin()
+	w := c.out
 	if name != "" {
-		c.buf.WriteString("event: ")
-		c.buf.WriteString(name)
-		c.buf.WriteByte('\n')
+		w.WriteString("event: ")
+		w.WriteString(name)
+		w.WriteString("\n")
 	} else if c.legacy {
-		c.buf.WriteString("event: message\n")
+		w.WriteString("event: message\n")
 	}
 	if id != "" {
-		c.buf.WriteString("id: ")
-		c.buf.WriteString(id)
-		c.buf.WriteByte('\n')
+		w.WriteString("id: ")
+		w.WriteString(id)
+		w.WriteString("\n")
 	}
-	writeData(c.buf, data)
-	c.buf.WriteString("\n")
-	return c.flush()
+	writeData(w, data)
+	_, err := w.WriteString("\n")
+	return err
 }
 
 // writeData writes data as SSE data lines. JSON holds line breaks only as
 // whitespace between tokens, so a pretty-printed upstream message is split
 // over several data lines, which the client joins again with newlines.
-func writeData(w *bufio.Writer, data []byte) {
+func writeData(w sseWriter, data []byte) {
 	for {
 		i := bytes.IndexAny(data, "\r\n")
 		if i < 0 {
@@ -123,7 +160,7 @@ func writeData(w *bufio.Writer, data []byte) {
 		}
 		w.WriteString("data: ")
 		w.Write(data[:i])
-		w.WriteByte('\n')
+		w.WriteString("\n")
 		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
 			i++
 		}
@@ -131,13 +168,14 @@ func writeData(w *bufio.Writer, data []byte) {
 	}
 	w.WriteString("data: ")
 	w.Write(data)
-	w.WriteByte('\n')
+	w.WriteString("\n")
 }
 
 func (c *sseConn) writeComment(text string) error {
-	c.buf.WriteString(": ")
-	c.buf.WriteString(text)
-	c.buf.WriteString("\n\n")
+	c.begin()
+	c.out.WriteString(": ")
+	c.out.WriteString(text)
+	c.out.WriteString("\n\n")
 	return c.flush()
 }
 
@@ -183,7 +221,13 @@ func (s *stream) put(data []byte, answerTo jsonrpc.ID, final bool) {
 		s.seq++
 		s.keepLocked(data, answerTo)
 		if s.conn != nil {
-			if err := s.conn.writeEvent("", s.eventID(s.seq), data); err != nil {
+			var err error
+			if final {
+				err = s.conn.writeLastEvent(s.eventID(s.seq), data)
+			} else {
+				err = s.conn.writeEvent("", s.eventID(s.seq), data)
+			}
+			if err != nil {
 				s.dropConnLocked()
 			}
 		}
