@@ -71,9 +71,11 @@ func benchInput() *opa.Input {
 	}
 }
 
-// BenchmarkDecide is one tools/call decision with a warm identity cache.
+// BenchmarkDecide is one tools/call decision evaluated, with a warm
+// identity cache: what a call whose decision is not kept costs (every
+// call's arguments differ, or the policy is not deterministic).
 func BenchmarkDecide(b *testing.B) {
-	p := compile(b, benchPolicy, opa.Options{})
+	p := compile(b, benchPolicy, opa.Options{CacheSize: -1})
 	in := benchInput()
 	ctx := context.Background()
 	if d := p.Decide(ctx, in); !d.Allowed {
@@ -102,9 +104,24 @@ func BenchmarkDecideList(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideKept is one tools/call decision answered from the kept
+// call decisions: the same caller asking the same thing again.
+func BenchmarkDecideKept(b *testing.B) {
+	p := compile(b, benchPolicy, opa.Options{})
+	in := benchInput()
+	ctx := context.Background()
+	if d := p.Decide(ctx, in); !d.Allowed {
+		b.Fatalf("Decide = %+v, want allowed", d)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Decide(ctx, in)
+	}
+}
+
 // BenchmarkDecideParallel is BenchmarkDecide from every core at once.
 func BenchmarkDecideParallel(b *testing.B) {
-	p := compile(b, benchPolicy, opa.Options{})
+	p := compile(b, benchPolicy, opa.Options{CacheSize: -1})
 	in := benchInput()
 	ctx := context.Background()
 	p.Decide(ctx, in)

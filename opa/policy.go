@@ -37,8 +37,9 @@ type Options struct {
 	// Logger receives the policy's print() output (debug), reloads and
 	// recovered panics. Nil means slog.Default().
 	Logger *slog.Logger
-	// CacheSize is how many list decisions are kept; default 10000, negative
-	// disables the cache.
+	// CacheSize is how many list decisions, and how many call decisions
+	// of a deterministic policy, are kept; default 10000 each, negative
+	// disables both caches.
 	CacheSize int
 	// IdentityCacheSize is how many converted identities are kept; default 4096.
 	IdentityCacheSize int
@@ -74,6 +75,9 @@ type Policy struct {
 
 	identities *lru.Cache[*Identity, *identityTerms]
 	decisions  *lru.Cache[listKey, Decision] // nil when disabled
+	// calls keeps call decisions of a deterministic policy (callcache.go);
+	// nil when disabled.
+	calls *lru.Cache[callKey, Decision]
 
 	reloadMu sync.Mutex // one recompilation at a time
 }
@@ -84,6 +88,10 @@ type compiled struct {
 	version uint64
 	reads   field    // the input fields the policy can read
 	hash    [32]byte // of the source text, to notice real changes
+	// deterministic: the policy calls no builtin whose answer can differ
+	// for the same input (time, randomness, the network) and prints
+	// nothing, so its call decisions may be kept.
+	deterministic bool
 }
 
 // Compile parses, checks and prepares a policy. It accepts Rego v1 and, for
@@ -112,6 +120,9 @@ func Compile(ctx context.Context, src Source, opts Options) (*Policy, error) {
 	}
 	if opts.CacheSize > 0 {
 		if p.decisions, err = lru.New[listKey, Decision](opts.CacheSize); err != nil {
+			return nil, err
+		}
+		if p.calls, err = lru.New[callKey, Decision](opts.CacheSize); err != nil {
 			return nil, err
 		}
 	}
@@ -203,9 +214,10 @@ func (p *Policy) compileAs(ctx context.Context, filename, text string, syntax as
 		return nil, true, err
 	}
 	return &compiled{
-		query: prepared,
-		reads: inputReads(compiledModule),
-		hash:  sourceHash([]byte(text)),
+		query:         prepared,
+		reads:         inputReads(compiledModule),
+		hash:          sourceHash([]byte(text)),
+		deterministic: deterministic(compiledModule),
 	}, true, nil
 }
 
@@ -242,7 +254,10 @@ func (p *Policy) Decide(ctx context.Context, in *Input) Decision {
 		in = &Input{}
 	}
 	c := p.current.Load()
-	if in.Purpose != PurposeList || p.decisions == nil {
+	if in.Purpose != PurposeList {
+		return p.decideCall(ctx, c, in)
+	}
+	if p.decisions == nil {
 		d, _ := p.evaluateOnce(ctx, c, in)
 		d.Policy, d.Hash = p.Name(), c.hash
 		return d
