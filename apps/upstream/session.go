@@ -267,7 +267,7 @@ func (s *Session) call(ctx context.Context, msg *jsonrpc.Message, header http.He
 		}
 		var body io.ReadCloser
 		reply, body, err = s.readStreamReply(ctx, ex.ctx, resp.Body, msg.ID, header, who, onMessage)
-		if err == nil {
+		if err == nil && body != nil {
 			handedOff = ex.finish(body)
 		}
 	default:
@@ -624,7 +624,8 @@ func checkReply(m *jsonrpc.Message, id jsonrpc.ID) error {
 
 // readStreamReply reads the event stream of one request until its response
 // arrives, resuming the stream if it breaks. It returns the body of the
-// stream that carried the response, for the caller to finish; on error it
+// stream that carried the response, for the caller to finish (nil when the
+// server ended it with the response); on error it
 // has closed every body. Reconnections use the exchange context, waits and
 // errors the caller's.
 func (s *Session) readStreamReply(ctx, exchange context.Context, body io.ReadCloser, id jsonrpc.ID, header http.Header, who identity, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, io.ReadCloser, error) {
@@ -644,6 +645,12 @@ func (s *Session) readStreamReply(ctx, exchange context.Context, body io.ReadClo
 			}
 			if m.Kind() == jsonrpc.KindResponse {
 				if m.ID == id {
+					if r.ended() {
+						// The server ended the stream with the response:
+						// nothing is left to wait for.
+						body.Close()
+						return m, nil, nil
+					}
 					return m, body, nil
 				}
 				if !m.ID.IsValid() {

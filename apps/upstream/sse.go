@@ -242,5 +242,8 @@ func (r *sseReader) fill() {
 	}
 }
 
+// ended reports whether the stream has ended, every byte of it read.
+func (r *sseReader) ended() bool { return r.err == io.EOF && r.start == r.end }
+
 // resumable reports whether the stream carried an event id to resume from.
 func (r *sseReader) resumable() bool { return len(r.lastID) > 0 }
