@@ -1,13 +1,6 @@
 package bench
 
-import (
-	"net/http"
-	"net/http/httptest"
-	"testing"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-)
+import "testing"
 
 // auditSyncBroker is exchangeBroker, the whole pipeline, writing its audit
 // trail in %[6]q with sync durability: a call is answered only once its
@@ -36,20 +29,10 @@ func auditBrokerPath(yaml string) func(testing.TB, string) target {
 // broker without a trail.
 type auditBatches struct{ records, batches float64 }
 
-func readAuditBatches(tb testing.TB, admin http.Handler) auditBatches {
+func readAuditBatches(tb testing.TB, admin string) auditBatches {
 	tb.Helper()
-	rec := httptest.NewRecorder()
-	admin.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec.Code != http.StatusOK {
-		tb.Fatalf("GET /metrics: status %d", rec.Code)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(rec.Body)
-	if err != nil {
-		tb.Fatalf("GET /metrics: %v", err)
-	}
 	var sum auditBatches
-	if f := families["mcpbroker_audit_batch_records"]; f != nil {
+	if f := readMetrics(tb, admin)["mcpbroker_audit_batch_records"]; f != nil {
 		for _, m := range f.GetMetric() {
 			sum.records += m.GetHistogram().GetSampleSum()
 			sum.batches += float64(m.GetHistogram().GetSampleCount())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +24,9 @@ const concurrency = 16
 // BenchmarkDataPath sends b.N tools/call requests, spread over 16
 // concurrent sessions, along each data path. Besides ns/op (wall time over
 // b.N) it reports throughput, the median and 99th percentile latency of
-// one call and the number of sessions; on a path with an audit trail, also
+// one call, the number of sessions and, for a path with a hop, the hop
+// process's own CPU time per call; allocs/op and B/op count both
+// processes (allocMeter). On a path with an audit trail, it also reports
 // the records it wrote per call and per fsync; on a path with Redis, the
 // round trips to Redis per call. ./report turns the output into a table
 // with ratios.
@@ -35,7 +38,7 @@ func BenchmarkDataPath(b *testing.B) {
 			sessions := openSessions(b, dst, concurrency)
 			ctx := context.Background()
 			// Warm up: every session's connection dialled, pools filled.
-			if load := runLoad(ctx, sessions, make([]time.Duration, 4*concurrency)); load.failures > 0 {
+			if load := runLoad(ctx, sessions, make([]time.Duration, 4*concurrency), (*session).callEcho); load.failures > 0 {
 				b.Fatalf("warm-up: %s", load.failureSummary())
 			}
 			var before auditBatches
@@ -46,11 +49,15 @@ func BenchmarkDataPath(b *testing.B) {
 			if dst.redis != nil {
 				redisBefore = readRedisCommands(b, dst.redis)
 			}
+			allocs := startAllocMeter(b, dst.admin)
+			cpu := startCPUMeter(b, dst.hop)
 			latencies := make([]time.Duration, b.N)
 			b.ReportAllocs()
 			b.ResetTimer()
-			load := runLoad(ctx, sessions, latencies)
+			load := runLoad(ctx, sessions, latencies, (*session).callEcho)
 			b.StopTimer()
+			cpuPerCall, cpuMeasured := cpu.perOp(b, b.N)
+			objects, bytes := allocs.perOp(b, b.N)
 			if load.failures > 0 {
 				b.Fatalf("not a valid measurement: %s", load.failureSummary())
 			}
@@ -59,6 +66,12 @@ func BenchmarkDataPath(b *testing.B) {
 			b.ReportMetric(microseconds(percentile(latencies, 50)), "p50-µs")
 			b.ReportMetric(microseconds(percentile(latencies, 99)), "p99-µs")
 			b.ReportMetric(float64(len(sessions)), "sessions")
+			if cpuMeasured {
+				b.ReportMetric(cpuPerCall, "cpu-µs/call")
+			}
+			// Override testing's counts, the benchmark's process only.
+			b.ReportMetric(objects, "allocs/op")
+			b.ReportMetric(bytes, "B/op")
 			if dst.audited {
 				// With async durability the last records may still be
 				// queued (in a run of one call, all of them); the ratios
@@ -77,8 +90,61 @@ func BenchmarkDataPath(b *testing.B) {
 	}
 }
 
+// allocMeter counts the allocations of both processes over a measured
+// stretch, so that allocs/op and B/op mean what they did when the hop ran
+// in the benchmark's process, and a path's difference from direct is what
+// its hop allocates: the benchmark's own (client and upstream) from
+// runtime.MemStats, as testing counts them, and the hop's from the Go
+// runtime's metrics on its /metrics. The hop's own reading of /metrics is
+// counted too: a few hundred allocations, spread over b.N calls.
+type allocMeter struct {
+	admin          string // the hop's; empty: no hop
+	objects, bytes float64
+}
+
+func startAllocMeter(tb testing.TB, admin string) allocMeter {
+	tb.Helper()
+	m := allocMeter{admin: admin}
+	m.objects, m.bytes = m.read(tb, true)
+	return m
+}
+
+// perOp returns the allocations and bytes allocated per operation since
+// the meter started.
+func (m allocMeter) perOp(tb testing.TB, ops int) (objects, bytes float64) {
+	tb.Helper()
+	objects, bytes = m.read(tb, false)
+	n := float64(max(ops, 1))
+	return (objects - m.objects) / n, (bytes - m.bytes) / n
+}
+
+// read sums both processes' counts. The benchmark's own are read on the
+// measured side of reading the hop's (first, or last), so that the
+// client's reading of /metrics is left out.
+func (m allocMeter) read(tb testing.TB, hopFirst bool) (objects, bytes float64) {
+	tb.Helper()
+	readHop := func() {
+		if m.admin != "" {
+			families := readMetrics(tb, m.admin)
+			objects += counterValue(families, "go_memstats_mallocs_total")
+			bytes += counterValue(families, "go_memstats_alloc_bytes_total")
+		}
+	}
+	if hopFirst {
+		readHop()
+	}
+	var own runtime.MemStats
+	runtime.ReadMemStats(&own)
+	objects, bytes = objects+float64(own.Mallocs), bytes+float64(own.TotalAlloc)
+	if !hopFirst {
+		readHop()
+	}
+	return objects, bytes
+}
+
 // TestDataPaths runs a few calls along every path, so `make test` keeps
-// the benchmark harness working. It checks results, never timings.
+// the benchmark harness working, hop processes and their CPU time
+// included. It checks results, never timings.
 func TestDataPaths(t *testing.T) {
 	for _, path := range dataPaths {
 		t.Run(path.name, func(t *testing.T) {
@@ -89,10 +155,14 @@ func TestDataPaths(t *testing.T) {
 			if dst.redis != nil {
 				redisBefore = readRedisCommands(t, dst.redis)
 			}
+			cpu := startCPUMeter(t, dst.hop)
 			latencies := make([]time.Duration, 20)
-			load := runLoad(context.Background(), sessions, latencies)
+			load := runLoad(context.Background(), sessions, latencies, (*session).callEcho)
 			if load.failures > 0 {
 				t.Fatal(load.failureSummary())
+			}
+			if dst.endpoint != upstream {
+				checkHopCPU(t, dst, cpu, len(latencies))
 			}
 			if dst.redis != nil {
 				checkSharedInRedis(t, readRedisCommands(t, dst.redis).since(redisBefore), len(latencies))
@@ -113,6 +183,22 @@ func TestDataPaths(t *testing.T) {
 				checkAudited(t, dst, len(latencies))
 			}
 		})
+	}
+}
+
+// checkHopCPU makes sure a path with a hop runs it in a process of its
+// own, whose CPU time over the given calls is measured, and above 0.
+func checkHopCPU(t *testing.T, dst target, cpu cpuMeter, calls int) {
+	t.Helper()
+	if dst.hop == nil {
+		t.Fatal("the path has a hop, but no hop process")
+	}
+	if !cpuMeasurable {
+		t.Log("the hop's CPU time is not measured on this platform")
+		return
+	}
+	if perCall, measured := cpu.perOp(t, calls); !measured || perCall <= 0 {
+		t.Fatalf("the hop's CPU time per call: %v µs (measured: %v), want a measured figure above 0", perCall, measured)
 	}
 }
 
@@ -209,24 +295,25 @@ func checkSharedInRedis(t *testing.T, ran redisCommands, calls int) {
 // load is the outcome of runLoad.
 type load struct {
 	elapsed  time.Duration
-	calls    int
+	requests int
 	failures int64
 	errs     []error // the first few failures
 }
 
 func (l load) failureSummary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d of %d calls failed", l.failures, l.calls)
+	fmt.Fprintf(&b, "%d of %d requests failed", l.failures, l.requests)
 	for _, err := range l.errs {
 		fmt.Fprintf(&b, "\n\t%v", err)
 	}
 	return b.String()
 }
 
-// runLoad makes len(latencies) echo calls, one goroutine per session each
-// taking the next call until none are left, and records the latency of
-// call i in latencies[i].
-func runLoad(ctx context.Context, sessions []*session, latencies []time.Duration) load {
+// runLoad makes len(latencies) requests with op, such as
+// (*session).callEcho, one goroutine per session each taking the next
+// request until none are left, and records the latency of request i in
+// latencies[i].
+func runLoad(ctx context.Context, sessions []*session, latencies []time.Duration, op func(*session, context.Context) error) load {
 	var (
 		next     atomic.Int64
 		failures atomic.Int64
@@ -244,7 +331,7 @@ func runLoad(ctx context.Context, sessions []*session, latencies []time.Duration
 					return
 				}
 				t0 := time.Now()
-				err := s.callEcho(ctx)
+				err := op(s, ctx)
 				latencies[i] = time.Since(t0)
 				if err != nil {
 					failures.Add(1)
@@ -258,7 +345,7 @@ func runLoad(ctx context.Context, sessions []*session, latencies []time.Duration
 		})
 	}
 	wg.Wait()
-	return load{elapsed: time.Since(start), calls: len(latencies), failures: failures.Load(), errs: errs}
+	return load{elapsed: time.Since(start), requests: len(latencies), failures: failures.Load(), errs: errs}
 }
 
 // percentile returns the nearest-rank p-th percentile of sorted latencies.

@@ -33,6 +33,7 @@ type session struct {
 	nextID int64
 	body   []byte
 	reader *bufio.Reader
+	line   []byte // an SSE line longer than reader's buffer
 	data   []byte // the current SSE event's data
 	msg    rpcMessage
 }
@@ -48,6 +49,7 @@ type rpcMessage struct {
 			Type string `json:"type"`
 			Text string `json:"text"`
 		} `json:"content"`
+		Tools []listedTool `json:"tools"`
 	} `json:"result"`
 	Error *struct {
 		Code    int    `json:"code"`
@@ -94,25 +96,65 @@ func openSession(ctx context.Context, client *http.Client, endpoint, token strin
 	return s, nil
 }
 
+// listedTool is the part of a tools/list item the client checks.
+type listedTool struct {
+	Name string `json:"name"`
+}
+
 // callEcho calls the echo tool and checks that the result is its text.
 func (s *session) callEcho(ctx context.Context) error {
+	if err := s.callTool(ctx, "echo", `{"text":"hello"}`); err != nil {
+		return err
+	}
+	r := s.msg.Result
+	if len(r.Content) != 1 || r.Content[0].Type != "text" || r.Content[0].Text != "hello" {
+		return fmt.Errorf("tools/call echo: unexpected result %+v", *r)
+	}
+	return nil
+}
+
+// callTool calls the tool name with arguments, a JSON object, and reads
+// the result into s.msg; a result with isError set is an error.
+func (s *session) callTool(ctx context.Context, name, arguments string) error {
 	id := s.nextID
 	s.nextID++
 	s.body = append(s.body[:0], `{"jsonrpc":"2.0","id":`...)
 	s.body = strconv.AppendInt(s.body, id, 10)
-	s.body = append(s.body, `,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}`...)
+	s.body = append(s.body, `,"method":"tools/call","params":{"name":`...)
+	s.body = strconv.AppendQuote(s.body, name)
+	s.body = append(s.body, `,"arguments":`...)
+	s.body = append(s.body, arguments...)
+	s.body = append(s.body, "}}"...)
+	if err := s.request(ctx, id); err != nil {
+		return err
+	}
+	if s.msg.Result.IsError {
+		return fmt.Errorf("tools/call %d (%s): result is an error: %+v", id, name, s.msg.Result.Content)
+	}
+	return nil
+}
+
+// listTools lists the session's tools, the first page only. The result
+// is the client's until its next request.
+func (s *session) listTools(ctx context.Context) ([]listedTool, error) {
+	id := s.nextID
+	s.nextID++
+	s.body = append(s.body[:0], `{"jsonrpc":"2.0","id":`...)
+	s.body = strconv.AppendInt(s.body, id, 10)
+	s.body = append(s.body, `,"method":"tools/list"}`...)
+	if err := s.request(ctx, id); err != nil {
+		return nil, err
+	}
+	return s.msg.Result.Tools, nil
+}
+
+// request sends s.body, the request id, and reads its response into s.msg.
+func (s *session) request(ctx context.Context, id int64) error {
 	resp, err := s.post(ctx)
 	if err != nil {
 		return err
 	}
-	if err := s.readResponse(resp, id); err != nil {
-		return err
-	}
-	r := s.msg.Result
-	if r.IsError || len(r.Content) != 1 || r.Content[0].Type != "text" || r.Content[0].Text != "hello" {
-		return fmt.Errorf("tools/call %d: unexpected result %+v", id, *r)
-	}
-	return nil
+	return s.readResponse(resp, id)
 }
 
 // close ends the session, as a well-behaved client does.
@@ -220,10 +262,7 @@ func (s *session) readEvents(body io.Reader, id int64) error {
 	s.data = s.data[:0]
 	hasData := false
 	for {
-		line, err := s.reader.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return errors.New("SSE line longer than 4096 bytes")
-		}
+		line, err := s.readLine()
 		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 		if len(line) == 0 && err == nil { // end of event
 			if len(s.data) > 0 { // a priming event has an id and empty data
@@ -251,6 +290,21 @@ func (s *session) readEvents(body io.Reader, id int64) error {
 	}
 }
 
+// readLine reads one line of the event stream. A line longer than the
+// reader's buffer, such as a long list's data, is gathered in s.line.
+func (s *session) readLine() ([]byte, error) {
+	line, err := s.reader.ReadSlice('\n')
+	if !errors.Is(err, bufio.ErrBufferFull) {
+		return line, err
+	}
+	s.line = append(s.line[:0], line...)
+	for errors.Is(err, bufio.ErrBufferFull) {
+		line, err = s.reader.ReadSlice('\n')
+		s.line = append(s.line, line...)
+	}
+	return s.line, err
+}
+
 // match decodes one JSON-RPC message into s.msg and reports whether it is
 // the response to id; an error response to id is an error.
 func (s *session) match(raw []byte, id int64) (bool, error) {
@@ -268,6 +322,58 @@ func (s *session) match(raw []byte, id int64) (bool, error) {
 		return true, fmt.Errorf("response %d has neither result nor error", id)
 	}
 	return true, nil
+}
+
+// listen opens the session's GET stream until tb ends. The channel
+// receives the method of every notification on it (those that do not
+// fit its buffer are dropped) and is closed when the stream ends.
+func (s *session) listen(tb testing.TB) <-chan string {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.endpoint, nil)
+	if err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	req.Header["Accept"] = []string{"text/event-stream"}
+	req.Header["Mcp-Session-Id"] = []string{s.id}
+	req.Header["Mcp-Protocol-Version"] = []string{s.version}
+	if s.authorization != "" {
+		req.Header["Authorization"] = []string{s.authorization}
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		cancel()
+		tb.Fatalf("GET stream of session %s: %v", s.id, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		cancel()
+		tb.Fatalf("GET stream of session %s: status %d", s.id, resp.StatusCode)
+	}
+	tb.Cleanup(func() {
+		cancel()
+		resp.Body.Close()
+	})
+	methods := make(chan string, 64)
+	go func() {
+		defer close(methods)
+		lines := bufio.NewScanner(resp.Body)
+		for lines.Scan() {
+			data, ok := bytes.CutPrefix(lines.Bytes(), []byte("data:"))
+			var m struct {
+				Method string `json:"method"`
+			}
+			if !ok || json.Unmarshal(data, &m) != nil || m.Method == "" {
+				continue
+			}
+			select {
+			case methods <- m.Method:
+			default:
+			}
+		}
+	}()
+	return methods
 }
 
 // openSessions opens n sessions at the target with one shared client, each
@@ -318,6 +424,8 @@ func TestReadEvents(t *testing.T) {
 		{"ends early", `data: {"jsonrpc":"2.0","id":2,"result":{}}` + "\n\n", "ended without the response to 3"},
 		{"unterminated event", "data: " + result + "\n", "ended without the response to 3"},
 		{"not JSON", "data: nope\n\n", "decode"},
+		{"line longer than the buffer", "data: " + `{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"` +
+			strings.Repeat("x", 10000) + `"}]}}` + "\n\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,10 +2,17 @@
 // directly to an upstream server, through a bare reverse proxy, and through
 // the broker, measured in one run so the numbers compare.
 //
-// Everything runs in one process: the upstream (the official Go SDK), the
-// hop under test and a minimal Streamable HTTP client. Allocation counts
-// therefore cover the whole process, and the difference between a path and
-// "direct" is what that hop costs per call.
+// The upstream (the official Go SDK) and a minimal Streamable HTTP client
+// run in the benchmark's process; the hop under test, the bare reverse
+// proxy or the broker, runs in a process of its own (the test binary run
+// again, see hop_test.go), so that the kernel's accounting of that process
+// is the hop's CPU time and nothing else's: each path with a hop reports it
+// per call (cpu-µs/call), the figure that holds still on a shared machine
+// where throughput and latency swing. Allocation counts cover both
+// processes (the hop's read from its /metrics), so the difference between
+// a path and "direct" is what that hop allocates per call. With
+// MCPBROKER_BENCH_PROFILE=<dir> every broker hop writes its CPU profile and
+// its allocation profile there, named after its row.
 //
 // Run it with `make bench`, which prints a table through ./report, together
 // with the policy engine's own BenchmarkDecide (./opa). A new case is one

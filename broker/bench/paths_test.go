@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,9 +18,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
-
-	"github.com/mcpbroker/mcpbroker/broker"
-	"github.com/mcpbroker/mcpbroker/broker/config"
 )
 
 // A dataPath is one way for the client to reach the upstream. start puts
@@ -40,8 +40,12 @@ type target struct {
 	// audience is that of the token the broker mints for each call to
 	// the upstream; empty: the upstream receives no token.
 	audience string
-	// admin serves the broker's /metrics; nil: the path has no broker.
-	admin http.Handler
+	// hop is the process between the client and the upstream; nil: the
+	// path has none.
+	hop *hop
+	// admin is the base URL of the hop's /metrics; empty: the path has no
+	// hop.
+	admin string
 	// audited: the broker records every call in its audit trail.
 	audited bool
 	// redis is a client of the Redis server where the broker keeps ended
@@ -122,27 +126,25 @@ func startUpstream(tb testing.TB) (endpoint string, lastAuthorization func() str
 }
 
 // startReverseProxy is the floor for any HTTP hop: a reverse proxy that
-// knows nothing of MCP, with a pooled transport like the broker's.
+// knows nothing of MCP, with a pooled transport like the broker's, in a
+// process of its own (newReverseProxy).
 func startReverseProxy(tb testing.TB, upstream string) target {
 	tb.Helper()
-	u, err := url.Parse(upstream)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	origin := &url.URL{Scheme: u.Scheme, Host: u.Host}
+	h := startHop(tb, hopSpec{Role: roleProxy, Name: rowName(tb), Upstream: upstream}, listen(tb))
+	return target{endpoint: h.Endpoint, admin: h.Admin, hop: h}
+}
+
+// newReverseProxy is the proxy hop: it forwards every request to the
+// upstream's origin.
+func newReverseProxy(upstream *url.URL) (*httputil.ReverseProxy, *http.Transport) {
+	origin := &url.URL{Scheme: upstream.Scheme, Host: upstream.Host}
 	transport := newTransport()
-	proxy := &httputil.ReverseProxy{
+	return &httputil.ReverseProxy{
 		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(origin) },
 		FlushInterval: -1, // SSE: flush every write
 		Transport:     transport,
 		BufferPool:    &bufferPool{}, // a tuned proxy reuses its copy buffers
-	}
-	srv := httptest.NewServer(proxy)
-	tb.Cleanup(func() {
-		srv.Close()
-		transport.CloseIdleConnections()
-	})
-	return target{endpoint: srv.URL + u.Path}
+	}, transport
 }
 
 // brokerPath runs the broker from yaml, whose one %q is the upstream
@@ -154,8 +156,8 @@ func brokerPath(yaml string) func(testing.TB, string) target {
 	}
 }
 
-// listen opens the broker's loopback listener, so that its address is
-// known before its configuration is written.
+// listen opens the hop's loopback listener, so that its address is known
+// before the broker's configuration is written; the hop serves on it.
 func listen(tb testing.TB) net.Listener {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -165,47 +167,30 @@ func listen(tb testing.TB) net.Listener {
 	return ln
 }
 
-// serveBroker runs the broker configured by yaml on ln until tb ends and
-// returns the target of its MCP endpoint, with its admin handler.
+// serveBroker runs the broker configured by yaml on ln, in a hop process
+// (serveBrokerHop), until tb ends and returns the target of its MCP
+// endpoint.
 func serveBroker(tb testing.TB, ln net.Listener, yaml string) target {
 	tb.Helper()
-	cfg, err := config.Parse([]byte(yaml), "bench.yaml")
-	if err != nil {
+	file := filepath.Join(tb.TempDir(), "bench.yaml")
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
 		ln.Close()
-		tb.Fatalf("config: %v", err)
+		tb.Fatal(err)
 	}
-	cfg.HTTP.Address = ln.Addr().String()
-	cfg.Admin.Address = "127.0.0.1:0"
-	// The audit trail costs what its own paths measure; the others run
-	// without it. A path that audits names its directory.
-	if cfg.Audit.Dir == "data/audit" {
-		cfg.Audit.Disabled = true
-	}
-	b, err := broker.New(cfg, broker.Options{Version: "bench"})
-	if err != nil {
-		ln.Close()
-		tb.Fatalf("broker: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.ServeListener(ctx, ln) }()
-	tb.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				tb.Errorf("broker: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			tb.Error("broker did not shut down")
-		}
-	})
-	return target{endpoint: brokerEndpoint(ln), admin: b.AdminHandler()}
+	h := startHop(tb, hopSpec{Role: roleBroker, Name: rowName(tb), Config: file}, ln)
+	return target{endpoint: h.Endpoint, admin: h.Admin, hop: h}
 }
 
 // brokerEndpoint is the MCP endpoint of the broker listening on ln, as the
 // client calls it: also the audience of its access tokens.
 func brokerEndpoint(ln net.Listener) string { return "http://" + ln.Addr().String() + "/mcp" }
+
+// rowName is the benchmark's row tb runs: broker+auth for
+// BenchmarkDataPath/broker+auth.
+func rowName(tb testing.TB) string {
+	name := tb.Name()
+	return name[strings.LastIndexByte(name, '/')+1:]
+}
 
 // newTransport is the pooled HTTP/1.1 transport of the client and of the
 // reverse proxy: enough idle connections that 16 sessions never redial.

@@ -1,7 +1,8 @@
 // Command report reads the output of `go test -bench BenchmarkDataPath` on
 // standard input and prints one table of the data paths with the ratios
 // that matter: every path against the bare reverse proxy and against the
-// direct connection, and every broker+X path (the broker with feature X,
+// direct connection (throughput, latency and, the steadiest figure on a
+// shared machine, the hop process's own CPU time per call), and every broker+X path (the broker with feature X,
 // say auth) against the broker it extends, with an estimate of what X costs
 // per call. That is the plain broker, or for a feature that needs another
 // one (policy decides on the authenticated caller) the broker with that
@@ -22,7 +23,7 @@
 //
 // The input may also hold the components' own benchmarks: the policy
 // engine's (BenchmarkDecide and BenchmarkDecideList in ./opa) and the
-// minter's (BenchmarkMintES256 and BenchmarkMintEdDSA in ./exchange); their
+// minter's (BenchmarkMintEdDSA and BenchmarkMintES256 in ./exchange); their
 // cost of one decision or one token is printed beside the estimates from
 // the data paths.
 //
@@ -43,6 +44,12 @@ import (
 )
 
 const benchmarkName = "BenchmarkDataPath"
+
+// cpuUnit is the metric of the CPU time, user and system, the hop process
+// (the proxy or the broker) spent per call, from the kernel's accounting:
+// unlike throughput and latency on a shared machine, it hardly depends on
+// what else runs beside it.
+const cpuUnit = "cpu-µs/call"
 
 // The baselines every other row is compared with.
 const (
@@ -105,8 +112,8 @@ var components = []struct {
 		{"BenchmarkDecideList", "list item, cached"},
 	}},
 	{"Token minting (minter benchmark, ./exchange: one goroutine, no HTTP):", []componentBenchmark{
-		{"BenchmarkMintES256", "ES256, the default"},
-		{"BenchmarkMintEdDSA", "EdDSA"},
+		{"BenchmarkMintEdDSA", "EdDSA, the default"},
+		{"BenchmarkMintES256", "ES256"},
 	}},
 }
 
@@ -275,10 +282,10 @@ func (rep *report) write(w io.Writer) error {
 		}
 		fmt.Fprintln(tw)
 	}
-	row("path", "calls/s", "p50 µs", "p99 µs", "allocs/op", "B/op")
+	row("path", "calls/s", "p50 µs", "p99 µs", "hop CPU µs/call", "allocs/op", "B/op")
 	for _, r := range rep.results {
 		row(r.path, format(r, "calls/s"), format(r, "p50-µs"), format(r, "p99-µs"),
-			format(r, "allocs/op"), format(r, "B/op"))
+			formatFraction(r, cpuUnit, 1), format(r, "allocs/op"), format(r, "B/op"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -290,11 +297,16 @@ func (rep *report) write(w io.Writer) error {
 			if b == nil || b == r || r.path == direct {
 				continue
 			}
+			cpu := "" // direct has no hop, so no hop CPU to compare
+			if c := ratio(r, b, cpuUnit); c != "-" {
+				cpu = "hop CPU " + c
+			}
 			lines = append(lines, []string{
 				r.path + "/" + b.path,
 				"throughput " + ratio(r, b, "calls/s"),
 				"p50 " + ratio(r, b, "p50-µs"),
 				"p99 " + ratio(r, b, "p99-µs"),
+				cpu,
 				difference(r, b, "allocs/op") + " allocs/op",
 			})
 		}
