@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -144,6 +145,11 @@ func (b *Broker) collect(ctx context.Context, c *Call, k listKind, cursors map[s
 	})
 	var page listPage
 	var failed []string
+	visible := 0
+	for _, r := range results {
+		visible += len(r.visible)
+	}
+	page.items = make([][]byte, 0, visible)
 	for i, app := range targets {
 		r := results[i]
 		if r.err != nil {
@@ -234,32 +240,36 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 		}
 		return nil, resp.Error
 	}
-	var fields map[string]json.RawMessage
-	if err := jsonrpc.Unmarshal(resp.Result, &fields); err != nil {
-		return nil, fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
-	}
+	// The result came through the strict decoder with the response: its
+	// members and items are read where they are written, once each.
+	malformed := func(err error) error { return fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err) }
 	page := &apps.ListPage{}
-	if raw, ok := fields["nextCursor"]; ok {
+	if raw, ok, err := jsonrpc.Member(resp.Result, "nextCursor"); err != nil {
+		return nil, malformed(err)
+	} else if ok {
 		_ = json.Unmarshal(raw, &page.Next)
 	}
-	var items []json.RawMessage
-	if raw, ok := fields[listSpecs[k].field]; ok {
-		if err := jsonrpc.Unmarshal(raw, &items); err != nil {
-			return nil, fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
-		}
+	items, ok, err := jsonrpc.Member(resp.Result, listSpecs[k].field)
+	if err != nil {
+		return nil, malformed(err)
 	}
-	page.Items = make([]apps.ListItem, 0, len(items))
 	var refused refusedItems
-	for _, raw := range items {
-		item, ok, err := readListItem(app, k, raw)
+	if ok {
+		err = jsonrpc.Elements(items, func(raw []byte) error {
+			item, ok, err := readListItem(app, k, raw)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				refused.add(item.Key)
+				return nil
+			}
+			page.Items = append(page.Items, item)
+			return nil
+		})
 		if err != nil {
-			return nil, fmt.Errorf("malformed %s result: %w", listSpecs[k].method, err)
+			return nil, malformed(err)
 		}
-		if !ok {
-			refused.add(item.Key)
-			continue
-		}
-		page.Items = append(page.Items, item)
 	}
 	if refused.count > 0 {
 		reason := fmt.Sprintf("their names are longer than %d bytes", maxNameBytes)
@@ -290,7 +300,9 @@ func readListItem(app *apps.App, k listKind, raw json.RawMessage) (item apps.Lis
 	}
 	var key string
 	if found {
-		if err := json.Unmarshal(value, &key); err != nil && (k == kindTool || k == kindPrompt) {
+		if plainString(value) {
+			key = string(value[1 : len(value)-1])
+		} else if err := json.Unmarshal(value, &key); err != nil && (k == kindTool || k == kindPrompt) {
 			return item, false, fmt.Errorf("malformed list item: %s is not a string", member)
 		}
 	}
@@ -315,32 +327,35 @@ func readListItem(app *apps.App, k listKind, raw json.RawMessage) (item apps.Lis
 	return item, true, nil
 }
 
+// plainString reports whether value, valid JSON, is a string without
+// escapes, whose bytes between the quotes are its text.
+func plainString(value []byte) bool {
+	return len(value) >= 2 && value[0] == '"' && bytes.IndexByte(value[1:len(value)-1], '\\') < 0
+}
+
 // compactJSON drops the whitespace between the tokens of valid JSON, as
 // json.Compact does; JSON that has none is returned as it is.
 func compactJSON(b []byte) []byte {
 	var out []byte // made at the first whitespace to drop
-	inString, escaped := false, false
-	for i, c := range b {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			end := jsonrpc.StringEnd(b, i)
+			if end < 0 {
+				end = len(b) // not valid JSON: kept as it is
 			}
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if out != nil {
+				out = append(out, b[i:end]...)
+			}
+			i = end - 1
+		case ' ', '\t', '\n', '\r':
 			if out == nil {
 				out = append(make([]byte, 0, len(b)), b[:i]...)
 			}
-			continue
-		}
-		if out != nil {
-			out = append(out, c)
+		default:
+			if out != nil {
+				out = append(out, c)
+			}
 		}
 	}
 	if out == nil {
@@ -526,10 +541,13 @@ func eachIndex(n int, f func(int)) {
 func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listKind, items []apps.ListItem) []*apps.ListItem {
 	kept := make([]*apps.ListItem, 0, len(items))
 	policy := c.listPolicyFor(app, k)
+	recorded := b.audit != nil // the hidden names are for the audit record only
 	for i := range items {
 		item := &items[i]
 		if policy != nil && !policy.allowed(ctx, item.Key) {
-			c.hide(app.Name + "/" + item.Key)
+			if recorded {
+				c.hide(app.Name + "/" + item.Key)
+			}
 			continue
 		}
 		kept = append(kept, item)

@@ -703,3 +703,23 @@ func TestMaxSessionsPerAddress(t *testing.T) {
 	}
 	h.initialize("c", "2025-06-18")
 }
+
+// writeData splits data at every CR, LF and CRLF into data lines, as a
+// client joins them again.
+func TestWriteDataLines(t *testing.T) {
+	tests := []struct{ data, want string }{
+		{`{"a":1}`, "data: {\"a\":1}\n"},
+		{"{\n\"a\": 1\n}", "data: {\ndata: \"a\": 1\ndata: }\n"},
+		{"{\r\n\"a\": 1\r}", "data: {\ndata: \"a\": 1\ndata: }\n"},
+		{"{\r\r\n}", "data: {\ndata: \ndata: }\n"},
+		{"{\n\r}", "data: {\ndata: \ndata: }\n"},
+		{"x\n", "data: x\ndata: \n"},
+	}
+	for _, tt := range tests {
+		var out strings.Builder
+		writeData(&out, []byte(tt.data))
+		if out.String() != tt.want {
+			t.Errorf("writeData(%q) = %q, want %q", tt.data, out.String(), tt.want)
+		}
+	}
+}

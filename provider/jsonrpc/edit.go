@@ -116,6 +116,57 @@ func findMember(obj []byte, name string) (memberSpan, error) {
 	}
 }
 
+// Elements calls fn with each element of the JSON array arr, as it is
+// written there, in order; null is an empty array. arr came through a
+// JSON decoder, as for Member; anything else than an array or null fails
+// with ErrMalformedArray, as does an error of fn, which ends the scan.
+func Elements(arr []byte, fn func(element []byte) error) error {
+	i := skipSpace(arr, 0)
+	if bytes.HasPrefix(arr[i:], []byte("null")) {
+		if checkEnd(arr, i+len("null")) != nil {
+			return ErrMalformedArray
+		}
+		return nil
+	}
+	if i >= len(arr) || arr[i] != '[' {
+		return ErrMalformedArray
+	}
+	i = skipSpace(arr, i+1)
+	if i < len(arr) && arr[i] == ']' {
+		if checkEnd(arr, i+1) != nil {
+			return ErrMalformedArray
+		}
+		return nil
+	}
+	for {
+		end, err := skipValue(arr, i)
+		if err != nil {
+			return ErrMalformedArray
+		}
+		if err := fn(arr[i:end]); err != nil {
+			return err
+		}
+		i = skipSpace(arr, end)
+		if i >= len(arr) {
+			return ErrMalformedArray
+		}
+		switch arr[i] {
+		case ',':
+			i = skipSpace(arr, i+1)
+		case ']':
+			if checkEnd(arr, i+1) != nil {
+				return ErrMalformedArray
+			}
+			return nil
+		default:
+			return ErrMalformedArray
+		}
+	}
+}
+
+// ErrMalformedArray means a value given to Elements is not a JSON array.
+var ErrMalformedArray = errors.New("jsonrpc: not a JSON array")
+
 // keyEquals compares a quoted member name with name; only a name written
 // with escapes is decoded.
 func keyEquals(quoted []byte, name string) bool {
@@ -143,15 +194,32 @@ func skipSpace(b []byte, i int) int {
 
 // skipString returns the index after the string that starts at b[i].
 func skipString(b []byte, i int) (int, error) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, nil
-		}
+	if end := StringEnd(b, i); end >= 0 {
+		return end, nil
 	}
 	return 0, ErrMalformedObject
+}
+
+// StringEnd returns the index after the JSON string that starts with the
+// quote at b[i], or -1 if it does not end. It looks for quotes many bytes
+// at a time and counts the backslashes before each: an odd number escapes
+// it.
+func StringEnd(b []byte, i int) int {
+	for j := i + 1; ; {
+		k := bytes.IndexByte(b[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		q := j + k
+		escapes := 0
+		for p := q - 1; p > i && b[p] == '\\'; p-- {
+			escapes++
+		}
+		if escapes%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
+	}
 }
 
 // skipValue returns the index after the value that starts at b[i].

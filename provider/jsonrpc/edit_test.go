@@ -95,3 +95,68 @@ func FuzzSetMember(f *testing.F) {
 		}
 	})
 }
+
+func TestElements(t *testing.T) {
+	tests := []struct {
+		arr  string
+		want []string
+		err  bool
+	}{
+		{`[]`, nil, false},
+		{` null `, nil, false},
+		{`[1, "a,]" ,{"b":[2,3]},null]`, []string{`1`, `"a,]"`, `{"b":[2,3]}`, `null`}, false},
+		{"[\n {\"name\":\"x\"}\n]\n", []string{`{"name":"x"}`}, false},
+		{`{"a":1}`, nil, true},
+		{`[1,]`, nil, true},
+		{`[1 2]`, nil, true},
+		{`[1]x`, nil, true},
+		{`nullx`, nil, true},
+		{``, nil, true},
+	}
+	for _, tt := range tests {
+		var got []string
+		err := jsonrpc.Elements([]byte(tt.arr), func(e []byte) error {
+			got = append(got, string(e))
+			return nil
+		})
+		if (err != nil) != tt.err || (!tt.err && !reflect.DeepEqual(got, tt.want)) {
+			t.Errorf("Elements(%q) = %q, %v; want %q, error %v", tt.arr, got, err, tt.want, tt.err)
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := jsonrpc.Elements([]byte(`[1,2,3]`), func([]byte) error { calls++; return stop }); err != stop || calls != 1 {
+		t.Errorf("an error of fn: %v after %d calls, want it after 1", err, calls)
+	}
+}
+
+// FuzzElements holds Elements to a decoder's reading of valid JSON.
+func FuzzElements(f *testing.F) {
+	for _, seed := range []string{`[]`, `null`, `[1,"]",{"a":[]}]`, ` [ true , false ] `, `{}`, `[1,]`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, arr string) {
+		var got []json.RawMessage
+		err := jsonrpc.Elements([]byte(arr), func(e []byte) error {
+			got = append(got, e)
+			return nil
+		})
+		var want []json.RawMessage
+		if !json.Valid([]byte(arr)) || json.Unmarshal([]byte(arr), &want) != nil {
+			return // only decoded input reaches Elements; elsewhere it must not panic
+		}
+		if err != nil {
+			t.Fatalf("Elements(%q): %v; a decoder reads %d elements", arr, err, len(want))
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Elements(%q): %d elements, want %d", arr, len(got), len(want))
+		}
+		for i := range want {
+			var a, b any
+			_ = json.Unmarshal(want[i], &a)
+			if err := json.Unmarshal(got[i], &b); err != nil || !reflect.DeepEqual(a, b) {
+				t.Fatalf("Elements(%q): element %d is %q, want %q", arr, i, got[i], want[i])
+			}
+		}
+	})
+}
