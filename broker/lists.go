@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -255,6 +256,13 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 	}
 	var refused refusedItems
 	if ok {
+		// Gathered in a reused slice, then kept in one of their number.
+		scratch := listItemsPool.Get().(*[]apps.ListItem)
+		defer func() {
+			clear(*scratch)
+			*scratch = (*scratch)[:0]
+			listItemsPool.Put(scratch)
+		}()
 		err = jsonrpc.Elements(items, func(raw []byte) error {
 			item, ok, err := readListItem(app, k, raw)
 			if err != nil {
@@ -264,12 +272,13 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 				refused.add(item.Key)
 				return nil
 			}
-			page.Items = append(page.Items, item)
+			*scratch = append(*scratch, item)
 			return nil
 		})
 		if err != nil {
 			return nil, malformed(err)
 		}
+		page.Items = slices.Clone(*scratch)
 	}
 	if refused.count > 0 {
 		reason := fmt.Sprintf("their names are longer than %d bytes", maxNameBytes)
@@ -281,6 +290,9 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 	}
 	return page, nil
 }
+
+// listItemsPool holds the slices fetchList gathers a page's items in.
+var listItemsPool = sync.Pool{New: func() any { return new([]apps.ListItem) }}
 
 // readListItem reads what the broker needs of one item: a tool's or
 // prompt's name (ok false when it is too long to show), a resource's URI,

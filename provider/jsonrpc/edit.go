@@ -205,7 +205,22 @@ func skipString(b []byte, i int) (int, error) {
 // at a time and counts the backslashes before each: an odd number escapes
 // it.
 func StringEnd(b []byte, i int) int {
-	for j := i + 1; ; {
+	// Most strings, member names among them, are short: their first bytes
+	// are looked at one by one, before a search's set-up pays.
+	for j := i + 1; j < len(b) && j <= i+16; j++ {
+		switch b[j] {
+		case '\\':
+			return stringEndFrom(b, i, i+1)
+		case '"':
+			return j + 1
+		}
+	}
+	return stringEndFrom(b, i, min(i+17, len(b)))
+}
+
+// stringEndFrom is StringEnd, the search starting at b[j].
+func stringEndFrom(b []byte, i, j int) int {
+	for {
 		k := bytes.IndexByte(b[j:], '"')
 		if k < 0 {
 			return -1

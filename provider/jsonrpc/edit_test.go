@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
@@ -159,4 +160,28 @@ func FuzzElements(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStringEnd(t *testing.T) {
+	long := strings.Repeat("x", 40)
+	tests := []struct {
+		b    string
+		want int
+	}{
+		{`"" `, 2},
+		{`"abc",`, 5},
+		{`"a\"b"`, 6},
+		{`"a\\"b"`, 5},
+		{`"` + long + `"x`, 42},
+		{`"` + long + `\"` + long + `"`, 84},
+		{`"` + long + `\\\\"`, 46},
+		{`"` + long, -1},
+		{`"abc\"`, -1},
+		{`"`, -1},
+	}
+	for _, tt := range tests {
+		if got := jsonrpc.StringEnd([]byte(tt.b), 0); got != tt.want {
+			t.Errorf("StringEnd(%q) = %d, want %d", tt.b, got, tt.want)
+		}
+	}
 }

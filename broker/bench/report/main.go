@@ -21,7 +21,10 @@
 // For the Redis path it prints the same for Redis, with the round trips to
 // Redis per call.
 //
-// The input may also hold the components' own benchmarks: the policy
+// The input may also hold BenchmarkToolsList (a catalogue of 20 apps of
+// 50 tools, listed directly and through the broker with and without its
+// list cache), printed as a table of its own, and the components' own
+// benchmarks: the policy
 // engine's (BenchmarkDecide and BenchmarkDecideList in ./opa) and the
 // minter's (BenchmarkMintEdDSA and BenchmarkMintES256 in ./exchange); their
 // cost of one decision or one token is printed beside the estimates from
@@ -138,6 +141,7 @@ type report struct {
 	procs   string
 	results []*result          // the data paths, in input order
 	engine  map[string]*result // component benchmarks by name
+	lists   []*result          // BenchmarkToolsList's rows, in input order
 }
 
 func main() {
@@ -178,6 +182,18 @@ func parse(r io.Reader) (*report, error) {
 				rep.results = append(rep.results, res)
 			}
 			res.add(metrics)
+		case strings.HasPrefix(text, listsBenchmark+"/"):
+			name, _, metrics, err := parseResult(text)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", line, err)
+			}
+			row := strings.TrimPrefix(name, listsBenchmark+"/")
+			i := slices.IndexFunc(rep.lists, func(r *result) bool { return r.path == row })
+			if i < 0 {
+				i = len(rep.lists)
+				rep.lists = append(rep.lists, &result{path: row, metrics: map[string][]float64{}})
+			}
+			rep.lists[i].add(metrics)
 		case isEngineResult(text):
 			name, _, metrics, err := parseResult(text)
 			if err != nil {
@@ -327,6 +343,9 @@ func (rep *report) write(w io.Writer) error {
 	if err := rep.writeOverheads(w); err != nil {
 		return err
 	}
+	if err := rep.writeLists(w); err != nil {
+		return err
+	}
 	return rep.writeEngine(w)
 }
 
@@ -466,6 +485,50 @@ func (rep *report) writeOverhead(w io.Writer, o overhead) error {
 	fmt.Fprintln(w, "(p50 µs: the median latency a call gains; wall µs: the run time per call, ns/op, it gains)")
 	for _, n := range notes {
 		fmt.Fprintln(w, n)
+	}
+	return nil
+}
+
+// listsBenchmark lists a catalogue of 20 apps of 50 tools each, with a
+// policy that shows half of them: directly (the twenty upstreams at once),
+// through the broker without its list cache (what a first listing costs)
+// and with it (a warm listing).
+const listsBenchmark = "BenchmarkToolsList"
+
+// writeLists prints BenchmarkToolsList's rows, and how much longer than
+// listing the upstreams directly a listing through the broker takes.
+func (rep *report) writeLists(w io.Writer) error {
+	if len(rep.lists) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\ntools/list of 20 apps × 50 tools, a policy showing half (one listing at a time):")
+	width := len("row")
+	for _, r := range rep.lists {
+		width = max(width, len(r.path))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-*s\t   p50 µs\t   p99 µs\t   hop CPU µs/list\t\n", width, "row")
+	for _, r := range rep.lists {
+		fmt.Fprintf(tw, "%-*s\t   %s\t   %s\t   %s\t\n", width, r.path, format(r, "p50-µs"), format(r, "p99-µs"), format(r, "cpu-µs/list"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var direct *result
+	for _, r := range rep.lists {
+		if r.path == "direct" {
+			direct = r
+		}
+	}
+	if direct == nil {
+		return nil
+	}
+	for _, r := range rep.lists {
+		if r != direct {
+			if d := difference(r, direct, "p50-µs"); d != "-" {
+				fmt.Fprintf(w, "%s: p50 %s µs against direct\n", r.path, d)
+			}
+		}
 	}
 	return nil
 }
