@@ -10,10 +10,10 @@ import (
 	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
-// authBroker is plainBroker with OAuth: every request needs a JWT access
+// oauthProvider is the mcpProvider of a broker that wants a JWT access
 // token from the authorization server whose metadata is at %[2]q, for the
-// audience %[3]q, the broker's own MCP endpoint. %[1]q is the upstream.
-const authBroker = `
+// audience %[3]q, on every request.
+const oauthProvider = `
 version: 1
 mcpProvider:
   enabled: true
@@ -25,7 +25,12 @@ mcpProvider:
       servers:
         - wellKnownEndpoint: %[2]q
           tokenValidation: {method: jwt, expectedAudiences: [%[3]q]}
-apps:
+`
+
+// authBroker is plainBroker with OAuth: every request needs a JWT access
+// token from the authorization server whose metadata is at %[2]q, for the
+// audience %[3]q, the broker's own MCP endpoint. %[1]q is the upstream.
+const authBroker = oauthProvider + `apps:
   - name: ledger
     type: mcpProxy
     toolNamespace: {disabled: true}

@@ -31,19 +31,7 @@ const (
 // authBroker: %[2]q is the authorization server's metadata, %[3]q the
 // audience); each app's inbound policy shows members of warehouse-ops
 // the tools with an even number, and nobody anything else.
-const listBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
-  authorization:
-    oauth:
-      enabled: true
-      servers:
-        - wellKnownEndpoint: %[2]q
-          tokenValidation: {method: jwt, expectedAudiences: [%[3]q]}
-apps:
+const listBroker = oauthProvider + `apps:
 %[1]s`
 
 // listApp is one app of listBroker: %[1]s its name, %[2]q its upstream,
