@@ -25,38 +25,38 @@ const (
 )
 
 func (s *ledgerServer) addTools() {
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:        "list_accounts",
 		Title:       "List accounts",
 		Description: "List every account with its owner and balance.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true},
 	}, s.listAccounts)
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:        "get_balance",
 		Title:       "Get balance",
 		Description: "Return the balance of one account.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true},
 	}, s.getBalance)
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:  "transfer",
 		Title: "Transfer",
 		Description: fmt.Sprintf("Move an amount from one account to another. "+
 			"Transfers above %d ask the user to confirm.", confirmAbove),
 		Annotations: &mcp.ToolAnnotations{DestructiveHint: new(false)},
 	}, s.transfer)
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:        "summarize",
 		Title:       "Summarize account",
 		Description: "Ask the client's model to summarize an account's history (needs the sampling capability).",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true},
 	}, s.summarize)
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:        "slow_count",
 		Title:       "Count slowly",
 		Description: "Count to n, waiting delay_ms between steps, with a progress and a logging notification per step.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true},
 	}, s.slowCount)
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:  "whoami",
 		Title: "Who am I",
 		Description: "Report the identity the request carried: whether an Authorization header was present and, " +
@@ -64,13 +64,13 @@ func (s *ledgerServer) addTools() {
 			"but NOT verified. The token itself is never echoed.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true},
 	}, s.whoami)
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:        "fail_protocol",
 		Title:       "Fail with a protocol error",
 		Description: "Always fail with a JSON-RPC error (not an isError result), to test error pass-through.",
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true},
 	}, failProtocol)
-	mcp.AddTool(s.server, &mcp.Tool{
+	addTool(s, &mcp.Tool{
 		Name:        "list_roots",
 		Title:       "List roots",
 		Description: "Ask the client for its roots and return their URIs (needs the roots capability).",

@@ -41,6 +41,10 @@ func upstreamCommand() *cli.Command {
 					&cli.StringFlag{Name: "issuer", Usage: "accept only requests with a valid JWT access token from this authorization server " +
 						"(found through its RFC 8414 metadata); needs --audience"},
 					&cli.StringFlag{Name: "audience", Usage: "the audience access tokens must name (with --issuer)"},
+					&cli.StringFlag{Name: "descriptions", Usage: "a JSON file of tool name to description, read again at every new session: " +
+						"the named tools change what they say (to try out tool pinning)"},
+					&cli.BoolFlag{Name: "records-tool", Usage: "add customer_record, whose results carry fake credentials and personal data " +
+						"(to try out redaction)"},
 					&cli.BoolFlag{Name: "allow-private-networks", Usage: "let the issuer's metadata and keys be fetched from private addresses " +
 						"(a loopback issuer needs no flag)"},
 				},
@@ -57,7 +61,7 @@ func runSampleUpstream(c *cli.Context) error {
 	}
 	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
 
-	opts := &sample.Options{Name: c.String("name"), Logger: logger}
+	opts := &sample.Options{Name: c.String("name"), Logger: logger, DescriptionsFile: c.String("descriptions"), RecordsTool: c.Bool("records-tool")}
 	mcpHandler := sample.Handler(opts)
 	switch issuer, audience := c.String("issuer"), c.String("audience"); {
 	case issuer != "" && audience != "":
