@@ -23,6 +23,7 @@ const maxCachedArguments = 1024
 // passes one pointer per principal), and the policy's version.
 type callKey struct {
 	identity                                  *Identity
+	definition                                *Tool
 	version                                   uint64
 	method, tool, prompt, resource, arguments string
 	httpMethod, path, source, app, purpose    string
@@ -53,6 +54,9 @@ func (p *Policy) callKeyOf(c *compiled, in *Input) (key callKey, ok bool) {
 	key.version = c.version
 	if r&(fieldToken|fieldSubject|fieldActor) != 0 {
 		key.identity = in.Identity
+	}
+	if r&fieldTool != 0 {
+		key.definition = in.Tool
 	}
 	if r&fieldMethod != 0 {
 		key.method = in.Method

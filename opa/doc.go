@@ -27,6 +27,7 @@
 //	input.token.claims                           every validated claim of the inbound token
 //	input.subject                                {"sub", "iss", "groups", "scopes"}
 //	input.actor                                  {"client_id", "sub", "chain"}
+//	input.tool                                   {"definition", "hash", "pin"}: the definition the broker holds for a called tool
 //
 // Fields that are empty in [Input] are absent, and token, subject and actor
 // are absent for anonymous calls.

@@ -1,6 +1,7 @@
 package opa
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -27,11 +28,33 @@ type Input struct {
 	// its budget (input.limit.name, input.limit.remaining); nil when no
 	// limit counts it, and for list items.
 	Limit *Limit
+	// Tool is the tool a tools/call names, as the broker holds its
+	// definition: input.tool.definition, input.tool.hash and
+	// input.tool.pin. nil when the broker holds none (pinning and
+	// validation off, or another method). Like Identity, it is converted
+	// once per pointer: pass the same pointer for the same definition and
+	// do not modify it after use.
+	Tool *Tool
 	// Identity is the verified caller; nil for anonymous calls, which have
 	// no input.token, input.subject or input.actor. The policy converts each
 	// Identity once and keeps the result by pointer, so pass the same
 	// pointer for the same principal and do not modify it after use.
 	Identity *Identity
+}
+
+// Tool is a tool's definition as the policy sees it.
+type Tool struct {
+	// Definition is the definition the broker holds (the pinned one
+	// when the tool is pinned): name, title, description, inputSchema,
+	// outputSchema, annotations.
+	Definition json.RawMessage
+	// Hash is the hex SHA-256 of its canonical form.
+	Hash string
+	// Pin is the definition's standing: "approved" (it matches its pin),
+	// "changed" (it differs from its pin; served only in warn mode),
+	// "held" (new, waiting for approval), "unclean" (refused by the
+	// definition checks) or "unpinned" (pinning off).
+	Pin string
 }
 
 // Limit is a call's rate limit as the policy sees it.
@@ -78,6 +101,7 @@ const (
 	fieldApp
 	fieldPurpose
 	fieldToken
+	fieldTool
 	fieldSubject
 	fieldActor
 	fieldLimit
@@ -128,6 +152,7 @@ var inputSchema = object(map[string]*schemaNode{
 	"subject": leaf(fieldSubject),
 	"actor":   leaf(fieldActor),
 	"limit":   object(map[string]*schemaNode{"name": leaf(fieldLimit), "remaining": leaf(fieldLimit)}),
+	"tool":    leaf(fieldTool),
 })
 
 // inputReads over-approximates the input leaves a compiled module can read:
@@ -179,36 +204,39 @@ func readsOf(ref ast.Ref) field {
 
 // Keys and common values, made once: the input is rebuilt per call.
 var (
-	termRequest   = ast.StringTerm("request")
-	termMCP       = ast.StringTerm("mcp")
-	termMethod    = ast.StringTerm("method")
-	termTool      = ast.StringTerm("tool")
-	termResource  = ast.StringTerm("resource")
-	termPrompt    = ast.StringTerm("prompt")
-	termParams    = ast.StringTerm("params")
-	termName      = ast.StringTerm("name")
-	termArguments = ast.StringTerm("arguments")
-	termURI       = ast.StringTerm("uri")
-	termHTTP      = ast.StringTerm("http")
-	termPath      = ast.StringTerm("path")
-	termHeaders   = ast.StringTerm("headers")
-	termSource    = ast.StringTerm("source")
-	termIP        = ast.StringTerm("ip")
-	termApp       = ast.StringTerm("app")
-	termPurpose   = ast.StringTerm("purpose")
-	termToken     = ast.StringTerm("token")
-	termClaims    = ast.StringTerm("claims")
-	termSubject   = ast.StringTerm("subject")
-	termSub       = ast.StringTerm("sub")
-	termIss       = ast.StringTerm("iss")
-	termGroups    = ast.StringTerm("groups")
-	termScopes    = ast.StringTerm("scopes")
-	termActor     = ast.StringTerm("actor")
-	termClientID  = ast.StringTerm("client_id")
-	termChain     = ast.StringTerm("chain")
-	termLimit     = ast.StringTerm("limit")
-	termRemaining = ast.StringTerm("remaining")
-	commonStrings = internTerms(
+	termRequest    = ast.StringTerm("request")
+	termMCP        = ast.StringTerm("mcp")
+	termMethod     = ast.StringTerm("method")
+	termTool       = ast.StringTerm("tool")
+	termResource   = ast.StringTerm("resource")
+	termPrompt     = ast.StringTerm("prompt")
+	termParams     = ast.StringTerm("params")
+	termName       = ast.StringTerm("name")
+	termArguments  = ast.StringTerm("arguments")
+	termURI        = ast.StringTerm("uri")
+	termHTTP       = ast.StringTerm("http")
+	termPath       = ast.StringTerm("path")
+	termHeaders    = ast.StringTerm("headers")
+	termSource     = ast.StringTerm("source")
+	termIP         = ast.StringTerm("ip")
+	termApp        = ast.StringTerm("app")
+	termPurpose    = ast.StringTerm("purpose")
+	termToken      = ast.StringTerm("token")
+	termClaims     = ast.StringTerm("claims")
+	termSubject    = ast.StringTerm("subject")
+	termSub        = ast.StringTerm("sub")
+	termIss        = ast.StringTerm("iss")
+	termGroups     = ast.StringTerm("groups")
+	termScopes     = ast.StringTerm("scopes")
+	termActor      = ast.StringTerm("actor")
+	termClientID   = ast.StringTerm("client_id")
+	termChain      = ast.StringTerm("chain")
+	termLimit      = ast.StringTerm("limit")
+	termRemaining  = ast.StringTerm("remaining")
+	termHash       = ast.StringTerm("hash")
+	termPin        = ast.StringTerm("pin")
+	termDefinition = ast.StringTerm("definition")
+	commonStrings  = internTerms(
 		PurposeCall, PurposeList,
 		"tools/call", "tools/list", "resources/read", "resources/list", "resources/templates/list",
 		"resources/subscribe", "resources/unsubscribe", "prompts/get", "prompts/list", "completion/complete",
@@ -264,7 +292,7 @@ func (b *builder) object(items ...[2]*ast.Term) *ast.Term {
 // input builds the policy input for in, with only the leaves in reads.
 func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 	var b builder
-	var top [8][2]*ast.Term
+	var top [9][2]*ast.Term
 	n := 0
 	if reads&inputSchema.children["request"].fields != 0 {
 		request, err := b.request(reads, in)
@@ -290,6 +318,14 @@ func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 	}
 	if reads&fieldLimit != 0 && in.Limit != nil && in.Purpose != PurposeList {
 		top[n] = item(termLimit, b.object(item(termName, b.str(in.Limit.Name)), item(termRemaining, ast.IntNumberTerm(in.Limit.Remaining))))
+		n++
+	}
+	if reads&fieldTool != 0 && in.Tool != nil {
+		t, err := p.tool(in.Tool)
+		if err != nil {
+			return nil, err
+		}
+		top[n] = item(termTool, t)
 		n++
 	}
 	if reads&(fieldToken|fieldSubject|fieldActor) != 0 && in.Identity != nil {
@@ -425,6 +461,24 @@ func (p *Policy) identity(id *Identity) (*identityTerms, error) {
 	}
 	p.identities.Add(id, t)
 	return t, nil
+}
+
+// tool is input.tool for t, converted once per pointer.
+func (p *Policy) tool(t *Tool) (*ast.Term, error) {
+	if term, ok := p.tools.Get(t); ok {
+		return term, nil
+	}
+	items := [][2]*ast.Term{item(termHash, ast.StringTerm(t.Hash)), item(termPin, ast.StringTerm(t.Pin))}
+	if len(t.Definition) > 0 {
+		definition, err := ast.ValueFromReader(bytes.NewReader(t.Definition))
+		if err != nil {
+			return nil, fmt.Errorf("tool definition: %w", err)
+		}
+		items = append(items, item(termDefinition, ast.NewTerm(definition)))
+	}
+	term := ast.ObjectTerm(items...)
+	p.tools.Add(t, term)
+	return term, nil
 }
 
 func convertIdentity(id *Identity) (*identityTerms, error) {

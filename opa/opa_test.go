@@ -712,3 +712,46 @@ func TestConcurrentReload(t *testing.T) {
 	cancel()
 	reloads.Wait()
 }
+
+// A policy can govern on the definition the broker holds for a tool: its
+// annotations, its hash and its pin.
+func TestToolDefinitionInput(t *testing.T) {
+	p := compile(t, `package orchestrator
+default result := {"allowed": false}
+result := {"allowed": true} if {
+	input.tool.pin == "approved"
+	not input.tool.definition.annotations.destructiveHint
+}
+result := {"allowed": true} if {
+	input.tool.definition.annotations.destructiveHint
+	"admins" in input.subject.groups
+}
+`, opa.Options{})
+	readOnly := &opa.Tool{Definition: json.RawMessage(`{"name":"get","annotations":{"readOnlyHint":true}}`), Hash: "ab", Pin: "approved"}
+	destructive := &opa.Tool{Definition: json.RawMessage(`{"name":"drop","annotations":{"destructiveHint":true}}`), Hash: "cd", Pin: "approved"}
+	changed := &opa.Tool{Definition: json.RawMessage(`{"name":"get"}`), Hash: "ef", Pin: "changed"}
+	user := &opa.Identity{Subject: "u", Groups: []string{"staff"}}
+	admin := &opa.Identity{Subject: "a", Groups: []string{"admins"}}
+	tests := []struct {
+		name string
+		tool *opa.Tool
+		who  *opa.Identity
+		want bool
+	}{
+		{"read-only tool", readOnly, user, true},
+		{"destructive tool, user", destructive, user, false},
+		{"destructive tool, admin", destructive, admin, true},
+		{"changed pin", changed, admin, false},
+		{"no definition", nil, admin, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for range 2 { // the second answer may come from the kept decisions
+				in := &opa.Input{Method: "tools/call", ToolName: "x", Purpose: opa.PurposeCall, Tool: tt.tool, Identity: tt.who}
+				if got := p.Decide(context.Background(), in).Allowed; got != tt.want {
+					t.Fatalf("allowed = %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+}

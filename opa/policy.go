@@ -74,6 +74,7 @@ type Policy struct {
 	current atomic.Pointer[compiled]
 
 	identities *lru.Cache[*Identity, *identityTerms]
+	tools      *lru.Cache[*Tool, *ast.Term]  // input.tool, per definition
 	decisions  *lru.Cache[listKey, Decision] // nil when disabled
 	// calls keeps call decisions of a deterministic policy (callcache.go);
 	// nil when disabled.
@@ -116,6 +117,9 @@ func Compile(ctx context.Context, src Source, opts Options) (*Policy, error) {
 	p := &Policy{src: src, opts: opts, log: opts.Logger.With("policy", src.label())}
 	var err error
 	if p.identities, err = lru.New[*Identity, *identityTerms](opts.IdentityCacheSize); err != nil {
+		return nil, err
+	}
+	if p.tools, err = lru.New[*Tool, *ast.Term](opts.IdentityCacheSize); err != nil {
 		return nil, err
 	}
 	if opts.CacheSize > 0 {
