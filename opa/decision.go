@@ -24,6 +24,11 @@ type Decision struct {
 	// Scopes is result.scopes (an array or set of strings); nil when the
 	// policy sets none. Shared with the list cache: do not modify.
 	Scopes []string
+	// Redact is result.redact: true asks for every detector of redaction
+	// on the result ("*"), an array or set of detector names for those;
+	// nil when the policy asks for none. Shared with the caches: do not
+	// modify.
+	Redact []string
 	// Reason says why: one of the Reason constants, or ReasonError followed
 	// by the error.
 	Reason string
@@ -39,20 +44,25 @@ type Decision struct {
 // Reasons a decision gives.
 const (
 	ReasonAllowed    = "allowed"
-	ReasonDenied     = "denied by policy"               // allowed is false
-	ReasonUndefined  = "undefined"                      // result or result.allowed is undefined
-	ReasonNotObject  = "not an object"                  // result is not an object
-	ReasonNotBoolean = "not a boolean"                  // allowed is not a boolean
-	ReasonBadScopes  = "scopes not an array of strings" // a malformed result.scopes fails closed
-	ReasonTimeout    = "policy timeout"                 // the decision took longer than Options.Timeout or the context allowed
-	ReasonError      = "evaluation error: "             // prefix; the error follows
+	ReasonDenied     = "denied by policy"                            // allowed is false
+	ReasonUndefined  = "undefined"                                   // result or result.allowed is undefined
+	ReasonNotObject  = "not an object"                               // result is not an object
+	ReasonNotBoolean = "not a boolean"                               // allowed is not a boolean
+	ReasonBadScopes  = "scopes not an array of strings"              // a malformed result.scopes fails closed
+	ReasonBadRedact  = "redact not a boolean or an array of strings" // a malformed result.redact fails closed
+	ReasonTimeout    = "policy timeout"                              // the decision took longer than Options.Timeout or the context allowed
+	ReasonError      = "evaluation error: "                          // prefix; the error follows
 )
 
 var (
 	keyAllowed         = ast.InternedTerm("allowed")
 	keyExternalMessage = ast.InternedTerm("external_message")
 	keyScopes          = ast.InternedTerm("scopes")
+	keyRedact          = ast.InternedTerm("redact")
 )
+
+// RedactAll is Decision.Redact when the policy asks for every detector.
+const RedactAll = "*"
 
 // evaluateOnce runs the prepared query for in. final is false for outcomes
 // that may differ on the next try (timeouts, cancellation, panics), which
@@ -133,6 +143,19 @@ func readResult(rs rego.ResultSet, version uint64) Decision {
 		if d.Scopes, ok = stringList(s.Value); !ok {
 			d.Reason = ReasonBadScopes
 			return d
+		}
+	}
+	if r := result.Get(keyRedact); r != nil {
+		switch v := r.Value.(type) {
+		case ast.Boolean:
+			if v {
+				d.Redact = []string{RedactAll}
+			}
+		default:
+			if d.Redact, ok = stringList(v); !ok {
+				d.Reason = ReasonBadRedact
+				return d
+			}
 		}
 	}
 	if !b {

@@ -2,6 +2,7 @@ package opa_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -753,5 +754,29 @@ result := {"allowed": true} if {
 				}
 			}
 		})
+	}
+}
+
+// result.redact asks for redaction: true for every detector, or a list of
+// them; anything else fails closed.
+func TestDecisionRedact(t *testing.T) {
+	tests := []struct {
+		result  string
+		allowed bool
+		redact  []string
+	}{
+		{`{"allowed": true}`, true, nil},
+		{`{"allowed": true, "redact": true}`, true, []string{opa.RedactAll}},
+		{`{"allowed": true, "redact": false}`, true, nil},
+		{`{"allowed": true, "redact": ["email", "iban"]}`, true, []string{"email", "iban"}},
+		{`{"allowed": true, "redact": "email"}`, false, nil},
+		{`{"allowed": true, "redact": [1]}`, false, nil},
+	}
+	for _, tt := range tests {
+		p := compile(t, "package orchestrator\nresult := "+tt.result, opa.Options{})
+		d := p.Decide(context.Background(), &opa.Input{Method: "tools/call", ToolName: "x", Purpose: opa.PurposeCall})
+		if d.Allowed != tt.allowed || fmt.Sprint(d.Redact) != fmt.Sprint(tt.redact) {
+			t.Errorf("%s: allowed %v redact %v (%s), want %v %v", tt.result, d.Allowed, d.Redact, d.Reason, tt.allowed, tt.redact)
+		}
 	}
 }
