@@ -25,6 +25,9 @@ type App struct {
 
 	// Lists keeps what the upstream listed (listcache.go).
 	Lists *ListCache
+	// Definitions are the latest listed definitions with their standing
+	// (definitions.go).
+	Definitions Definitions
 
 	client *http.Client
 	log    *slog.Logger

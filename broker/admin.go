@@ -83,8 +83,20 @@ func newTracing(cfg *config.Config, opts Options) (*telemetry.Tracing, error) {
 	return tracing, nil
 }
 
-// AdminHandler serves /metrics, /healthz and /readyz.
-func (b *Broker) AdminHandler() http.Handler { return telemetry.AdminHandler(b.metrics, b.health) }
+// AdminHandler serves /metrics, /healthz and /readyz, and with
+// admin.token the operator endpoints under /pins (admin_pins.go).
+func (b *Broker) AdminHandler() http.Handler {
+	base := telemetry.AdminHandler(b.metrics, b.health)
+	pins := b.pinsHandler()
+	if pins == nil {
+		return base
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/pins", pins)
+	mux.Handle("/pins/", pins)
+	mux.Handle("/", base)
+	return mux
+}
 
 // listenAdmin opens the admin listener; nil when admin.disabled.
 func (b *Broker) listenAdmin() (net.Listener, error) {
@@ -106,6 +118,13 @@ func (b *Broker) serveAdmin(ln net.Listener) *http.Server {
 			b.log.Error("admin listener stopped", "error", err)
 		}
 	}()
-	b.log.Info("admin listener", "address", ln.Addr().String(), "endpoints", "/metrics /healthz /readyz")
+	b.log.Info("admin listener", "address", ln.Addr().String(), "endpoints", adminEndpoints(b.cfg.Admin.Token.Value() != ""))
 	return srv
+}
+
+func adminEndpoints(pins bool) string {
+	if pins {
+		return "/metrics /healthz /readyz /pins"
+	}
+	return "/metrics /healthz /readyz"
 }

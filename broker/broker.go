@@ -13,6 +13,12 @@ import (
 	"syscall"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/apps/pins"
+	"github.com/mcpbroker/mcpbroker/apps/schema"
+	"github.com/mcpbroker/mcpbroker/opa"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
@@ -83,6 +89,13 @@ type Broker struct {
 
 	// audit records every decision; nil when audit.disabled.
 	audit *auditor
+	// pins holds definitions to what was approved (toolPinning), in the
+	// store or in Redis; nil when no app pins.
+	pins *pins.Pins
+	// schemas are the compiled inputSchema and outputSchema of the
+	// definitions calls were checked against; facts their input.tool.
+	schemas *schema.Cache
+	facts   *lru.Cache[*apps.Definition, *opa.Tool]
 	// metrics are served on the admin listener; health answers its
 	// /healthz and /readyz.
 	metrics *telemetry.Metrics
@@ -137,6 +150,10 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	if b.authProvider, err = newAuthProvider(context.Background(), cfg, b.store.database(), b); err != nil {
 		return nil, err
 	}
+	if b.pins, err = newPins(cfg, b.store.database(), b.redis); err != nil {
+		return nil, err
+	}
+	b.schemas, b.facts = schema.NewCache(schemaCacheSize), newFacts()
 	gen, err := b.build(cfg)
 	if err != nil {
 		return nil, err

@@ -36,6 +36,10 @@ type Call struct {
 	// Name is the upstream's name of the tool or prompt (namespace stripped).
 	Name string
 
+	// Set by validate for a tools/call of an app that keeps its
+	// definitions (toolPinning, validation): the tool's.
+	Definition *apps.Definition
+
 	// Set by authorize: the policy's decision, when a policy governs the app.
 	Decision *opa.Decision
 
@@ -47,6 +51,9 @@ type Call struct {
 	// Set by forward.
 	Response *jsonrpc.Message
 	Upstream time.Duration
+
+	// Set by redact: what redaction found in the result, by detector.
+	Redacted map[string]int
 
 	// Err is the error that stopped the pipeline, if any; Reply is what
 	// render made of the outcome.

@@ -27,6 +27,9 @@ type generation struct {
 	auth     *authenticator
 	// limits applies rateLimits; nil when there are none.
 	limits *limiter
+	// trust is what each app takes on trust from its upstream, by app
+	// name (trust.go).
+	trust map[string]*appTrust
 	// identityHeaders are the headers each app's requests carry from the
 	// agent's token, by app name.
 	identityHeaders map[string][]config.IdentityHeader
@@ -48,6 +51,9 @@ func (b *Broker) build(cfg *config.Config) (_ *generation, err error) {
 		if len(app.IdentityHeaders) > 0 {
 			g.identityHeaders[app.Name] = app.IdentityHeaders
 		}
+	}
+	if g.trust, err = newTrust(cfg); err != nil {
+		return nil, err
 	}
 	options, err := catalogOptions(cfg.Apps, pemFiles{b.baseDir})
 	if err != nil {

@@ -136,6 +136,9 @@ func (b *Broker) dropLists(app *apps.App, method string) {
 	for _, k := range kinds {
 		app.Lists.Invalidate(uint8(k))
 	}
+	// The definitions read from those lists are checked again at the
+	// next listing or call.
+	app.Definitions.Forget()
 	lc := &b.listChanges
 	key := listChangeKey{app, method}
 	now := time.Now()

@@ -263,6 +263,8 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 			*scratch = (*scratch)[:0]
 			listItemsPool.Put(scratch)
 		}()
+		trust := c.gen.trust[app.Name]
+		checked := definitionKind(k) && trust.definitions()
 		err = jsonrpc.Elements(items, func(raw []byte) error {
 			item, ok, err := readListItem(app, k, raw)
 			if err != nil {
@@ -271,6 +273,9 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 			if !ok {
 				refused.add(item.Key)
 				return nil
+			}
+			if checked && !b.checkDefinition(ctx, app, trust, k, item.Key, bytes.Clone(compactJSON(raw))).Serve {
+				return nil // held: reported once per change by checkDefinition
 			}
 			*scratch = append(*scratch, item)
 			return nil

@@ -36,9 +36,12 @@ func (b *Broker) newPipeline() []stage {
 		{name: "decode", run: b.decode, relayed: true},
 		{name: "route", run: b.route, relayed: true},
 		{name: "limit", run: b.limit},
+		{name: "validate", run: b.validate},
 		{name: "authorize", run: b.authorize},
 		{name: "exchange", run: b.exchange},
 		{name: "forward", run: b.forward, relayed: true},
+		{name: "results", run: b.checkResult, relayed: true},
+		{name: "redact", run: b.redactResult, relayed: true},
 		{name: "render", run: b.renderReply, always: true},
 		{name: "record", run: b.record, always: true},
 	}

@@ -30,6 +30,10 @@ func render(c *Call, err error) *jsonrpc.Message {
 		resp.ID = c.Message.ID
 		return &resp
 	}
+	var failure *toolFailure
+	if errors.As(err, &failure) {
+		return &jsonrpc.Message{ID: c.Message.ID, Result: failure.result()}
+	}
 	return jsonrpc.NewErrorResponse(c.Message.ID, errorObject(err))
 }
 
@@ -45,7 +49,10 @@ func errorObject(err error) *jsonrpc.Error {
 	var scope *exchange.ScopeError
 	var failed *exchange.IssueError
 	var limited *rateLimitError
+	var held *pinRefusal
 	switch {
+	case errors.As(err, &held):
+		return jsonrpc.NewError(jsonrpc.CodeInvalidParams, held.Error())
 	case errors.As(err, &limited):
 		return limited.rpcError()
 	case errors.Is(err, ErrLimitsUnavailable):

@@ -131,6 +131,9 @@ func (b *Broker) authorize(ctx context.Context, c *Call) error {
 	switch c.Message.Method {
 	case "tools/call":
 		in.ToolName, in.Arguments = c.Name, c.Params.Arguments
+		if c.Definition != nil {
+			in.Tool = b.toolFacts(c.Definition)
+		}
 	case "prompts/get":
 		in.PromptName, in.Arguments = c.Name, c.Params.Arguments
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":

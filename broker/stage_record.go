@@ -106,6 +106,24 @@ func (b *Broker) auditRecord(ctx context.Context, c *Call) *audit.Record {
 			r.ArgumentsDigest = audit.Digest(c.Params.Arguments)
 		}
 		r.Arguments = b.audit.recordArguments(c.Params.Arguments)
+		if len(r.Arguments) > 0 && c.App != nil {
+			r.Arguments = b.redactArguments(c, r.Arguments, r)
+		}
+	}
+	if len(c.Redacted) > 0 {
+		if r.Redacted == nil {
+			r.Redacted = map[string]int{}
+		}
+		for k, n := range c.Redacted {
+			r.Redacted[k] += n
+		}
+	}
+	var held *pinRefusal
+	if errors.As(c.Err, &held) {
+		r.Pin = &audit.Pin{Kind: held.kind, Name: held.name, Status: held.pin, Reason: held.reason}
+		if c.Definition != nil {
+			r.Pin.Hash = c.Definition.Hash
+		}
 	}
 	if d := c.Decision; d != nil {
 		r.Decision = &audit.Decision{

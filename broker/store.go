@@ -33,6 +33,9 @@ func needsStore(cfg *config.Config) bool {
 	if ap := cfg.AuthProvider; ap != nil && ap.Enabled && cfg.Storage.Redis == nil {
 		return true
 	}
+	if pinning(cfg) && cfg.Storage.Redis == nil {
+		return true // pins outlive the process
+	}
 	return cfg.Storage.Bolt != nil && cfg.Storage.Bolt.Path != ""
 }
 
@@ -171,6 +174,39 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 		if len(group.names) > 0 {
 			lines = append(lines, group.what+": "+strings.Join(group.names, ", "))
 		}
+	}
+	for _, app := range cfg.Apps {
+		lines = append(lines, trustLines(app, cfg, boltPath, redisKeys)...)
+	}
+	return lines
+}
+
+// trustLines say what an app takes on trust: its pinning (mode, where
+// pins live, the definition limits), validation and redaction.
+func trustLines(app config.App, cfg *config.Config, boltPath string, redisKeys func(string) string) []string {
+	var lines []string
+	if p := app.ToolPinning; p != nil && p.Mode != config.PinningOff {
+		where := "bolt " + boltPath
+		if cfg.Storage.Redis != nil {
+			where = redisKeys("pins:")
+		}
+		first := "trust on first use"
+		if p.TrustOnFirstUse != nil && !*p.TrustOnFirstUse {
+			first = "new definitions held for approval"
+		}
+		lines = append(lines, fmt.Sprintf("app %s: tool pinning %s, %s, %d declared pins, pins in %s; definitions refused over description %d B, schema %d B, definition %d B, or with invisible or control characters",
+			app.Name, p.Mode, first, len(p.Pins), where, p.Limits.DescriptionBytes, p.Limits.SchemaBytes, p.Limits.DefinitionBytes))
+	}
+	if v := app.Validation; v != nil && (v.Arguments != config.PinningOff || v.Results != config.PinningOff) {
+		lines = append(lines, fmt.Sprintf("app %s: validation of arguments %s (at most %d B, depth %d, strings %d B), of results %s",
+			app.Name, v.Arguments, v.Limits.ArgumentBytes, v.Limits.Depth, v.Limits.StringBytes, v.Results))
+	}
+	if r := app.Redaction; r != nil {
+		detectors := "every detector"
+		if len(r.Detectors) > 0 {
+			detectors = strings.Join(r.Detectors, ", ")
+		}
+		lines = append(lines, fmt.Sprintf("app %s: redaction %s of %s (%d tools apart)", app.Name, r.Action, detectors, len(r.Tools)))
 	}
 	return lines
 }

@@ -16,6 +16,7 @@ const (
 	KindAuth       = "auth"       // the Auth Provider: sign-in, consent, token issued or refused
 	KindCheckpoint = "checkpoint" // a signed statement of the chain so far
 	KindTrail      = "trail"      // the trail itself: opened, recovered, closed
+	KindPin        = "pin"        // tool pinning: a definition changed, held, unclean; a pin approved or revoked
 )
 
 // Record is one audit record: one decision. Seq and Prev are set by the
@@ -49,9 +50,26 @@ type Record struct {
 	UpstreamMillis float64   `json:"upstreamMs,omitempty"`
 	Result         *Result   `json:"result,omitempty"`
 	Hidden         []string  `json:"hidden,omitempty"` // list filtering: the names hidden
-	Detail         string    `json:"detail,omitempty"` // short reason words, never token material
+	// Redacted counts what redaction found in the result (and in the
+	// recorded arguments), by detector; never the values.
+	Redacted map[string]int `json:"redacted,omitempty"`
+	// Pin is the definition's hash and standing for a pin record, or a
+	// call refused for its pin.
+	Pin    *Pin   `json:"pin,omitempty"`
+	Detail string `json:"detail,omitempty"` // short reason words, never token material
 
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"` // KindCheckpoint only
+}
+
+// Pin is a definition's standing under tool pinning.
+type Pin struct {
+	Kind   string `json:"kind"`             // tool, prompt, resourceTemplate
+	Name   string `json:"name"`             // the upstream's name
+	Status string `json:"status"`           // approved, changed, held, unclean, revoked
+	Hash   string `json:"sha256,omitempty"` // of the definition seen
+	Pinned string `json:"pinned,omitempty"` // the pinned hash it differs from
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"` // who approved or revoked
 }
 
 // Decision is what the broker decided and why.

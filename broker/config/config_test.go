@@ -33,6 +33,7 @@ var fixtureEnvironment = map[string]string{
 	"NOT_A_SECRET_FIELD":             "must-not-be-substituted",
 	"MCPBROKER_TEST_SECRET_TEMPLATE": "from-environment",
 	"MCPBROKER_TEST_REDIS_PASSWORD":  "redis-password-from-environment",
+	"MCPBROKER_TEST_ADMIN_TOKEN":     "admin-token-from-environment-0123456789",
 }
 
 // Values the valid fixtures read from files under valid/secrets.

@@ -36,6 +36,12 @@ const (
 	defaultKeyRotation            = Duration(30 * 24 * time.Hour)
 	defaultSigningAlgorithm       = "EdDSA"
 	defaultListCacheTTL           = Duration(5 * time.Minute)
+	defaultDescriptionBytes       = 8 << 10
+	defaultSchemaBytes            = 64 << 10
+	defaultDefinitionBytes        = 128 << 10
+	defaultArgumentBytes          = 64 << 10
+	defaultArgumentDepth          = 32
+	defaultArgumentStringBytes    = 16 << 10
 	defaultAdminAddress           = "127.0.0.1:9464"
 	defaultAuditDir               = "data/audit"
 	defaultAuditQueueSize         = 10000
@@ -96,10 +102,16 @@ const CurrentVersion = 1
 //	apps[].upstream.stream.connection             dialTimeout 10s, keepAlive.interval 15s,
 //	                                              pool.maxIdleConns 100, pool.maxIdleConnsPerHost 100
 //	apps[].authorization.outbound.tokenExchange.tools[].ttl  5s
+//	apps[].listCache                              scope subject (exchanged tokens or identity headers) or shared, ttl 5m
+//	apps[].toolPinning                            mode off, trustOnFirstUse true, pins[].kind tool,
+//	                                              limits descriptionBytes 8 KiB, schemaBytes 64 KiB, definitionBytes 128 KiB
+//	apps[].validation                             arguments off, results off,
+//	                                              limits argumentBytes 64 KiB, depth 32, stringBytes 16 KiB
+//	apps[].redaction.action                       mask (tools[].action: the app's)
 //	authProvider.accessTokenTTL                   1h
 //	  refreshTokenTTL, keyRotation                720h
 //	  exchangeTTL                                 60s
-//	  signingAlgorithm                            ES256
+//	  signingAlgorithm                            EdDSA (ES256 available)
 //	  audiences                                   the stream endpoint under the issuer (issuer + stream path)
 //	admin.address                                 127.0.0.1:9464
 //	audit.dir                                     data/audit
@@ -216,6 +228,36 @@ func (app *App) applyDefaults() {
 	}
 	setDefault(&app.ListCache.Scope, ListCacheShared)
 	setDefault(&app.ListCache.TTL, defaultListCacheTTL)
+	if app.ToolPinning == nil {
+		app.ToolPinning = &ToolPinning{}
+	}
+	pinning := app.ToolPinning
+	setDefault(&pinning.Mode, PinningOff)
+	if pinning.TrustOnFirstUse == nil {
+		trust := true
+		pinning.TrustOnFirstUse = &trust
+	}
+	setDefault(&pinning.Limits.DescriptionBytes, defaultDescriptionBytes)
+	setDefault(&pinning.Limits.SchemaBytes, defaultSchemaBytes)
+	setDefault(&pinning.Limits.DefinitionBytes, defaultDefinitionBytes)
+	for i := range pinning.Pins {
+		setDefault(&pinning.Pins[i].Kind, "tool")
+	}
+	if app.Validation == nil {
+		app.Validation = &Validation{}
+	}
+	validation := app.Validation
+	setDefault(&validation.Arguments, PinningOff)
+	setDefault(&validation.Results, PinningOff)
+	setDefault(&validation.Limits.ArgumentBytes, defaultArgumentBytes)
+	setDefault(&validation.Limits.Depth, defaultArgumentDepth)
+	setDefault(&validation.Limits.StringBytes, defaultArgumentStringBytes)
+	if r := app.Redaction; r != nil {
+		setDefault(&r.Action, RedactMask)
+		for i := range r.Tools {
+			setDefault(&r.Tools[i].Action, r.Action)
+		}
+	}
 }
 
 // setDefault stores fallback in *value when *value is the zero value.

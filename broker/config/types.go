@@ -88,6 +88,9 @@ type ConcurrencyLimit struct {
 type Admin struct {
 	Disabled bool   `yaml:"disabled"`
 	Address  string `yaml:"address"`
+	// Token is the bearer token the operator endpoints (/pins, what
+	// `mcpbroker tools` uses) require; without it they are not served.
+	Token Secret `yaml:"token"`
 }
 
 // Audit is the audit trail: one record per decision, in hash-chained JSON
@@ -580,7 +583,109 @@ type App struct {
 	// ListCache says for how long and for whom the app's lists are kept;
 	// after ApplyDefaults it is never nil.
 	ListCache *ListCache `yaml:"listCache"`
+	// ToolPinning holds the app's tool, prompt and resource-template
+	// definitions to what was approved; after ApplyDefaults it is never
+	// nil.
+	ToolPinning *ToolPinning `yaml:"toolPinning"`
+	// Validation checks tools/call arguments against the tool's
+	// inputSchema, and structuredContent against its outputSchema; after
+	// ApplyDefaults it is never nil.
+	Validation *Validation `yaml:"validation"`
+	// Redaction finds secrets and personal data in the app's results (and
+	// in arguments before the audit trail records them).
+	Redaction *Redaction `yaml:"redaction"`
 }
+
+// ToolPinning keeps, per app and definition, the SHA-256 of its canonical
+// form, and what a changed or new definition gets.
+type ToolPinning struct {
+	// Mode is "enforce" (a definition that differs from its pin, or is not
+	// clean, is left out of lists and refused on call), "warn" (served and
+	// reported) or "off" (the default).
+	Mode string `yaml:"mode"`
+	// TrustOnFirstUse pins a definition seen for the first time (default
+	// true); false holds it until an operator approves it.
+	TrustOnFirstUse *bool `yaml:"trustOnFirstUse"`
+	// Limits bound a definition's size; bigger ones are refused like a
+	// changed pin.
+	Limits DefinitionLimits `yaml:"limits"`
+	// Pins are declared here rather than approved in the store; they win
+	// over the store and cannot be approved away.
+	Pins []DeclaredPin `yaml:"pins"`
+}
+
+// DefinitionLimits bound what an upstream may list, in bytes.
+type DefinitionLimits struct {
+	DescriptionBytes int `yaml:"descriptionBytes"`
+	SchemaBytes      int `yaml:"schemaBytes"`
+	DefinitionBytes  int `yaml:"definitionBytes"`
+}
+
+// DeclaredPin is one pin of toolPinning.pins.
+type DeclaredPin struct {
+	// Kind is "tool" (default), "prompt" or "resourceTemplate".
+	Kind string `yaml:"kind"`
+	// Name is the upstream's name of the tool or prompt, or the URI
+	// template of a resource template.
+	Name string `yaml:"name"`
+	// SHA256 is the hex digest `mcpbroker tools list` shows.
+	SHA256 string `yaml:"sha256"`
+}
+
+// Tool pinning modes, also those of validation.
+const (
+	PinningEnforce = "enforce"
+	PinningWarn    = "warn"
+	PinningOff     = "off"
+)
+
+// Validation checks what crosses the broker against the tool's own
+// schemas, and bounds arguments.
+type Validation struct {
+	// Arguments: "enforce" answers a tools/call whose arguments do not
+	// match the inputSchema with an isError result naming the failing
+	// paths, before the policy and the upstream see it; "off" (default).
+	Arguments string `yaml:"arguments"`
+	// Results: "enforce" turns a result whose structuredContent does not
+	// match the outputSchema into an isError result; "off" (default).
+	Results string           `yaml:"results"`
+	Limits  ValidationLimits `yaml:"limits"`
+}
+
+// ValidationLimits bound a tools/call's arguments, checked whenever
+// validation.arguments is enforce.
+type ValidationLimits struct {
+	ArgumentBytes int `yaml:"argumentBytes"`
+	Depth         int `yaml:"depth"`
+	StringBytes   int `yaml:"stringBytes"`
+}
+
+// Redaction masks, blocks or only reports what its detectors find in
+// results: text content, structuredContent and embedded resources.
+type Redaction struct {
+	// Detectors name what to look for; empty: every detector.
+	Detectors []string `yaml:"detectors"`
+	// Action is "mask" (each finding replaced by [REDACTED:<kind>]),
+	// "block" (the result replaced by an isError result) or "audit" (the
+	// result passes, the audit record says what was found).
+	Action string `yaml:"action"`
+	// Tools override detectors and action for single tools.
+	Tools []ToolRedaction `yaml:"tools"`
+}
+
+// ToolRedaction is the redaction of one tool.
+type ToolRedaction struct {
+	Name      string   `yaml:"name"`
+	Detectors []string `yaml:"detectors"`
+	Action    string   `yaml:"action"`
+}
+
+// Redaction actions.
+const (
+	RedactMask  = "mask"
+	RedactBlock = "block"
+	RedactAudit = "audit"
+)
 
 // ListCache keeps what an app's upstream lists (tools, prompts,
 // resources, templates), so listings do not ask it again until it says a

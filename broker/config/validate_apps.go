@@ -43,6 +43,15 @@ func (v *validator) apps(apps []App) {
 		if app.ListCache != nil {
 			v.listCache(field(path, "listCache"), app.ListCache)
 		}
+		if app.ToolPinning != nil {
+			v.toolPinning(field(path, "toolPinning"), app.ToolPinning)
+		}
+		if app.Validation != nil {
+			v.validation(field(path, "validation"), app.Validation, int(v.config.HTTP.MaxBodyBytes))
+		}
+		if app.Redaction != nil {
+			v.redaction(field(path, "redaction"), app.Redaction)
+		}
 	}
 	v.namespaceCollisions(apps)
 	v.resourceNamespaceOverlaps(apps)

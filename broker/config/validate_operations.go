@@ -26,7 +26,13 @@ func (v *validator) admin(admin *Admin, httpAddress string) {
 	if admin.Address == httpAddress && !strings.HasSuffix(admin.Address, ":0") {
 		v.add("admin.address", fmt.Sprintf("must differ from http.address (%s): the admin listener is a listener of its own", quote(httpAddress)))
 	}
+	if t := admin.Token.Value(); t != "" && len(t) < minAdminTokenBytes {
+		v.add("admin.token", fmt.Sprintf("must be at least %d characters: it lets whoever holds it approve tool definitions", minAdminTokenBytes))
+	}
 }
+
+// minAdminTokenBytes keeps admin.token out of guessing range.
+const minAdminTokenBytes = 24
 
 func (v *validator) audit(audit *Audit) {
 	if audit.Disabled {

@@ -47,6 +47,9 @@
 //	mcpbroker_sessions_refused_total{cap}                   counter    sessions refused for a cap (total, subject, address)
 //	mcpbroker_list_cache_total{app,outcome}                 counter    list pages a listing needed: hit, miss, joined, disabled
 //	mcpbroker_list_changes_total{app,list}                  counter    list_changed notifications from an app's upstream
+//	mcpbroker_pin_events_total{app,kind,status}             counter    definitions tool pinning held or refused, pins approved or revoked
+//	mcpbroker_validation_failures_total{app,what}           counter    calls answered isError for arguments or results off their schema
+//	mcpbroker_redactions_total{app,detector,action}         counter    redaction findings in results
 //
 // The Go runtime (go_*), the process (process_*) and the /metrics handler
 // itself (promhttp_*) are reported too.

@@ -53,6 +53,9 @@ type Metrics struct {
 	sessionCaps   map[string]prometheus.Counter
 	listCache     *family[prometheus.Counter]
 	listChanges   *family[prometheus.Counter]
+	pins          *family[prometheus.Counter]
+	validations   *family[prometheus.Counter]
+	redactions    *family[prometheus.Counter]
 	otherRefusal  prometheus.Counter
 
 	sessionsOpen       prometheus.Gauge
@@ -180,6 +183,22 @@ func NewMetrics() *Metrics {
 		"Lists an app's upstream said changed (notifications/*/list_changed), by app and list: its kept pages are dropped.", "app", "list")
 	m.listChanges = newFamily(maxApps*4, []int{0}, func(k labelKey) prometheus.Counter {
 		return listChanges.WithLabelValues(k[0], k[1])
+	})
+
+	pins := f.counterVec("mcpbroker_pin_events_total",
+		"Definitions tool pinning did not take as pinned, by app, kind (tool, prompt, resourceTemplate) and status: changed (differs from its pin), held (new, waiting for approval), unclean (invisible or control characters, or too large), pinned (new, pinned at first sight), approved and revoked (by an operator).", "app", "kind", "status")
+	m.pins = newFamily(maxApps*12, []int{0}, func(k labelKey) prometheus.Counter {
+		return pins.WithLabelValues(k[0], k[1], k[2])
+	})
+	validations := f.counterVec("mcpbroker_validation_failures_total",
+		"tools/call the broker answered with an isError result because they did not fit the tool's schema, by app and what: arguments (inputSchema or argument limits) or result (structuredContent against outputSchema).", "app", "what")
+	m.validations = newFamily(maxApps*2, []int{0}, func(k labelKey) prometheus.Counter {
+		return validations.WithLabelValues(k[0], k[1])
+	})
+	redactions := f.counterVec("mcpbroker_redactions_total",
+		"Findings of redaction in results, by app, detector and action (mask, block, audit).", "app", "detector", "action")
+	m.redactions = newFamily(maxApps*16, []int{0}, func(k labelKey) prometheus.Counter {
+		return redactions.WithLabelValues(k[0], k[1], k[2])
 	})
 
 	refusals := f.counterVec("mcpbroker_http_refusals_total",
@@ -405,6 +424,33 @@ func (m *Metrics) ListCache(app, outcome string) {
 		return
 	}
 	m.listCache.get(labelKey{app, outcome}).Inc()
+}
+
+// PinEvent counts a definition tool pinning did not take as pinned, or an
+// operator's approval or revocation.
+func (m *Metrics) PinEvent(app, kind, status string) {
+	if m == nil {
+		return
+	}
+	m.pins.get(labelKey{app, kind, status}).Inc()
+}
+
+// ValidationFailure counts a call answered as not fitting its tool's
+// schema; what is "arguments" or "result".
+func (m *Metrics) ValidationFailure(app, what string) {
+	if m == nil {
+		return
+	}
+	m.validations.get(labelKey{app, what}).Inc()
+}
+
+// Redacted counts n findings of detector in one app's result, and what
+// was done about them.
+func (m *Metrics) Redacted(app, detector, action string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.redactions.get(labelKey{app, detector, action}).Add(float64(n))
 }
 
 // ListChanged counts one list_changed an app's upstream sent; list is

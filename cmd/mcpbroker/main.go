@@ -25,6 +25,7 @@ func main() {
 			upstreamCommand(),
 			auditCommand(),
 			healthCommand(),
+			toolsCommand(),
 			versionCommand(),
 		},
 		HideVersion: true,

@@ -1,0 +1,107 @@
+package broker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/mcpbroker/mcpbroker/apps/schema"
+
+	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/apps/pins"
+)
+
+// maxDefinitionPages bounds the pages of an app's tools a call lists to
+// find its tool's definition.
+const maxDefinitionPages = 10
+
+// validate holds a tools/call to what the broker knows of its tool, before
+// the policy sees it: under tool pinning, the tool's definition must be
+// served (unchanged since it was pinned, approved, clean); under argument
+// validation, the arguments must fit the argument limits and the tool's
+// inputSchema, or the call is answered with an isError result naming
+// what does not fit, which the model can correct. Either way the upstream
+// is not asked. The definition found is what the policy sees as
+// input.tool.
+func (b *Broker) validate(ctx context.Context, c *Call) error {
+	if c.Message.Method != "tools/call" || c.App == nil {
+		return nil
+	}
+	t := c.gen.trust[c.App.Name]
+	if !t.definitions() {
+		return nil
+	}
+	d, err := b.definition(ctx, c, kindTool, c.Name)
+	if err != nil {
+		return err
+	}
+	if d == nil {
+		if t.pinning.Mode == pins.ModeEnforce {
+			return &pinRefusal{app: c.App.Name, kind: "tool", name: c.Name, pin: "held", reason: "the upstream does not list it"}
+		}
+		return nil // the upstream answers for a tool it does not list
+	}
+	c.Definition = d
+	if !d.Serve {
+		return &pinRefusal{app: c.App.Name, kind: "tool", name: c.Name, pin: d.Pin, reason: d.Reason}
+	}
+	if !t.arguments {
+		return nil
+	}
+	args := []byte(c.Params.Arguments)
+	if len(args) == 0 {
+		args = []byte("{}")
+	}
+	if failure := schema.CheckLimits(args, t.limits); failure != nil {
+		return b.invalidArguments(c, failure)
+	}
+	compiled, err := b.inputSchema(d)
+	if err != nil {
+		// A schema the broker cannot compile validates nothing: the tool
+		// is not called on trust.
+		return &toolFailure{text: "The tool " + c.Params.Name + " cannot be called: its input schema is not usable (" + err.Error() + ").", reason: "schema"}
+	}
+	if compiled == nil {
+		return nil // the definition declares no inputSchema
+	}
+	if failure := compiled.Validate(args); failure != nil {
+		return b.invalidArguments(c, failure)
+	}
+	return nil
+}
+
+func (b *Broker) invalidArguments(c *Call, failure *schema.Failure) error {
+	b.metrics.ValidationFailure(c.App.Name, "arguments")
+	return &toolFailure{text: "Invalid arguments for tool " + c.Params.Name + ": " + failure.Text(), reason: "arguments"}
+}
+
+// definition is the app's latest definition of kind and name, listed now
+// (through the app's list cache, as this caller) when the app has none.
+func (b *Broker) definition(ctx context.Context, c *Call, k listKind, name string) (*apps.Definition, error) {
+	kind := string(pinKinds[k])
+	if d := c.App.Definitions.Get(kind, name); d != nil {
+		return d, nil
+	}
+	cursor := ""
+	for range maxDefinitionPages {
+		page, err := b.listApp(ctx, c, c.App, k, cursor)
+		if errors.Is(err, errNotSupported) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if d := c.App.Definitions.Get(kind, name); d != nil {
+			return d, nil
+		}
+		if cursor = page.Next; cursor == "" {
+			break
+		}
+	}
+	return nil, nil
+}
+
+// inputSchema is the compiled inputSchema of a tool's definition; nil when
+// it declares none.
+func (b *Broker) inputSchema(d *apps.Definition) (*schema.Compiled, error) {
+	return b.compiledMember(d, "inputSchema")
+}
