@@ -37,12 +37,12 @@ func toolsCommand() *cli.Command {
 				Action: listPinsAction,
 			},
 			{
-				Name: "diff", Usage: "show a pinned definition beside the one waiting for approval", ArgsUsage: "APP NAME",
+				Name: "diff", Usage: "show a pinned definition beside the one waiting for approval", ArgsUsage: "[options] APP NAME",
 				Flags:  append([]cli.Flag{kind}, target...),
 				Action: diffPinAction,
 			},
 			{
-				Name: "approve", Usage: "approve the definition waiting (or the one with --sha256)", ArgsUsage: "APP NAME",
+				Name: "approve", Usage: "approve the definition waiting (or the one with --sha256)", ArgsUsage: "[options] APP NAME",
 				Flags: append([]cli.Flag{kind,
 					&cli.StringFlag{Name: "sha256", Usage: "approve only if the waiting definition has this hash (as list shows it)"},
 					&cli.StringFlag{Name: "by", Usage: "who approves, for the audit trail"},
@@ -50,7 +50,7 @@ func toolsCommand() *cli.Command {
 				Action: approvePinAction,
 			},
 			{
-				Name: "revoke", Usage: "drop a pin: the definition is new again at its next sight", ArgsUsage: "APP NAME",
+				Name: "revoke", Usage: "drop a pin: the definition is new again at its next sight", ArgsUsage: "[options] APP NAME",
 				Flags:  append([]cli.Flag{kind}, target...),
 				Action: revokePinAction,
 			},
