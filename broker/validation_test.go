@@ -153,7 +153,9 @@ func TestArgumentValidation(t *testing.T) {
 			}
 		}
 	}
-	if n := countRecords(t, trail, func(r *audit.Record) bool { return r.Event == "tools/call" && strings.HasPrefix(r.Detail, "Invalid arguments") }); n < 20 {
+	if n := countRecords(t, trail, func(r *audit.Record) bool {
+		return r.Event == "tools/call" && strings.HasPrefix(r.Detail, "Invalid arguments")
+	}); n < 20 {
 		t.Errorf("%d refused calls recorded, want every one", n)
 	}
 }
@@ -201,4 +203,3 @@ func countRecords(t *testing.T, trail string, match func(*audit.Record) bool) in
 	}
 	return n
 }
-
