@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"maps"
@@ -103,7 +104,8 @@ func foundKinds(counts redact.Counts) string {
 
 // redactToolResult finds (and, with mask, masks) what set detects in a
 // tools/call result: each content item's text, an embedded resource's
-// text, and structuredContent. Other members pass as they are.
+// text, and structuredContent. Other members pass as they are; a result
+// with nothing found comes back as it was, copied nowhere.
 func redactToolResult(result json.RawMessage, set *redact.Set, mask bool) (json.RawMessage, redact.Counts, error) {
 	counts := redact.Counts{}
 	out := result
@@ -112,26 +114,28 @@ func redactToolResult(result json.RawMessage, set *redact.Set, mask bool) (json.
 		return nil, nil, err
 	}
 	if ok {
-		var items []json.RawMessage
-		if err := jsonrpc.Unmarshal(content, &items); err != nil {
-			return nil, nil, err
-		}
+		var items [][]byte
 		changed := false
-		for i, item := range items {
+		err := jsonrpc.Elements(content, func(item []byte) error {
+			masked := item
 			for _, path := range [][]string{{"text"}, {"resource", "text"}} {
-				masked, n, err := redactMember(item, path, set, mask)
+				m, n, err := redactMember(masked, path, set, mask)
 				if err != nil {
-					return nil, nil, err
+					return err
 				}
 				addCounts(counts, n)
-				if len(n) > 0 && mask {
-					items[i], item, changed = masked, masked, true
-				}
+				masked = m
 			}
+			changed = changed || len(masked) != len(item) || &masked[0] != &item[0]
+			items = append(items, masked)
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
 		}
 		if changed {
-			joined, _ := json.Marshal(items)
-			if out, err = jsonrpc.SetMember(out, "content", joined); err != nil {
+			joined := append([]byte{'['}, bytes.Join(items, []byte{','})...)
+			if out, err = jsonrpc.SetMember(out, "content", append(joined, ']')); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -154,7 +158,7 @@ func redactToolResult(result json.RawMessage, set *redact.Set, mask bool) (json.
 }
 
 // redactMember scans the string at path in obj; obj comes back with it
-// masked when mask is set and something was found.
+// masked when mask is set and something was found, else as it was.
 func redactMember(obj []byte, path []string, set *redact.Set, mask bool) ([]byte, redact.Counts, error) {
 	value, ok, err := jsonrpc.Member(obj, path[0])
 	if err != nil || !ok {
@@ -168,17 +172,27 @@ func redactMember(obj []byte, path []string, set *redact.Set, mask bool) ([]byte
 		out, err := jsonrpc.SetMember(obj, path[0], inner)
 		return out, n, err
 	}
-	var text string
-	if json.Unmarshal(value, &text) != nil {
+	if len(value) < 2 || value[0] != '"' {
 		return obj, nil, nil // not a string
 	}
-	if !mask {
-		return obj, countsOf(set, text), nil
-	}
-	masked, n := set.Mask(text)
-	if len(n) == 0 {
+	var text string
+	if bytes.IndexByte(value, '\\') < 0 {
+		text = string(value[1 : len(value)-1])
+	} else if json.Unmarshal(value, &text) != nil {
 		return obj, nil, nil
 	}
+	found := set.Find(text)
+	if len(found) == 0 {
+		return obj, nil, nil
+	}
+	n := redact.Counts{}
+	for _, f := range found {
+		n[f.Kind]++
+	}
+	if !mask {
+		return obj, n, nil
+	}
+	masked, _ := redact.MaskFindings(text, found)
 	encoded, _ := jsonrpc.Marshal(masked)
 	out, err := jsonrpc.SetMember(obj, path[0], encoded)
 	return out, n, err
@@ -191,18 +205,6 @@ func scanJSON(doc []byte, set *redact.Set, mask bool) ([]byte, redact.Counts, er
 		return doc, n, err
 	}
 	return set.MaskJSON(doc)
-}
-
-func countsOf(set *redact.Set, text string) redact.Counts {
-	findings := set.Find(text)
-	if len(findings) == 0 {
-		return nil
-	}
-	n := redact.Counts{}
-	for _, f := range findings {
-		n[f.Kind]++
-	}
-	return n
 }
 
 func addCounts(total, n redact.Counts) {

@@ -51,7 +51,7 @@ const policyBroker = authBroker + `    authorization:
             result := {"allowed": true} if {
               some group in input.subject.groups
               group in allowed_tools[input.request.mcp.tool.params.name]
-              count(input.request.mcp.tool.params.arguments.text) < 1000
+              count(input.request.mcp.tool.params.arguments.text) < 8192
             }
 `
 
@@ -59,16 +59,30 @@ const policyBroker = authBroker + `    authorization:
 // embedded authorization server (issuer %[4]q, the broker's own URL, its
 // store at %[5]q) mints for each call a token for the upstream, delegated
 // to the caller's agent, with the echo tool's scope.
-const exchangeBroker = policyBroker + `      outbound:
+const exchangeBroker = policyBroker + exchangeOutbound + exchangeStore
+
+const exchangeOutbound = `      outbound:
         type: tokenExchange
         tokenExchange:
           type: delegation
           idp: embedded
           audience: ` + benchAudience + `
           tools: [{name: echo, ttl: 60s, scopes: [{name: mcp:tools}]}]
-storage: {bolt: {path: %[5]q}}
+`
+
+const exchangeStore = `storage: {bolt: {path: %[5]q}}
 authProvider: {enabled: true, issuer: %[4]q}
 `
+
+// validateBroker is exchangeBroker validating every call's arguments
+// against echo's inputSchema (and its result against its outputSchema).
+const validateBroker = policyBroker + exchangeOutbound + `    validation: {arguments: enforce, results: enforce}
+` + exchangeStore
+
+// redactBroker is exchangeBroker masking, with every detector, what the
+// results carry.
+const redactBroker = policyBroker + exchangeOutbound + `    redaction: {action: mask}
+` + exchangeStore
 
 // benchAudience is the audience of the upstream's tokens.
 const benchAudience = "https://bench-upstream.example/"

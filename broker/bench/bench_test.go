@@ -182,7 +182,30 @@ func TestDataPaths(t *testing.T) {
 			if dst.audited {
 				checkAudited(t, dst, len(latencies))
 			}
+			checkFeature(t, path.name, sessions[0])
 		})
+	}
+}
+
+// checkFeature makes sure the rows that measure validation and
+// redaction run them: arguments off echo's schema are answered without
+// the upstream, an e-mail address in a result is masked.
+func checkFeature(t *testing.T, row string, s *session) {
+	t.Helper()
+	ctx := context.Background()
+	switch row {
+	case "broker+validate":
+		err := s.callTool(ctx, "echo", `{"text":5}`)
+		if err == nil || !strings.Contains(err.Error(), "Invalid arguments for tool echo") {
+			t.Errorf("echo with a number for text: %v, want the broker's isError result", err)
+		}
+	case "broker+redact":
+		if err := s.callTool(ctx, "echo", `{"text":"mail alice@example.com"}`); err != nil {
+			t.Fatal(err)
+		}
+		if c := s.msg.Result.Content; len(c) != 1 || c[0].Text != "mail [REDACTED:email]" {
+			t.Errorf("echo of an e-mail address: %+v, want it masked", c)
+		}
 	}
 }
 

@@ -34,8 +34,10 @@ type session struct {
 	body   []byte
 	reader *bufio.Reader
 	line   []byte // an SSE line longer than reader's buffer
-	data   []byte // the current SSE event's data
-	msg    rpcMessage
+	// echo is the text callEcho sends; echoArgs its arguments.
+	echo, echoArgs string
+	data           []byte // the current SSE event's data
+	msg            rpcMessage
 }
 
 // rpcMessage is the part of a JSON-RPC message the client checks.
@@ -101,14 +103,22 @@ type listedTool struct {
 	Name string `json:"name"`
 }
 
-// callEcho calls the echo tool and checks that the result is its text.
+// callEcho calls the echo tool with the session's text ("hello" unless
+// the path says otherwise) and checks that the result is that text.
 func (s *session) callEcho(ctx context.Context) error {
-	if err := s.callTool(ctx, "echo", `{"text":"hello"}`); err != nil {
+	text := s.echo
+	if text == "" {
+		text = "hello"
+	}
+	if s.echoArgs == "" {
+		s.echoArgs = `{"text":` + strconv.Quote(text) + `}`
+	}
+	if err := s.callTool(ctx, "echo", s.echoArgs); err != nil {
 		return err
 	}
 	r := s.msg.Result
-	if len(r.Content) != 1 || r.Content[0].Type != "text" || r.Content[0].Text != "hello" {
-		return fmt.Errorf("tools/call echo: unexpected result %+v", *r)
+	if len(r.Content) != 1 || r.Content[0].Type != "text" || r.Content[0].Text != text {
+		return fmt.Errorf("tools/call echo: unexpected result (%d content items)", len(r.Content))
 	}
 	return nil
 }
@@ -392,6 +402,7 @@ func openSessions(tb testing.TB, t target, n int) []*session {
 		if err != nil {
 			tb.Fatalf("session %d at %s: %v", i, t.endpoint, err)
 		}
+		s.echo = t.echo
 		sessions[i] = s
 	}
 	tb.Cleanup(func() {

@@ -40,6 +40,8 @@ type target struct {
 	// audience is that of the token the broker mints for each call to
 	// the upstream; empty: the upstream receives no token.
 	audience string
+	// echo is the text each call echoes; empty: "hello".
+	echo string
 	// hop is the process between the client and the upstream; nil: the
 	// path has none.
 	hop *hop
@@ -70,6 +72,9 @@ var dataPaths = []dataPath{
 	{"broker+auth", authBrokerPath(authBroker)},
 	{"broker+policy", policyBrokerPath(policyBroker)},
 	{"broker+exchange", exchangeBrokerPath(exchangeBroker)},
+	{"broker+validate", exchangeBrokerPath(validateBroker)},
+	{"broker+exchange-4k", withEcho(exchangeBrokerPath(exchangeBroker), result4K)},
+	{"broker+redact", withEcho(exchangeBrokerPath(redactBroker), result4K)},
 	{"broker+audit-sync", auditBrokerPath(auditSyncBroker)},
 	{"broker+audit-async", auditBrokerPath(auditAsyncBroker)},
 	{"broker+redis", redisBrokerPath(redisBroker)},
@@ -216,3 +221,16 @@ func (p *bufferPool) Get() []byte {
 }
 
 func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
+
+// withEcho is path with each call echoing text.
+func withEcho(path func(testing.TB, string) target, text string) func(testing.TB, string) target {
+	return func(tb testing.TB, upstream string) target {
+		dst := path(tb, upstream)
+		dst.echo = text
+		return dst
+	}
+}
+
+// result4K is 4 KiB of log-like text with nothing redaction finds: what
+// most results are, and what every detector must still read.
+var result4K = strings.Repeat("2026-12-05T10:00:00Z order 1234-5678 shipped from warehouse 7 to Berlin, status ok; ", 50)[:4096]

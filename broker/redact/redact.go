@@ -92,6 +92,9 @@ func (s *Set) Mask(text string) (string, Counts) {
 	return maskFound(text, s.Find(text))
 }
 
+// MaskFindings replaces findings of text, as Find returned them.
+func MaskFindings(text string, found []Finding) (string, Counts) { return maskFound(text, found) }
+
 // maskFound replaces the findings in text.
 func maskFound(text string, found []Finding) (string, Counts) {
 	if len(found) == 0 {

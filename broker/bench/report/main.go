@@ -72,6 +72,9 @@ var requires = map[string]string{
 	"audit-sync":  "exchange",
 	"audit-async": "exchange",
 	"redis":       "policy",
+	"validate":    "exchange",
+	"exchange-4k": "policy",
+	"redact":      "exchange-4k",
 }
 
 // An overhead is a section that shows, for every row of a feature
