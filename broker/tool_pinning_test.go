@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,5 +233,50 @@ func TestRugPullWarned(t *testing.T) {
 	}
 	if n := metricSum(t, s.admin, "mcpbroker_pin_events_total", map[string]string{"status": "changed"}); n != 1 {
 		t.Errorf("changes counted: %v", n)
+	}
+}
+
+// The review endpoints answer only the admin token: none, a wrong one, or
+// one sent another way is refused; bodies are bounded; unknown pins and
+// stale hashes are told apart.
+func TestPinEndpointsGuarded(t *testing.T) {
+	s := startPinning(t, "enforce")
+	listedTools(t, s.session(t))
+	request := func(method, path, token, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, s.admin+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	bearer := "Bearer " + adminToken
+	tests := []struct {
+		name, method, path, token, body string
+		want                            int
+	}{
+		{"no token", "GET", "/pins", "", "", http.StatusUnauthorized},
+		{"wrong token", "GET", "/pins", "Bearer " + strings.Repeat("x", len(adminToken)), "", http.StatusUnauthorized},
+		{"token as basic", "GET", "/pins", "Basic " + adminToken, "", http.StatusUnauthorized},
+		{"approve without token", "POST", "/pins/ledger/tool/get_balance/approve", "", "", http.StatusUnauthorized},
+		{"list", "GET", "/pins?app=ledger", bearer, "", http.StatusOK},
+		{"one pin", "GET", "/pins/ledger/tool/get_balance", bearer, "", http.StatusOK},
+		{"unknown pin", "GET", "/pins/ledger/tool/nothing", bearer, "", http.StatusNotFound},
+		{"nothing waits", "POST", "/pins/ledger/tool/get_balance/approve", bearer, "", http.StatusConflict},
+		{"stale hash", "POST", "/pins/ledger/tool/get_balance/approve", bearer, `{"sha256":"` + strings.Repeat("0", 64) + `"}`, http.StatusConflict},
+		{"body not JSON", "POST", "/pins/ledger/tool/get_balance/approve", bearer, `sha256=1`, http.StatusBadRequest},
+		{"body too large", "POST", "/pins/ledger/tool/get_balance/approve", bearer, `{"by":"` + strings.Repeat("a", 8<<10) + `"}`, http.StatusBadRequest},
+		{"revoke unknown", "POST", "/pins/ledger/tool/nothing/revoke", bearer, "", http.StatusNotFound},
+		{"metrics stay open", "GET", "/metrics", "", "", http.StatusOK},
+	}
+	for _, tt := range tests {
+		if got := request(tt.method, tt.path, tt.token, tt.body); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }

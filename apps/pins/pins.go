@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -131,6 +132,11 @@ const memoTTL = 5 * time.Second
 // maxMemo bounds the verdicts remembered.
 const maxMemo = 65536
 
+// MaxPinsPerApp bounds the pins one app's definitions make: an upstream
+// that lists ever new names cannot fill the store. Past it, new
+// definitions are refused as unclean.
+const MaxPinsPerApp = 10000
+
 // Pins checks definitions against their pins.
 type Pins struct {
 	store Store
@@ -138,6 +144,9 @@ type Pins struct {
 
 	mu   sync.Mutex
 	memo map[memoKey]memoEntry
+	// pinned counts each app's stored pins, read from the store at the
+	// app's first new definition and kept up by this process's creations.
+	pinned map[string]int
 }
 
 type memoKey struct {
@@ -158,7 +167,7 @@ func New(store Store, now func() time.Time) *Pins {
 	if now == nil {
 		now = time.Now
 	}
-	return &Pins{store: store, now: now, memo: make(map[memoKey]memoEntry)}
+	return &Pins{store: store, now: now, memo: make(map[memoKey]memoEntry), pinned: make(map[string]int)}
 }
 
 // Check compares one listed definition of an app with its pin, pinning or
@@ -204,6 +213,13 @@ func (p *Pins) compare(ctx context.Context, app string, policy Policy, kind Kind
 		return Verdict{}, err
 	}
 	if !found {
+		full, err := p.full(ctx, app)
+		if err != nil {
+			return Verdict{}, err
+		}
+		if full {
+			return Verdict{Status: StatusUnclean, Hash: hash, Problems: []Problem{{Reason: fmt.Sprintf("the app already has %d pinned definitions", MaxPinsPerApp)}}}, nil
+		}
 		fresh := Pin{App: app, Kind: kind, Name: name, Hash: hash, Definition: canonical, Status: PinHeld, FirstSeen: now}
 		if policy.TrustOnFirstUse {
 			fresh.Status, fresh.ApprovedAt, fresh.ApprovedBy = PinApproved, now, "trust on first use"
@@ -213,6 +229,9 @@ func (p *Pins) compare(ctx context.Context, app string, policy Policy, kind Kind
 			return Verdict{}, err
 		}
 		if created {
+			p.mu.Lock()
+			p.pinned[app]++
+			p.mu.Unlock()
 			if pin.Status == PinApproved {
 				return Verdict{Status: StatusNewTrusted, Hash: hash}, nil
 			}
@@ -240,6 +259,24 @@ func (p *Pins) compare(ctx context.Context, app string, policy Policy, kind Kind
 		}
 	}
 	return Verdict{Status: StatusChanged, Hash: hash, Pinned: pin.Hash}, nil
+}
+
+// full reports whether app has as many pins as it may.
+func (p *Pins) full(ctx context.Context, app string) (bool, error) {
+	p.mu.Lock()
+	n, known := p.pinned[app]
+	p.mu.Unlock()
+	if !known {
+		pins, err := p.store.List(ctx, app)
+		if err != nil {
+			return false, err
+		}
+		n = len(pins)
+		p.mu.Lock()
+		p.pinned[app] = n
+		p.mu.Unlock()
+	}
+	return n >= MaxPinsPerApp, nil
 }
 
 // remember keeps v for its definition and tells whether it is news.
@@ -324,5 +361,10 @@ func (p *Pins) Revoke(ctx context.Context, app string, kind Kind, name string) e
 	if !found {
 		return ErrNotFound
 	}
+	p.mu.Lock()
+	if n, known := p.pinned[app]; known && n > 0 {
+		p.pinned[app] = n - 1
+	}
+	p.mu.Unlock()
 	return nil
 }

@@ -3,6 +3,7 @@ package pins_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -313,4 +314,29 @@ func FuzzCanonical(f *testing.F) {
 			t.Fatalf("canonical of %q is %q, whose canonical is %q (%v)", raw, canonical, again, err)
 		}
 	})
+}
+
+// An upstream that lists ever new names cannot fill the store: past
+// MaxPinsPerApp, new definitions are refused.
+func TestPinsPerAppBounded(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "pins.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store, _ := pins.NewBoltStore(db)
+	ctx := context.Background()
+	for i := range pins.MaxPinsPerApp {
+		if err := store.Put(ctx, pins.Pin{App: "flood", Kind: pins.KindTool, Name: fmt.Sprint("t", i), Status: pins.PinApproved}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := pins.New(store, nil)
+	v, err := p.Check(ctx, "flood", pins.Policy{Mode: pins.ModeEnforce, TrustOnFirstUse: true}, pins.KindTool, []byte(`{"name":"one-more"}`))
+	if err != nil || v.Serve || v.Status != pins.StatusUnclean || !strings.Contains(v.Problems[0].Reason, "already has 10000") {
+		t.Fatalf("one more: %+v %v", v, err)
+	}
+	if v, _ := p.Check(ctx, "other", pins.Policy{Mode: pins.ModeEnforce, TrustOnFirstUse: true}, pins.KindTool, []byte(v1)); !v.Serve {
+		t.Fatalf("another app: %+v", v)
+	}
 }
