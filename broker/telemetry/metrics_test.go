@@ -224,6 +224,9 @@ func TestMetricsAreDocumented(t *testing.T) {
 	m.AuthEvent("e")
 	m.ListCache("a", "hit")
 	m.ListChanged("a", "tools")
+	m.PinEvent("a", "tool", "changed")
+	m.ValidationFailure("a", "arguments")
+	m.Redacted("a", "email", "mask", 1)
 	families := scrape(t, m)
 	for _, name := range regexp.MustCompile(`mcpbroker_[a-z_]+`).FindAllString(string(doc), -1) {
 		if families[name] == nil {
