@@ -23,12 +23,15 @@ const maxDefinitionPages = 10
 // is not asked. The definition found is what the policy sees as
 // input.tool.
 func (b *Broker) validate(ctx context.Context, c *Call) error {
-	if c.Message.Method != "tools/call" || c.App == nil {
+	if c.App == nil || (c.Message.Method != "tools/call" && c.Message.Method != "prompts/get") {
 		return nil
 	}
 	t := c.gen.trust[c.App.Name]
 	if !t.definitions() {
 		return nil
+	}
+	if c.Message.Method == "prompts/get" {
+		return b.checkPrompt(ctx, c, t)
 	}
 	d, err := b.definition(ctx, c, kindTool, c.Name)
 	if err != nil {
@@ -104,4 +107,23 @@ func (b *Broker) definition(ctx context.Context, c *Call, k listKind, name strin
 // it declares none.
 func (b *Broker) inputSchema(d *apps.Definition) (*schema.Compiled, error) {
 	return b.compiledMember(d, "inputSchema")
+}
+
+// checkPrompt refuses a prompts/get of a prompt whose definition tool
+// pinning does not serve, as a tools/call of such a tool is.
+func (b *Broker) checkPrompt(ctx context.Context, c *Call, t *appTrust) error {
+	if t.pinning.Mode == pins.ModeOff {
+		return nil
+	}
+	d, err := b.definition(ctx, c, kindPrompt, c.Name)
+	if err != nil {
+		return err
+	}
+	switch {
+	case d == nil && t.pinning.Mode == pins.ModeEnforce:
+		return &pinRefusal{app: c.App.Name, kind: "prompt", name: c.Name, pin: "held", reason: "the upstream does not list it"}
+	case d != nil && !d.Serve:
+		return &pinRefusal{app: c.App.Name, kind: "prompt", name: c.Name, pin: d.Pin, reason: d.Reason}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -278,5 +279,29 @@ func TestPinEndpointsGuarded(t *testing.T) {
 		if got := request(tt.method, tt.path, tt.token, tt.body); got != tt.want {
 			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
 		}
+	}
+}
+
+// Prompts are pinned too: without trust on first use a new prompt is
+// held, left out of prompts/list and its prompts/get refused, until it is
+// approved.
+func TestPromptsPinned(t *testing.T) {
+	s := startPinning(t, "enforce, trustOnFirstUse: false")
+	c := s.session(t)
+	get := `{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"ledger_audit_account","arguments":{"account":"alice"}}}`
+	msgs := readMessages(t, c.post(`{"jsonrpc":"2.0","id":2,"method":"prompts/list"}`))
+	if len(msgs) != 1 || strings.Contains(fmt.Sprint(msgs[0]["result"]), "audit_account") {
+		t.Fatalf("prompts/list of a held prompt: %v", msgs)
+	}
+	msgs = readMessages(t, c.post(get))
+	if len(msgs) != 1 || msgs[0]["error"] == nil || !strings.Contains(fmt.Sprint(msgs[0]["error"]), `prompt "audit_account" of app "ledger" is not served: its definition is new and waits`) {
+		t.Fatalf("prompts/get of a held prompt: %v", msgs)
+	}
+	if out := s.tools(t, "approve", "--kind", "prompt", "ledger", "audit_account"); !strings.Contains(out, "approved prompt audit_account") {
+		t.Fatal(out)
+	}
+	msgs = readMessages(t, c.post(get))
+	if len(msgs) != 1 || msgs[0]["result"] == nil {
+		t.Fatalf("prompts/get after the approval: %v", msgs)
 	}
 }
