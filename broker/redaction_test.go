@@ -134,3 +134,53 @@ func TestRedaction(t *testing.T) {
 		t.Errorf("masked e-mail addresses counted: %v, want 3", n)
 	}
 }
+
+// governedBroker governs the sample upstream (%[1]q) with a policy that
+// reads the tool's definition: read-only tools only, and their results
+// with e-mail addresses masked.
+const governedBroker = `
+version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: %[1]q}}
+    validation: {arguments: enforce}
+    authorization:
+      inbound:
+        opa:
+          name: read-only
+          rego: |
+            package orchestrator
+            default result := {"allowed": false, "external_message": "only read-only tools"}
+            result := {"allowed": true, "redact": ["email"]} if {
+              input.tool.definition.annotations.readOnlyHint
+              input.tool.pin == "unpinned"
+            }
+`
+
+// A policy governs on the definition the broker holds (input.tool) and
+// asks for redaction in its result.
+func TestPolicyOnDefinitionAndRedaction(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	upstream := freeAddress(t)
+	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream, "--records-tool")
+	c := newWireClient(t, startBroker(t, governedBroker, "http://"+upstream+"/mcp")+"/mcp")
+	c.initialize(`{}`)
+	r, e := call(t, c, "ledger_customer_record", `{"account":"alice"}`)
+	if e != nil || r["isError"] == true {
+		t.Fatalf("a read-only tool: %v %v", r, e)
+	}
+	text := resultText(r)
+	if !strings.Contains(text, "[REDACTED:email]") || strings.Contains(text, "alice.martin@example.com") || !strings.Contains(text, "4111 1111 1111 1111") {
+		t.Errorf("the policy asked for e-mail addresses only to be masked:\n%s", text)
+	}
+	_, e = call(t, c, "ledger_transfer", `{"from":"alice","to":"bob","amount":1}`)
+	if e == nil || e["code"].(float64) != -32010 || e["message"] != "only read-only tools" {
+		t.Errorf("a tool without readOnlyHint: %v", e)
+	}
+}
