@@ -12,14 +12,7 @@ import (
 // redactionBroker serves the sample upstream (%[1]q, with customer_record)
 // three times, one app per redaction action; %[2]q is the trail, which
 // records arguments, and %[3]q the admin listener.
-const redactionBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-audit: {dir: %[2]q, arguments: {record: true}}
+const redactionBroker = openProvider + `audit: {dir: %[2]q, arguments: {record: true}}
 admin: {address: %[3]q}
 apps:
   - name: masked
@@ -138,14 +131,7 @@ func TestRedaction(t *testing.T) {
 // governedBroker governs the sample upstream (%[1]q) with a policy that
 // reads the tool's definition: read-only tools only, and their results
 // with e-mail addresses masked.
-const governedBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
+const governedBroker = openProvider + `apps:
   - name: ledger
     type: mcpProxy
     upstream: {transport: stream, stream: {url: %[1]q}}

@@ -14,18 +14,22 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 )
 
-// pinningBroker fronts the sample upstream (%[1]q) with tool pinning in
-// mode %[2]s; its pins live in %[3]q, its trail in %[4]q, its admin
-// listener on %[5]q with the token %[6]q. Lists are not kept, so every
-// session sees what the upstream says now.
-const pinningBroker = `
+// openProvider is the MCP endpoint of the trust tests' brokers: /mcp,
+// with sessions, without authentication.
+const openProvider = `
 version: 1
 mcpProvider:
   enabled: true
   authorization: {unauthenticated: {enabled: true}}
   transports:
     stream: {enabled: true, path: /mcp, session: {enabled: true}}
-storage: {bolt: {path: %[3]q}}
+`
+
+// pinningBroker fronts the sample upstream (%[1]q) with tool pinning in
+// mode %[2]s; its pins live in %[3]q, its trail in %[4]q, its admin
+// listener on %[5]q with the token %[6]q. Lists are not kept, so every
+// session sees what the upstream says now.
+const pinningBroker = openProvider + `storage: {bolt: {path: %[3]q}}
 audit: {dir: %[4]q}
 admin: {address: %[5]q, token: %[6]q}
 apps:

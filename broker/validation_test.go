@@ -13,14 +13,7 @@ import (
 
 // validationBroker validates the arguments and results of the app at
 // %[1]q; %[2]q is its trail.
-const validationBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-audit: {dir: %[2]q}
+const validationBroker = openProvider + `audit: {dir: %[2]q}
 apps:
   - name: shop
     type: mcpProxy
