@@ -106,17 +106,17 @@ func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError)
 }
 
 // checkVersionHeader applies the MCP-Protocol-Version rules to a request
-// within a session.
-func checkVersionHeader(r *http.Request, s *Session) *HTTPError {
+// within a session: an unsupported or malformed value is refused. A
+// supported version other than the one the session negotiated is served
+// (the specification says the header SHOULD match, and the reference SDK
+// serves it); the session goes on speaking what it negotiated.
+func checkVersionHeader(r *http.Request, _ *Session) *HTTPError {
 	v := r.Header.Get("MCP-Protocol-Version")
 	if v == "" {
 		return nil // the client predates the header: 2025-03-26
 	}
 	if !IsSupportedVersion(v) {
 		return httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: unsupported MCP-Protocol-Version "+strconv.Quote(v))
-	}
-	if s.ProtocolVersion != "" && v != s.ProtocolVersion && s.ProtocolVersion >= "2025-06-18" {
-		return httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "bad request: MCP-Protocol-Version "+v+" differs from the negotiated "+s.ProtocolVersion)
 	}
 	return nil
 }

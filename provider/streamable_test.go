@@ -275,9 +275,16 @@ func TestStreamablePost(t *testing.T) {
 			wantStatus: http.StatusBadRequest,
 		},
 		{
-			name: "protocol version header differs from negotiated",
+			name: "a supported protocol version other than the negotiated one is served",
 			call: func() call {
 				return call{subject: "alice", session: fresh(), version: "2025-03-26", body: echo}
+			},
+			wantStatus: http.StatusOK,
+		},
+		{
+			name: "malformed protocol version header",
+			call: func() call {
+				return call{subject: "alice", session: fresh(), version: "2025-06-18; drop", body: echo}
 			},
 			wantStatus: http.StatusBadRequest,
 		},
