@@ -102,7 +102,9 @@ func TestQuickstartWalkthrough(t *testing.T) {
 	}
 
 	// 5. A call allowed by policy whose tool needs a scope the user's token
-	// lacks: 403 insufficient_scope naming it (step-up).
+	// lacks: 403 insufficient_scope naming it (step-up), beside the scope
+	// the session's earlier calls used, so that a client replacing its
+	// scopes with the challenge's keeps reading.
 	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ledger_transfer","arguments":{"from":"alice","to":"bob","amount":10}}}`
 	request, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(body))
 	request.Header.Set("Authorization", "Bearer "+issued.AccessToken)
@@ -126,7 +128,7 @@ func TestQuickstartWalkthrough(t *testing.T) {
 		t.Errorf("403 body %+v, want a JSON-RPC error answering id 7", refused)
 	}
 	if challenge := response.Header.Get("WWW-Authenticate"); response.StatusCode != http.StatusForbidden ||
-		!strings.Contains(challenge, `error="insufficient_scope"`) || !strings.Contains(challenge, `scope="ledger:write"`) {
+		!strings.Contains(challenge, `error="insufficient_scope"`) || !strings.Contains(challenge, `scope="ledger:read ledger:write"`) {
 		t.Errorf("transfer without ledger:write: %d %q", response.StatusCode, challenge)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/mcpbroker/mcpbroker/exchange"
@@ -151,6 +152,20 @@ func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
 	if c.gen.auth == nil || c.Request == nil || c.Request.HTTP == nil ||
 		!(errors.Is(err, errInsufficientScope) || errors.Is(err, exchange.ErrAgentTokenExpiring)) {
 		return nil
+	}
+	var tool *exchange.ScopeError
+	if errors.As(err, &tool) && c.Principal != nil {
+		// Everything the client needs to keep working: the scopes the
+		// broker requires of every token, those the session's calls use
+		// that its token holds, and the missing ones. A client that
+		// replaces its scope set with the challenge's loses nothing.
+		scopes := slices.Clone(c.gen.auth.requiredScopes)
+		for _, s := range append(c.State.scopesInUse(c.Principal.Scopes), tool.Scopes...) {
+			if !slices.Contains(scopes, s) {
+				scopes = append(scopes, s)
+			}
+		}
+		err = &exchange.ScopeError{Scopes: scopes}
 	}
 	return b.challenge(c.gen.auth, c.Request.HTTP, err)
 }

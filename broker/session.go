@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,10 @@ type sessionState struct {
 	prompts   map[string]*apps.App
 	resources map[string]*apps.App
 	templates []templateRoute
+	// scopesUsed are the scopes the tool tokens of the session's calls
+	// carried: a step-up challenge asks for them too, so a client that
+	// replaces its scopes with the challenge's keeps what it uses.
+	scopesUsed []string
 	// urisListed records, for resources/list and resources/templates/list,
 	// that every app answered its first page in this session (uri_routes.go).
 	urisListed [2]bool
@@ -221,4 +226,37 @@ func (st *sessionState) setClientCapabilities(raw json.RawMessage) {
 	st.mu.Lock()
 	st.capabilities = caps
 	st.mu.Unlock()
+}
+
+// maxScopesUsed bounds the scopes a session remembers using.
+const maxScopesUsed = 64
+
+// useScopes remembers scopes a call of the session was granted.
+func (st *sessionState) useScopes(scopes []string) {
+	if st == nil || len(scopes) == 0 {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, s := range scopes {
+		if !slices.Contains(st.scopesUsed, s) && len(st.scopesUsed) < maxScopesUsed {
+			st.scopesUsed = append(st.scopesUsed, s)
+		}
+	}
+}
+
+// scopesInUse are the scopes the session used that held still grants.
+func (st *sessionState) scopesInUse(held []string) []string {
+	if st == nil {
+		return nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var keep []string
+	for _, s := range st.scopesUsed {
+		if slices.Contains(held, s) {
+			keep = append(keep, s)
+		}
+	}
+	return keep
 }

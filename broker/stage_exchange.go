@@ -129,6 +129,7 @@ func (b *Broker) exchange(ctx context.Context, c *Call) error {
 		b.metrics.Exchange(c.App.Name, "issued")
 	}
 	c.Outbound = outboundToken{set: true, token: token}
+	c.State.useScopes(token.Scopes)
 	return nil
 }
 
