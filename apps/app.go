@@ -28,6 +28,9 @@ type App struct {
 	// Definitions are the latest listed definitions with their standing
 	// (definitions.go).
 	Definitions Definitions
+	// TLS is the configuration the upstream is reached with; nil: the
+	// defaults.
+	TLS *tls.Config
 
 	client *http.Client
 	log    *slog.Logger
@@ -93,6 +96,7 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 			Prefix:  a.Prefix,
 			Timeout: a.Timeout,
 			URL:     a.URL,
+			TLS:     a.TLS,
 			client: upstream.NewHTTPClient(upstream.HTTPOptions{DialTimeout: a.DialTimeout, KeepAlive: a.KeepAlive,
 				MaxIdleConns: a.MaxIdleConns, MaxIdlePerHost: a.MaxIdleConnsPerHost, TLS: a.TLS, Proxy: a.Proxy}),
 			log:   log.With("app", a.Name),

@@ -117,7 +117,7 @@ func tlsFailure(err error) string {
 		return ": its TLS certificate is not for its name (upstream.tls.serverName)"
 	case errors.As(err, &invalid):
 		return ": its TLS certificate is not valid (expired, or not for a server)"
-	case errors.As(err, &alert), errors.As(err, &remoteAlert) && remoteAlert.Op == "remote error":
+	case errors.As(err, &alert), errors.As(err, &remoteAlert) && remoteAlert.Op == "remote error", errors.Is(err, errClientCertRequested):
 		return ": it refused the TLS handshake (it may require a client certificate: upstream.tls.certFile)"
 	}
 	return ""

@@ -304,7 +304,7 @@ func upstreamError(app *apps.App, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, app.Name, err)
 	}
-	return fmt.Errorf("%w: %s: %w", ErrUpstreamFailed, app.Name, err)
+	return fmt.Errorf("%w: %s: %w", ErrUpstreamFailed, app.Name, clientCertFailure(app.TLS, err))
 }
 
 // withTraceMeta puts the call's trace context in params._meta, where MCP

@@ -3,9 +3,18 @@ package broker
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"weak"
 
 	"github.com/mcpbroker/mcpbroker/broker/config"
 )
@@ -66,8 +75,50 @@ func (f pemFiles) upstreamTLS(key string, t *config.UpstreamTLS) (*tls.Config, e
 			return nil, err
 		}
 		c.Certificates = []tls.Certificate{cert}
+	} else {
+		// Without a certificate, note when a server asks for one: under
+		// TLS 1.3 a server that requires it refuses only after the
+		// handshake, often by resetting the connection, which says
+		// nothing of why (clientCertFailure).
+		requested := &atomic.Int64{}
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			requested.Store(time.Now().UnixNano())
+			return &tls.Certificate{}, nil
+		}
+		key := weak.Make(c)
+		certRequests.Store(key, requested)
+		runtime.AddCleanup(c, func(key weak.Pointer[tls.Config]) { certRequests.Delete(key) }, key)
 	}
 	return c, nil
+}
+
+// certRequests holds, per TLS configuration without a client certificate,
+// when a server last asked for one.
+// A configuration a reload dropped takes its entry with it.
+var certRequests sync.Map // weak.Pointer[tls.Config] -> *atomic.Int64
+
+// errClientCertRequested marks a failure that followed a server's request
+// for a client certificate the broker has none of.
+var errClientCertRequested = errors.New("the upstream asked for a client certificate")
+
+// clientCertFailure marks err when the connection failed shortly after the
+// upstream asked for a client certificate, which the app has none of.
+func clientCertFailure(c *tls.Config, err error) error {
+	if c == nil {
+		return err
+	}
+	v, ok := certRequests.Load(weak.Make(c))
+	if !ok {
+		return err
+	}
+	at := v.(*atomic.Int64).Load()
+	if at == 0 || time.Since(time.Unix(0, at)) > 10*time.Second {
+		return err
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("%w: %w", errClientCertRequested, err)
+	}
+	return err
 }
 
 // listenerTLS is the server side of http.tls: the broker's certificate
