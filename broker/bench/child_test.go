@@ -65,7 +65,14 @@ func runHop(spec string) error {
 
 // serveProxyHop serves the bare reverse proxy in front of spec.Upstream,
 // and the Go runtime's metrics on its admin listener.
-func serveProxyHop(ctx context.Context, ln net.Listener, spec hopSpec) error {
+func serveProxyHop(ctx context.Context, ln net.Listener, spec hopSpec) (err error) {
+	if dir := os.Getenv(profileEnv); dir != "" {
+		stopProfiles, err := startProfiles(dir, spec.Name)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, stopProfiles()) }()
+	}
 	u, err := url.Parse(spec.Upstream)
 	if err != nil {
 		return err
