@@ -25,13 +25,15 @@ type stage struct {
 	// and handed here (provider.Request.Relayed); limits, policy and the
 	// record were that replica's.
 	relayed bool
+	// observe records the stage's time (set by newPipeline).
+	observe func(seconds float64)
 }
 
 // newPipeline lists the steps every client message goes through, in the
 // order they run. Authentication runs before them, for every HTTP request
 // (stage_authenticate.go); identify takes up what it established.
 func (b *Broker) newPipeline() []stage {
-	return []stage{
+	stages := []stage{
 		{name: "identify", run: b.identify},
 		{name: "decode", run: b.decode, relayed: true},
 		{name: "route", run: b.route, relayed: true},
@@ -45,6 +47,10 @@ func (b *Broker) newPipeline() []stage {
 		{name: "render", run: b.renderReply, always: true},
 		{name: "record", run: b.record, always: true},
 	}
+	for i := range stages {
+		stages[i].observe = b.metrics.StageTimer(stages[i].name)
+	}
+	return stages
 }
 
 // Dispatch serves one client message through the pipeline, timing each
@@ -77,7 +83,7 @@ func (b *Broker) Dispatch(ctx context.Context, req *provider.Request) provider.R
 			stageCtx, stageSpan = b.tracing.Tracer().Start(ctx, st.name)
 		}
 		err := st.run(stageCtx, c)
-		b.metrics.Stage(st.name, time.Since(start).Seconds())
+		st.observe(time.Since(start).Seconds())
 		if stageSpan != nil {
 			if err != nil {
 				stageSpan.SetStatus(codes.Error, st.name+" stopped the call")
