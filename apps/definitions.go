@@ -2,6 +2,7 @@ package apps
 
 import (
 	"encoding/json"
+	"strings"
 	"sync"
 )
 
@@ -69,4 +70,24 @@ func (ds *Definitions) Forget() {
 	ds.mu.Lock()
 	defer ds.mu.Unlock()
 	ds.byName = nil
+}
+
+// Template is the served standing of the resource template whose literal
+// beginning (up to its first expression) is the longest that uri starts
+// with; nil when no listed template covers uri.
+func (ds *Definitions) Template(uri string) *Definition {
+	ds.mu.RLock()
+	defer ds.mu.RUnlock()
+	var best *Definition
+	bestLen := -1
+	for key, d := range ds.byName {
+		if key.kind != "resourceTemplate" {
+			continue
+		}
+		literal, _, _ := strings.Cut(key.name, "{")
+		if literal != "" && strings.HasPrefix(uri, literal) && len(literal) > bestLen {
+			best, bestLen = d, len(literal)
+		}
+	}
+	return best
 }

@@ -23,15 +23,23 @@ const maxDefinitionPages = 10
 // is not asked. The definition found is what the policy sees as
 // input.tool.
 func (b *Broker) validate(ctx context.Context, c *Call) error {
-	if c.App == nil || (c.Message.Method != "tools/call" && c.Message.Method != "prompts/get") {
+	if c.App == nil {
+		return nil
+	}
+	switch c.Message.Method {
+	case "tools/call", "prompts/get", "resources/read":
+	default:
 		return nil
 	}
 	t := c.gen.trust[c.App.Name]
 	if !t.definitions() {
 		return nil
 	}
-	if c.Message.Method == "prompts/get" {
+	switch c.Message.Method {
+	case "prompts/get":
 		return b.checkPrompt(ctx, c, t)
+	case "resources/read":
+		return b.checkTemplate(ctx, c, t)
 	}
 	d, err := b.definition(ctx, c, kindTool, c.Name)
 	if err != nil {
@@ -124,6 +132,30 @@ func (b *Broker) checkPrompt(ctx context.Context, c *Call, t *appTrust) error {
 		return &pinRefusal{app: c.App.Name, kind: "prompt", name: c.Name, pin: "held", reason: "the upstream does not list it"}
 	case d != nil && !d.Serve:
 		return &pinRefusal{app: c.App.Name, kind: "prompt", name: c.Name, pin: d.Pin, reason: d.Reason}
+	}
+	return nil
+}
+
+// checkTemplate refuses a resources/read of a URI under a resource
+// template that tool pinning does not serve: the template a URI belongs
+// to is the listed one with the longest literal beginning it starts with.
+// URIs no listed template covers (the app's plain resources) pass.
+func (b *Broker) checkTemplate(ctx context.Context, c *Call, t *appTrust) error {
+	if t.pinning.Mode == pins.ModeOff {
+		return nil
+	}
+	d := c.App.Definitions.Template(c.Params.URI)
+	if d == nil {
+		// The templates were not listed since they last changed: list
+		// them (through the app's list cache), so that a held one is
+		// known before a URI under it is read.
+		if _, err := b.listApp(ctx, c, c.App, kindTemplate, ""); err != nil && !errors.Is(err, errNotSupported) {
+			return err
+		}
+		d = c.App.Definitions.Template(c.Params.URI)
+	}
+	if d != nil && !d.Serve {
+		return &pinRefusal{app: c.App.Name, kind: "resource template", name: d.Name, pin: d.Pin, reason: d.Reason}
 	}
 	return nil
 }

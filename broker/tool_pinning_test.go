@@ -309,3 +309,32 @@ func TestPromptsPinned(t *testing.T) {
 		t.Fatalf("prompts/get after the approval: %v", msgs)
 	}
 }
+
+// Resource templates are pinned too: a read of a URI under a held
+// template is refused until it is approved; the app's plain resources
+// are read as before.
+func TestTemplatesPinned(t *testing.T) {
+	s := startPinning(t, "enforce, trustOnFirstUse: false")
+	c := s.session(t)
+	read := func(uri string) map[string]any {
+		t.Helper()
+		msgs := readMessages(t, c.post(`{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"`+uri+`"}}`))
+		if len(msgs) != 1 {
+			t.Fatalf("resources/read %s: %v", uri, msgs)
+		}
+		return msgs[0]
+	}
+	if m := read("ledger://accounts"); m["result"] == nil {
+		t.Fatalf("a plain resource: %v", m)
+	}
+	m := read("ledger://accounts/alice")
+	if m["error"] == nil || !strings.Contains(fmt.Sprint(m["error"]), `resource template "ledger://accounts/{id}" of app "ledger" is not served`) {
+		t.Fatalf("a URI under a held template: %v", m)
+	}
+	if out := s.tools(t, "approve", "--kind", "resourceTemplate", "ledger", "ledger://accounts/{id}"); !strings.Contains(out, "approved resourceTemplate") {
+		t.Fatal(out)
+	}
+	if m := read("ledger://accounts/alice"); m["result"] == nil {
+		t.Fatalf("after the approval: %v", m)
+	}
+}
