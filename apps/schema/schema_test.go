@@ -2,6 +2,7 @@ package schema_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -232,4 +233,36 @@ func BenchmarkValidate(b *testing.B) {
 			b.Fatal(f.Text())
 		}
 	}
+}
+
+// The cache holds at most its size of compiled schemas: compiling twenty
+// times as many distinct schemas grows the heap no more than a full cache
+// does.
+func TestCacheMemoryBounded(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	compile := func(c *schema.Cache, n int) {
+		for i := range n {
+			raw := strings.Replace(transferSchema, `"memo"`, `"memo`+fmt.Sprint(i)+`"`, 1)
+			if _, err := c.Compile(fmt.Sprint(i), []byte(raw)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	base := heap()
+	full := schema.NewCache(100)
+	compile(full, 100)
+	oneCache := heap() - base
+	flooded := schema.NewCache(100)
+	compile(flooded, 2000)
+	both := heap() - base
+	if grown := both - oneCache; grown > 2*oneCache+(1<<20) {
+		t.Errorf("2000 schemas through a cache of 100 grew the heap by %d bytes; a full cache holds %d", grown, oneCache)
+	}
+	runtime.KeepAlive(full)
+	runtime.KeepAlive(flooded)
 }
