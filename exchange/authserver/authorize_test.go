@@ -116,6 +116,16 @@ func TestAuthorizationCodeFlowWithPKCERefreshIntrospectionAndRevocation(t *testi
 	if refreshedClaims["sub"] != "alice" || refreshedClaims["aud"] != resource || refreshedClaims["scope"] != "mcp ledger:read" {
 		t.Errorf("refreshed token claims %v", refreshedClaims)
 	}
+	// A refresh may not widen the grant (RFC 6749 §6): refused, and the
+	// refresh token stays good.
+	widened := ts.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshed.str("refresh_token")}, "client_id": {"agent"},
+		"resource": {resource}, "scope": {"mcp ledger:read ledger:write"}}, "", "")
+	if widened.status != http.StatusBadRequest || widened.str("error") != "invalid_scope" {
+		t.Errorf("a refresh asking for more scope: %d %v, want invalid_scope", widened.status, widened.body)
+	}
+	if info := ts.introspect(refreshed.str("refresh_token")); info.body["active"] != true {
+		t.Errorf("refresh token after a refused widening: %v, want active", info.body)
+	}
 	if reused := refresh(tokens.str("refresh_token")); reused.status != http.StatusBadRequest || reused.str("error") != "invalid_grant" {
 		t.Errorf("reused refresh token: %d %v, want invalid_grant", reused.status, reused.body)
 	}

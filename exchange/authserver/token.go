@@ -35,6 +35,17 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.writeTokenError(w, r, request, err)
 		return
 	}
+	if request.GetGrantTypes().ExactOne(GrantRefreshToken) {
+		// RFC 6749 §6: a refresh may not widen the grant. Fosite would
+		// hand out the original scopes, silently short of what was asked;
+		// refused, a client asks the user (the MCP step-up).
+		for _, scope := range strings.Fields(r.PostForm.Get("scope")) {
+			if !slices.Contains(request.GetGrantedScopes(), scope) {
+				s.writeTokenError(w, r, request, fosite.ErrInvalidScope.WithHintf("The scope '%s' was not granted with this refresh token; ask the user for it with a new authorization.", scope))
+				return
+			}
+		}
+	}
 	response, err := s.provider.NewAccessResponse(ctx, request)
 	switch {
 	case errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
