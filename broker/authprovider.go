@@ -118,6 +118,15 @@ func (p *authProvider) revoked(ctx context.Context, issuer, tokenID string) bool
 	return p != nil && issuer == p.issuer && p.server.Revoked(ctx, tokenID)
 }
 
+// askStepUp tells the Auth Provider that an access token it issued was
+// refused for lack of scope, so that its grant is not refreshed and the
+// client asks the user; tokens of other issuers are not its to handle.
+func (p *authProvider) askStepUp(issuer, tokenID string) {
+	if p != nil && issuer == p.issuer {
+		p.server.AskStepUp(tokenID)
+	}
+}
+
 // federation signs users in through the connector named by
 // authProvider.login.connector, if any.
 func federation(cfg *config.Config, files pemFiles) (*authserver.Federation, error) {

@@ -20,13 +20,20 @@ import (
 // audience.
 func selfIssuingLedger(t *testing.T, brokerAddress, clients string) (brokerURL, audience string) {
 	t.Helper()
+	return ledgerScenario(t, "self-issuing-ledger", brokerAddress, clients)
+}
+
+// ledgerScenario is selfIssuingLedger with the broker configured by the
+// named scenario, which takes the same placeholders.
+func ledgerScenario(t *testing.T, name, brokerAddress, clients string) (brokerURL, audience string) {
+	t.Helper()
 	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
 	issuer := "http://" + brokerAddress
 	ledgerAddress := freeAddress(t)
 	audience = "http://" + ledgerAddress + "/mcp"
 	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress,
 		"--issuer", issuer, "--audience", audience)
-	brokerURL = startBrokerAt(t, brokerAddress, scenario(t, "self-issuing-ledger"), filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, clients, audience)
+	brokerURL = startBrokerAt(t, brokerAddress, scenario(t, name), filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash, clients, audience)
 	return brokerURL, audience
 }
 
@@ -150,5 +157,46 @@ func TestPreflightBeforeAuthentication(t *testing.T) {
 	if response.StatusCode != http.StatusUnauthorized || response.Header.Get("Access-Control-Allow-Origin") != app ||
 		!strings.Contains(response.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
 		t.Errorf("unauthenticated POST: %d %v", response.StatusCode, response.Header)
+	}
+}
+
+// The TypeScript SDK's client steps up within a session: signed in with
+// ledger:read, it calls a read tool, is refused a transfer (403
+// insufficient_scope naming ledger:read and ledger:write), tries a refresh
+// (which the Auth Provider refuses: the grant was found short), asks the
+// user for the challenge's scopes, and then both the transfer and the
+// read tool succeed in the same session: the SDK replaces its scopes with
+// the challenge's, which keep what the session used.
+func TestStepUpKeepsWhatTheSessionUses(t *testing.T) {
+	nodeTools(t)
+	// A pre-registered client, which may ask for every scope: a client
+	// registered dynamically is held to the scopes it registered with,
+	// which the SDK takes from its first challenge.
+	clients := "    - {clientID: step-up-agent, redirectURIs: [\"http://127.0.0.1:53682/callback\"], grantTypes: [authorization_code, refresh_token]}"
+	brokerURL, _ := ledgerScenario(t, "step-up-ledger", freeAddress(t), clients)
+	out := runNode(t, "step-up.mjs", "--url", brokerURL+"/mcp", "--username", "demo", "--password", "demo-password", "--client-id", "step-up-agent",
+		"--tool", "ledger_list_accounts", "--write-tool", "ledger_transfer", "--write-arguments", `{"from":"alice","to":"bob","amount":5}`)
+	var flow struct {
+		Scopes    []string               `json:"scopes"`
+		StepUp    string                 `json:"stepUpScope"`
+		Read      struct{ IsError bool } `json:"read"`
+		Write     struct{ IsError bool } `json:"write"`
+		ReadAgain struct{ IsError bool } `json:"readAgain"`
+		Session   []string               `json:"session"`
+	}
+	if err := json.Unmarshal(out, &flow); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(flow.Scopes) != 2 || flow.Scopes[0] != "ledger:read" {
+		t.Fatalf("scopes %v, want ledger:read at sign-in, then a step-up: %s", flow.Scopes, out)
+	}
+	if flow.StepUp != "ledger:read ledger:write" || !strings.Contains(flow.Scopes[1], "ledger:read") || !strings.Contains(flow.Scopes[1], "ledger:write") {
+		t.Errorf("the step-up asked for %q and got %q, want both scopes", flow.StepUp, flow.Scopes[1])
+	}
+	if flow.Read.IsError || flow.Write.IsError || flow.ReadAgain.IsError {
+		t.Errorf("read ok %v, write ok %v, read again ok %v: %s", !flow.Read.IsError, !flow.Write.IsError, !flow.ReadAgain.IsError, out)
+	}
+	if len(flow.Session) != 2 || flow.Session[0] == "" || flow.Session[0] != flow.Session[1] {
+		t.Errorf("sessions %v, want one session throughout", flow.Session)
 	}
 }

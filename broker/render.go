@@ -166,6 +166,7 @@ func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
 			}
 		}
 		err = &exchange.ScopeError{Scopes: scopes}
+		b.authProvider.askStepUp(c.Principal.Issuer, c.Principal.TokenID)
 	}
 	return b.challenge(c.gen.auth, c.Request.HTTP, err)
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -69,6 +70,12 @@ type Server struct {
 	registrations *addressLimiter
 	federation    *federation // nil: local users sign in
 	metadata      Metadata
+
+	// stepUps are the access tokens (by jti) a resource server refused
+	// for lack of scope: their grants are not refreshed, so that a client
+	// that refreshes before it asks the user (the TypeScript SDK does)
+	// asks the user for the scopes it was told it needs.
+	stepUps stepUps
 
 	registration  bool
 	secureCookies bool
@@ -345,6 +352,16 @@ func (s *Server) Revoked(_ context.Context, tokenID string) bool {
 	return revoked
 }
 
+// AskStepUp records that a resource server refused the access token with
+// jti tokenID for lack of scope (403 insufficient_scope): its grant is not
+// refreshed any more (invalid_grant), and the client asks the user for the
+// scope. Kept in memory for the life of a refresh attempt; per replica.
+func (s *Server) AskStepUp(tokenID string) {
+	if tokenID != "" {
+		s.stepUps.ask(tokenID, s.now())
+	}
+}
+
 // authorizePath is the path of the authorization endpoint: the forms'
 // action and the flow cookie's path.
 func (s *Server) authorizePath() string { return s.basePath + pathAuthorize }
@@ -381,4 +398,42 @@ func (s *Server) metadataPaths() []string {
 		paths = append(paths, wellKnownOpenID+s.basePath)
 	}
 	return paths
+}
+
+// stepUps holds the jtis of access tokens refused for lack of scope, for
+// stepUpTTL, at most maxStepUps of them.
+type stepUps struct {
+	mu    sync.Mutex
+	asked map[string]time.Time
+}
+
+const (
+	stepUpTTL  = 10 * time.Minute
+	maxStepUps = 10000
+)
+
+func (u *stepUps) ask(tokenID string, now time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.asked == nil || len(u.asked) >= maxStepUps {
+		fresh := make(map[string]time.Time)
+		for id, at := range u.asked {
+			if now.Sub(at) < stepUpTTL && len(fresh) < maxStepUps/2 {
+				fresh[id] = at
+			}
+		}
+		u.asked = fresh
+	}
+	u.asked[tokenID] = now
+}
+
+// taken reports, once, whether the token was refused for lack of scope.
+func (u *stepUps) taken(tokenID string, now time.Time) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	at, ok := u.asked[tokenID]
+	if ok {
+		delete(u.asked, tokenID)
+	}
+	return ok && now.Sub(at) < stepUpTTL
 }

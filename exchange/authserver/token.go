@@ -36,6 +36,10 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if request.GetGrantTypes().ExactOne(GrantRefreshToken) {
+		if sess, ok := request.GetSession().(*session); ok && s.stepUps.taken(sess.TokenID, s.now()) {
+			s.writeTokenError(w, r, request, fosite.ErrInvalidGrant.WithHint("A resource server asked for more scope than this grant holds; ask the user again."))
+			return
+		}
 		// RFC 6749 §6: a refresh may not widen the grant. Fosite would
 		// hand out the original scopes, silently short of what was asked;
 		// refused, a client asks the user (the MCP step-up).
