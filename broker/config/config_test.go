@@ -585,3 +585,36 @@ func TestFixtureSecretsResolve(t *testing.T) {
 		}
 	}
 }
+
+// Limits of a check that is off are noted as having no effect, never
+// taken silently.
+func TestUnusedTrustSettings(t *testing.T) {
+	cfg, err := Parse([]byte(`
+version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: http://127.0.0.1:9000/mcp}}
+    toolPinning: {trustOnFirstUse: false, limits: {descriptionBytes: 100}}
+    validation: {limits: {depth: 4}}
+  - name: wiki
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: http://127.0.0.1:9001/mcp}}
+    toolPinning: {mode: enforce, limits: {descriptionBytes: 100}}
+    validation: {arguments: enforce, limits: {depth: 4}}
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`apps[0].toolPinning.limits has no effect: toolPinning.mode is "off"`,
+		`apps[0].toolPinning.trustOnFirstUse has no effect: toolPinning.mode is "off"`,
+		`apps[0].validation.limits has no effect: validation.arguments is "off"`,
+	}
+	if got := cfg.Unused(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("notes:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

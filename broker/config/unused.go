@@ -32,6 +32,29 @@ func (c *Config) Unused() []string {
 			}
 		}
 	}
+	for i, app := range c.Apps {
+		notes = append(notes, app.unusedTrust(fmt.Sprintf("apps[%d]", i))...)
+	}
 	slices.Sort(notes)
+	return notes
+}
+
+// unusedTrust names the tool pinning and validation settings an app gives
+// that its modes leave without effect: limits changed from their defaults
+// while the check they bound is off.
+func (app *App) unusedTrust(path string) []string {
+	var notes []string
+	if p := app.ToolPinning; p != nil && p.Mode == PinningOff {
+		if p.TrustOnFirstUse != nil && !*p.TrustOnFirstUse {
+			notes = append(notes, path+`.toolPinning.trustOnFirstUse has no effect: toolPinning.mode is "off"`)
+		}
+		if p.Limits != (DefinitionLimits{DescriptionBytes: defaultDescriptionBytes, SchemaBytes: defaultSchemaBytes, DefinitionBytes: defaultDefinitionBytes}) {
+			notes = append(notes, path+`.toolPinning.limits has no effect: toolPinning.mode is "off"`)
+		}
+	}
+	if v := app.Validation; v != nil && v.Arguments == PinningOff &&
+		v.Limits != (ValidationLimits{ArgumentBytes: defaultArgumentBytes, Depth: defaultArgumentDepth, StringBytes: defaultArgumentStringBytes}) {
+		notes = append(notes, path+`.validation.limits has no effect: validation.arguments is "off"`)
+	}
 	return notes
 }
