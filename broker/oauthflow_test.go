@@ -169,12 +169,10 @@ func TestPreflightBeforeAuthentication(t *testing.T) {
 // the challenge's, which keep what the session used.
 func TestStepUpKeepsWhatTheSessionUses(t *testing.T) {
 	nodeTools(t)
-	// A pre-registered client, which may ask for every scope: a client
-	// registered dynamically is held to the scopes it registered with,
-	// which the SDK takes from its first challenge.
-	clients := "    - {clientID: step-up-agent, redirectURIs: [\"http://127.0.0.1:53682/callback\"], grantTypes: [authorization_code, refresh_token]}"
-	brokerURL, _ := ledgerScenario(t, "step-up-ledger", freeAddress(t), clients)
-	out := runNode(t, "step-up.mjs", "--url", brokerURL+"/mcp", "--username", "demo", "--password", "demo-password", "--client-id", "step-up-agent",
+	// Registered dynamically, with the scope of the first challenge
+	// (ledger:read), as a new user's client would.
+	brokerURL, _ := ledgerScenario(t, "step-up-ledger", freeAddress(t), "")
+	out := runNode(t, "step-up.mjs", "--url", brokerURL+"/mcp", "--username", "demo", "--password", "demo-password",
 		"--tool", "ledger_list_accounts", "--write-tool", "ledger_transfer", "--write-arguments", `{"from":"alice","to":"bob","amount":5}`)
 	var flow struct {
 		Scopes    []string               `json:"scopes"`

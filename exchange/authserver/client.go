@@ -77,8 +77,14 @@ func (c *client) GetResponseTypes() fosite.Arguments {
 	return fosite.Arguments{responseTypeCode}
 }
 
+// GetScopes are the scopes the client may ask the user for. A client
+// that registered itself asked for its scope, but anyone may register
+// asking for every scope, so what it registered does not bound what it
+// may ask for later: a resource server's step-up challenge can name a
+// scope it did not know of (the user's consent decides). Configured
+// clients keep their configured scopes.
 func (c *client) GetScopes() fosite.Arguments {
-	if c.Scopes == nil {
+	if c.Scopes == nil || c.Registered {
 		return c.defaultScopes
 	}
 	return c.Scopes

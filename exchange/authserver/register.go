@@ -70,8 +70,9 @@ type registrationError struct {
 // clients use the authorization code grant, with refresh tokens if they
 // ask: public (token_endpoint_auth_method none) or confidential with a
 // secret generated here. Their redirect URIs are https, or http on a
-// loopback host, matched exactly; their scopes are a subset of the
-// server's, all of them when they name none. Registration is anonymous,
+// loopback host, matched exactly; the scope they register must be the
+// server's, and they may ask the user for any of the server's scopes
+// (client.GetScopes). Registration is anonymous,
 // so each address is rate limited, and a client that no token was issued
 // to within unusedClientTTL is deleted.
 func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
