@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"slices"
 	"strconv"
@@ -29,18 +30,48 @@ func nameMember(kind Kind) string {
 	return "name"
 }
 
-// Canonical returns a definition's name, its canonical form (the pinned
-// members only, RFC 8785) and the hex SHA-256 of that form.
-func Canonical(kind Kind, raw []byte) (name string, canonical []byte, hash string, err error) {
+// Canonical returns a definition's canonical form and the hex SHA-256 of
+// that form: the members a pin covers (the others, such as icons and
+// _meta, are left out: they are presentation and extension data, not what
+// a model reads or a call is checked against), written as RFC 8785 (JSON
+// Canonicalization Scheme) asks — members sorted by their UTF-16 code
+// units, no whitespace, strings with only the escapes JSON requires,
+// numbers as ECMAScript prints them.
+//
+// Limitations: numbers are IEEE 754 doubles, as RFC 8785 has them, so
+// integers beyond 2^53 that differ only past a double's precision hash
+// alike; invalid UTF-8 and lone surrogates are written as U+FFFD (Hygiene
+// refuses such definitions before anything is pinned). A definition that
+// names a member twice has no canonical form: readers disagree on which
+// of the two counts.
+func Canonical(kind Kind, raw []byte) (canonical []byte, hash string, err error) {
+	_, canonical, hash, err = canonicalize(kind, raw)
+	return canonical, hash, err
+}
+
+// canonicalize is Canonical that also returns the definition's name (a
+// template's URI template).
+func canonicalize(kind Kind, raw []byte) (name string, canonical []byte, hash string, err error) {
 	members, ok := pinnedMembers[kind]
 	if !ok {
 		return "", nil, "", fmt.Errorf("pins: unknown kind %q", kind)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	var def map[string]any
-	if err := dec.Decode(&def); err != nil {
-		return "", nil, "", fmt.Errorf("pins: definition is not a JSON object: %w", err)
+	v, err := decodeValue(dec, 0)
+	if err == nil {
+		if _, err = dec.Token(); err == io.EOF {
+			err = nil
+		} else if err == nil {
+			err = errors.New("data after the object")
+		}
+	}
+	if err != nil {
+		return "", nil, "", fmt.Errorf("pins: definition is not JSON: %w", err)
+	}
+	def, ok := v.(map[string]any)
+	if !ok {
+		return "", nil, "", errors.New("pins: definition is not a JSON object")
 	}
 	name, _ = def[nameMember(kind)].(string)
 	kept := make(map[string]any, len(members))
@@ -55,6 +86,49 @@ func Canonical(kind Kind, raw []byte) (name string, canonical []byte, hash strin
 	}
 	sum := sha256.Sum256(b.Bytes())
 	return name, b.Bytes(), hex.EncodeToString(sum[:]), nil
+}
+
+// decodeValue decodes one JSON value as encoding/json would into an any
+// (numbers as json.Number), refusing objects that name a member twice.
+func decodeValue(dec *json.Decoder, depth int) (any, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("nested more than %d deep", maxDepth)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch tok {
+	case json.Delim('{'):
+		obj := make(map[string]any)
+		for dec.More() {
+			t, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			key := t.(string) // the decoder allows nothing else here
+			if _, dup := obj[key]; dup {
+				return nil, fmt.Errorf("member %q appears twice", key)
+			}
+			if obj[key], err = decodeValue(dec, depth+1); err != nil {
+				return nil, err
+			}
+		}
+		_, err := dec.Token() // }
+		return obj, err
+	case json.Delim('['):
+		arr := []any{}
+		for dec.More() {
+			v, err := decodeValue(dec, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			arr = append(arr, v)
+		}
+		_, err := dec.Token() // ]
+		return arr, err
+	}
+	return tok, nil
 }
 
 func writeCanonical(b *bytes.Buffer, v any) error {

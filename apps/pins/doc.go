@@ -15,9 +15,24 @@
 // ECMAScript prints them, so a definition re-serialized by another
 // library keeps its hash.
 //
-// Pins live in a Store: bbolt for a single broker, Redis so that replicas
-// agree. A new definition is pinned by the first replica that sees it
-// (create-if-absent). Verdicts are remembered in the process for a few
-// seconds: an approval made through this process takes effect at once,
-// one made through another replica at the latest after memoTTL.
+// Icons and _meta are still put to the definition checks (Hygiene): a
+// client may show them, and hidden characters have no business anywhere.
+//
+// Pins live in a Store: bbolt for a single broker (bucket "pins", key app
+// NUL kind NUL name), Redis so that replicas agree (one hash per app,
+// <prefix>pins:<app>, field kind NUL name, no TTL). A new definition is
+// pinned (or held) by the first replica that sees it: create-if-absent, a
+// bbolt transaction or HSETNX. Every other write is a compare-and-set on
+// the pin's revision, so a replica recording a changed definition cannot
+// undo an approval or revive a revoked pin made meanwhile.
+//
+// Pins declared in the configuration (Policy.Declared) win over the store;
+// nothing is stored for them, and Approve and Revoke refuse to touch them.
+//
+// Verdicts read from the store are remembered in the process for memoTTL
+// (5s): an approval or revocation made through this process takes effect
+// at once, one made through another replica here at the latest after
+// memoTTL (the broker also drops its lists when an operator decides, so
+// the next listing asks again). The checks of the definition itself run
+// at every Check; a clean one costs no allocation there.
 package pins

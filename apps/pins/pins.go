@@ -3,9 +3,6 @@ package pins
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"sync"
 	"time"
 )
 
@@ -58,6 +55,10 @@ const (
 
 // Pin is one stored pin.
 type Pin struct {
+	// Revision counts the writes of the pin; an update applies only to
+	// the revision it read (Store.Update). It is the first member so that
+	// the Redis store's script finds it without decoding the rest.
+	Revision   int64           `json:"revision"`
 	App        string          `json:"app"`
 	Kind       Kind            `json:"kind"`
 	Name       string          `json:"name"`
@@ -94,277 +95,42 @@ const (
 // Verdict is what Check found.
 type Verdict struct {
 	Status Standing
-	// Hash is the definition's; Pinned the pin it differs from.
+	// Hash is the hex SHA-256 of the definition's canonical form, or of
+	// its bytes when it has none (it is not JSON, or names a member
+	// twice); empty only in mode off. Pinned is the pin it differs from.
 	Hash, Pinned string
 	Problems     []Problem
 	// Serve says whether the definition may be listed and called under
 	// the policy's mode.
 	Serve bool
-	// FirstSeen is set when this process sees this standing of this
-	// definition for the first time: the caller reports it (one warning
-	// per change).
+	// FirstSeen says the caller should report this verdict (one warning
+	// per change): for what the store keeps (a new pin, a held
+	// definition, a changed one), that this Check recorded it, so one
+	// replica reports it; for what it does not (unclean, differing from
+	// a declared pin), that this process had not seen it so.
 	FirstSeen bool
 }
 
-// Store keeps pins. Implementations: NewBoltStore, NewRedisStore.
+// Store keeps pins: NewBoltStore for a single broker, NewRedisStore for
+// replicas. There is no in-memory store: a pin is an operator's decision
+// and a first sight worth remembering across restarts, so the broker
+// refuses to pin without storage (storage.bolt or storage.redis) rather
+// than forget approvals on every restart.
 type Store interface {
 	Get(ctx context.Context, app string, kind Kind, name string) (Pin, bool, error)
-	// Create stores p unless a pin of its key exists; it returns the pin
-	// in force and whether it was created.
+	// Create stores p, at revision 1, unless a pin of its key exists; it
+	// returns the pin in force and whether it was created. Replicas that
+	// see a new definition at once agree on the first one stored.
 	Create(ctx context.Context, p Pin) (Pin, bool, error)
+	// Update stores p, at p.Revision+1, if the stored pin of its key is
+	// still at p.Revision; false when it was changed or deleted meanwhile.
+	Update(ctx context.Context, p Pin) (bool, error)
+	// Put stores p as it is, whatever is stored.
 	Put(ctx context.Context, p Pin) error
+	// Delete drops a pin; false when there was none.
 	Delete(ctx context.Context, app string, kind Kind, name string) (bool, error)
 	// List returns an app's pins; every pin when app is "".
 	List(ctx context.Context, app string) ([]Pin, error)
-}
-
-// Errors of the operators' actions.
-var (
-	ErrNotFound    = errors.New("pins: no such pin")
-	ErrNoCandidate = errors.New("pins: no definition waits for approval with that hash")
-	ErrDeclared    = errors.New("pins: the pin is declared in the configuration (toolPinning.pins); change it there")
-)
-
-// memoTTL bounds how long a verdict is remembered without asking the
-// store: how late another replica's approval may take effect here.
-const memoTTL = 5 * time.Second
-
-// maxMemo bounds the verdicts remembered.
-const maxMemo = 65536
-
-// MaxPinsPerApp bounds the pins one app's definitions make: an upstream
-// that lists ever new names cannot fill the store. Past it, new
-// definitions are refused as unclean.
-const MaxPinsPerApp = 10000
-
-// Pins checks definitions against their pins.
-type Pins struct {
-	store Store
-	now   func() time.Time
-
-	mu   sync.Mutex
-	memo map[memoKey]memoEntry
-	// pinned counts each app's stored pins, read from the store at the
-	// app's first new definition and kept up by this process's creations.
-	pinned map[string]int
-}
-
-type memoKey struct {
-	app  string
-	kind Kind
-	name string
-}
-
-type memoEntry struct {
-	hash   string
-	status Standing
-	pinned string
-	at     time.Time
-}
-
-// New checks definitions against the pins in store.
-func New(store Store, now func() time.Time) *Pins {
-	if now == nil {
-		now = time.Now
-	}
-	return &Pins{store: store, now: now, memo: make(map[memoKey]memoEntry), pinned: make(map[string]int)}
-}
-
-// Check compares one listed definition of an app with its pin, pinning or
-// holding it when it is new, and recording it beside the pin when it
-// changed.
-func (p *Pins) Check(ctx context.Context, app string, policy Policy, kind Kind, raw []byte) (Verdict, error) {
-	if policy.Mode == ModeOff {
-		return Verdict{Status: StatusMatch, Serve: true}, nil
-	}
-	name, canonical, hash, err := Canonical(kind, raw)
-	if err != nil {
-		return p.remember(app, kind, name, policy, Verdict{Status: StatusUnclean, Problems: []Problem{{Reason: err.Error()}}}), nil
-	}
-	if problems := Hygiene(kind, raw, policy.Limits); len(problems) > 0 {
-		return p.remember(app, kind, name, policy, Verdict{Status: StatusUnclean, Hash: hash, Problems: problems}), nil
-	}
-	key := memoKey{app, kind, name}
-	if declared, ok := policy.Declared[Key{kind, name}]; ok {
-		v := Verdict{Status: StatusMatch, Hash: hash}
-		if declared != hash {
-			v.Status, v.Pinned = StatusChanged, declared
-		}
-		return p.remember(app, kind, name, policy, v), nil
-	}
-	p.mu.Lock()
-	m, ok := p.memo[key]
-	p.mu.Unlock()
-	if ok && m.hash == hash && p.now().Sub(m.at) < memoTTL {
-		return serveUnder(policy, Verdict{Status: m.status, Hash: hash, Pinned: m.pinned}), nil
-	}
-	v, err := p.compare(ctx, app, policy, kind, name, canonical, hash)
-	if err != nil {
-		return Verdict{}, err
-	}
-	return p.remember(app, kind, name, policy, v), nil
-}
-
-// compare asks the store.
-func (p *Pins) compare(ctx context.Context, app string, policy Policy, kind Kind, name string, canonical []byte, hash string) (Verdict, error) {
-	now := p.now()
-	pin, found, err := p.store.Get(ctx, app, kind, name)
-	if err != nil {
-		return Verdict{}, err
-	}
-	if !found {
-		full, err := p.full(ctx, app)
-		if err != nil {
-			return Verdict{}, err
-		}
-		if full {
-			return Verdict{Status: StatusUnclean, Hash: hash, Problems: []Problem{{Reason: fmt.Sprintf("the app already has %d pinned definitions", MaxPinsPerApp)}}}, nil
-		}
-		fresh := Pin{App: app, Kind: kind, Name: name, Hash: hash, Definition: canonical, Status: PinHeld, FirstSeen: now}
-		if policy.TrustOnFirstUse {
-			fresh.Status, fresh.ApprovedAt, fresh.ApprovedBy = PinApproved, now, "trust on first use"
-		}
-		var created bool
-		if pin, created, err = p.store.Create(ctx, fresh); err != nil {
-			return Verdict{}, err
-		}
-		if created {
-			p.mu.Lock()
-			p.pinned[app]++
-			p.mu.Unlock()
-			if pin.Status == PinApproved {
-				return Verdict{Status: StatusNewTrusted, Hash: hash}, nil
-			}
-			return Verdict{Status: StatusNewHeld, Hash: hash}, nil
-		}
-		// Another replica pinned it first: compared with that pin below.
-	}
-	switch {
-	case pin.Status == PinHeld && pin.Hash == hash:
-		return Verdict{Status: StatusNewHeld, Hash: hash}, nil
-	case pin.Status == PinHeld:
-		// Still waiting, and changed meanwhile: what waits is the newest.
-		pin.Hash, pin.Definition, pin.FirstSeen = hash, canonical, now
-		if err := p.store.Put(ctx, pin); err != nil {
-			return Verdict{}, err
-		}
-		return Verdict{Status: StatusNewHeld, Hash: hash}, nil
-	case pin.Hash == hash:
-		return Verdict{Status: StatusMatch, Hash: hash}, nil
-	}
-	if pin.Pending == nil || pin.Pending.Hash != hash {
-		pin.Pending = &Candidate{Hash: hash, Definition: canonical, SeenAt: now}
-		if err := p.store.Put(ctx, pin); err != nil {
-			return Verdict{}, err
-		}
-	}
-	return Verdict{Status: StatusChanged, Hash: hash, Pinned: pin.Hash}, nil
-}
-
-// full reports whether app has as many pins as it may.
-func (p *Pins) full(ctx context.Context, app string) (bool, error) {
-	p.mu.Lock()
-	n, known := p.pinned[app]
-	p.mu.Unlock()
-	if !known {
-		pins, err := p.store.List(ctx, app)
-		if err != nil {
-			return false, err
-		}
-		n = len(pins)
-		p.mu.Lock()
-		p.pinned[app] = n
-		p.mu.Unlock()
-	}
-	return n >= MaxPinsPerApp, nil
-}
-
-// remember keeps v for its definition and tells whether it is news.
-func (p *Pins) remember(app string, kind Kind, name string, policy Policy, v Verdict) Verdict {
-	key := memoKey{app, kind, name}
-	p.mu.Lock()
-	m, known := p.memo[key]
-	v.FirstSeen = !known || m.hash != v.Hash || m.status != v.Status && !(m.status == StatusMatch && v.Status == StatusNewTrusted)
-	if len(p.memo) >= maxMemo && !known {
-		clear(p.memo)
-	}
-	status := v.Status
-	if status == StatusNewTrusted {
-		status = StatusMatch // pinned now: from here on it matches
-	}
-	p.memo[key] = memoEntry{hash: v.Hash, status: status, pinned: v.Pinned, at: p.now()}
-	p.mu.Unlock()
-	return serveUnder(policy, v)
-}
-
-// serveUnder sets whether v is served under the policy's mode.
-func serveUnder(policy Policy, v Verdict) Verdict {
-	switch v.Status {
-	case StatusMatch, StatusNewTrusted:
-		v.Serve = true
-	default:
-		v.Serve = policy.Mode == ModeWarn
-	}
-	return v
-}
-
-// forget drops what is remembered of a definition.
-func (p *Pins) forget(app string, kind Kind, name string) {
-	p.mu.Lock()
-	delete(p.memo, memoKey{app, kind, name})
-	p.mu.Unlock()
-}
-
-// Get returns one stored pin.
-func (p *Pins) Get(ctx context.Context, app string, kind Kind, name string) (Pin, bool, error) {
-	return p.store.Get(ctx, app, kind, name)
-}
-
-// List returns the stored pins of an app, every app's when app is "".
-func (p *Pins) List(ctx context.Context, app string) ([]Pin, error) {
-	return p.store.List(ctx, app)
-}
-
-// Approve approves what waits: a held definition, or the candidate of a
-// changed one, which becomes the pin. hash, when given, must be the hash
-// of what waits, so that an operator approves what they reviewed.
-func (p *Pins) Approve(ctx context.Context, app string, kind Kind, name, hash, by string) (Pin, error) {
-	pin, found, err := p.store.Get(ctx, app, kind, name)
-	if err != nil {
-		return Pin{}, err
-	}
-	if !found {
-		return Pin{}, ErrNotFound
-	}
-	switch {
-	case pin.Status == PinHeld && (hash == "" || hash == pin.Hash):
-	case pin.Pending != nil && (hash == "" || hash == pin.Pending.Hash):
-		pin.Hash, pin.Definition = pin.Pending.Hash, pin.Pending.Definition
-	default:
-		return Pin{}, ErrNoCandidate
-	}
-	pin.Status, pin.Pending, pin.ApprovedAt, pin.ApprovedBy = PinApproved, nil, p.now(), by
-	if err := p.store.Put(ctx, pin); err != nil {
-		return Pin{}, err
-	}
-	p.forget(app, kind, name)
-	return pin, nil
-}
-
-// Revoke drops a pin: the definition is new at its next sight.
-func (p *Pins) Revoke(ctx context.Context, app string, kind Kind, name string) error {
-	found, err := p.store.Delete(ctx, app, kind, name)
-	if err != nil {
-		return err
-	}
-	p.forget(app, kind, name)
-	if !found {
-		return ErrNotFound
-	}
-	p.mu.Lock()
-	if n, known := p.pinned[app]; known && n > 0 {
-		p.pinned[app] = n - 1
-	}
-	p.mu.Unlock()
-	return nil
+	// Count is the number of an app's pins.
+	Count(ctx context.Context, app string) (int, error)
 }

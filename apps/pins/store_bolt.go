@@ -9,8 +9,10 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// pinsBucket holds the pins: key app, kind, name joined by NUL; value the
-// Pin in JSON.
+// pinsBucket holds the pins: key app, kind and name joined by NUL (which
+// none of them holds: names come from JSON strings Hygiene refuses
+// controls in, apps and kinds from the configuration); value the Pin in
+// JSON.
 var pinsBucket = []byte("pins")
 
 type boltStore struct{ db *bolt.DB }
@@ -42,10 +44,14 @@ func (s boltStore) Get(_ context.Context, app string, kind Kind, name string) (p
 		found = true
 		return json.Unmarshal(v, &p)
 	})
-	return p, found, err
+	if err != nil {
+		return Pin{}, false, fmt.Errorf("pins: store: %w", err)
+	}
+	return p, found, nil
 }
 
 func (s boltStore) Create(_ context.Context, p Pin) (in Pin, created bool, err error) {
+	p.Revision = 1
 	value, err := json.Marshal(p)
 	if err != nil {
 		return Pin{}, false, err
@@ -59,7 +65,42 @@ func (s boltStore) Create(_ context.Context, p Pin) (in Pin, created bool, err e
 		in, created = p, true
 		return b.Put(key, value)
 	})
-	return in, created, err
+	if err != nil {
+		return Pin{}, false, fmt.Errorf("pins: store: %w", err)
+	}
+	return in, created, nil
+}
+
+func (s boltStore) Update(_ context.Context, p Pin) (updated bool, err error) {
+	read := p.Revision
+	p.Revision++
+	value, err := json.Marshal(p)
+	if err != nil {
+		return false, err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(pinsBucket)
+		key := pinKey(p.App, p.Kind, p.Name)
+		v := b.Get(key)
+		if v == nil {
+			return nil
+		}
+		var stored struct {
+			Revision int64 `json:"revision"`
+		}
+		if err := json.Unmarshal(v, &stored); err != nil {
+			return err
+		}
+		if stored.Revision != read {
+			return nil
+		}
+		updated = true
+		return b.Put(key, value)
+	})
+	if err != nil {
+		return false, fmt.Errorf("pins: store: %w", err)
+	}
+	return updated, nil
 }
 
 func (s boltStore) Put(_ context.Context, p Pin) error {
@@ -67,9 +108,13 @@ func (s boltStore) Put(_ context.Context, p Pin) error {
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(pinsBucket).Put(pinKey(p.App, p.Kind, p.Name), value)
 	})
+	if err != nil {
+		return fmt.Errorf("pins: store: %w", err)
+	}
+	return nil
 }
 
 func (s boltStore) Delete(_ context.Context, app string, kind Kind, name string) (found bool, err error) {
@@ -79,11 +124,16 @@ func (s boltStore) Delete(_ context.Context, app string, kind Kind, name string)
 		found = b.Get(key) != nil
 		return b.Delete(key)
 	})
-	return found, err
+	if err != nil {
+		return false, fmt.Errorf("pins: store: %w", err)
+	}
+	return found, nil
 }
 
-func (s boltStore) List(_ context.Context, app string) (pins []Pin, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+// each calls fn for every pin of app (every pin when app is ""), in key
+// order.
+func (s boltStore) each(app string, fn func(k, v []byte) error) error {
+	return s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(pinsBucket).Cursor()
 		prefix := []byte(app + "\x00")
 		k, v := c.First()
@@ -91,13 +141,35 @@ func (s boltStore) List(_ context.Context, app string) (pins []Pin, err error) {
 			k, v = c.Seek(prefix)
 		}
 		for ; k != nil && (app == "" || bytes.HasPrefix(k, prefix)); k, v = c.Next() {
-			var p Pin
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("pins: %q: %w", k, err)
+			if err := fn(k, v); err != nil {
+				return err
 			}
-			pins = append(pins, p)
 		}
 		return nil
 	})
-	return pins, err
+}
+
+func (s boltStore) List(_ context.Context, app string) ([]Pin, error) {
+	var pins []Pin
+	err := s.each(app, func(k, v []byte) error {
+		var p Pin
+		if err := json.Unmarshal(v, &p); err != nil {
+			return fmt.Errorf("%q: %w", bytes.ReplaceAll(k, []byte{0}, []byte{' '}), err)
+		}
+		pins = append(pins, p)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pins: store: %w", err)
+	}
+	return pins, nil
+}
+
+func (s boltStore) Count(_ context.Context, app string) (int, error) {
+	n := 0
+	err := s.each(app, func(_, _ []byte) error { n++; return nil })
+	if err != nil {
+		return 0, fmt.Errorf("pins: store: %w", err)
+	}
+	return n, nil
 }
