@@ -33,6 +33,9 @@ type App struct {
 	TLS *tls.Config
 
 	client *http.Client
+	// dial opens the app's upstream sessions when they are not Streamable
+	// HTTP ones (stdio.go, the legacy SSE transport); nil: Streamable HTTP.
+	dial   func(p InitParams, token upstream.TokenSource) (upstream.Transport, error)
 	log    *slog.Logger
 	health health
 	// info is the upstream's latest initialize result, from whichever

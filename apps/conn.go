@@ -36,7 +36,7 @@ type Conn struct {
 	ids atomic.Int64
 
 	mu      sync.Mutex
-	session *upstream.Session
+	session upstream.Transport
 	result  *InitializeResult
 }
 
@@ -70,9 +70,11 @@ type ResourceCapability struct {
 }
 
 // newSession starts an upstream session; the URL was checked by NewCatalog.
-func (a *App) newSession(token upstream.TokenSource) *upstream.Session {
-	s, _ := upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token})
-	return s
+func (a *App) newSession(p InitParams, token upstream.TokenSource) (upstream.Transport, error) {
+	if a.dial != nil {
+		return a.dial(p, token)
+	}
+	return upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token})
 }
 
 // Open starts an upstream session: initialize, then the initialized
@@ -83,17 +85,23 @@ func (a *App) Open(ctx context.Context, p InitParams, token upstream.TokenSource
 	if err := a.health.check(time.Now()); err != nil {
 		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
 	}
-	c := &Conn{App: a, init: p, token: token, session: a.newSession(token)}
+	t, err := a.newSession(p, token)
+	if err != nil {
+		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
+	}
+	c := &Conn{App: a, init: p, token: token, session: t}
 	if err := c.handshake(ctx); err != nil {
+		_ = t.Close(context.WithoutCancel(ctx), nil)
 		return nil, err
 	}
 	return c, nil
 }
 
 // Restore rebuilds a session another process opened, from its id; token
-// is as for Open.
+// is as for Open. Only HTTP upstream sessions have ids to restore.
 func (a *App) Restore(id, protocolVersion string, p InitParams, token upstream.TokenSource) *Conn {
-	c := &Conn{App: a, init: p, token: token, session: a.newSession(token)}
+	s, _ := upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token})
+	c := &Conn{App: a, init: p, token: token, session: s}
 	// The upstream session has seen ids from the process that opened it;
 	// continue from a random point far from them, within what JavaScript
 	// numbers hold exactly.
@@ -121,7 +129,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 	if len(params.ClientInfo) == 0 {
 		params.ClientInfo = json.RawMessage(`{"name":"mcpbroker","version":"1"}`)
 	}
-	msg, err := jsonrpc.NewRequest(jsonrpc.Int64ID(c.ids.Add(1)), "initialize", params)
+	msg, err := jsonrpc.NewRequest(jsonrpc.Int64ID(c.NextID()), "initialize", params)
 	if err != nil {
 		return err
 	}
@@ -150,7 +158,7 @@ func (c *Conn) handshake(ctx context.Context) error {
 	return nil
 }
 
-func (c *Conn) currentSession() *upstream.Session {
+func (c *Conn) currentSession() upstream.Transport {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.session
@@ -170,7 +178,12 @@ func (c *Conn) Ref() (id, protocolVersion string) {
 }
 
 // NextID returns a fresh upstream request id.
-func (c *Conn) NextID() int64 { return c.ids.Add(1) }
+func (c *Conn) NextID() int64 {
+	if src, ok := c.currentSession().(upstream.IDSource); ok {
+		return src.NextID()
+	}
+	return c.ids.Add(1)
+}
 
 // Call sends a request whose id came from NextID and returns the response.
 // Related messages go to onMessage. An upstream that forgot the session is
@@ -217,9 +230,19 @@ func (c *Conn) Listen(ctx context.Context, header http.Header, onMessage func(*j
 }
 
 func (c *Conn) reopen(ctx context.Context) error {
+	t, err := c.App.newSession(c.init, c.token)
+	if err != nil {
+		return fmt.Errorf("apps: %s: %w", c.App.Name, err)
+	}
 	c.mu.Lock()
-	c.session = c.App.newSession(c.token)
+	old := c.session
+	c.session = t
 	c.mu.Unlock()
+	if _, http := old.(*upstream.Session); !http && old != nil {
+		// A process or a held stream is released; an HTTP session the
+		// upstream forgot needs no DELETE.
+		_ = old.Close(context.WithoutCancel(ctx), nil)
+	}
 	return c.handshake(ctx)
 }
 
