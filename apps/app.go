@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -35,7 +36,9 @@ type App struct {
 	client *http.Client
 	// dial opens the app's upstream sessions when they are not Streamable
 	// HTTP ones (stdio.go, the legacy SSE transport); nil: Streamable HTTP.
-	dial   func(p InitParams, token upstream.TokenSource) (upstream.Transport, error)
+	dial func(ctx context.Context, p InitParams, token upstream.TokenSource) (upstream.Transport, error)
+	// stdio runs the processes of a stdio app.
+	stdio  *stdioPool
 	log    *slog.Logger
 	health health
 	// info is the upstream's latest initialize result, from whichever
@@ -85,6 +88,12 @@ type Options struct {
 	URIPrefixes []string
 	// ListCache configures the app's list cache.
 	ListCache ListCacheOptions
+	// Stdio, when set, makes the upstream a local program (URL is then
+	// empty).
+	Stdio *StdioOptions
+	// Legacy says URL is the event stream of a 2024-11-05 HTTP+SSE
+	// server.
+	Legacy bool
 }
 
 // NewCatalog builds the apps, in the order given.
@@ -105,7 +114,10 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 			log:   log.With("app", a.Name),
 			Lists: NewListCache(a.ListCache),
 		}
-		if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
+		if a.Stdio != nil {
+			app.stdio = newStdioPool(a.Name, *a.Stdio, app.log)
+			app.dial = app.stdio.dial
+		} else if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
 			return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
 		}
 		if app.Timeout <= 0 {
@@ -179,4 +191,23 @@ func (a *App) MaybeShortened(exposed string) bool {
 func (a *App) Info() *InitializeResult { return a.info.Load() }
 
 // Close releases idle upstream connections.
-func (a *App) Close() { a.client.CloseIdleConnections() }
+func (a *App) Close() {
+	a.client.CloseIdleConnections()
+	if a.stdio != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a.stdio.close(ctx)
+	}
+}
+
+// Local reports whether the app's upstream is a process the broker runs
+// (a stdio app): it has no HTTP headers, so identity travels in _meta.
+func (a *App) Local() bool { return a.stdio != nil }
+
+// Processes counts a stdio app's running server processes.
+func (a *App) Processes() int {
+	if a.stdio == nil {
+		return 0
+	}
+	return a.stdio.running()
+}

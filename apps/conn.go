@@ -23,6 +23,9 @@ type InitParams struct {
 	ProtocolVersion string
 	Capabilities    json.RawMessage
 	ClientInfo      json.RawMessage
+	// Subject names the user the session acts for (issuer and subject),
+	// "" when unauthenticated; it picks a perSubject stdio process.
+	Subject string
 }
 
 // Conn is one app's upstream session held for one client session.
@@ -70,9 +73,9 @@ type ResourceCapability struct {
 }
 
 // newSession starts an upstream session; the URL was checked by NewCatalog.
-func (a *App) newSession(p InitParams, token upstream.TokenSource) (upstream.Transport, error) {
+func (a *App) newSession(ctx context.Context, p InitParams, token upstream.TokenSource) (upstream.Transport, error) {
 	if a.dial != nil {
-		return a.dial(p, token)
+		return a.dial(ctx, p, token)
 	}
 	return upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token})
 }
@@ -85,7 +88,7 @@ func (a *App) Open(ctx context.Context, p InitParams, token upstream.TokenSource
 	if err := a.health.check(time.Now()); err != nil {
 		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
 	}
-	t, err := a.newSession(p, token)
+	t, err := a.newSession(ctx, p, token)
 	if err != nil {
 		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
 	}
@@ -230,7 +233,7 @@ func (c *Conn) Listen(ctx context.Context, header http.Header, onMessage func(*j
 }
 
 func (c *Conn) reopen(ctx context.Context) error {
-	t, err := c.App.newSession(c.init, c.token)
+	t, err := c.App.newSession(ctx, c.init, c.token)
 	if err != nil {
 		return fmt.Errorf("apps: %s: %w", c.App.Name, err)
 	}

@@ -123,6 +123,17 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		b.version = "dev"
 	}
 	b.metrics = telemetry.NewMetrics()
+	b.metrics.SetStdioProcesses(func() map[string]int {
+		out := map[string]int{}
+		if g := b.current(); g != nil {
+			for _, app := range g.catalog.Apps {
+				if app.Local() {
+					out[app.Name] = app.Processes()
+				}
+			}
+		}
+		return out
+	})
 	if b.store, err = openStore(cfg, opts); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
@@ -22,7 +27,18 @@ func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 				o.Prefix = ns.Name
 			}
 		}
-		if s := a.Upstream.Stream; s != nil {
+		if a.Upstream.Transport == "stdio" && a.Upstream.Stdio != nil {
+			stdio, err := stdioOptions(fmt.Sprintf("apps[%d].upstream.stdio", i), a.Upstream.Stdio, files.baseDir)
+			if err != nil {
+				return nil, err
+			}
+			o.Stdio = stdio
+		}
+		s := a.Upstream.Stream
+		if a.Upstream.Transport == "sse" {
+			s, o.Legacy = a.Upstream.SSE, true
+		}
+		if s != nil && a.Upstream.Transport != "stdio" {
 			o.URL = s.URL
 			c := s.Connection
 			o.DialTimeout, o.KeepAlive = time.Duration(c.DialTimeout), time.Duration(c.KeepAlive.Interval)
@@ -51,4 +67,46 @@ func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 		out = append(out, o)
 	}
 	return out, nil
+}
+
+// inheritedEnv are the variables of the broker's environment a stdio
+// upstream gets besides its own: enough to find programs and write
+// temporary files, nothing that could hold a secret.
+var inheritedEnv = []string{"PATH", "HOME", "LANG", "TMPDIR"}
+
+// stdioOptions resolves a stdio upstream's program, directory and
+// environment. The program must exist and be executable now, so that
+// check reports a wrong path rather than the first call.
+func stdioOptions(key string, c *config.StdioUpstream, baseDir string) (*apps.StdioOptions, error) {
+	command := c.Command
+	if strings.Contains(command, "/") && !filepath.IsAbs(command) {
+		command = filepath.Join(baseDir, command)
+	}
+	resolved, err := exec.LookPath(command)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %s.command: %s cannot be run: %w", key, c.Command, err)
+	}
+	dir := c.WorkingDir
+	if dir != "" {
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(baseDir, dir)
+		}
+		if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+			return nil, fmt.Errorf("broker: %s.workingDir: %s is not a directory", key, c.WorkingDir)
+		}
+	}
+	env := make([]string, 0, len(inheritedEnv)+len(c.Env))
+	for _, name := range inheritedEnv {
+		if value, ok := os.LookupEnv(name); ok && !slices.ContainsFunc(c.Env, func(e config.EnvVar) bool { return e.Name == name }) {
+			env = append(env, name+"="+value)
+		}
+	}
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value.Value())
+	}
+	return &apps.StdioOptions{
+		Command: resolved, Args: c.Args, Env: env, WorkingDir: dir,
+		Isolation: apps.Isolation(c.Isolation), IdleTimeout: time.Duration(c.IdleTimeout),
+		MaxProcesses: c.MaxProcesses, TokenEnv: c.TokenEnv,
+	}, nil
 }

@@ -59,6 +59,12 @@ func (b *Broker) build(cfg *config.Config) (_ *generation, err error) {
 	if err != nil {
 		return nil, err
 	}
+	for i := range options {
+		if o := options[i].Stdio; o != nil {
+			name := options[i].Name
+			o.Events = func(event string) { b.metrics.StdioProcessEvent(name, event) }
+		}
+	}
 	if g.catalog, err = apps.NewCatalog(options, b.log); err != nil {
 		return nil, err
 	}

@@ -146,8 +146,9 @@ func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (
 			return nil, err
 		}
 		opened = true
-		if refs != nil && s.ID != "" {
-			id, version := conn.Ref()
+		if id, version := conn.Ref(); refs != nil && s.ID != "" && id != "" {
+			// Only upstream sessions with an id can be shared; a process
+			// or a held stream is this replica's own.
 			theirs, won, err := refs.claim(ctx, s.ID, app.Name, provider.UpstreamRef{ID: id, ProtocolVersion: version})
 			switch {
 			case err != nil:
@@ -185,7 +186,7 @@ func (st *sessionState) knowsConn(s *provider.Session, app *apps.App) bool {
 }
 
 func initParams(s *provider.Session) apps.InitParams {
-	return apps.InitParams{ProtocolVersion: s.ProtocolVersion, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo}
+	return apps.InitParams{ProtocolVersion: s.ProtocolVersion, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo, Subject: s.Subject}
 }
 
 // beginInitialize claims the session's one initialize.

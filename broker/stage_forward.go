@@ -12,6 +12,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // forward serves the call where route sent it. No request is served while
@@ -63,6 +64,11 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	params, err := upstreamParams(c)
 	if err != nil {
 		return err
+	}
+	if c.App.Local() {
+		if params, err = withIdentityMeta(params, c.Principal); err != nil {
+			return ErrInvalidParams
+		}
 	}
 	upstreamID := jsonrpc.Int64ID(conn.NextID())
 	progressToken := c.Params.progressToken()
@@ -305,6 +311,46 @@ func upstreamError(app *apps.App, err error) error {
 		return fmt.Errorf("%w: %s: %w", ErrUpstreamTimeout, app.Name, err)
 	}
 	return fmt.Errorf("%w: %s: %w", ErrUpstreamFailed, app.Name, clientCertFailure(app.TLS, err))
+}
+
+// identityMetaKey is where a stdio upstream finds who calls: it has no
+// HTTP headers to carry a token, and a token in its environment is its
+// session's or user's, not this call's.
+const identityMetaKey = "io.mcpbroker/identity"
+
+// callerIdentity is what a stdio upstream is told of the caller.
+type callerIdentity struct {
+	Issuer   string       `json:"iss,omitempty"`
+	Subject  string       `json:"sub,omitempty"`
+	ClientID string       `json:"client_id,omitempty"`
+	Scopes   []string     `json:"scopes,omitempty"`
+	Actor    *oauth.Actor `json:"act,omitempty"`
+}
+
+// withIdentityMeta sets params._meta["io.mcpbroker/identity"] to the
+// caller's identity, or to null when the call is unauthenticated; what a
+// client put there is overwritten, never passed on.
+func withIdentityMeta(params json.RawMessage, p *oauth.Principal) (json.RawMessage, error) {
+	if len(params) == 0 || string(params) == "null" {
+		params = json.RawMessage("{}")
+	}
+	meta, ok, err := jsonrpc.Member(params, "_meta")
+	if err != nil {
+		return nil, err
+	}
+	if !ok || string(meta) == "null" {
+		meta = []byte("{}")
+	}
+	value := []byte("null")
+	if p != nil {
+		if value, err = jsonrpc.Marshal(callerIdentity{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientID, Scopes: p.Scopes, Actor: p.Actor}); err != nil {
+			return nil, err
+		}
+	}
+	if meta, err = jsonrpc.SetMember(meta, identityMetaKey, value); err != nil {
+		return nil, err
+	}
+	return jsonrpc.SetMember(params, "_meta", meta)
 }
 
 // withTraceMeta puts the call's trace context in params._meta, where MCP

@@ -36,6 +36,8 @@ const (
 	defaultKeyRotation            = Duration(30 * 24 * time.Hour)
 	defaultSigningAlgorithm       = "EdDSA"
 	defaultListCacheTTL           = Duration(5 * time.Minute)
+	defaultStdioIdleTimeout       = Duration(5 * time.Minute)
+	defaultStdioMaxProcesses      = 100
 	defaultDescriptionBytes       = 8 << 10
 	defaultSchemaBytes            = 64 << 10
 	defaultDefinitionBytes        = 128 << 10
@@ -100,7 +102,8 @@ const CurrentVersion = 1
 //	apps[].resourceNamespace                      none: the app shares the URIs no app declared
 //	apps[].upstream.timeout                       30s
 //	apps[].upstream.stream.connection             dialTimeout 10s, keepAlive.interval 15s,
-//	                                              pool.maxIdleConns 100, pool.maxIdleConnsPerHost 100
+//	                                              pool.maxIdleConns 100, pool.maxIdleConnsPerHost 100 (sse.connection too)
+//	apps[].upstream.stdio                         isolation perSession, idleTimeout 5m, maxProcesses 100 (shared: 1)
 //	apps[].authorization.outbound.tokenExchange.tools[].ttl  5s
 //	apps[].listCache                              scope subject (exchanged tokens or identity headers) or shared, ttl 5m
 //	apps[].toolPinning                            mode off, trustOnFirstUse true, pins[].kind tool,
@@ -206,7 +209,18 @@ func (app *App) applyDefaults() {
 		setDefault(&app.ToolNamespace.Name, app.Name+"_")
 	}
 	setDefault(&app.Upstream.Timeout, defaultUpstreamTimeout)
-	if stream := app.Upstream.Stream; stream != nil {
+	if stdio := app.Upstream.Stdio; stdio != nil {
+		setDefault(&stdio.Isolation, StdioPerSession)
+		setDefault(&stdio.IdleTimeout, defaultStdioIdleTimeout)
+		if stdio.Isolation == StdioShared {
+			setDefault(&stdio.MaxProcesses, 1)
+		}
+		setDefault(&stdio.MaxProcesses, defaultStdioMaxProcesses)
+	}
+	for _, stream := range []*StreamUpstream{app.Upstream.Stream, app.Upstream.SSE} {
+		if stream == nil {
+			continue
+		}
 		connection := &stream.Connection
 		setDefault(&connection.DialTimeout, defaultDialTimeout)
 		setDefault(&connection.KeepAlive.Interval, defaultTCPKeepAliveInterval)

@@ -734,8 +734,14 @@ type ToolNamespace struct {
 
 // Upstream is how the broker reaches an app's MCP server.
 type Upstream struct {
+	// Transport is "stream" (Streamable HTTP), "sse" (the 2024-11-05
+	// HTTP+SSE transport) or "stdio" (a local program the broker runs).
 	Transport string          `yaml:"transport"`
 	Stream    *StreamUpstream `yaml:"stream"`
+	// SSE is a legacy HTTP+SSE upstream: url is its event-stream
+	// endpoint.
+	SSE   *StreamUpstream `yaml:"sse"`
+	Stdio *StdioUpstream  `yaml:"stdio"`
 	// Timeout bounds one request to the upstream (default 30s).
 	Timeout Duration `yaml:"timeout"`
 	// TLS reaches an https upstream through the enterprise's own PKI.
@@ -766,6 +772,45 @@ type UpstreamTLS struct {
 type UpstreamProxy struct {
 	URL             string `yaml:"url"`
 	FromEnvironment bool   `yaml:"fromEnvironment"`
+}
+
+// StdioUpstream is an MCP server the broker runs as a local program and
+// speaks to on its standard streams.
+type StdioUpstream struct {
+	// Command is the program, a path (relative to the configuration
+	// file's directory when it holds a "/") or a name looked up in PATH.
+	Command string   `yaml:"command"`
+	Args    []string `yaml:"args"`
+	// Env is the program's environment beside PATH, HOME, LANG and TMPDIR
+	// (taken from the broker's); values may be secrets.
+	Env []EnvVar `yaml:"env"`
+	// WorkingDir is where the program runs (relative to the
+	// configuration file's directory); "" the broker's.
+	WorkingDir string `yaml:"workingDir"`
+	// Isolation is which client sessions share a process: "perSession"
+	// (the default), "perSubject" (one per user) or "shared".
+	Isolation string `yaml:"isolation"`
+	// IdleTimeout stops a process no request used for that long (5m).
+	IdleTimeout Duration `yaml:"idleTimeout"`
+	// MaxProcesses bounds the app's running processes (100; a shared app
+	// runs one).
+	MaxProcesses int `yaml:"maxProcesses"`
+	// TokenEnv names the environment variable that carries a token
+	// exchanged for the process's session or user at its start.
+	TokenEnv string `yaml:"tokenEnv"`
+}
+
+// Isolation kinds of stdio upstreams.
+const (
+	StdioPerSession = "perSession"
+	StdioPerSubject = "perSubject"
+	StdioShared     = "shared"
+)
+
+// EnvVar is one environment variable of a stdio upstream.
+type EnvVar struct {
+	Name  string `yaml:"name"`
+	Value Secret `yaml:"value"`
 }
 
 // StreamUpstream is a Streamable HTTP upstream.

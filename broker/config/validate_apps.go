@@ -40,6 +40,15 @@ func (v *validator) apps(apps []App) {
 			v.appAuthorization(field(path, "authorization"), app.Authorization)
 		}
 		v.identityHeaders(field(path, "identityHeaders"), app.IdentityHeaders)
+		if stdio := app.Upstream.Stdio; stdio != nil && app.Upstream.Transport == "stdio" {
+			if len(app.IdentityHeaders) > 0 {
+				v.add(field(path, "identityHeaders"), "a stdio upstream has no HTTP headers; it is told the caller's identity in each request's _meta")
+			}
+			exchanged := app.Authorization != nil && app.Authorization.Outbound != nil && app.Authorization.Outbound.TokenExchange != nil
+			if stdio.TokenEnv != "" && !exchanged {
+				v.add(field(path, "upstream.stdio.tokenEnv"), "needs authorization.outbound.tokenExchange: it carries the token exchanged for the process")
+			}
+		}
 		if app.ListCache != nil {
 			v.listCache(field(path, "listCache"), app.ListCache)
 		}
@@ -117,33 +126,46 @@ func (v *validator) namespaceCollisions(apps []App) {
 }
 
 func (v *validator) upstream(path string, upstream *Upstream) {
+	const want = `want "stream", "sse" or "stdio"`
+	blocks := map[string]bool{"stream": upstream.Stream != nil, "sse": upstream.SSE != nil, "stdio": upstream.Stdio != nil}
 	switch upstream.Transport {
-	case "stream":
-		if upstream.Stream == nil {
-			v.add(field(path, "stream"), `required when transport is "stream"`)
+	case "stream", "sse", "stdio":
+		if !blocks[upstream.Transport] {
+			v.add(field(path, upstream.Transport), fmt.Sprintf("required when transport is %s", quote(upstream.Transport)))
 		}
-	case "sse", "stdio":
-		v.add(field(path, "transport"), fmt.Sprintf(`%s is not supported in this version; want "stream"`, quote(upstream.Transport)))
+		for _, other := range []string{"stream", "sse", "stdio"} {
+			if other != upstream.Transport && blocks[other] {
+				v.add(field(path, other), fmt.Sprintf("not used: transport is %s", quote(upstream.Transport)))
+			}
+		}
 	case "":
-		v.add(field(path, "transport"), `required, want "stream"`)
+		v.add(field(path, "transport"), "required, "+want)
 	default:
-		v.add(field(path, "transport"), fmt.Sprintf(`unknown transport %s, want "stream"`, quote(upstream.Transport)))
+		v.add(field(path, "transport"), fmt.Sprintf("unknown transport %s, %s", quote(upstream.Transport), want))
 	}
 	if upstream.Timeout <= 0 {
 		v.add(field(path, "timeout"), "must be > 0")
 	}
 	v.upstreamProxy(field(path, "proxy"), upstream.Proxy)
-	stream := upstream.Stream
-	if stream == nil {
-		return
+	// The block of the transport in use is checked; the others were
+	// reported as unused.
+	switch {
+	case upstream.Transport == "stdio" && upstream.Stdio != nil:
+		v.stdioUpstream(path, upstream)
+	case upstream.Transport == "sse" && upstream.SSE != nil:
+		v.streamUpstream(path, field(path, "sse"), upstream.SSE, upstream.TLS)
+	case upstream.Stream != nil && upstream.Transport != "stdio" && upstream.Transport != "sse":
+		v.streamUpstream(path, field(path, "stream"), upstream.Stream, upstream.TLS)
 	}
-	streamPath := field(path, "stream")
+}
+
+func (v *validator) streamUpstream(path, streamPath string, stream *StreamUpstream, tls *UpstreamTLS) {
 	if stream.URL == "" {
 		v.add(field(streamPath, "url"), "required")
 	} else if parsed, err := url.Parse(stream.URL); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
 		v.add(field(streamPath, "url"), fmt.Sprintf("want an absolute http or https URL with a host, got %s", quote(stream.URL)))
 	} else {
-		v.upstreamTLS(field(path, "tls"), upstream.TLS, parsed.Scheme)
+		v.upstreamTLS(field(path, "tls"), tls, parsed.Scheme)
 	}
 	connection := field(streamPath, "connection")
 	if stream.Connection.DialTimeout <= 0 {
@@ -154,6 +176,72 @@ func (v *validator) upstream(path string, upstream *Upstream) {
 	}
 	if stream.Connection.Pool.MaxIdleConnsPerHost < 0 {
 		v.add(field(connection, "pool.maxIdleConnsPerHost"), "must not be negative")
+	}
+}
+
+// envNamePattern is a portable environment variable name.
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// stdioUpstream checks a local program upstream. Whether the command can
+// be found and run is checked when the apps are built, which check does
+// too.
+func (v *validator) stdioUpstream(path string, upstream *Upstream) {
+	stdio := upstream.Stdio
+	stdioPath := field(path, "stdio")
+	if upstream.TLS != nil {
+		v.add(field(path, "tls"), "applies to https upstreams; a stdio upstream is a local program")
+	}
+	if upstream.Proxy != nil {
+		v.add(field(path, "proxy"), "applies to HTTP upstreams; a stdio upstream is a local program")
+	}
+	if strings.TrimSpace(stdio.Command) == "" {
+		v.add(field(stdioPath, "command"), "required: the program to run")
+	} else if strings.ContainsRune(stdio.Command, 0) {
+		v.add(field(stdioPath, "command"), "must not contain NUL")
+	}
+	for i, arg := range stdio.Args {
+		if strings.ContainsRune(arg, 0) {
+			v.add(field(stdioPath, index("args", i)), "must not contain NUL")
+		}
+	}
+	names := make(map[string]int, len(stdio.Env))
+	for i, e := range stdio.Env {
+		p := index(field(stdioPath, "env"), i)
+		switch first, dup := names[e.Name]; {
+		case !envNamePattern.MatchString(e.Name):
+			v.add(field(p, "name"), fmt.Sprintf("want a variable name (letters, digits, _; not starting with a digit), got %s", quote(e.Name)))
+		case dup:
+			v.add(field(p, "name"), fmt.Sprintf("duplicate of env[%d]", first))
+		case e.Name == stdio.TokenEnv:
+			v.add(field(p, "name"), "is tokenEnv, which the broker sets")
+		default:
+			names[e.Name] = i
+		}
+		if strings.ContainsRune(e.Value.Value(), 0) {
+			v.add(field(p, "value"), "must not contain NUL")
+		}
+	}
+	switch stdio.Isolation {
+	case StdioPerSession, StdioPerSubject, StdioShared:
+	default:
+		v.add(field(stdioPath, "isolation"), fmt.Sprintf(`want "perSession", "perSubject" or "shared", got %s`, quote(stdio.Isolation)))
+	}
+	if stdio.IdleTimeout < Duration(time.Second) || stdio.IdleTimeout > Duration(24*time.Hour) {
+		v.add(field(stdioPath, "idleTimeout"), fmt.Sprintf("want 1s to 24h, got %s", stdio.IdleTimeout))
+	}
+	switch {
+	case stdio.MaxProcesses < 1 || stdio.MaxProcesses > 10000:
+		v.add(field(stdioPath, "maxProcesses"), fmt.Sprintf("want 1 to 10000, got %d", stdio.MaxProcesses))
+	case stdio.Isolation == StdioShared && stdio.MaxProcesses != 1:
+		v.add(field(stdioPath, "maxProcesses"), "a shared app runs one process; leave maxProcesses out")
+	}
+	if stdio.TokenEnv != "" {
+		switch {
+		case !envNamePattern.MatchString(stdio.TokenEnv):
+			v.add(field(stdioPath, "tokenEnv"), fmt.Sprintf("want a variable name, got %s", quote(stdio.TokenEnv)))
+		case stdio.Isolation == StdioShared:
+			v.add(field(stdioPath, "tokenEnv"), "a shared process serves every user: no one user's token may be given to it; use perSession or perSubject")
+		}
 	}
 }
 

@@ -64,6 +64,8 @@ type Metrics struct {
 	auditWriteFailures prometheus.Counter
 	auditUnwritten     prometheus.Counter
 	auditDepth         atomic.Pointer[func() int]
+	stdioProcesses     atomic.Pointer[func() map[string]int]
+	stdioEvents        *family[prometheus.Counter]
 }
 
 type callSeries struct {
@@ -190,6 +192,13 @@ func NewMetrics() *Metrics {
 	m.pins = newFamily(maxApps*12, []int{0}, func(k labelKey) prometheus.Counter {
 		return pins.WithLabelValues(k[0], k[1], k[2])
 	})
+	stdioEvents := f.counterVec("mcpbroker_stdio_process_events_total",
+		"Server processes of stdio apps, by app and event: started, crashed (ended without being asked), stopped (by session end, idle timeout, reload or shutdown), refused (maxProcesses reached).", "app", "event")
+	m.stdioEvents = newFamily(maxApps*4, []int{0}, func(k labelKey) prometheus.Counter {
+		return stdioEvents.WithLabelValues(k[0], k[1])
+	})
+	r.MustRegister(&processGauge{m: m, desc: prometheus.NewDesc("mcpbroker_stdio_processes",
+		"Server processes running for each stdio app.", []string{"app"}, nil)})
 	validations := f.counterVec("mcpbroker_validation_failures_total",
 		"tools/call the broker answered with an isError result because they did not fit the tool's schema, by app and what: arguments (inputSchema or argument limits) or result (structuredContent against outputSchema).", "app", "what")
 	m.validations = newFamily(maxApps*2, []int{0}, func(k labelKey) prometheus.Counter {
@@ -355,6 +364,45 @@ func (m *Metrics) SessionClosed() {
 		return
 	}
 	m.sessionsOpen.Dec()
+}
+
+// StdioProcessEvent counts a stdio app's process event.
+func (m *Metrics) StdioProcessEvent(app, event string) {
+	if m == nil {
+		return
+	}
+	m.stdioEvents.get(labelKey{app, event}).Inc()
+}
+
+// SetStdioProcesses names the function that counts the running processes
+// of each stdio app; nil stops reporting.
+func (m *Metrics) SetStdioProcesses(count func() map[string]int) {
+	if m == nil {
+		return
+	}
+	if count == nil {
+		m.stdioProcesses.Store(nil)
+		return
+	}
+	m.stdioProcesses.Store(&count)
+}
+
+// processGauge reports mcpbroker_stdio_processes when scraped.
+type processGauge struct {
+	m    *Metrics
+	desc *prometheus.Desc
+}
+
+func (g *processGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *processGauge) Collect(ch chan<- prometheus.Metric) {
+	count := g.m.stdioProcesses.Load()
+	if count == nil {
+		return
+	}
+	for app, n := range (*count)() {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(n), app)
+	}
 }
 
 // UpstreamUp records whether the broker holds a working connection to the
