@@ -106,6 +106,9 @@ func newStdioPool(app string, o StdioOptions, log *slog.Logger) *stdioPool {
 	if o.Events == nil {
 		o.Events = func(string) {}
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &stdioPool{app: app, opts: o, log: log, procs: make(map[string]*stdioProc)}
 }
 

@@ -400,13 +400,23 @@ func (p *Process) write(ctx context.Context, m *jsonrpc.Message) error {
 	}
 	stop := context.AfterFunc(ctx, func() { _ = p.stdin.SetWriteDeadline(time.Now()) })
 	defer stop()
-	if _, err := p.stdin.Write(line); err != nil {
+	n, err := p.stdin.Write(line)
+	if err == nil {
+		return nil
+	}
+	if n > 0 {
+		// Half a line is on its way: the stream cannot carry another
+		// message, so the process goes.
+		p.log.Error("stdio server did not read a whole message in time; stopping it", "written", n, "of", len(line))
+		go p.Stop(context.Background())
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: writing its input: %v", ErrProcessExited, err)
+		return context.DeadlineExceeded
 	}
-	return nil
+	return fmt.Errorf("%w: writing its input: %v", ErrProcessExited, err)
 }
 
 // StdioSession is one client session's MCP session with a Process. The
