@@ -244,6 +244,7 @@ func providerOptions(cfg *config.Config, log *slog.Logger) (provider.Options, er
 		o.StreamPath = s.Path
 		o.SessionHeader = s.Session.HeaderName
 		o.AllowClientTermination = s.Session.AllowClientTermination
+		o.Sessionless = !s.Session.Enabled
 		o.SessionTimeout = time.Duration(s.Session.Timeout)
 		o.MaxSessions, o.MaxSessionsPerSubject, o.MaxSessionsPerAddress = s.Session.MaxSessions, s.Session.MaxPerSubject, s.Session.MaxPerAddress
 		key, err := s.Session.DecodedKey()

@@ -136,9 +136,13 @@ type Options struct {
 	// SessionHeader is the session id header ("Mcp-Session-Id").
 	SessionHeader          string
 	AllowClientTermination bool
-	SessionTimeout         time.Duration // 1h
-	SessionKey             []byte        // random when empty
-	MaxSessions            int           // 10000
+	// Sessionless serves Streamable HTTP without sessions: no session id
+	// is issued or required, each POST is served on its own (its upstream
+	// sessions end with it), and there is no GET stream and no DELETE.
+	Sessionless    bool
+	SessionTimeout time.Duration // 1h
+	SessionKey     []byte        // random when empty
+	MaxSessions    int           // 10000
 	// MaxSessionsPerSubject bounds one user's live sessions (100), counted
 	// by Identity.User.
 	MaxSessionsPerSubject int

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -17,12 +18,16 @@ import (
 // serveStream is the Streamable HTTP endpoint: POST sends messages, GET
 // opens the standalone stream or resumes one, DELETE ends the session.
 func (p *Provider) serveStream(w http.ResponseWriter, r *http.Request, id *Identity) {
-	switch r.Method {
-	case http.MethodPost:
+	switch {
+	case r.Method == http.MethodPost:
 		p.servePost(w, r, id)
-	case http.MethodGet:
+	case p.opts.Sessionless:
+		// Nothing outlives a POST: no stream to listen on, no session to end.
+		w.Header().Set("Allow", "POST")
+		writeHTTPError(w, httpError(http.StatusMethodNotAllowed, jsonrpc.CodeServerError, "method not allowed: this endpoint serves without sessions (POST only)"))
+	case r.Method == http.MethodGet:
 		p.serveGet(w, r, id)
-	case http.MethodDelete:
+	case r.Method == http.MethodDelete:
 		p.serveDelete(w, r, id)
 	default:
 		allow := "GET, POST"
@@ -105,6 +110,31 @@ func (p *Provider) session(r *http.Request, id *Identity) (*Session, *HTTPError)
 	return s, nil
 }
 
+// transientSession is the session of one POST when the endpoint serves
+// without sessions: it speaks the version the request's header names
+// (2025-03-26 when there is none, as the specification says) and knows
+// nothing of the client's capabilities, so the broker asks nothing of it
+// that needs them.
+func (p *Provider) transientSession(r *http.Request, id *Identity) (*Session, *HTTPError) {
+	if herr := checkVersionHeader(r, nil); herr != nil {
+		return nil, herr
+	}
+	s := newSession(id, p.now())
+	s.ProtocolVersion = r.Header.Get("MCP-Protocol-Version")
+	if s.ProtocolVersion == "" {
+		s.ProtocolVersion = "2025-03-26"
+	}
+	s.ClientCapabilities = json.RawMessage("{}")
+	return s, nil
+}
+
+// endTransient ends a POST's session: its calls' contexts and whatever
+// the dispatcher opened for it.
+func (p *Provider) endTransient(s *Session) {
+	s.cancel()
+	p.dispatcher.Closed(s)
+}
+
 // checkVersionHeader applies the MCP-Protocol-Version rules to a request
 // within a session: an unsupported or malformed value is refused. A
 // supported version other than the one the session negotiated is served
@@ -139,7 +169,16 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 		p.initialize(w, r, id, msgs[0], jsonOK)
 		return
 	}
-	s, herr := p.session(r, id)
+	var s *Session
+	var herr *HTTPError
+	if p.opts.Sessionless {
+		s, herr = p.transientSession(r, id)
+		if s != nil {
+			defer p.endTransient(s)
+		}
+	} else {
+		s, herr = p.session(r, id)
+	}
 	if herr != nil {
 		writeHTTPError(w, herr)
 		return
@@ -242,7 +281,11 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 	if resp == nil {
 		resp = jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error"))
 	}
-	if resp.Error == nil {
+	switch {
+	case p.opts.Sessionless:
+		// Answered, and nothing kept: the next request stands alone.
+		p.endTransient(s)
+	case resp.Error == nil:
 		if err := p.sessions.add(s, now); err != nil {
 			s.cancel()
 			p.dispatcher.Closed(s)
@@ -254,7 +297,7 @@ func (p *Provider) initialize(w http.ResponseWriter, r *http.Request, id *Identi
 			return
 		}
 		w.Header().Set(p.opts.SessionHeader, s.ID)
-	} else {
+	default:
 		s.cancel()
 		p.dispatcher.Closed(s)
 	}

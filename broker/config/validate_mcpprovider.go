@@ -37,8 +37,14 @@ func (v *validator) mcpProvider(provider *MCPProvider, hasApps bool) {
 		path := field(transports, "stream")
 		serve(field(path, "path"), stream.Path, streamEnabled)
 		v.session(field(path, "session"), &stream.Session)
-		if streamEnabled && !stream.Session.Enabled {
-			v.add(field(path, "session.enabled"), "sessionless streamable HTTP is not supported in this version; set session.enabled: true")
+		if !stream.Session.Enabled {
+			// Served without sessions: what only a session has is refused.
+			if stream.Session.AllowClientTermination {
+				v.add(field(path, "session.allowClientTermination"), "there are no sessions to end with session.enabled: false")
+			}
+			if !stream.Session.Key.IsZero() {
+				v.add(field(path, "session.key"), "there are no session ids to seal with session.enabled: false")
+			}
 		}
 	}
 	if sse != nil {
