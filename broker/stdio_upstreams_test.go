@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // stdioBroker fronts the official everything, filesystem and memory
@@ -305,4 +307,64 @@ func serverPid(t *testing.T, script string) int {
 		}
 	}
 	return 0
+}
+
+// identityBroker authenticates agents with tokens of the issuer %[1]q for
+// the resource %[2]q and fronts the sample ledger on standard streams
+// (%[3]q upstream sample --stdio).
+const identityBroker = `
+version: 1
+mcpProvider:
+  enabled: true
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+  authorization:
+    oauth:
+      enabled: true
+      servers:
+        - wellKnownEndpoint: %[1]q
+          tokenValidation: {method: jwt, expectedAudiences: [%[2]q]}
+apps:
+  - name: local
+    type: mcpProxy
+    upstream:
+      transport: stdio
+      stdio: {command: %[3]q, args: [upstream, sample, --stdio], isolation: perSubject}
+`
+
+// A stdio upstream is told who calls in _meta: the agent's subject,
+// client and act chain, from its verified token; what a client wrote
+// under the same key does not reach it.
+func TestStdioUpstreamToldTheCaller(t *testing.T) {
+	as := oauthtest.NewIssuer(t, nil)
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	addr := freeAddress(t)
+	resource := "http://" + addr + "/mcp"
+	startBrokerAt(t, addr, identityBroker, as.MetadataURL(), resource, bin)
+
+	claims := agentClaims(as, resource, "alice", "agent-1")
+	claims["act"] = map[string]any{"sub": "orchestrator"}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	session := connectWithToken(t, ctx, resource, as.Mint(t, claims))
+
+	got := whoami(t, ctx, session, "local_whoami")
+	told := got.BrokerIdentity
+	if got.AuthorizationPresent || told == nil {
+		t.Fatalf("want the identity in _meta and no header: %+v", got)
+	}
+	act, _ := told["act"].(map[string]any)
+	if told["sub"] != "alice" || told["client_id"] != "agent-1" || told["iss"] != as.ID || act["sub"] != "orchestrator" {
+		t.Errorf("identity told: %v", told)
+	}
+
+	res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "local_whoami", Arguments: map[string]any{},
+		Meta: mcp.Meta{"io.mcpbroker/identity": map[string]any{"sub": "root"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(res.StructuredContent)
+	if strings.Contains(string(raw), "root") || !strings.Contains(string(raw), "alice") {
+		t.Errorf("a client's own identity claim reached the upstream: %s", raw)
+	}
 }

@@ -27,6 +27,10 @@ type Identity struct {
 	// or expiry, so they say what the token claims, not that it is valid.
 	UnverifiedClaims *UnverifiedClaims `json:"unverifiedClaims,omitempty" jsonschema:"JWT payload claims, decoded but NOT verified"`
 	DecodeError      string            `json:"decodeError,omitempty" jsonschema:"why a token that looks like a JWT could not be decoded"`
+	// BrokerIdentity is what a broker put in the request's
+	// _meta["io.mcpbroker/identity"]: how a server on standard streams,
+	// which has no headers, is told who calls.
+	BrokerIdentity map[string]any `json:"brokerIdentity,omitempty" jsonschema:"the caller as the broker named it in _meta (io.mcpbroker/identity)"`
 }
 
 // VerifiedClaims are the claims of a verified access token that tell who
@@ -59,17 +63,21 @@ type UnverifiedClaims struct {
 
 func (s *ledgerServer) whoami(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, Identity, error) {
 	var authorization string
-	if req.Extra != nil {
+	if req.Extra != nil && req.Extra.Header != nil {
 		authorization = req.Extra.Header.Get("Authorization")
 	}
+	var identity Identity
 	if s.verifier != nil {
-		identity, err := s.verifiedIdentity(ctx, authorization)
-		if err != nil {
+		var err error
+		if identity, err = s.verifiedIdentity(ctx, authorization); err != nil {
 			return nil, Identity{}, err
 		}
-		return textResult(identity.text()), identity, nil
+	} else {
+		identity = identify(authorization)
 	}
-	identity := identify(authorization)
+	if told, ok := req.Params.Meta["io.mcpbroker/identity"].(map[string]any); ok {
+		identity.BrokerIdentity = told
+	}
 	return textResult(identity.text()), identity, nil
 }
 
@@ -156,6 +164,15 @@ func identify(authorization string) Identity {
 }
 
 func (i Identity) text() string {
+	text := i.headerText()
+	if i.BrokerIdentity != nil {
+		told, _ := json.MarshalIndent(i.BrokerIdentity, "", "  ")
+		text += fmt.Sprintf("\nidentity in _meta (io.mcpbroker/identity):\n%s", told)
+	}
+	return text
+}
+
+func (i Identity) headerText() string {
 	if !i.AuthorizationPresent {
 		return "Authorization header: absent"
 	}

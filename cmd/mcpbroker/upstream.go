@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/mcpbroker/mcpbroker/apps/sample"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
 	"github.com/urfave/cli/v2"
@@ -36,6 +38,8 @@ func upstreamCommand() *cli.Command {
 				Usage: "serve the sample ledger MCP server over Streamable HTTP",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9000", Usage: "address to listen on; port 0 picks a free port"},
+					&cli.BoolFlag{Name: "stdio", Usage: "speak MCP on standard input and output instead of listening (a stdio app); " +
+						"logs go to standard error"},
 					&cli.StringFlag{Name: "name", Value: "ledger", Usage: "server name reported in initialize"},
 					&cli.StringFlag{Name: "path", Value: "/mcp", Usage: "URL path of the MCP endpoint"},
 					&cli.StringFlag{Name: "issuer", Usage: "accept only requests with a valid JWT access token from this authorization server " +
@@ -62,6 +66,17 @@ func runSampleUpstream(c *cli.Context) error {
 	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
 
 	opts := &sample.Options{Name: c.String("name"), Logger: logger, DescriptionsFile: c.String("descriptions"), RecordsTool: c.Bool("records-tool")}
+	if c.Bool("stdio") {
+		if c.String("issuer") != "" || c.String("audience") != "" {
+			return cli.Exit("--stdio: a server on standard streams has no HTTP requests to carry tokens; leave out --issuer and --audience", 2)
+		}
+		ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := sample.NewServer(opts).Run(ctx, &mcp.StdioTransport{}); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("upstream sample: %w", err)
+		}
+		return nil
+	}
 	mcpHandler := sample.Handler(opts)
 	switch issuer, audience := c.String("issuer"), c.String("audience"); {
 	case issuer != "" && audience != "":
