@@ -44,7 +44,7 @@ test: setup ## Run go vet, all tests, and the Rego policy tests
 
 bench: setup ## Run the data-path benchmarks and print the report table
 	@mkdir -p bin
-	$(GO) test -run '^$$' -bench 'BenchmarkDataPath|BenchmarkToolsList' -benchmem -benchtime 3s -count 1 ./broker/bench/ | tee bin/bench.out
+	$(GO) test -run '^$$' -bench 'BenchmarkDataPath|BenchmarkHopCPU|BenchmarkToolsList' -benchmem -benchtime 3s -count 1 ./broker/bench/ | tee bin/bench.out
 	$(GO) test -run '^$$' -bench 'BenchmarkDecide' -benchmem -count 1 ./opa/ | tee -a bin/bench.out
 	$(GO) test -run '^$$' -bench BenchmarkMint -benchmem -count 1 ./exchange/ | tee -a bin/bench.out
 	$(GO) run ./broker/bench/report < bin/bench.out

@@ -407,3 +407,73 @@ func TestPercentile(t *testing.T) {
 		}
 	}
 }
+
+// interleavedPaths are the hops BenchmarkHopCPU measures side by side: the
+// bare proxy, the broker's data path and its full pipeline.
+var interleavedPaths = []string{"proxy", "broker", "broker+exchange"}
+
+// hopRounds is how many turns each hop of BenchmarkHopCPU gets.
+const hopRounds = 8
+
+// BenchmarkHopCPU measures the CPU time per call of the proxy, the broker
+// and the broker's full pipeline in alternation: the three hops run at
+// once in front of one upstream, and b.N calls to each are made in
+// rounds, each round visiting the hops in a rotated order. On a shared
+// machine the CPU time one call costs drifts over minutes with the
+// neighbours' load; measured in alternation, the drift weighs on all
+// three alike, so their ratios hold where BenchmarkDataPath's, measured
+// minutes apart, swing. It reports each hop's CPU µs per call and the
+// ratios to the proxy's.
+func BenchmarkHopCPU(b *testing.B) {
+	if !cpuMeasurable {
+		b.Skip("hop CPU time cannot be read on this system")
+	}
+	type arm struct {
+		name     string
+		dst      target
+		sessions []*session
+		cpu      float64 // µs, summed over rounds
+		calls    int
+	}
+	upstream, _ := startUpstream(b)
+	ctx := context.Background()
+	arms := make([]*arm, 0, len(interleavedPaths))
+	for _, name := range interleavedPaths {
+		i := slices.IndexFunc(dataPaths, func(p dataPath) bool { return p.name == name })
+		a := &arm{name: name, dst: dataPaths[i].start(b, upstream)}
+		a.sessions = openSessions(b, a.dst, concurrency)
+		if load := runLoad(ctx, a.sessions, make([]time.Duration, 4*concurrency), (*session).callEcho); load.failures > 0 {
+			b.Fatalf("%s: warm-up: %s", name, load.failureSummary())
+		}
+		arms = append(arms, a)
+	}
+	b.ResetTimer()
+	for round := range hopRounds {
+		calls := b.N / hopRounds
+		if round < b.N%hopRounds {
+			calls++
+		}
+		if calls == 0 {
+			continue
+		}
+		for k := range arms {
+			a := arms[(round+k)%len(arms)]
+			meter := startCPUMeter(b, a.dst.hop)
+			if load := runLoad(ctx, a.sessions, make([]time.Duration, calls), (*session).callEcho); load.failures > 0 {
+				b.Fatalf("%s: %s", a.name, load.failureSummary())
+			}
+			perCall, _ := meter.perOp(b, calls)
+			a.cpu += perCall * float64(calls)
+			a.calls += calls
+		}
+	}
+	b.StopTimer()
+	proxy := arms[0].cpu / float64(max(arms[0].calls, 1))
+	for _, a := range arms {
+		perCall := a.cpu / float64(max(a.calls, 1))
+		b.ReportMetric(perCall, a.name+"-cpu-µs/call")
+		if a != arms[0] && proxy > 0 {
+			b.ReportMetric(perCall/proxy, a.name+"/proxy")
+		}
+	}
+}

@@ -145,6 +145,7 @@ type report struct {
 	results []*result          // the data paths, in input order
 	engine  map[string]*result // component benchmarks by name
 	lists   []*result          // BenchmarkToolsList's rows, in input order
+	hops    *result            // BenchmarkHopCPU, nil when it did not run
 }
 
 func main() {
@@ -197,6 +198,15 @@ func parse(r io.Reader) (*report, error) {
 				rep.lists = append(rep.lists, &result{path: row, metrics: map[string][]float64{}})
 			}
 			rep.lists[i].add(metrics)
+		case strings.HasPrefix(text, hopsBenchmark+"-") || strings.HasPrefix(text, hopsBenchmark+" ") || strings.HasPrefix(text, hopsBenchmark+"\t"):
+			_, _, metrics, err := parseResult(text)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", line, err)
+			}
+			if rep.hops == nil {
+				rep.hops = &result{path: hopsBenchmark, metrics: map[string][]float64{}}
+			}
+			rep.hops.add(metrics)
 		case isEngineResult(text):
 			name, _, metrics, err := parseResult(text)
 			if err != nil {
@@ -346,10 +356,36 @@ func (rep *report) write(w io.Writer) error {
 	if err := rep.writeOverheads(w); err != nil {
 		return err
 	}
+	if err := rep.writeHops(w); err != nil {
+		return err
+	}
 	if err := rep.writeLists(w); err != nil {
 		return err
 	}
 	return rep.writeEngine(w)
+}
+
+const hopsBenchmark = "BenchmarkHopCPU"
+
+// writeHops prints BenchmarkHopCPU: the hops' CPU per call measured in
+// alternation, and their ratios to the proxy's, which the machine's
+// drift over the run does not move.
+func (rep *report) writeHops(w io.Writer) error {
+	r := rep.hops
+	if r == nil {
+		return nil
+	}
+	fmt.Fprintln(w, "\nHop CPU per call, the three hops measured in alternation (rounds of calls to each in turn):")
+	tw := tabwriter.NewWriter(w, 0, 0, 0, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%-16s\t   CPU µs/call\t   / proxy\t\n", "hop")
+	for _, hop := range []string{"proxy", "broker", "broker+exchange"} {
+		ratio := "-"
+		if v, ok := r.get(hop + "/proxy"); ok {
+			ratio = fmt.Sprintf("%.2f", v)
+		}
+		fmt.Fprintf(tw, "%-16s\t   %s\t   %s\t\n", hop, formatFraction(r, hop+"-cpu-µs/call", 1), ratio)
+	}
+	return tw.Flush()
 }
 
 // feature returns X for a path named broker+X.
