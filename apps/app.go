@@ -114,11 +114,21 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 			log:   log.With("app", a.Name),
 			Lists: NewListCache(a.ListCache),
 		}
-		if a.Stdio != nil {
+		switch {
+		case a.Stdio != nil:
 			app.stdio = newStdioPool(a.Name, *a.Stdio, app.log)
 			app.dial = app.stdio.dial
-		} else if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
-			return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
+		case a.Legacy:
+			if _, err := upstream.NewLegacySession(&upstream.Options{URL: app.URL}); err != nil {
+				return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
+			}
+			app.dial = func(_ context.Context, _ InitParams, token upstream.TokenSource) (upstream.Transport, error) {
+				return upstream.NewLegacySession(&upstream.Options{URL: app.URL, Client: app.client, Logger: app.log, Token: token})
+			}
+		default:
+			if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
+				return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
+			}
 		}
 		if app.Timeout <= 0 {
 			app.Timeout = 30 * time.Second
