@@ -116,7 +116,7 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 		}
 		switch {
 		case a.Stdio != nil:
-			app.stdio = newStdioPool(a.Name, *a.Stdio, app.log)
+			app.stdio = newStdioPool(*a.Stdio, app.log)
 			app.dial = app.stdio.dial
 		case a.Legacy:
 			if _, err := upstream.NewLegacySession(&upstream.Options{URL: app.URL}); err != nil {

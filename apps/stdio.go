@@ -66,7 +66,6 @@ type StdioOptions struct {
 
 // stdioPool runs a stdio app's processes, one per isolation key.
 type stdioPool struct {
-	app  string
 	opts StdioOptions
 	log  *slog.Logger
 	seq  atomic.Uint64 // perSession keys
@@ -90,7 +89,7 @@ type stdioProc struct {
 	started time.Time
 }
 
-func newStdioPool(app string, o StdioOptions, log *slog.Logger) *stdioPool {
+func newStdioPool(o StdioOptions, log *slog.Logger) *stdioPool {
 	if o.Isolation == "" {
 		o.Isolation = PerSession
 	}
@@ -109,7 +108,7 @@ func newStdioPool(app string, o StdioOptions, log *slog.Logger) *stdioPool {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &stdioPool{app: app, opts: o, log: log, procs: make(map[string]*stdioProc)}
+	return &stdioPool{opts: o, log: log, procs: make(map[string]*stdioProc)}
 }
 
 // key picks the process a client session speaks to.

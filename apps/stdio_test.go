@@ -28,7 +28,7 @@ func sleeper(t *testing.T, o StdioOptions) (*stdioPool, *eventLog) {
 	o.Env = append(o.Env, "PATH="+os.Getenv("PATH"))
 	events := &eventLog{}
 	o.Events = events.add
-	sp := newStdioPool("test", o, nil)
+	sp := newStdioPool(o, nil)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

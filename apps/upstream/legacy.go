@@ -239,19 +239,12 @@ func (s *LegacySession) call(ctx context.Context, msg *jsonrpc.Message, header h
 // server must accept it with a 2xx status; whatever body it sends is
 // ignored. The first Call or Send opens the stream (see Call).
 func (s *LegacySession) Send(ctx context.Context, msg *jsonrpc.Message, header http.Header) error {
-	if err := s.send(ctx, msg, header); err != nil {
-		name := msg.Method
-		if name == "" {
-			name = "response " + msg.ID.String()
-		}
-		return fmt.Errorf("upstream: send %s: %w", name, err)
-	}
-	return nil
+	return sendError(msg, s.send(ctx, msg, header))
 }
 
 func (s *LegacySession) send(ctx context.Context, msg *jsonrpc.Message, header http.Header) error {
-	if kind := msg.Kind(); kind != jsonrpc.KindNotification && kind != jsonrpc.KindResponse {
-		return fmt.Errorf("message is a %s; send takes notifications and responses", kind)
+	if err := sendable(msg); err != nil {
+		return err
 	}
 	poster, err := s.connect(ctx, header)
 	if err != nil {

@@ -343,19 +343,33 @@ func (e exchange) finish(body io.ReadCloser) bool {
 // The server must accept it with 202 (200 or 204 with an empty body are
 // taken as the same).
 func (s *Session) Send(ctx context.Context, msg *jsonrpc.Message, header http.Header) error {
-	if err := s.send(ctx, msg, header); err != nil {
-		name := msg.Method
-		if name == "" {
-			name = "response " + msg.ID.String()
-		}
-		return fmt.Errorf("upstream: send %s: %w", name, err)
+	return sendError(msg, s.send(ctx, msg, header))
+}
+
+// sendable refuses to Send a message that is not a notification or a
+// response; every transport's Send checks it.
+func sendable(msg *jsonrpc.Message) error {
+	if kind := msg.Kind(); kind != jsonrpc.KindNotification && kind != jsonrpc.KindResponse {
+		return fmt.Errorf("message is a %s; send takes notifications and responses", kind)
 	}
 	return nil
 }
 
+// sendError names the message a transport's Send failed to deliver.
+func sendError(msg *jsonrpc.Message, err error) error {
+	if err == nil {
+		return nil
+	}
+	name := msg.Method
+	if name == "" {
+		name = "response " + msg.ID.String()
+	}
+	return fmt.Errorf("upstream: send %s: %w", name, err)
+}
+
 func (s *Session) send(ctx context.Context, msg *jsonrpc.Message, header http.Header) error {
-	if kind := msg.Kind(); kind != jsonrpc.KindNotification && kind != jsonrpc.KindResponse {
-		return fmt.Errorf("message is a %s; send takes notifications and responses", kind)
+	if err := sendable(msg); err != nil {
+		return err
 	}
 	who := s.identity()
 	req, err := s.newRequest(ctx, http.MethodPost, msg.Encode(), header, acceptBoth, who, "")

@@ -82,7 +82,6 @@ type Process struct {
 
 // stdioCall is a request waiting for its answer.
 type stdioCall struct {
-	session   *StdioSession
 	onMessage func(*jsonrpc.Message)
 	reply     chan *jsonrpc.Message
 }
@@ -486,7 +485,7 @@ func (s *StdioSession) Call(ctx context.Context, msg *jsonrpc.Message, _ http.He
 
 func (s *StdioSession) call(ctx context.Context, msg *jsonrpc.Message, onMessage func(*jsonrpc.Message)) (*jsonrpc.Message, error) {
 	p := s.p
-	c := &stdioCall{session: s, onMessage: onMessage, reply: make(chan *jsonrpc.Message, 1)}
+	c := &stdioCall{onMessage: onMessage, reply: make(chan *jsonrpc.Message, 1)}
 	key := msg.ID.Raw()
 	p.mu.Lock()
 	if _, taken := p.pending[key]; taken {
@@ -558,10 +557,7 @@ func (s *StdioSession) Send(ctx context.Context, msg *jsonrpc.Message, _ http.He
 		}
 		p.initSent = true
 	}
-	if err := p.write(ctx, msg); err != nil {
-		return fmt.Errorf("upstream: send %s: %w", msg.Method, err)
-	}
-	return nil
+	return sendError(msg, p.write(ctx, msg))
 }
 
 // Listen receives what the server sends outside any request until ctx
