@@ -331,6 +331,24 @@ type callerIdentity struct {
 // caller's identity, or to null when the call is unauthenticated; what a
 // client put there is overwritten, never passed on.
 func withIdentityMeta(params json.RawMessage, p *oauth.Principal) (json.RawMessage, error) {
+	value := []byte("null")
+	if p != nil {
+		var err error
+		if value, err = jsonrpc.Marshal(callerIdentity{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientID, Scopes: p.Scopes, Actor: p.Actor}); err != nil {
+			return nil, err
+		}
+	}
+	return editMeta(params, func(meta []byte) ([]byte, error) {
+		if string(meta) == "null" {
+			meta = []byte("{}")
+		}
+		return jsonrpc.SetMember(meta, identityMetaKey, value)
+	})
+}
+
+// editMeta rewrites params._meta with edit, which is given "{}" when
+// there is none; params that are absent or null become an object.
+func editMeta(params json.RawMessage, edit func(meta []byte) ([]byte, error)) (json.RawMessage, error) {
 	if len(params) == 0 || string(params) == "null" {
 		params = json.RawMessage("{}")
 	}
@@ -338,16 +356,10 @@ func withIdentityMeta(params json.RawMessage, p *oauth.Principal) (json.RawMessa
 	if err != nil {
 		return nil, err
 	}
-	if !ok || string(meta) == "null" {
+	if !ok {
 		meta = []byte("{}")
 	}
-	value := []byte("null")
-	if p != nil {
-		if value, err = jsonrpc.Marshal(callerIdentity{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientID, Scopes: p.Scopes, Actor: p.Actor}); err != nil {
-			return nil, err
-		}
-	}
-	if meta, err = jsonrpc.SetMember(meta, identityMetaKey, value); err != nil {
+	if meta, err = edit(meta); err != nil {
 		return nil, err
 	}
 	return jsonrpc.SetMember(params, "_meta", meta)
@@ -358,34 +370,25 @@ func withIdentityMeta(params json.RawMessage, p *oauth.Principal) (json.RawMessa
 // upstream behind a proxy that drops headers still joins the trace. The
 // params are left as they are when they cannot be edited.
 func withTraceMeta(params json.RawMessage, h http.Header) json.RawMessage {
-	traceparent := h.Get("traceparent")
-	if traceparent == "" {
+	if h.Get("traceparent") == "" {
 		return params
 	}
-	if len(params) == 0 || string(params) == "null" {
-		params = json.RawMessage("{}")
-	}
-	meta, ok, err := jsonrpc.Member(params, "_meta")
-	if err != nil {
-		return params
-	}
-	if !ok {
-		meta = []byte("{}")
-	}
-	for _, name := range [...]string{"traceparent", "tracestate"} {
-		value := h.Get(name)
-		if value == "" {
-			continue
+	edited, err := editMeta(params, func(meta []byte) ([]byte, error) {
+		for _, name := range [...]string{"traceparent", "tracestate"} {
+			value := h.Get(name)
+			if value == "" {
+				continue
+			}
+			encoded, err := jsonrpc.Marshal(value)
+			if err != nil {
+				return nil, err
+			}
+			if meta, err = jsonrpc.SetMember(meta, name, encoded); err != nil {
+				return nil, err
+			}
 		}
-		encoded, err := jsonrpc.Marshal(value)
-		if err != nil {
-			return params
-		}
-		if meta, err = jsonrpc.SetMember(meta, name, encoded); err != nil {
-			return params
-		}
-	}
-	edited, err := jsonrpc.SetMember(params, "_meta", meta)
+		return meta, nil
+	})
 	if err != nil {
 		return params
 	}
