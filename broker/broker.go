@@ -177,6 +177,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	}
 
 	popts, err := providerOptions(cfg, b.log)
+	popts.ServerVersion = b.version
 	if err != nil {
 		return nil, err
 	}

@@ -54,35 +54,7 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	c.State.setClientCapabilities(capabilities)
 	s.Upstreams = make(map[string]provider.UpstreamRef)
 
-	// Upstream sessions open at the session's first need of each app
-	// (conn): an idle session costs the upstreams nothing. Only an app
-	// the broker has not met since it started is opened now, to learn
-	// what it offers; its upstream session is this session's, sealed
-	// into the id.
-	st := c.State
-	var mu sync.Mutex
-	results := make(map[string]*apps.InitializeResult, len(c.gen.catalog.Apps))
-	var unknown []*apps.App
-	for _, app := range c.gen.catalog.Apps {
-		if info := app.Info(); info != nil {
-			results[app.Name] = info
-		} else {
-			unknown = append(unknown, app)
-		}
-	}
-	each(unknown, func(app *apps.App) {
-		conn, err := app.Open(ctx, initParams(s), b.sessionToken(st, app))
-		if err != nil {
-			b.log.Warn("upstream not reachable at initialize", "app", app.Name, "error", err)
-			return
-		}
-		id, upstreamVersion := conn.Ref()
-		mu.Lock()
-		s.Upstreams[app.Name] = provider.UpstreamRef{ID: id, ProtocolVersion: upstreamVersion}
-		results[app.Name] = conn.Result()
-		mu.Unlock()
-		st.SetConn(app, conn)
-	})
+	results := b.upstreamResults(ctx, c)
 
 	result := map[string]any{
 		"protocolVersion": version,
@@ -99,6 +71,42 @@ func (b *Broker) initialize(ctx context.Context, c *Call) error {
 	}
 	c.Response = &jsonrpc.Message{ID: c.Message.ID, Result: raw}
 	return nil
+}
+
+// upstreamResults is what each app said of itself at its last
+// initialize. Upstream sessions open at a session's first need of each
+// app (conn): an idle session costs the upstreams nothing. Only an app
+// the broker has not met since it started is opened now, to learn what
+// it offers; its upstream session is this session's, sealed into the id.
+func (b *Broker) upstreamResults(ctx context.Context, c *Call) map[string]*apps.InitializeResult {
+	s, st := c.Session, c.State
+	if s.Upstreams == nil {
+		s.Upstreams = make(map[string]provider.UpstreamRef)
+	}
+	var mu sync.Mutex
+	results := make(map[string]*apps.InitializeResult, len(c.gen.catalog.Apps))
+	var unknown []*apps.App
+	for _, app := range c.gen.catalog.Apps {
+		if info := app.Info(); info != nil {
+			results[app.Name] = info
+		} else {
+			unknown = append(unknown, app)
+		}
+	}
+	each(unknown, func(app *apps.App) {
+		conn, err := app.Open(ctx, initParams(s), b.sessionToken(st, app))
+		if err != nil {
+			b.log.Warn("upstream not reachable", "app", app.Name, "error", err)
+			return
+		}
+		id, upstreamVersion := conn.Ref()
+		mu.Lock()
+		s.Upstreams[app.Name] = provider.UpstreamRef{ID: id, ProtocolVersion: upstreamVersion}
+		results[app.Name] = conn.Result()
+		mu.Unlock()
+		st.SetConn(app, conn)
+	})
+	return results
 }
 
 // mergeCapabilities offers what at least one upstream offers and the broker

@@ -186,7 +186,13 @@ func (st *sessionState) knowsConn(s *provider.Session, app *apps.App) bool {
 }
 
 func initParams(s *provider.Session) apps.InitParams {
-	return apps.InitParams{ProtocolVersion: s.ProtocolVersion, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo, Subject: s.Subject}
+	version := s.ProtocolVersion
+	if s.Modern() {
+		// Upstream sessions speak the newest sessionful version; what a
+		// modern client asks of them is put to them that way.
+		version = provider.LatestVersion
+	}
+	return apps.InitParams{ProtocolVersion: version, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo, Subject: s.Subject}
 }
 
 // beginInitialize claims the session's one initialize.

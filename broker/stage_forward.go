@@ -48,6 +48,10 @@ func (b *Broker) serveLocal(ctx context.Context, c *Call) error {
 	switch c.Message.Method {
 	case "initialize":
 		return b.initialize(ctx, c)
+	case "server/discover":
+		return b.discover(ctx, c)
+	case "subscriptions/listen":
+		return b.subscribe(ctx, c)
 	case "ping":
 		c.Response = &jsonrpc.Message{Result: json.RawMessage("{}")}
 	}

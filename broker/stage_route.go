@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
@@ -32,6 +33,11 @@ func (b *Broker) route(ctx context.Context, c *Call) error {
 	}
 	switch m.Method {
 	case "initialize", "ping":
+		c.Route = routeLocal
+	case "server/discover", "subscriptions/listen":
+		if !c.Session.Modern() {
+			return fmt.Errorf("%w: %s is only part of protocol version %s", ErrMethodNotFound, m.Method, provider.ModernVersion)
+		}
 		c.Route = routeLocal
 	case "tools/list", "prompts/list", "resources/list", "resources/templates/list":
 		c.Route = routeAggregate

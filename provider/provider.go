@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -118,6 +119,8 @@ type HTTPError struct {
 	Header  http.Header
 	Code    int64
 	Message string
+	// Data is the JSON-RPC error's data, when it has any.
+	Data json.RawMessage
 }
 
 func (e *HTTPError) Error() string { return e.Message }
@@ -194,6 +197,10 @@ type Options struct {
 	MaxKeptBytesPerSession int64
 	MaxKeptBytes           int64
 	Logger                 *slog.Logger
+	// ServerName and ServerVersion name the server in modern results'
+	// _meta ("mcpbroker", "").
+	ServerName    string
+	ServerVersion string
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -210,6 +217,15 @@ type Provider struct {
 	// peers is the link to other replicas; nil without Options.Peers.
 	peers     *peerLink
 	stopPeers context.CancelFunc
+
+	// held are the modern requests awaiting the client's input, by
+	// requestState; heldPerUser counts them by user.
+	heldMu      sync.Mutex
+	held        map[string]*heldCall
+	heldPerUser map[string]int
+	// serverInfo is the server's name and version, as modern results
+	// carry it in _meta.
+	serverInfo json.RawMessage
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -271,6 +287,10 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 		return nil, err
 	}
 	p := &Provider{opts: opts, dispatcher: d, log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
+	if opts.ServerName == "" {
+		opts.ServerName = "mcpbroker"
+	}
+	p.serverInfo, _ = json.Marshal(map[string]string{"name": opts.ServerName, "version": opts.ServerVersion})
 	p.guard = newHostGuard(opts.ListenAddress, opts.AllowedHosts, opts.AllowedOrigins)
 	p.sessions = newRegistry(s, opts.SessionTimeout, opts.MaxSessions, opts.Revocations, d.Closed)
 	p.sessions.onStoreError = func(err error) {
@@ -469,14 +489,14 @@ func (e *HTTPError) Body(id jsonrpc.ID) []byte {
 	if code == 0 {
 		code = jsonrpc.CodeServerError
 	}
-	return jsonrpc.NewErrorResponse(id, jsonrpc.NewError(code, e.Message)).Encode()
+	return jsonrpc.NewErrorResponse(id, &jsonrpc.Error{Code: code, Message: e.Message, Data: e.Data}).Encode()
 }
 
 // Refusable reports whether a Refusal in the dispatcher's reply to r is
 // sent as r's HTTP answer: r is a POST of that one request on the
 // streamable transport, and nothing of its answer has been sent yet.
 func (r *Request) Refusable() bool {
-	o, ok := r.Out.(*postStream)
+	o, ok := r.Out.(interface{ refusable() bool })
 	return ok && o.refusable()
 }
 

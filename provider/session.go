@@ -34,6 +34,10 @@ type Session struct {
 	Upstreams map[string]UpstreamRef
 
 	legacy bool
+	// modern: a request of the sessionless protocol, served on its own.
+	modern bool
+	// filter, when set, edits or drops (nil) what Notify sends.
+	filter func(*jsonrpc.Message) *jsonrpc.Message
 	// user is what the per-user session limit counts (Identity.User);
 	// address what the per-address one counts.
 	user    string
@@ -79,6 +83,10 @@ func (s *Session) release(n int) {
 
 // Legacy reports whether the session uses the HTTP+SSE transport.
 func (s *Session) Legacy() bool { return s.legacy }
+
+// Modern reports whether the session is one request of the sessionless
+// protocol (ModernVersion).
+func (s *Session) Modern() bool { return s.modern }
 
 // standaloneStreamID names the stream of the session's GET connection.
 const standaloneStreamID = "0"
@@ -215,6 +223,14 @@ func (s *Session) findStream(id string) *stream {
 // resource updates, server-to-client requests from an idle upstream) on the
 // session's GET stream. It reports false when no client is listening.
 func (s *Session) Notify(m *jsonrpc.Message) bool {
+	s.mu.Lock()
+	filter := s.filter
+	s.mu.Unlock()
+	if filter != nil {
+		if m = filter(m); m == nil {
+			return true
+		}
+	}
 	st := s.standaloneStream()
 	st.mu.Lock()
 	listening := st.conn != nil

@@ -21,6 +21,11 @@ func (p *Provider) serveStream(w http.ResponseWriter, r *http.Request, id *Ident
 	switch {
 	case r.Method == http.MethodPost:
 		p.servePost(w, r, id)
+	case isModern(strings.TrimSpace(r.Header.Get("MCP-Protocol-Version"))) && r.Header.Get(p.opts.SessionHeader) == "":
+		// The modern protocol has neither a session to end nor a stream
+		// outside a request.
+		w.Header().Set("Allow", "POST")
+		writeHTTPError(w, httpError(http.StatusMethodNotAllowed, jsonrpc.CodeServerError, "method not allowed: protocol version "+ModernVersion+" is served by POST only"))
 	case p.opts.Sessionless:
 		// Nothing outlives a POST: no stream to listen on, no session to end.
 		w.Header().Set("Allow", "POST")
@@ -163,6 +168,10 @@ func (p *Provider) servePost(w http.ResponseWriter, r *http.Request, id *Identit
 	}
 	msgs, errs, batch, ok := p.readMessages(w, r)
 	if !ok {
+		return
+	}
+	if modernPost(r, msgs, batch) {
+		p.servePostModern(w, r, id, msgs, errs, batch, sseOK)
 		return
 	}
 	if !batch && msgs[0] != nil && msgs[0].Method == "initialize" {

@@ -1,0 +1,232 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// modernBroker serves the sample ledger (%[1]q), a sessionful upstream,
+// to clients of every generation on one endpoint.
+const modernBroker = `
+version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: %[1]q}}
+`
+
+// A Go SDK client of the newest version opens with server/discover and
+// is served without a session; the ledger's transfer confirmation, an
+// elicitation the sessionful upstream sends mid-call, reaches it as an
+// input_required result, and its answer completes the transfer.
+func TestModernClientThroughBroker(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	upstream := freeAddress(t)
+	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	base := startBroker(t, modernBroker, "http://"+upstream+"/mcp")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var elicited atomic.Int32
+	client := mcp.NewClient(&mcp.Implementation{Name: "modern", Version: "1"}, &mcp.ClientOptions{
+		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			elicited.Add(1)
+			if !strings.Contains(req.Params.Message, "Transfer") {
+				t.Errorf("elicitation message %q", req.Params.Message)
+			}
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}, nil
+		},
+	})
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if v := cs.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+		t.Fatalf("negotiated %q, want 2026-07-28", v)
+	}
+	if cs.ID() != "" {
+		t.Fatalf("a modern client got session id %q", cs.ID())
+	}
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tools.Tools) == 0 {
+		t.Fatal("no tools listed")
+	}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ledger_get_balance", Arguments: map[string]any{"account": "alice"}})
+	if err != nil || res.IsError {
+		t.Fatalf("get_balance: %v %+v", err, res)
+	}
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "ledger_transfer", Arguments: map[string]any{"from": "alice", "to": "bob", "amount": 1500}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.IsError || elicited.Load() != 1 {
+		t.Fatalf("transfer: isError %v, elicited %d times: %s", res.IsError, elicited.Load(), toolText(res))
+	}
+	if !strings.Contains(toolText(res), "moved 1500") {
+		t.Fatalf("transfer result: %s", toolText(res))
+	}
+}
+
+func toolText(res *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+// modernPost sends one raw modern request.
+func modernPost(t *testing.T, url, body string, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range header {
+		if v == "" {
+			req.Header.Del(k)
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(readBody(t, resp))
+}
+
+// The modern request rules, each refusal in the protocol's terms.
+func TestModernRequestRules(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	upstream := freeAddress(t)
+	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	base := startBroker(t, modernBroker, "http://"+upstream+"/mcp")
+	url := base + "/mcp"
+	meta := func(version string) string {
+		return fmt.Sprintf(`"_meta":{"io.modelcontextprotocol/protocolVersion":%q,"io.modelcontextprotocol/clientCapabilities":{}}`, version)
+	}
+	std := func(method, name string) map[string]string {
+		h := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method}
+		if name != "" {
+			h["Mcp-Name"] = name
+		}
+		return h
+	}
+	call := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ledger_get_balance","arguments":{"account":"alice"},` + meta("2026-07-28") + `}}`
+	cases := []struct {
+		name   string
+		body   string
+		header map[string]string
+		status int
+		code   int
+		data   string
+	}{
+		{"served", call, std("tools/call", "ledger_get_balance"), 200, 0, ""},
+		{"removed method", `{"jsonrpc":"2.0","id":7,"method":"ping","params":{` + meta("2026-07-28") + `}}`, std("ping", ""), 404, -32601, ""},
+		{"initialize is gone", `{"jsonrpc":"2.0","id":7,"method":"logging/setLevel","params":{"level":"info",` + meta("2026-07-28") + `}}`, std("logging/setLevel", ""), 404, -32601, ""},
+		{"version in _meta, no header", call, map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "ledger_get_balance"}, 400, -32020, ""},
+		{"header, no _meta", `{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{}}`, std("tools/list", ""), 400, -32602, ""},
+		{"no capabilities", `{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, std("tools/list", ""), 400, -32602, ""},
+		{"header differs", `{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{` + meta("2099-01-01") + `}}`, std("tools/list", ""), 400, -32020, ""},
+		{"unsupported version", `{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{` + meta("2099-01-01") + `}}`, map[string]string{"MCP-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/list"}, 400, -32022, `"requested":"2099-01-01"`},
+		{"no Mcp-Method", call, map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Name": "ledger_get_balance"}, 400, -32020, ""},
+		{"Mcp-Method differs", call, std("tools/list", "ledger_get_balance"), 400, -32020, ""},
+		{"no Mcp-Name", call, std("tools/call", ""), 400, -32020, ""},
+		{"Mcp-Name differs", call, std("tools/call", "ledger_transfer"), 400, -32020, ""},
+		{"whitespace around values", call, map[string]string{"MCP-Protocol-Version": " 2026-07-28 ", "Mcp-Method": " tools/call", "Mcp-Name": "ledger_get_balance  "}, 200, 0, ""},
+		{"batch", "[" + call + "]", std("tools/call", "ledger_get_balance"), 400, -32600, ""},
+		{"unknown requestState", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ledger_get_balance","arguments":{"account":"alice"},"requestState":"forged","inputResponses":{},` + meta("2026-07-28") + `}}`, std("tools/call", "ledger_get_balance"), 400, -32602, ""},
+		{"discover without the modern _meta", `{"jsonrpc":"2.0","id":7,"method":"server/discover","params":{}}`, map[string]string{"MCP-Protocol-Version": "2025-11-25"}, 0, -32601, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := modernPost(t, url, tc.body, tc.header)
+			if tc.status != 0 && resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			}
+			if tc.code == 0 {
+				if !strings.Contains(body, `"resultType":"complete"`) || !strings.Contains(body, `"io.modelcontextprotocol/serverInfo"`) {
+					t.Fatalf("result lacks resultType or serverInfo: %s", body)
+				}
+				return
+			}
+			if !strings.Contains(body, fmt.Sprintf(`"code":%d`, tc.code)) {
+				t.Fatalf("want code %d: %s", tc.code, body)
+			}
+			if tc.status >= 400 && !strings.HasPrefix(tc.body, "[") && !strings.Contains(body, `"id":7`) {
+				t.Fatalf("the error does not echo the request id: %s", body)
+			}
+			if tc.data != "" && !strings.Contains(body, tc.data) {
+				t.Fatalf("want %s in: %s", tc.data, body)
+			}
+		})
+	}
+
+	// Discovery names every version served, and lists say how long they
+	// may be kept, privately.
+	_, body := modernPost(t, url, `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{`+meta("2026-07-28")+`}}`, std("server/discover", ""))
+	var discover struct {
+		Result struct {
+			SupportedVersions []string        `json:"supportedVersions"`
+			Capabilities      json.RawMessage `json:"capabilities"`
+			CacheScope        string          `json:"cacheScope"`
+			ResultType        string          `json:"resultType"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(sseData(body)), &discover); err != nil {
+		t.Fatalf("discover: %v: %s", err, body)
+	}
+	if r := discover.Result; len(r.SupportedVersions) < 2 || r.SupportedVersions[0] != "2026-07-28" || r.CacheScope != "private" || r.ResultType != "complete" || !strings.Contains(string(r.Capabilities), "tools") {
+		t.Fatalf("discover result: %s", body)
+	}
+	_, body = modernPost(t, url, `{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{`+meta("2026-07-28")+`}}`, std("tools/list", ""))
+	if !strings.Contains(body, `"ttlMs":`) || !strings.Contains(body, `"cacheScope":"private"`) {
+		t.Fatalf("tools/list result: %s", body)
+	}
+
+	// Nothing outlives a modern request: GET and DELETE are refused.
+	for _, method := range []string{http.MethodGet, http.MethodDelete} {
+		req, _ := http.NewRequest(method, url, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST" {
+			t.Fatalf("%s: %d, Allow %q", method, resp.StatusCode, resp.Header.Get("Allow"))
+		}
+	}
+}
+
+// sseData returns the data of the last event of an SSE body, or the body
+// when it is plain JSON.
+func sseData(body string) string {
+	last := body
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, "data: "); ok {
+			last = rest
+		}
+	}
+	return last
+}

@@ -1,0 +1,136 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// maxResourceSubscriptions bounds the resources one listen watches.
+const maxResourceSubscriptions = 64
+
+// ListenRequest is what a modern client asks to hear of on a
+// subscriptions/listen stream; the dispatcher answers the request with
+// the part it grants, as {"notifications": ListenRequest}.
+type ListenRequest struct {
+	ToolsListChanged      bool     `json:"toolsListChanged,omitempty"`
+	PromptsListChanged    bool     `json:"promptsListChanged,omitempty"`
+	ResourcesListChanged  bool     `json:"resourcesListChanged,omitempty"`
+	ResourceSubscriptions []string `json:"resourceSubscriptions,omitempty"`
+}
+
+// listenModern serves subscriptions/listen: the dispatcher decides what
+// is granted (and subscribes to the resources upstream); the stream then
+// acknowledges it and carries only those notifications, each naming the
+// listen request, until the client closes it.
+func (p *Provider) listenModern(w http.ResponseWriter, r *http.Request, id *Identity, s *Session, m *jsonrpc.Message) {
+	defer p.endTransient(s)
+	var params struct {
+		Notifications *ListenRequest `json:"notifications"`
+	}
+	if err := json.Unmarshal(m.Params, &params); err != nil || params.Notifications == nil {
+		writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: notifications is required"), m.ID)
+		return
+	}
+	if n := len(params.Notifications.ResourceSubscriptions); n > maxResourceSubscriptions {
+		writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: at most "+strconv.Itoa(maxResourceSubscriptions)+" resourceSubscriptions per listen"), m.ID)
+		return
+	}
+	if !acceptsType(r.Header.Get("Accept"), "text/event-stream") {
+		writeHTTPErrorFor(w, httpError(http.StatusNotAcceptable, jsonrpc.CodeInvalidRequest, "not acceptable: subscriptions/listen answers with text/event-stream"), m.ID)
+		return
+	}
+	reply := p.dispatcher.Dispatch(s.context(), &Request{Message: m, Session: s, HTTP: r, Identity: id})
+	if reply.Refusal != nil {
+		writeHTTPErrorFor(w, reply.Refusal, m.ID)
+		return
+	}
+	resp := reply.Message
+	var granted struct {
+		Notifications ListenRequest `json:"notifications"`
+	}
+	if resp == nil || resp.Error != nil || json.Unmarshal(resp.Result, &granted) != nil {
+		e := jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error")
+		if resp != nil && resp.Error != nil {
+			e = resp.Error
+		}
+		status := modernErrorStatus(e.Code)
+		if status == 0 {
+			status = http.StatusOK
+		}
+		writeJSON(w, status, jsonrpc.NewErrorResponse(m.ID, e).Encode())
+		return
+	}
+	subscriptionID := json.RawMessage(m.ID.Raw())
+	watched := make(map[string]bool, len(granted.Notifications.ResourceSubscriptions))
+	for _, uri := range granted.Notifications.ResourceSubscriptions {
+		watched[uri] = true
+	}
+	g := granted.Notifications
+	s.mu.Lock()
+	s.filter = func(n *jsonrpc.Message) *jsonrpc.Message {
+		if n.Kind() != jsonrpc.KindNotification {
+			return nil // no server-to-client requests in this protocol
+		}
+		switch n.Method {
+		case "notifications/tools/list_changed":
+			if !g.ToolsListChanged {
+				return nil
+			}
+		case "notifications/prompts/list_changed":
+			if !g.PromptsListChanged {
+				return nil
+			}
+		case "notifications/resources/list_changed":
+			if !g.ResourcesListChanged {
+				return nil
+			}
+		case "notifications/resources/updated":
+			var u struct {
+				URI string `json:"uri"`
+			}
+			if json.Unmarshal(n.Params, &u) != nil || !watched[u.URI] {
+				return nil
+			}
+		default:
+			return nil
+		}
+		return &jsonrpc.Message{Method: n.Method, Params: withMetaMember(n.Params, MetaSubscriptionID, subscriptionID)}
+	}
+	s.mu.Unlock()
+
+	ack, _ := jsonrpc.Marshal(map[string]any{"notifications": g})
+	ack = withMetaMember(ack, MetaSubscriptionID, subscriptionID)
+	st := s.standaloneStream()
+	conn := newSSEConn(w, false)
+	st.attachOpen(conn, st.lastSeq())
+	st.send((&jsonrpc.Message{Method: "notifications/subscriptions/acknowledged", Params: ack}).Encode(), false)
+	ctx, cancel := context.WithCancel(s.context())
+	defer cancel()
+	p.dispatcher.Listen(ctx, s)
+	p.hold(r, st, conn, ctx, p.opts.StreamKeepAlive)
+}
+
+// withMetaMember sets one member of params._meta, making both when
+// missing.
+func withMetaMember(params json.RawMessage, name string, value json.RawMessage) json.RawMessage {
+	if !isObject(params) {
+		params = json.RawMessage("{}")
+	}
+	meta, ok, _ := jsonrpc.Member(params, "_meta")
+	if !ok || !isObject(meta) {
+		meta = []byte("{}")
+	}
+	meta, err := jsonrpc.SetMember(meta, name, value)
+	if err != nil {
+		return params
+	}
+	out, err := jsonrpc.SetMember(params, "_meta", meta)
+	if err != nil {
+		return params
+	}
+	return out
+}

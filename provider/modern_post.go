@@ -1,0 +1,414 @@
+package provider
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
+)
+
+// A modern request is served on a session of its own, made from what its
+// _meta says and ended with it. Where the broker's protocol has a server
+// ask the client something mid-request (an upstream's elicitation,
+// sampling or roots request), the modern protocol answers the request
+// with an input_required result instead and the client sends the request
+// again with its answers: the call stays open here, held, between the
+// rounds, and the requestState the client echoes names it.
+
+// Bounds on held calls: how long one waits for the client's next round,
+// how many are held in all and for one user.
+const (
+	heldIdleTimeout = 10 * time.Minute
+	maxHeldCalls    = 1000
+	maxHeldPerUser  = 16
+)
+
+// servePostModern serves a POST made the modern way (modernPost).
+func (p *Provider) servePostModern(w http.ResponseWriter, r *http.Request, id *Identity, msgs []*jsonrpc.Message, errs []error, batch, sseOK bool) {
+	if batch {
+		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "invalid request: batches are not supported in protocol version "+ModernVersion))
+		return
+	}
+	if errs[0] != nil {
+		writeDecodeError(w, errs[0])
+		return
+	}
+	m := msgs[0]
+	switch m.Kind() {
+	case jsonrpc.KindNotification:
+		// Only notifications/cancelled is defined, and without a session
+		// it relates to nothing: a request is cancelled by closing its
+		// response.
+		w.WriteHeader(http.StatusAccepted)
+		return
+	case jsonrpc.KindResponse:
+		writeHTTPError(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidRequest, "invalid request: protocol version "+ModernVersion+" has no server-to-client requests to answer"))
+		return
+	}
+	facts, herr := checkModern(r, m)
+	if herr != nil {
+		writeHTTPErrorFor(w, herr, m.ID)
+		return
+	}
+	if state, ok := requestState(m.Params); ok {
+		p.resumeHeld(w, r, id, m, facts, state, sseOK)
+		return
+	}
+	s := newSession(id, p.now())
+	s.ProtocolVersion = ModernVersion
+	s.ClientCapabilities = facts.capabilities
+	s.ClientInfo = facts.clientInfo
+	s.modern = true
+	req := &jsonrpc.Message{ID: m.ID, Method: m.Method, Params: withoutModernMeta(m.Params)}
+	if m.Method == "subscriptions/listen" {
+		p.listenModern(w, r, id, s, req)
+		return
+	}
+	h := &heldCall{
+		p: p, s: s, method: m.Method, name: modernName(m),
+		subject: id.Subject, user: id.user(),
+		reply: make(chan Reply, 1), asked: make(chan struct{}, 1),
+		logLevel: logSeverity(facts.logLevel),
+	}
+	go func() {
+		h.reply <- p.dispatcher.Dispatch(s.context(), &Request{Message: req, Session: s, HTTP: r, Identity: id, Out: h})
+	}()
+	p.awaitHeld(w, r, h, m.ID, sseOK)
+}
+
+// modernName is the tool or prompt name, or the URI, a request is about.
+func modernName(m *jsonrpc.Message) string {
+	member := namedBy[m.Method]
+	if member == "" {
+		return ""
+	}
+	raw, _, _ := jsonrpc.Member(m.Params, member)
+	var name string
+	_ = json.Unmarshal(raw, &name)
+	return name
+}
+
+// requestState returns a retried request's requestState.
+func requestState(params json.RawMessage) (string, bool) {
+	raw, ok, err := jsonrpc.Member(params, "requestState")
+	if err != nil || !ok {
+		return "", false
+	}
+	var state string
+	if json.Unmarshal(raw, &state) != nil {
+		return "", true // present but not a string: refused as unknown
+	}
+	return state, true
+}
+
+// heldCall is a modern request being served: its session, the questions
+// the server put to the client that await answers, and the POST of the
+// current round, if any.
+type heldCall struct {
+	p        *Provider
+	s        *Session
+	key      string // its requestState while held
+	method   string
+	name     string
+	subject  string
+	user     string
+	reply    chan Reply
+	asked    chan struct{} // a question arrived
+	logLevel int           // lowest log severity passed on; -1: none
+
+	mu     sync.Mutex
+	out    *postStream // the round being answered; nil between rounds
+	asks   []heldAsk   // questions not answered yet
+	seq    int
+	expiry *time.Timer
+}
+
+// heldAsk is one question to the client: the request a server sent,
+// under the key the input_required result names it by.
+type heldAsk struct {
+	key    string
+	id     jsonrpc.ID
+	method string
+	params json.RawMessage
+}
+
+// Send takes what the server relates to the call: its questions are kept
+// for the next input_required result; notifications go to the round's
+// stream, log messages only at the level the client asked for.
+func (h *heldCall) Send(m *jsonrpc.Message) error {
+	h.mu.Lock()
+	if m.Kind() == jsonrpc.KindRequest {
+		h.seq++
+		h.asks = append(h.asks, heldAsk{key: "input-" + strconv.Itoa(h.seq), id: m.ID, method: m.Method, params: m.Params})
+		h.mu.Unlock()
+		select {
+		case h.asked <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	out := h.out
+	h.mu.Unlock()
+	if m.Method == "notifications/message" && !h.logged(m.Params) {
+		return nil
+	}
+	if out == nil {
+		return ErrNoStream
+	}
+	return out.Send(m)
+}
+
+// logged reports whether a log message is at the level the client asked
+// for, or above it.
+func (h *heldCall) logged(params json.RawMessage) bool {
+	if h.logLevel < 0 {
+		return false
+	}
+	var p struct {
+		Level string `json:"level"`
+	}
+	_ = json.Unmarshal(params, &p)
+	return logSeverity(p.Level) >= h.logLevel
+}
+
+// refusable: a refusal can still be the round's HTTP answer.
+func (h *heldCall) refusable() bool {
+	h.mu.Lock()
+	out := h.out
+	h.mu.Unlock()
+	return out != nil && out.refusable()
+}
+
+// awaitHeld answers one round: with the call's result when it ends, with
+// an input_required result when the server asks the client something, or
+// not at all when the client goes away, which cancels the call.
+func (p *Provider) awaitHeld(w http.ResponseWriter, r *http.Request, h *heldCall, id jsonrpc.ID, sseOK bool) {
+	out := &postStream{w: w, r: r, sseOK: sseOK, st: h.s.newRequestStream()}
+	h.mu.Lock()
+	h.out = out
+	h.mu.Unlock()
+	detach := func() {
+		h.mu.Lock()
+		h.out = nil
+		h.mu.Unlock()
+	}
+	var reply Reply
+	select {
+	case reply = <-h.reply:
+	case <-h.asked:
+		select {
+		case reply = <-h.reply:
+		default:
+			h.mu.Lock()
+			asking := len(h.asks) > 0
+			h.mu.Unlock()
+			if !asking {
+				// A signal for questions answered already.
+				detach()
+				p.awaitHeld(w, r, h, id, sseOK)
+				return
+			}
+			detach()
+			p.askClient(out, h, id)
+			return
+		}
+	case <-r.Context().Done():
+		detach()
+		p.endTransient(h.s)
+		return
+	}
+	detach()
+	p.endTransient(h.s)
+	if reply.Refusal != nil && out.refuse(reply.Refusal, id) {
+		return
+	}
+	resp := reply.Message
+	if resp == nil {
+		resp = jsonrpc.NewErrorResponse(id, jsonrpc.NewError(jsonrpc.CodeInternalError, "internal error"))
+	}
+	resp = &jsonrpc.Message{ID: id, Result: resp.Result, Error: resp.Error}
+	if resp.Error != nil {
+		if status := modernErrorStatus(resp.Error.Code); status != 0 {
+			if out.refuse(&HTTPError{Status: status, Code: resp.Error.Code, Message: resp.Error.Message, Data: resp.Error.Data}, id) {
+				return
+			}
+		}
+	} else {
+		resp.Result = p.modernResult(h.method, resp.Result, "complete")
+	}
+	out.answer(resp)
+	out.finish()
+}
+
+// modernErrorStatus is the HTTP status a modern request's error is sent
+// with when its answer has not begun: 0 for the errors a 200 carries.
+func modernErrorStatus(code int64) int {
+	switch code {
+	case jsonrpc.CodeMethodNotFound:
+		return http.StatusNotFound
+	case jsonrpc.CodeInvalidParams, CodeHeaderMismatch, CodeMissingRequiredCapabilities, CodeUnsupportedProtocolVersion:
+		return http.StatusBadRequest
+	}
+	return 0
+}
+
+// askClient answers a round with the questions awaiting answers, and
+// holds the call for the next round.
+func (p *Provider) askClient(out *postStream, h *heldCall, id jsonrpc.ID) {
+	if err := p.park(h); err != nil {
+		p.endTransient(h.s)
+		if !out.refuse(err, id) {
+			out.answer(jsonrpc.NewErrorResponse(id, jsonrpc.NewError(err.Code, err.Message)))
+			out.finish()
+		}
+		return
+	}
+	h.mu.Lock()
+	requests := make(map[string]any, len(h.asks))
+	for _, a := range h.asks {
+		requests[a.key] = map[string]json.RawMessage{"method": json.RawMessage(strconv.Quote(a.method)), "params": a.params}
+	}
+	h.mu.Unlock()
+	result, err := jsonrpc.Marshal(map[string]any{"inputRequests": requests, "requestState": h.key})
+	if err != nil {
+		result = []byte(`{}`)
+	}
+	out.answer(&jsonrpc.Message{ID: id, Result: p.modernResult(h.method, result, "input_required")})
+	out.finish()
+}
+
+// park parks a call between rounds under a new requestState, within the
+// bounds; it ends when the client does not come back in time.
+func (p *Provider) park(h *heldCall) *HTTPError {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	key := hex.EncodeToString(b[:])
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	if p.held == nil {
+		p.held = make(map[string]*heldCall)
+		p.heldPerUser = make(map[string]int)
+	}
+	if len(p.held) >= maxHeldCalls {
+		return httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many requests awaiting client input; retry later")
+	}
+	if p.heldPerUser[h.user] >= maxHeldPerUser {
+		return httpError(http.StatusTooManyRequests, jsonrpc.CodeServerError, "too many of this user's requests await input; answer or abandon them first")
+	}
+	h.key = key
+	p.held[key] = h
+	p.heldPerUser[h.user]++
+	h.expiry = time.AfterFunc(heldIdleTimeout, func() {
+		if p.unhold(key, nil) != nil {
+			p.endTransient(h.s)
+		}
+	})
+	return nil
+}
+
+// unhold takes a held call back by its requestState, for the caller
+// (nil: whoever); nil when there is none, or it is another's.
+func (p *Provider) unhold(key string, who *Identity) *heldCall {
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	h := p.held[key]
+	if h == nil || (who != nil && (h.subject != who.Subject || h.user != who.user())) {
+		return nil
+	}
+	delete(p.held, key)
+	if p.heldPerUser[h.user]--; p.heldPerUser[h.user] <= 0 {
+		delete(p.heldPerUser, h.user)
+	}
+	h.expiry.Stop()
+	return h
+}
+
+// resumeHeld serves a round after the first: the client's answers go to
+// the server's questions, and the call goes on.
+func (p *Provider) resumeHeld(w http.ResponseWriter, r *http.Request, id *Identity, m *jsonrpc.Message, facts *modernFacts, state string, sseOK bool) {
+	h := p.unhold(state, id)
+	if h == nil {
+		writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams,
+			"invalid params: requestState names no request awaiting input here (it ended, expired, was made by another caller or is held by another replica); send the request again without it"), m.ID)
+		return
+	}
+	if h.method != m.Method || h.name != modernName(m) {
+		p.endTransient(h.s)
+		writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: requestState belongs to another request"), m.ID)
+		return
+	}
+	var answers map[string]json.RawMessage
+	if raw, ok, _ := jsonrpc.Member(m.Params, "inputResponses"); ok {
+		if json.Unmarshal(raw, &answers) != nil {
+			p.endTransient(h.s)
+			writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: inputResponses must be an object"), m.ID)
+			return
+		}
+	}
+	h.logLevel = logSeverity(facts.logLevel)
+	h.mu.Lock()
+	var open []heldAsk
+	var answered []*jsonrpc.Message
+	for _, a := range h.asks {
+		if res, ok := answers[a.key]; ok && isObject(res) {
+			answered = append(answered, &jsonrpc.Message{ID: a.id, Result: res})
+		} else {
+			open = append(open, a)
+		}
+	}
+	h.asks = open
+	h.mu.Unlock()
+	for _, resp := range answered {
+		p.dispatcher.Dispatch(h.s.context(), &Request{Message: resp, Session: h.s, HTTP: r, Identity: id})
+	}
+	if len(open) > 0 {
+		// Asked again for what was not answered.
+		out := &postStream{w: w, r: r, sseOK: sseOK, st: h.s.newRequestStream()}
+		p.askClient(out, h, m.ID)
+		return
+	}
+	p.awaitHeld(w, r, h, m.ID, sseOK)
+}
+
+// cacheableResults are the results that say how long they may be kept.
+var cacheableResults = map[string]bool{
+	"server/discover":          true,
+	"tools/list":               true,
+	"prompts/list":             true,
+	"resources/list":           true,
+	"resources/templates/list": true,
+	"resources/read":           true,
+}
+
+// modernResult adds what every modern result carries: its resultType,
+// the server's name in _meta and, on lists, reads and discovery, how
+// long it may be kept and by whom. Always "private": what a caller is
+// shown depends on who it is.
+func (p *Provider) modernResult(method string, result json.RawMessage, resultType string) json.RawMessage {
+	if !isObject(result) {
+		return result
+	}
+	out, err := jsonrpc.SetMember(result, "resultType", []byte(strconv.Quote(resultType)))
+	if err != nil {
+		return result
+	}
+	meta, ok, _ := jsonrpc.Member(out, "_meta")
+	if !ok || !isObject(meta) {
+		meta = []byte("{}")
+	}
+	if meta, err = jsonrpc.SetMember(meta, MetaServerInfo, p.serverInfo); err == nil {
+		out, _ = jsonrpc.SetMember(out, "_meta", meta)
+	}
+	if cacheableResults[method] && resultType == "complete" {
+		if _, ok, _ := jsonrpc.Member(out, "ttlMs"); !ok {
+			out, _ = jsonrpc.SetMember(out, "ttlMs", []byte("0"))
+		}
+		out, _ = jsonrpc.SetMember(out, "cacheScope", []byte(`"private"`))
+	}
+	return out
+}
