@@ -44,6 +44,9 @@ type App struct {
 	// info is the upstream's latest initialize result, from whichever
 	// client session's upstream session was opened last.
 	info atomic.Pointer[InitializeResult]
+	// generation is what the upstream speaks: generationUnknown until an
+	// "auto" app answered server/discover.
+	generation atomic.Int32
 
 	// order is the app's place in the configuration; uriPrefixes the
 	// resource URIs it declared; spaces every app's; sharesURIs that it is
@@ -94,6 +97,11 @@ type Options struct {
 	// Legacy says URL is the event stream of a 2024-11-05 HTTP+SSE
 	// server.
 	Legacy bool
+	// Protocol picks how a Streamable HTTP upstream is spoken to: ""
+	// opens sessions with initialize, upstream.ModernVersion reaches it
+	// without sessions, "auto" asks it with server/discover at the first
+	// need and goes on as it answers.
+	Protocol string
 }
 
 // NewCatalog builds the apps, in the order given.
@@ -128,6 +136,15 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 		default:
 			if _, err := upstream.NewSession(&upstream.Options{URL: app.URL}); err != nil {
 				return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
+			}
+			switch a.Protocol {
+			case "":
+				app.generation.Store(generationSessions)
+			case upstream.ModernVersion:
+				app.generation.Store(generationModern)
+			case "auto":
+			default:
+				return nil, fmt.Errorf("apps: %s: unknown protocol %q", a.Name, a.Protocol)
 			}
 		}
 		if app.Timeout <= 0 {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,12 +73,110 @@ type ResourceCapability struct {
 	ListChanged bool `json:"listChanged,omitempty"`
 }
 
+// What an app's upstream speaks.
+const (
+	generationUnknown int32 = iota // "auto", not asked yet
+	generationSessions
+	generationModern
+)
+
 // newSession starts an upstream session; the URL was checked by NewCatalog.
 func (a *App) newSession(ctx context.Context, p InitParams, token upstream.TokenSource) (upstream.Transport, error) {
 	if a.dial != nil {
 		return a.dial(ctx, p, token)
 	}
-	return upstream.NewSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token})
+	opts := &upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token}
+	if a.generation.Load() == generationModern {
+		return upstream.NewModernSession(opts, p.Capabilities, p.ClientInfo)
+	}
+	return upstream.NewSession(opts)
+}
+
+// Modern reports whether the app's upstream is reached without sessions
+// (upstream.ModernVersion).
+func (a *App) Modern() bool { return a.generation.Load() == generationModern }
+
+// probe asks an "auto" app's upstream with server/discover what it
+// speaks: a server that answers naming upstream.ModernVersion is reached
+// without sessions from then on, any other answer (an error, older
+// versions only) means sessions. An upstream that cannot be reached is
+// asked again at the next need.
+func (a *App) probe(ctx context.Context, p InitParams, token upstream.TokenSource) error {
+	m, err := upstream.NewModernSession(&upstream.Options{URL: a.URL, Client: a.client, Logger: a.log, Token: token}, p.Capabilities, p.ClientInfo)
+	if err != nil {
+		return err
+	}
+	c := &Conn{App: a, init: p, token: token, session: m}
+	result, err := c.discover(ctx)
+	var status *upstream.StatusError
+	switch {
+	case err == nil:
+		a.generation.CompareAndSwap(generationUnknown, generationModern)
+		a.info.Store(result)
+		a.log.Info("upstream speaks " + upstream.ModernVersion + ": reached without sessions")
+	case errors.Is(err, errNotModern) || errors.As(err, &status):
+		a.generation.CompareAndSwap(generationUnknown, generationSessions)
+		a.log.Info("upstream opens sessions with initialize", "answer", err)
+	default:
+		return fmt.Errorf("apps: %s: server/discover: %w", a.Name, err)
+	}
+	return nil
+}
+
+// errNotModern: the upstream answered server/discover, but not as a
+// server of the modern protocol.
+var errNotModern = errors.New("apps: the upstream does not serve " + upstream.ModernVersion)
+
+// discover asks a modern upstream what it offers: its answer stands for
+// an initialize result.
+func (c *Conn) discover(ctx context.Context) (*InitializeResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.App.Timeout)
+	defer cancel()
+	msg := &jsonrpc.Message{ID: jsonrpc.Int64ID(c.NextID()), Method: "server/discover", Params: json.RawMessage("{}")}
+	resp, err := c.currentSession().Call(ctx, msg, nil, nil)
+	c.App.health.observe(err, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("%w: %w", errNotModern, resp.Error)
+	}
+	var result struct {
+		SupportedVersions []string     `json:"supportedVersions"`
+		Capabilities      Capabilities `json:"capabilities"`
+		Instructions      string       `json:"instructions"`
+		Meta              struct {
+			ServerInfo json.RawMessage `json:"io.modelcontextprotocol/serverInfo"`
+		} `json:"_meta"`
+	}
+	if err := json.Unmarshal(resp.Result, &result); err != nil {
+		return nil, fmt.Errorf("apps: %s: server/discover: malformed result: %w", c.App.Name, err)
+	}
+	if !slices.Contains(result.SupportedVersions, upstream.ModernVersion) {
+		return nil, fmt.Errorf("%w: it serves %q", errNotModern, result.SupportedVersions)
+	}
+	return &InitializeResult{ProtocolVersion: upstream.ModernVersion, Capabilities: result.Capabilities,
+		ServerInfo: result.Meta.ServerInfo, Instructions: result.Instructions}, nil
+}
+
+// open makes a new transport's session ready: initialize, or for a modern
+// upstream what it said of itself at server/discover.
+func (c *Conn) open(ctx context.Context) error {
+	if _, modern := c.currentSession().(*upstream.ModernSession); !modern {
+		return c.handshake(ctx)
+	}
+	result := c.App.Info()
+	if result == nil || result.ProtocolVersion != upstream.ModernVersion {
+		var err error
+		if result, err = c.discover(ctx); err != nil {
+			return fmt.Errorf("apps: %s: server/discover: %w", c.App.Name, err)
+		}
+		c.App.info.Store(result)
+	}
+	c.mu.Lock()
+	c.result = result
+	c.mu.Unlock()
+	return nil
 }
 
 // Open starts an upstream session: initialize, then the initialized
@@ -88,12 +187,17 @@ func (a *App) Open(ctx context.Context, p InitParams, token upstream.TokenSource
 	if err := a.health.check(time.Now()); err != nil {
 		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
 	}
+	if a.dial == nil && a.generation.Load() == generationUnknown {
+		if err := a.probe(ctx, p, token); err != nil {
+			return nil, err
+		}
+	}
 	t, err := a.newSession(ctx, p, token)
 	if err != nil {
 		return nil, fmt.Errorf("apps: %s: %w", a.Name, err)
 	}
 	c := &Conn{App: a, init: p, token: token, session: t}
-	if err := c.handshake(ctx); err != nil {
+	if err := c.open(ctx); err != nil {
 		_ = t.Close(context.WithoutCancel(ctx), nil)
 		return nil, err
 	}
@@ -246,7 +350,7 @@ func (c *Conn) reopen(ctx context.Context) error {
 		// upstream forgot needs no DELETE.
 		_ = old.Close(context.WithoutCancel(ctx), nil)
 	}
-	return c.handshake(ctx)
+	return c.open(ctx)
 }
 
 // Close ends the upstream session.

@@ -40,6 +40,7 @@ func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 		}
 		if s != nil && a.Upstream.Transport != "stdio" {
 			o.URL = s.URL
+			o.Protocol = s.ProtocolVersion
 			c := s.Connection
 			o.DialTimeout, o.KeepAlive = time.Duration(c.DialTimeout), time.Duration(c.KeepAlive.Interval)
 			o.MaxIdleConns, o.MaxIdleConnsPerHost = c.Pool.MaxIdleConns, c.Pool.MaxIdleConnsPerHost

@@ -21,7 +21,7 @@ mcpProvider:
   enabled: true
   authorization: {unauthenticated: {enabled: true}}
   transports:
-    stream: {enabled: true, path: /mcp}
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
 apps:
   - name: ledger
     type: mcpProxy
@@ -155,7 +155,7 @@ func TestModernRequestRules(t *testing.T) {
 		{"whitespace around values", call, map[string]string{"MCP-Protocol-Version": " 2026-07-28 ", "Mcp-Method": " tools/call", "Mcp-Name": "ledger_get_balance  "}, 200, 0, ""},
 		{"batch", "[" + call + "]", std("tools/call", "ledger_get_balance"), 400, -32600, ""},
 		{"unknown requestState", `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ledger_get_balance","arguments":{"account":"alice"},"requestState":"forged","inputResponses":{},` + meta("2026-07-28") + `}}`, std("tools/call", "ledger_get_balance"), 400, -32602, ""},
-		{"discover without the modern _meta", `{"jsonrpc":"2.0","id":7,"method":"server/discover","params":{}}`, map[string]string{"MCP-Protocol-Version": "2025-11-25"}, 0, -32601, ""},
+		{"discover the sessionful way, without a session", `{"jsonrpc":"2.0","id":7,"method":"server/discover","params":{}}`, map[string]string{"MCP-Protocol-Version": "2025-11-25"}, 400, -32600, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -172,7 +172,7 @@ func TestModernRequestRules(t *testing.T) {
 			if !strings.Contains(body, fmt.Sprintf(`"code":%d`, tc.code)) {
 				t.Fatalf("want code %d: %s", tc.code, body)
 			}
-			if tc.status >= 400 && !strings.HasPrefix(tc.body, "[") && !strings.Contains(body, `"id":7`) {
+			if tc.status >= 400 && !strings.HasPrefix(tc.body, "[") && tc.header["MCP-Protocol-Version"] != "2025-11-25" && !strings.Contains(body, `"id":7`) {
 				t.Fatalf("the error does not echo the request id: %s", body)
 			}
 			if tc.data != "" && !strings.Contains(body, tc.data) {
@@ -229,4 +229,66 @@ func sseData(body string) string {
 		}
 	}
 	return last
+}
+
+// modernUpstreamBroker reaches the sample ledger served without sessions
+// (%[1]q) as protocolVersion %[2]q says.
+const modernUpstreamBroker = `
+version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - name: ledger
+    type: mcpProxy
+    upstream: {transport: stream, stream: {url: %[1]q, protocolVersion: %[2]q}}
+`
+
+// A 2026-07-28 upstream is reached without sessions, named or found with
+// server/discover; its input_required result reaches a 2025-11-25 client
+// as the elicitation request it knows, and a 2026-07-28 client as an
+// input_required result; both complete the transfer.
+func TestModernUpstream(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	upstream := freeAddress(t)
+	startProcess(t, upstream, bin, "upstream", "sample", "--stateless", "--listen", upstream)
+	for _, protocol := range []string{"2026-07-28", "auto"} {
+		t.Run(protocol, func(t *testing.T) {
+			base := startBroker(t, modernUpstreamBroker, "http://"+upstream+"/mcp", protocol)
+			for _, clientVersion := range []string{"2025-11-25", "2026-07-28"} {
+				t.Run("client "+clientVersion, func(t *testing.T) {
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					var elicited atomic.Int32
+					client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, &mcp.ClientOptions{
+						ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+							elicited.Add(1)
+							return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}, nil
+						},
+					})
+					cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, &mcp.ClientSessionOptions{ProtocolVersion: clientVersion})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer cs.Close()
+					if v := cs.InitializeResult().ProtocolVersion; v != clientVersion {
+						t.Fatalf("negotiated %q", v)
+					}
+					tools, err := cs.ListTools(ctx, nil)
+					if err != nil || len(tools.Tools) == 0 {
+						t.Fatalf("tools/list: %v %+v", err, tools)
+					}
+					res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ledger_transfer", Arguments: map[string]any{"from": "alice", "to": "bob", "amount": 1100}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.IsError || elicited.Load() != 1 || !strings.Contains(toolText(res), "moved 1100") {
+						t.Fatalf("transfer: isError %v, elicited %d: %s", res.IsError, elicited.Load(), toolText(res))
+					}
+				})
+			}
+		})
+	}
 }

@@ -24,6 +24,9 @@ type Options struct {
 	// RecordsTool adds customer_record, whose results carry credentials
 	// and personal data (all of them fake), for trying out redaction.
 	RecordsTool bool
+	// Stateless serves without sessions: protocol version 2026-07-28, and
+	// older clients each request on its own.
+	Stateless bool
 }
 
 const (
@@ -105,7 +108,7 @@ func Handler(opts *Options) http.Handler {
 func streamableHandler(s *ledgerServer, opts *Options) http.Handler {
 	handler := mcp.NewStreamableHTTPHandler(
 		func(*http.Request) *mcp.Server { return s.server },
-		&mcp.StreamableHTTPOptions{Logger: opts.logger()},
+		&mcp.StreamableHTTPOptions{Logger: opts.logger(), Stateless: opts != nil && opts.Stateless},
 	)
 	if s.descriptionsFile == "" {
 		return handler

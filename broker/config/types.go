@@ -817,6 +817,11 @@ type EnvVar struct {
 type StreamUpstream struct {
 	URL        string     `yaml:"url"`
 	Connection Connection `yaml:"connection"`
+	// ProtocolVersion picks how a Streamable HTTP upstream is spoken to:
+	// "" (default) opens sessions with initialize; "2026-07-28" reaches it
+	// without sessions, every request on its own; "auto" asks it with
+	// server/discover once and goes on as it answers.
+	ProtocolVersion string `yaml:"protocolVersion"`
 }
 
 // Connection tunes the upstream connection pool.

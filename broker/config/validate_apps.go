@@ -154,10 +154,16 @@ func (v *validator) upstream(path string, upstream *Upstream) {
 		v.stdioUpstream(path, upstream)
 	case upstream.Transport == "sse" && upstream.SSE != nil:
 		v.streamUpstream(path, field(path, "sse"), upstream.SSE, upstream.TLS)
+		if upstream.SSE.ProtocolVersion != "" {
+			v.add(field(path, "sse.protocolVersion"), "applies to stream upstreams; an sse upstream speaks 2024-11-05")
+		}
 	case upstream.Stream != nil && upstream.Transport != "stdio" && upstream.Transport != "sse":
 		v.streamUpstream(path, field(path, "stream"), upstream.Stream, upstream.TLS)
 	}
 }
+
+// ModernProtocolVersion is the protocol version without sessions.
+const ModernProtocolVersion = "2026-07-28"
 
 func (v *validator) streamUpstream(path, streamPath string, stream *StreamUpstream, tls *UpstreamTLS) {
 	if stream.URL == "" {
@@ -166,6 +172,11 @@ func (v *validator) streamUpstream(path, streamPath string, stream *StreamUpstre
 		v.add(field(streamPath, "url"), fmt.Sprintf("want an absolute http or https URL with a host, got %s", quote(stream.URL)))
 	} else {
 		v.upstreamTLS(field(path, "tls"), tls, parsed.Scheme)
+	}
+	switch stream.ProtocolVersion {
+	case "", "auto", ModernProtocolVersion:
+	default:
+		v.add(field(streamPath, "protocolVersion"), fmt.Sprintf("want %s or \"auto\" (left out: sessions opened with initialize), got %s", quote(ModernProtocolVersion), quote(stream.ProtocolVersion)))
 	}
 	connection := field(streamPath, "connection")
 	if stream.Connection.DialTimeout <= 0 {

@@ -40,6 +40,7 @@ func upstreamCommand() *cli.Command {
 					&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9000", Usage: "address to listen on; port 0 picks a free port"},
 					&cli.BoolFlag{Name: "stdio", Usage: "speak MCP on standard input and output instead of listening (a stdio app); " +
 						"logs go to standard error"},
+					&cli.BoolFlag{Name: "stateless", Usage: "serve without sessions: MCP 2026-07-28, and older clients each request on its own"},
 					&cli.StringFlag{Name: "name", Value: "ledger", Usage: "server name reported in initialize"},
 					&cli.StringFlag{Name: "path", Value: "/mcp", Usage: "URL path of the MCP endpoint"},
 					&cli.StringFlag{Name: "issuer", Usage: "accept only requests with a valid JWT access token from this authorization server " +
@@ -65,7 +66,7 @@ func runSampleUpstream(c *cli.Context) error {
 	}
 	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
 
-	opts := &sample.Options{Name: c.String("name"), Logger: logger, DescriptionsFile: c.String("descriptions"), RecordsTool: c.Bool("records-tool")}
+	opts := &sample.Options{Name: c.String("name"), Logger: logger, DescriptionsFile: c.String("descriptions"), RecordsTool: c.Bool("records-tool"), Stateless: c.Bool("stateless")}
 	if c.Bool("stdio") {
 		if c.String("issuer") != "" || c.String("audience") != "" {
 			return cli.Exit("--stdio: a server on standard streams has no HTTP requests to carry tokens; leave out --issuer and --audience", 2)
