@@ -274,8 +274,16 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 				refused.add(item.Key)
 				return nil
 			}
-			if checked && !b.checkDefinition(ctx, app, trust, k, item.Key, bytes.Clone(compactJSON(raw))).Serve {
-				return nil // held: reported once per change by checkDefinition
+			switch {
+			case checked:
+				if !b.checkDefinition(ctx, app, trust, k, item.Key, bytes.Clone(compactJSON(raw))).Serve {
+					return nil // held: reported once per change by checkDefinition
+				}
+			case k == kindTool:
+				// Kept for what a call reads of its tool's definition
+				// beyond the trust checks: the arguments its schema marks
+				// for Mcp-Param headers.
+				app.Definitions.Put(&apps.Definition{Kind: string(pinKinds[kindTool]), Name: item.Key, Raw: bytes.Clone(compactJSON(raw)), Pin: pinUnpinned, Serve: true})
 			}
 			*scratch = append(*scratch, item)
 			return nil

@@ -141,7 +141,9 @@ func (b *Broker) Listen(ctx context.Context, s *provider.Session) {
 		}
 	}
 	for _, app := range b.current().catalog.Apps {
-		if st.knowsConn(s, app) || elsewhere[app.Name] {
+		// A modern listen has no earlier requests that opened upstream
+		// sessions: it hears every app.
+		if s.Modern() || st.knowsConn(s, app) || elsewhere[app.Name] {
 			b.listenIfListening(s, st, app)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/apps/upstream"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
@@ -93,6 +94,9 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	})
 	defer c.State.EndCall(c.Message.ID, conn, upstreamID)
 	header := c.upstreamHeader()
+	if c.App.Modern() && c.Message.Method == "tools/call" {
+		header = b.withParamHeaders(ctx, c, header, params)
+	}
 	if b.tracing != nil {
 		header = header.Clone()
 		if header == nil {
@@ -221,7 +225,7 @@ func (b *Broker) relayToClient(s *provider.Session, conn *apps.Conn, out provide
 	return func(m *jsonrpc.Message) {
 		switch m.Kind() {
 		case jsonrpc.KindRequest:
-			b.relayServerRequest(st, conn, out, m)
+			b.relayServerRequest(st, s.Modern(), conn, out, m)
 		case jsonrpc.KindNotification:
 			method := m.Method
 			switch method {
@@ -273,7 +277,7 @@ func (b *Broker) checkResourceUpdated(st *sessionState, conn *apps.Conn, m *json
 	return m
 }
 
-func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provider.Sender, m *jsonrpc.Message) {
+func (b *Broker) relayServerRequest(st *sessionState, modern bool, conn *apps.Conn, out provider.Sender, m *jsonrpc.Message) {
 	refuse := func(message string) {
 		resp := jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInternalError, message))
 		ctx, cancel := context.WithTimeout(context.Background(), conn.App.Timeout)
@@ -300,7 +304,13 @@ func (b *Broker) relayServerRequest(st *sessionState, conn *apps.Conn, out provi
 	// Noted before the client sees it: the completion may come on
 	// another stream as soon as the user acts.
 	elicitation, noted := st.noteURLElicitation(conn, m)
-	if err := out.Send(&jsonrpc.Message{ID: id, Method: m.Method, Params: m.Params}); err != nil {
+	params := m.Params
+	if !modern {
+		// Asked under the upstream's own name only where the client
+		// answers input_required results.
+		_, params = jsonrpc.TakeInputKey(params)
+	}
+	if err := out.Send(&jsonrpc.Message{ID: id, Method: m.Method, Params: params}); err != nil {
 		st.TakeServerRequest(id)
 		if noted {
 			st.ForgetElicitation(conn, elicitation)
@@ -397,4 +407,24 @@ func withTraceMeta(params json.RawMessage, h http.Header) json.RawMessage {
 		return params
 	}
 	return edited
+}
+
+// withParamHeaders adds the Mcp-Param headers a modern upstream expects
+// of a tools/call, made from the arguments as the tool's definition marks
+// them.
+func (b *Broker) withParamHeaders(ctx context.Context, c *Call, header http.Header, params json.RawMessage) http.Header {
+	d, err := b.definition(ctx, c, kindTool, c.Name)
+	if err != nil || d == nil {
+		return header
+	}
+	annotations := upstream.ParamHeaders(d.Raw)
+	if len(annotations) == 0 {
+		return header
+	}
+	header = header.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
+	upstream.SetParamHeaders(header, annotations, params)
+	return header
 }

@@ -8,6 +8,9 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/apps/pins"
+	"github.com/mcpbroker/mcpbroker/apps/upstream"
+	"github.com/mcpbroker/mcpbroker/provider"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
 // maxDefinitionPages bounds the pages of an app's tools a call lists to
@@ -30,6 +33,11 @@ func (b *Broker) validate(ctx context.Context, c *Call) error {
 	case "tools/call", "prompts/get", "resources/read":
 	default:
 		return nil
+	}
+	if c.Session.Modern() && c.Message.Method == "tools/call" {
+		if err := b.checkParamHeaders(ctx, c); err != nil {
+			return err
+		}
 	}
 	t := c.gen.trust[c.App.Name]
 	if !t.definitions() {
@@ -156,6 +164,25 @@ func (b *Broker) checkTemplate(ctx context.Context, c *Call, t *appTrust) error 
 	}
 	if d != nil && !d.Serve {
 		return &pinRefusal{app: c.App.Name, kind: "resource template", name: d.Name, pin: d.Pin, reason: d.Reason}
+	}
+	return nil
+}
+
+// checkParamHeaders holds a modern client's Mcp-Param headers to the
+// arguments they repeat, as the tool's definition marks them: what sits
+// in front of the broker may have routed on them, so they must say what
+// the body says. The upstream gets headers the broker made from the
+// arguments (forwardRequest), never the client's.
+func (b *Broker) checkParamHeaders(ctx context.Context, c *Call) error {
+	if c.Request.HTTP == nil {
+		return nil
+	}
+	d, err := b.definition(ctx, c, kindTool, c.Name)
+	if err != nil || d == nil {
+		return err
+	}
+	if err := upstream.CheckParamHeaders(c.Request.HTTP.Header, upstream.ParamHeaders(d.Raw), c.Message.Params); err != nil {
+		return jsonrpc.NewError(provider.CodeHeaderMismatch, err.Error())
 	}
 	return nil
 }

@@ -25,7 +25,11 @@ import (
 const (
 	heldIdleTimeout = 10 * time.Minute
 	maxHeldCalls    = 1000
-	maxHeldPerUser  = 16
+	maxHeldPerUser  = 64
+	// heldResultKept is how long the result of a call that ended while
+	// held (its upstream gave up waiting, or answered) waits for the
+	// client's next round.
+	heldResultKept = 30 * time.Second
 )
 
 // servePostModern serves a POST made the modern way (modernPost).
@@ -71,14 +75,34 @@ func (p *Provider) servePostModern(w http.ResponseWriter, r *http.Request, id *I
 	}
 	h := &heldCall{
 		p: p, s: s, method: m.Method, name: modernName(m),
-		subject: id.Subject, user: id.user(),
+		subject: id.Subject, user: heldUser(id),
 		reply: make(chan Reply, 1), asked: make(chan struct{}, 1),
 		logLevel: logSeverity(facts.logLevel),
 	}
 	go func() {
 		h.reply <- p.dispatcher.Dispatch(s.context(), &Request{Message: req, Session: s, HTTP: r, Identity: id, Out: h})
+		p.endedWhileHeld(h)
 	}()
 	p.awaitHeld(w, r, h, m.ID, sseOK)
+}
+
+// heldUser is whom a held call counts against: the user, or for an
+// anonymous caller its address.
+func heldUser(id *Identity) string {
+	if u := id.user(); u != "" {
+		return u
+	}
+	return "address " + id.Address
+}
+
+// endedWhileHeld shortens the wait of a call whose result came while it
+// was held: the client has heldResultKept to come for it.
+func (p *Provider) endedWhileHeld(h *heldCall) {
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	if h.key != "" && p.held[h.key] == h {
+		h.expiry.Reset(heldResultKept)
+	}
 }
 
 // modernName is the tool or prompt name, or the URI, a request is about.
@@ -143,8 +167,12 @@ type heldAsk struct {
 func (h *heldCall) Send(m *jsonrpc.Message) error {
 	h.mu.Lock()
 	if m.Kind() == jsonrpc.KindRequest {
-		h.seq++
-		h.asks = append(h.asks, heldAsk{key: "input-" + strconv.Itoa(h.seq), id: m.ID, method: m.Method, params: m.Params})
+		key, params := jsonrpc.TakeInputKey(m.Params)
+		if key == "" || h.asking(key) {
+			h.seq++
+			key = "input-" + strconv.Itoa(h.seq)
+		}
+		h.asks = append(h.asks, heldAsk{key: key, id: m.ID, method: m.Method, params: params})
 		h.mu.Unlock()
 		select {
 		case h.asked <- struct{}{}:
@@ -161,6 +189,17 @@ func (h *heldCall) Send(m *jsonrpc.Message) error {
 		return ErrNoStream
 	}
 	return out.Send(m)
+}
+
+// asking reports whether a question is asked under key already; h.mu is
+// held.
+func (h *heldCall) asking(key string) bool {
+	for _, a := range h.asks {
+		if a.key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // logged reports whether a log message is at the level the client asked
@@ -317,7 +356,7 @@ func (p *Provider) unhold(key string, who *Identity) *heldCall {
 	p.heldMu.Lock()
 	defer p.heldMu.Unlock()
 	h := p.held[key]
-	if h == nil || (who != nil && (h.subject != who.Subject || h.user != who.user())) {
+	if h == nil || (who != nil && (h.subject != who.Subject || h.user != heldUser(who))) {
 		return nil
 	}
 	delete(p.held, key)

@@ -25,6 +25,24 @@ const (
 	metaLogLevel           = "io.modelcontextprotocol/logLevel"
 )
 
+// withMetaMember sets one member of params._meta.
+func withMetaMember(params json.RawMessage, name string, value []byte) (json.RawMessage, error) {
+	if len(params) == 0 || string(params) == "null" {
+		params = json.RawMessage("{}")
+	}
+	meta, ok, err := jsonrpc.Member(params, "_meta")
+	if err != nil {
+		return nil, err
+	}
+	if !ok || string(meta) == "null" {
+		meta = json.RawMessage("{}")
+	}
+	if meta, err = jsonrpc.SetMember(meta, name, value); err != nil {
+		return nil, err
+	}
+	return jsonrpc.SetMember(params, "_meta", meta)
+}
+
 // Bounds of the multi round-trip exchange with a modern server.
 const (
 	maxInputRounds = 10
@@ -248,7 +266,11 @@ func (m *ModernSession) ask(ctx context.Context, id jsonrpc.ID, requests map[str
 		m.pending[q.id] = q.ch
 		m.mu.Unlock()
 		questions = append(questions, q)
-		onMessage(&jsonrpc.Message{ID: qid, Method: r.Method, Params: r.Params})
+		params := r.Params
+		if keyed, err := withMetaMember(params, jsonrpc.MetaInputKey, []byte(strconv.Quote(key))); err == nil {
+			params = keyed
+		}
+		onMessage(&jsonrpc.Message{ID: qid, Method: r.Method, Params: params})
 	}
 	answers := make(map[string]json.RawMessage, len(questions))
 	for _, q := range questions {

@@ -288,3 +288,40 @@ func Marshal(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// TakeInputKey returns the MetaInputKey a request's params carry and the
+// params without it ("" and params unchanged when there is none). A _meta
+// left empty is removed.
+func TakeInputKey(params []byte) (string, []byte) {
+	meta, ok, err := Member(params, "_meta")
+	if err != nil || !ok {
+		return "", params
+	}
+	raw, ok, err := Member(meta, MetaInputKey)
+	if err != nil || !ok {
+		return "", params
+	}
+	var key string
+	if json.Unmarshal(raw, &key) != nil {
+		return "", params
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(meta, &members) != nil {
+		return "", params
+	}
+	delete(members, MetaInputKey)
+	var p map[string]json.RawMessage
+	if json.Unmarshal(params, &p) != nil {
+		return "", params
+	}
+	if len(members) == 0 {
+		delete(p, "_meta")
+	} else if p["_meta"], err = Marshal(members); err != nil {
+		return "", params
+	}
+	out, err := Marshal(p)
+	if err != nil {
+		return "", params
+	}
+	return key, out
+}
