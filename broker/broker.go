@@ -371,6 +371,10 @@ func (b *Broker) shutdown(ctx context.Context, srv *http.Server) error {
 	b.draining.Store(true)
 	b.health.SetDraining(true)
 	b.log.Info("shutting down: no new connections or sessions", "in_flight", b.inflight.Load())
+	if n := b.provider.EndHeld(); n > 0 {
+		// They wait on people, not on the upstreams.
+		b.log.Info("shutting down: requests awaiting a client's input ended", "held", n)
+	}
 	closed := make(chan error, 1)
 	go func() { closed <- srv.Shutdown(ctx) }()
 	tick := time.NewTicker(10 * time.Millisecond)

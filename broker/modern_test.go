@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -290,5 +291,79 @@ func TestModernUpstream(t *testing.T) {
 				})
 			}
 		})
+	}
+}
+
+// Calls held for a modern client's answers are bounded per user (here
+// one address, unauthenticated): past the bound the client is told to
+// answer or abandon its own first; each held call costs a bounded part
+// of the heap, and answered, they are all let go.
+func TestHeldCallsBounded(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	upstream := freeAddress(t)
+	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	url := startBroker(t, modernBroker, "http://"+upstream+"/mcp") + "/mcp"
+	const perUser = 64
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}`
+	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ledger_transfer"}
+	transfer := func(id int, extra string) (*http.Response, string) {
+		return modernPost(t, url, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"ledger_transfer","arguments":{"from":"alice","to":"bob","amount":1001},%s%s}}`, id, extra, meta), header)
+	}
+	// One held call, so that what every one shares is in place.
+	resp, body := transfer(0, "")
+	var first struct {
+		Result struct {
+			ResultType    string                     `json:"resultType"`
+			InputRequests map[string]json.RawMessage `json:"inputRequests"`
+			RequestState  string                     `json:"requestState"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(sseData(body)), &first); err != nil || first.Result.ResultType != "input_required" || len(first.Result.InputRequests) != 1 {
+		t.Fatalf("transfer: %d %s", resp.StatusCode, body)
+	}
+	states := []string{first.Result.RequestState}
+	keys := []string{}
+	for k := range first.Result.InputRequests {
+		keys = append(keys, k)
+	}
+	goroutinesBefore := runtime.NumGoroutine()
+	heapBefore := liveHeap()
+	start := time.Now()
+	for i := 1; i < perUser; i++ {
+		_, body := transfer(i, "")
+		var r struct {
+			Result struct {
+				RequestState string `json:"requestState"`
+			} `json:"result"`
+		}
+		if json.Unmarshal([]byte(sseData(body)), &r) != nil || r.Result.RequestState == "" {
+			t.Fatalf("transfer %d: %s", i, body)
+		}
+		states = append(states, r.Result.RequestState)
+	}
+	held := liveHeap() - heapBefore
+	goroutines := runtime.NumGoroutine() - goroutinesBefore
+	t.Logf("%d held calls: live heap +%d bytes (%d a call), goroutines %+d", perUser-1, held, held/(perUser-1), goroutines)
+	if held/(perUser-1) > 256<<10 {
+		t.Errorf("a held call costs %d bytes of live heap, want at most 256 KiB", held/(perUser-1))
+	}
+	resp, body = transfer(perUser, "")
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "answer or abandon") {
+		t.Fatalf("call past the bound: %d %s", resp.StatusCode, body)
+	}
+	t.Logf("held in %v", time.Since(start))
+	start = time.Now()
+	// Declined, every call ends, and frees its place.
+	for i, state := range states {
+		answer := fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"decline"}},`, state, keys[0])
+		_, body := transfer(1000+i, answer)
+		if !strings.Contains(body, `"resultType":"complete"`) || !strings.Contains(body, "not confirmed") {
+			t.Fatalf("declined transfer %d: %s", i, body)
+		}
+	}
+	t.Logf("declined in %v", time.Since(start))
+	resp, body = transfer(2000, "")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "input_required") {
+		t.Fatalf("after the held calls ended: %d %s", resp.StatusCode, body)
 	}
 }

@@ -95,6 +95,25 @@ func heldUser(id *Identity) string {
 	return "address " + id.Address
 }
 
+// EndHeld ends every call held for a client's input, as the server
+// stops: it waits on people, not on upstreams. It reports how many.
+func (p *Provider) EndHeld() int {
+	p.heldMu.Lock()
+	held := make([]*heldCall, 0, len(p.held))
+	for _, h := range p.held {
+		held = append(held, h)
+	}
+	p.heldMu.Unlock()
+	n := 0
+	for _, h := range held {
+		if p.unhold(h.key, nil) != nil {
+			p.endTransient(h.s)
+			n++
+		}
+	}
+	return n
+}
+
 // endedWhileHeld shortens the wait of a call whose result came while it
 // was held: the client has heldResultKept to come for it.
 func (p *Provider) endedWhileHeld(h *heldCall) {

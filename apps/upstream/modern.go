@@ -47,6 +47,10 @@ func withMetaMember(params json.RawMessage, name string, value []byte) (json.Raw
 const (
 	maxInputRounds = 10
 	maxBusyRetries = 3
+	// maxInputRequests bounds the questions of one round: each becomes a
+	// request the client must answer.
+	maxInputRequests = 16
+	maxInputKeyBytes = 256
 )
 
 // ModernSession speaks to a server of the sessionless protocol
@@ -244,6 +248,9 @@ func (m *ModernSession) ask(ctx context.Context, id jsonrpc.ID, requests map[str
 		id  string
 		ch  chan *jsonrpc.Message
 	}
+	if len(requests) > maxInputRequests {
+		return nil, nil, fmt.Errorf("upstream: %w: %d input requests in one round, at most %d are passed on", ErrProtocol, len(requests), maxInputRequests)
+	}
 	questions := make([]question, 0, len(requests))
 	defer func() {
 		m.mu.Lock()
@@ -257,7 +264,7 @@ func (m *ModernSession) ask(ctx context.Context, id jsonrpc.ID, requests map[str
 			Method string          `json:"method"`
 			Params json.RawMessage `json:"params"`
 		}
-		if err := json.Unmarshal(raw, &r); err != nil || r.Method == "" {
+		if err := json.Unmarshal(raw, &r); err != nil || r.Method == "" || len(key) > maxInputKeyBytes {
 			return nil, nil, fmt.Errorf("upstream: %w: malformed input request %q", ErrProtocol, sanitize(key, 64))
 		}
 		qid := jsonrpc.StringID("input-" + strconv.FormatInt(m.seq.Add(1), 10))
