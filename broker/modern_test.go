@@ -367,3 +367,82 @@ func TestHeldCallsBounded(t *testing.T) {
 		t.Fatalf("after the held calls ended: %d %s", resp.StatusCode, body)
 	}
 }
+
+// subscriptions/listen: acknowledged first with what is granted (here a
+// resource of the sessionful ledger, subscribed upstream through the
+// pipeline), then only those notifications, each naming the listen.
+func TestModernListen(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	upstream := freeAddress(t)
+	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	url := startBroker(t, modernBroker, "http://"+upstream+"/mcp") + "/mcp"
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	body := `{"jsonrpc":"2.0","id":"watch-1","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true,"resourceSubscriptions":["ledger://accounts/alice"]},` + meta + `}}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "subscriptions/listen")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("listen: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := make(chan string, 16)
+	go func() {
+		defer close(events)
+		buf := make([]byte, 64<<10)
+		var pending string
+		for {
+			n, err := resp.Body.Read(buf)
+			pending += string(buf[:n])
+			for {
+				line, rest, ok := strings.Cut(pending, "\n")
+				if !ok {
+					break
+				}
+				pending = rest
+				if data, ok := strings.CutPrefix(line, "data: "); ok {
+					events <- data
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	ack := <-events
+	if !strings.Contains(ack, `"notifications/subscriptions/acknowledged"`) || !strings.Contains(ack, `"io.modelcontextprotocol/subscriptionId":"watch-1"`) ||
+		!strings.Contains(ack, `"resourceSubscriptions":["ledger://accounts/alice"]`) || !strings.Contains(ack, `"toolsListChanged":true`) {
+		t.Fatalf("first event: %s", ack)
+	}
+	// Transfers touch alice's and bob's accounts: only alice's reaches
+	// the stream. The upstream stream opens as the listen starts, so
+	// transfers go on until one is heard.
+	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ledger_transfer"}
+	for i := 0; ; i++ {
+		_, out := modernPost(t, url, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"ledger_transfer","arguments":{"from":"alice","to":"bob","amount":1},%s}}`, i, meta), header)
+		if !strings.Contains(out, "moved 1") {
+			t.Fatalf("transfer: %s", out)
+		}
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the listen stream ended")
+			}
+			if !strings.Contains(ev, `"notifications/resources/updated"`) || !strings.Contains(ev, `"uri":"ledger://accounts/alice"`) || !strings.Contains(ev, `"io.modelcontextprotocol/subscriptionId":"watch-1"`) {
+				t.Fatalf("notification: %s", ev)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("no resource update reached the listen stream")
+		}
+	}
+}
