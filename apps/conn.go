@@ -27,6 +27,10 @@ type InitParams struct {
 	// Subject names the user the session acts for (issuer and subject),
 	// "" when unauthenticated; it picks a perSubject stdio process.
 	Subject string
+	// Stateless: the client has no session (one request of protocol
+	// 2026-07-28, or of an endpoint without sessions); a perSession stdio
+	// app then gives it its subject's process.
+	Stateless bool
 }
 
 // Conn is one app's upstream session held for one client session.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,11 @@ func (sp *stdioPool) key(p InitParams) string {
 	case Shared:
 		return "shared"
 	case PerSubject:
+		return "subject " + p.Subject
+	}
+	if p.Stateless {
+		// A request without a session: its subject's process, kept
+		// until idle, rather than a process per request.
 		return "subject " + p.Subject
 	}
 	return "session " + strconv.FormatUint(sp.seq.Add(1), 10)
@@ -248,7 +254,7 @@ func (sp *stdioPool) releaser(proc *stdioProc) func() {
 	return func() {
 		sp.mu.Lock()
 		proc.refs--
-		stop := proc.refs <= 0 && sp.opts.Isolation == PerSession
+		stop := proc.refs <= 0 && sp.opts.Isolation == PerSession && strings.HasPrefix(proc.key, "session ")
 		if stop && sp.procs[proc.key] == proc {
 			delete(sp.procs, proc.key)
 		}

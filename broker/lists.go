@@ -279,10 +279,11 @@ func (b *Broker) fetchList(ctx context.Context, c *Call, app *apps.App, k listKi
 				if !b.checkDefinition(ctx, app, trust, k, item.Key, bytes.Clone(compactJSON(raw))).Serve {
 					return nil // held: reported once per change by checkDefinition
 				}
-			case k == kindTool:
+			case k == kindTool && (app.Modern() || bytes.Contains(raw, xMCPHeader)):
 				// Kept for what a call reads of its tool's definition
 				// beyond the trust checks: the arguments its schema marks
-				// for Mcp-Param headers.
+				// for Mcp-Param headers (every tool of a modern upstream,
+				// so that a call finds its tool's either way).
 				app.Definitions.Put(&apps.Definition{Kind: string(pinKinds[kindTool]), Name: item.Key, Raw: bytes.Clone(compactJSON(raw)), Pin: pinUnpinned, Serve: true})
 			}
 			*scratch = append(*scratch, item)
@@ -579,3 +580,6 @@ func (b *Broker) filterList(ctx context.Context, c *Call, app *apps.App, k listK
 	}
 	return kept
 }
+
+// xMCPHeader marks a schema property whose argument travels in a header.
+var xMCPHeader = []byte(`"x-mcp-header"`)

@@ -105,13 +105,20 @@ func TestQuickstartWalkthrough(t *testing.T) {
 	// lacks: 403 insufficient_scope naming it (step-up), beside the scope
 	// the session's earlier calls used, so that a client replacing its
 	// scopes with the challenge's keeps reading.
-	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ledger_transfer","arguments":{"from":"alice","to":"bob","amount":10}}}`
+	// The Go SDK speaks 2026-07-28 to the broker: no session, and the
+	// request made that way.
+	if session.ID() != "" || session.InitializeResult().ProtocolVersion != "2026-07-28" {
+		t.Fatalf("the Go SDK negotiated %q with session %q, want 2026-07-28 without one", session.InitializeResult().ProtocolVersion, session.ID())
+	}
+	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"ledger_transfer","arguments":{"from":"alice","to":"bob","amount":10},` +
+		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
 	request, _ := http.NewRequest(http.MethodPost, issuer+"/mcp", strings.NewReader(body))
 	request.Header.Set("Authorization", "Bearer "+issued.AccessToken)
 	request.Header.Set("Content-Type", "application/json")
 	request.Header.Set("Accept", "application/json, text/event-stream")
-	request.Header.Set("Mcp-Session-Id", session.ID())
-	request.Header.Set("MCP-Protocol-Version", "2025-11-25")
+	request.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	request.Header.Set("Mcp-Method", "tools/call")
+	request.Header.Set("Mcp-Name", "ledger_transfer")
 	response, err := http.DefaultClient.Do(request)
 	if err != nil {
 		t.Fatal(err)

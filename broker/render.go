@@ -157,10 +157,17 @@ func (b *Broker) refusal(c *Call, err error) *provider.HTTPError {
 	if errors.As(err, &tool) && c.Principal != nil {
 		// Everything the client needs to keep working: the scopes the
 		// broker requires of every token, those the session's calls use
-		// that its token holds, and the missing ones. A client that
+		// that its token holds (without a session, all it holds), and
+		// the missing ones. A client that
 		// replaces its scope set with the challenge's loses nothing.
 		scopes := slices.Clone(c.gen.auth.requiredScopes)
-		for _, s := range append(c.State.scopesInUse(c.Principal.Scopes), tool.Scopes...) {
+		kept := c.State.scopesInUse(c.Principal.Scopes)
+		if c.Session.Transient() {
+			// No session remembers what its calls used: every scope
+			// the token holds is kept.
+			kept = c.Principal.Scopes
+		}
+		for _, s := range append(slices.Clone(kept), tool.Scopes...) {
 			if !slices.Contains(scopes, s) {
 				scopes = append(scopes, s)
 			}

@@ -127,7 +127,8 @@ func TestReplicasServeEveryCallRoundRobin(t *testing.T) {
 		c := newRecordingClient()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		session, err := c.client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint}, nil)
+		// Sessions across replicas: the sessionful protocol.
+		session, err := c.client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 		if err != nil {
 			t.Fatalf("connect: %v", err)
 		}
@@ -364,7 +365,8 @@ func TestReplicasServeEveryCallRoundRobin(t *testing.T) {
 		c := newRecordingClient()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		session, err := c.client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint}, nil)
+		// Sessions across replicas: the sessionful protocol.
+		session, err := c.client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: endpoint}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 		if err != nil {
 			t.Fatalf("connect: %v", err)
 		}

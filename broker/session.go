@@ -192,7 +192,7 @@ func initParams(s *provider.Session) apps.InitParams {
 		// modern client asks of them is put to them that way.
 		version = provider.LatestVersion
 	}
-	return apps.InitParams{ProtocolVersion: version, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo, Subject: s.Subject}
+	return apps.InitParams{ProtocolVersion: version, Capabilities: s.ClientCapabilities, ClientInfo: s.ClientInfo, Subject: s.Subject, Stateless: s.Transient()}
 }
 
 // beginInitialize claims the session's one initialize.

@@ -113,6 +113,13 @@ func (b *Broker) forwardRequest(ctx context.Context, c *Call) error {
 	if cancelled.Load() {
 		return ErrCancelled
 	}
+	if err != nil && c.Session.Transient() && errors.Is(ctx.Err(), context.Canceled) {
+		// The client closed the request, which is how a request without
+		// a session is cancelled: the upstream is told as its protocol
+		// says (a modern upstream's request was closed already).
+		b.cancelUpstream(conn, upstreamID)
+		return ErrCancelled
+	}
 	if err != nil {
 		return upstreamError(c.App, err)
 	}
@@ -413,9 +420,12 @@ func withTraceMeta(params json.RawMessage, h http.Header) json.RawMessage {
 // of a tools/call, made from the arguments as the tool's definition marks
 // them.
 func (b *Broker) withParamHeaders(ctx context.Context, c *Call, header http.Header, params json.RawMessage) http.Header {
-	d, err := b.definition(ctx, c, kindTool, c.Name)
-	if err != nil || d == nil {
-		return header
+	d := c.App.Definitions.Get(string(pinKinds[kindTool]), c.Name)
+	if d == nil {
+		var err error
+		if d, err = b.definition(ctx, c, kindTool, c.Name); err != nil || d == nil {
+			return header
+		}
 	}
 	annotations := upstream.ParamHeaders(d.Raw)
 	if len(annotations) == 0 {
@@ -427,4 +437,15 @@ func (b *Broker) withParamHeaders(ctx context.Context, c *Call, header http.Head
 	}
 	upstream.SetParamHeaders(header, annotations, params)
 	return header
+}
+
+// cancelUpstream tells an upstream that a request it serves was
+// cancelled by the client.
+func (b *Broker) cancelUpstream(conn *apps.Conn, id jsonrpc.ID) {
+	params, _ := jsonrpc.Marshal(map[string]any{"requestId": json.RawMessage(id.Raw()), "reason": "the client closed the request"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := conn.Send(ctx, &jsonrpc.Message{Method: "notifications/cancelled", Params: params}, nil); err != nil {
+		b.log.Debug("upstream not told of a cancellation", "app", conn.App.Name, "error", err)
+	}
 }

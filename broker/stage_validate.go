@@ -3,6 +3,8 @@ package broker
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
 
 	"github.com/mcpbroker/mcpbroker/apps/schema"
 
@@ -177,12 +179,28 @@ func (b *Broker) checkParamHeaders(ctx context.Context, c *Call) error {
 	if c.Request.HTTP == nil {
 		return nil
 	}
-	d, err := b.definition(ctx, c, kindTool, c.Name)
-	if err != nil || d == nil {
-		return err
+	d := c.App.Definitions.Get(string(pinKinds[kindTool]), c.Name)
+	if d == nil {
+		if !hasParamHeader(c.Request.HTTP.Header) && !c.App.Modern() {
+			// Nothing to check against what no listing showed marked.
+			return nil
+		}
+		var err error
+		if d, err = b.definition(ctx, c, kindTool, c.Name); err != nil || d == nil {
+			return err
+		}
 	}
 	if err := upstream.CheckParamHeaders(c.Request.HTTP.Header, upstream.ParamHeaders(d.Raw), c.Message.Params); err != nil {
 		return jsonrpc.NewError(provider.CodeHeaderMismatch, err.Error())
 	}
 	return nil
+}
+
+func hasParamHeader(h http.Header) bool {
+	for k := range h {
+		if strings.HasPrefix(k, upstream.ParamHeaderPrefix) {
+			return true
+		}
+	}
+	return false
 }

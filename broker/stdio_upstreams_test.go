@@ -135,7 +135,7 @@ func TestOfficialServersOverStdio(t *testing.T) {
 	connect := func() *mcp.ClientSession {
 		t.Helper()
 		client := mcp.NewClient(&mcp.Implementation{Name: "stdio-test", Version: "1"}, nil)
-		s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
+		s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, sessionful)
 		if err != nil {
 			t.Fatalf("connect: %v", err)
 		}
@@ -265,7 +265,7 @@ func TestOfficialServersOverStdio(t *testing.T) {
 				defer wg.Done()
 				defer func() { <-sem }()
 				client := mcp.NewClient(&mcp.Implementation{Name: "short", Version: "1"}, nil)
-				s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
+				s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, sessionful)
 				if err != nil {
 					errs <- err
 					return
@@ -293,6 +293,11 @@ func TestOfficialServersOverStdio(t *testing.T) {
 	session.Close()
 	eventually(t, "the last session's processes to stop", func() bool { return processesRunning(t, memory) == 0 && processesRunning(t, everything) == 0 })
 }
+
+// sessionful makes a Go SDK client open a session (2025-11-25): the
+// processes of perSession apps live and end with sessions. Requests
+// without one (2026-07-28) share their subject's process instead.
+var sessionful = &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"}
 
 // serverPid finds the process running script.
 func serverPid(t *testing.T, script string) int {

@@ -30,6 +30,8 @@ const (
 	// held (its upstream gave up waiting, or answered) waits for the
 	// client's next round.
 	heldResultKept = 30 * time.Second
+	// heldCancelWait bounds the wait for a cancelled call to end.
+	heldCancelWait = 5 * time.Second
 )
 
 // servePostModern serves a POST made the modern way (modernPost).
@@ -67,7 +69,7 @@ func (p *Provider) servePostModern(w http.ResponseWriter, r *http.Request, id *I
 	s.ProtocolVersion = ModernVersion
 	s.ClientCapabilities = facts.capabilities
 	s.ClientInfo = facts.clientInfo
-	s.modern = true
+	s.modern, s.transient = true, true
 	req := &jsonrpc.Message{ID: m.ID, Method: m.Method, Params: withoutModernMeta(m.Params)}
 	if m.Method == "subscriptions/listen" {
 		p.listenModern(w, r, id, s, req)
@@ -276,7 +278,14 @@ func (p *Provider) awaitHeld(w http.ResponseWriter, r *http.Request, h *heldCall
 			return
 		}
 	case <-r.Context().Done():
+		// Closing the request cancels it: the call ends, telling its
+		// upstream, before its upstream sessions do.
 		detach()
+		h.s.cancel()
+		select {
+		case <-h.reply:
+		case <-time.After(heldCancelWait):
+		}
 		p.endTransient(h.s)
 		return
 	}

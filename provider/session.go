@@ -36,6 +36,9 @@ type Session struct {
 	legacy bool
 	// modern: a request of the sessionless protocol, served on its own.
 	modern bool
+	// transient: the session of one POST, ended with it (a modern
+	// request, or any on an endpoint without sessions).
+	transient bool
 	// filter, when set, edits or drops (nil) what Notify sends.
 	filter func(*jsonrpc.Message) *jsonrpc.Message
 	// user is what the per-user session limit counts (Identity.User);
@@ -83,6 +86,9 @@ func (s *Session) release(n int) {
 
 // Legacy reports whether the session uses the HTTP+SSE transport.
 func (s *Session) Legacy() bool { return s.legacy }
+
+// Transient reports whether the session is one POST's, ended with it.
+func (s *Session) Transient() bool { return s.transient }
 
 // Modern reports whether the session is one request of the sessionless
 // protocol (ModernVersion).

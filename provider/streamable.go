@@ -125,6 +125,7 @@ func (p *Provider) transientSession(r *http.Request, id *Identity) (*Session, *H
 		return nil, herr
 	}
 	s := newSession(id, p.now())
+	s.transient = true
 	s.ProtocolVersion = r.Header.Get("MCP-Protocol-Version")
 	if s.ProtocolVersion == "" {
 		s.ProtocolVersion = "2025-03-26"
