@@ -182,6 +182,7 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	popts.OnSessionRefused = b.metrics.SessionRefused
+	popts.OnHeld = b.metrics.HeldCall
 	switch {
 	case b.redis != nil:
 		// Every replica must refuse the sessions any replica ended.

@@ -281,6 +281,9 @@ func (p *Provider) awaitHeld(w http.ResponseWriter, r *http.Request, h *heldCall
 		// Closing the request cancels it: the call ends, telling its
 		// upstream, before its upstream sessions do.
 		detach()
+		if h.key != "" {
+			p.opts.OnHeld("cancelled")
+		}
 		h.s.cancel()
 		select {
 		case <-h.reply:
@@ -362,9 +365,11 @@ func (p *Provider) park(h *heldCall) *HTTPError {
 		p.heldPerUser = make(map[string]int)
 	}
 	if len(p.held) >= maxHeldCalls {
+		p.opts.OnHeld("refused")
 		return httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many requests awaiting client input; retry later")
 	}
 	if p.heldPerUser[h.user] >= maxHeldPerUser {
+		p.opts.OnHeld("refused")
 		return httpError(http.StatusTooManyRequests, jsonrpc.CodeServerError, "too many of this user's requests await input; answer or abandon them first")
 	}
 	h.key = key
@@ -372,9 +377,11 @@ func (p *Provider) park(h *heldCall) *HTTPError {
 	p.heldPerUser[h.user]++
 	h.expiry = time.AfterFunc(heldIdleTimeout, func() {
 		if p.unhold(key, nil) != nil {
+			p.opts.OnHeld("expired")
 			p.endTransient(h.s)
 		}
 	})
+	p.opts.OnHeld("held")
 	return nil
 }
 
@@ -400,6 +407,7 @@ func (p *Provider) unhold(key string, who *Identity) *heldCall {
 func (p *Provider) resumeHeld(w http.ResponseWriter, r *http.Request, id *Identity, m *jsonrpc.Message, facts *modernFacts, state string, sseOK bool) {
 	h := p.unhold(state, id)
 	if h == nil {
+		p.opts.OnHeld("unknown")
 		writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams,
 			"invalid params: requestState names no request awaiting input here (it ended, expired, was made by another caller or is held by another replica); send the request again without it"), m.ID)
 		return
@@ -417,6 +425,7 @@ func (p *Provider) resumeHeld(w http.ResponseWriter, r *http.Request, id *Identi
 			return
 		}
 	}
+	p.opts.OnHeld("resumed")
 	h.logLevel = logSeverity(facts.logLevel)
 	h.mu.Lock()
 	var open []heldAsk

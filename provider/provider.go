@@ -156,6 +156,10 @@ type Options struct {
 	// OnSessionRefused, when set, is told of each session refused for a
 	// cap: "total", "subject" or "address".
 	OnSessionRefused func(cap string)
+	// OnHeld, when set, is told of each event of a call held for a
+	// modern client's answers: "held", "resumed", "refused", "expired",
+	// "cancelled", "unknown".
+	OnHeld func(event string)
 	// Revocations records ended sessions; share one between replicas.
 	// Nil: this process's memory.
 	Revocations Revocations
@@ -287,6 +291,9 @@ func New(opts Options, d Dispatcher) (*Provider, error) {
 		return nil, err
 	}
 	p := &Provider{opts: opts, dispatcher: d, log: opts.Logger, now: opts.Now, stop: make(chan struct{})}
+	if opts.OnHeld == nil {
+		p.opts.OnHeld = func(string) {}
+	}
 	if opts.ServerName == "" {
 		opts.ServerName = "mcpbroker"
 	}

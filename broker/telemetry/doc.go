@@ -45,6 +45,7 @@
 //	mcpbroker_http_refusals_total{status}                   counter    client requests refused with an HTTP error status
 //	mcpbroker_replica_handoffs_total{event}                 counter    what replicas sharing sessions hand each other
 //	mcpbroker_sessions_refused_total{cap}                   counter    sessions refused for a cap (total, subject, address)
+//	mcpbroker_held_calls_total{event}                       counter    sessionless calls held for the client's answers: held, resumed, refused, expired, cancelled, unknown
 //	mcpbroker_list_cache_total{app,outcome}                 counter    list pages a listing needed: hit, miss, joined, disabled
 //	mcpbroker_list_changes_total{app,list}                  counter    list_changed notifications from an app's upstream
 //	mcpbroker_pin_events_total{app,kind,status}             counter    definitions tool pinning held or refused, pins approved or revoked

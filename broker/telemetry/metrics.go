@@ -51,6 +51,7 @@ type Metrics struct {
 	refusals      map[int]prometheus.Counter
 	handoffs      map[string]prometheus.Counter
 	sessionCaps   map[string]prometheus.Counter
+	heldCalls     map[string]prometheus.Counter
 	listCache     *family[prometheus.Counter]
 	listChanges   *family[prometheus.Counter]
 	pins          *family[prometheus.Counter]
@@ -174,6 +175,13 @@ func NewMetrics() *Metrics {
 	m.sessionCaps = map[string]prometheus.Counter{}
 	for _, c := range []string{"total", "subject", "address"} {
 		m.sessionCaps[c] = sessionCaps.WithLabelValues(c)
+	}
+
+	held := f.counterVec("mcpbroker_held_calls_total",
+		"Calls of clients without sessions (2026-07-28) held for their answers to an upstream's questions, by event: "+strings.Join(HeldEvents, ", ")+".", "event")
+	m.heldCalls = make(map[string]prometheus.Counter, len(HeldEvents))
+	for _, event := range HeldEvents {
+		m.heldCalls[event] = held.WithLabelValues(event)
 	}
 
 	listCache := f.counterVec("mcpbroker_list_cache_total",
@@ -462,6 +470,22 @@ func (m *Metrics) AuthEvent(event string) {
 		return
 	}
 	m.authEvents.get(labelKey{event}).Inc()
+}
+
+// HeldEvents are what happens to held calls: held (the client was asked),
+// resumed (its next round came), refused (a bound was reached), expired
+// (the client did not come back), cancelled (the client closed the
+// request), unknown (a requestState that names no held call).
+var HeldEvents = []string{"held", "resumed", "refused", "expired", "cancelled", "unknown"}
+
+// HeldCall counts one event of a held call; other names are not counted.
+func (m *Metrics) HeldCall(event string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.heldCalls[event]; ok {
+		c.Inc()
+	}
 }
 
 // SessionRefused counts one session refused for a cap ("total",
