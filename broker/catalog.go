@@ -34,14 +34,14 @@ func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 			}
 			o.Stdio = stdio
 		}
-		s := a.Upstream.Stream
-		if a.Upstream.Transport == "sse" {
-			s, o.Legacy = a.Upstream.SSE, true
+		var c *config.Connection
+		switch s, sse := a.Upstream.Stream, a.Upstream.SSE; {
+		case a.Upstream.Transport == "sse" && sse != nil:
+			o.URL, o.Legacy, c = sse.URL, true, &sse.Connection
+		case a.Upstream.Transport != "stdio" && a.Upstream.Transport != "sse" && s != nil:
+			o.URL, o.Protocol, c = s.URL, s.ProtocolVersion, &s.Connection
 		}
-		if s != nil && a.Upstream.Transport != "stdio" {
-			o.URL = s.URL
-			o.Protocol = s.ProtocolVersion
-			c := s.Connection
+		if c != nil {
 			o.DialTimeout, o.KeepAlive = time.Duration(c.DialTimeout), time.Duration(c.KeepAlive.Interval)
 			o.MaxIdleConns, o.MaxIdleConnsPerHost = c.Pool.MaxIdleConns, c.Pool.MaxIdleConnsPerHost
 		}

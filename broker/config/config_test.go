@@ -414,7 +414,7 @@ func TestSecretIsRedacted(t *testing.T) {
 }
 
 func TestSuggestions(t *testing.T) {
-	fields := structFields(reflect.TypeFor[StreamUpstream]())
+	fields := structFields(reflect.TypeFor[SSEUpstream]())
 	tests := []struct{ key, want string }{
 		{"urll", `unknown key (did you mean "url"?)`},
 		{"URL", `unknown key (did you mean "url"?)`},

@@ -217,11 +217,14 @@ func (app *App) applyDefaults() {
 		}
 		setDefault(&stdio.MaxProcesses, defaultStdioMaxProcesses)
 	}
-	for _, stream := range []*StreamUpstream{app.Upstream.Stream, app.Upstream.SSE} {
-		if stream == nil {
-			continue
-		}
-		connection := &stream.Connection
+	var connections []*Connection
+	if s := app.Upstream.Stream; s != nil {
+		connections = append(connections, &s.Connection)
+	}
+	if s := app.Upstream.SSE; s != nil {
+		connections = append(connections, &s.Connection)
+	}
+	for _, connection := range connections {
 		setDefault(&connection.DialTimeout, defaultDialTimeout)
 		setDefault(&connection.KeepAlive.Interval, defaultTCPKeepAliveInterval)
 		setDefault(&connection.Pool.MaxIdleConns, defaultMaxIdleConnections)

@@ -740,7 +740,7 @@ type Upstream struct {
 	Stream    *StreamUpstream `yaml:"stream"`
 	// SSE is a legacy HTTP+SSE upstream: url is its event-stream
 	// endpoint.
-	SSE   *StreamUpstream `yaml:"sse"`
+	SSE   *SSEUpstream   `yaml:"sse"`
 	Stdio *StdioUpstream  `yaml:"stdio"`
 	// Timeout bounds one request to the upstream (default 30s).
 	Timeout Duration `yaml:"timeout"`
@@ -811,6 +811,13 @@ const (
 type EnvVar struct {
 	Name  string `yaml:"name"`
 	Value Secret `yaml:"value"`
+}
+
+// SSEUpstream is a 2024-11-05 HTTP+SSE upstream: URL is its event
+// stream.
+type SSEUpstream struct {
+	URL        string     `yaml:"url"`
+	Connection Connection `yaml:"connection"`
 }
 
 // StreamUpstream is a Streamable HTTP upstream.

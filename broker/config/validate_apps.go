@@ -153,39 +153,37 @@ func (v *validator) upstream(path string, upstream *Upstream) {
 	case upstream.Transport == "stdio" && upstream.Stdio != nil:
 		v.stdioUpstream(path, upstream)
 	case upstream.Transport == "sse" && upstream.SSE != nil:
-		v.streamUpstream(path, field(path, "sse"), upstream.SSE, upstream.TLS)
-		if upstream.SSE.ProtocolVersion != "" {
-			v.add(field(path, "sse.protocolVersion"), "applies to stream upstreams; an sse upstream speaks 2024-11-05")
-		}
+		v.httpUpstream(path, field(path, "sse"), upstream.SSE.URL, upstream.SSE.Connection, upstream.TLS)
 	case upstream.Stream != nil && upstream.Transport != "stdio" && upstream.Transport != "sse":
-		v.streamUpstream(path, field(path, "stream"), upstream.Stream, upstream.TLS)
+		v.httpUpstream(path, field(path, "stream"), upstream.Stream.URL, upstream.Stream.Connection, upstream.TLS)
+		switch version := upstream.Stream.ProtocolVersion; version {
+		case "", "auto", ModernProtocolVersion:
+		default:
+			v.add(field(path, "stream.protocolVersion"), fmt.Sprintf("want %s or \"auto\" (left out: sessions opened with initialize), got %s", quote(ModernProtocolVersion), quote(version)))
+		}
 	}
 }
 
 // ModernProtocolVersion is the protocol version without sessions.
 const ModernProtocolVersion = "2026-07-28"
 
-func (v *validator) streamUpstream(path, streamPath string, stream *StreamUpstream, tls *UpstreamTLS) {
-	if stream.URL == "" {
+// httpUpstream checks what Streamable HTTP and HTTP+SSE upstreams share.
+func (v *validator) httpUpstream(path, streamPath, rawURL string, conn Connection, tls *UpstreamTLS) {
+	if rawURL == "" {
 		v.add(field(streamPath, "url"), "required")
-	} else if parsed, err := url.Parse(stream.URL); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-		v.add(field(streamPath, "url"), fmt.Sprintf("want an absolute http or https URL with a host, got %s", quote(stream.URL)))
+	} else if parsed, err := url.Parse(rawURL); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+		v.add(field(streamPath, "url"), fmt.Sprintf("want an absolute http or https URL with a host, got %s", quote(rawURL)))
 	} else {
 		v.upstreamTLS(field(path, "tls"), tls, parsed.Scheme)
 	}
-	switch stream.ProtocolVersion {
-	case "", "auto", ModernProtocolVersion:
-	default:
-		v.add(field(streamPath, "protocolVersion"), fmt.Sprintf("want %s or \"auto\" (left out: sessions opened with initialize), got %s", quote(ModernProtocolVersion), quote(stream.ProtocolVersion)))
-	}
 	connection := field(streamPath, "connection")
-	if stream.Connection.DialTimeout <= 0 {
+	if conn.DialTimeout <= 0 {
 		v.add(field(connection, "dialTimeout"), "must be > 0")
 	}
-	if stream.Connection.Pool.MaxIdleConns < 0 {
+	if conn.Pool.MaxIdleConns < 0 {
 		v.add(field(connection, "pool.maxIdleConns"), "must not be negative")
 	}
-	if stream.Connection.Pool.MaxIdleConnsPerHost < 0 {
+	if conn.Pool.MaxIdleConnsPerHost < 0 {
 		v.add(field(connection, "pool.maxIdleConnsPerHost"), "must not be negative")
 	}
 }
