@@ -741,7 +741,7 @@ type Upstream struct {
 	// SSE is a legacy HTTP+SSE upstream: url is its event-stream
 	// endpoint.
 	SSE   *SSEUpstream   `yaml:"sse"`
-	Stdio *StdioUpstream  `yaml:"stdio"`
+	Stdio *StdioUpstream `yaml:"stdio"`
 	// Timeout bounds one request to the upstream (default 30s).
 	Timeout Duration `yaml:"timeout"`
 	// TLS reaches an https upstream through the enterprise's own PKI.
