@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -444,5 +445,50 @@ func TestModernListen(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatal("no resource update reached the listen stream")
 		}
+	}
+}
+
+// A requestState is the caller's own: another user presenting it is
+// refused as if it named nothing, and the call it names goes on for its
+// owner. Each round is authenticated like any request.
+func TestHeldCallsAreTheCallersOwn(t *testing.T) {
+	upstreamURL, _ := countingUpstream(t)
+	policy := filepath.Join(t.TempDir(), "allow.rego")
+	writeFile(t, policy, "package orchestrator\n\nresult := {\"allowed\": true}\n")
+	endpoint, as, resource := policyBroker(t, upstreamURL, policy, true)
+	alice := tokenFor(t, as, resource, "alice", "finance")
+	mallory := tokenFor(t, as, resource, "mallory", "finance")
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}`
+	transfer := func(token string, id int, extra string) (*http.Response, string) {
+		header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "shop_transfer"}
+		if token != "" {
+			header["Authorization"] = "Bearer " + token
+		}
+		return modernPost(t, endpoint, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"shop_transfer","arguments":{"from":"alice","to":"bob","amount":1500},%s%s}}`, id, extra, meta), header)
+	}
+	resp, body := transfer(alice, 1, "")
+	var first struct {
+		Result struct {
+			InputRequests map[string]json.RawMessage `json:"inputRequests"`
+			RequestState  string                     `json:"requestState"`
+		} `json:"result"`
+	}
+	if json.Unmarshal([]byte(sseData(body)), &first) != nil || first.Result.RequestState == "" {
+		t.Fatalf("alice's transfer: %d %s", resp.StatusCode, body)
+	}
+	var key string
+	for k := range first.Result.InputRequests {
+		key = k
+	}
+	answer := fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"accept","content":{"confirm":true}}},`, first.Result.RequestState, key)
+	if resp, body := transfer("", 2, answer); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a round without a token: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := transfer(mallory, 3, answer); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "-32602") {
+		t.Fatalf("mallory presenting alice's requestState: %d %s", resp.StatusCode, body)
+	}
+	resp, body = transfer(alice, 4, answer)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "moved 1500") || !strings.Contains(body, `"id":4`) {
+		t.Fatalf("alice's own next round: %d %s", resp.StatusCode, body)
 	}
 }
