@@ -227,6 +227,11 @@ func (a *App) Close() {
 	}
 }
 
+// HTTPSessions reports whether the app's upstream sessions are
+// Streamable HTTP sessions, named by the upstream and held by nothing
+// here but their id.
+func (a *App) HTTPSessions() bool { return a.dial == nil && a.generation.Load() != generationModern }
+
 // Local reports whether the app's upstream is a process the broker runs
 // (a stdio app): it has no HTTP headers, so identity travels in _meta.
 func (a *App) Local() bool { return a.stdio != nil }

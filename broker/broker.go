@@ -103,6 +103,10 @@ type Broker struct {
 	// tracing exports spans; nil when telemetry.traces is off.
 	tracing *telemetry.Tracing
 
+	// idle keeps the upstream sessions of sessionless requests for the
+	// same agent's next.
+	idle idleConns
+
 	// inflight counts the requests being served; draining refuses new
 	// sessions while shutdown waits for inflight to reach zero.
 	inflight atomic.Int64
@@ -272,6 +276,7 @@ func (b *Broker) Handler() http.Handler { return b.handler }
 // Close ends all sessions and releases upstream connections.
 func (b *Broker) Close() {
 	b.provider.Close()
+	b.idle.closeAll()
 	b.current().close()
 	b.store.close()
 	if b.redis != nil {

@@ -49,6 +49,12 @@ func (b *Broker) subscribe(ctx context.Context, c *Call) error {
 	if err := jsonrpc.Unmarshal(c.Message.Params, &p); err != nil {
 		return fmt.Errorf("%w: notifications is required", ErrInvalidParams)
 	}
+	// A listen's upstream sessions carry its subscriptions: they end
+	// with it, never kept for another request.
+	c.State.mu.Lock()
+	c.State.holder = ""
+	c.State.noReuse = true
+	c.State.mu.Unlock()
 	caps := mergeCapabilities(c.gen.catalog, b.upstreamResults(ctx, c))
 	offered := func(kind string) bool {
 		k, ok := caps[kind].(map[string]any)

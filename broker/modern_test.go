@@ -492,3 +492,36 @@ func TestHeldCallsAreTheCallersOwn(t *testing.T) {
 		t.Fatalf("alice's own next round: %d %s", resp.StatusCode, body)
 	}
 }
+
+// Requests without a session reuse the upstream sessions the same agent
+// token's earlier ones opened, instead of opening and ending one around
+// every call; another agent gets its own.
+func TestSessionlessRequestsReuseUpstreamSessions(t *testing.T) {
+	upstreamURL, hits := countingUpstream(t)
+	policy := filepath.Join(t.TempDir(), "allow.rego")
+	writeFile(t, policy, "package orchestrator\n\nresult := {\"allowed\": true}\n")
+	endpoint, as, resource := policyBroker(t, upstreamURL, policy, true)
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
+	balance := func(token string, id int) {
+		header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "shop_get_balance", "Authorization": "Bearer " + token}
+		_, body := modernPost(t, endpoint, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"shop_get_balance","arguments":{"account":"alice"},%s}}`, id, meta), header)
+		if !strings.Contains(body, "alice: ") {
+			t.Fatalf("call %d: %s", id, body)
+		}
+	}
+	alice := tokenFor(t, as, resource, "alice", "finance")
+	balance(alice, 0) // the app is met: its upstream session is opened
+	const calls = 20
+	before := hits.Load()
+	for i := 1; i <= calls; i++ {
+		balance(alice, i)
+	}
+	if n := hits.Load() - before; n > calls+3 {
+		t.Errorf("%d calls without a session made %d upstream requests, want about one each", calls, n)
+	}
+	before = hits.Load()
+	balance(tokenFor(t, as, resource, "bob", "finance"), 100)
+	if n := hits.Load() - before; n < 3 {
+		t.Errorf("another agent's call made %d upstream requests: it was given alice's upstream session", n)
+	}
+}

@@ -191,7 +191,26 @@ func (b *Broker) Closed(s *provider.Session) {
 			b.log.Error("audit record of an ended session not written", "error", err)
 		}
 	}
-	go st.CloseConns()
+	st.mu.Lock()
+	holder := st.holder
+	st.mu.Unlock()
+	if holder == "" {
+		go st.CloseConns()
+		return
+	}
+	// A sessionless request's upstream sessions are kept for the same
+	// agent's next (idle_conns.go), before its answer leaves.
+	var ended []*apps.Conn
+	for _, c := range st.OpenConns() {
+		if !reusable(c) || !b.idle.put(idleKey{c.App, holder}, c) {
+			ended = append(ended, c)
+		}
+	}
+	go func() {
+		for _, c := range ended {
+			closeConn(c)
+		}
+	}()
 }
 
 // sessionSender sends on the client's standalone stream.

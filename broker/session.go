@@ -41,6 +41,12 @@ type sessionState struct {
 	// and its end recorded.
 	opened atomic.Bool
 
+	// holder names, for a sessionless request, whose kept upstream
+	// sessions it takes and leaves.
+	holder string
+	// noReuse: the session's upstream sessions end with it (a listen's).
+	noReuse bool
+
 	// reusedTokens are the tool tokens kept for the tools whose grant
 	// allows reuse (tokenExchange.tools[].reuse).
 	reusedTokens exchange.ReusedTokens
@@ -122,6 +128,11 @@ func (b *Broker) conn(ctx context.Context, s *provider.Session, app *apps.App) (
 	opened := false
 	conn, err := st.Conn(app, func(replaced *apps.Conn) (*apps.Conn, error) {
 		init, token := initParams(s), b.sessionToken(st, app)
+		if holder := st.holderFor(s, ctx); holder != "" && replaced == nil {
+			if conn := b.idle.take(idleKey{app, holder}); conn != nil {
+				return conn, nil
+			}
+		}
 		if replaced != nil && replaced.App.URL == app.URL {
 			// The app was reconfigured in place: its upstream session goes on.
 			if id, version := replaced.Ref(); id != "" {
@@ -183,6 +194,24 @@ func (st *sessionState) knowsConn(s *provider.Session, app *apps.App) bool {
 	}
 	ref, ok := s.Upstreams[app.Name]
 	return ok && ref.ID != ""
+}
+
+// holderFor names whose kept upstream sessions a sessionless request may
+// take and leave (idle_conns.go): fixed by the session's first request
+// that needs one; "" for a session of its own.
+func (st *sessionState) holderFor(s *provider.Session, ctx context.Context) string {
+	if !s.Transient() {
+		return ""
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.noReuse {
+		return ""
+	}
+	if st.holder == "" {
+		st.holder = holderOf(s, callFrom(ctx))
+	}
+	return st.holder
 }
 
 func initParams(s *provider.Session) apps.InitParams {
