@@ -98,12 +98,16 @@ func (p *Provider) listenModern(w http.ResponseWriter, r *http.Request, id *Iden
 		default:
 			return nil
 		}
-		return &jsonrpc.Message{Method: n.Method, Params: withMetaMember(n.Params, MetaSubscriptionID, subscriptionID)}
+		params, err := jsonrpc.SetMetaMember(n.Params, MetaSubscriptionID, subscriptionID)
+		if err != nil {
+			return nil
+		}
+		return &jsonrpc.Message{Method: n.Method, Params: params}
 	}
 	s.mu.Unlock()
 
 	ack, _ := jsonrpc.Marshal(map[string]any{"notifications": g})
-	ack = withMetaMember(ack, MetaSubscriptionID, subscriptionID)
+	ack, _ = jsonrpc.SetMetaMember(ack, MetaSubscriptionID, subscriptionID)
 	st := s.standaloneStream()
 	conn := newSSEConn(w, false)
 	st.attachOpen(conn, st.lastSeq())
@@ -112,25 +116,4 @@ func (p *Provider) listenModern(w http.ResponseWriter, r *http.Request, id *Iden
 	defer cancel()
 	p.dispatcher.Listen(ctx, s)
 	p.hold(r, st, conn, ctx, p.opts.StreamKeepAlive)
-}
-
-// withMetaMember sets one member of params._meta, making both when
-// missing.
-func withMetaMember(params json.RawMessage, name string, value json.RawMessage) json.RawMessage {
-	if !isObject(params) {
-		params = json.RawMessage("{}")
-	}
-	meta, ok, _ := jsonrpc.Member(params, "_meta")
-	if !ok || !isObject(meta) {
-		meta = []byte("{}")
-	}
-	meta, err := jsonrpc.SetMember(meta, name, value)
-	if err != nil {
-		return params
-	}
-	out, err := jsonrpc.SetMember(params, "_meta", meta)
-	if err != nil {
-		return params
-	}
-	return out
 }

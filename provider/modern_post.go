@@ -473,12 +473,8 @@ func (p *Provider) modernResult(method string, result json.RawMessage, resultTyp
 	if err != nil {
 		return result
 	}
-	meta, ok, _ := jsonrpc.Member(out, "_meta")
-	if !ok || !isObject(meta) {
-		meta = []byte("{}")
-	}
-	if meta, err = jsonrpc.SetMember(meta, MetaServerInfo, p.serverInfo); err == nil {
-		out, _ = jsonrpc.SetMember(out, "_meta", meta)
+	if withInfo, err := jsonrpc.SetMetaMember(out, MetaServerInfo, p.serverInfo); err == nil {
+		out = withInfo
 	}
 	if cacheableResults[method] && resultType == "complete" {
 		if _, ok, _ := jsonrpc.Member(out, "ttlMs"); !ok {

@@ -25,24 +25,6 @@ const (
 	metaLogLevel           = "io.modelcontextprotocol/logLevel"
 )
 
-// withMetaMember sets one member of params._meta.
-func withMetaMember(params json.RawMessage, name string, value []byte) (json.RawMessage, error) {
-	if len(params) == 0 || string(params) == "null" {
-		params = json.RawMessage("{}")
-	}
-	meta, ok, err := jsonrpc.Member(params, "_meta")
-	if err != nil {
-		return nil, err
-	}
-	if !ok || string(meta) == "null" {
-		meta = json.RawMessage("{}")
-	}
-	if meta, err = jsonrpc.SetMember(meta, name, value); err != nil {
-		return nil, err
-	}
-	return jsonrpc.SetMember(params, "_meta", meta)
-}
-
 // Bounds of the multi round-trip exchange with a modern server.
 const (
 	maxInputRounds = 10
@@ -112,16 +94,6 @@ func (m *ModernSession) SetProtocolVersion(string) {
 // withMeta returns params with the modern _meta members set; the
 // client's own _meta members (progressToken, trace context) are kept.
 func (m *ModernSession) withMeta(params json.RawMessage) (json.RawMessage, error) {
-	if len(params) == 0 || string(params) == "null" {
-		params = json.RawMessage("{}")
-	}
-	meta, ok, err := jsonrpc.Member(params, "_meta")
-	if err != nil {
-		return nil, err
-	}
-	if !ok || string(meta) == "null" {
-		meta = json.RawMessage("{}")
-	}
 	set := []struct {
 		name  string
 		value []byte
@@ -136,12 +108,13 @@ func (m *ModernSession) withMeta(params json.RawMessage) (json.RawMessage, error
 			value []byte
 		}{metaLogLevel, []byte(strconv.Quote(*level))})
 	}
+	var err error
 	for _, s := range set {
-		if meta, err = jsonrpc.SetMember(meta, s.name, s.value); err != nil {
+		if params, err = jsonrpc.SetMetaMember(params, s.name, s.value); err != nil {
 			return nil, err
 		}
 	}
-	return jsonrpc.SetMember(params, "_meta", meta)
+	return params, nil
 }
 
 // namedBy is the params member a method's Mcp-Name header repeats.
@@ -274,7 +247,7 @@ func (m *ModernSession) ask(ctx context.Context, id jsonrpc.ID, requests map[str
 		m.mu.Unlock()
 		questions = append(questions, q)
 		params := r.Params
-		if keyed, err := withMetaMember(params, jsonrpc.MetaInputKey, []byte(strconv.Quote(key))); err == nil {
+		if keyed, err := jsonrpc.SetMetaMember(params, jsonrpc.MetaInputKey, []byte(strconv.Quote(key))); err == nil {
 			params = keyed
 		}
 		onMessage(&jsonrpc.Message{ID: qid, Method: r.Method, Params: params})

@@ -325,3 +325,23 @@ func TakeInputKey(params []byte) (string, []byte) {
 	}
 	return key, out
 }
+
+// SetMetaMember returns params with one member of its _meta set, making
+// params (from none or null) and _meta when missing. Every other byte is
+// kept.
+func SetMetaMember(params []byte, name string, value []byte) ([]byte, error) {
+	if len(params) == 0 || string(params) == "null" {
+		params = []byte("{}")
+	}
+	meta, ok, err := Member(params, "_meta")
+	if err != nil {
+		return nil, err
+	}
+	if !ok || string(meta) == "null" {
+		meta = []byte("{}")
+	}
+	if meta, err = SetMember(meta, name, value); err != nil {
+		return nil, err
+	}
+	return SetMember(params, "_meta", meta)
+}

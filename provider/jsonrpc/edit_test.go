@@ -185,3 +185,32 @@ func TestStringEnd(t *testing.T) {
 		}
 	}
 }
+
+func TestMetaMembers(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{``, `{"_meta":{"k":1}}`},
+		{`null`, `{"_meta":{"k":1}}`},
+		{`{"a":2}`, `{"a":2,"_meta":{"k":1}}`},
+		{`{"_meta":null}`, `{"_meta":{"k":1}}`},
+		{`{"_meta":{"k":0,"p":"x"}}`, `{"_meta":{"k":1,"p":"x"}}`},
+	} {
+		got, err := jsonrpc.SetMetaMember([]byte(tc.in), "k", []byte("1"))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("jsonrpc.SetMetaMember(%s) = %s, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := jsonrpc.SetMetaMember([]byte(`{"_meta":[]}`), "k", []byte("1")); err == nil {
+		t.Error("a _meta that is not an object was edited")
+	}
+	key, rest := jsonrpc.TakeInputKey([]byte(`{"message":"m","_meta":{"` + jsonrpc.MetaInputKey + `":"confirm","progressToken":1}}`))
+	if key != "confirm" || string(rest) != `{"_meta":{"progressToken":1},"message":"m"}` {
+		t.Errorf("jsonrpc.TakeInputKey: %q %s", key, rest)
+	}
+	key, rest = jsonrpc.TakeInputKey([]byte(`{"_meta":{"` + jsonrpc.MetaInputKey + `":"k"}}`))
+	if key != "k" || string(rest) != `{}` {
+		t.Errorf("jsonrpc.TakeInputKey of the only member: %q %s", key, rest)
+	}
+	if key, rest := jsonrpc.TakeInputKey([]byte(`{"a":1}`)); key != "" || string(rest) != `{"a":1}` {
+		t.Errorf("jsonrpc.TakeInputKey without one: %q %s", key, rest)
+	}
+}
