@@ -27,10 +27,24 @@ func TestConformanceThroughBroker(t *testing.T) {
 
 	brokerURL := startBroker(t, scenario(t, "conformance-through-broker"), upstreamAddr)
 
-	direct := runConformance(t, nodeBin, modules, "http://"+upstreamAddr+"/")
-	through := runConformance(t, nodeBin, modules, brokerURL+"/mcp")
-	compareConformance(t, direct, through, 40)
+	// The stable release and the newest prerelease, each on the
+	// 2025-11-25 wire (the prerelease's own default for the scenarios
+	// both revisions share).
+	for _, suite := range []string{stableSuite, alphaSuite} {
+		t.Run(suite, func(t *testing.T) {
+			direct := runSuite(t, nodeBin, modules, suite, "http://"+upstreamAddr+"/")
+			through := runSuite(t, nodeBin, modules, suite, brokerURL+"/mcp")
+			compareConformance(t, direct, through, 40)
+		})
+	}
 }
+
+// The conformance suites pinned in testdata/node: the stable release
+// (0.1.16, under an alias) and the newest prerelease (0.2.0-alpha.12).
+const (
+	stableSuite = "conformance-stable"
+	alphaSuite  = "@modelcontextprotocol/conformance"
+)
 
 // The suite's 2026-07-28 server scenarios (every suite, pending ones
 // included) against the Go SDK's conformance server in its sessionless
@@ -130,11 +144,16 @@ func sortedKeys(m map[string]string) []string {
 // runConformance runs the suite against url and returns "scenario/check"
 // -> status.
 func runConformance(t *testing.T, nodeBin, modules, url string, args ...string) map[string]string {
+	return runSuite(t, nodeBin, modules, alphaSuite, url, args...)
+}
+
+// runSuite runs the suite in package pkg against url.
+func runSuite(t *testing.T, nodeBin, modules, pkg, url string, args ...string) map[string]string {
 	t.Helper()
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	argv := append([]string{filepath.Join(modules, "@modelcontextprotocol", "conformance", "dist", "index.js"),
+	argv := append([]string{filepath.Join(modules, filepath.FromSlash(pkg), "dist", "index.js"),
 		"server", "--url", url, "-o", out}, args...)
 	cmd := exec.CommandContext(ctx, filepath.Join(nodeBin, "node"), argv...)
 	cmd.Env = append(os.Environ(), "PATH="+nodeBin+string(os.PathListSeparator)+os.Getenv("PATH"))
