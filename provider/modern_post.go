@@ -32,6 +32,10 @@ const (
 	heldResultKept = 30 * time.Second
 	// heldCancelWait bounds the wait for a cancelled call to end.
 	heldCancelWait = 5 * time.Second
+	// inputSettle is how long a question waits for others asked with
+	// it, up to maxInputSettle, before the client is asked them all.
+	inputSettle    = 25 * time.Millisecond
+	maxInputSettle = 250 * time.Millisecond
 )
 
 // servePostModern serves a POST made the modern way (modernPost).
@@ -81,6 +85,9 @@ func (p *Provider) servePostModern(w http.ResponseWriter, r *http.Request, id *I
 		reply: make(chan Reply, 1), asked: make(chan struct{}, 1),
 		logLevel: logSeverity(facts.logLevel),
 	}
+	// The round's answer is ready before the call starts, so nothing it
+	// sends early (progress) is lost.
+	h.out = &postStream{w: w, r: r, sseOK: sseOK, st: s.newRequestStream()}
 	go func() {
 		h.reply <- p.dispatcher.Dispatch(s.context(), &Request{Message: req, Session: s, HTTP: r, Identity: id, Out: h})
 		p.endedWhileHeld(h)
@@ -212,6 +219,13 @@ func (h *heldCall) Send(m *jsonrpc.Message) error {
 	return out.Send(m)
 }
 
+// hasAsks reports whether questions await answers.
+func (h *heldCall) hasAsks() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.asks) > 0
+}
+
 // asking reports whether a question is asked under key already; h.mu is
 // held.
 func (h *heldCall) asking(key string) bool {
@@ -248,9 +262,12 @@ func (h *heldCall) refusable() bool {
 // an input_required result when the server asks the client something, or
 // not at all when the client goes away, which cancels the call.
 func (p *Provider) awaitHeld(w http.ResponseWriter, r *http.Request, h *heldCall, id jsonrpc.ID, sseOK bool) {
-	out := &postStream{w: w, r: r, sseOK: sseOK, st: h.s.newRequestStream()}
 	h.mu.Lock()
-	h.out = out
+	out := h.out
+	if out == nil {
+		out = &postStream{w: w, r: r, sseOK: sseOK, st: h.s.newRequestStream()}
+		h.out = out
+	}
 	h.mu.Unlock()
 	detach := func() {
 		h.mu.Lock()
@@ -258,39 +275,48 @@ func (p *Provider) awaitHeld(w http.ResponseWriter, r *http.Request, h *heldCall
 		h.mu.Unlock()
 	}
 	var reply Reply
-	select {
-	case reply = <-h.reply:
-	case <-h.asked:
+wait:
+	for {
 		select {
 		case reply = <-h.reply:
-		default:
-			h.mu.Lock()
-			asking := len(h.asks) > 0
-			h.mu.Unlock()
-			if !asking {
-				// A signal for questions answered already.
-				detach()
-				p.awaitHeld(w, r, h, id, sseOK)
-				return
+			break wait
+		case <-h.asked:
+			if !h.hasAsks() {
+				continue // a signal for questions answered already
+			}
+			// Questions asked together go in one result: more are
+			// waited for while they keep coming, briefly.
+			settle := time.NewTimer(inputSettle)
+			deadline := time.Now().Add(maxInputSettle)
+			for collecting := true; collecting; {
+				select {
+				case reply = <-h.reply:
+					settle.Stop()
+					break wait
+				case <-h.asked:
+					settle.Reset(min(inputSettle, time.Until(deadline)))
+				case <-settle.C:
+					collecting = false
+				}
 			}
 			detach()
 			p.askClient(out, h, id)
 			return
+		case <-r.Context().Done():
+			// Closing the request cancels it: the call ends, telling its
+			// upstream, before its upstream sessions do.
+			detach()
+			if h.key != "" {
+				p.opts.OnHeld("cancelled")
+			}
+			h.s.cancel()
+			select {
+			case <-h.reply:
+			case <-time.After(heldCancelWait):
+			}
+			p.endTransient(h.s)
+			return
 		}
-	case <-r.Context().Done():
-		// Closing the request cancels it: the call ends, telling its
-		// upstream, before its upstream sessions do.
-		detach()
-		if h.key != "" {
-			p.opts.OnHeld("cancelled")
-		}
-		h.s.cancel()
-		select {
-		case <-h.reply:
-		case <-time.After(heldCancelWait):
-		}
-		p.endTransient(h.s)
-		return
 	}
 	detach()
 	p.endTransient(h.s)
