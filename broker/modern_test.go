@@ -303,7 +303,8 @@ func TestHeldCallsBounded(t *testing.T) {
 	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
 	upstream := freeAddress(t)
 	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
-	url := startBroker(t, modernBroker, "http://"+upstream+"/mcp") + "/mcp"
+	admin := freeAddress(t)
+	url := startBroker(t, modernBroker+"admin: {address: %[2]q}\n", "http://"+upstream+"/mcp", admin) + "/mcp"
 	const perUser = 64
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}`
 	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ledger_transfer"}
@@ -366,6 +367,11 @@ func TestHeldCallsBounded(t *testing.T) {
 	resp, body = transfer(2000, "")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "input_required") {
 		t.Fatalf("after the held calls ended: %d %s", resp.StatusCode, body)
+	}
+	for event, want := range map[string]float64{"held": perUser + 1, "resumed": perUser, "refused": 1} {
+		if got := metricSum(t, "http://"+admin, "mcpbroker_held_calls_total", map[string]string{"event": event}); got != want {
+			t.Errorf("mcpbroker_held_calls_total{event=%q} = %v, want %v", event, got, want)
+		}
 	}
 }
 
