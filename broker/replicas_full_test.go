@@ -694,3 +694,45 @@ func classifyAnswer(a answer) string {
 	}
 	return fmt.Sprintf("%d %s", a.status, a.body)
 }
+
+// A modern client's next round may reach another replica than the one
+// holding its call: it is handed there through the peers and answered
+// through this one, as an event stream or as JSON; a requestState no
+// replica holds is refused as unknown.
+func TestModernHeldCallAcrossReplicas(t *testing.T) {
+	r := startBrokerReplicas(t)
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}`
+	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ledger_transfer"}
+	transfer := func(addr string, id int, extra string, accept string) (*http.Response, string) {
+		h := map[string]string{"Accept": accept}
+		for k, v := range header {
+			h[k] = v
+		}
+		return modernPost(t, "http://"+addr+"/mcp", fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"ledger_transfer","arguments":{"from":"alice","to":"bob","amount":1200},%s%s}}`, id, extra, meta), h)
+	}
+	for i, accept := range []string{"application/json, text/event-stream", "application/json"} {
+		_, body := transfer(r.addrs[0], 10*i+1, "", accept)
+		var first struct {
+			Result struct {
+				InputRequests map[string]json.RawMessage `json:"inputRequests"`
+				RequestState  string                     `json:"requestState"`
+			} `json:"result"`
+		}
+		if json.Unmarshal([]byte(sseData(body)), &first) != nil || first.Result.RequestState == "" {
+			t.Fatalf("first round: %s", body)
+		}
+		var key string
+		for k := range first.Result.InputRequests {
+			key = k
+		}
+		answer := fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"accept","content":{"confirm":true}}},`, first.Result.RequestState, key)
+		resp, body := transfer(r.addrs[1], 10*i+2, answer, accept)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "moved 1200") || !strings.Contains(body, fmt.Sprintf(`"id":%d`, 10*i+2)) {
+			t.Fatalf("next round through another replica (%s): %d %s", accept, resp.StatusCode, body)
+		}
+	}
+	resp, body := transfer(r.addrs[2], 99, `"requestState":"0123456789abcdef0123456789abcdef","inputResponses":{},`, "application/json, text/event-stream")
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "-32602") {
+		t.Fatalf("a requestState no replica holds: %d %s", resp.StatusCode, body)
+	}
+}

@@ -388,6 +388,7 @@ func (p *Provider) park(h *heldCall) *HTTPError {
 	defer p.heldMu.Unlock()
 	if p.held == nil {
 		p.held = make(map[string]*heldCall)
+		p.heldByDigest = make(map[string]string)
 		p.heldPerUser = make(map[string]int)
 	}
 	if len(p.held) >= maxHeldCalls {
@@ -400,6 +401,7 @@ func (p *Provider) park(h *heldCall) *HTTPError {
 	}
 	h.key = key
 	p.held[key] = h
+	p.heldByDigest[heldDigest(key)] = key
 	p.heldPerUser[h.user]++
 	h.expiry = time.AfterFunc(heldIdleTimeout, func() {
 		if p.unhold(key, nil) != nil {
@@ -421,6 +423,7 @@ func (p *Provider) unhold(key string, who *Identity) *heldCall {
 		return nil
 	}
 	delete(p.held, key)
+	delete(p.heldByDigest, heldDigest(key))
 	if p.heldPerUser[h.user]--; p.heldPerUser[h.user] <= 0 {
 		delete(p.heldPerUser, h.user)
 	}
@@ -432,22 +435,49 @@ func (p *Provider) unhold(key string, who *Identity) *heldCall {
 // the server's questions, and the call goes on.
 func (p *Provider) resumeHeld(w http.ResponseWriter, r *http.Request, id *Identity, m *jsonrpc.Message, facts *modernFacts, state string, sseOK bool) {
 	h := p.unhold(state, id)
-	if h == nil {
-		p.opts.OnHeld("unknown")
-		writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams,
-			"invalid params: requestState names no request awaiting input here (it ended, expired, was made by another caller or is held by another replica); send the request again without it"), m.ID)
+	if h == nil && p.peers != nil {
+		// Perhaps another replica holds it.
+		p.relayHeldRound(w, r, id, m, state, sseOK)
 		return
 	}
+	if h == nil {
+		p.opts.OnHeld("unknown")
+		writeHTTPErrorFor(w, errUnknownState, m.ID)
+		return
+	}
+	h.mu.Lock()
+	h.out = &postStream{w: w, r: r, sseOK: sseOK, st: h.s.newRequestStream()}
+	h.mu.Unlock()
+	p.continueHeld(r, id, m, facts, h)
+}
+
+// errUnknownState refuses a requestState that names no held call.
+var errUnknownState = httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams,
+	"invalid params: requestState names no request awaiting input (it ended, expired, or was made by another caller); send the request again without it")
+
+// continueHeld serves a round after the first on the held call h, taken
+// back from its requestState, answering on h.out: the client's answers go
+// to the server's questions, and the call goes on.
+func (p *Provider) continueHeld(r *http.Request, id *Identity, m *jsonrpc.Message, facts *modernFacts, h *heldCall) {
+	h.mu.Lock()
+	out := h.out
+	h.mu.Unlock()
 	if h.method != m.Method || h.name != modernName(m) {
 		p.endTransient(h.s)
-		writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: requestState belongs to another request"), m.ID)
+		if !out.refuse(httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: requestState belongs to another request"), m.ID) {
+			out.answer(jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "invalid params: requestState belongs to another request")))
+			out.finish()
+		}
 		return
 	}
 	var answers map[string]json.RawMessage
 	if raw, ok, _ := jsonrpc.Member(m.Params, "inputResponses"); ok {
 		if json.Unmarshal(raw, &answers) != nil {
 			p.endTransient(h.s)
-			writeHTTPErrorFor(w, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: inputResponses must be an object"), m.ID)
+			if !out.refuse(httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: inputResponses must be an object"), m.ID) {
+				out.answer(jsonrpc.NewErrorResponse(m.ID, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "invalid params: inputResponses must be an object")))
+				out.finish()
+			}
 			return
 		}
 	}
@@ -470,11 +500,13 @@ func (p *Provider) resumeHeld(w http.ResponseWriter, r *http.Request, id *Identi
 	}
 	if len(open) > 0 {
 		// Asked again for what was not answered.
-		out := &postStream{w: w, r: r, sseOK: sseOK, st: h.s.newRequestStream()}
+		h.mu.Lock()
+		h.out = nil
+		h.mu.Unlock()
 		p.askClient(out, h, m.ID)
 		return
 	}
-	p.awaitHeld(w, r, h, m.ID, sseOK)
+	p.awaitHeld(out.w, out.r, h, m.ID, out.sseOK)
 }
 
 // cacheableResults are the results that say how long they may be kept.

@@ -46,6 +46,9 @@ const (
 	PeerResume = "resume"
 	// PeerEvents says a stream's shared copy grew.
 	PeerEvents = "events"
+	// PeerHeldRound hands the replica holding a modern client's held
+	// call the client's next round (modern_relay.go).
+	PeerHeldRound = "held"
 )
 
 // PeerMessage is what one replica tells the others about a session, which
@@ -187,6 +190,17 @@ func (p *Provider) runPeers(ctx context.Context, ready func()) {
 					}
 				}
 			}
+		case PeerHeldRound:
+			select {
+			case p.peers.slots <- struct{}{}:
+			default:
+				p.peers.note("dropped")
+				return
+			}
+			go func() {
+				defer func() { <-p.peers.slots }()
+				p.serveHeldRound(m)
+			}()
 		case PeerClientMessage:
 			s := p.sessions.byDigest(m.Session)
 			if s == nil {

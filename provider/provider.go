@@ -227,6 +227,9 @@ type Provider struct {
 	heldMu      sync.Mutex
 	held        map[string]*heldCall
 	heldPerUser map[string]int
+	// heldByDigest finds a held call's requestState by its digest, the
+	// name replicas give it to each other.
+	heldByDigest map[string]string
 	// serverInfo is the server's name and version, as modern results
 	// carry it in _meta.
 	serverInfo json.RawMessage

@@ -108,10 +108,16 @@ const maxKeptStreams = 16
 
 // newRequestStream opens a stream for one POST's responses.
 func (s *Session) newRequestStream() *stream {
+	// Random ids: an event id of another session's stream names nothing here.
+	return s.newRequestStreamID(randomStreamID())
+}
+
+// newRequestStreamID is newRequestStream under a given id (a round
+// another replica relays, named by it).
+func (s *Session) newRequestStreamID(id string) *stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Random ids: an event id of another session's stream names nothing here.
-	st := s.newStreamLocked(randomStreamID())
+	st := s.newStreamLocked(id)
 	if s.streams == nil {
 		s.streams = make(map[string]*stream)
 	}
