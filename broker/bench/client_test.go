@@ -29,6 +29,11 @@ type session struct {
 	authorization string // "Bearer <token>" sent with every request; empty: none
 	id            string // Mcp-Session-Id
 	version       string // negotiated protocol version
+	// modern: the client speaks 2026-07-28, without a session: every
+	// request carries the version and capabilities in _meta and the
+	// standard headers; method and name are the current request's.
+	modern       bool
+	method, name string
 
 	nextID int64
 	body   []byte
@@ -98,6 +103,23 @@ func openSession(ctx context.Context, client *http.Client, endpoint, token strin
 	return s, nil
 }
 
+// modernVersion is the protocol version without sessions.
+const modernVersion = "2026-07-28"
+
+// modernMeta is the _meta member every modern request carries.
+const modernMeta = `"_meta":{"io.modelcontextprotocol/protocolVersion":"` + modernVersion +
+	`","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"mcpbroker-bench","version":"1"}}`
+
+// openModern is openSession for a client of the protocol without
+// sessions: nothing to open.
+func openModern(client *http.Client, endpoint, token string) *session {
+	s := &session{client: client, endpoint: endpoint, reader: bufio.NewReaderSize(nil, 4096), modern: true, version: modernVersion, nextID: 1}
+	if token != "" {
+		s.authorization = "Bearer " + token
+	}
+	return s
+}
+
 // listedTool is the part of a tools/list item the client checks.
 type listedTool struct {
 	Name string `json:"name"`
@@ -134,7 +156,11 @@ func (s *session) callTool(ctx context.Context, name, arguments string) error {
 	s.body = strconv.AppendQuote(s.body, name)
 	s.body = append(s.body, `,"arguments":`...)
 	s.body = append(s.body, arguments...)
+	if s.modern {
+		s.body = append(s.body, ","+modernMeta...)
+	}
 	s.body = append(s.body, "}}"...)
+	s.method, s.name = "tools/call", name
 	if err := s.request(ctx, id); err != nil {
 		return err
 	}
@@ -151,7 +177,12 @@ func (s *session) listTools(ctx context.Context) ([]listedTool, error) {
 	s.nextID++
 	s.body = append(s.body[:0], `{"jsonrpc":"2.0","id":`...)
 	s.body = strconv.AppendInt(s.body, id, 10)
-	s.body = append(s.body, `,"method":"tools/list"}`...)
+	if s.modern {
+		s.body = append(s.body, `,"method":"tools/list","params":{`+modernMeta+`}}`...)
+	} else {
+		s.body = append(s.body, `,"method":"tools/list"}`...)
+	}
+	s.method, s.name = "tools/list", ""
 	if err := s.request(ctx, id); err != nil {
 		return nil, err
 	}
@@ -169,6 +200,9 @@ func (s *session) request(ctx context.Context, id int64) error {
 
 // close ends the session, as a well-behaved client does.
 func (s *session) close(ctx context.Context) error {
+	if s.modern {
+		return nil // nothing was opened
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, s.endpoint, nil)
 	if err != nil {
 		return err
@@ -202,6 +236,13 @@ func (s *session) post(ctx context.Context) (*http.Response, error) {
 	if s.id != "" {
 		req.Header["Mcp-Session-Id"] = []string{s.id}
 		req.Header["Mcp-Protocol-Version"] = []string{s.version}
+	}
+	if s.modern {
+		req.Header["Mcp-Protocol-Version"] = []string{s.version}
+		req.Header["Mcp-Method"] = []string{s.method}
+		if s.name != "" {
+			req.Header["Mcp-Name"] = []string{s.name}
+		}
 	}
 	if s.authorization != "" {
 		req.Header["Authorization"] = []string{s.authorization}
@@ -398,8 +439,11 @@ func openSessions(tb testing.TB, t target, n int) []*session {
 		if t.token != nil {
 			token = t.token(i)
 		}
-		s, err := openSession(context.Background(), client, t.endpoint, token)
-		if err != nil {
+		var s *session
+		var err error
+		if t.modern {
+			s = openModern(client, t.endpoint, token)
+		} else if s, err = openSession(context.Background(), client, t.endpoint, token); err != nil {
 			tb.Fatalf("session %d at %s: %v", i, t.endpoint, err)
 		}
 		s.echo = t.echo

@@ -31,7 +31,10 @@
 // broker+policy; the report's requires table says which. The audit paths
 // also report, from the broker's metrics, the records the trail wrote per
 // call and per fsync, and the Redis path, from the server's command
-// counts, its round trips per call.
+// counts, its round trips per call. broker+2026 is the plain broker with a
+// client of protocol version 2026-07-28: no session, every call on its
+// own, the broker keeping the upstream session the client's previous call
+// opened for the next.
 //
 // broker+redis extends broker+policy rather than broker+exchange because
 // the embedded authorization server, which mints the exchanged tokens in

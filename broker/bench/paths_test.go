@@ -50,6 +50,8 @@ type target struct {
 	admin string
 	// audited: the broker records every call in its audit trail.
 	audited bool
+	// modern: the client speaks 2026-07-28, without sessions.
+	modern bool
 	// redis is a client of the Redis server where the broker keeps ended
 	// sessions and rate-limit budgets; nil: the broker keeps them in
 	// memory, or has none.
@@ -78,6 +80,18 @@ var dataPaths = []dataPath{
 	{"broker+audit-sync", auditBrokerPath(auditSyncBroker)},
 	{"broker+audit-async", auditBrokerPath(auditAsyncBroker)},
 	{"broker+redis", redisBrokerPath(redisBroker)},
+	{"broker+2026", modernPath(brokerPath(plainBroker))},
+}
+
+// modernPath is path with a client of protocol version 2026-07-28: each
+// call stands alone, the broker keeping the upstream session it opened
+// for the next call of the same client.
+func modernPath(path func(testing.TB, string) target) func(testing.TB, string) target {
+	return func(tb testing.TB, upstream string) target {
+		dst := path(tb, upstream)
+		dst.modern = true
+		return dst
+	}
 }
 
 // plainBroker proxies one app without authentication or policy. %s is the
