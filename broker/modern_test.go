@@ -264,10 +264,17 @@ func TestModernUpstream(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
 					var elicited atomic.Int32
+					updated := make(chan string, 16)
 					client := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, &mcp.ClientOptions{
 						ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 							elicited.Add(1)
 							return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"confirm": true}}, nil
+						},
+						ResourceUpdatedHandler: func(_ context.Context, req *mcp.ResourceUpdatedNotificationRequest) {
+							select {
+							case updated <- req.Params.URI:
+							default:
+							}
 						},
 					})
 					cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, &mcp.ClientSessionOptions{ProtocolVersion: clientVersion})
@@ -288,6 +295,29 @@ func TestModernUpstream(t *testing.T) {
 					}
 					if res.IsError || elicited.Load() != 1 || !strings.Contains(toolText(res), "moved 1100") {
 						t.Fatalf("transfer: isError %v, elicited %d: %s", res.IsError, elicited.Load(), toolText(res))
+					}
+					if clientVersion != "2025-11-25" {
+						return
+					}
+					// A resource of the upstream subscribed to: the broker
+					// listens for it upstream.
+					if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "ledger://accounts/bob"}); err != nil {
+						t.Fatalf("subscribe: %v", err)
+					}
+					for {
+						if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ledger_transfer", Arguments: map[string]any{"from": "alice", "to": "bob", "amount": 1}}); err != nil {
+							t.Fatal(err)
+						}
+						select {
+						case uri := <-updated:
+							if uri != "ledger://accounts/bob" {
+								t.Fatalf("update of %q", uri)
+							}
+							return
+						case <-time.After(200 * time.Millisecond):
+						case <-ctx.Done():
+							t.Fatal("no update of the subscribed resource arrived")
+						}
 					}
 				})
 			}

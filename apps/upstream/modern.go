@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,8 +50,12 @@ type ModernSession struct {
 	capabilities json.RawMessage
 	clientInfo   json.RawMessage
 	logLevel     atomic.Pointer[string]
-	// listen names what Listen asks to hear of.
-	listen json.RawMessage
+
+	// subs are the resources subscribed to, which Listen asks to hear
+	// of; subsChanged is closed when they change.
+	subsMu      sync.Mutex
+	subs        map[string]bool
+	subsChanged chan struct{}
 
 	mu      sync.Mutex
 	pending map[string]chan *jsonrpc.Message // questions awaiting answers, by id
@@ -75,13 +80,39 @@ func NewModernSession(opts *Options, capabilities, clientInfo json.RawMessage) (
 		clientInfo = json.RawMessage(`{"name":"mcpbroker","version":"1"}`)
 	}
 	return &ModernSession{http: s, capabilities: capabilities, clientInfo: clientInfo,
-		listen:  json.RawMessage(`{"toolsListChanged":true,"promptsListChanged":true,"resourcesListChanged":true}`),
+		subs: map[string]bool{}, subsChanged: make(chan struct{}),
 		pending: make(map[string]chan *jsonrpc.Message)}, nil
 }
 
-// SetListen sets what Listen asks the server to tell (the
-// notifications member of subscriptions/listen).
-func (m *ModernSession) SetListen(notifications json.RawMessage) { m.listen = notifications }
+// maxSubscriptions bounds the resources one session subscribes to.
+const maxSubscriptions = 64
+
+// subscribe records a resources/subscribe or unsubscribe: Listen asks
+// for the resources subscribed to, opening its listen again when they
+// change.
+func (m *ModernSession) subscribe(msg *jsonrpc.Message, on bool) *jsonrpc.Message {
+	var p struct {
+		URI string `json:"uri"`
+	}
+	if err := json.Unmarshal(msg.Params, &p); err != nil || p.URI == "" {
+		return jsonrpc.NewErrorResponse(msg.ID, jsonrpc.NewError(jsonrpc.CodeInvalidParams, "invalid params: uri is required"))
+	}
+	m.subsMu.Lock()
+	defer m.subsMu.Unlock()
+	if on && !m.subs[p.URI] && len(m.subs) >= maxSubscriptions {
+		return jsonrpc.NewErrorResponse(msg.ID, jsonrpc.Errorf(jsonrpc.CodeInvalidParams, "invalid params: at most %d resources are subscribed to at once", maxSubscriptions))
+	}
+	if m.subs[p.URI] != on {
+		if on {
+			m.subs[p.URI] = true
+		} else {
+			delete(m.subs, p.URI)
+		}
+		close(m.subsChanged)
+		m.subsChanged = make(chan struct{})
+	}
+	return &jsonrpc.Message{ID: msg.ID, Result: json.RawMessage("{}")}
+}
 
 // ID is always empty: there is no session to go on with elsewhere, and
 // none is needed.
@@ -155,8 +186,8 @@ func (m *ModernSession) Call(ctx context.Context, msg *jsonrpc.Message, hdr http
 		m.logLevel.Store(&p.Level)
 		return &jsonrpc.Message{ID: msg.ID, Result: json.RawMessage("{}")}, nil
 	case "resources/subscribe", "resources/unsubscribe":
-		return jsonrpc.NewErrorResponse(msg.ID, jsonrpc.NewError(jsonrpc.CodeMethodNotFound,
-			"method not found: a "+ModernVersion+" server is subscribed to with subscriptions/listen")), nil
+		// Kept here: a modern server hears of them through Listen.
+		return m.subscribe(msg, msg.Method == "resources/subscribe"), nil
 	}
 	params := msg.Params
 	busy := 0
@@ -309,28 +340,60 @@ func (m *ModernSession) Send(_ context.Context, msg *jsonrpc.Message, _ http.Hea
 }
 
 // Listen holds a subscriptions/listen open until ctx ends, passing on
-// what it brings.
+// what it brings: list changes, and updates of the resources subscribed
+// to, asking again whenever those change.
 func (m *ModernSession) Listen(ctx context.Context, hdr http.Header, onMessage func(*jsonrpc.Message)) error {
-	params, err := jsonrpc.Marshal(map[string]json.RawMessage{"notifications": m.listen})
-	if err != nil {
-		return err
-	}
-	msg := &jsonrpc.Message{ID: jsonrpc.StringID("listen-" + strconv.FormatInt(m.seq.Add(1), 10)), Method: "subscriptions/listen", Params: params}
-	resp, err := m.Call(ctx, msg, hdr, func(n *jsonrpc.Message) {
-		if n.Method != "notifications/subscriptions/acknowledged" {
-			onMessage(n)
+	for {
+		m.subsMu.Lock()
+		uris := make([]string, 0, len(m.subs))
+		for uri := range m.subs {
+			uris = append(uris, uri)
 		}
-	})
-	if err != nil {
-		return err
-	}
-	if resp.Error != nil {
-		if resp.Error.Code == jsonrpc.CodeMethodNotFound {
-			return ErrNoStream
+		changed := m.subsChanged
+		m.subsMu.Unlock()
+		slices.Sort(uris)
+		notifications := map[string]any{"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true}
+		if len(uris) > 0 {
+			notifications["resourceSubscriptions"] = uris
 		}
-		return fmt.Errorf("upstream: subscriptions/listen: %w", resp.Error)
+		params, err := jsonrpc.Marshal(map[string]any{"notifications": notifications})
+		if err != nil {
+			return err
+		}
+		msg := &jsonrpc.Message{ID: jsonrpc.StringID("listen-" + strconv.FormatInt(m.seq.Add(1), 10)), Method: "subscriptions/listen", Params: params}
+		listenCtx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-listenCtx.Done():
+			}
+		}()
+		resp, err := m.Call(listenCtx, msg, hdr, func(n *jsonrpc.Message) {
+			if n.Method != "notifications/subscriptions/acknowledged" {
+				onMessage(n)
+			}
+		})
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		select {
+		case <-changed:
+			continue // asked again for the resources subscribed to now
+		default:
+		}
+		if err != nil {
+			return err
+		}
+		if resp.Error != nil {
+			if resp.Error.Code == jsonrpc.CodeMethodNotFound {
+				return ErrNoStream
+			}
+			return fmt.Errorf("upstream: subscriptions/listen: %w", resp.Error)
+		}
+		return nil // the server ended the subscription
 	}
-	return nil // the server ended the subscription
 }
 
 // Close has nothing to end.
