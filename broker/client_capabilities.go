@@ -88,6 +88,9 @@ func canonicalCapabilities(raw json.RawMessage) (json.RawMessage, error) {
 // is not declared.
 func parseClientCapabilities(raw json.RawMessage) clientCapabilities {
 	var cc clientCapabilities
+	if t := bytes.TrimSpace(raw); len(t) == 0 || string(t) == "{}" {
+		return cc // nothing declared: the common case of a request without a session
+	}
 	caps, err := objectMembers(raw)
 	if err != nil {
 		return cc

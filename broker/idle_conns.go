@@ -21,7 +21,7 @@ import (
 // on one of its sessions, as it would from a client with a session.
 const (
 	idleConnTTL        = 30 * time.Second
-	maxIdleConnsPerKey = 4
+	maxIdleConnsPerKey = 16
 	maxIdleConns       = 1024
 )
 

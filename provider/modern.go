@@ -84,9 +84,15 @@ func modernPost(r *http.Request, msgs []*jsonrpc.Message, batch bool) bool {
 	if batch || len(msgs) != 1 || msgs[0] == nil || msgs[0].Kind() != jsonrpc.KindRequest {
 		return false
 	}
-	meta, _ := requestMeta(msgs[0].Params)
+	// Found in place: sessionful requests carry _meta too (progress
+	// tokens), and pay only for a scan.
+	meta, ok, err := jsonrpc.Member(msgs[0].Params, "_meta")
+	if err != nil || !ok {
+		return false
+	}
+	raw, ok, err := jsonrpc.Member(meta, MetaProtocolVersion)
 	var v string
-	return meta != nil && json.Unmarshal(meta[MetaProtocolVersion], &v) == nil && isModern(v)
+	return err == nil && ok && json.Unmarshal(raw, &v) == nil && isModern(v)
 }
 
 // requestMeta returns the members of params._meta; nil when there is no
@@ -111,6 +117,8 @@ func requestMeta(params json.RawMessage) (map[string]json.RawMessage, error) {
 
 // modernFacts are what a modern request says of its client.
 type modernFacts struct {
+	// meta is the request's params._meta, by member.
+	meta         map[string]json.RawMessage
 	version      string
 	capabilities json.RawMessage
 	clientInfo   json.RawMessage
@@ -135,7 +143,7 @@ func checkModern(r *http.Request, m *jsonrpc.Message) (*modernFacts, *HTTPError)
 	if err != nil {
 		return nil, httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "invalid params: _meta must be an object")
 	}
-	var f modernFacts
+	f := modernFacts{meta: meta}
 	rawVersion, hasVersion := meta[MetaProtocolVersion]
 	if hasVersion && header == "" {
 		return nil, httpError(http.StatusBadRequest, CodeHeaderMismatch, "MCP-Protocol-Version header is required for requests carrying "+strconv.Quote(MetaProtocolVersion))
@@ -173,12 +181,8 @@ func checkModern(r *http.Request, m *jsonrpc.Message) (*modernFacts, *HTTPError)
 	if herr := checkHeader(r, "Mcp-Method", m.Method); herr != nil {
 		return nil, herr
 	}
-	if member := namedBy[m.Method]; member != "" {
-		var p map[string]json.RawMessage
-		_ = json.Unmarshal(m.Params, &p)
-		var name string
-		_ = json.Unmarshal(p[member], &name)
-		if herr := checkHeader(r, "Mcp-Name", name); herr != nil {
+	if namedBy[m.Method] != "" {
+		if herr := checkHeader(r, "Mcp-Name", modernName(m)); herr != nil {
 			return nil, herr
 		}
 	}
@@ -205,13 +209,11 @@ func missingMeta(member string) *HTTPError {
 	return httpError(http.StatusBadRequest, jsonrpc.CodeInvalidParams, "missing or invalid _meta field "+strconv.Quote(member))
 }
 
+// isObject reports whether a value, which came through a JSON decoder and
+// so is valid JSON, is an object.
 func isObject(raw json.RawMessage) bool {
 	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '{' {
-		return false
-	}
-	var v map[string]json.RawMessage
-	return json.Unmarshal(raw, &v) == nil
+	return len(raw) > 0 && raw[0] == '{'
 }
 
 // logSeverity ranks the syslog levels MCP uses; -1 for anything else.
@@ -240,30 +242,20 @@ func logSeverity(level string) int {
 // withoutModernMeta removes from params._meta what a modern request says
 // of its client (version, capabilities, client info, log level): the
 // broker serves the request with those facts on its session, and
-// upstreams are told what their own protocol version expects. A _meta
-// left empty is removed too.
-func withoutModernMeta(params json.RawMessage) json.RawMessage {
-	meta, err := requestMeta(params)
-	if err != nil || meta == nil {
+// upstreams are told what their own protocol version expects. Only _meta
+// is rewritten; the rest of params keeps its bytes.
+func withoutModernMeta(params json.RawMessage, meta map[string]json.RawMessage) json.RawMessage {
+	if meta == nil {
 		return params
 	}
 	for _, k := range []string{MetaProtocolVersion, MetaClientCapabilities, MetaClientInfo, MetaLogLevel} {
 		delete(meta, k)
 	}
-	var p map[string]json.RawMessage
-	if json.Unmarshal(params, &p) != nil {
+	raw, err := jsonrpc.Marshal(meta)
+	if err != nil {
 		return params
 	}
-	if len(meta) == 0 {
-		delete(p, "_meta")
-	} else {
-		raw, err := jsonrpc.Marshal(meta)
-		if err != nil {
-			return params
-		}
-		p["_meta"] = raw
-	}
-	out, err := jsonrpc.Marshal(p)
+	out, err := jsonrpc.SetMember(params, "_meta", raw)
 	if err != nil {
 		return params
 	}

@@ -74,7 +74,7 @@ func (p *Provider) servePostModern(w http.ResponseWriter, r *http.Request, id *I
 	s.ClientCapabilities = facts.capabilities
 	s.ClientInfo = facts.clientInfo
 	s.modern, s.transient = true, true
-	req := &jsonrpc.Message{ID: m.ID, Method: m.Method, Params: withoutModernMeta(m.Params)}
+	req := &jsonrpc.Message{ID: m.ID, Method: m.Method, Params: withoutModernMeta(m.Params, facts.meta)}
 	if m.Method == "subscriptions/listen" {
 		p.listenModern(w, r, id, s, req)
 		return
