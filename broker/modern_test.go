@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth/oauthtest"
 )
 
 // modernBroker serves the sample ledger (%[1]q), a sessionful upstream,
@@ -35,9 +37,7 @@ apps:
 // elicitation the sessionful upstream sends mid-call, reaches it as an
 // input_required result, and its answer completes the transfer.
 func TestModernClientThroughBroker(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
-	upstream := freeAddress(t)
-	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	upstream := sampleLedger(t)
 	base := startBroker(t, modernBroker, "http://"+upstream+"/mcp")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -118,9 +118,7 @@ func modernPost(t *testing.T, url, body string, header map[string]string) (*http
 
 // The modern request rules, each refusal in the protocol's terms.
 func TestModernRequestRules(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
-	upstream := freeAddress(t)
-	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	upstream := sampleLedger(t)
 	base := startBroker(t, modernBroker, "http://"+upstream+"/mcp")
 	url := base + "/mcp"
 	meta := func(version string) string {
@@ -253,9 +251,7 @@ apps:
 // as the elicitation request it knows, and a 2026-07-28 client as an
 // input_required result; both complete the transfer.
 func TestModernUpstream(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
-	upstream := freeAddress(t)
-	startProcess(t, upstream, bin, "upstream", "sample", "--stateless", "--listen", upstream)
+	upstream := sampleLedger(t, "--stateless")
 	for _, protocol := range []string{"2026-07-28", "auto"} {
 		t.Run(protocol, func(t *testing.T) {
 			base := startBroker(t, modernUpstreamBroker, "http://"+upstream+"/mcp", protocol)
@@ -330,9 +326,7 @@ func TestModernUpstream(t *testing.T) {
 // answer or abandon its own first; each held call costs a bounded part
 // of the heap, and answered, they are all let go.
 func TestHeldCallsBounded(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
-	upstream := freeAddress(t)
-	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	upstream := sampleLedger(t)
 	admin := freeAddress(t)
 	url := startBroker(t, modernBroker+"admin: {address: %[2]q}\n", "http://"+upstream+"/mcp", admin) + "/mcp"
 	const perUser = 64
@@ -343,35 +337,15 @@ func TestHeldCallsBounded(t *testing.T) {
 	}
 	// One held call, so that what every one shares is in place.
 	resp, body := transfer(0, "")
-	var first struct {
-		Result struct {
-			ResultType    string                     `json:"resultType"`
-			InputRequests map[string]json.RawMessage `json:"inputRequests"`
-			RequestState  string                     `json:"requestState"`
-		} `json:"result"`
-	}
-	if err := json.Unmarshal([]byte(sseData(body)), &first); err != nil || first.Result.ResultType != "input_required" || len(first.Result.InputRequests) != 1 {
-		t.Fatalf("transfer: %d %s", resp.StatusCode, body)
-	}
-	states := []string{first.Result.RequestState}
-	keys := []string{}
-	for k := range first.Result.InputRequests {
-		keys = append(keys, k)
-	}
+	state, key := inputRequired(t, body)
+	states := []string{state}
 	goroutinesBefore := runtime.NumGoroutine()
 	heapBefore := liveHeap()
 	start := time.Now()
 	for i := 1; i < perUser; i++ {
 		_, body := transfer(i, "")
-		var r struct {
-			Result struct {
-				RequestState string `json:"requestState"`
-			} `json:"result"`
-		}
-		if json.Unmarshal([]byte(sseData(body)), &r) != nil || r.Result.RequestState == "" {
-			t.Fatalf("transfer %d: %s", i, body)
-		}
-		states = append(states, r.Result.RequestState)
+		state, _ := inputRequired(t, body)
+		states = append(states, state)
 	}
 	held := liveHeap() - heapBefore
 	goroutines := runtime.NumGoroutine() - goroutinesBefore
@@ -387,7 +361,7 @@ func TestHeldCallsBounded(t *testing.T) {
 	start = time.Now()
 	// Declined, every call ends, and frees its place.
 	for i, state := range states {
-		answer := fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"decline"}},`, state, keys[0])
+		answer := fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"decline"}},`, state, key)
 		_, body := transfer(1000+i, answer)
 		if !strings.Contains(body, `"resultType":"complete"`) || !strings.Contains(body, "not confirmed") {
 			t.Fatalf("declined transfer %d: %s", i, body)
@@ -409,9 +383,7 @@ func TestHeldCallsBounded(t *testing.T) {
 // resource of the sessionful ledger, subscribed upstream through the
 // pipeline), then only those notifications, each naming the listen.
 func TestModernListen(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
-	upstream := freeAddress(t)
-	startProcess(t, upstream, bin, "upstream", "sample", "--listen", upstream)
+	upstream := sampleLedger(t)
 	url := startBroker(t, modernBroker, "http://"+upstream+"/mcp") + "/mcp"
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
 
@@ -489,9 +461,7 @@ func TestModernListen(t *testing.T) {
 // owner. Each round is authenticated like any request.
 func TestHeldCallsAreTheCallersOwn(t *testing.T) {
 	upstreamURL, _ := countingUpstream(t)
-	policy := filepath.Join(t.TempDir(), "allow.rego")
-	writeFile(t, policy, "package orchestrator\n\nresult := {\"allowed\": true}\n")
-	endpoint, as, resource := policyBroker(t, upstreamURL, policy, true)
+	endpoint, as, resource := allowAllBroker(t, upstreamURL)
 	alice := tokenFor(t, as, resource, "alice", "finance")
 	mallory := tokenFor(t, as, resource, "mallory", "finance")
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}`
@@ -502,28 +472,15 @@ func TestHeldCallsAreTheCallersOwn(t *testing.T) {
 		}
 		return modernPost(t, endpoint, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"shop_transfer","arguments":{"from":"alice","to":"bob","amount":1500},%s%s}}`, id, extra, meta), header)
 	}
-	resp, body := transfer(alice, 1, "")
-	var first struct {
-		Result struct {
-			InputRequests map[string]json.RawMessage `json:"inputRequests"`
-			RequestState  string                     `json:"requestState"`
-		} `json:"result"`
-	}
-	if json.Unmarshal([]byte(sseData(body)), &first) != nil || first.Result.RequestState == "" {
-		t.Fatalf("alice's transfer: %d %s", resp.StatusCode, body)
-	}
-	var key string
-	for k := range first.Result.InputRequests {
-		key = k
-	}
-	answer := fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"accept","content":{"confirm":true}}},`, first.Result.RequestState, key)
+	_, body := transfer(alice, 1, "")
+	answer := confirmed(inputRequired(t, body))
 	if resp, body := transfer("", 2, answer); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a round without a token: %d %s", resp.StatusCode, body)
 	}
 	if resp, body := transfer(mallory, 3, answer); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "-32602") {
 		t.Fatalf("mallory presenting alice's requestState: %d %s", resp.StatusCode, body)
 	}
-	resp, body = transfer(alice, 4, answer)
+	resp, body := transfer(alice, 4, answer)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "moved 1500") || !strings.Contains(body, `"id":4`) {
 		t.Fatalf("alice's own next round: %d %s", resp.StatusCode, body)
 	}
@@ -534,9 +491,7 @@ func TestHeldCallsAreTheCallersOwn(t *testing.T) {
 // every call; another agent gets its own.
 func TestSessionlessRequestsReuseUpstreamSessions(t *testing.T) {
 	upstreamURL, hits := countingUpstream(t)
-	policy := filepath.Join(t.TempDir(), "allow.rego")
-	writeFile(t, policy, "package orchestrator\n\nresult := {\"allowed\": true}\n")
-	endpoint, as, resource := policyBroker(t, upstreamURL, policy, true)
+	endpoint, as, resource := allowAllBroker(t, upstreamURL)
 	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}`
 	balance := func(token string, id int) {
 		header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "shop_get_balance", "Authorization": "Bearer " + token}
@@ -560,4 +515,48 @@ func TestSessionlessRequestsReuseUpstreamSessions(t *testing.T) {
 	if n := hits.Load() - before; n < 3 {
 		t.Errorf("another agent's call made %d upstream requests: it was given alice's upstream session", n)
 	}
+}
+
+// sampleLedger runs the sample ledger upstream with args and returns its
+// address.
+func sampleLedger(t *testing.T, args ...string) string {
+	t.Helper()
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	addr := freeAddress(t)
+	startProcess(t, addr, bin, append(append([]string{"upstream", "sample"}, args...), "--listen", addr)...)
+	return addr
+}
+
+// allowAllBroker is policyBroker with a policy that allows everything.
+func allowAllBroker(t *testing.T, upstreamURL string) (endpoint string, as *oauthtest.Issuer, resource string) {
+	t.Helper()
+	policy := filepath.Join(t.TempDir(), "allow.rego")
+	writeFile(t, policy, "package orchestrator\n\nresult := {\"allowed\": true}\n")
+	return policyBroker(t, upstreamURL, policy, true)
+}
+
+// inputRequired reads an input_required result asking one question, and
+// returns its requestState and the question's name.
+func inputRequired(t *testing.T, body string) (state, key string) {
+	t.Helper()
+	var r struct {
+		Result struct {
+			ResultType    string                     `json:"resultType"`
+			InputRequests map[string]json.RawMessage `json:"inputRequests"`
+			RequestState  string                     `json:"requestState"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(sseData(body)), &r); err != nil || r.Result.ResultType != "input_required" || len(r.Result.InputRequests) != 1 || r.Result.RequestState == "" {
+		t.Fatalf("want input_required asking one question: %s", body)
+	}
+	for k := range r.Result.InputRequests {
+		key = k
+	}
+	return r.Result.RequestState, key
+}
+
+// confirmed is the next round's params members answering the ledger's
+// transfer confirmation with yes.
+func confirmed(state, key string) string {
+	return fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"accept","content":{"confirm":true}}},`, state, key)
 }

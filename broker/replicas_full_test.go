@@ -712,21 +712,7 @@ func TestModernHeldCallAcrossReplicas(t *testing.T) {
 	}
 	for i, accept := range []string{"application/json, text/event-stream", "application/json"} {
 		_, body := transfer(r.addrs[0], 10*i+1, "", accept)
-		var first struct {
-			Result struct {
-				InputRequests map[string]json.RawMessage `json:"inputRequests"`
-				RequestState  string                     `json:"requestState"`
-			} `json:"result"`
-		}
-		if json.Unmarshal([]byte(sseData(body)), &first) != nil || first.Result.RequestState == "" {
-			t.Fatalf("first round: %s", body)
-		}
-		var key string
-		for k := range first.Result.InputRequests {
-			key = k
-		}
-		answer := fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"accept","content":{"confirm":true}}},`, first.Result.RequestState, key)
-		resp, body := transfer(r.addrs[1], 10*i+2, answer, accept)
+		resp, body := transfer(r.addrs[1], 10*i+2, confirmed(inputRequired(t, body)), accept)
 		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "moved 1200") || !strings.Contains(body, fmt.Sprintf(`"id":%d`, 10*i+2)) {
 			t.Fatalf("next round through another replica (%s): %d %s", accept, resp.StatusCode, body)
 		}
