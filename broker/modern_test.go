@@ -300,20 +300,13 @@ func TestModernUpstream(t *testing.T) {
 					if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "ledger://accounts/bob"}); err != nil {
 						t.Fatalf("subscribe: %v", err)
 					}
-					for {
+					uri := untilHeard(t, ctx, updated, func() {
 						if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ledger_transfer", Arguments: map[string]any{"from": "alice", "to": "bob", "amount": 1}}); err != nil {
 							t.Fatal(err)
 						}
-						select {
-						case uri := <-updated:
-							if uri != "ledger://accounts/bob" {
-								t.Fatalf("update of %q", uri)
-							}
-							return
-						case <-time.After(200 * time.Millisecond):
-						case <-ctx.Done():
-							t.Fatal("no update of the subscribed resource arrived")
-						}
+					})
+					if uri != "ledger://accounts/bob" {
+						t.Fatalf("update of %q", uri)
 					}
 				})
 			}
@@ -435,23 +428,35 @@ func TestModernListen(t *testing.T) {
 	// the stream. The upstream stream opens as the listen starts, so
 	// transfers go on until one is heard.
 	header := map[string]string{"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ledger_transfer"}
-	for i := 0; ; i++ {
+	i := 0
+	ev := untilHeard(t, ctx, events, func() {
+		i++
 		_, out := modernPost(t, url, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"ledger_transfer","arguments":{"from":"alice","to":"bob","amount":1},%s}}`, i, meta), header)
 		if !strings.Contains(out, "moved 1") {
 			t.Fatalf("transfer: %s", out)
 		}
+	})
+	if !strings.Contains(ev, `"notifications/resources/updated"`) || !strings.Contains(ev, `"uri":"ledger://accounts/alice"`) || !strings.Contains(ev, `"io.modelcontextprotocol/subscriptionId":"watch-1"`) {
+		t.Fatalf("notification: %s", ev)
+	}
+}
+
+// untilHeard does act until something arrives on heard, and returns it:
+// a stream that listens upstream opens as the listening starts, so the
+// first acts may go unheard.
+func untilHeard(t *testing.T, ctx context.Context, heard <-chan string, act func()) string {
+	t.Helper()
+	for {
+		act()
 		select {
-		case ev, ok := <-events:
+		case v, ok := <-heard:
 			if !ok {
-				t.Fatal("the listen stream ended")
+				t.Fatal("the stream ended")
 			}
-			if !strings.Contains(ev, `"notifications/resources/updated"`) || !strings.Contains(ev, `"uri":"ledger://accounts/alice"`) || !strings.Contains(ev, `"io.modelcontextprotocol/subscriptionId":"watch-1"`) {
-				t.Fatalf("notification: %s", ev)
-			}
-			return
+			return v
 		case <-time.After(200 * time.Millisecond):
 		case <-ctx.Done():
-			t.Fatal("no resource update reached the listen stream")
+			t.Fatal("nothing was heard")
 		}
 	}
 }
