@@ -565,3 +565,53 @@ func inputRequired(t *testing.T, body string) (state, key string) {
 func confirmed(state, key string) string {
 	return fmt.Sprintf(`"requestState":%q,"inputResponses":{%q:{"action":"accept","content":{"confirm":true}}},`, state, key)
 }
+
+// Listen streams are bounded per user (here one address): each holds a
+// connection and upstream sessions with their streams. Past the bound a
+// listen is refused with 429 until one closes.
+func TestModernListensBounded(t *testing.T) {
+	upstream := sampleLedger(t)
+	url := startBroker(t, modernBroker, "http://"+upstream+"/mcp") + "/mcp"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	listen := func(ctx context.Context, id int) *http.Response {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, id)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "subscriptions/listen")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	const perUser = 16
+	cancels := make([]context.CancelFunc, perUser)
+	for i := range perUser {
+		lctx, stop := context.WithCancel(ctx)
+		cancels[i] = stop
+		resp := listen(lctx, i)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("listen %d: %d", i, resp.StatusCode)
+		}
+		defer resp.Body.Close()
+	}
+	resp := listen(ctx, perUser)
+	body := string(readBody(t, resp))
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "close one first") {
+		t.Fatalf("listen past the bound: %d %s", resp.StatusCode, body)
+	}
+	cancels[0]()
+	eventually(t, "a listen to be admitted after one closed", func() bool {
+		lctx, stop := context.WithCancel(ctx)
+		defer stop()
+		resp := listen(lctx, 100)
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	for _, stop := range cancels {
+		stop()
+	}
+}

@@ -9,8 +9,41 @@ import (
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
-// maxResourceSubscriptions bounds the resources one listen watches.
-const maxResourceSubscriptions = 64
+// maxResourceSubscriptions bounds the resources one listen watches;
+// maxListensPerUser and maxListens the listens open at once, for one user
+// (or anonymous address) and in all: each holds a connection, and
+// upstream sessions and their streams.
+const (
+	maxResourceSubscriptions = 64
+	maxListensPerUser        = 16
+	maxListens               = 2000
+)
+
+// admitListen counts a listen in, within the bounds; the returned func
+// counts it out.
+func (p *Provider) admitListen(user string) (func(), *HTTPError) {
+	p.heldMu.Lock()
+	defer p.heldMu.Unlock()
+	if p.listens == nil {
+		p.listens = make(map[string]int)
+	}
+	if p.listening >= maxListens {
+		return nil, httpError(http.StatusServiceUnavailable, jsonrpc.CodeServerError, "too many subscriptions/listen streams open; retry later")
+	}
+	if p.listens[user] >= maxListensPerUser {
+		return nil, httpError(http.StatusTooManyRequests, jsonrpc.CodeServerError, "too many subscriptions/listen streams open for this user ("+strconv.Itoa(maxListensPerUser)+"); close one first")
+	}
+	p.listening++
+	p.listens[user]++
+	return func() {
+		p.heldMu.Lock()
+		defer p.heldMu.Unlock()
+		p.listening--
+		if p.listens[user]--; p.listens[user] <= 0 {
+			delete(p.listens, user)
+		}
+	}, nil
+}
 
 // ListenRequest is what a modern client asks to hear of on a
 // subscriptions/listen stream; the dispatcher answers the request with
@@ -43,6 +76,12 @@ func (p *Provider) listenModern(w http.ResponseWriter, r *http.Request, id *Iden
 		writeHTTPErrorFor(w, httpError(http.StatusNotAcceptable, jsonrpc.CodeInvalidRequest, "not acceptable: subscriptions/listen answers with text/event-stream"), m.ID)
 		return
 	}
+	release, herr := p.admitListen(heldUser(id))
+	if herr != nil {
+		writeHTTPErrorFor(w, herr, m.ID)
+		return
+	}
+	defer release()
 	reply := p.dispatcher.Dispatch(s.context(), &Request{Message: m, Session: s, HTTP: r, Identity: id})
 	if reply.Refusal != nil {
 		writeHTTPErrorFor(w, reply.Refusal, m.ID)

@@ -230,6 +230,10 @@ type Provider struct {
 	// heldByDigest finds a held call's requestState by its digest, the
 	// name replicas give it to each other.
 	heldByDigest map[string]string
+	// listening counts the open subscriptions/listen streams, listens
+	// them by user (under heldMu).
+	listening int
+	listens   map[string]int
 	// serverInfo is the server's name and version, as modern results
 	// carry it in _meta.
 	serverInfo json.RawMessage
