@@ -550,4 +550,3 @@ func toJSONSchema(v any, depth int) any {
 	}
 	return v
 }
-

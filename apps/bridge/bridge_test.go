@@ -164,10 +164,10 @@ func TestHostileArguments(t *testing.T) {
 // Documents the bridge cannot serve are refused, naming where.
 func TestBadDocuments(t *testing.T) {
 	for name, doc := range map[string]string{
-		"unresolvable $ref": `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{"/a":{"get":{"operationId":"a","responses":{"200":{"description":"d","content":{"application/json":{"schema":{"$ref":"#/components/schemas/Missing"}}}}}}}}}`,
+		"unresolvable $ref":     `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{"/a":{"get":{"operationId":"a","responses":{"200":{"description":"d","content":{"application/json":{"schema":{"$ref":"#/components/schemas/Missing"}}}}}}}}}`,
 		"duplicate operationId": `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{"/a":{"get":{"operationId":"x","responses":{"200":{"description":"d"}}}},"/b":{"get":{"operationId":"x","responses":{"200":{"description":"d"}}}}}}`,
-		"unsupported content": `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{"/a":{"post":{"operationId":"a","requestBody":{"content":{"text/csv":{}}},"responses":{"200":{"description":"d"}}}}}}`,
-		"remote $ref": `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{"/a":{"get":{"operationId":"a","responses":{"200":{"description":"d","content":{"application/json":{"schema":{"$ref":"http://169.254.169.254/x.json"}}}}}}}}}`,
+		"unsupported content":   `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{"/a":{"post":{"operationId":"a","requestBody":{"content":{"text/csv":{}}},"responses":{"200":{"description":"d"}}}}}}`,
+		"remote $ref":           `{"openapi":"3.0.3","info":{"title":"t","version":"1"},"paths":{"/a":{"get":{"operationId":"a","responses":{"200":{"description":"d","content":{"application/json":{"schema":{"$ref":"http://169.254.169.254/x.json"}}}}}}}}}`,
 	} {
 		_, err := Load(context.Background(), Options{BaseURL: "https://api.example", Document: []byte(doc), Location: "doc.json"})
 		if err == nil || !strings.Contains(err.Error(), "doc.json") {
