@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpbroker/mcpbroker/apps/bridge"
 	"github.com/mcpbroker/mcpbroker/apps/upstream"
 )
 
@@ -97,6 +98,9 @@ type Options struct {
 	// Legacy says URL is the event stream of a 2024-11-05 HTTP+SSE
 	// server.
 	Legacy bool
+	// Bridge, when set, makes the app a REST API served in process (URL
+	// is then its base URL).
+	Bridge *bridge.API
 	// Protocol picks how a Streamable HTTP upstream is spoken to: ""
 	// opens sessions with initialize, upstream.ModernVersion reaches it
 	// without sessions, "auto" asks it with server/discover at the first
@@ -123,6 +127,11 @@ func NewCatalog(list []Options, log *slog.Logger) (*Catalog, error) {
 			Lists: NewListCache(a.ListCache),
 		}
 		switch {
+		case a.Bridge != nil:
+			api, client, name := a.Bridge, bridge.NewClient(app.client.Transport), a.Name
+			app.dial = func(context.Context, InitParams, upstream.TokenSource) (upstream.Transport, error) {
+				return bridge.NewSession(api, client, name), nil
+			}
 		case a.Stdio != nil:
 			app.stdio = newStdioPool(*a.Stdio, app.log)
 			app.dial = app.stdio.dial

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/apps/bridge"
 	"github.com/mcpbroker/mcpbroker/broker/config"
 )
 
@@ -26,6 +28,13 @@ func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 			if !ns.Disabled {
 				o.Prefix = ns.Name
 			}
+		}
+		if a.Type == config.AppMCPBridge && a.Bridge != nil {
+			api, err := bridgeAPI(fmt.Sprintf("apps[%d].bridge", i), a.Bridge, files.baseDir)
+			if err != nil {
+				return nil, err
+			}
+			o.Bridge, o.URL, o.Timeout = api, a.Bridge.BaseURL, time.Duration(a.Bridge.Timeout)
 		}
 		if a.Upstream.Transport == "stdio" && a.Upstream.Stdio != nil {
 			stdio, err := stdioOptions(fmt.Sprintf("apps[%d].upstream.stdio", i), a.Upstream.Stdio, files.baseDir)
@@ -110,4 +119,38 @@ func stdioOptions(key string, c *config.StdioUpstream, baseDir string) (*apps.St
 		Isolation: apps.Isolation(c.Isolation), IdleTimeout: time.Duration(c.IdleTimeout),
 		MaxProcesses: c.MaxProcesses, TokenEnv: c.TokenEnv,
 	}, nil
+}
+
+// bridgeAPI reads an mcpBridge app's OpenAPI document and makes its tools.
+func bridgeAPI(path string, b *config.Bridge, baseDir string) (*bridge.API, error) {
+	file := b.OpenAPI.File
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(baseDir, file)
+	}
+	doc, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %s.openapi.file: %w", path, err)
+	}
+	overrides := make(map[string]bridge.Override, len(b.Tools))
+	for _, t := range b.Tools {
+		o := bridge.Override{Name: t.Name, Description: t.Description}
+		if a := t.Annotations; a != nil {
+			o.Annotations = map[string]any{}
+			if a.Title != "" {
+				o.Annotations["title"] = a.Title
+			}
+			for name, hint := range map[string]*bool{"readOnlyHint": a.ReadOnlyHint, "destructiveHint": a.DestructiveHint, "idempotentHint": a.IdempotentHint, "openWorldHint": a.OpenWorldHint} {
+				if hint != nil {
+					o.Annotations[name] = *hint
+				}
+			}
+		}
+		overrides[t.OperationID] = o
+	}
+	api, err := bridge.Load(context.Background(), bridge.Options{BaseURL: b.BaseURL, Document: doc, Location: b.OpenAPI.File,
+		Include: b.Operations.Include, Exclude: b.Operations.Exclude, Overrides: overrides})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %s: %w", path, err)
+	}
+	return api, nil
 }

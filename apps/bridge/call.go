@@ -37,7 +37,7 @@ type Result struct {
 
 // NewClient is an HTTP client fit for bridged calls: it follows no
 // redirect (a redirect could leave the base URL).
-func NewClient(base *http.Transport) *http.Client {
+func NewClient(base http.RoundTripper) *http.Client {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
@@ -136,8 +136,10 @@ func (a *API) Request(ctx context.Context, t *Tool, arguments json.RawMessage, h
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	if auth := header.Get("Authorization"); auth != "" {
-		req.Header.Set("Authorization", auth)
+	// The call's own headers (its token, the caller's identity, the
+	// trace context) are the broker's, and win over arguments.
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	return req, nil
 }

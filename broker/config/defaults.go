@@ -209,6 +209,9 @@ func (app *App) applyDefaults() {
 		setDefault(&app.ToolNamespace.Name, app.Name+"_")
 	}
 	setDefault(&app.Upstream.Timeout, defaultUpstreamTimeout)
+	if b := app.Bridge; b != nil {
+		setDefault(&b.Timeout, defaultUpstreamTimeout)
+	}
 	if stdio := app.Upstream.Stdio; stdio != nil {
 		setDefault(&stdio.Isolation, StdioPerSession)
 		setDefault(&stdio.IdleTimeout, defaultStdioIdleTimeout)

@@ -538,7 +538,7 @@ type AppType string
 // App types.
 const (
 	AppMCPProxy  AppType = "mcpProxy"  // an upstream MCP server
-	AppMCPBridge AppType = "mcpBridge" // a REST API described by OpenAPI (not in this version)
+	AppMCPBridge AppType = "mcpBridge" // a REST API described by OpenAPI
 )
 
 // OutboundType is how an app's upstream is authenticated to.
@@ -575,7 +575,9 @@ type App struct {
 	// of its own: it is routed the URIs it lists that no app declared.
 	ResourceNamespace *ResourceNamespace `yaml:"resourceNamespace"`
 	Upstream          Upstream           `yaml:"upstream"`
-	Authorization     *AppAuthorization  `yaml:"authorization"`
+	// Bridge is an mcpBridge app's REST API; only those have it.
+	Bridge        *Bridge           `yaml:"bridge"`
+	Authorization *AppAuthorization `yaml:"authorization"`
 	// IdentityHeaders tell the upstream who calls beside the token: each
 	// request carries the header with the value of a claim of the agent's
 	// token. Only the broker sets them.
@@ -594,6 +596,53 @@ type App struct {
 	// Redaction finds secrets and personal data in the app's results (and
 	// in arguments before the audit trail records them).
 	Redaction *Redaction `yaml:"redaction"`
+}
+
+// Bridge is a REST API served as MCP tools: one per operation of its
+// OpenAPI document that the operations selectors keep.
+type Bridge struct {
+	// BaseURL is where the API is; every request goes under it.
+	BaseURL string `yaml:"baseURL"`
+	// OpenAPI names the document (3.0 or 3.1, JSON or YAML); a relative
+	// file is relative to the configuration file.
+	OpenAPI BridgeOpenAPI `yaml:"openapi"`
+	// Operations keep (include) or drop (exclude) operations, each by
+	// operationId, "tag:<tag>" or "<METHOD> <path>".
+	Operations BridgeOperations `yaml:"operations"`
+	// Tools say of single tools, by operationId, what the document does
+	// not, or otherwise.
+	Tools []BridgeTool `yaml:"tools"`
+	// Timeout bounds one REST call (default 30s).
+	Timeout Duration `yaml:"timeout"`
+}
+
+// BridgeOpenAPI names an OpenAPI document.
+type BridgeOpenAPI struct {
+	File string `yaml:"file"`
+}
+
+// BridgeOperations select a document's operations.
+type BridgeOperations struct {
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
+}
+
+// BridgeTool overrides what one operation's tool says of itself.
+type BridgeTool struct {
+	OperationID string `yaml:"operationId"`
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// Annotations replace the hints the HTTP method gives.
+	Annotations *BridgeAnnotations `yaml:"annotations"`
+}
+
+// BridgeAnnotations are the MCP tool annotations an operator gives.
+type BridgeAnnotations struct {
+	Title           string `yaml:"title"`
+	ReadOnlyHint    *bool  `yaml:"readOnlyHint"`
+	DestructiveHint *bool  `yaml:"destructiveHint"`
+	IdempotentHint  *bool  `yaml:"idempotentHint"`
+	OpenWorldHint   *bool  `yaml:"openWorldHint"`
 }
 
 // ToolPinning keeps, per app and definition, the SHA-256 of its canonical

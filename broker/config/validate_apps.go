@@ -24,18 +24,23 @@ func (v *validator) apps(apps []App) {
 		default:
 			firstByName[app.Name] = i
 		}
+		if app.Type != AppMCPBridge {
+			v.upstream(field(path, "upstream"), &app.Upstream)
+		}
 		switch app.Type {
 		case AppMCPProxy:
+			if app.Bridge != nil {
+				v.add(field(path, "bridge"), `applies to mcpBridge apps; this one is "mcpProxy"`)
+			}
 		case AppMCPBridge:
-			v.add(field(path, "type"), `"mcpBridge" is not supported in this version; want "mcpProxy"`)
+			v.bridge(field(path, "bridge"), app)
 		case "":
-			v.add(field(path, "type"), `required, want "mcpProxy"`)
+			v.add(field(path, "type"), `required, want "mcpProxy" or "mcpBridge"`)
 		default:
-			v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "mcpProxy"`, quote(string(app.Type))))
+			v.add(field(path, "type"), fmt.Sprintf(`unknown type %s, want "mcpProxy" or "mcpBridge"`, quote(string(app.Type))))
 		}
 		v.toolNamespace(path, app)
 		v.resourceNamespace(path, app)
-		v.upstream(field(path, "upstream"), &app.Upstream)
 		if app.Authorization != nil {
 			v.appAuthorization(field(path, "authorization"), app.Authorization)
 		}
@@ -121,6 +126,41 @@ func (v *validator) namespaceCollisions(apps []App) {
 			if _, ok := partial[name[:end]]; !ok {
 				partial[name[:end]] = i
 			}
+		}
+	}
+}
+
+// bridge checks an mcpBridge app: its REST API, and no upstream. The
+// document itself is read, and its tools made, when the apps are built,
+// which check does too.
+func (v *validator) bridge(path string, app *App) {
+	u := app.Upstream
+	if u.Transport != "" || u.Stream != nil || u.SSE != nil || u.Stdio != nil || u.TLS != nil || u.Proxy != nil {
+		v.add(field(strings.TrimSuffix(path, ".bridge"), "upstream"), "not used by mcpBridge apps: bridge.baseURL says where the REST API is")
+	}
+	b := app.Bridge
+	if b == nil {
+		v.add(path, "required for mcpBridge apps")
+		return
+	}
+	if parsed, err := url.Parse(b.BaseURL); b.BaseURL == "" || err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.RawQuery != "" || parsed.Fragment != "" || parsed.User != nil {
+		v.add(field(path, "baseURL"), fmt.Sprintf("want an absolute http or https URL with a host and no query, fragment or credentials, got %s", quote(b.BaseURL)))
+	}
+	if strings.TrimSpace(b.OpenAPI.File) == "" {
+		v.add(field(path, "openapi.file"), "required: the API's OpenAPI document")
+	}
+	if b.Timeout <= 0 {
+		v.add(field(path, "timeout"), "must be > 0")
+	}
+	seen := map[string]int{}
+	for i, t := range b.Tools {
+		p := index(field(path, "tools"), i)
+		if t.OperationID == "" {
+			v.add(field(p, "operationId"), "required: the operation the tool is made from")
+		} else if first, dup := seen[t.OperationID]; dup {
+			v.add(field(p, "operationId"), fmt.Sprintf("duplicate of tools[%d]", first))
+		} else {
+			seen[t.OperationID] = i
 		}
 	}
 }
