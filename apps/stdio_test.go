@@ -136,7 +136,8 @@ func TestStdioMaxProcesses(t *testing.T) {
 func TestStdioIdleTimeout(t *testing.T) {
 	sp, events := sleeper(t, StdioOptions{Isolation: PerSession, IdleTimeout: 50 * time.Millisecond})
 	s := dial(t, sp, "", nil)
-	waitFor(t, "the idle process to stop", func() bool { return s.Process().Err() != nil })
+	// The stop is counted just after the process is reaped.
+	waitFor(t, "the idle process to stop", func() bool { return s.Process().Err() != nil && events.count("stopped") == 1 && sp.running() == 0 })
 	if events.count("stopped") != 1 || events.count("crashed") != 0 || sp.running() != 0 {
 		t.Errorf("events %v, running %d", events.events, sp.running())
 	}
