@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -116,6 +117,35 @@ func TestBridgeCheck(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
 	_ = os.Remove(doc)
+
+	// The tools an app would serve, for an operator to review.
+	styles, _ := filepath.Abs("../testdata/openapi/styles-3.1.yaml")
+	writeFile(t, cfg, strings.ReplaceAll(strings.ReplaceAll(bridgeBroker, "%[1]q", `"http://127.0.0.1:9/api"`), "%[2]q", strconv.Quote(styles)))
+	out, err = exec.Command(bin, "bridge", "preview", "--config", cfg, "--app", "items").Output()
+	var preview struct {
+		App   string `json:"app"`
+		Tools []struct {
+			Name        string          `json:"name"`
+			Operation   string          `json:"operation"`
+			Description string          `json:"description"`
+			InputSchema json.RawMessage `json:"inputSchema"`
+		} `json:"tools"`
+	}
+	if err != nil || json.Unmarshal(out, &preview) != nil || len(preview.Tools) != 3 {
+		t.Fatalf("bridge preview: %v\n%s", err, out)
+	}
+	first := preview.Tools[0]
+	for _, tool := range preview.Tools {
+		if tool.Name == "items_getPart" {
+			first = tool
+		}
+	}
+	if first.Name != "items_getPart" || first.Operation != "GET /items/{itemId}/parts/{partId}" || first.Description != "One part of an item." || !strings.Contains(string(first.InputSchema), `"partId"`) {
+		t.Fatalf("first tool: %+v", first)
+	}
+	if out, err := exec.Command(bin, "bridge", "preview", "--config", cfg, "--app", "nothing").CombinedOutput(); err == nil || !strings.Contains(string(out), `no app is named "nothing"`) {
+		t.Fatalf("preview of an unknown app: %v %s", err, out)
+	}
 }
 
 // restCall is what the REST services saw of one call.

@@ -121,6 +121,30 @@ func stdioOptions(key string, c *config.StdioUpstream, baseDir string) (*apps.St
 	}, nil
 }
 
+// BridgeAPI reads the OpenAPI document of the mcpBridge app name and
+// makes its tools, as serving it would; baseDir is the configuration
+// file's folder. It returns the prefix its tools' names get too.
+func BridgeAPI(cfg *config.Config, baseDir, name string) (*bridge.API, string, error) {
+	for i, a := range cfg.Apps {
+		if a.Name != name {
+			continue
+		}
+		if a.Type != config.AppMCPBridge || a.Bridge == nil {
+			return nil, "", fmt.Errorf("broker: app %q is not an mcpBridge app", name)
+		}
+		api, err := bridgeAPI(fmt.Sprintf("apps[%d].bridge", i), a.Bridge, baseDir)
+		prefix := a.Name + "_"
+		if ns := a.ToolNamespace; ns != nil {
+			prefix = ""
+			if !ns.Disabled {
+				prefix = ns.Name
+			}
+		}
+		return api, prefix, err
+	}
+	return nil, "", fmt.Errorf("broker: no app is named %q", name)
+}
+
 // bridgeAPI reads an mcpBridge app's OpenAPI document and makes its tools.
 func bridgeAPI(path string, b *config.Bridge, baseDir string) (*bridge.API, error) {
 	file := b.OpenAPI.File

@@ -20,6 +20,7 @@ func main() {
 		Commands: []*cli.Command{
 			serveCommand(),
 			checkCommand(),
+			bridgeCommand(),
 			policyCommand(),
 			tokenCommand(),
 			upstreamCommand(),
