@@ -260,3 +260,76 @@ func TestKongRecipeBridged(t *testing.T) {
 		})
 	}
 }
+
+// declaredBridge serves the REST API at %[1]q through tools declared in
+// the configuration, for an API without an OpenAPI document.
+const declaredBridge = `
+version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - name: stock
+    type: mcpBridge
+    bridge:
+      baseURL: %[1]q
+      tools:
+        - name: get-stock
+          description: Stock of one item.
+          method: GET
+          path: /stock/{sku}
+          parameters:
+            - {name: sku, in: path, schema: {type: string}}
+            - {name: warehouse, in: query, schema: {type: array, items: {type: string}}, explode: false}
+        - name: add-note
+          method: POST
+          path: /notes
+          body: {required: true, schema: {type: object, required: [text], properties: {text: {type: string}}}}
+          annotations: {destructiveHint: false}
+`
+
+// Tools declared by hand are made and called as a document's are.
+func TestBridgeDeclaredTools(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	rest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.URL.RequestURI()+" "+string(body))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer rest.Close()
+	base := startBroker(t, declaredBridge, rest.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "declared", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 2 {
+		t.Fatalf("tools: %v %+v", err, tools)
+	}
+	for _, tool := range tools.Tools {
+		if tool.Name == "stock_add-note" && (tool.Annotations == nil || tool.Annotations.DestructiveHint == nil || *tool.Annotations.DestructiveHint) {
+			t.Errorf("add-note annotations: %+v", tool.Annotations)
+		}
+	}
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "stock_get-stock", Arguments: map[string]any{"sku": "a b", "warehouse": []string{"n", "s"}}}); err != nil || res.IsError {
+		t.Fatalf("get-stock: %v %+v", err, res)
+	}
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "stock_add-note", Arguments: map[string]any{"body": map[string]any{"text": "hi"}}}); err != nil || res.IsError {
+		t.Fatalf("add-note: %v %+v", err, res)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"GET /stock/a%20b?warehouse=n,s ", `POST /notes {"text":"hi"}`}
+	if len(seen) != 2 || seen[0] != want[0] || seen[1] != want[1] {
+		t.Fatalf("the REST server saw %q, want %q", seen, want)
+	}
+}

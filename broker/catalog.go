@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -147,6 +148,13 @@ func BridgeAPI(cfg *config.Config, baseDir, name string) (*bridge.API, string, e
 
 // bridgeAPI reads an mcpBridge app's OpenAPI document and makes its tools.
 func bridgeAPI(path string, b *config.Bridge, baseDir string) (*bridge.API, error) {
+	declared, err := declaredTools(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if b.OpenAPI.File == "" {
+		return declared, nil
+	}
 	file := b.OpenAPI.File
 	if !filepath.IsAbs(file) {
 		file = filepath.Join(baseDir, file)
@@ -157,17 +165,12 @@ func bridgeAPI(path string, b *config.Bridge, baseDir string) (*bridge.API, erro
 	}
 	overrides := make(map[string]bridge.Override, len(b.Tools))
 	for _, t := range b.Tools {
+		if t.OperationID == "" {
+			continue // declared
+		}
 		o := bridge.Override{Name: t.Name, Description: t.Description}
-		if a := t.Annotations; a != nil {
-			o.Annotations = map[string]any{}
-			if a.Title != "" {
-				o.Annotations["title"] = a.Title
-			}
-			for name, hint := range map[string]*bool{"readOnlyHint": a.ReadOnlyHint, "destructiveHint": a.DestructiveHint, "idempotentHint": a.IdempotentHint, "openWorldHint": a.OpenWorldHint} {
-				if hint != nil {
-					o.Annotations[name] = *hint
-				}
-			}
+		if t.Annotations != nil {
+			o.Annotations = annotations(t.Annotations)
 		}
 		overrides[t.OperationID] = o
 	}
@@ -176,5 +179,97 @@ func bridgeAPI(path string, b *config.Bridge, baseDir string) (*bridge.API, erro
 	if err != nil {
 		return nil, fmt.Errorf("broker: %s: %w", path, err)
 	}
+	if declared != nil {
+		if err := api.Join(declared); err != nil {
+			return nil, fmt.Errorf("broker: %s.tools: %w", path, err)
+		}
+	}
 	return api, nil
+}
+
+// declaredTools makes the tools declared by hand (method and path, no
+// operationId) into an API: they are written as an OpenAPI 3.1 document
+// and read as one, so they are made, checked and called as the
+// document's are. Nil when none is declared.
+func declaredTools(path string, b *config.Bridge) (*bridge.API, error) {
+	paths := map[string]map[string]any{}
+	n := 0
+	for _, t := range b.Tools {
+		if t.OperationID != "" {
+			continue
+		}
+		n++
+		op := map[string]any{"operationId": t.Name, "responses": map[string]any{"default": map[string]any{"description": "the API's answer"}}}
+		if t.Description != "" {
+			op["description"] = t.Description
+		}
+		params := make([]map[string]any, 0, len(t.Parameters))
+		for _, p := range t.Parameters {
+			param := map[string]any{"name": p.Name, "in": p.In, "required": p.Required || p.In == "path", "schema": json.RawMessage(orEmptySchema(p.Schema))}
+			if p.Description != "" {
+				param["description"] = p.Description
+			}
+			if p.Style != "" {
+				param["style"] = p.Style
+			}
+			if p.Explode != nil {
+				param["explode"] = *p.Explode
+			}
+			params = append(params, param)
+		}
+		if len(params) > 0 {
+			op["parameters"] = params
+		}
+		if t.Body != nil {
+			op["requestBody"] = map[string]any{"required": t.Body.Required,
+				"content": map[string]any{"application/json": map[string]any{"schema": json.RawMessage(orEmptySchema(t.Body.Schema))}}}
+		}
+		if paths[t.Path] == nil {
+			paths[t.Path] = map[string]any{}
+		}
+		method := strings.ToLower(t.Method)
+		if _, dup := paths[t.Path][method]; dup {
+			return nil, fmt.Errorf("broker: %s.tools: two tools are declared for %s %s", path, t.Method, t.Path)
+		}
+		paths[t.Path][method] = op
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	doc, err := json.Marshal(map[string]any{"openapi": "3.1.0", "info": map[string]any{"title": "declared tools", "version": "1"}, "paths": paths})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %s.tools: %w", path, err)
+	}
+	overrides := map[string]bridge.Override{}
+	for _, t := range b.Tools {
+		if t.OperationID == "" && t.Annotations != nil {
+			overrides[t.Name] = bridge.Override{Annotations: annotations(t.Annotations)}
+		}
+	}
+	api, err := bridge.Load(context.Background(), bridge.Options{BaseURL: b.BaseURL, Document: doc, Location: path + ".tools", Overrides: overrides})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	return api, nil
+}
+
+func orEmptySchema(s config.JSONValue) []byte {
+	if len(s) == 0 {
+		return []byte("{}")
+	}
+	return s
+}
+
+// annotations are an operator's tool annotations as MCP writes them.
+func annotations(a *config.BridgeAnnotations) map[string]any {
+	out := map[string]any{}
+	if a.Title != "" {
+		out["title"] = a.Title
+	}
+	for name, hint := range map[string]*bool{"readOnlyHint": a.ReadOnlyHint, "destructiveHint": a.DestructiveHint, "idempotentHint": a.IdempotentHint, "openWorldHint": a.OpenWorldHint} {
+		if hint != nil {
+			out[name] = *hint
+		}
+	}
+	return out
 }

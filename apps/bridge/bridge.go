@@ -74,6 +74,9 @@ type Tool struct {
 	// wrapped: the response is not a JSON object, so the structured
 	// result carries it under "result".
 	wrapped bool
+	// api is the API the tool was joined from (Join); nil: the one
+	// serving it.
+	api *API
 }
 
 // param is one parameter: where it goes, under which argument.
@@ -173,6 +176,23 @@ func parseBase(raw string) (*url.URL, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
+}
+
+// Join adds another API's tools (made from another document, or from
+// tools declared by hand) to a's; a name both have is an error. Each
+// tool goes on being called at its own API's base URL.
+func (a *API) Join(other *API) error {
+	for _, t := range other.tools {
+		if _, dup := a.byKey[t.Name]; dup {
+			return fmt.Errorf("bridge: tool name %q is given twice", t.Name)
+		}
+	}
+	for _, t := range other.tools {
+		t.api = other
+		a.byKey[t.Name] = t
+		a.tools = append(a.tools, t)
+	}
+	return nil
 }
 
 // Tools lists the API's tools in the document's order.

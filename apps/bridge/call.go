@@ -51,6 +51,9 @@ func NewClient(base http.RoundTripper) *http.Client {
 // characters are refused. header carries the call's own headers (its
 // Authorization).
 func (a *API) Request(ctx context.Context, t *Tool, arguments json.RawMessage, header http.Header) (*http.Request, error) {
+	if t.api != nil {
+		a = t.api
+	}
 	args := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(arguments)) > 0 && string(bytes.TrimSpace(arguments)) != "null" {
 		if err := json.Unmarshal(arguments, &args); err != nil {

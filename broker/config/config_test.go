@@ -238,11 +238,11 @@ func TestDecoderSupportsEveryField(t *testing.T) {
 	check = func(structType reflect.Type, path string) {
 		for _, field := range structFields(structType) {
 			fieldType := structType.Field(field.index).Type
-			for fieldType.Kind() == reflect.Pointer || fieldType.Kind() == reflect.Slice {
+			for (fieldType.Kind() == reflect.Pointer || fieldType.Kind() == reflect.Slice) && fieldType != jsonType {
 				fieldType = fieldType.Elem()
 			}
 			switch {
-			case fieldType == durationType || fieldType == secretType:
+			case fieldType == durationType || fieldType == secretType || fieldType == jsonType:
 			case fieldType.Kind() == reflect.Struct:
 				check(fieldType, path+"."+field.key)
 			case !slices.Contains(supported, fieldType.Kind()):

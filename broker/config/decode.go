@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -131,6 +132,7 @@ func (d *decoder) resolve(node *yaml.Node, path string) *yaml.Node {
 var (
 	durationType = reflect.TypeFor[Duration]()
 	secretType   = reflect.TypeFor[Secret]()
+	jsonType     = reflect.TypeFor[JSONValue]()
 )
 
 // supportedTags are the YAML tags a config may use, explicitly or by
@@ -165,6 +167,9 @@ func (d *decoder) decode(node *yaml.Node, target reflect.Value, path string) {
 		return
 	case secretType:
 		d.decodeSecret(node, target, path)
+		return
+	case jsonType:
+		d.decodeJSON(node, target, path)
 		return
 	}
 	switch target.Kind() {
@@ -223,6 +228,22 @@ func (d *decoder) wantScalar(node *yaml.Node, path, want string) bool {
 		return false
 	}
 	return true
+}
+
+// decodeJSON takes any YAML value that JSON can write (a schema) as
+// JSON.
+func (d *decoder) decodeJSON(node *yaml.Node, target reflect.Value, path string) {
+	var v any
+	if err := node.Decode(&v); err != nil {
+		d.fail(node, path, "want a value JSON can write: %v", err)
+		return
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		d.fail(node, path, "want a value JSON can write (string keys only)")
+		return
+	}
+	target.SetBytes(raw)
 }
 
 func (d *decoder) decodeBool(node *yaml.Node, target reflect.Value, path string) {

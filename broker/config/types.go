@@ -634,7 +634,35 @@ type BridgeTool struct {
 	Description string `yaml:"description"`
 	// Annotations replace the hints the HTTP method gives.
 	Annotations *BridgeAnnotations `yaml:"annotations"`
+	// A tool declared here, for an API without a document, has no
+	// operationId but its name, method and path, its parameters (OpenAPI
+	// parameter objects) and its JSON body.
+	Method     string            `yaml:"method"`
+	Path       string            `yaml:"path"`
+	Parameters []BridgeParameter `yaml:"parameters"`
+	Body       *BridgeBody       `yaml:"body"`
 }
+
+// BridgeParameter is an OpenAPI parameter object.
+type BridgeParameter struct {
+	Name        string    `yaml:"name"`
+	In          string    `yaml:"in"`
+	Description string    `yaml:"description"`
+	Required    bool      `yaml:"required"`
+	Style       string    `yaml:"style"`
+	Explode     *bool     `yaml:"explode"`
+	Schema      JSONValue `yaml:"schema"`
+}
+
+// BridgeBody is a declared tool's JSON request body.
+type BridgeBody struct {
+	Required bool      `yaml:"required"`
+	Schema   JSONValue `yaml:"schema"`
+}
+
+// JSONValue is any YAML value JSON can write (a JSON Schema), kept as
+// JSON.
+type JSONValue []byte
 
 // BridgeAnnotations are the MCP tool annotations an operator gives.
 type BridgeAnnotations struct {

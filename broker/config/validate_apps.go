@@ -146,8 +146,14 @@ func (v *validator) bridge(path string, app *App) {
 	if parsed, err := url.Parse(b.BaseURL); b.BaseURL == "" || err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.RawQuery != "" || parsed.Fragment != "" || parsed.User != nil {
 		v.add(field(path, "baseURL"), fmt.Sprintf("want an absolute http or https URL with a host and no query, fragment or credentials, got %s", quote(b.BaseURL)))
 	}
-	if strings.TrimSpace(b.OpenAPI.File) == "" {
-		v.add(field(path, "openapi.file"), "required: the API's OpenAPI document")
+	declared := 0
+	for _, t := range b.Tools {
+		if t.OperationID == "" {
+			declared++
+		}
+	}
+	if strings.TrimSpace(b.OpenAPI.File) == "" && declared == 0 {
+		v.add(field(path, "openapi.file"), "required: the API's OpenAPI document (or tools declared with method and path)")
 	}
 	if b.Timeout <= 0 {
 		v.add(field(path, "timeout"), "must be > 0")
@@ -155,15 +161,62 @@ func (v *validator) bridge(path string, app *App) {
 	seen := map[string]int{}
 	for i, t := range b.Tools {
 		p := index(field(path, "tools"), i)
-		if t.OperationID == "" {
-			v.add(field(p, "operationId"), "required: the operation the tool is made from")
-		} else if first, dup := seen[t.OperationID]; dup {
-			v.add(field(p, "operationId"), fmt.Sprintf("duplicate of tools[%d]", first))
+		if t.OperationID != "" {
+			if first, dup := seen["id "+t.OperationID]; dup {
+				v.add(field(p, "operationId"), fmt.Sprintf("duplicate of tools[%d]", first))
+			} else {
+				seen["id "+t.OperationID] = i
+			}
+			if t.Method != "" || t.Path != "" || len(t.Parameters) > 0 || t.Body != nil {
+				v.add(p, "a tool with an operationId changes what the document's operation says; method, path, parameters and body declare a tool of their own (leave operationId out)")
+			}
+			continue
+		}
+		v.declaredTool(p, t)
+		if first, dup := seen["name "+t.Name]; dup && t.Name != "" {
+			v.add(field(p, "name"), fmt.Sprintf("duplicate of tools[%d]", first))
 		} else {
-			seen[t.OperationID] = i
+			seen["name "+t.Name] = i
 		}
 	}
 }
+
+// declaredTool checks a tool declared by hand: a name, an HTTP method, a
+// path, parameters an OpenAPI document could hold.
+func (v *validator) declaredTool(path string, t BridgeTool) {
+	if t.Name == "" {
+		v.add(field(path, "name"), "required: a declared tool's name (or operationId, to change one of the document's)")
+	} else if !toolNamePattern.MatchString(t.Name) {
+		v.add(field(path, "name"), fmt.Sprintf("want 1 to 128 of A-Z a-z 0-9 _ - ., got %s", quote(t.Name)))
+	}
+	switch t.Method {
+	case "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD":
+	default:
+		v.add(field(path, "method"), fmt.Sprintf("want GET, POST, PUT, PATCH, DELETE or HEAD, got %s", quote(t.Method)))
+	}
+	if !strings.HasPrefix(t.Path, "/") || strings.ContainsAny(t.Path, "?#") {
+		v.add(field(path, "path"), fmt.Sprintf("want a path starting with / without query or fragment, got %s", quote(t.Path)))
+	}
+	for i, p := range t.Parameters {
+		pp := index(field(path, "parameters"), i)
+		if p.Name == "" {
+			v.add(field(pp, "name"), "required")
+		}
+		switch p.In {
+		case "path", "query", "header", "cookie":
+		default:
+			v.add(field(pp, "in"), fmt.Sprintf("want path, query, header or cookie, got %s", quote(p.In)))
+		}
+		if p.In == "path" && !strings.Contains(t.Path, "{"+p.Name+"}") {
+			v.add(field(pp, "name"), fmt.Sprintf("a path parameter the path %s does not hold", quote(t.Path)))
+		}
+	}
+	if t.Body != nil && (t.Method == "GET" || t.Method == "HEAD") {
+		v.add(field(path, "body"), "a GET or HEAD request has no body")
+	}
+}
+
+var toolNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 func (v *validator) upstream(path string, upstream *Upstream) {
 	const want = `want "stream", "sse" or "stdio"`
