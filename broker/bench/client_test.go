@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,6 +35,8 @@ type session struct {
 	// standard headers; method and name are the current request's.
 	modern       bool
 	method, name string
+	// rest: the endpoint is a REST echo API (GET ?text=), no MCP.
+	rest bool
 
 	nextID int64
 	body   []byte
@@ -132,6 +135,9 @@ func (s *session) callEcho(ctx context.Context) error {
 	if text == "" {
 		text = "hello"
 	}
+	if s.rest {
+		return s.getEcho(ctx, text)
+	}
 	if s.echoArgs == "" {
 		s.echoArgs = `{"text":` + strconv.Quote(text) + `}`
 	}
@@ -141,6 +147,27 @@ func (s *session) callEcho(ctx context.Context) error {
 	r := s.msg.Result
 	if len(r.Content) != 1 || r.Content[0].Type != "text" || r.Content[0].Text != text {
 		return fmt.Errorf("tools/call echo: unexpected result (%d content items)", len(r.Content))
+	}
+	return nil
+}
+
+// getEcho asks the REST echo API for text.
+func (s *session) getEcho(ctx context.Context, text string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.endpoint+"/echo?text="+url.QueryEscape(text), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || string(body) != text {
+		return fmt.Errorf("GET echo: %d %q", resp.StatusCode, body)
 	}
 	return nil
 }
@@ -200,7 +227,7 @@ func (s *session) request(ctx context.Context, id int64) error {
 
 // close ends the session, as a well-behaved client does.
 func (s *session) close(ctx context.Context) error {
-	if s.modern {
+	if s.modern || s.rest {
 		return nil // nothing was opened
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, s.endpoint, nil)
@@ -441,7 +468,9 @@ func openSessions(tb testing.TB, t target, n int) []*session {
 		}
 		var s *session
 		var err error
-		if t.modern {
+		if t.rest {
+			s = &session{client: client, endpoint: t.endpoint, rest: true}
+		} else if t.modern {
 			s = openModern(client, t.endpoint, token)
 		} else if s, err = openSession(context.Background(), client, t.endpoint, token); err != nil {
 			tb.Fatalf("session %d at %s: %v", i, t.endpoint, err)

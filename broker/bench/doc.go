@@ -34,7 +34,9 @@
 // counts, its round trips per call. broker+2026 is the plain broker with a
 // client of protocol version 2026-07-28: no session, every call on its
 // own, the broker keeping the upstream session the client's previous call
-// opened for the next.
+// opened for the next. broker+bridge is the plain broker serving a REST
+// echo API as a tool (an mcpBridge app), compared with rest-direct, the
+// same REST calls made without it.
 //
 // broker+redis extends broker+policy rather than broker+exchange because
 // the embedded authorization server, which mints the exchanged tokens in

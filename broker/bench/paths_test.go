@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"io"
 	"fmt"
 	"net"
 	"net/http"
@@ -52,6 +53,8 @@ type target struct {
 	audited bool
 	// modern: the client speaks 2026-07-28, without sessions.
 	modern bool
+	// rest: the endpoint is the REST echo API, called without MCP.
+	rest bool
 	// redis is a client of the Redis server where the broker keeps ended
 	// sessions and rate-limit budgets; nil: the broker keeps them in
 	// memory, or has none.
@@ -81,7 +84,49 @@ var dataPaths = []dataPath{
 	{"broker+audit-async", auditBrokerPath(auditAsyncBroker)},
 	{"broker+redis", redisBrokerPath(redisBroker)},
 	{"broker+2026", modernPath(brokerPath(plainBroker))},
+	{"rest-direct", restDirect},
+	{"broker+bridge", bridgePath},
 }
+
+// restBase is the REST echo API the bench upstream serves beside its MCP
+// endpoint: GET <restBase>/echo?text=T answers T as text/plain.
+func restBase(upstream string) string { return strings.TrimSuffix(upstream, "/mcp") + "/rest" }
+
+// restDirect calls the REST echo API itself: the baseline of
+// broker+bridge.
+func restDirect(_ testing.TB, upstream string) target {
+	return target{endpoint: restBase(upstream), rest: true}
+}
+
+// echoOpenAPI describes the REST echo API.
+const echoOpenAPI = `{"openapi":"3.1.0","info":{"title":"echo","version":"1"},"paths":{"/echo":{"get":{"operationId":"echo",
+"parameters":[{"name":"text","in":"query","required":true,"schema":{"type":"string"}}],"responses":{"200":{"description":"the text"}}}}}}`
+
+// bridgePath serves the REST echo API as the tool echo of an mcpBridge
+// app of the plain broker.
+func bridgePath(tb testing.TB, upstream string) target {
+	tb.Helper()
+	doc := filepath.Join(tb.TempDir(), "echo.json")
+	if err := os.WriteFile(doc, []byte(echoOpenAPI), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return serveBroker(tb, listen(tb), fmt.Sprintf(bridgeBroker, restBase(upstream), doc))
+}
+
+// bridgeBroker serves the REST API at %q, described by %q, as tools.
+const bridgeBroker = `
+version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
+apps:
+  - name: echo
+    type: mcpBridge
+    toolNamespace: {disabled: true}
+    bridge: {baseURL: %q, openapi: {file: %q}}
+`
 
 // modernPath is path with a client of protocol version 2026-07-28: each
 // call stands alone, the broker keeping the upstream session it opened
@@ -127,6 +172,10 @@ func startUpstream(tb testing.TB) (endpoint string, lastAuthorization func() str
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	var last atomic.Pointer[string]
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /rest/echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, r.URL.Query().Get("text"))
+	})
 	mux.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			authorization := r.Header.Get("Authorization")

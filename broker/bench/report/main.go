@@ -395,7 +395,8 @@ func feature(path string) (string, bool) {
 }
 
 // reference is the row a broker+X row is compared with to see what X
-// costs: broker+Y if X requires Y and that row exists, else broker. It is
+// costs: broker+Y if X requires Y and that row exists, rest-direct for
+// broker+bridge, else broker. It is
 // nil for other rows, or if there is no broker row.
 func (rep *report) reference(r *result) *result {
 	x, ok := feature(r.path)
@@ -407,8 +408,18 @@ func (rep *report) reference(r *result) *result {
 			return ref
 		}
 	}
+	if x == "bridge" {
+		// A REST API served as tools is held to the same REST calls made
+		// directly.
+		if ref := rep.find(restDirect); ref != nil {
+			return ref
+		}
+	}
 	return rep.find(plain)
 }
+
+// restDirect is the row of REST calls made without the broker.
+const restDirect = "rest-direct
 
 // writeCosts prints, for every broker+X path, what X adds to one call: the
 // difference of the median latencies of broker+X and its reference. It is
