@@ -2,8 +2,8 @@ package bench
 
 import (
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"

@@ -419,7 +419,7 @@ func (rep *report) reference(r *result) *result {
 }
 
 // restDirect is the row of REST calls made without the broker.
-const restDirect = "rest-direct
+const restDirect = "rest-direct"
 
 // writeCosts prints, for every broker+X path, what X adds to one call: the
 // difference of the median latencies of broker+X and its reference. It is
