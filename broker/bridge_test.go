@@ -50,19 +50,9 @@ apps:
 // namespaced tools with their schemas, and a call is the REST request its
 // arguments fill in.
 func TestBridgeApp(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	rest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		seen = append(seen, r.Method+" "+r.URL.RequestURI()+" "+string(body))
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"id": 7, "name": "wheel"})
-	}))
-	defer rest.Close()
+	restURL, seen := recordingREST(t, `{"id":7,"name":"wheel"}`)
 	doc, _ := filepath.Abs("../testdata/openapi/styles-3.1.yaml")
-	base := startBroker(t, bridgeBroker, rest.URL+"/api", doc)
+	base := startBroker(t, bridgeBroker, restURL+"/api", doc)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -95,11 +85,31 @@ func TestBridgeApp(t *testing.T) {
 	if err != nil || res.IsError {
 		t.Fatalf("createItem: %v %+v", err, res)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	want := []string{`GET /api/items/i%2F1/parts/3?tags=a&tags=b `, `POST /api/items {"name":"n"}`}
-	if len(seen) != 2 || seen[0] != want[0] || seen[1] != want[1] {
-		t.Fatalf("the REST server saw %q, want %q", seen, want)
+	if got := seen(); !slices.Equal(got, want) {
+		t.Fatalf("the REST server saw %q, want %q", got, want)
+	}
+}
+
+// recordingREST is a REST server answering every request with the JSON
+// reply; seen lists the requests it had, as "METHOD URI BODY".
+func recordingREST(t *testing.T, reply string) (url string, seen func() []string) {
+	t.Helper()
+	var mu sync.Mutex
+	var requests []string
+	rest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		requests = append(requests, r.Method+" "+r.URL.RequestURI()+" "+string(body))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, reply)
+	}))
+	t.Cleanup(rest.Close)
+	return rest.URL, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(requests)
 	}
 }
 
@@ -292,18 +302,8 @@ apps:
 
 // Tools declared by hand are made and called as a document's are.
 func TestBridgeDeclaredTools(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	rest := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		seen = append(seen, r.Method+" "+r.URL.RequestURI()+" "+string(body))
-		mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"ok":true}`))
-	}))
-	defer rest.Close()
-	base := startBroker(t, declaredBridge, rest.URL)
+	restURL, seen := recordingREST(t, `{"ok":true}`)
+	base := startBroker(t, declaredBridge, restURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "declared", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
@@ -326,10 +326,8 @@ func TestBridgeDeclaredTools(t *testing.T) {
 	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "stock_add-note", Arguments: map[string]any{"body": map[string]any{"text": "hi"}}}); err != nil || res.IsError {
 		t.Fatalf("add-note: %v %+v", err, res)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	want := []string{"GET /stock/a%20b?warehouse=n,s ", `POST /notes {"text":"hi"}`}
-	if len(seen) != 2 || seen[0] != want[0] || seen[1] != want[1] {
-		t.Fatalf("the REST server saw %q, want %q", seen, want)
+	if got := seen(); !slices.Equal(got, want) {
+		t.Fatalf("the REST server saw %q, want %q", got, want)
 	}
 }
