@@ -156,6 +156,23 @@ func TestBridgeCheck(t *testing.T) {
 	if out, err := exec.Command(bin, "bridge", "preview", "--config", cfg, "--app", "nothing").CombinedOutput(); err == nil || !strings.Contains(string(out), `no app is named "nothing"`) {
 		t.Fatalf("preview of an unknown app: %v %s", err, out)
 	}
+
+	// A document fetched from a URL: on loopback it is read; a link-local
+	// address (cloud metadata) is refused whatever the configuration.
+	served, _ := os.ReadFile(styles)
+	docServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(served) }))
+	defer docServer.Close()
+	byURL := func(u string) string {
+		return strings.ReplaceAll(strings.ReplaceAll(bridgeBroker, "%[1]q", `"http://127.0.0.1:9/api"`), "openapi: {file: %[2]q}", "openapi: {url: "+strconv.Quote(u)+"}")
+	}
+	writeFile(t, cfg, byURL(docServer.URL+"/styles.yaml"))
+	if out, err := exec.Command(bin, "bridge", "preview", "--config", cfg, "--app", "items").Output(); err != nil || !strings.Contains(string(out), "items_getPart") {
+		t.Fatalf("preview of a document fetched from a URL: %v %s", err, out)
+	}
+	writeFile(t, cfg, byURL("http://169.254.169.254/openapi.json"))
+	if out, err := exec.Command(bin, "check", "--config", cfg).CombinedOutput(); err == nil || !strings.Contains(string(out), "openapi.url") {
+		t.Fatalf("check of a document at a link-local address: %v %s", err, out)
+	}
 }
 
 // restCall is what the REST services saw of one call.

@@ -16,6 +16,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/apps"
 	"github.com/mcpbroker/mcpbroker/apps/bridge"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // catalogOptions describes the configured apps to the apps package, which
@@ -146,22 +147,36 @@ func BridgeAPI(cfg *config.Config, baseDir, name string) (*bridge.API, string, e
 	return nil, "", fmt.Errorf("broker: no app is named %q", name)
 }
 
+// maxOpenAPIBytes bounds an OpenAPI document fetched from a URL.
+const maxOpenAPIBytes = 8 << 20
+
 // bridgeAPI reads an mcpBridge app's OpenAPI document and makes its tools.
 func bridgeAPI(path string, b *config.Bridge, baseDir string) (*bridge.API, error) {
 	declared, err := declaredTools(path, b)
 	if err != nil {
 		return nil, err
 	}
-	if b.OpenAPI.File == "" {
+	var doc []byte
+	location := b.OpenAPI.File
+	switch {
+	case b.OpenAPI.URL != "":
+		location = b.OpenAPI.URL
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		fetcher := oauth.NewFetcher(oauth.FetcherOptions{MaxBodySize: maxOpenAPIBytes, AllowPrivateNetworks: b.OpenAPI.AllowPrivateNetworks})
+		if doc, err = fetcher.Get(ctx, b.OpenAPI.URL); err != nil {
+			return nil, fmt.Errorf("broker: %s.openapi.url: %w", path, err)
+		}
+	case b.OpenAPI.File != "":
+		file := b.OpenAPI.File
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(baseDir, file)
+		}
+		if doc, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("broker: %s.openapi.file: %w", path, err)
+		}
+	default:
 		return declared, nil
-	}
-	file := b.OpenAPI.File
-	if !filepath.IsAbs(file) {
-		file = filepath.Join(baseDir, file)
-	}
-	doc, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("broker: %s.openapi.file: %w", path, err)
 	}
 	overrides := make(map[string]bridge.Override, len(b.Tools))
 	for _, t := range b.Tools {
@@ -174,7 +189,7 @@ func bridgeAPI(path string, b *config.Bridge, baseDir string) (*bridge.API, erro
 		}
 		overrides[t.OperationID] = o
 	}
-	api, err := bridge.Load(context.Background(), bridge.Options{BaseURL: b.BaseURL, Document: doc, Location: b.OpenAPI.File,
+	api, err := bridge.Load(context.Background(), bridge.Options{BaseURL: b.BaseURL, Document: doc, Location: location,
 		Include: b.Operations.Include, Exclude: b.Operations.Exclude, Overrides: overrides})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %s: %w", path, err)

@@ -616,9 +616,13 @@ type Bridge struct {
 	Timeout Duration `yaml:"timeout"`
 }
 
-// BridgeOpenAPI names an OpenAPI document.
+// BridgeOpenAPI names an OpenAPI document: a file, or a URL it is
+// fetched from when the apps are built (https, or http on loopback; no
+// redirects; link-local and, unless allowed, private addresses refused).
 type BridgeOpenAPI struct {
-	File string `yaml:"file"`
+	File                 string `yaml:"file"`
+	URL                  string `yaml:"url"`
+	AllowPrivateNetworks bool   `yaml:"allowPrivateNetworks"`
 }
 
 // BridgeOperations select a document's operations.

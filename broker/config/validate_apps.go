@@ -152,8 +152,18 @@ func (v *validator) bridge(path string, app *App) {
 			declared++
 		}
 	}
-	if strings.TrimSpace(b.OpenAPI.File) == "" && declared == 0 {
-		v.add(field(path, "openapi.file"), "required: the API's OpenAPI document (or tools declared with method and path)")
+	switch file, u := strings.TrimSpace(b.OpenAPI.File), strings.TrimSpace(b.OpenAPI.URL); {
+	case file != "" && u != "":
+		v.add(field(path, "openapi"), "file or url, not both")
+	case file == "" && u == "" && declared == 0:
+		v.add(field(path, "openapi.file"), "required: the API's OpenAPI document, as file or url (or tools declared with method and path)")
+	case u != "":
+		if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "https" && parsed.Scheme != "http") || parsed.Host == "" {
+			v.add(field(path, "openapi.url"), fmt.Sprintf("want an absolute https URL (http only on loopback), got %s", quote(u)))
+		}
+	}
+	if b.OpenAPI.AllowPrivateNetworks && strings.TrimSpace(b.OpenAPI.URL) == "" {
+		v.add(field(path, "openapi.allowPrivateNetworks"), "applies to openapi.url")
 	}
 	if b.Timeout <= 0 {
 		v.add(field(path, "timeout"), "must be > 0")
