@@ -40,7 +40,10 @@ const authBroker = oauthProvider + `apps:
 // policyBroker is authBroker with an inbound Rego policy on the app: a
 // call is allowed when one of the caller's groups may use the tool and its
 // text is short. The engine compiles it when the broker starts.
-const policyBroker = authBroker + `    authorization:
+const policyBroker = authBroker + policyRule
+
+// policyRule is the inbound policy of policyBroker's app.
+const policyRule = `    authorization:
       inbound:
         opa:
           name: bench-authz

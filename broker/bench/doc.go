@@ -35,8 +35,9 @@
 // client of protocol version 2026-07-28: no session, every call on its
 // own, the broker keeping the upstream session the client's previous call
 // opened for the next. broker+bridge is the plain broker serving a REST
-// echo API as a tool (an mcpBridge app), compared with rest-direct, the
-// same REST calls made without it.
+// echo API as a tool (an mcpBridge app), and broker+bridge-exchange the
+// same with OAuth, the policy and a token exchanged per call; both are
+// compared with rest-direct, the same REST calls made without the broker.
 //
 // broker+redis extends broker+policy rather than broker+exchange because
 // the embedded authorization server, which mints the exchanged tokens in

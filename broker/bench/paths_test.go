@@ -86,6 +86,7 @@ var dataPaths = []dataPath{
 	{"broker+2026", modernPath(brokerPath(plainBroker))},
 	{"rest-direct", restDirect},
 	{"broker+bridge", bridgePath},
+	{"broker+bridge-exchange", bridgeExchangePath},
 }
 
 // restBase is the REST echo API the bench upstream serves beside its MCP
@@ -112,6 +113,30 @@ func bridgePath(tb testing.TB, upstream string) target {
 	}
 	return serveBroker(tb, listen(tb), fmt.Sprintf(bridgeBroker, restBase(upstream), doc))
 }
+
+// bridgeExchangePath is bridgePath through the whole pipeline: OAuth,
+// the policy and a token exchanged for each call (see exchangeBroker),
+// which the REST API receives.
+func bridgeExchangePath(tb testing.TB, upstream string) target {
+	tb.Helper()
+	doc := filepath.Join(tb.TempDir(), "echo.json")
+	if err := os.WriteFile(doc, []byte(echoOpenAPI), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	dst, mint := startAuthBroker(tb, bridgeExchangeBroker, upstream, restBase(upstream), doc)
+	dst.outsider = func() string { return mint("bench-outsider", []string{"marketing"}) }
+	dst.audience = benchAudience
+	return dst
+}
+
+// bridgeExchangeBroker is exchangeBroker with the REST echo API at %[7]q,
+// described by %[8]q, as its app.
+const bridgeExchangeBroker = oauthProvider + `apps:
+  - name: echo
+    type: mcpBridge
+    toolNamespace: {disabled: true}
+    bridge: {baseURL: %[7]q, openapi: {file: %[8]q}}
+` + policyRule + exchangeOutbound + exchangeStore
 
 // bridgeBroker serves the REST API at %q, described by %q, as tools.
 const bridgeBroker = `
@@ -173,6 +198,8 @@ func startUpstream(tb testing.TB) (endpoint string, lastAuthorization func() str
 	var last atomic.Pointer[string]
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /rest/echo", func(w http.ResponseWriter, r *http.Request) {
+		authorization := r.Header.Get("Authorization")
+		last.Store(&authorization)
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, r.URL.Query().Get("text"))
 	})

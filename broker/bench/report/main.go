@@ -408,7 +408,7 @@ func (rep *report) reference(r *result) *result {
 			return ref
 		}
 	}
-	if x == "bridge" {
+	if x == "bridge" || strings.HasPrefix(x, "bridge-") {
 		// A REST API served as tools is held to the same REST calls made
 		// directly.
 		if ref := rep.find(restDirect); ref != nil {
