@@ -3,14 +3,18 @@ package bridge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps/schema"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
@@ -203,5 +207,85 @@ func TestFailedCalls(t *testing.T) {
 		if err != nil || !res.IsError || !strings.Contains(res.Content[0]["text"].(string), want) || len(res.Content[0]["text"].(string)) > 2*maxErrorExcerpt {
 			t.Errorf("%s: %v %+v", id, err, res)
 		}
+	}
+}
+
+// A hostile or broken REST API costs bounded memory and time: a huge body
+// is read no further than the cap, whatever many calls ask for it at
+// once; a slow one is cut by the call's deadline; a body that says it is
+// JSON and is not is text only.
+func TestHostileREST(t *testing.T) {
+	chunk := make([]byte, 1<<20)
+	for i := range chunk {
+		chunk[i] = 'x'
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/slow"):
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		case strings.HasSuffix(r.URL.Path, "/lies"):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"not json`)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			for range 64 { // 64 MiB
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}
+	}))
+	defer srv.Close()
+	api := load(t, "styles-3.1.yaml", srv.URL, Options{})
+	tool := api.Tool("deleteItem")
+	client := NewClient(nil)
+	call := func(ctx context.Context, id string) (*Result, error) {
+		args, _ := json.Marshal(map[string]string{"itemId": id})
+		return api.Call(ctx, client, tool, args, nil)
+	}
+
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const parallel = 16
+	var wg sync.WaitGroup
+	errs := make(chan string, parallel)
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := call(context.Background(), "huge")
+			if err != nil || !res.IsError || !strings.Contains(res.Content[0]["text"].(string), "more than") {
+				errs <- fmt.Sprintf("%v %+v", err, res)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error("huge body:", e)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 8<<20 {
+		t.Errorf("%d calls for 64 MiB bodies left the heap %d MiB larger", parallel, grown>>20)
+	}
+	t.Logf("%d parallel calls for 64 MiB bodies: total allocated %d MiB (cap %d MiB a call)", parallel, (after.TotalAlloc-before.TotalAlloc)>>20, MaxResponseBytes>>20)
+	if total := after.TotalAlloc - before.TotalAlloc; total > uint64(parallel)*3*MaxResponseBytes {
+		t.Errorf("reading %d capped bodies allocated %d MiB", parallel, total>>20)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := call(ctx, "slow"); err == nil {
+		t.Error("a call past its deadline returned a result")
+	}
+	res, err := call(context.Background(), "lies")
+	if err != nil || res.StructuredContent != nil || res.Content[0]["text"] != `{"not json` {
+		t.Errorf("a body that is not the JSON it says: %v %+v", err, res)
 	}
 }
