@@ -44,13 +44,15 @@ apps:
       operations: {exclude: [deleteItem]}
       tools:
         - {operationId: getPart, description: "One part of an item."}
+    validation: {arguments: enforce}
+    redaction: {action: mask}
 `
 
 // An mcpBridge app through the whole broker: its operations are listed as
 // namespaced tools with their schemas, and a call is the REST request its
 // arguments fill in.
 func TestBridgeApp(t *testing.T) {
-	restURL, seen := recordingREST(t, `{"id":7,"name":"wheel"}`)
+	restURL, seen := recordingREST(t, `{"id":7,"name":"wheel","key":"AKIAIOSFODNN7EXAMPLE"}`)
 	doc, _ := filepath.Abs("../testdata/openapi/styles-3.1.yaml")
 	base := startBroker(t, bridgeBroker, restURL+"/api", doc)
 
@@ -81,9 +83,19 @@ func TestBridgeApp(t *testing.T) {
 	if sc, _ := res.StructuredContent.(map[string]any); sc == nil || sc["name"] != "wheel" {
 		t.Fatalf("structured content: %+v", res.StructuredContent)
 	}
+	// The app's redaction masks what the REST API answered.
+	if sc, _ := res.StructuredContent.(map[string]any); sc["key"] == "AKIAIOSFODNN7EXAMPLE" || strings.Contains(toolText(res), "AKIAIOSFODNN7EXAMPLE") {
+		t.Fatalf("a credential in the answer was not masked: %+v %s", res.StructuredContent, toolText(res))
+	}
 	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "items_createItem", Arguments: map[string]any{"body": map[string]any{"name": "n"}}})
 	if err != nil || res.IsError {
 		t.Fatalf("createItem: %v %+v", err, res)
+	}
+	// The app's validation holds arguments to the schema the document
+	// gave: the REST API is not asked.
+	res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "items_getPart", Arguments: map[string]any{"itemId": "i", "partId": "three"}})
+	if err != nil || !res.IsError || !strings.Contains(toolText(res), "Invalid arguments") {
+		t.Fatalf("an argument against the schema: %v %+v", err, res)
 	}
 	want := []string{`GET /api/items/i%2F1/parts/3?tags=a&tags=b `, `POST /api/items {"name":"n"}`}
 	if got := seen(); !slices.Equal(got, want) {
