@@ -360,3 +360,61 @@ func TestBridgeDeclaredTools(t *testing.T) {
 		t.Fatalf("the REST server saw %q, want %q", got, want)
 	}
 }
+
+// restSampleBroker serves the sample REST services (%[1]s) described by
+// the documents in %[2]s as three mcpBridge apps.
+const restSampleBroker = `
+version: 1
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - {name: orders, type: mcpBridge, toolNamespace: {disabled: true}, bridge: {baseURL: "%[1]s/orders-api", openapi: {file: "%[2]s/orders.yaml"}}}
+  - {name: inventory, type: mcpBridge, toolNamespace: {disabled: true}, bridge: {baseURL: "%[1]s/inventory-api", openapi: {file: "%[2]s/inventory.yaml"}}}
+  - {name: customers, type: mcpBridge, toolNamespace: {disabled: true}, bridge: {baseURL: "%[1]s/customers-api", openapi: {file: "%[2]s/customers.yaml"}}}
+`
+
+// The sample REST services (mcpbroker upstream rest-sample) answer what
+// their documents promise, through the broker.
+func TestRESTSampleBridged(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	addr := freeAddress(t)
+	startProcess(t, addr, bin, "upstream", "rest-sample", "--listen", addr)
+	docs, _ := filepath.Abs("../testdata/openapi/kong")
+	base := startBroker(t, restSampleBroker, "http://"+addr, docs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "rest-sample", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	calls := []struct {
+		tool    string
+		args    map[string]any
+		isError bool
+		want    string
+	}{
+		{"list-orders", map[string]any{"status": "open", "limit": 1}, false, `"o-1003"`},
+		{"get-order", map[string]any{"orderId": "o-1002"}, false, `"shipped"`},
+		{"cancel-order", map[string]any{"orderId": "o-1002", "body": map[string]any{"reason": "late"}}, true, "HTTP 409"},
+		{"cancel-order", map[string]any{"orderId": "o-1001", "body": map[string]any{"reason": "late"}}, false, `"cancelled"`},
+		{"check-inventory", map[string]any{"sku": "gadget"}, false, `"quantity":0`},
+		{"restock-item", map[string]any{"sku": "gadget", "body": map[string]any{"quantity": 5}}, false, `"quantity":5`},
+		{"get-customer", map[string]any{"customerId": "c-9"}, true, "HTTP 404"},
+		{"update-customer-contact", map[string]any{"customerId": "c-1", "body": map[string]any{"phone": "+1 555 0100"}}, false, `"phone":"+1 555 0100"`},
+	}
+	for _, c := range calls {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: c.tool, Arguments: c.args})
+		if err != nil || res.IsError != c.isError || !strings.Contains(toolText(res), c.want) {
+			t.Errorf("%s %v: %v isError=%v %s", c.tool, c.args, err, res != nil && res.IsError, func() string {
+				if res == nil {
+					return ""
+				}
+				return toolText(res)
+			}())
+		}
+	}
+}

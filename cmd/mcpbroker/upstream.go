@@ -55,6 +55,31 @@ func upstreamCommand() *cli.Command {
 				},
 				Action: runSampleUpstream,
 			},
+			{
+				Name: "rest-sample",
+				Usage: "serve the REST services of Kong's recipe (orders, inventory, customers), as testdata/openapi/kong describes them, " +
+					"for mcpBridge apps",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "listen", Value: "127.0.0.1:9200", Usage: "address to listen on; port 0 picks a free port"}},
+				Action: func(c *cli.Context) error {
+					logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, nil))
+					listener, err := net.Listen("tcp", c.String("listen"))
+					if err != nil {
+						return fmt.Errorf("upstream rest-sample: %w", err)
+					}
+					logger.Info(fmt.Sprintf("sample REST services listening on http://%s (/orders-api, /inventory-api, /customers-api)", listener.Addr()))
+					server := sampleServer(sample.RESTHandler(), sampleReadBodyTimeout)
+					ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+					defer stop()
+					go func() {
+						<-ctx.Done()
+						_ = server.Close()
+					}()
+					if err := server.Serve(listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						return fmt.Errorf("upstream rest-sample: %w", err)
+					}
+					return nil
+				},
+			},
 		},
 	}
 }
