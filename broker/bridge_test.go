@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -415,6 +416,53 @@ func TestRESTSampleBridged(t *testing.T) {
 				}
 				return toolText(res)
 			}())
+		}
+	}
+}
+
+// The shipped recipe (testdata/kong-recipe.yaml) as a user runs it: the
+// sample REST services, the broker as its own authorization server, and
+// two agents with client credentials in the recipe's two groups, each
+// listing exactly its tools and calling them through to the services.
+func TestShippedKongRecipe(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	rest := freeAddress(t)
+	startProcess(t, rest, bin, "upstream", "rest-sample", "--listen", rest)
+	raw, err := os.ReadFile("../testdata/kong-recipe.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	testdata, _ := filepath.Abs("../testdata")
+	addr := freeAddress(t)
+	dir := t.TempDir()
+	cfg := strings.NewReplacer(
+		"127.0.0.1:8081", addr, "127.0.0.1:9200", rest, "127.0.0.1:9465", freeAddress(t),
+		"openapi/kong/", testdata+"/openapi/kong/", "../policies/", filepath.Dir(testdata)+"/policies/",
+		"../data/", dir+"/",
+	).Replace(string(raw))
+	base := startBrokerAt(t, addr, "%s", cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for agent, want := range map[string][]string{
+		"warehouse-agent": {"check-inventory", "get-order", "list-inventory", "list-orders", "restock-item"},
+		"support-agent":   {"cancel-order", "check-inventory", "get-customer", "get-order", "list-inventory", "list-orders", "update-customer-contact"},
+	} {
+		token := clientCredentialsToken(t, http.DefaultClient, base+"/token", url.Values{
+			"client_id": {agent}, "client_secret": {agent + "-secret-not-for-production"},
+			"scope": {"orders:read orders:write inventory:read inventory:write customers:read customers:write"}, "resource": {base + "/mcp"},
+		})
+		session := connectWithToken(t, ctx, base+"/mcp", token)
+		var listed []string
+		for name := range toolNames(t, ctx, session) {
+			listed = append(listed, name)
+		}
+		sort.Strings(listed)
+		if !slices.Equal(listed, want) {
+			t.Errorf("%s lists %v, want %v", agent, listed, want)
+		}
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "check-inventory", Arguments: map[string]any{"sku": "widget"}})
+		if err != nil || res.IsError || !strings.Contains(toolText(res), `"sku":"widget"`) {
+			t.Errorf("%s check-inventory: %v %+v", agent, err, res)
 		}
 	}
 }
