@@ -102,6 +102,16 @@ func echo(t *testing.T) *httptest.Server {
 func TestParameterStyles(t *testing.T) {
 	srv := echo(t)
 	api := load(t, "styles-3.1.yaml", srv.URL+"/api", Options{})
+	for _, tool := range api.Tools() {
+		for _, s := range []json.RawMessage{tool.InputSchema, tool.OutputSchema} {
+			if s == nil {
+				continue
+			}
+			if _, err := schema.Compile(s); err != nil {
+				t.Errorf("%s: %v\n%s", tool.Name, err, s)
+			}
+		}
+	}
 	s := NewSession(api, NewClient(nil), "styles")
 	call := func(name, args string) map[string]any {
 		t.Helper()
