@@ -466,3 +466,43 @@ func TestShippedKongRecipe(t *testing.T) {
 		}
 	}
 }
+
+// pinnedBridge is bridgeBroker with tool pinning that trusts nothing
+// unseen; %[3]q is the store.
+const pinnedBridge = `
+version: 1
+storage: {bolt: {path: %[3]q}}
+mcpProvider:
+  enabled: true
+  authorization: {unauthenticated: {enabled: true}}
+  transports:
+    stream: {enabled: true, path: /mcp, session: {enabled: true}}
+apps:
+  - name: items
+    type: mcpBridge
+    bridge: {baseURL: %[1]q, openapi: {file: %[2]q}}
+    toolPinning: {mode: enforce, trustOnFirstUse: false}
+`
+
+// Tool pinning holds a bridged API's tools as any app's: none is listed
+// or called before an operator approves it.
+func TestBridgePinning(t *testing.T) {
+	restURL, seen := recordingREST(t, `{}`)
+	doc, _ := filepath.Abs("../testdata/openapi/styles-3.1.yaml")
+	base := startBroker(t, pinnedBridge, restURL, doc, filepath.Join(t.TempDir(), "pins.db"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "pinning", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil || len(tools.Tools) != 0 {
+		t.Fatalf("unapproved tools listed: %v %+v", err, tools)
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "items_deleteItem", Arguments: map[string]any{"itemId": "x"}})
+	if err == nil || len(seen()) != 0 {
+		t.Fatalf("an unapproved tool was called: %v, REST requests %v", err, seen())
+	}
+}
