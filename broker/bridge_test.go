@@ -59,12 +59,7 @@ func TestBridgeApp(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := mcp.NewClient(&mcp.Implementation{Name: "bridge-test", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := connectAnonymous(t, ctx, base)
 	tools, err := cs.ListTools(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -336,11 +331,7 @@ func TestBridgeDeclaredTools(t *testing.T) {
 	base := startBroker(t, declaredBridge, restURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "declared", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := connectAnonymous(t, ctx, base)
 	tools, err := cs.ListTools(ctx, nil)
 	if err != nil || len(tools.Tools) != 2 {
 		t.Fatalf("tools: %v %+v", err, tools)
@@ -387,11 +378,7 @@ func TestRESTSampleBridged(t *testing.T) {
 	base := startBroker(t, restSampleBroker, "http://"+addr, docs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "rest-sample", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := connectAnonymous(t, ctx, base)
 	calls := []struct {
 		tool    string
 		args    map[string]any
@@ -492,11 +479,7 @@ func TestBridgePinning(t *testing.T) {
 	base := startBroker(t, pinnedBridge, restURL, doc, filepath.Join(t.TempDir(), "pins.db"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "pinning", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := connectAnonymous(t, ctx, base)
 	tools, err := cs.ListTools(ctx, nil)
 	if err != nil || len(tools.Tools) != 0 {
 		t.Fatalf("unapproved tools listed: %v %+v", err, tools)
@@ -505,4 +488,16 @@ func TestBridgePinning(t *testing.T) {
 	if err == nil || len(seen()) != 0 {
 		t.Fatalf("an unapproved tool was called: %v, REST requests %v", err, seen())
 	}
+}
+
+// connectAnonymous connects a Go SDK client, without credentials, to the
+// broker at base; the session ends with the test.
+func connectAnonymous(t *testing.T, ctx context.Context, base string) *mcp.ClientSession {
+	t.Helper()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bridge-test", Version: "1"}, nil).Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
 }
