@@ -19,18 +19,26 @@ import (
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
+// toolPrefix is what an app's tool and prompt names start with: its
+// namespace, the app's name and "_" unless configured otherwise, nothing
+// when namespacing is off.
+func toolPrefix(a config.App) string {
+	ns := a.ToolNamespace
+	switch {
+	case ns == nil:
+		return a.Name + "_"
+	case ns.Disabled:
+		return ""
+	}
+	return ns.Name
+}
+
 // catalogOptions describes the configured apps to the apps package, which
 // knows nothing of the configuration file; it reads the files they name.
 func catalogOptions(list []config.App, files pemFiles) ([]apps.Options, error) {
 	out := make([]apps.Options, 0, len(list))
 	for i, a := range list {
-		o := apps.Options{Name: a.Name, Timeout: time.Duration(a.Upstream.Timeout), Prefix: a.Name + "_"}
-		if ns := a.ToolNamespace; ns != nil {
-			o.Prefix = ""
-			if !ns.Disabled {
-				o.Prefix = ns.Name
-			}
-		}
+		o := apps.Options{Name: a.Name, Timeout: time.Duration(a.Upstream.Timeout), Prefix: toolPrefix(a)}
 		if a.Type == config.AppMCPBridge && a.Bridge != nil {
 			api, err := bridgeAPI(fmt.Sprintf("apps[%d].bridge", i), a.Bridge, files.baseDir)
 			if err != nil {
@@ -135,14 +143,7 @@ func BridgeAPI(cfg *config.Config, baseDir, name string) (*bridge.API, string, e
 			return nil, "", fmt.Errorf("broker: app %q is not an mcpBridge app", name)
 		}
 		api, err := bridgeAPI(fmt.Sprintf("apps[%d].bridge", i), a.Bridge, baseDir)
-		prefix := a.Name + "_"
-		if ns := a.ToolNamespace; ns != nil {
-			prefix = ""
-			if !ns.Disabled {
-				prefix = ns.Name
-			}
-		}
-		return api, prefix, err
+		return api, toolPrefix(a), err
 	}
 	return nil, "", fmt.Errorf("broker: no app is named %q", name)
 }

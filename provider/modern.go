@@ -16,7 +16,7 @@ import (
 // server-to-client requests. The provider serves it beside the
 // sessionful versions on the same endpoint, told apart by how each
 // request is made.
-const ModernVersion = "2026-07-28"
+const ModernVersion = jsonrpc.ModernVersion
 
 // Versions lists every version the endpoint serves, newest first, as
 // server/discover announces them.
@@ -35,12 +35,13 @@ const (
 	CodeUnsupportedProtocolVersion  = -32022
 )
 
-// Members of a modern request's params._meta, and of a result's.
+// Members of a modern request's params._meta (jsonrpc has them), and of
+// a result's.
 const (
-	MetaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
-	MetaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
-	MetaClientInfo         = "io.modelcontextprotocol/clientInfo"
-	MetaLogLevel           = "io.modelcontextprotocol/logLevel"
+	MetaProtocolVersion    = jsonrpc.MetaProtocolVersion
+	MetaClientCapabilities = jsonrpc.MetaClientCapabilities
+	MetaClientInfo         = jsonrpc.MetaClientInfo
+	MetaLogLevel           = jsonrpc.MetaLogLevel
 	MetaServerInfo         = "io.modelcontextprotocol/serverInfo"
 	MetaSubscriptionID     = "io.modelcontextprotocol/subscriptionId"
 )
@@ -59,13 +60,6 @@ var modernMethods = map[string]bool{
 	"resources/read":           true,
 	"subscriptions/listen":     true,
 	"completion/complete":      true,
-}
-
-// namedBy is the params member the Mcp-Name header repeats, per method.
-var namedBy = map[string]string{
-	"tools/call":     "name",
-	"prompts/get":    "name",
-	"resources/read": "uri",
 }
 
 // isModern reports whether a version string belongs to the modern
@@ -181,8 +175,8 @@ func checkModern(r *http.Request, m *jsonrpc.Message) (*modernFacts, *HTTPError)
 	if herr := checkHeader(r, "Mcp-Method", m.Method); herr != nil {
 		return nil, herr
 	}
-	if namedBy[m.Method] != "" {
-		if herr := checkHeader(r, "Mcp-Name", modernName(m)); herr != nil {
+	if name, named := jsonrpc.RequestName(m.Method, m.Params); named {
+		if herr := checkHeader(r, "Mcp-Name", name); herr != nil {
 			return nil, herr
 		}
 	}

@@ -135,13 +135,7 @@ func (p *Provider) endedWhileHeld(h *heldCall) {
 
 // modernName is the tool or prompt name, or the URI, a request is about.
 func modernName(m *jsonrpc.Message) string {
-	member := namedBy[m.Method]
-	if member == "" {
-		return ""
-	}
-	raw, _, _ := jsonrpc.Member(m.Params, member)
-	var name string
-	_ = json.Unmarshal(raw, &name)
+	name, _ := jsonrpc.RequestName(m.Method, m.Params)
 	return name
 }
 

@@ -148,7 +148,7 @@ func Load(ctx context.Context, opts Options) (*API, error) {
 					tool.Annotations = o.Annotations
 				}
 			}
-			if !validToolName(tool.Name) {
+			if !ValidToolName(tool.Name) {
 				return nil, fmt.Errorf("%s: tool name %q: want 1 to 128 of A-Z a-z 0-9 _ - .", where, tool.Name)
 			}
 			if _, dup := api.byKey[tool.Name]; dup {
@@ -220,7 +220,9 @@ func selected(opts Options, op *openapi3.Operation, method, path string) bool {
 
 var toolNameChars = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
-func validToolName(name string) bool { return toolNameChars.MatchString(name) }
+// ValidToolName reports whether name is one a tool may have: 1 to 128 of
+// A-Z a-z 0-9 _ - . (what clients are known to accept).
+func ValidToolName(name string) bool { return toolNameChars.MatchString(name) }
 
 // nameFor is a tool's name when its operation has no operationId: the
 // method and path, with what a tool name cannot hold made "_".

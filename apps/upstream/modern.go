@@ -16,15 +16,7 @@ import (
 )
 
 // ModernVersion is the protocol version without sessions.
-const ModernVersion = "2026-07-28"
-
-// Members of a modern request's params._meta.
-const (
-	metaProtocolVersion    = "io.modelcontextprotocol/protocolVersion"
-	metaClientCapabilities = "io.modelcontextprotocol/clientCapabilities"
-	metaClientInfo         = "io.modelcontextprotocol/clientInfo"
-	metaLogLevel           = "io.modelcontextprotocol/logLevel"
-)
+const ModernVersion = jsonrpc.ModernVersion
 
 // Bounds of the multi round-trip exchange with a modern server.
 const (
@@ -129,15 +121,15 @@ func (m *ModernSession) withMeta(params json.RawMessage) (json.RawMessage, error
 		name  string
 		value []byte
 	}{
-		{metaProtocolVersion, []byte(strconv.Quote(ModernVersion))},
-		{metaClientCapabilities, m.capabilities},
-		{metaClientInfo, m.clientInfo},
+		{jsonrpc.MetaProtocolVersion, []byte(strconv.Quote(ModernVersion))},
+		{jsonrpc.MetaClientCapabilities, m.capabilities},
+		{jsonrpc.MetaClientInfo, m.clientInfo},
 	}
 	if level := m.logLevel.Load(); level != nil {
 		set = append(set, struct {
 			name  string
 			value []byte
-		}{metaLogLevel, []byte(strconv.Quote(*level))})
+		}{jsonrpc.MetaLogLevel, []byte(strconv.Quote(*level))})
 	}
 	var err error
 	for _, s := range set {
@@ -148,9 +140,6 @@ func (m *ModernSession) withMeta(params json.RawMessage) (json.RawMessage, error
 	return params, nil
 }
 
-// namedBy is the params member a method's Mcp-Name header repeats.
-var namedBy = map[string]string{"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
-
 // header returns the standard headers of a request beside the call's own.
 func header(base http.Header, method string, params json.RawMessage) http.Header {
 	h := make(http.Header, len(base)+2)
@@ -158,12 +147,8 @@ func header(base http.Header, method string, params json.RawMessage) http.Header
 		h[k] = v
 	}
 	h["Mcp-Method"] = []string{method}
-	if member := namedBy[method]; member != "" {
-		raw, _, _ := jsonrpc.Member(params, member)
-		var name string
-		if json.Unmarshal(raw, &name) == nil {
-			h["Mcp-Name"] = []string{name}
-		}
+	if name, named := jsonrpc.RequestName(method, params); named && name != "" {
+		h["Mcp-Name"] = []string{name}
 	}
 	return h
 }

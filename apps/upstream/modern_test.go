@@ -34,7 +34,7 @@ func modernServer(t *testing.T, reply func(round int, req *jsonrpc.Message, h ht
 			Meta map[string]json.RawMessage `json:"_meta"`
 		}
 		_ = json.Unmarshal(m.Params, &p)
-		if string(p.Meta[metaProtocolVersion]) != `"`+ModernVersion+`"` || p.Meta[metaClientCapabilities] == nil {
+		if string(p.Meta[jsonrpc.MetaProtocolVersion]) != `"`+ModernVersion+`"` || p.Meta[jsonrpc.MetaClientCapabilities] == nil {
 			t.Errorf("request _meta: %s", m.Params)
 		}
 		status, body := reply(int(rounds.Add(1)), m, r.Header)

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps/bridge"
+	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
 func (v *validator) apps(apps []App) {
@@ -196,7 +199,7 @@ func (v *validator) bridge(path string, app *App) {
 func (v *validator) declaredTool(path string, t BridgeTool) {
 	if t.Name == "" {
 		v.add(field(path, "name"), "required: a declared tool's name (or operationId, to change one of the document's)")
-	} else if !toolNamePattern.MatchString(t.Name) {
+	} else if !bridge.ValidToolName(t.Name) {
 		v.add(field(path, "name"), fmt.Sprintf("want 1 to 128 of A-Z a-z 0-9 _ - ., got %s", quote(t.Name)))
 	}
 	switch t.Method {
@@ -225,8 +228,6 @@ func (v *validator) declaredTool(path string, t BridgeTool) {
 		v.add(field(path, "body"), "a GET or HEAD request has no body")
 	}
 }
-
-var toolNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 
 func (v *validator) upstream(path string, upstream *Upstream) {
 	const want = `want "stream", "sse" or "stdio"`
@@ -268,7 +269,7 @@ func (v *validator) upstream(path string, upstream *Upstream) {
 }
 
 // ModernProtocolVersion is the protocol version without sessions.
-const ModernProtocolVersion = "2026-07-28"
+const ModernProtocolVersion = jsonrpc.ModernVersion
 
 // httpUpstream checks what Streamable HTTP and HTTP+SSE upstreams share.
 func (v *validator) httpUpstream(path, streamPath, rawURL string, conn Connection, tls *UpstreamTLS) {

@@ -54,12 +54,6 @@ func (k Kind) String() string {
 	return "invalid"
 }
 
-// MetaInputKey is the params._meta member of a request to the client
-// that names it as a server named it in an input_required result, when it
-// came from one: a client asked for input the same way is asked under the
-// same name. It never reaches a client.
-const MetaInputKey = "io.mcpbroker/inputKey"
-
 // Message is one JSON-RPC 2.0 message. Params, Result and ID are kept as raw
 // JSON so the broker forwards exactly what it received.
 type Message struct {
