@@ -359,12 +359,7 @@ func withIdentityMeta(params json.RawMessage, p *oauth.Principal) (json.RawMessa
 			return nil, err
 		}
 	}
-	return editMeta(params, func(meta []byte) ([]byte, error) {
-		if string(meta) == "null" {
-			meta = []byte("{}")
-		}
-		return jsonrpc.SetMember(meta, identityMetaKey, value)
-	})
+	return jsonrpc.SetMetaMember(params, identityMetaKey, value)
 }
 
 // editMeta rewrites params._meta with edit, which is given "{}" when
