@@ -2,6 +2,7 @@ package opa
 
 import (
 	"context"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -9,7 +10,8 @@ import (
 // Call decisions of a deterministic policy are kept, keyed by everything
 // of the input the policy can read: the same caller asking the same thing
 // the same way gets the same answer without an evaluation. A policy that
-// reads the request's headers or the rate limit's remaining budget, whose
+// reads the request's headers, the rate limit's remaining budget or the
+// session's history, whose
 // arguments exceed maxCachedArguments, or that calls a builtin whose
 // answer may change for the same input (time.now_ns, rand.intn,
 // http.send, ... : OPA marks them nondeterministic) or print, is
@@ -27,6 +29,7 @@ type callKey struct {
 	version                                   uint64
 	method, tool, prompt, resource, arguments string
 	httpMethod, path, source, app, purpose    string
+	labels                                    string
 }
 
 // decideCall answers a call from the kept decisions when it may.
@@ -48,7 +51,7 @@ func (p *Policy) decideCall(ctx context.Context, c *compiled, in *Input) Decisio
 // callKeyOf is the key of a call decision; ok false when it is not kept.
 func (p *Policy) callKeyOf(c *compiled, in *Input) (key callKey, ok bool) {
 	r := c.reads
-	if p.calls == nil || !c.deterministic || r&(fieldHeaders|fieldLimit) != 0 {
+	if p.calls == nil || !c.deterministic || r&(fieldHeaders|fieldLimit|fieldSession) != 0 {
 		return key, false
 	}
 	key.version = c.version
@@ -90,6 +93,9 @@ func (p *Policy) callKeyOf(c *compiled, in *Input) (key callKey, ok bool) {
 	}
 	if r&fieldPurpose != 0 {
 		key.purpose = in.Purpose
+	}
+	if r&fieldLabels != 0 {
+		key.labels = strings.Join(in.Labels, "\x00")
 	}
 	return key, true
 }

@@ -29,6 +29,13 @@ type Decision struct {
 	// nil when the policy asks for none. Shared with the caches: do not
 	// modify.
 	Redact []string
+	// Labels is result.labels (an array or set of strings): data labels
+	// the policy gives the call, kept in the session's history with the
+	// configured ones. Shared with the caches: do not modify.
+	Labels []string
+	// Approval is result.approval: the call may go ahead once a person
+	// approves exactly it. Set only on a denial.
+	Approval *Approval
 	// Reason says why: one of the Reason constants, or ReasonError followed
 	// by the error.
 	Reason string
@@ -44,14 +51,16 @@ type Decision struct {
 // Reasons a decision gives.
 const (
 	ReasonAllowed    = "allowed"
-	ReasonDenied     = "denied by policy"                            // allowed is false
-	ReasonUndefined  = "undefined"                                   // result or result.allowed is undefined
-	ReasonNotObject  = "not an object"                               // result is not an object
-	ReasonNotBoolean = "not a boolean"                               // allowed is not a boolean
-	ReasonBadScopes  = "scopes not an array of strings"              // a malformed result.scopes fails closed
-	ReasonBadRedact  = "redact not a boolean or an array of strings" // a malformed result.redact fails closed
-	ReasonTimeout    = "policy timeout"                              // the decision took longer than Options.Timeout or the context allowed
-	ReasonError      = "evaluation error: "                          // prefix; the error follows
+	ReasonDenied     = "denied by policy"                                    // allowed is false
+	ReasonUndefined  = "undefined"                                           // result or result.allowed is undefined
+	ReasonNotObject  = "not an object"                                       // result is not an object
+	ReasonNotBoolean = "not a boolean"                                       // allowed is not a boolean
+	ReasonBadScopes  = "scopes not an array of strings"                      // a malformed result.scopes fails closed
+	ReasonBadRedact  = "redact not a boolean or an array of strings"         // a malformed result.redact fails closed
+	ReasonBadLabels  = "labels not an array of strings"                      // a malformed result.labels fails closed
+	ReasonBadApprove = "approval not an object of reason, approvers and ttl" // a malformed result.approval fails closed
+	ReasonTimeout    = "policy timeout"                                      // the decision took longer than Options.Timeout or the context allowed
+	ReasonError      = "evaluation error: "                                  // prefix; the error follows
 )
 
 var (
@@ -59,7 +68,72 @@ var (
 	keyExternalMessage = ast.InternedTerm("external_message")
 	keyScopes          = ast.InternedTerm("scopes")
 	keyRedact          = ast.InternedTerm("redact")
+	keyLabels          = ast.InternedTerm("labels")
+	keyApproval        = ast.InternedTerm("approval")
+	keyReason          = ast.InternedTerm("reason")
+	keyApprovers       = ast.InternedTerm("approvers")
+	keyTTL             = ast.InternedTerm("ttl")
 )
+
+// Approval is what a policy asks of a call that needs a person's yes.
+type Approval struct {
+	// Reason is shown to the approver and the agent.
+	Reason string
+	// Approvers is ApproversSelf (the user the call is made for) or the
+	// name of a group whose members, never the user, may approve.
+	Approvers string
+	// TTL is how long an approval stays good for its one call; zero
+	// leaves it to the configured default.
+	TTL time.Duration
+}
+
+// ApproversSelf names the user the call is made for as its approver.
+const ApproversSelf = "self"
+
+// maxApprovalTTL bounds result.approval.ttl.
+const maxApprovalTTL = 24 * time.Hour
+
+// readApproval reads result.approval: {"reason": string?, "approvers":
+// string?, "ttl": duration string or seconds?}.
+func readApproval(v ast.Value) (*Approval, bool) {
+	o, ok := v.(ast.Object)
+	if !ok {
+		return nil, false
+	}
+	a := &Approval{Approvers: ApproversSelf}
+	valid := true
+	o.Foreach(func(k, v *ast.Term) {
+		switch {
+		case k.Equal(keyReason):
+			s, isString := v.Value.(ast.String)
+			valid = valid && isString
+			a.Reason = string(s)
+		case k.Equal(keyApprovers):
+			s, isString := v.Value.(ast.String)
+			valid = valid && isString && s != ""
+			a.Approvers = string(s)
+		case k.Equal(keyTTL):
+			switch t := v.Value.(type) {
+			case ast.String:
+				d, err := time.ParseDuration(string(t))
+				valid = valid && err == nil
+				a.TTL = d
+			case ast.Number:
+				seconds, isInt := t.Int64()
+				valid = valid && isInt
+				a.TTL = time.Duration(seconds) * time.Second
+			default:
+				valid = false
+			}
+		default:
+			valid = false
+		}
+	})
+	if !valid || a.TTL < 0 || a.TTL > maxApprovalTTL {
+		return nil, false
+	}
+	return a, true
+}
 
 // RedactAll is Decision.Redact when the policy asks for every detector.
 const RedactAll = "*"
@@ -158,8 +232,19 @@ func readResult(rs rego.ResultSet, version uint64) Decision {
 			}
 		}
 	}
+	if l := result.Get(keyLabels); l != nil {
+		if d.Labels, ok = stringList(l.Value); !ok {
+			d.Reason = ReasonBadLabels
+			return d
+		}
+	}
 	if !b {
 		d.Reason = ReasonDenied
+		if a := result.Get(keyApproval); a != nil {
+			if d.Approval, ok = readApproval(a.Value); !ok {
+				d.Reason = ReasonBadApprove
+			}
+		}
 		return d
 	}
 	d.Allowed, d.Reason = true, ReasonAllowed

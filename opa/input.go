@@ -35,6 +35,12 @@ type Input struct {
 	// once per pointer: pass the same pointer for the same definition and
 	// do not modify it after use.
 	Tool *Tool
+	// Labels are the data labels the configuration gives the call's app
+	// and tool (input.labels); nil for none.
+	Labels []string
+	// Session is what the caller did before in its session (input.session);
+	// nil when session history is off, and for list items.
+	Session *Session
 	// Identity is the verified caller; nil for anonymous calls, which have
 	// no input.token, input.subject or input.actor. The policy converts each
 	// Identity once and keeps the result by pointer, so pass the same
@@ -55,6 +61,24 @@ type Tool struct {
 	// "held" (new, waiting for approval), "unclean" (refused by the
 	// definition checks) or "unpinned" (pinning off).
 	Pin string
+}
+
+// Session is a session's history as the policy sees it: input.session.calls
+// (oldest first) and input.session.labels, the labels of the calls that were
+// allowed, each once.
+type Session struct {
+	Calls  []SessionCall
+	Labels []string
+}
+
+// SessionCall is one earlier call of the session: input.session.calls[i].
+type SessionCall struct {
+	Method   string   // "tools/call", "prompts/get", "resources/read"
+	App      string   // the app it was routed to
+	Name     string   // the tool's or prompt's name (namespace stripped), or the resource's URI
+	Decision string   // "allowed", "denied", "approval_required" or "failed"
+	Time     int64    // when, in seconds since the epoch
+	Labels   []string // the app's, the tool's and the policy's labels
 }
 
 // Limit is a call's rate limit as the policy sees it.
@@ -105,6 +129,8 @@ const (
 	fieldSubject
 	fieldActor
 	fieldLimit
+	fieldLabels
+	fieldSession
 
 	fieldAll field = 1<<iota - 1
 )
@@ -153,6 +179,8 @@ var inputSchema = object(map[string]*schemaNode{
 	"actor":   leaf(fieldActor),
 	"limit":   object(map[string]*schemaNode{"name": leaf(fieldLimit), "remaining": leaf(fieldLimit)}),
 	"tool":    leaf(fieldTool),
+	"labels":  leaf(fieldLabels),
+	"session": leaf(fieldSession),
 })
 
 // inputReads over-approximates the input leaves a compiled module can read:
@@ -236,6 +264,11 @@ var (
 	termHash       = ast.StringTerm("hash")
 	termPin        = ast.StringTerm("pin")
 	termDefinition = ast.StringTerm("definition")
+	termLabels     = ast.StringTerm("labels")
+	termSession    = ast.StringTerm("session")
+	termCalls      = ast.StringTerm("calls")
+	termDecision   = ast.StringTerm("decision")
+	termTime       = ast.StringTerm("time")
 	commonStrings  = internTerms(
 		PurposeCall, PurposeList,
 		"tools/call", "tools/list", "resources/read", "resources/list", "resources/templates/list",
@@ -292,7 +325,7 @@ func (b *builder) object(items ...[2]*ast.Term) *ast.Term {
 // input builds the policy input for in, with only the leaves in reads.
 func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 	var b builder
-	var top [9][2]*ast.Term
+	var top [11][2]*ast.Term
 	n := 0
 	if reads&inputSchema.children["request"].fields != 0 {
 		request, err := b.request(reads, in)
@@ -326,6 +359,14 @@ func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 			return nil, err
 		}
 		top[n] = item(termTool, t)
+		n++
+	}
+	if reads&fieldLabels != 0 {
+		top[n] = item(termLabels, stringsTerm(in.Labels))
+		n++
+	}
+	if reads&fieldSession != 0 && in.Session != nil {
+		top[n] = item(termSession, sessionTerm(in.Session))
 		n++
 	}
 	if reads&(fieldToken|fieldSubject|fieldActor) != 0 && in.Identity != nil {
@@ -518,6 +559,22 @@ func convertIdentity(id *Identity) (*identityTerms, error) {
 		subject: ast.NewTerm(subject),
 		actor:   ast.NewTerm(actor),
 	}, nil
+}
+
+// sessionTerm is input.session.
+func sessionTerm(s *Session) *ast.Term {
+	calls := make([]*ast.Term, len(s.Calls))
+	for i, c := range s.Calls {
+		calls[i] = ast.ObjectTerm(
+			item(termMethod, ast.StringTerm(c.Method)),
+			item(termApp, ast.StringTerm(c.App)),
+			item(termName, ast.StringTerm(c.Name)),
+			item(termDecision, ast.StringTerm(c.Decision)),
+			item(termTime, ast.IntNumberTerm(int(c.Time))),
+			item(termLabels, stringsTerm(c.Labels)),
+		)
+	}
+	return ast.ObjectTerm(item(termCalls, ast.ArrayTerm(calls...)), item(termLabels, stringsTerm(s.Labels)))
 }
 
 // stringsTerm is an array, empty rather than absent, so `x in groups` needs

@@ -510,7 +510,9 @@ func TestValidateBuiltConfig(t *testing.T) {
 		"audit.rotation.maxAge: must be at least 1m0s, got 0s\n" +
 		"audit.checkpoint.every: want 1 to 1000000 records, got 0\n" +
 		"audit.checkpoint.interval: must be at least 1s, got 0s\n" +
-		"rateLimits.onStoreFailure: want \"open\" or \"closed\", got \"\""
+		"rateLimits.onStoreFailure: want \"open\" or \"closed\", got \"\"\n" +
+		"approvals.ttl: want between 1s and 24h0m0s, got 0s\n" +
+		"approvals.maxPendingPerUser: want 1 to 1000, got 0"
 	if err == nil || err.Error() != want {
 		t.Errorf("without defaults: got\n%v\nwant\n%s", err, want)
 	}

@@ -165,7 +165,30 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Apps {
 		c.Apps[i].applyDefaults()
 	}
+	if h := c.SessionHistory; h != nil {
+		setDefault(&h.MaxCalls, DefaultHistoryCalls)
+		setDefault(&h.Window, DefaultHistoryWindow)
+	}
+	setDefault(&c.Approvals.TTL, DefaultApprovalTTL)
+	setDefault(&c.Approvals.MaxPendingPerUser, DefaultMaxPendingApprovals)
+	for i := range c.Apps {
+		for j := range c.Apps[i].Tools {
+			if a := c.Apps[i].Tools[j].Approval; a != nil {
+				setDefault(&a.Approvers, ApproversSelf)
+			}
+		}
+	}
 }
+
+// Defaults of session history and approvals.
+const (
+	DefaultHistoryCalls        = 50
+	DefaultHistoryWindow       = Duration(time.Hour)
+	DefaultApprovalTTL         = Duration(10 * time.Minute)
+	DefaultMaxPendingApprovals = 20
+	// ApproversSelf names the user a call is made for as its approver.
+	ApproversSelf = "self"
+)
 
 func (provider *MCPProvider) applyDefaults() {
 	transports := &provider.Transports

@@ -21,6 +21,11 @@ type Config struct {
 	Telemetry    Telemetry     `yaml:"telemetry"`
 	Reload       Reload        `yaml:"reload"`
 	RateLimits   RateLimits    `yaml:"rateLimits"`
+	// SessionHistory, when set, keeps each session's calls for the
+	// policies (input.session); nil keeps none.
+	SessionHistory *SessionHistory `yaml:"sessionHistory"`
+	// Approvals bounds the calls held for a person's approval.
+	Approvals Approvals `yaml:"approvals"`
 	// SecretProviders resolve secrets written as "<provider.key>", as in
 	// Strata's files.
 	SecretProviders []SecretProvider `yaml:"secretProviders"`
@@ -596,6 +601,53 @@ type App struct {
 	// Redaction finds secrets and personal data in the app's results (and
 	// in arguments before the audit trail records them).
 	Redaction *Redaction `yaml:"redaction"`
+	// Labels are data labels every call to the app carries in the session
+	// history and the policy input (confidential for a source, external
+	// for a sink, ...).
+	Labels []string `yaml:"labels"`
+	// Tools say of single tools, by their upstream name, what labels they
+	// add and whether each call needs a person's approval.
+	Tools []AppTool `yaml:"tools"`
+}
+
+// AppTool is what the configuration says of one of an app's tools.
+type AppTool struct {
+	// Name is the tool's upstream name (without the app's prefix).
+	Name   string   `yaml:"name"`
+	Labels []string `yaml:"labels"`
+	// Approval, when required, holds every call of the tool until a
+	// person approves exactly that call.
+	Approval *ToolApproval `yaml:"approval"`
+}
+
+// ToolApproval holds a tool's calls for approval.
+type ToolApproval struct {
+	Required bool `yaml:"required"`
+	// Approvers is "self" (the user the call is made for; the default) or
+	// the name of a group whose members, never the user, approve.
+	Approvers string `yaml:"approvers"`
+	// TTL is how long an approval stays good for its one call (default
+	// approvals.ttl).
+	TTL Duration `yaml:"ttl"`
+	// Reason is shown to the approver and told the agent.
+	Reason string `yaml:"reason"`
+}
+
+// SessionHistory bounds what is kept of each session's calls: the last
+// MaxCalls within Window.
+type SessionHistory struct {
+	MaxCalls int      `yaml:"maxCalls"`
+	Window   Duration `yaml:"window"`
+}
+
+// Approvals are the defaults and bounds of calls held for approval.
+type Approvals struct {
+	// TTL is how long a request waits for its approver and an approval
+	// stays good, when the policy or the tool does not say (default 10m).
+	TTL Duration `yaml:"ttl"`
+	// MaxPendingPerUser bounds the approvals one user has waiting
+	// (default 20).
+	MaxPendingPerUser int `yaml:"maxPendingPerUser"`
 }
 
 // Bridge is a REST API served as MCP tools: one per operation of its

@@ -51,6 +51,8 @@ func (c *Config) Validate() error {
 	v.audit(&c.Audit)
 	v.telemetry(&c.Telemetry)
 	v.rateLimits(&c.RateLimits, c.Apps)
+	v.sessionHistory(c.SessionHistory)
+	v.approvals(&c.Approvals)
 	return v.err()
 }
 

@@ -69,6 +69,8 @@ func (v *validator) apps(apps []App) {
 		if app.Redaction != nil {
 			v.redaction(field(path, "redaction"), app.Redaction)
 		}
+		v.labels(field(path, "labels"), app.Labels)
+		v.appTools(field(path, "tools"), app.Tools)
 	}
 	v.namespaceCollisions(apps)
 	v.resourceNamespaceOverlaps(apps)

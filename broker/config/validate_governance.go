@@ -1,0 +1,103 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// What governs a session beyond one call: the labels apps and tools carry,
+// the history policies read, and the calls held for a person's approval.
+
+// labelPattern is a data label: lower-case words a policy compares.
+var labelPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._:-]{0,63}$`)
+
+// Bounds of the history and approvals.
+const (
+	maxLabels         = 32
+	maxHistoryCalls   = 1000
+	maxHistoryWindow  = 7 * 24 * time.Hour
+	maxApprovalTTL    = 24 * time.Hour
+	maxPendingPerUser = 1000
+	maxReasonBytes    = 500
+)
+
+func (v *validator) labels(path string, labels []string) {
+	if len(labels) > maxLabels {
+		v.add(path, fmt.Sprintf("at most %d labels, got %d", maxLabels, len(labels)))
+	}
+	seen := map[string]bool{}
+	for i, label := range labels {
+		switch {
+		case !labelPattern.MatchString(label):
+			v.add(index(path, i), fmt.Sprintf(`want 1 to 64 lower-case letters, digits, ".", "_", ":" or "-", starting with a letter or digit, got %s`, quote(label)))
+		case seen[label]:
+			v.add(index(path, i), fmt.Sprintf("duplicate label %s", quote(label)))
+		}
+		seen[label] = true
+	}
+}
+
+// appTools checks apps[i].tools.
+func (v *validator) appTools(path string, tools []AppTool) {
+	seen := map[string]int{}
+	for i, t := range tools {
+		at := index(path, i)
+		switch first, duplicate := seen[t.Name]; {
+		case t.Name == "":
+			v.add(field(at, "name"), "must not be empty: the tool's upstream name, without the app's prefix")
+		case duplicate:
+			v.add(field(at, "name"), fmt.Sprintf("duplicate tool %s, also %s", quote(t.Name), index(path, first)))
+		default:
+			seen[t.Name] = i
+		}
+		v.labels(field(at, "labels"), t.Labels)
+		if t.Approval != nil {
+			v.toolApproval(field(at, "approval"), t.Approval)
+		}
+		if len(t.Labels) == 0 && t.Approval == nil {
+			v.add(at, "says nothing of the tool: give labels or approval")
+		}
+	}
+}
+
+func (v *validator) toolApproval(path string, a *ToolApproval) {
+	if !a.Required {
+		v.add(field(path, "required"), "must be true: leave approval out for a tool that needs none")
+	}
+	if a.Approvers == "" {
+		v.add(field(path, "approvers"), `must not be empty: "self" or a group name`)
+	}
+	if a.TTL < 0 || time.Duration(a.TTL) > maxApprovalTTL {
+		v.add(field(path, "ttl"), fmt.Sprintf("want between 1s and %s, got %s", maxApprovalTTL, a.TTL))
+	} else if a.TTL != 0 && time.Duration(a.TTL) < time.Second {
+		v.add(field(path, "ttl"), fmt.Sprintf("want between 1s and %s, got %s", maxApprovalTTL, a.TTL))
+	}
+	if len(a.Reason) > maxReasonBytes {
+		v.add(field(path, "reason"), fmt.Sprintf("at most %d bytes, got %d", maxReasonBytes, len(a.Reason)))
+	}
+	if ap := v.config.AuthProvider; ap == nil || !ap.Enabled {
+		v.add(path, "needs authProvider.enabled: the approver signs in and answers at the Auth Provider's approval page")
+	}
+}
+
+func (v *validator) sessionHistory(h *SessionHistory) {
+	if h == nil {
+		return
+	}
+	if h.MaxCalls < 1 || h.MaxCalls > maxHistoryCalls {
+		v.add("sessionHistory.maxCalls", fmt.Sprintf("want 1 to %d, got %d", maxHistoryCalls, h.MaxCalls))
+	}
+	if time.Duration(h.Window) < time.Second || time.Duration(h.Window) > maxHistoryWindow {
+		v.add("sessionHistory.window", fmt.Sprintf("want between 1s and %s, got %s", maxHistoryWindow, h.Window))
+	}
+}
+
+func (v *validator) approvals(a *Approvals) {
+	if time.Duration(a.TTL) < time.Second || time.Duration(a.TTL) > maxApprovalTTL {
+		v.add("approvals.ttl", fmt.Sprintf("want between 1s and %s, got %s", maxApprovalTTL, a.TTL))
+	}
+	if a.MaxPendingPerUser < 1 || a.MaxPendingPerUser > maxPendingPerUser {
+		v.add("approvals.maxPendingPerUser", fmt.Sprintf("want 1 to %d, got %d", maxPendingPerUser, a.MaxPendingPerUser))
+	}
+}
