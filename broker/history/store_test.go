@@ -1,0 +1,147 @@
+package history
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/mcpbroker/mcpbroker/broker/limit/redistest"
+)
+
+// Both stores keep the last MaxCalls within the window, oldest first, per
+// session, and bound every entry.
+func TestStores(t *testing.T) {
+	stores := map[string]func(t *testing.T) Store{
+		"bolt": func(t *testing.T) Store {
+			db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			s, err := NewBolt(ctx, db, time.Hour, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"redis": func(t *testing.T) Store {
+			server := redistest.Start(t)
+			return NewRedis(server.Client(), "test:")
+		},
+	}
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			ctx := context.Background()
+			limits := Limits{MaxCalls: 3, Window: time.Hour}
+			now := time.Now()
+			for i := range 5 {
+				e := Entry{Method: "tools/call", App: "records", Name: fmt.Sprintf("read_%d", i), Decision: Allowed, Time: now.Unix(), Labels: []string{"confidential"}}
+				if err := s.Append(ctx, "session-a", e, limits); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Append(ctx, "session-b", Entry{Name: "send", Decision: Denied, Time: now.Unix()}, limits); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Read(ctx, "session-a", limits, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, e := range got {
+				names = append(names, e.Name)
+			}
+			if strings.Join(names, ",") != "read_2,read_3,read_4" {
+				t.Errorf("session-a keeps %v, want the last three", names)
+			}
+			if other, _ := s.Read(ctx, "session-b", limits, now); len(other) != 1 || other[0].Name != "send" {
+				t.Errorf("session-b: %+v", other)
+			}
+			if none, _ := s.Read(ctx, "session-c", limits, now); len(none) != 0 {
+				t.Errorf("an unknown session has %+v", none)
+			}
+			// An hour later the window has passed.
+			if later, _ := s.Read(ctx, "session-a", limits, now.Add(time.Hour+2*time.Second)); len(later) != 0 {
+				t.Errorf("past the window: %+v", later)
+			}
+			// Entries are bounded however large the names and labels.
+			huge := Entry{Name: strings.Repeat("n", 10000), Decision: Allowed, Time: now.Unix()}
+			for i := range 100 {
+				huge.Labels = append(huge.Labels, strings.Repeat("l", i%70+1))
+			}
+			if err := s.Append(ctx, "session-d", huge, limits); err != nil {
+				t.Fatal(err)
+			}
+			got, _ = s.Read(ctx, "session-d", limits, now)
+			if len(got) != 1 || len(got[0].Name) != MaxNameBytes || len(got[0].Labels) != MaxLabels {
+				t.Errorf("a huge entry was kept as name %d B, %d labels", len(got[0].Name), len(got[0].Labels))
+			}
+		})
+	}
+}
+
+// The bbolt store sweeps the entries of sessions that ended.
+func TestBoltSweep(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := NewBolt(ctx, db, time.Minute, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := Limits{MaxCalls: 10, Window: time.Minute}
+	old := time.Now().Add(-2 * time.Minute).Unix()
+	for i := range 20 {
+		_ = s.Append(ctx, fmt.Sprint("session-", i), Entry{Name: "x", Decision: Allowed, Time: old}, Limits{MaxCalls: 10, Window: time.Hour})
+	}
+	_ = s.Append(ctx, "live", Entry{Name: "x", Decision: Allowed, Time: time.Now().Unix()}, limits)
+	n, err := s.(*boltStore).sweep()
+	if err != nil || n != 20 {
+		t.Fatalf("swept %d, %v; want the 20 old entries", n, err)
+	}
+	if live, _ := s.Read(ctx, "live", limits, time.Now()); len(live) != 1 {
+		t.Errorf("the live session lost its entry")
+	}
+}
+
+// A Redis that is down is ErrUnavailable, for the broker to refuse on.
+func TestRedisDown(t *testing.T) {
+	server := redistest.Start(t)
+	s := NewRedis(server.Client(), "test:")
+	server.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	limits := Limits{MaxCalls: 3, Window: time.Minute}
+	if err := s.Append(ctx, "k", Entry{}, limits); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("append with Redis down: %v", err)
+	}
+	if _, err := s.Read(ctx, "k", limits, time.Now()); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("read with Redis down: %v", err)
+	}
+}
+
+func TestLabels(t *testing.T) {
+	got := Labels([]Entry{
+		{Decision: Allowed, Labels: []string{"confidential"}},
+		{Decision: Denied, Labels: []string{"external"}},
+		{Decision: ApprovalRequired, Labels: []string{"payments"}},
+		{Decision: Failed, Labels: []string{"confidential", "pii"}},
+	})
+	if strings.Join(got, ",") != "confidential,pii" {
+		t.Errorf("labels %v: want those of calls the policy let through", got)
+	}
+}
