@@ -197,7 +197,17 @@ func (a *auditor) close() error {
 // unless audit.arguments.record, and then the arguments with every member
 // named in audit.arguments.redact replaced, at any depth.
 func (a *auditor) recordArguments(raw json.RawMessage) json.RawMessage {
-	if a == nil || !a.arguments || len(raw) == 0 {
+	if a == nil || !a.arguments {
+		return nil
+	}
+	return a.redactedArguments(raw)
+}
+
+// redactedArguments are the arguments with every member named in
+// audit.arguments.redact replaced; nil when they are not JSON, or there
+// is no trail to say what to redact.
+func (a *auditor) redactedArguments(raw json.RawMessage) json.RawMessage {
+	if a == nil || len(raw) == 0 {
 		return nil
 	}
 	var value any

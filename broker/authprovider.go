@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -232,6 +233,11 @@ func (b *Broker) recordAuthEvent(ctx context.Context, e authserver.Event) error 
 	}
 	if e.Status != 0 {
 		r.Result = &audit.Result{HTTPStatus: e.Status}
+	}
+	if a := e.Approval; a != nil {
+		// The approval's id ties its steps to the records of the calls.
+		r.Kind, r.App, r.Tool, r.ArgumentsDigest = audit.KindApproval, a.App, a.Tool, a.ArgumentsDigest
+		r.Approval = &audit.Approval{ID: a.ID, Status: strings.TrimPrefix(e.Name, "approval."), Approvers: a.Approvers, By: a.DecidedBy, Deadline: a.Deadline}
 	}
 	if err := b.audit.write(ctx, r); err != nil {
 		b.log.Error("audit record of the Auth Provider not written", "event", e.Name, "error", err)

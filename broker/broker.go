@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/history"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
 	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 	"github.com/mcpbroker/mcpbroker/provider"
@@ -89,6 +90,10 @@ type Broker struct {
 
 	// audit records every decision; nil when audit.disabled.
 	audit *auditor
+	// history keeps each session's calls for the policies; nil without a
+	// store (history.go in broker/history).
+	history     history.Store
+	stopHistory context.CancelFunc
 	// pins holds definitions to what was approved (toolPinning), in the
 	// store or in Redis; nil when no app pins.
 	pins *pins.Pins
@@ -166,6 +171,9 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	if b.pins, err = newPins(cfg, b.store.database(), b.redis); err != nil {
+		return nil, err
+	}
+	if b.history, b.stopHistory, err = newHistory(cfg, b.store.database(), b.redis, b.log); err != nil {
 		return nil, err
 	}
 	b.schemas, b.facts = schema.NewCache(schemaCacheSize), newFacts()
@@ -278,6 +286,9 @@ func (b *Broker) Close() {
 	b.provider.Close()
 	b.idle.closeAll()
 	b.current().close()
+	if b.stopHistory != nil {
+		b.stopHistory()
+	}
 	b.store.close()
 	if b.redis != nil {
 		_ = b.redis.Close()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mcpbroker/mcpbroker/apps"
+	"github.com/mcpbroker/mcpbroker/exchange/authserver"
 	"github.com/mcpbroker/mcpbroker/opa"
 	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
@@ -42,6 +43,18 @@ type Call struct {
 
 	// Set by authorize: the policy's decision, when a policy governs the app.
 	Decision *opa.Decision
+	// Labels are the call's data labels: its app's and tool's, and its
+	// policy's (set by authorize). Shared: do not modify.
+	Labels []string
+	// tracked: the call goes into its session's history (set by
+	// authorize); passed: it got past the policy and any approval (set by
+	// approve).
+	tracked, passed bool
+	// approval is the approval the call needs (set by authorize from the
+	// policy, or by approve from the tool's configuration); approvalUsed
+	// the one it took (set by approve).
+	approval     *opa.Approval
+	approvalUsed *authserver.Approval
 
 	// Set by exchange for a tools/call to an app whose upstream receives
 	// exchanged tokens: the token it carries instead of the session's.

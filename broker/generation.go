@@ -33,6 +33,9 @@ type generation struct {
 	// identityHeaders are the headers each app's requests carry from the
 	// agent's token, by app name.
 	identityHeaders map[string][]config.IdentityHeader
+	// gov is what the configuration says of labels, session history and
+	// approvals (governance.go).
+	gov *governance
 	// retired names the namespaces of apps the last reload removed, so
 	// that their tools are refused as such and not as unknown names.
 	retired map[string]string // prefix -> app name
@@ -46,7 +49,7 @@ func (b *Broker) current() *generation { return b.gen.Load() }
 
 // build makes a generation of cfg; nothing runs until start.
 func (b *Broker) build(cfg *config.Config) (_ *generation, err error) {
-	g := &generation{cfg: cfg, stop: func() {}, identityHeaders: map[string][]config.IdentityHeader{}}
+	g := &generation{cfg: cfg, stop: func() {}, identityHeaders: map[string][]config.IdentityHeader{}, gov: newGovernance(cfg)}
 	for _, app := range cfg.Apps {
 		if len(app.IdentityHeaders) > 0 {
 			g.identityHeaders[app.Name] = app.IdentityHeaders

@@ -40,10 +40,12 @@ func (b *Broker) newPipeline() []stage {
 		{name: "limit", run: b.limit},
 		{name: "validate", run: b.validate},
 		{name: "authorize", run: b.authorize},
+		{name: "approve", run: b.approve},
 		{name: "exchange", run: b.exchange},
 		{name: "forward", run: b.forward, relayed: true},
 		{name: "results", run: b.checkResult, relayed: true},
 		{name: "redact", run: b.redactResult, relayed: true},
+		{name: "remember", run: b.remember, always: true},
 		{name: "render", run: b.renderReply, always: true},
 		{name: "record", run: b.record, always: true},
 	}

@@ -51,7 +51,21 @@ func errorObject(err error) *jsonrpc.Error {
 	var failed *exchange.IssueError
 	var limited *rateLimitError
 	var held *pinRefusal
+	var required *approvalRequired
+	var refused *approvalDenied
 	switch {
+	case errors.As(err, &required):
+		return required.rpcError()
+	case errors.As(err, &refused):
+		return jsonrpc.NewError(CodeForbidden, refused.Error())
+	case errors.Is(err, ErrApprovalUnavailable), errors.Is(err, ErrApprovalAnonymous), errors.Is(err, ErrApprovalTooLarge):
+		return jsonrpc.NewError(CodeForbidden, err.Error())
+	case errors.Is(err, ErrTooManyApprovals):
+		return jsonrpc.NewError(CodeForbidden, ErrTooManyApprovals.Error())
+	case errors.Is(err, ErrApprovalsDown):
+		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrApprovalsDown.Error())
+	case errors.Is(err, ErrHistoryUnavailable):
+		return jsonrpc.NewError(jsonrpc.CodeServerError, ErrHistoryUnavailable.Error())
 	case errors.As(err, &held):
 		return jsonrpc.NewError(jsonrpc.CodeInvalidParams, held.Error())
 	case errors.As(err, &limited):

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -120,7 +121,18 @@ func (a *authorizer) input(c *Call, app *apps.App, purpose string) *opa.Input {
 // authorize asks the app's policy about a call routed to it. Lists are
 // filtered item by item when they are collected (lists.go).
 func (b *Broker) authorize(ctx context.Context, c *Call) error {
-	if c.gen.authz == nil || c.Route != routeApp || c.Message.Method == "" || c.App == nil {
+	if c.Route != routeApp || c.Message.Method == "" || c.App == nil {
+		return nil
+	}
+	if tracked(c.Message.Method) {
+		c.tracked = c.gen.gov.history != nil
+		tool := ""
+		if c.Message.Method == "tools/call" {
+			tool = c.Name
+		}
+		c.Labels = c.gen.gov.labelsOf(c.App.Name, tool)
+	}
+	if c.gen.authz == nil {
 		return nil
 	}
 	p := c.gen.authz.policies[c.App.Name]
@@ -147,9 +159,19 @@ func (b *Broker) authorize(ctx context.Context, c *Call) error {
 	default:
 		return nil // notifications and answers to the upstream's own requests
 	}
+	in.Labels = c.Labels
+	if c.tracked && p.ReadsSession() {
+		var err error
+		if in.Session, err = b.sessionInput(ctx, c); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	d := p.Decide(ctx, in)
 	c.Decision = &d
+	if len(d.Labels) > 0 {
+		c.Labels = append(slices.Clone(c.Labels), d.Labels...)
+	}
 	outcome := telemetry.PolicyAllowed
 	switch {
 	case d.Reason == opa.ReasonTimeout:
@@ -161,6 +183,10 @@ func (b *Broker) authorize(ctx context.Context, c *Call) error {
 	switch {
 	case d.Reason == opa.ReasonTimeout:
 		return fmt.Errorf("%w: %s", ErrPolicyTimeout, c.App.Name)
+	case !d.Allowed && d.Approval != nil:
+		// Allowed once a person approves exactly this call (approve).
+		approval := *d.Approval
+		c.approval = &approval
 	case !d.Allowed:
 		return &denial{decision: d}
 	}

@@ -50,7 +50,9 @@ func (b *Broker) record(ctx context.Context, c *Call) error {
 	case status >= 400:
 		decision = "refused"
 		b.metrics.Refusal(status)
-	case c.Decision != nil && !c.Decision.Allowed:
+	case asType(c.Err, new(*approvalRequired)):
+		decision = "approval_required"
+	case c.Decision != nil && !c.Decision.Allowed && c.approvalUsed == nil:
 		decision = "denied"
 	case errors.Is(c.Err, ErrRateLimited):
 		decision = "refused"
@@ -130,6 +132,20 @@ func (b *Broker) auditRecord(ctx context.Context, c *Call) *audit.Record {
 			Allowed: d.Allowed, Reason: d.Reason, ExternalMessage: d.ExternalMessage,
 			Policy: d.Policy, PolicyVersion: strconv.FormatUint(d.Version, 10), PolicyHash: "sha256:" + hex.EncodeToString(d.Hash[:]),
 		}
+	}
+	r.Labels = c.Labels
+	var required *approvalRequired
+	var refused *approvalDenied
+	switch {
+	case errors.As(c.Err, &required):
+		a := required.approval
+		r.Approval = &audit.Approval{ID: a.ID, Status: "required", Approvers: a.Approvers, Deadline: a.Deadline}
+	case errors.As(c.Err, &refused):
+		a := refused.approval
+		r.Approval = &audit.Approval{ID: a.ID, Status: "denied", Approvers: a.Approvers, By: a.DecidedBy}
+	case c.approvalUsed != nil:
+		a := c.approvalUsed
+		r.Approval = &audit.Approval{ID: a.ID, Status: "used", Approvers: a.Approvers, By: a.DecidedBy}
 	}
 	if o := c.Outbound; o.set && o.token.Value != "" {
 		t := o.token

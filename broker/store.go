@@ -36,6 +36,9 @@ func needsStore(cfg *config.Config) bool {
 	if pinning(cfg) && cfg.Storage.Redis == nil {
 		return true // pins outlive the process
 	}
+	if cfg.SessionHistory != nil && cfg.Storage.Redis == nil {
+		return true // histories outlive the process
+	}
 	return cfg.Storage.Bolt != nil && cfg.Storage.Bolt.Path != ""
 }
 

@@ -16,6 +16,7 @@ const (
 	KindAuth       = "auth"       // the Auth Provider: sign-in, consent, token issued or refused
 	KindCheckpoint = "checkpoint" // a signed statement of the chain so far
 	KindTrail      = "trail"      // the trail itself: opened, recovered, closed
+	KindApproval   = "approval"   // a call held for approval: requested, shown, approved, denied, refused, used, expired
 	KindPin        = "pin"        // tool pinning: a definition changed, held, unclean; a pin approved or revoked
 )
 
@@ -55,10 +56,27 @@ type Record struct {
 	Redacted map[string]int `json:"redacted,omitempty"`
 	// Pin is the definition's hash and standing for a pin record, or a
 	// call refused for its pin.
-	Pin    *Pin   `json:"pin,omitempty"`
-	Detail string `json:"detail,omitempty"` // short reason words, never token material
+	Pin *Pin `json:"pin,omitempty"`
+	// Labels are a call's data labels: its app's, its tool's and its
+	// policy's.
+	Labels []string `json:"labels,omitempty"`
+	// Approval is the approval a call needed or used, or that an approval
+	// step is about.
+	Approval *Approval `json:"approval,omitempty"`
+	Detail   string    `json:"detail,omitempty"` // short reason words, never token material
 
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"` // KindCheckpoint only
+}
+
+// Approval is a call held for a person's yes.
+type Approval struct {
+	ID string `json:"id"`
+	// Status: for a call, "required" (held, the client pointed to the
+	// approval page), "denied" or "used"; for a step, the step.
+	Status    string    `json:"status"`
+	Approvers string    `json:"approvers,omitempty"` // "self" or a group
+	By        string    `json:"by,omitempty"`        // who answered or looked
+	Deadline  time.Time `json:"deadline,omitzero"`
 }
 
 // Pin is a definition's standing under tool pinning.

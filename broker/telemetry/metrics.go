@@ -52,6 +52,8 @@ type Metrics struct {
 	handoffs      map[string]prometheus.Counter
 	sessionCaps   map[string]prometheus.Counter
 	heldCalls     map[string]prometheus.Counter
+	approvals     map[string]prometheus.Counter
+	historyFails  map[string]prometheus.Counter
 	listCache     *family[prometheus.Counter]
 	listChanges   *family[prometheus.Counter]
 	pins          *family[prometheus.Counter]
@@ -183,6 +185,16 @@ func NewMetrics() *Metrics {
 	for _, event := range HeldEvents {
 		m.heldCalls[event] = held.WithLabelValues(event)
 	}
+
+	approvals := f.counterVec("mcpbroker_approvals_total",
+		"Calls that needed a person's approval, by what the broker did: "+strings.Join(ApprovalEvents, ", ")+". The approval page's steps are auth events (approval.*).", "event")
+	m.approvals = make(map[string]prometheus.Counter, len(ApprovalEvents))
+	for _, event := range ApprovalEvents {
+		m.approvals[event] = approvals.WithLabelValues(event)
+	}
+	historyFails := f.counterVec("mcpbroker_session_history_failures_total",
+		"Session history reads and writes that failed (the calls were refused), by operation: read, write.", "op")
+	m.historyFails = map[string]prometheus.Counter{"read": historyFails.WithLabelValues("read"), "write": historyFails.WithLabelValues("write")}
 
 	listCache := f.counterVec("mcpbroker_list_cache_total",
 		"Pages of apps' lists a listing needed, by app and where they came from: hit (the cache), miss (the upstream), joined (another listing's request to the upstream), disabled (the upstream; the app keeps no cache).", "app", "outcome")
@@ -470,6 +482,32 @@ func (m *Metrics) AuthEvent(event string) {
 		return
 	}
 	m.authEvents.get(labelKey{event}).Inc()
+}
+
+// ApprovalEvents are what the broker does with a call that needs approval:
+// required (held, the client pointed to the approval page), used (an
+// approval let it through), denied (the approver said no), too_many (the
+// user has as many waiting as allowed).
+var ApprovalEvents = []string{"required", "used", "denied", "too_many"}
+
+// Approval counts one approval event; other names are not counted.
+func (m *Metrics) Approval(event string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.approvals[event]; ok {
+		c.Inc()
+	}
+}
+
+// HistoryFailure counts a failed read or write of a session's history.
+func (m *Metrics) HistoryFailure(op string) {
+	if m == nil {
+		return
+	}
+	if c, ok := m.historyFails[op]; ok {
+		c.Inc()
+	}
 }
 
 // HeldEvents are what happens to held calls: held (the client was asked),

@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"time"
 	"net/http"
 
 	"github.com/ory/fosite"
@@ -37,6 +38,19 @@ type Event struct {
 	Scopes   []string
 	Status   int    // HTTP status of the answer
 	Detail   string // the OAuth error code, or a few words
+	// Approval is the approval an approval event is about.
+	Approval *EventApproval
+}
+
+// EventApproval is what an approval event says of its approval.
+type EventApproval struct {
+	ID, Session, App, Tool, ArgumentsDigest string
+	Approvers                               string
+	// DecidedBy is who answered, once someone has.
+	DecidedBy string
+	// Deadline is until when it waits for an answer, or, approved, is
+	// good.
+	Deadline time.Time
 }
 
 // event tells Options.OnEvent, when set; an error means the event could

@@ -254,7 +254,12 @@ func (s *Server) clearCookie(w http.ResponseWriter, name, path string) {
 // postedFlow returns the flow a form post continues, once its CSRF token
 // matches the cookie's.
 func (s *Server) postedFlow(r *http.Request) (*flow, error) {
-	cookie, err := r.Cookie(flowCookie)
+	return s.postedFlowOf(r, flowCookie)
+}
+
+// postedFlowOf is postedFlow for the steps kept in the named cookie.
+func (s *Server) postedFlowOf(r *http.Request, name string) (*flow, error) {
+	cookie, err := r.Cookie(name)
 	if err != nil || cookie.Value == "" {
 		return nil, errFlowMissing
 	}

@@ -43,14 +43,30 @@ func (s *Server) retryLogin(w http.ResponseWriter, status int, a *authorization,
 	s.renderLogin(w, status, a, state, username, message)
 }
 
-// login checks the posted username and password. Every failure shows the
-// same message, and an unknown username costs a bcrypt comparison like a
-// known one, so that the form does not tell which users exist.
+// login checks the posted username and password of an authorization's
+// login form.
 func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization, state *flow) {
-	username, password := r.PostForm.Get("username"), r.PostForm.Get("password")
+	username := r.PostForm.Get("username")
+	who, status, message := s.checkPassword(r, username, r.PostForm.Get("password"), a.client.ID)
+	switch {
+	case who == nil && status == http.StatusServiceUnavailable:
+		s.renderError(w, status, message, "Sign-in is not available right now; try again later.")
+	case who == nil:
+		s.retryLogin(w, status, a, state, username, message)
+	default:
+		s.signedIn(w, r.Context(), a, state, who)
+	}
+}
+
+// checkPassword signs a local user in with a password, for client (the
+// OAuth client the sign-in is for; "" on the approval page). Every failure
+// shows the same message, and an unknown username costs a bcrypt
+// comparison like a known one, so that the form does not tell which users
+// exist. On failure it returns the status and message to show again (503:
+// the title of an error page instead).
+func (s *Server) checkPassword(r *http.Request, username, password, client string) (*identity, int, string) {
 	if username == "" || password == "" {
-		s.retryLogin(w, http.StatusOK, a, state, username, messageEmpty)
-		return
+		return nil, http.StatusOK, messageEmpty
 	}
 	now := s.now()
 	ip := clientIP(r)
@@ -59,13 +75,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 	admitted, err := s.throttle.attempt(username, ip, now)
 	if err != nil {
 		s.logger.Error("authserver: a sign-in could not be counted against the throttle", slog.Any("error", err))
-		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-in is not available right now; try again later.")
-		return
+		return nil, http.StatusServiceUnavailable, "Sign-in unavailable"
 	}
 	if !admitted {
-		_ = s.event(r.Context(), r, Event{Name: EventSignInFailed, Client: a.client.ID, Status: http.StatusTooManyRequests, Detail: "throttled"})
-		s.retryLogin(w, http.StatusTooManyRequests, a, state, username, messageThrottled)
-		return
+		_ = s.event(r.Context(), r, Event{Name: EventSignInFailed, Client: client, Status: http.StatusTooManyRequests, Detail: "throttled"})
+		return nil, http.StatusTooManyRequests, messageThrottled
 	}
 	user, known := s.users[username]
 	hash := s.dummyHash
@@ -77,22 +91,24 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 		s.logger.Warn("authserver: the end of a sign-in could not be counted", slog.Any("error", doneErr))
 	}
 	if err != nil || !known {
-		s.logger.Info("authserver: failed sign-in", slog.String("client_id", a.client.ID), slog.String("remote_ip", ip))
+		s.logger.Info("authserver: failed sign-in", slog.String("client_id", client), slog.String("remote_ip", ip))
 		// The username is recorded only when it names a user: a password
 		// typed into the username field must not reach the trail.
-		e := Event{Name: EventSignInFailed, Client: a.client.ID, Status: http.StatusOK, Detail: "wrong username or password"}
+		e := Event{Name: EventSignInFailed, Client: client, Status: http.StatusOK, Detail: "wrong username or password"}
 		if known {
 			e.Subject = username
 		}
 		_ = s.event(r.Context(), r, e)
-		s.retryLogin(w, http.StatusOK, a, state, username, messageBadLogin)
-		return
+		return nil, http.StatusOK, messageBadLogin
 	}
-	if err := s.event(r.Context(), r, Event{Name: EventSignIn, Subject: user.Username, Client: a.client.ID, Detail: "password"}); err != nil {
-		s.renderError(w, http.StatusServiceUnavailable, "Sign-in not recorded", "The sign-in could not be recorded; try again later.")
-		return
+	detail := "password"
+	if client == "" {
+		detail = "password, approval page"
 	}
-	s.signedIn(w, r.Context(), a, state, &identity{
+	if err := s.event(r.Context(), r, Event{Name: EventSignIn, Subject: user.Username, Client: client, Detail: detail}); err != nil {
+		return nil, http.StatusServiceUnavailable, "Sign-in not recorded"
+	}
+	return &identity{
 		Subject:  user.Username,
 		Username: user.Username,
 		Name:     user.Name,
@@ -100,7 +116,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, a *authorization,
 		Groups:   user.Groups,
 		AuthTime: now.Unix(),
 		Local:    true,
-	})
+	}, 0, ""
 }
 
 // signedIn continues an authorization once the user is known: to the

@@ -19,7 +19,9 @@ input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.
 button{margin-top:1.5rem;padding:.55rem 1.2rem;font-size:1rem;border-radius:4px;border:1px solid #888;cursor:pointer}
 button.primary{background:#1f5fbf;color:#fff;border-color:#1f5fbf}
 .error{background:#fdecea;color:#8a1c13;padding:.6rem;border-radius:4px}
-.note{color:#555;font-size:.9rem}code{word-break:break-all}`
+.note{color:#555;font-size:.9rem}code{word-break:break-all}
+pre{background:#f4f5f7;padding:.6rem;border-radius:4px;white-space:pre-wrap;word-break:break-all;max-height:24rem;overflow:auto}
+dt{font-weight:600;margin-top:.4rem}dd{margin-left:0}`
 
 var pages = template.Must(template.New("pages").Parse(`
 {{define "head"}}<!doctype html>
@@ -58,6 +60,47 @@ var pages = template.Must(template.New("pages").Parse(`
 </form>
 {{template "foot" .}}{{end}}
 
+{{define "approval-login"}}{{template "head" .}}
+<h1>Sign in to answer</h1>
+<p>A call by an agent is waiting for approval. Sign in as an approver to see it.</p>
+{{if .Message}}<p class="error" role="alert">{{.Message}}</p>{{end}}
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<label for="username">Username</label>
+<input id="username" type="text" name="username" value="{{.Username}}" autocomplete="username" autocapitalize="none" required autofocus>
+<label for="password">Password</label>
+<input id="password" type="password" name="password" autocomplete="current-password" required>
+<button class="primary" type="submit">Sign in</button>
+</form>
+{{template "foot" .}}{{end}}
+
+{{define "approval"}}{{template "head" .}}
+<h1>Approve this call?</h1>
+<p>Signed in as <strong>{{.Approver}}</strong>.</p>
+{{if .Reason}}<p class="note">{{.Reason}}</p>{{end}}
+<dl>
+<dt>For user</dt><dd><code>{{.Subject}}</code></dd>
+<dt>By agent</dt><dd><code>{{.Client}}</code></dd>
+<dt>App</dt><dd><code>{{.App}}</code></dd>
+<dt>Tool</dt><dd><code>{{.Tool}}</code></dd>
+<dt>Approvers</dt><dd>{{.Approvers}}</dd>
+<dt>Waits until</dt><dd>{{.Deadline}}</dd>
+</dl>
+<h2>Arguments</h2>
+<pre id="arguments">{{.Arguments}}</pre>
+<p class="note">Arguments digest <code>{{.ArgumentsDigest}}</code>. Approving lets the agent make exactly this call, once, within {{.TTL}}.</p>
+<form method="post" action="{{.Action}}">
+<input type="hidden" name="csrf" value="{{.CSRF}}">
+<button class="primary" type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form>
+{{template "foot" .}}{{end}}
+
+{{define "approval-done"}}{{template "head" .}}
+<h1>{{.Title}}</h1>
+<p role="status">{{.Message}}</p>
+{{template "foot" .}}{{end}}
+
 {{define "error"}}{{template "head" .}}
 <h1>{{.Title}}</h1>
 <p class="error" role="alert">{{.Message}}</p>
@@ -87,6 +130,12 @@ type consentPage struct {
 	Scopes     []string
 	Action     string
 	CSRF       string
+}
+
+type approvalPage struct {
+	Title, Approver, Reason, Subject, Client, App, Tool, Approvers string
+	Deadline, TTL, Arguments, ArgumentsDigest                    string
+	Action, CSRF                                                 string
 }
 
 type errorPage struct {

@@ -338,6 +338,8 @@ func (s *Server) Register(mux *http.ServeMux) {
 		mux.HandleFunc("GET "+s.federation.callbackPath, s.serveCallback)
 	}
 	mux.HandleFunc("GET "+s.basePath+pathLogout, s.serveLogout)
+	mux.HandleFunc("GET "+s.approvalsPath()+"{id}", s.serveApproval)
+	mux.HandleFunc("POST "+s.approvalsPath()+"{id}", s.serveApprovalForm)
 }
 
 // Revoked reports whether the access token with jti tokenID was revoked

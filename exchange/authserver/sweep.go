@@ -51,7 +51,7 @@ func (s *store) sweepEvery(ctx context.Context, interval time.Duration, logger *
 func (s *store) sweep(now time.Time) (int, error) {
 	deleted := 0
 	if !s.kv.expires() {
-		for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh} {
+		for _, bucket := range [][]byte{bucketCodes, bucketPKCE, bucketAccess, bucketRefresh, bucketApprovals, bucketApprovalBindings} {
 			n, err := s.sweepRecords(bucket, now)
 			deleted += n
 			if err != nil {
