@@ -217,6 +217,8 @@ func (b *Broker) remember(ctx context.Context, c *Call) error {
 type approvalRequired struct {
 	approval *authserver.Approval
 	url      string
+	// said is the policy's external_message, when it gave one.
+	said string
 }
 
 func (e *approvalRequired) Error() string {
@@ -224,9 +226,12 @@ func (e *approvalRequired) Error() string {
 }
 
 func (e *approvalRequired) message() string {
-	m := "this call needs a person's approval"
+	m := "this call needs your approval"
 	if e.approval.Approvers != authserver.ApproversSelf {
 		m = "this call needs the approval of a member of " + e.approval.Approvers
+	}
+	if e.said != "" {
+		m = e.said + ": " + m
 	}
 	if e.approval.Reason != "" {
 		m += " (" + e.approval.Reason + ")"
@@ -337,7 +342,11 @@ func (b *Broker) approve(ctx context.Context, c *Call) error {
 		return fmt.Errorf("%w: %w", ErrApprovalsDown, err)
 	}
 	b.metrics.Approval("required")
-	return &approvalRequired{approval: a, url: server.ApprovalURL(a)}
+	required := &approvalRequired{approval: a, url: server.ApprovalURL(a)}
+	if c.Decision != nil {
+		required.said = c.Decision.ExternalMessage
+	}
+	return required
 }
 
 // approvalArguments are the call's arguments as the approver sees them:

@@ -235,14 +235,25 @@ func approversText(approvers string) string {
 	return "members of " + approvers + ", not the user the call is made for"
 }
 
-// indented is the arguments as the page shows them.
+// indented is the arguments as the page shows them: indented, with the
+// characters JSON escapes for HTML written as they are (the template
+// escapes them for the page).
 func indented(raw json.RawMessage) string {
 	if len(raw) == 0 {
 		return "(none)"
 	}
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
 		return string(raw)
 	}
-	return b.String()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return string(raw)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
