@@ -2,8 +2,8 @@ package authserver
 
 import (
 	"context"
-	"time"
 	"net/http"
+	"time"
 
 	"github.com/ory/fosite"
 

@@ -134,8 +134,8 @@ type consentPage struct {
 
 type approvalPage struct {
 	Title, Approver, Reason, Subject, Client, App, Tool, Approvers string
-	Deadline, TTL, Arguments, ArgumentsDigest                    string
-	Action, CSRF                                                 string
+	Deadline, TTL, Arguments, ArgumentsDigest                      string
+	Action, CSRF                                                   string
 }
 
 type errorPage struct {
