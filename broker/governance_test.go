@@ -14,10 +14,12 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker"
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/limit/redistest"
 )
 
 // toolUpstream is a Go SDK server whose tools answer with their name and
@@ -93,7 +96,7 @@ func startChainBroker(t *testing.T) *chainBroker {
 	}
 	dir := t.TempDir()
 	g.trail = filepath.Join(dir, "audit")
-	g.yaml = fmt.Sprintf(scenario(t, "session-chain"), filepath.Join(dir, "broker.db"), g.url, demoPasswordHash,
+	g.yaml = fmt.Sprintf(scenario(t, "session-chain"), fmt.Sprintf("{bolt: {path: %q}}", filepath.Join(dir, "broker.db")), g.url, demoPasswordHash,
 		base64.StdEncoding.EncodeToString(key), g.records.url, g.mailer.url, g.bank.url, policy, g.trail)
 	g.start(t)
 	t.Cleanup(func() { g.stop() })
@@ -169,9 +172,16 @@ func userToken(t *testing.T, base, username string) string {
 // (2025-11-25) as the holder of token.
 func (g *chainBroker) session(t *testing.T, ctx context.Context, token string) *mcp.ClientSession {
 	t.Helper()
+	return g.connect(t, ctx, token, sessionful)
+}
+
+// connect connects a Go SDK client with opts (nil: the SDK's default, the
+// sessionless 2026-07-28 protocol).
+func (g *chainBroker) connect(t *testing.T, ctx context.Context, token string, opts *mcp.ClientSessionOptions) *mcp.ClientSession {
+	t.Helper()
 	client := mcp.NewClient(&mcp.Implementation{Name: "governed", Version: "1"}, nil)
 	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.url + "/mcp",
-		HTTPClient: &http.Client{Transport: bearerTransport{token: token, base: http.DefaultTransport}}}, sessionful)
+		HTTPClient: &http.Client{Transport: bearerTransport{token: token, base: http.DefaultTransport}}}, opts)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -255,6 +265,22 @@ func TestSessionChain(t *testing.T) {
 		t.Fatalf("the mailer got %d sends, want 2", len(sent))
 	}
 
+	// Without sessions (2026-07-28) the history is that of the agent
+	// acting for the user: a new connection escapes nothing.
+	carol := userToken(t, g.url, "carol")
+	if o := chainCall(t, ctx, g.connect(t, ctx, carol, nil), "mailer_send_email", mail); !o.ok {
+		t.Fatalf("a sessionless send before any read: %+v", o)
+	}
+	if o := chainCall(t, ctx, g.connect(t, ctx, carol, nil), "records_read_record", map[string]any{"id": "r-3"}); !o.ok {
+		t.Fatalf("a sessionless read: %+v", o)
+	}
+	if o := chainCall(t, ctx, g.connect(t, ctx, carol, nil), "mailer_send_email", mail); o.code != -32042 {
+		t.Fatalf("a sessionless send after the same agent read for the same user: %+v; want it held", o)
+	}
+	if sent := g.mailer.callsOf("send_email"); len(sent) != 3 {
+		t.Fatalf("the mailer got %d sends, want 3", len(sent))
+	}
+
 	// The broker restarts; the reader's session goes on and its history
 	// with it.
 	g.stop()
@@ -266,8 +292,8 @@ func TestSessionChain(t *testing.T) {
 	if o := chainCall(t, ctx, alone, "mailer_send_email", mail); !o.ok {
 		t.Fatalf("send in the clean session after a restart: %+v", o)
 	}
-	if sent := g.mailer.callsOf("send_email"); len(sent) != 3 {
-		t.Fatalf("the mailer got %d sends, want 3", len(sent))
+	if sent := g.mailer.callsOf("send_email"); len(sent) != 4 {
+		t.Fatalf("the mailer got %d sends, want 4", len(sent))
 	}
 }
 
@@ -526,5 +552,91 @@ func TestApprovalPageHardening(t *testing.T) {
 		if r, _ := newApprover(t).get(g.url + path); r.StatusCode != http.StatusNotFound {
 			t.Errorf("%s: %d", path, r.StatusCode)
 		}
+	}
+}
+
+// routedTransport sends each request to the replica the test names.
+type routedTransport struct {
+	to    atomic.Pointer[url.URL]
+	token string
+}
+
+func (r *routedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	to := r.to.Load()
+	req.URL.Scheme, req.URL.Host, req.Host = to.Scheme, to.Host, ""
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// Replicas sharing Redis share the history and the approvals: a read on
+// one replica holds a send on the other; the approval answered through
+// the balancer (its steps on either replica) lets the call through once,
+// on whichever replica it arrives.
+func TestSessionChainAcrossReplicas(t *testing.T) {
+	server := redistest.Start(t)
+	var backends atomic.Pointer[[]*url.URL]
+	var turn atomic.Int64
+	balancer := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		list := backends.Load()
+		if list == nil {
+			r.SetURL(&url.URL{Scheme: "http", Host: "127.0.0.1:1"})
+			return
+		}
+		r.SetURL((*list)[turn.Add(1)%int64(len(*list))])
+		r.Out.Host = r.In.Host
+	}})
+	t.Cleanup(balancer.Close)
+	issuer := balancer.URL
+	records := newToolUpstream(t, "records", "read_record")
+	mailer := newToolUpstream(t, "mailer", "send_email")
+	bank := newToolUpstream(t, "bank", "transfer", "delete_account")
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	policy, err := filepath.Abs("../policies/session_chain.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replicas []*url.URL
+	for range 2 {
+		u, _ := url.Parse(startBroker(t, scenario(t, "session-chain"), fmt.Sprintf("{redis: {addresses: [%q], keyPrefix: \"chain:\"}}", server.Addr()), issuer, demoPasswordHash,
+			base64.StdEncoding.EncodeToString(key), records.url, mailer.url, bank.url, policy, filepath.Join(t.TempDir(), "audit")))
+		replicas = append(replicas, u)
+	}
+	backends.Store(&replicas)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	route := &routedTransport{token: userToken(t, issuer, "alice")}
+	route.to.Store(replicas[0])
+	s, err := mcp.NewClient(&mcp.Implementation{Name: "replicas", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: issuer + "/mcp", HTTPClient: &http.Client{Transport: route}}, sessionful)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mail := map[string]any{"to": "someone@example.com"}
+	if o := chainCall(t, ctx, s, "records_read_record", map[string]any{"id": "r-1"}); !o.ok {
+		t.Fatalf("read on replica 0: %+v", o)
+	}
+	route.to.Store(replicas[1])
+	held := chainCall(t, ctx, s, "mailer_send_email", mail)
+	if held.code != -32042 || !strings.HasPrefix(held.url, issuer+"/approvals/") {
+		t.Fatalf("send on replica 1 after a read on replica 0: %+v; want it held", held)
+	}
+	// The user answers for herself ("self"), through the balancer.
+	if status, page := newApprover(t).answer(held.url, "alice", "approve"); status != http.StatusOK || !strings.Contains(page, "Approved") {
+		t.Fatalf("alice's approval through the balancer: %d %s", status, page)
+	}
+	route.to.Store(replicas[0])
+	if o := chainCall(t, ctx, s, "mailer_send_email", mail); !o.ok {
+		t.Fatalf("the approved send on replica 0: %+v", o)
+	}
+	route.to.Store(replicas[1])
+	if o := chainCall(t, ctx, s, "mailer_send_email", mail); o.code != -32042 {
+		t.Fatalf("the approved send again, on replica 1: %+v; want it held", o)
+	}
+	if sent := mailer.callsOf("send_email"); len(sent) != 1 {
+		t.Fatalf("the mailer got %d sends, want the approved one", len(sent))
 	}
 }
