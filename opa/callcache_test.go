@@ -86,3 +86,17 @@ result := {"allowed": input.request.mcp.tool.params.name == "b"}`)); err != nil 
 		t.Error("after the reload, a kept decision of the old policy allowed a")
 	}
 }
+
+// A policy that reads input.labels is asked again for other labels, even
+// when nothing else it reads differs.
+func TestCallDecisionsKeyedByLabels(t *testing.T) {
+	p := compileTest(t, `package orchestrator
+default result := {"allowed": true}
+result := {"allowed": false} if "external" in input.labels`)
+	ask := func(labels ...string) bool {
+		return p.Decide(context.Background(), &Input{Method: "tools/call", ToolName: "send", Purpose: PurposeCall, Labels: labels}).Allowed
+	}
+	if !ask("internal") || ask("external") || !ask() {
+		t.Fatal("a decision on one call's labels was kept for another's")
+	}
+}

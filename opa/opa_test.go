@@ -780,3 +780,74 @@ func TestDecisionRedact(t *testing.T) {
 		}
 	}
 }
+
+// result.labels and result.approval are read strictly: anything malformed
+// denies, and an approval is kept only on a denial.
+func TestDecisionLabelsAndApproval(t *testing.T) {
+	tests := []struct {
+		result   string
+		allowed  bool
+		labels   []string
+		approval *opa.Approval
+		reason   string
+	}{
+		{`{"allowed": true, "labels": ["pii", "confidential"]}`, true, []string{"pii", "confidential"}, nil, opa.ReasonAllowed},
+		{`{"allowed": true, "labels": "pii"}`, false, nil, nil, opa.ReasonBadLabels},
+		{`{"allowed": true, "labels": [1]}`, false, nil, nil, opa.ReasonBadLabels},
+		{`{"allowed": true, "approval": {"approvers": "treasury"}}`, true, nil, nil, opa.ReasonAllowed},
+		{`{"allowed": false, "approval": {}}`, false, nil, &opa.Approval{Approvers: "self"}, opa.ReasonDenied},
+		{`{"allowed": false, "approval": {"reason": "big", "approvers": "treasury", "ttl": "15m"}}`, false, nil, &opa.Approval{Reason: "big", Approvers: "treasury", TTL: 15 * time.Minute}, opa.ReasonDenied},
+		{`{"allowed": false, "approval": {"ttl": 90}}`, false, nil, &opa.Approval{Approvers: "self", TTL: 90 * time.Second}, opa.ReasonDenied},
+		{`{"allowed": false, "approval": {"ttl": "48h"}}`, false, nil, nil, opa.ReasonBadApprove},
+		{`{"allowed": false, "approval": {"ttl": "-1s"}}`, false, nil, nil, opa.ReasonBadApprove},
+		{`{"allowed": false, "approval": {"ttl": 1.5}}`, false, nil, nil, opa.ReasonBadApprove},
+		{`{"allowed": false, "approval": {"approvers": ""}}`, false, nil, nil, opa.ReasonBadApprove},
+		{`{"allowed": false, "approval": {"approvers": ["a"]}}`, false, nil, nil, opa.ReasonBadApprove},
+		{`{"allowed": false, "approval": {"who": "me"}}`, false, nil, nil, opa.ReasonBadApprove},
+		{`{"allowed": false, "approval": true}`, false, nil, nil, opa.ReasonBadApprove},
+	}
+	for _, tt := range tests {
+		p := compile(t, "package orchestrator\nresult := "+tt.result, opa.Options{})
+		d := p.Decide(context.Background(), &opa.Input{Method: "tools/call", ToolName: "x", Purpose: opa.PurposeCall})
+		if d.Allowed != tt.allowed || fmt.Sprint(d.Labels) != fmt.Sprint(tt.labels) || fmt.Sprint(d.Approval) != fmt.Sprint(tt.approval) || d.Reason != tt.reason {
+			t.Errorf("%s: allowed %v labels %v approval %+v (%s), want %v %v %+v (%s)", tt.result, d.Allowed, d.Labels, d.Approval, d.Reason, tt.allowed, tt.labels, tt.approval, tt.reason)
+		}
+	}
+}
+
+// input.labels and input.session reach the policy as documented; a policy
+// that reads the session is asked every time, its decisions not kept.
+func TestSessionInput(t *testing.T) {
+	p := compile(t, `package orchestrator
+default result := {"allowed": true}
+result := {"allowed": false, "external_message": sprintf("%d calls before", [count(input.session.calls)])} if {
+	"external" in input.labels
+	"confidential" in input.session.labels
+	input.session.calls[0].app == "records"
+	input.session.calls[0].decision == "allowed"
+	input.session.calls[0].time > 0
+}`, opa.Options{})
+	if !p.ReadsSession() {
+		t.Fatal("ReadsSession is false for a policy that reads input.session")
+	}
+	read := opa.SessionCall{Method: "tools/call", App: "records", Name: "read", Decision: "allowed", Time: 1700000000, Labels: []string{"confidential"}}
+	ask := func(labels []string, s *opa.Session) opa.Decision {
+		return p.Decide(context.Background(), &opa.Input{Method: "tools/call", ToolName: "send", Purpose: opa.PurposeCall, Labels: labels, Session: s})
+	}
+	if d := ask([]string{"external"}, &opa.Session{}); !d.Allowed {
+		t.Errorf("send in a clean session: %s", d.Reason)
+	}
+	if d := ask([]string{"external"}, &opa.Session{Calls: []opa.SessionCall{read}, Labels: []string{"confidential"}}); d.Allowed || d.ExternalMessage != "1 calls before" {
+		t.Errorf("send after a confidential read: %+v", d)
+	}
+	if d := ask(nil, &opa.Session{Calls: []opa.SessionCall{read}, Labels: []string{"confidential"}}); !d.Allowed {
+		t.Errorf("a call without the external label: %s", d.Reason)
+	}
+	// Not kept: the same input with another history is decided afresh.
+	if d := ask([]string{"external"}, &opa.Session{}); !d.Allowed {
+		t.Errorf("a decision on one history was kept for another")
+	}
+	if compile(t, "package orchestrator\nresult := {\"allowed\": true}", opa.Options{}).ReadsSession() {
+		t.Error("ReadsSession is true for a policy that does not read input.session")
+	}
+}
