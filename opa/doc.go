@@ -28,6 +28,15 @@
 //	input.subject                                {"sub", "iss", "groups", "scopes"}
 //	input.actor                                  {"client_id", "sub", "chain"}
 //	input.tool                                   {"definition", "hash", "pin"}: the definition the broker holds for a called tool
+//	input.labels                                 the call's data labels: its app's and its tool's (apps[].labels, apps[].tools[].labels)
+//	input.session                                {"calls": [{"method", "app", "name", "decision", "time", "labels"}], "labels"}:
+//	                                             the session's earlier calls, oldest first, within sessionHistory's bounds, and the
+//	                                             labels of those that were let through; calls only, when sessionHistory is on
+//
+// A result may also carry "labels" (added to the call's in the session's
+// history) and, with "allowed": false, "approval": {"reason", "approvers":
+// "self" or a group, "ttl": "15m" or seconds}, which holds the call until a
+// person approves exactly it.
 //
 // Fields that are empty in [Input] are absent, and token, subject and actor
 // are absent for anonymous calls.

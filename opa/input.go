@@ -361,7 +361,7 @@ func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 		top[n] = item(termTool, t)
 		n++
 	}
-	if reads&fieldLabels != 0 {
+	if reads&fieldLabels != 0 && len(in.Labels) > 0 {
 		top[n] = item(termLabels, stringsTerm(in.Labels))
 		n++
 	}
