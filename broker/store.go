@@ -138,6 +138,19 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 			lines = append(lines, "Auth Provider (clients, grants, keys): bolt "+boltPath)
 		}
 	}
+	switch h := cfg.SessionHistory; {
+	case h == nil:
+		lines = append(lines, "session history: off (policies see no input.session)")
+	case cfg.Storage.Redis != nil:
+		lines = append(lines, fmt.Sprintf("session history: the last %d calls within %s, %s", h.MaxCalls, h.Window, redisKeys("history:")))
+	default:
+		lines = append(lines, fmt.Sprintf("session history: the last %d calls within %s, bolt %s", h.MaxCalls, h.Window, boltPath))
+	}
+	if ap := cfg.AuthProvider; ap != nil && ap.Enabled {
+		lines = append(lines, fmt.Sprintf("approvals: with the Auth Provider's state, at most %d waiting per user, good for %s unless the policy or tool says", cfg.Approvals.MaxPendingPerUser, cfg.Approvals.TTL))
+	} else {
+		lines = append(lines, "approvals: none (they need the Auth Provider); calls a policy holds for approval are refused")
+	}
 	if cfg.Audit.Disabled {
 		lines = append(lines, "audit trail: off")
 	} else {
