@@ -541,6 +541,38 @@ func TestApprovalPageHardening(t *testing.T) {
 	if r, _ := bob.post(held.url, url.Values{"csrf": {token}, "decision": {"approve"}}); r.StatusCode == http.StatusOK {
 		t.Errorf("the approval form was taken twice")
 	}
+	// The approved call sent eight times at once: one goes through.
+	var wg sync.WaitGroup
+	var passed, heldAgain atomic.Int32
+	for range 8 {
+		wg.Go(func() {
+			res, err := s.CallTool(ctx, &mcp.CallToolParams{Name: "bank_transfer", Arguments: hostile})
+			var rpc *jsonrpc.Error
+			switch {
+			case err == nil && !res.IsError:
+				passed.Add(1)
+			case errors.As(err, &rpc) && rpc.Code == -32042:
+				heldAgain.Add(1)
+			default:
+				t.Errorf("a parallel retry: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if passed.Load() != 1 || heldAgain.Load() != 7 || len(g.bank.callsOf("transfer")) != 1 {
+		t.Errorf("8 parallel retries of one approved call: %d passed, %d held, the bank got %d; want 1, 7, 1",
+			passed.Load(), heldAgain.Load(), len(g.bank.callsOf("transfer")))
+	}
+	// At most approvals.maxPendingPerUser (5) wait for one user; the
+	// parallel retries left one waiting.
+	for i := range 4 {
+		if o := chainCall(t, ctx, s, "bank_transfer", map[string]any{"amount": 2000 + i}); o.code != -32042 {
+			t.Fatalf("pending approval %d: %+v", i+2, o)
+		}
+	}
+	if o := chainCall(t, ctx, s, "bank_transfer", map[string]any{"amount": 3000}); o.code != -32010 || !strings.Contains(o.message, "too many") {
+		t.Errorf("a sixth approval waiting for one user: %+v; want it refused", o)
+	}
 	// Host checks: a page asked for under another name is refused.
 	req, _ := http.NewRequest(http.MethodGet, held.url, nil)
 	req.Host = "evil.example"
