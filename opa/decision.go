@@ -193,7 +193,24 @@ func readResult(rs rego.ResultSet, version uint64) Decision {
 		d.Reason = ReasonUndefined
 		return d
 	}
-	result, ok := term.Value.(ast.Object)
+	return interpret(term.Value, version)
+}
+
+// ResultDecision is the decision the broker reads from result, a value of
+// data.orchestrator.result as the rego package returns it (policy eval
+// shows it).
+func ResultDecision(result any) Decision {
+	v, err := ast.InterfaceToValue(result)
+	if err != nil {
+		return Decision{Reason: ReasonError + err.Error()}
+	}
+	return interpret(v, 0)
+}
+
+// interpret reads a result object.
+func interpret(v ast.Value, version uint64) Decision {
+	d := Decision{Version: version}
+	result, ok := v.(ast.Object)
 	if !ok {
 		d.Reason = ReasonNotObject
 		return d

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/opa"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/tester"
@@ -355,10 +356,20 @@ type evalOutput struct {
 // evalDecision is the broker's reading of a result: only allowed == true
 // allows, and reason says why.
 type evalDecision struct {
-	Allowed         bool     `json:"allowed"`
-	ExternalMessage string   `json:"external_message,omitempty"`
-	Scopes          []string `json:"scopes,omitempty"`
-	Reason          string   `json:"reason"`
+	Allowed         bool          `json:"allowed"`
+	ExternalMessage string        `json:"external_message,omitempty"`
+	Scopes          []string      `json:"scopes,omitempty"`
+	Redact          []string      `json:"redact,omitempty"`
+	Labels          []string      `json:"labels,omitempty"`
+	Approval        *evalApproval `json:"approval,omitempty"`
+	Reason          string        `json:"reason"`
+}
+
+// evalApproval is the approval a denial asks for.
+type evalApproval struct {
+	Reason    string `json:"reason,omitempty"`
+	Approvers string `json:"approvers"`
+	TTL       string `json:"ttl,omitempty"` // empty: approvals.ttl
 }
 
 // evalPolicy evaluates app's inbound policy in the configuration at
@@ -484,42 +495,17 @@ func readPolicyInput(path string) (json.RawMessage, any, error) {
 	return bytes.TrimSpace(data), input, nil
 }
 
-// decide reads a defined result the way the broker's engine does: anything
-// but an object whose allowed is true denies, and malformed scopes deny too.
+// decide reads a defined result as the broker's engine does (it is the
+// engine's reading): anything but an object whose allowed is true denies,
+// and malformed scopes, redact, labels or approval deny too.
 func decide(result any) evalDecision {
-	object, ok := result.(map[string]any)
-	if !ok {
-		return evalDecision{Reason: "not an object"}
-	}
-	var d evalDecision
-	if message, ok := object["external_message"].(string); ok {
-		d.ExternalMessage = message
-	}
-	allowed, defined := object["allowed"]
-	if !defined {
-		d.Reason = "undefined"
-		return d
-	}
-	isTrue, ok := allowed.(bool)
-	if !ok {
-		d.Reason = "not a boolean"
-		return d
-	}
-	if scopes, present := object["scopes"]; present {
-		list, ok := scopes.([]any) // sets arrive as arrays too
-		for _, s := range list {
-			scope, isString := s.(string)
-			ok = ok && isString
-			d.Scopes = append(d.Scopes, scope)
-		}
-		if !ok {
-			return evalDecision{ExternalMessage: d.ExternalMessage, Reason: "scopes not an array of strings"}
+	d := opa.ResultDecision(result)
+	out := evalDecision{Allowed: d.Allowed, ExternalMessage: d.ExternalMessage, Scopes: d.Scopes, Redact: d.Redact, Labels: d.Labels, Reason: d.Reason}
+	if a := d.Approval; a != nil {
+		out.Approval = &evalApproval{Reason: a.Reason, Approvers: a.Approvers}
+		if a.TTL > 0 {
+			out.Approval.TTL = a.TTL.String()
 		}
 	}
-	if !isTrue {
-		d.Reason = "denied by policy"
-		return d
-	}
-	d.Allowed, d.Reason = true, "allowed"
-	return d
+	return out
 }

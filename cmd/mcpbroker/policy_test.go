@@ -376,7 +376,7 @@ func TestPolicyEvalLoadErrors(t *testing.T) {
 		{
 			name: "unknown app",
 			args: []string{"--config", "../../testdata/policy/eval.yaml", "--app", "nope", "--input", goodInput},
-			want: `no app "nope" (apps: ecommerce)`,
+			want: `no app "nope" (apps: ecommerce, bank)`,
 		},
 		{
 			name: "policy does not parse",
@@ -409,5 +409,20 @@ func TestPolicyEvalLoadErrors(t *testing.T) {
 				t.Errorf("stderr lacks %q:\n%s", tt.want, stderr)
 			}
 		})
+	}
+}
+
+// policy eval reads a result as the broker does: an approval asked for by
+// a denial is shown with its approvers and time.
+func TestPolicyEvalApproval(t *testing.T) {
+	out := runEval(t, "--config", "../../testdata/policy/eval.yaml", "--app", "bank", "--input", "../../testdata/policy/eval-approval.json")
+	want := map[string]any{
+		"allowed":          false,
+		"external_message": "transfers above 1000 need a second person's approval",
+		"approval":         map[string]any{"reason": "Transfer above 1000.", "approvers": "treasury", "ttl": "15m0s"},
+		"reason":           "denied by policy",
+	}
+	if !reflect.DeepEqual(out.Decision, want) {
+		t.Errorf("decision %v, want %v", out.Decision, want)
 	}
 }
