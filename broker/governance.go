@@ -271,6 +271,7 @@ func (e *approvalDenied) Error() string {
 var (
 	ErrApprovalUnavailable = errors.New("this call needs a person's approval, which needs the Auth Provider (authProvider.enabled)")
 	ErrApprovalAnonymous   = errors.New("this call needs a person's approval, which needs an authenticated user")
+	ErrApprovalForeignUser = errors.New("this call needs the approval of the user it is made for, who must be a user of the broker's Auth Provider")
 	ErrApprovalsDown       = errors.New("approvals cannot be read or recorded right now; try again later")
 	ErrTooManyApprovals    = errors.New("too many calls are waiting for approval for this user; answer or let them expire first")
 	ErrApprovalTooLarge    = fmt.Errorf("this call needs approval, and its arguments are over %d bytes: too large to show an approver", authserver.MaxApprovalArguments)
@@ -298,15 +299,25 @@ func (b *Broker) approve(ctx context.Context, c *Call) error {
 	if b.authProvider == nil {
 		return ErrApprovalUnavailable
 	}
-	if c.Principal == nil || c.Principal.Subject == "" {
-		return ErrApprovalAnonymous
+	if c.Principal == nil || c.Principal.Subject == "" || c.Principal.Subject == c.Principal.ClientID {
+		return ErrApprovalAnonymous // no user, or an agent on its own behalf
+	}
+	// Approvers sign in as the Auth Provider's users: the user of a token
+	// from another issuer is not one of them, and cannot approve for
+	// themselves nor be told apart from an approver of the same name.
+	subject := c.Principal.Subject
+	if c.Principal.Issuer != b.cfg.AuthProvider.Issuer {
+		if need.Approvers == authserver.ApproversSelf {
+			return ErrApprovalForeignUser
+		}
+		subject = c.Principal.Issuer + " " + subject
 	}
 	name := c.Params.Name
 	if c.Message.Method == "resources/read" {
 		name = c.Params.URI
 	}
 	req := authserver.ApprovalRequest{
-		Session: historyKey(c), Subject: c.Principal.Subject, Client: c.Principal.ClientID,
+		Session: historyKey(c), Subject: subject, Client: c.Principal.ClientID,
 		App: c.App.Name, Tool: name, Reason: need.Reason, Approvers: need.Approvers, TTL: need.TTL,
 		MaxPending: c.gen.gov.approvals.MaxPendingPerUser,
 	}

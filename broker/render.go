@@ -58,7 +58,8 @@ func errorObject(err error) *jsonrpc.Error {
 		return required.rpcError()
 	case errors.As(err, &refused):
 		return jsonrpc.NewError(CodeForbidden, refused.Error())
-	case errors.Is(err, ErrApprovalUnavailable), errors.Is(err, ErrApprovalAnonymous), errors.Is(err, ErrApprovalTooLarge):
+	case errors.Is(err, ErrApprovalUnavailable), errors.Is(err, ErrApprovalAnonymous), errors.Is(err, ErrApprovalTooLarge),
+		errors.Is(err, ErrApprovalForeignUser):
 		return jsonrpc.NewError(CodeForbidden, err.Error())
 	case errors.Is(err, ErrTooManyApprovals):
 		return jsonrpc.NewError(CodeForbidden, ErrTooManyApprovals.Error())
