@@ -46,6 +46,8 @@
 //	mcpbroker_replica_handoffs_total{event}                 counter    what replicas sharing sessions hand each other
 //	mcpbroker_sessions_refused_total{cap}                   counter    sessions refused for a cap (total, subject, address)
 //	mcpbroker_held_calls_total{event}                       counter    sessionless calls held for the client's answers: held, resumed, refused, expired, cancelled, unknown
+//	mcpbroker_approvals_total{event}                        counter    calls that needed approval: required, used, denied, too_many
+//	mcpbroker_session_history_failures_total{op}            counter    session history reads and writes that failed (calls refused): read, write
 //	mcpbroker_list_cache_total{app,outcome}                 counter    list pages a listing needed: hit, miss, joined, disabled
 //	mcpbroker_list_changes_total{app,list}                  counter    list_changed notifications from an app's upstream
 //	mcpbroker_pin_events_total{app,kind,status}             counter    definitions tool pinning held or refused, pins approved or revoked
