@@ -25,21 +25,7 @@ import (
 func TestAuthProviderAcrossReplicas(t *testing.T) {
 	server := redistest.Start(t)
 	upstream, _ := countingUpstream(t)
-	var backends atomic.Pointer[[]*url.URL]
-	var turn atomic.Int64
-	balancer := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		list := backends.Load()
-		if list == nil {
-			// A replica asking its issuer before every replica is up:
-			// refused, as by a balancer without backends.
-			r.SetURL(&url.URL{Scheme: "http", Host: "127.0.0.1:1"})
-			return
-		}
-		r.SetURL((*list)[turn.Add(1)%int64(len(*list))])
-		r.Out.Host = r.In.Host
-	}})
-	t.Cleanup(balancer.Close)
-	issuer := balancer.URL
+	issuer, backends := roundRobin(t)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	var replicas []string
@@ -50,7 +36,7 @@ func TestAuthProviderAcrossReplicas(t *testing.T) {
 		u, _ := url.Parse(replica)
 		urls = append(urls, u)
 	}
-	backends.Store(&urls)
+	backends(urls)
 
 	const redirect = "https://agent.example/cb"
 	resource := issuer + "/mcp"
@@ -140,4 +126,23 @@ func TestAuthProviderAcrossReplicas(t *testing.T) {
 	if !strings.HasPrefix(issuer, "http://127.0.0.1:") {
 		t.Fatalf("issuer %s is not the local balancer", issuer)
 	}
+}
+
+// roundRobin is a balancer that sends each request to the next of the
+// backends it is given; until then it refuses, as a balancer without
+// backends does (replicas asking their issuer while they start).
+func roundRobin(t *testing.T) (base string, serve func([]*url.URL)) {
+	var backends atomic.Pointer[[]*url.URL]
+	var turn atomic.Int64
+	balancer := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		list := backends.Load()
+		if list == nil {
+			r.SetURL(&url.URL{Scheme: "http", Host: "127.0.0.1:1"})
+			return
+		}
+		r.SetURL((*list)[turn.Add(1)%int64(len(*list))])
+		r.Out.Host = r.In.Host
+	}})
+	t.Cleanup(balancer.Close)
+	return balancer.URL, func(list []*url.URL) { backends.Store(&list) }
 }

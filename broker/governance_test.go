@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -607,19 +606,7 @@ func (r *routedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // on whichever replica it arrives.
 func TestSessionChainAcrossReplicas(t *testing.T) {
 	server := redistest.Start(t)
-	var backends atomic.Pointer[[]*url.URL]
-	var turn atomic.Int64
-	balancer := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		list := backends.Load()
-		if list == nil {
-			r.SetURL(&url.URL{Scheme: "http", Host: "127.0.0.1:1"})
-			return
-		}
-		r.SetURL((*list)[turn.Add(1)%int64(len(*list))])
-		r.Out.Host = r.In.Host
-	}})
-	t.Cleanup(balancer.Close)
-	issuer := balancer.URL
+	issuer, backends := roundRobin(t)
 	records := newToolUpstream(t, "records", "read_record")
 	mailer := newToolUpstream(t, "mailer", "send_email")
 	bank := newToolUpstream(t, "bank", "transfer", "delete_account")
@@ -635,7 +622,7 @@ func TestSessionChainAcrossReplicas(t *testing.T) {
 			base64.StdEncoding.EncodeToString(key), records.url, mailer.url, bank.url, policy, filepath.Join(t.TempDir(), "audit")))
 		replicas = append(replicas, u)
 	}
-	backends.Store(&replicas)
+	backends(replicas)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 

@@ -3,7 +3,6 @@ package authserver
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -99,20 +98,8 @@ func (s *Server) serveApprovalForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, err := s.postedFlowOf(r, approvalCookie)
-	switch {
-	case errors.Is(err, errCSRF):
-		s.renderError(w, http.StatusForbidden, "Form not accepted",
-			"The form could not be verified. It may be stale, or have been opened in another window.")
-		return
-	case errors.Is(err, errFormSpent):
-		s.renderError(w, http.StatusForbidden, "Form already sent", "This form was sent already. Open the approval link again.")
-		return
-	case errors.Is(err, errFlowMissing), errors.Is(err, errFlowInvalid):
-		s.renderError(w, http.StatusBadRequest, "Sign-in expired", "Open the approval link again.")
-		return
-	case err != nil:
-		s.logger.Error("authserver: a form could not be checked against the store", slog.Any("error", err))
-		s.renderError(w, http.StatusServiceUnavailable, "Approvals unavailable", "Approvals are not available right now; try again later.")
+	if err != nil {
+		s.refuseForm(w, err, "Open the approval link again.", "Open the approval link again.")
 		return
 	}
 	if state.Query != a.ID {

@@ -74,22 +74,8 @@ func (s *Server) serveAuthorizeForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, err := s.postedFlow(r)
-	switch {
-	case errors.Is(err, errCSRF):
-		s.renderError(w, http.StatusForbidden, "Form not accepted",
-			"The form could not be verified. It may be stale, or have been opened in another window.")
-		return
-	case errors.Is(err, errFormSpent):
-		s.renderError(w, http.StatusForbidden, "Form already sent",
-			"This form was sent already. Go back, reload the page and try again.")
-		return
-	case errors.Is(err, errFlowMissing), errors.Is(err, errFlowInvalid):
-		s.renderError(w, http.StatusBadRequest, "Sign-in expired",
-			"This sign-in is not in progress any more, or took too long.")
-		return
-	case err != nil:
-		s.logger.Error("authserver: a form could not be checked against the store", slog.Any("error", err))
-		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-in is not available right now; try again later.")
+	if err != nil {
+		s.refuseForm(w, err, "Go back, reload the page and try again.", "This sign-in is not in progress any more, or took too long.")
 		return
 	}
 	// The request is checked again: the client may have changed since.
@@ -105,6 +91,24 @@ func (s *Server) serveAuthorizeForm(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.clearFlow(w)
 		s.renderError(w, http.StatusBadRequest, "Sign-in expired", "This sign-in is not in progress any more.")
+	}
+}
+
+// refuseForm answers a form post whose steps postedFlowOf refused: again
+// says how to start afresh after a spent form, expired after a lost or
+// stale cookie.
+func (s *Server) refuseForm(w http.ResponseWriter, err error, again, expired string) {
+	switch {
+	case errors.Is(err, errCSRF):
+		s.renderError(w, http.StatusForbidden, "Form not accepted",
+			"The form could not be verified. It may be stale, or have been opened in another window.")
+	case errors.Is(err, errFormSpent):
+		s.renderError(w, http.StatusForbidden, "Form already sent", "This form was sent already. "+again)
+	case errors.Is(err, errFlowMissing), errors.Is(err, errFlowInvalid):
+		s.renderError(w, http.StatusBadRequest, "Sign-in expired", expired)
+	default:
+		s.logger.Error("authserver: a form could not be checked against the store", slog.Any("error", err))
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Sign-in is not available right now; try again later.")
 	}
 }
 

@@ -30,10 +30,7 @@ var pages = template.Must(template.New("pages").Parse(`
 <body><main>{{end}}
 {{define "foot"}}</main></body></html>{{end}}
 
-{{define "login"}}{{template "head" .}}
-<h1>Sign in</h1>
-<p>to continue to <strong>{{.ClientName}}</strong></p>
-{{if .Message}}<p class="error" role="alert">{{.Message}}</p>{{end}}
+{{define "signin-form"}}{{if .Message}}<p class="error" role="alert">{{.Message}}</p>{{end}}
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="csrf" value="{{.CSRF}}">
 <label for="username">Username</label>
@@ -41,7 +38,12 @@ var pages = template.Must(template.New("pages").Parse(`
 <label for="password">Password</label>
 <input id="password" type="password" name="password" autocomplete="current-password" required>
 <button class="primary" type="submit">Sign in</button>
-</form>
+</form>{{end}}
+
+{{define "login"}}{{template "head" .}}
+<h1>Sign in</h1>
+<p>to continue to <strong>{{.ClientName}}</strong></p>
+{{template "signin-form" .}}
 {{template "foot" .}}{{end}}
 
 {{define "consent"}}{{template "head" .}}
@@ -63,15 +65,7 @@ var pages = template.Must(template.New("pages").Parse(`
 {{define "approval-login"}}{{template "head" .}}
 <h1>Sign in to answer</h1>
 <p>A call by an agent is waiting for approval. Sign in as an approver to see it.</p>
-{{if .Message}}<p class="error" role="alert">{{.Message}}</p>{{end}}
-<form method="post" action="{{.Action}}">
-<input type="hidden" name="csrf" value="{{.CSRF}}">
-<label for="username">Username</label>
-<input id="username" type="text" name="username" value="{{.Username}}" autocomplete="username" autocapitalize="none" required autofocus>
-<label for="password">Password</label>
-<input id="password" type="password" name="password" autocomplete="current-password" required>
-<button class="primary" type="submit">Sign in</button>
-</form>
+{{template "signin-form" .}}
 {{template "foot" .}}{{end}}
 
 {{define "approval"}}{{template "head" .}}
