@@ -87,6 +87,36 @@ const validateBroker = policyBroker + exchangeOutbound + `    validation: {argum
 const redactBroker = policyBroker + exchangeOutbound + `    redaction: {action: mask}
 ` + exchangeStore
 
+// chainBroker is exchangeBroker keeping each session's history in its
+// bbolt store, with the app labelled and a policy that reads the history
+// (input.session) on every call: what a chain rule costs.
+const chainBroker = oauthProvider + `sessionHistory: {maxCalls: 50, window: 1h}
+apps:
+  - name: ledger
+    type: mcpProxy
+    toolNamespace: {disabled: true}
+    labels: [internal]
+    upstream: {transport: stream, stream: {url: %[1]q}}
+    authorization:
+      inbound:
+        opa:
+          name: bench-chain
+          rego: |
+            package orchestrator
+            allowed_tools := {"echo": {"warehouse-ops", "customer-support"}}
+            default result := {"allowed": false}
+            result := {"allowed": true} if {
+              some group in input.subject.groups
+              group in allowed_tools[input.request.mcp.tool.params.name]
+              count(input.request.mcp.tool.params.arguments.text) < 8192
+              not tainted
+            }
+            tainted if {
+              "external" in input.labels
+              "confidential" in input.session.labels
+            }
+` + exchangeOutbound + exchangeStore
+
 // benchAudience is the audience of the upstream's tokens.
 const benchAudience = "https://bench-upstream.example/"
 

@@ -69,7 +69,9 @@ type target struct {
 // broker+policy; broker+audit-sync and broker+audit-async, the whole
 // pipeline writing its audit trail, with broker+exchange; broker+redis,
 // the pipeline of a replica keeping its sessions' ends and its rate-limit
-// budgets in Redis, with broker+policy, the same pipeline without Redis).
+// budgets in Redis, with broker+policy, the same pipeline without Redis;
+// broker+chain, the session history kept in bbolt and read by the policy
+// on every call, with broker+exchange).
 var dataPaths = []dataPath{
 	{"direct", func(_ testing.TB, upstream string) target { return target{endpoint: upstream} }},
 	{"proxy", startReverseProxy},
@@ -83,6 +85,7 @@ var dataPaths = []dataPath{
 	{"broker+audit-sync", auditBrokerPath(auditSyncBroker)},
 	{"broker+audit-async", auditBrokerPath(auditAsyncBroker)},
 	{"broker+redis", redisBrokerPath(redisBroker)},
+	{"broker+chain", exchangeBrokerPath(chainBroker)},
 	{"broker+2026", modernPath(brokerPath(plainBroker))},
 	{"rest-direct", restDirect},
 	{"broker+bridge", bridgePath},

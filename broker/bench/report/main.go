@@ -75,6 +75,7 @@ var requires = map[string]string{
 	"validate":    "exchange",
 	"exchange-4k": "policy",
 	"redact":      "exchange-4k",
+	"chain":       "exchange",
 }
 
 // An overhead is a section that shows, for every row of a feature
