@@ -383,12 +383,12 @@ func newHistory(cfg *config.Config, db *bolt.DB, client redis.UniversalClient, l
 	case client != nil:
 		return history.NewRedis(client, cfg.Storage.Redis.KeyPrefix), nil, nil
 	case db != nil:
-		window := config.DefaultHistoryWindow
+		window, calls := config.DefaultHistoryWindow, config.DefaultHistoryCalls
 		if h := cfg.SessionHistory; h != nil {
-			window = h.Window
+			window, calls = h.Window, h.MaxCalls
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		s, err := history.NewBolt(ctx, db, time.Duration(window), log)
+		s, err := history.NewBolt(ctx, db, time.Duration(window), calls, log)
 		if err != nil {
 			cancel()
 			return nil, nil, fmt.Errorf("broker: session history: %w", err)

@@ -51,7 +51,7 @@ func (p *Policy) decideCall(ctx context.Context, c *compiled, in *Input) Decisio
 // callKeyOf is the key of a call decision; ok false when it is not kept.
 func (p *Policy) callKeyOf(c *compiled, in *Input) (key callKey, ok bool) {
 	r := c.reads
-	if p.calls == nil || !c.deterministic || r&(fieldHeaders|fieldLimit|fieldSession) != 0 {
+	if p.calls == nil || !c.deterministic || r&(fieldHeaders|fieldLimit|fieldSessionCalls|fieldSessionLabels) != 0 {
 		return key, false
 	}
 	key.version = c.version

@@ -130,7 +130,8 @@ const (
 	fieldActor
 	fieldLimit
 	fieldLabels
-	fieldSession
+	fieldSessionCalls
+	fieldSessionLabels
 
 	fieldAll field = 1<<iota - 1
 )
@@ -180,7 +181,7 @@ var inputSchema = object(map[string]*schemaNode{
 	"limit":   object(map[string]*schemaNode{"name": leaf(fieldLimit), "remaining": leaf(fieldLimit)}),
 	"tool":    leaf(fieldTool),
 	"labels":  leaf(fieldLabels),
-	"session": leaf(fieldSession),
+	"session": object(map[string]*schemaNode{"calls": leaf(fieldSessionCalls), "labels": leaf(fieldSessionLabels)}),
 })
 
 // inputReads over-approximates the input leaves a compiled module can read:
@@ -365,8 +366,8 @@ func (p *Policy) input(reads field, in *Input) (ast.Value, error) {
 		top[n] = item(termLabels, stringsTerm(in.Labels))
 		n++
 	}
-	if reads&fieldSession != 0 && in.Session != nil {
-		top[n] = item(termSession, sessionTerm(in.Session))
+	if reads&(fieldSessionCalls|fieldSessionLabels) != 0 && in.Session != nil {
+		top[n] = item(termSession, sessionTerm(in.Session, reads))
 		n++
 	}
 	if reads&(fieldToken|fieldSubject|fieldActor) != 0 && in.Identity != nil {
@@ -561,8 +562,13 @@ func convertIdentity(id *Identity) (*identityTerms, error) {
 	}, nil
 }
 
-// sessionTerm is input.session.
-func sessionTerm(s *Session) *ast.Term {
+// sessionTerm is input.session, with the calls only for a policy that
+// reads them.
+func sessionTerm(s *Session, reads field) *ast.Term {
+	labels := item(termLabels, stringsTerm(s.Labels))
+	if reads&fieldSessionCalls == 0 {
+		return ast.ObjectTerm(labels)
+	}
 	calls := make([]*ast.Term, len(s.Calls))
 	for i, c := range s.Calls {
 		calls[i] = ast.ObjectTerm(
@@ -574,7 +580,7 @@ func sessionTerm(s *Session) *ast.Term {
 			item(termLabels, stringsTerm(c.Labels)),
 		)
 	}
-	return ast.ObjectTerm(item(termCalls, ast.ArrayTerm(calls...)), item(termLabels, stringsTerm(s.Labels)))
+	return ast.ObjectTerm(item(termCalls, ast.ArrayTerm(calls...)), labels)
 }
 
 // stringsTerm is an array, empty rather than absent, so `x in groups` needs

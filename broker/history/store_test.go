@@ -27,7 +27,7 @@ func TestStores(t *testing.T) {
 			t.Cleanup(func() { db.Close() })
 			ctx, cancel := context.WithCancel(context.Background())
 			t.Cleanup(cancel)
-			s, err := NewBolt(ctx, db, time.Hour, slog.New(slog.DiscardHandler))
+			s, err := NewBolt(ctx, db, time.Hour, 3, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestBoltSweep(t *testing.T) {
 	defer db.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := NewBolt(ctx, db, time.Minute, slog.New(slog.DiscardHandler))
+	s, err := NewBolt(ctx, db, time.Minute, 10, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,5 +143,45 @@ func TestLabels(t *testing.T) {
 	})
 	if strings.Join(got, ",") != "confidential,pii" {
 		t.Errorf("labels %v: want those of calls the policy let through", got)
+	}
+}
+
+// The bbolt store decodes only what was written since its last read of a
+// session; what it returns is what a store with nothing decoded reads,
+// through appends, trims, the window and other sessions' entries.
+func TestBoltReadsAsWritten(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	warm, _ := NewBolt(ctx, db, time.Hour, 5, log)
+	limits := Limits{MaxCalls: 5, Window: time.Minute}
+	start := time.Now()
+	for i := range 40 {
+		at := start.Add(time.Duration(i) * 10 * time.Second)
+		for _, key := range []string{"a", "b", "a-1"} {
+			e := Entry{Method: "tools/call", App: key, Name: fmt.Sprint(i), Decision: Allowed, Time: at.Unix()}
+			if err := warm.Append(ctx, key, e, Limits{MaxCalls: 5 + i%3, Window: time.Hour}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%3 == 0 {
+			continue // reads skip some appends
+		}
+		cold, _ := NewBolt(ctx, db, time.Hour, 5, log)
+		for _, key := range []string{"a", "b", "a-1"} {
+			got, err := warm.Read(ctx, key, limits, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := cold.Read(ctx, key, limits, at)
+			if fmt.Sprint(got) != fmt.Sprint(want) || len(got) == 0 || got[len(got)-1].Name != fmt.Sprint(i) {
+				t.Fatalf("after %d appends, %s reads %v, want %v", i+1, key, got, want)
+			}
+		}
 	}
 }
