@@ -254,7 +254,9 @@ func (h printHook) Print(ctx print.Context, msg string) error {
 // ReadsSession reports whether the policy's current version can read
 // input.session, so that the history is fetched only for policies that
 // use it.
-func (p *Policy) ReadsSession() bool { return p.current.Load().reads&(fieldSessionCalls|fieldSessionLabels) != 0 }
+func (p *Policy) ReadsSession() bool {
+	return p.current.Load().reads&(fieldSessionCalls|fieldSessionLabels) != 0
+}
 
 // Decide evaluates the policy for one request or one list item. It never
 // fails: anything but result.allowed == true denies, with the reason.
