@@ -2,10 +2,13 @@ package history
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +187,71 @@ func TestBoltReadsAsWritten(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The decoded histories the bbolt store keeps are bounded: reading twice
+// as many sessions as it keeps leaves the live heap where reading as many
+// as it keeps left it.
+func TestBoltDecodedBounded(t *testing.T) {
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, &bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const maxCalls, perSession = 50, 40
+	s, err := NewBolt(ctx, db, time.Hour, maxCalls, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := maxDecodedEntries / maxCalls // sessions
+	now := time.Now()
+	// Written straight into the bucket, as Append would, in one go.
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		for i := range 2 * kept {
+			for j := range perSession {
+				e, _ := json.Marshal(Entry{Method: "tools/call", App: "records", Name: strings.Repeat("n", 100), Decision: Allowed, Time: now.Unix(), Labels: []string{"confidential", "pii"}})
+				k := binary.BigEndian.AppendUint64(prefixOf(fmt.Sprintf("session-%06d", i)), uint64(j+1))
+				if err := b.Put(k, append(binary.BigEndian.AppendUint64(nil, uint64(now.Unix())), e...)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := Limits{MaxCalls: maxCalls, Window: time.Hour}
+	live := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	// What the writing left behind goes first.
+	_ = db.Update(func(*bolt.Tx) error { return nil })
+	live()
+	base := live()
+	read := func(from, to int) {
+		for i := from; i < to; i++ {
+			if got, err := s.Read(ctx, fmt.Sprintf("session-%06d", i), limits, now); err != nil || len(got) != perSession {
+				t.Fatalf("session %d: %d entries, %v", i, len(got), err)
+			}
+		}
+	}
+	read(0, kept)
+	full := live()
+	read(kept, 2*kept)
+	after := live()
+	grown := int64(full) - int64(base)
+	if grown <= 0 {
+		t.Fatalf("reading %d sessions kept nothing on the heap (%d B): the bound is not measured", kept, grown)
+	}
+	if extra := int64(after) - int64(full); extra > grown/4 {
+		t.Errorf("reading %d more sessions grew the live heap by %d B, after %d B for the first %d: the decoded histories are not bounded", kept, extra, grown, kept)
+	}
+	t.Logf("%d sessions of %d entries: %d B live; %d more: %+d B", kept, perSession, grown, kept, int64(after)-int64(full))
 }
