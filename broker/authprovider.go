@@ -238,6 +238,9 @@ func (b *Broker) recordAuthEvent(ctx context.Context, e authserver.Event) error 
 		// The approval's id ties its steps to the records of the calls.
 		r.Kind, r.App, r.Tool, r.ArgumentsDigest = audit.KindApproval, a.App, a.Tool, a.ArgumentsDigest
 		r.Approval = &audit.Approval{ID: a.ID, Status: strings.TrimPrefix(e.Name, "approval."), Approvers: a.Approvers, By: a.DecidedBy, Deadline: a.Deadline}
+		if e.Name == authserver.EventApprovalApproved || e.Name == authserver.EventApprovalDenied {
+			defer b.completeElicitation(a.Session, a.ID)
+		}
 	}
 	if err := b.audit.write(ctx, r); err != nil {
 		b.log.Error("audit record of the Auth Provider not written", "event", e.Name, "error", err)

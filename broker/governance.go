@@ -19,6 +19,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/history"
 	"github.com/mcpbroker/mcpbroker/exchange/authserver"
 	"github.com/mcpbroker/mcpbroker/opa"
+	"github.com/mcpbroker/mcpbroker/provider"
 	"github.com/mcpbroker/mcpbroker/provider/jsonrpc"
 )
 
@@ -121,7 +122,7 @@ func historyKey(c *Call) string {
 	h := sha256.New()
 	switch {
 	case c.Session != nil && c.Session.ID != "" && !c.Session.Transient():
-		h.Write([]byte("session\x00" + c.Session.ID))
+		return c.State.historyKeyOf(c.Session.ID)
 	case c.Principal != nil:
 		h.Write([]byte("agent\x00" + c.Principal.Issuer + "\x00" + c.Principal.Subject + "\x00" + c.Principal.ClientID))
 	case c.Request != nil && c.Request.HTTP != nil:
@@ -130,6 +131,35 @@ func historyKey(c *Call) string {
 		return ""
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// historyKeyOf is the history key of the session with id.
+func (st *sessionState) historyKeyOf(id string) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.historyKey == "" {
+		sum := sha256.Sum256([]byte("session\x00" + id))
+		st.historyKey = hex.EncodeToString(sum[:])
+	}
+	return st.historyKey
+}
+
+// completeElicitation tells the sessions of history key that declared
+// URL elicitation, and listen on this replica, that the approval id was
+// answered (notifications/elicitation/complete): a client may retry
+// without waiting for its user to say so.
+func (b *Broker) completeElicitation(key, id string) {
+	params, _ := json.Marshal(struct {
+		ElicitationID string `json:"elicitationId"`
+	}{id})
+	b.sessions.Range(func(k, v any) bool {
+		s, st := k.(*provider.Session), v.(*sessionState)
+		if s.ID == "" || s.Transient() || !st.capabilities.elicitationModes["url"] || st.historyKeyOf(s.ID) != key {
+			return true
+		}
+		s.Notify(&jsonrpc.Message{Method: "notifications/elicitation/complete", Params: params})
+		return true
+	})
 }
 
 // sessionInput is input.session for a call.

@@ -375,7 +375,24 @@ func TestApprovalBoundToTheCall(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	token := userToken(t, g.url, "alice")
-	s := g.session(t, ctx, token)
+	// A client that declares URL elicitation, and hears when an
+	// elicitation it was pointed to is complete.
+	completed := make(chan string, 16)
+	client := mcp.NewClient(&mcp.Implementation{Name: "governed", Version: "1"}, &mcp.ClientOptions{
+		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}},
+		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			return &mcp.ElicitResult{Action: "decline"}, nil
+		},
+		ElicitationCompleteHandler: func(_ context.Context, req *mcp.ElicitationCompleteNotificationRequest) {
+			completed <- req.Params.ElicitationID
+		},
+	})
+	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.url + "/mcp",
+		HTTPClient: &http.Client{Transport: bearerTransport{token: token, base: http.DefaultTransport}}}, sessionful)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 	transfer := map[string]any{"amount": 5000, "to": "acct-9", "memo": "rent"}
 
 	held := chainCall(t, ctx, s, "bank_transfer", transfer)
@@ -402,6 +419,14 @@ func TestApprovalBoundToTheCall(t *testing.T) {
 	resp, done := bob.post(held.url, url.Values{"csrf": {csrf(t, page)}, "decision": {"approve"}})
 	if resp.StatusCode != http.StatusOK || !strings.Contains(done, "Approved") {
 		t.Fatalf("bob's approval: %d %s", resp.StatusCode, done)
+	}
+	select {
+	case id := <-completed:
+		if !strings.HasSuffix(held.url, "/"+id) {
+			t.Errorf("notifications/elicitation/complete names %q, want the approval of %s", id, held.url)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the client was not told the elicitation is complete")
 	}
 	if got := g.bank.callsOf("transfer"); len(got) != 0 {
 		t.Fatalf("the transfer reached the bank before the retry: %v", got)
@@ -467,7 +492,7 @@ func TestApprovalBoundToTheCall(t *testing.T) {
 	// The trail.
 	steps := map[string]int{}
 	var used *audit.Record
-	err := audit.Query(g.trail, audit.Filter{}, func(r *audit.Record) bool {
+	err = audit.Query(g.trail, audit.Filter{}, func(r *audit.Record) bool {
 		if r.Kind == audit.KindApproval {
 			steps[r.Event]++
 		}

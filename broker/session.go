@@ -29,6 +29,8 @@ type sessionState struct {
 
 	// digest names the session in logs; its id is a bearer of the session.
 	digest string
+	// historyKey names the session's history (governance.go).
+	historyKey string
 
 	// capabilities are the client's, parsed once.
 	capabilities clientCapabilities
