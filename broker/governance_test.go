@@ -684,3 +684,70 @@ func TestSessionChainAcrossReplicas(t *testing.T) {
 		t.Fatalf("the mailer got %d sends, want the approved one", len(sent))
 	}
 }
+
+// Where users sign in at an identity provider, approvers do too: the
+// approval page sends the user to the provider and back, then shows the
+// call; the user's own approval lets the call through once.
+func TestFederatedApprover(t *testing.T) {
+	brokerAddress := freeAddress(t)
+	brokerURL := "http://" + brokerAddress
+	idp := startIDPArgs(t, "--login-redirect", brokerURL+"/callback")
+	agentRedirect := "http://" + freeAddress(t) + "/cb"
+	bank := newToolUpstream(t, "bank", "transfer")
+	startBrokerAt(t, brokerAddress, scenario(t, "federated-approval"), filepath.Join(t.TempDir(), "broker.db"), brokerURL, idp.Issuer, agentRedirect, bank.url)
+
+	// carol's token for the agent, through the provider.
+	start, verifier := agentAuthorizeURL(brokerURL, agentRedirect, "state-ok")
+	back, page := newBrowser(t).signIn(start, "carol", "carol-password", func(u *url.URL) bool { return strings.HasPrefix(u.String(), agentRedirect) })
+	if back == nil {
+		t.Fatalf("sign-in did not return to the agent: %s", page)
+	}
+	resp, err := http.PostForm(brokerURL+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
+		"redirect_uri": {agentRedirect}, "client_id": {"agent"}, "code_verifier": {verifier}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tokens struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(readBody(t, resp), &tokens); err != nil || tokens.AccessToken == "" {
+		t.Fatalf("token: %d %v", resp.StatusCode, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := connectWithToken(t, ctx, brokerURL+"/mcp", tokens.AccessToken)
+	transfer := map[string]any{"amount": 10, "to": "acct-2"}
+	held := chainCall(t, ctx, s, "bank_transfer", transfer)
+	if held.code != -32042 {
+		t.Fatalf("transfer: %+v; want it held for carol's approval", held)
+	}
+
+	// carol opens the link: to the provider, back to the broker's
+	// callback, on to the approval, signed in.
+	b := newBrowser(t)
+	stop, page := b.signIn(held.url, "carol", "carol-password", func(*url.URL) bool { return false })
+	if stop != nil || !strings.Contains(page, `name="decision"`) || !strings.Contains(page, "carol") || !strings.Contains(page, "acct-2") {
+		t.Fatalf("the approval page after the provider's sign-in: %s\nrequests:\n%s", page, strings.Join(b.trail, "\n"))
+	}
+	want := []string{"GET " + brokerURL + "/approvals/", "GET " + idp.Issuer + "/auth 303", "GET " + brokerURL + "/callback 303", "GET " + brokerURL + "/approvals/"}
+	next := 0
+	for _, step := range b.trail {
+		if next < len(want) && strings.HasPrefix(step, want[next]) {
+			next++
+		}
+	}
+	if next < len(want) {
+		t.Fatalf("the way to the approval missed %q; requests:\n%s", want[next], strings.Join(b.trail, "\n"))
+	}
+	target, _ := url.Parse(held.url)
+	resp2, done := b.do(target, url.Values{"csrf": {csrf(t, page)}, "decision": {"approve"}})
+	if resp2.StatusCode != http.StatusOK || !strings.Contains(done, "Approved") {
+		t.Fatalf("carol's approval: %d %s", resp2.StatusCode, done)
+	}
+	if o := chainCall(t, ctx, s, "bank_transfer", transfer); !o.ok {
+		t.Fatalf("the approved transfer: %+v", o)
+	}
+	if got := bank.callsOf("transfer"); len(got) != 1 {
+		t.Fatalf("the bank got %v; want the approved transfer once", got)
+	}
+}

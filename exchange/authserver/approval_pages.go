@@ -67,15 +67,22 @@ func (s *Server) answered(w http.ResponseWriter, a *Approval) bool {
 	return true
 }
 
-// serveApproval opens an approval: the sign-in form, fresh each time.
+// serveApproval opens an approval: to an approver signed in for it (after
+// the identity provider), the call and the answer's form; otherwise the
+// sign-in form, or the identity provider's sign-in.
 func (s *Server) serveApproval(w http.ResponseWriter, r *http.Request) {
 	a, ok := s.approvalFor(w, r)
 	if !ok || s.answered(w, a) {
 		return
 	}
+	if cookie, err := r.Cookie(approvalCookie); err == nil {
+		if state, err := s.flows.open(cookie.Value, s.now()); err == nil && state.Stage == stageApprovalDecide && state.Query == a.ID && state.Identity != nil {
+			s.showApproval(w, r, a, state.Identity)
+			return
+		}
+	}
 	if s.federation != nil {
-		s.renderError(w, http.StatusNotImplemented, "Approvals need local users",
-			"Approvers sign in here with a password; this server signs users in at an identity provider.")
+		s.startFederatedApproval(w, r, a)
 		return
 	}
 	state := &flow{Query: a.ID, Stage: stageApprovalLogin}
@@ -84,6 +91,77 @@ func (s *Server) serveApproval(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.renderPage(w, http.StatusOK, "approval-login", loginPage{Title: "Sign in to answer", Action: s.approvalsPath() + a.ID, CSRF: state.CSRF})
+}
+
+// approvalFlowPrefix marks, in a federated sign-in's flow, the approval it
+// is for (an authorization's flow holds its query instead).
+const approvalFlowPrefix = "approval:"
+
+// startFederatedApproval sends the approver to the identity provider, to
+// come back to the approval.
+func (s *Server) startFederatedApproval(w http.ResponseWriter, r *http.Request, a *Approval) {
+	idp, err := s.federation.metadata(r.Context())
+	if err != nil {
+		s.logger.Error("authserver: the identity provider is unreachable", slog.Any("error", err))
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached; try again later.")
+		return
+	}
+	state := &flow{Query: approvalFlowPrefix + a.ID, Stage: stageFederated, Nonce: randomID(), Verifier: randomID() + randomID()}
+	if err := s.setSealedCookie(w, federationCookie, s.federation.callbackPath, state); err != nil {
+		s.serverError(w, err)
+		return
+	}
+	header := w.Header()
+	header.Set("Cache-Control", "no-store")
+	header.Set("Referrer-Policy", "no-referrer")
+	header.Set("Location", s.federation.authorizeURL(idp, state.CSRF, state.Nonce, state.Verifier))
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+// approvalCallback takes the identity provider's answer for an approver
+// (serveCallback checked its state), and sends the approver back to the
+// approval, signed in for it.
+func (s *Server) approvalCallback(w http.ResponseWriter, r *http.Request, id string, state *flow) {
+	a, err := s.loadApproval(id)
+	switch {
+	case err != nil:
+		s.logger.Error("authserver: load approval", slog.Any("error", err))
+		s.renderError(w, http.StatusServiceUnavailable, "Approvals unavailable", "Approvals cannot be read right now; try again later.")
+		return
+	case a == nil:
+		s.renderError(w, http.StatusNotFound, "Unknown approval", "There is no such approval, or it expired long ago.")
+		return
+	}
+	if r.URL.Query().Get("error") != "" {
+		s.renderError(w, http.StatusForbidden, "Not signed in", "The identity provider did not sign you in.")
+		return
+	}
+	who, err := s.federation.signIn(r.Context(), r.URL.Query().Get("code"), state.Verifier, state.Nonce)
+	if err != nil {
+		s.logger.Warn("authserver: federated sign-in of an approver failed", slog.Any("error", err))
+		_ = s.event(r.Context(), r, Event{Name: EventSignInFailed, Detail: "the identity provider's answer could not be verified (approval page)"})
+		s.renderError(w, http.StatusForbidden, "Not signed in", "The sign-in at the identity provider could not be verified.")
+		return
+	}
+	if err := s.event(r.Context(), r, Event{Name: EventSignIn, Subject: who.Subject, Detail: "identity provider, approval page"}); err != nil {
+		s.renderError(w, http.StatusServiceUnavailable, "Sign-in not recorded", "The sign-in could not be recorded; try again later.")
+		return
+	}
+	if s.answered(w, a) {
+		return
+	}
+	if !a.mayApprove(who) {
+		s.refuseApprover(w, r, a, who)
+		return
+	}
+	signedIn := &flow{Query: a.ID, Stage: stageApprovalDecide, Identity: who}
+	if err := s.setSealedCookie(w, approvalCookie, s.approvalsPath(), signedIn); err != nil {
+		s.serverError(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", s.approvalsPath()+a.ID)
+	w.WriteHeader(http.StatusSeeOther)
 }
 
 // serveApprovalForm takes the sign-in, then the answer.
@@ -139,7 +217,13 @@ func (s *Server) approvalLogin(w http.ResponseWriter, r *http.Request, a *Approv
 		s.refuseApprover(w, r, a, who)
 		return
 	}
-	state.Stage, state.Identity = stageApprovalDecide, who
+	s.showApproval(w, r, a, who)
+}
+
+// showApproval shows the call to an approver signed in for it, with a
+// fresh form token for the answer.
+func (s *Server) showApproval(w http.ResponseWriter, r *http.Request, a *Approval, who *identity) {
+	state := &flow{Query: a.ID, Stage: stageApprovalDecide, Identity: who}
 	if err := s.setSealedCookie(w, approvalCookie, s.approvalsPath(), state); err != nil {
 		s.serverError(w, err)
 		return

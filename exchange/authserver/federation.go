@@ -383,6 +383,10 @@ func (s *Server) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, http.StatusForbidden, "Sign-in already used", "This answer of the identity provider was used already. Start the sign-in again.")
 		return
 	}
+	if id, ok := strings.CutPrefix(state.Query, approvalFlowPrefix); ok {
+		s.approvalCallback(w, r, id, state)
+		return
+	}
 	a, ok := s.checkAuthorization(w, ctx, state.Query)
 	if !ok {
 		return
