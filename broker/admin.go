@@ -88,12 +88,19 @@ func newTracing(cfg *config.Config, opts Options) (*telemetry.Tracing, error) {
 func (b *Broker) AdminHandler() http.Handler {
 	base := telemetry.AdminHandler(b.metrics, b.health)
 	pins := b.pinsHandler()
-	if pins == nil {
+	if pins == nil && b.console == nil {
 		return base
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/pins", pins)
-	mux.Handle("/pins/", pins)
+	if pins != nil {
+		mux.Handle("/pins", pins)
+		mux.Handle("/pins/", pins)
+	}
+	if b.console != nil {
+		path := b.cfg.Console.Path
+		mux.Handle(path, b.console)
+		mux.Handle(path+"/", b.console)
+	}
 	mux.Handle("/", base)
 	return mux
 }
@@ -118,7 +125,11 @@ func (b *Broker) serveAdmin(ln net.Listener) *http.Server {
 			b.log.Error("admin listener stopped", "error", err)
 		}
 	}()
-	b.log.Info("admin listener", "address", ln.Addr().String(), "endpoints", adminEndpoints(b.cfg.Admin.Token.Value() != ""))
+	endpoints := adminEndpoints(b.cfg.Admin.Token.Value() != "")
+	if b.console != nil {
+		endpoints += " " + b.cfg.Console.Path
+	}
+	b.log.Info("admin listener", "address", ln.Addr().String(), "endpoints", endpoints)
 	return srv
 }
 

@@ -97,6 +97,13 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 		Logger:                    b.log,
 		OnEvent:                   b.recordAuthEvent,
 	}
+	if c := consoleClient(cfg); c != nil {
+		// The console signs people in with OpenID Connect.
+		opts.Clients = append(opts.Clients, *c)
+		if !slices.Contains(opts.Scopes, "openid") {
+			opts.Scopes = append(slices.Clone(opts.Scopes), "openid")
+		}
+	}
 	if shared {
 		opts.DB, opts.Redis, opts.RedisKeyPrefix = nil, b.redis, cfg.Storage.Redis.KeyPrefix
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/console"
 	"github.com/mcpbroker/mcpbroker/broker/history"
 	"github.com/mcpbroker/mcpbroker/broker/limit"
 	"github.com/mcpbroker/mcpbroker/broker/telemetry"
@@ -90,6 +91,8 @@ type Broker struct {
 
 	// audit records every decision; nil when audit.disabled.
 	audit *auditor
+	// console is the web console on the admin listener; nil when off.
+	console *console.Console
 	// history keeps each session's calls for the policies; nil without a
 	// store (history.go in broker/history).
 	history     history.Store
@@ -174,6 +177,9 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 		return nil, err
 	}
 	if b.history, b.stopHistory, err = newHistory(cfg, b.store.database(), b.redis, b.log); err != nil {
+		return nil, err
+	}
+	if b.console, err = b.newConsole(cfg); err != nil {
 		return nil, err
 	}
 	b.schemas, b.facts = schema.NewCache(schemaCacheSize), newFacts()

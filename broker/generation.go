@@ -244,5 +244,9 @@ func restartOnly(running, next *config.Config) []string {
 	check("audit", running.Audit, next.Audit)
 	check("telemetry", running.Telemetry, next.Telemetry)
 	check("reload", running.Reload, next.Reload)
+	check("console", running.Console, next.Console)
+	if name := running.Console.SignIn.Connector; running.Console.Enabled && name != "" {
+		check("connectors["+name+"] (the console's sign-in)", running.Connector(name), next.Connector(name))
+	}
 	return changed
 }

@@ -16,6 +16,7 @@ const (
 	KindAuth       = "auth"       // the Auth Provider: sign-in, consent, token issued or refused
 	KindCheckpoint = "checkpoint" // a signed statement of the chain so far
 	KindTrail      = "trail"      // the trail itself: opened, recovered, closed
+	KindConsole    = "console"    // the web console: a sign-in, a refusal, a sign-out (its actions are recorded as what they do)
 	KindApproval   = "approval"   // a call held for approval: requested, shown, approved, denied, refused, used, expired
 	KindPin        = "pin"        // tool pinning: a definition changed, held, unclean; a pin approved or revoked
 )

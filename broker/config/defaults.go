@@ -170,6 +170,17 @@ func (c *Config) ApplyDefaults() {
 		setDefault(&h.Window, DefaultHistoryWindow)
 	}
 	setDefault(&c.Approvals.TTL, DefaultApprovalTTL)
+	if c.Console.Enabled {
+		setDefault(&c.Console.Path, "/console")
+		setDefault(&c.Console.SessionTTL, Duration(8*time.Hour))
+		if c.Console.URL == "" && c.Admin.Address != "" {
+			host := c.Admin.Address
+			if strings.HasPrefix(host, ":") {
+				host = "127.0.0.1" + host
+			}
+			c.Console.URL = "http://" + host + c.Console.Path
+		}
+	}
 	setDefault(&c.Approvals.MaxPendingPerUser, DefaultMaxPendingApprovals)
 	for i := range c.Apps {
 		for j := range c.Apps[i].Tools {

@@ -26,6 +26,8 @@ type Config struct {
 	SessionHistory *SessionHistory `yaml:"sessionHistory"`
 	// Approvals bounds the calls held for a person's approval.
 	Approvals Approvals `yaml:"approvals"`
+	// Console is the operators' web console on the admin listener.
+	Console Console `yaml:"console"`
 	// SecretProviders resolve secrets written as "<provider.key>", as in
 	// Strata's files.
 	SecretProviders []SecretProvider `yaml:"secretProviders"`
@@ -631,6 +633,32 @@ type ToolApproval struct {
 	TTL Duration `yaml:"ttl"`
 	// Reason is shown to the approver and told the agent.
 	Reason string `yaml:"reason"`
+}
+
+// Console is the web console the people who run the broker sign in to,
+// served on the admin listener.
+type Console struct {
+	Enabled bool `yaml:"enabled"`
+	// Path is where the admin listener serves it (default /console).
+	Path string `yaml:"path"`
+	// URL is the console's address as browsers reach it, for the
+	// sign-in's redirect (default http://<admin.address><path>).
+	URL string `yaml:"url"`
+	// SignIn says where people sign in: the embedded Auth Provider (the
+	// default), or an OIDC connector, at which <url>/callback must be
+	// registered for the connector's client.
+	SignIn ConsoleSignIn `yaml:"signIn"`
+	// Operators are the groups whose members may act (approve and revoke
+	// pins); Viewers those who may look. Anyone else is refused.
+	Operators []string `yaml:"operators"`
+	Viewers   []string `yaml:"viewers"`
+	// SessionTTL is how long a sign-in lasts (default 8h).
+	SessionTTL Duration `yaml:"sessionTTL"`
+}
+
+// ConsoleSignIn names where people sign in to the console.
+type ConsoleSignIn struct {
+	Connector string `yaml:"connector"`
 }
 
 // SessionHistory bounds what is kept of each session's calls: the last

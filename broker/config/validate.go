@@ -53,6 +53,7 @@ func (c *Config) Validate() error {
 	v.rateLimits(&c.RateLimits, c.Apps)
 	v.sessionHistory(c.SessionHistory)
 	v.approvals(&c.Approvals)
+	v.console(&c.Console)
 	return v.err()
 }
 

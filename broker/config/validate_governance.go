@@ -2,8 +2,12 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
+
+	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
 // What governs a session beyond one call: the labels apps and tools carry,
@@ -99,5 +103,53 @@ func (v *validator) approvals(a *Approvals) {
 	}
 	if a.MaxPendingPerUser < 1 || a.MaxPendingPerUser > maxPendingPerUser {
 		v.add("approvals.maxPendingPerUser", fmt.Sprintf("want 1 to %d, got %d", maxPendingPerUser, a.MaxPendingPerUser))
+	}
+}
+
+func (v *validator) console(c *Console) {
+	if !c.Enabled {
+		return
+	}
+	if v.config.Admin.Disabled {
+		v.add("console.enabled", "needs the admin listener: admin.disabled is true")
+	}
+	if !strings.HasPrefix(c.Path, "/") || strings.HasSuffix(c.Path, "/") || strings.ContainsAny(c.Path, "?#{}* ") || len(c.Path) < 2 {
+		v.add("console.path", fmt.Sprintf(`want a path such as "/console", without a trailing slash, got %s`, quote(c.Path)))
+	}
+	for _, taken := range []string{"/metrics", "/healthz", "/readyz", "/pins"} {
+		if c.Path == taken || strings.HasPrefix(c.Path, taken+"/") {
+			v.add("console.path", fmt.Sprintf("%s is the admin listener's own", taken))
+		}
+	}
+	if u, err := url.Parse(c.URL); err != nil || !u.IsAbs() || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		v.add("console.url", fmt.Sprintf("want the console's absolute URL, got %s", quote(c.URL)))
+	} else if u.Scheme != "https" && !(u.Scheme == "http" && oauth.IsLoopbackHost(u.Hostname())) {
+		v.add("console.url", fmt.Sprintf("must be https (http only on loopback): the session cookie crosses it, got %s", quote(c.URL)))
+	}
+	if len(c.Operators) == 0 && len(c.Viewers) == 0 {
+		v.add("console", "operators or viewers must name at least one group: no one else may sign in")
+	}
+	for i, g := range c.Operators {
+		if g == "" {
+			v.add(index("console.operators", i), "must not be empty")
+		}
+	}
+	for i, g := range c.Viewers {
+		if g == "" {
+			v.add(index("console.viewers", i), "must not be empty")
+		}
+	}
+	if c.SessionTTL < Duration(time.Minute) || c.SessionTTL > Duration(24*time.Hour) {
+		v.add("console.sessionTTL", fmt.Sprintf("want between 1m and 24h, got %s", c.SessionTTL))
+	}
+	switch name := c.SignIn.Connector; {
+	case name == "":
+		if ap := v.config.AuthProvider; ap == nil || !ap.Enabled {
+			v.add("console.signIn", "people sign in at the embedded Auth Provider, which is off: enable authProvider or name an OIDC connector")
+		}
+	default:
+		if conn := v.config.Connector(name); conn == nil || conn.Type != "oidc" {
+			v.add("console.signIn.connector", fmt.Sprintf("no OIDC connector named %s", quote(name)))
+		}
 	}
 }

@@ -274,6 +274,24 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
+// Results are the outcomes of a run no older than the cache's age, by
+// check name: true when the check passed.
+func (h *Health) Results(ctx context.Context) map[string]bool {
+	rep := h.report(ctx)
+	if rep == nil {
+		return nil
+	}
+	var body readiness
+	if json.Unmarshal(rep.body, &body) != nil {
+		return nil
+	}
+	out := make(map[string]bool, len(body.Checks))
+	for name, c := range body.Checks {
+		out[name] = c.OK
+	}
+	return out
+}
+
 // ReplaceGroup replaces the checks whose names begin with prefix by
 // checks, which must all begin with it: what a configuration reload does
 // to the checks of the apps it replaced.

@@ -1,0 +1,238 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/apps/pins"
+	"github.com/mcpbroker/mcpbroker/broker/audit"
+	"github.com/mcpbroker/mcpbroker/broker/config"
+	"github.com/mcpbroker/mcpbroker/broker/console"
+	"github.com/mcpbroker/mcpbroker/exchange/authserver"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// The web console (broker/console) on the admin listener: the broker
+// answers what it shows, and does what operators ask through the same
+// operations as the admin API, recorded with their identity.
+
+// consoleClientID is the client the console signs people in as at the
+// embedded Auth Provider, which the broker registers for it.
+const consoleClientID = "mcpbroker-console"
+
+// consoleClient is the embedded Auth Provider's client of the console;
+// nil when the console is off or signs in at a connector.
+func consoleClient(cfg *config.Config) *authserver.Client {
+	c := cfg.Console
+	if !c.Enabled || c.SignIn.Connector != "" {
+		return nil
+	}
+	return &authserver.Client{ID: consoleClientID, Name: "mcpbroker console", RedirectURIs: []string{c.URL + "/callback"},
+		GrantTypes: []string{authserver.GrantAuthorizationCode}, Scopes: []string{"openid"}, SkipConsent: true}
+}
+
+// newConsole builds the console of cfg; nil when it is off.
+func (b *Broker) newConsole(cfg *config.Config) (*console.Console, error) {
+	c := cfg.Console
+	if !c.Enabled {
+		return nil, nil
+	}
+	// The embedded Auth Provider's ID tokens carry name, email and groups
+	// whatever the scopes: openid is all the console asks.
+	f := &authserver.Federation{ClientID: consoleClientID, RedirectURL: c.URL + "/callback", Scopes: []string{"openid"}}
+	if name := c.SignIn.Connector; name != "" {
+		conn := cfg.Connector(name)
+		f = &authserver.Federation{DiscoveryURL: conn.OIDCWellKnownURL, ClientID: conn.OAuthClientID,
+			ClientSecret: conn.OAuthClientSecret.Value(), Scopes: conn.Scopes, DisablePKCE: conn.DisablePKCE, RedirectURL: c.URL + "/callback"}
+	} else {
+		f.DiscoveryURL = strings.TrimSuffix(cfg.AuthProvider.Issuer, "/") + "/.well-known/openid-configuration"
+	}
+	rp, err := authserver.NewRelyingParty(*f, b.log)
+	if err != nil {
+		return nil, fmt.Errorf("broker: console: %w", err)
+	}
+	return console.New(console.Options{
+		Path: c.Path, URL: c.URL, SignIn: relyingParty{rp}, Operators: c.Operators, Viewers: c.Viewers,
+		SessionTTL: time.Duration(c.SessionTTL), Backend: consoleBackend{b}, Logger: b.log,
+	})
+}
+
+// relyingParty is authserver's for the console.
+type relyingParty struct{ rp *authserver.RelyingParty }
+
+func (r relyingParty) AuthorizeURL(ctx context.Context, state, nonce, verifier string) (string, error) {
+	return r.rp.AuthorizeURL(ctx, state, nonce, verifier)
+}
+
+func (r relyingParty) SignIn(ctx context.Context, code, verifier, nonce string) (string, string, []string, error) {
+	who, err := r.rp.SignIn(ctx, code, verifier, nonce)
+	if err != nil {
+		return "", "", nil, err
+	}
+	name := who.Name
+	if name == "" {
+		name = who.Username
+	}
+	return who.Subject, name, who.Groups, nil
+}
+
+// consoleBackend answers the console.
+type consoleBackend struct{ b *Broker }
+
+func (cb consoleBackend) Overview(ctx context.Context) console.Overview {
+	b := cb.b
+	o := console.Overview{Version: b.version}
+	health := b.health.Results(ctx)
+	for _, app := range b.current().cfg.Apps {
+		s := console.AppSummary{Name: app.Name, Type: string(app.Type), Health: "unknown"}
+		if ok, checked := health[appCheckPrefix+app.Name]; checked {
+			s.Health = map[bool]string{true: "up", false: "down"}[ok]
+		}
+		if b.pins != nil {
+			if list, err := b.pins.List(ctx, app.Name); err == nil {
+				s.Pins = len(list)
+				for _, p := range list {
+					if p.Pending != nil || p.Status == pins.PinHeld {
+						s.Changed++
+					}
+				}
+			}
+		}
+		o.Apps = append(o.Apps, s)
+	}
+	families, _ := b.metrics.Registry().Gather()
+	for _, f := range families {
+		switch f.GetName() {
+		case "mcpbroker_calls_total":
+			for _, m := range f.GetMetric() {
+				v := m.GetCounter().GetValue()
+				o.Calls += v
+				switch labelValue(m.GetLabel(), "decision") {
+				case "denied", "refused", "approval_required":
+					o.Denied += v
+				case "error":
+					o.Errors += v
+				}
+			}
+		case "mcpbroker_sessions_open":
+			for _, m := range f.GetMetric() {
+				o.Sessions += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return o
+}
+
+func labelValue(labels []*dto.LabelPair, name string) string {
+	for _, l := range labels {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func (cb consoleBackend) App(ctx context.Context, name string) (console.AppView, bool) {
+	b := cb.b
+	for _, app := range b.current().cfg.Apps {
+		if app.Name != name {
+			continue
+		}
+		v := console.AppView{}
+		for _, s := range cb.Overview(ctx).Apps {
+			if s.Name == name {
+				v.AppSummary = s
+			}
+		}
+		// Secrets marshal as [redacted].
+		raw, _ := json.MarshalIndent(app, "", "  ")
+		v.Config = string(raw)
+		if b.pins != nil {
+			list, _ := b.pins.List(ctx, name)
+			for _, p := range list {
+				row := console.PinRow{Kind: string(p.Kind), Name: p.Name, Status: string(p.Status), SHA256: p.Hash}
+				if p.Pending != nil {
+					row.Pending = p.Pending.Hash
+				}
+				v.Pins = append(v.Pins, row)
+			}
+		}
+		return v, true
+	}
+	return console.AppView{}, false
+}
+
+func (cb consoleBackend) Pin(ctx context.Context, app, kind, name string) (console.PinDetail, error) {
+	b := cb.b
+	if b.pins == nil {
+		return console.PinDetail{}, fmt.Errorf("%w: no app pins its definitions", console.ErrNotFound)
+	}
+	p, found, err := b.pins.Get(ctx, app, pins.Kind(kind), name)
+	switch {
+	case err != nil:
+		return console.PinDetail{}, fmt.Errorf("the pin store does not answer: %w", err)
+	case !found:
+		return console.PinDetail{}, fmt.Errorf("%w: no pin for %s %s of app %s", console.ErrNotFound, kind, name, app)
+	}
+	v := b.pinView(p, true)
+	d := console.PinDetail{App: app, PinRow: console.PinRow{Kind: kind, Name: name, Status: v.Status, SHA256: v.SHA256},
+		Definition: indentJSON(v.Definition), PendingDefinition: indentJSON(v.PendingDefinition), Diff: v.Diff, ApprovedBy: v.ApprovedBy}
+	if v.Pending != nil {
+		d.Pending = v.Pending.SHA256
+	}
+	return d, nil
+}
+
+func indentJSON(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	out, err := json.MarshalIndent(raw, "", "  ")
+	if err != nil {
+		return string(raw)
+	}
+	return string(out)
+}
+
+func (cb consoleBackend) ApprovePin(ctx context.Context, app, kind, name, hash string, by console.Person) error {
+	b := cb.b
+	if b.pins == nil {
+		return fmt.Errorf("%w: no app pins its definitions", console.ErrNotFound)
+	}
+	p, err := b.pins.Approve(ctx, app, pins.Kind(kind), name, hash, "console:"+by.Subject)
+	if err != nil {
+		return pinError(err)
+	}
+	b.pinsChanged(app, "approved", &audit.Pin{Kind: kind, Name: name, Status: "approved", Hash: p.Hash, By: "console:" + by.Subject})
+	return nil
+}
+
+func (cb consoleBackend) RevokePin(ctx context.Context, app, kind, name string, by console.Person) error {
+	b := cb.b
+	if b.pins == nil {
+		return fmt.Errorf("%w: no app pins its definitions", console.ErrNotFound)
+	}
+	if err := b.pins.Revoke(ctx, app, pins.Kind(kind), name); err != nil {
+		return pinError(err)
+	}
+	b.pinsChanged(app, "revoked", &audit.Pin{Kind: kind, Name: name, Status: "revoked", By: "console:" + by.Subject})
+	return nil
+}
+
+func pinError(err error) error {
+	if errors.Is(err, pins.ErrNotFound) {
+		return fmt.Errorf("%w: %w", console.ErrNotFound, err)
+	}
+	return err
+}
+
+func (cb consoleBackend) Record(ctx context.Context, e console.Event) error {
+	b := cb.b
+	b.metrics.AuthEvent(e.Name)
+	r := &audit.Record{Time: time.Now(), Kind: audit.KindConsole, Event: e.Name, Source: e.Source, Subject: e.Subject, Detail: e.Detail}
+	return b.audit.write(ctx, r)
+}

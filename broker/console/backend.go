@@ -1,0 +1,84 @@
+package console
+
+import "context"
+
+// Backend is what the console shows and does, answered by the broker.
+type Backend interface {
+	// Overview is the state of the broker now.
+	Overview(ctx context.Context) Overview
+	// App is one app with its tools' pins; false when there is no such
+	// app.
+	App(ctx context.Context, name string) (AppView, bool)
+	// Pin is one pinned definition with its pending change.
+	Pin(ctx context.Context, app, kind, name string) (PinDetail, error)
+	// ApprovePin approves the definition of hash; RevokePin forgets the
+	// pin. by is the person; both are recorded by the broker.
+	ApprovePin(ctx context.Context, app, kind, name, hash string, by Person) error
+	RevokePin(ctx context.Context, app, kind, name string, by Person) error
+	// Record records a console event: a sign-in, a refusal, a sign-out.
+	Record(ctx context.Context, e Event) error
+}
+
+// Overview is the broker at a glance.
+type Overview struct {
+	Version string
+	Apps    []AppSummary
+	// Counters since the broker started.
+	Sessions, Calls, Denied, Errors float64
+}
+
+// AppSummary is one app in lists.
+type AppSummary struct {
+	Name, Type string
+	// Health: "up", "down" or "unknown" (not checked yet).
+	Health string
+	// Pins counts the app's pins by status; Changed those with a
+	// definition waiting for approval.
+	Pins    int
+	Changed int
+}
+
+// AppView is an app's page.
+type AppView struct {
+	AppSummary
+	// Config is the app's configuration with every secret replaced.
+	Config string
+	Pins   []PinRow
+}
+
+// PinRow is one pin in an app's list.
+type PinRow struct {
+	Kind, Name, Status, SHA256 string
+	// Pending is the hash of a changed definition waiting; "" for none.
+	Pending string
+}
+
+// PinDetail is one pin with its definitions and their difference.
+type PinDetail struct {
+	PinRow
+	App                           string
+	Definition, PendingDefinition string
+	Diff                          string
+	ApprovedBy                    string
+}
+
+// Person is who is signed in.
+type Person struct {
+	Subject, Name string
+	Groups        []string
+	Role          string // RoleOperator or RoleViewer
+}
+
+// Roles.
+const (
+	RoleOperator = "operator"
+	RoleViewer   = "viewer"
+)
+
+// Event is something the console did or refused, for the audit trail.
+type Event struct {
+	Name    string // console.signin, console.refused, console.signout, ...
+	Subject string
+	Source  string
+	Detail  string
+}

@@ -1,0 +1,196 @@
+package broker_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpbroker/mcpbroker/broker/audit"
+)
+
+// consoleSetup is a broker with the console, in front of the sample
+// upstream whose descriptions the test changes.
+type consoleSetup struct {
+	pinning *pinningSetup
+	url     string // the console
+	trail   string
+}
+
+func startConsole(t *testing.T) *consoleSetup {
+	t.Helper()
+	s := &pinningSetup{bin: buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")}
+	dir := t.TempDir()
+	s.descriptions, s.trail = filepath.Join(dir, "descriptions.json"), filepath.Join(dir, "audit")
+	upstream := freeAddress(t)
+	startProcess(t, upstream, s.bin, "upstream", "sample", "--listen", upstream, "--descriptions", s.descriptions)
+	addr, admin := freeAddress(t), freeAddress(t)
+	s.admin = "http://" + admin
+	s.url = startBrokerAt(t, addr, scenario(t, "console"), filepath.Join(dir, "broker.db"), "http://"+addr, demoPasswordHash,
+		"http://"+upstream+"/mcp", admin, s.trail) + "/mcp"
+	return &consoleSetup{pinning: s, url: s.admin + "/console", trail: s.trail}
+}
+
+// consoleUser is a browser at the console.
+type consoleUser struct {
+	t      *testing.T
+	client *http.Client
+}
+
+func newConsoleUser(t *testing.T) *consoleUser {
+	jar, _ := cookiejar.New(nil)
+	return &consoleUser{t: t, client: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
+}
+
+func (u *consoleUser) get(target string) (*http.Response, string) {
+	u.t.Helper()
+	resp, err := u.client.Get(target)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+func (u *consoleUser) post(target string, form url.Values) (*http.Response, string) {
+	u.t.Helper()
+	resp, err := u.client.PostForm(target, form)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// signIn opens the console, is sent to the Auth Provider's sign-in, signs
+// in, and returns the page it comes back to.
+func (u *consoleUser) signIn(console, username string) (*http.Response, string) {
+	u.t.Helper()
+	resp, page := u.get(console + "/")
+	if !strings.Contains(page, `name="password"`) {
+		u.t.Fatalf("the console did not send the browser to sign in: %d %s", resp.StatusCode, page)
+	}
+	action, _ := resp.Request.URL.Parse(tagAttributes(formTag.FindString(page))["action"])
+	return u.post(action.String(), url.Values{"csrf": {csrf(u.t, page)}, "username": {username}, "password": {"demo-password"}})
+}
+
+// An operator signs in through the embedded Auth Provider, sees the apps,
+// finds the tool whose definition changed, reads the diff and approves it;
+// the tool is served again. A viewer sees but may not act; someone in
+// neither group is refused; forms without the sign-in's token are
+// refused; every page forbids framing and inline script; each step is in
+// the trail with the person's identity.
+func TestConsoleOverHTTP(t *testing.T) {
+	c := startConsole(t)
+	s := c.pinning
+	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("tools: %v", tools)
+	}
+	s.describe(t, map[string]string{"get_balance": poisoned})
+	if tools := listedTools(t, s.session(t)); slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("the changed tool is still served: %v", tools)
+	}
+
+	admin := newConsoleUser(t)
+	resp, page := admin.signIn(c.url, "admin")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Overview") || !strings.Contains(page, `href="/console/apps/ledger"`) || !strings.Contains(page, "1 waiting") {
+		t.Fatalf("the overview after signing in: %d %s", resp.StatusCode, page)
+	}
+	h := resp.Header
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") || h.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("the console's headers: %v", h)
+	}
+	if strings.Contains(page, "<script>") || strings.Contains(page, " style=") || strings.Contains(page, "<style") {
+		t.Errorf("a page has inline script or style")
+	}
+	_, app := admin.get(c.url + "/apps/ledger")
+	if !strings.Contains(app, "changed, waiting") || !strings.Contains(app, "/console/apps/ledger/pins/tool/get_balance") {
+		t.Fatalf("the app page: %s", app)
+	}
+	_, pin := admin.get(c.url + "/apps/ledger/pins/tool/get_balance")
+	if !strings.Contains(pin, `<span class="added">`) || !strings.Contains(pin, "audit@example.net") || !strings.Contains(pin, `<span class="removed">`) {
+		t.Fatalf("the pin page shows no diff: %s", pin)
+	}
+	approve := c.url + "/apps/ledger/pins/tool/get_balance/approve"
+	pending := tagAttributes(regexpFind(pin, `<input type="hidden" name="sha256" value="[0-9a-f]+">`))["value"]
+	// Without the sign-in's token, or from another origin: refused.
+	if r, _ := admin.post(approve, url.Values{"sha256": {pending}}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("an approval without the form token: %d", r.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodPost, approve, strings.NewReader(url.Values{"csrf": {csrf(t, pin)}, "sha256": {pending}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	if r, err := admin.client.Do(req); err != nil || r.StatusCode != http.StatusForbidden {
+		t.Errorf("an approval from another origin: %v %v", r.StatusCode, err)
+	}
+	// A viewer sees, and may not approve.
+	auditor := newConsoleUser(t)
+	if r, page := auditor.signIn(c.url, "auditor"); r.StatusCode != http.StatusOK || !strings.Contains(page, "viewer") {
+		t.Fatalf("the auditor's sign-in: %d %s", r.StatusCode, page)
+	}
+	_, seen := auditor.get(c.url + "/apps/ledger/pins/tool/get_balance")
+	if strings.Contains(seen, `id="approve"`) {
+		t.Errorf("a viewer is offered the approval")
+	}
+	if r, _ := auditor.post(approve, url.Values{"csrf": {csrf(t, admin.page(c.url+"/"))}, "sha256": {pending}}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("a viewer's approval with another's token: %d", r.StatusCode)
+	}
+	// Someone in neither group.
+	if r, page := newConsoleUser(t).signIn(c.url, "mallory"); r.StatusCode != http.StatusForbidden || !strings.Contains(page, "not one of the people") {
+		t.Errorf("mallory's sign-in: %d %s", r.StatusCode, page)
+	}
+
+	r, after := admin.post(approve, url.Values{"csrf": {csrf(t, pin)}, "sha256": {pending}})
+	if r.StatusCode != http.StatusOK || !strings.Contains(after, `<dd id="pin-status">approved</dd>`) || strings.Contains(after, "pin-diff") {
+		t.Fatalf("after the approval: %d %s", r.StatusCode, after)
+	}
+	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("the approved tool is not served again: %v", tools)
+	}
+	if r, page := admin.post(c.url+"/signout", url.Values{"csrf": {csrf(t, after)}}); r.StatusCode != http.StatusOK || !strings.Contains(page, "signed out") {
+		t.Fatalf("sign-out: %d %s", r.StatusCode, page)
+	}
+	if r, page := admin.get(c.url + "/"); !strings.Contains(page, `name="password"`) {
+		t.Errorf("after signing out the console is still open: %d", r.StatusCode)
+	}
+
+	events := map[string]string{}
+	var approvedBy string
+	if err := audit.Query(c.trail, audit.Filter{}, func(r *audit.Record) bool {
+		if r.Kind == audit.KindConsole {
+			events[r.Event+" "+r.Subject] = r.Detail
+		}
+		if r.Kind == audit.KindPin && r.Event == "pin.approved" {
+			approvedBy = r.Pin.By
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"console.signin admin", "console.signin auditor", "console.refused mallory", "console.refused admin", "console.signout admin"} {
+		if _, ok := events[want]; !ok {
+			t.Errorf("the trail has no %q (%v)", want, events)
+		}
+	}
+	if approvedBy != "console:admin" {
+		t.Errorf("the approval is recorded by %q, want console:admin", approvedBy)
+	}
+}
+
+// page is the body of a GET.
+func (u *consoleUser) page(target string) string {
+	_, body := u.get(target)
+	return body
+}
+
+func regexpFind(s, pattern string) string {
+	return regexp.MustCompile(pattern).FindString(s)
+}
