@@ -1,0 +1,245 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// chromium is Debian's Chromium, installed by .ci/setup. Outside `make
+// test` the browser test is skipped, unless CI is set, where its absence
+// fails.
+func chromium(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed: run the tests with make test")
+		}
+		t.Skip("chromium not installed: run make test")
+	}
+	return path
+}
+
+// screenshotDir is where the browser test leaves its screenshots: the
+// build folder (bin/), for a person to look at.
+func screenshotDir(t *testing.T) string {
+	dir, err := filepath.Abs(filepath.Join("..", "bin", "screenshots"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// axeViolation is one finding of axe-core.
+type axeViolation struct {
+	ID     string `json:"id"`
+	Impact string `json:"impact"`
+	Help   string `json:"help"`
+	Nodes  []struct {
+		Target []any `json:"target"`
+	} `json:"nodes"`
+}
+
+// A person runs the console in a real browser (headless Chromium): signs
+// in as an operator through the Auth Provider's login page, sees the
+// overview, opens the app, finds the tool whose definition the upstream
+// changed, reads the diff and approves it, and a client session is served
+// the tool again; then signs out. Someone in no console group is refused.
+// Every page passes axe-core's WCAG 2 A and AA rules and can be worked by
+// keyboard; the screenshots of the overview and the diff are left in
+// bin/screenshots.
+func TestConsoleInBrowser(t *testing.T) {
+	exe := chromium(t)
+	_, modules := nodeTools(t)
+	axe, err := os.ReadFile(filepath.Join(modules, "axe-core", "axe.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startConsole(t)
+	s := c.pinning
+	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("tools: %v", tools)
+	}
+	s.describe(t, map[string]string{"get_balance": poisoned})
+	if tools := listedTools(t, s.session(t)); slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("the changed tool is still served: %v", tools)
+	}
+
+	browser := func(t *testing.T) (context.Context, context.CancelFunc) {
+		allocator, stopAllocator := chromedp.NewExecAllocator(context.Background(),
+			append(chromedp.DefaultExecAllocatorOptions[:],
+				chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1280, 900),
+				chromedp.UserDataDir(t.TempDir()))...)
+		ctx, stopBrowser := chromedp.NewContext(allocator)
+		ctx, stopTimeout := context.WithTimeout(ctx, 90*time.Second)
+		return ctx, func() { stopTimeout(); stopBrowser(); stopAllocator() }
+	}
+	ctx, stop := browser(t)
+	defer stop()
+	shots := screenshotDir(t)
+
+	// accessible runs axe-core on the page and fails on any violation.
+	accessible := func(page string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[chromedp.Void](string(axe))); err != nil {
+			t.Fatalf("loading axe on %s: %v", page, err)
+		}
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](
+			`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa"]}}).then(r => JSON.stringify(r.violations))`,
+			chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatalf("axe on %s: %v", page, err)
+		}
+		var violations []axeViolation
+		if err := json.Unmarshal([]byte(raw), &violations); err != nil {
+			t.Fatalf("axe on %s: %v: %s", page, err, raw)
+		}
+		for _, v := range violations {
+			t.Errorf("%s: accessibility: %s (%s, %s) at %v", page, v.Help, v.ID, v.Impact, v.Nodes)
+		}
+	}
+	text := func(sel chromedp.CSS) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		writeShot(t, filepath.Join(shots, name), png)
+	}
+
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(c.url+"/"),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "admin"),
+		chromedp.SendKeys(chromedp.ID("password"), "demo-password"),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.ID("counters")),
+	)
+	if err != nil {
+		t.Fatalf("signing in: %v", err)
+	}
+	if overview := text("main"); !strings.Contains(overview, "ledger") || !strings.Contains(overview, "1 waiting") {
+		t.Fatalf("the overview shows: %s", overview)
+	}
+	shot("console-overview.png")
+	accessible("overview")
+
+	// By keyboard: the first Tab reaches the skip link.
+	if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
+		t.Fatal(err)
+	}
+	if focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.textContent`)); err != nil || focused != "Skip to content" {
+		t.Errorf("the first Tab reaches %q (%v), want the skip link", focused, err)
+	}
+
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a[href="/console/apps/ledger"]`)),
+		chromedp.WaitVisible(chromedp.ID("pins")),
+	)
+	if err != nil {
+		t.Fatalf("opening the app: %v", err)
+	}
+	if heading := text("h1"); heading != "App ledger" {
+		t.Fatalf("the app page's heading: %q", heading)
+	}
+	accessible("app")
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a[href="/console/apps/ledger/pins/tool/get_balance"]`)),
+		chromedp.WaitVisible(chromedp.ID("pin-diff")),
+	)
+	if err != nil {
+		t.Fatalf("opening the changed tool: %v", err)
+	}
+	if diff := text("#pin-diff"); !strings.Contains(diff, "audit@example.net") {
+		t.Fatalf("the diff shows: %s", diff)
+	}
+	shot("console-tool-diff.png")
+	accessible("tool")
+
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.ID("approve")),
+		chromedp.WaitNotPresent(chromedp.ID("pin-diff")),
+	)
+	if err != nil {
+		t.Fatalf("approving: %v", err)
+	}
+	if status := text("#pin-status"); status != "approved" {
+		t.Fatalf("after approving, the pin is %q", status)
+	}
+	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("the approved tool is not served again: %v", tools)
+	}
+
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`form.signout button`)),
+		chromedp.WaitVisible(chromedp.CSS(`p[role="status"]`)),
+	)
+	if err != nil {
+		t.Fatalf("signing out: %v", err)
+	}
+	if said := text(`p[role="status"]`); !strings.Contains(said, "signed out") {
+		t.Fatalf("after signing out: %q", said)
+	}
+	cookies, err := chromedp.Run(ctx, chromedp.Action[[]*network.Cookie](func(ctx context.Context, t *chromedp.Target) ([]*network.Cookie, error) {
+		r, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{})
+		return r.Cookies, err
+	}))
+	_ = err
+	for _, k := range cookies {
+		if k.Name == "mcpbroker_console" {
+			t.Errorf("the console's cookie outlived the sign-out")
+		}
+	}
+
+	// Someone in no console group.
+	ctx2, stop2 := browser(t)
+	defer stop2()
+	err = chromedp.Do(ctx2,
+		chromedp.Navigate(c.url+"/"),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "mallory"),
+		chromedp.SendKeys(chromedp.ID("password"), "demo-password"),
+		chromedp.Submit(chromedp.ID("password")),
+		chromedp.WaitVisible(chromedp.CSS("p.error")),
+	)
+	if err != nil {
+		t.Fatalf("mallory at the console: %v", err)
+	}
+	if refused, _ := chromedp.Run(ctx2, chromedp.Text(chromedp.CSS("p.error"))); !strings.Contains(refused, "not one of the people") {
+		t.Fatalf("mallory at the console sees: %q", refused)
+	}
+	fmt.Fprintf(os.Stderr, "console screenshots: %s\n", shots)
+}
+
+func writeShot(t *testing.T, path string, png []byte) {
+	t.Helper()
+	if len(png) == 0 {
+		t.Fatalf("no screenshot for %s", path)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
