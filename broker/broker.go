@@ -93,6 +93,9 @@ type Broker struct {
 	audit *auditor
 	// console is the web console on the admin listener; nil when off.
 	console *console.Console
+	// feed keeps the latest records for the console; nil without the
+	// console or the trail.
+	feed *decisionFeed
 	// history keeps each session's calls for the policies; nil without a
 	// store (history.go in broker/history).
 	history     history.Store
@@ -181,6 +184,10 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	}
 	if b.console, err = b.newConsole(cfg); err != nil {
 		return nil, err
+	}
+	if b.console != nil && b.audit != nil {
+		b.feed = newDecisionFeed()
+		b.audit.sinks = append(b.audit.sinks, b.feed)
 	}
 	b.schemas, b.facts = schema.NewCache(schemaCacheSize), newFacts()
 	gen, err := b.build(cfg)

@@ -236,3 +236,24 @@ func (cb consoleBackend) Record(ctx context.Context, e console.Event) error {
 	r := &audit.Record{Time: time.Now(), Kind: audit.KindConsole, Event: e.Name, Source: e.Source, Subject: e.Subject, Detail: e.Detail}
 	return b.audit.write(ctx, r)
 }
+
+func (cb consoleBackend) Decisions(_ context.Context, match func(console.DecisionRow) bool, limit int) []console.DecisionRow {
+	if cb.b.feed == nil {
+		return nil
+	}
+	return cb.b.feed.latest(match, limit)
+}
+
+func (cb consoleBackend) Decision(_ context.Context, id string) (console.DecisionRow, string, bool) {
+	if cb.b.feed == nil {
+		return console.DecisionRow{}, "", false
+	}
+	return cb.b.feed.find(id)
+}
+
+func (cb consoleBackend) WatchDecisions(ctx context.Context) (<-chan console.DecisionRow, bool) {
+	if cb.b.feed == nil {
+		return nil, false
+	}
+	return cb.b.feed.watch(ctx)
+}

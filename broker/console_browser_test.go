@@ -60,7 +60,8 @@ type axeViolation struct {
 // overview, opens the app, finds the tool whose definition the upstream
 // changed, reads the diff and approves it, and a client session is served
 // the tool again; then signs out. Someone in no console group is refused.
-// Every page passes axe-core's WCAG 2 A and AA rules and can be worked by
+// It watches a call the policy denies appear on the live decisions page and
+// opens its record. Every page passes axe-core's WCAG 2 A and AA rules and can be worked by
 // keyboard; the screenshots of the overview and the diff are left in
 // bin/screenshots.
 func TestConsoleInBrowser(t *testing.T) {
@@ -192,6 +193,41 @@ func TestConsoleInBrowser(t *testing.T) {
 	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
 		t.Fatalf("the approved tool is not served again: %v", tools)
 	}
+
+	// The live decisions: a call the policy denies appears while the page
+	// is open.
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`a[href="/console/decisions"]`)),
+		chromedp.WaitVisible(chromedp.ID("decisions")),
+	)
+	if err != nil {
+		t.Fatalf("opening the decisions: %v", err)
+	}
+	accessible("decisions")
+	eventually(t, "the decisions page is live", func() bool {
+		state, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("live-state")))
+		return strings.HasPrefix(state, "Live")
+	})
+	if _, e := call(t, s.session(t), "ledger_transfer", `{"from":"alice","to":"bob","amount":5000}`); e == nil || e["code"].(float64) != -32010 {
+		t.Fatalf("a transfer over the limit: %v", e)
+	}
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#decisions tbody tr[data-decision="denied"]`))); err != nil {
+		t.Fatalf("the denied call did not appear on the live page: %v", err)
+	}
+	if row := text(`#decisions tbody tr[data-decision="denied"]`); !strings.Contains(row, "ledger_transfer") || !strings.Contains(row, "limited to an amount of 1000") {
+		t.Errorf("the denied call's row: %q", row)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#decisions tbody tr[data-decision="denied"] a`)),
+		chromedp.WaitVisible(chromedp.ID("record")),
+	)
+	if err != nil {
+		t.Fatalf("opening the record: %v", err)
+	}
+	if record := text("pre"); !strings.Contains(record, `"externalMessage"`) || !strings.Contains(record, `"policyHash"`) {
+		t.Errorf("the record page shows: %s", record)
+	}
+	accessible("record")
 
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`form.signout button`)),

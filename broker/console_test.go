@@ -32,8 +32,12 @@ func startConsole(t *testing.T) *consoleSetup {
 	startProcess(t, upstream, s.bin, "upstream", "sample", "--listen", upstream, "--descriptions", s.descriptions)
 	addr, admin := freeAddress(t), freeAddress(t)
 	s.admin = "http://" + admin
+	policy, err := filepath.Abs("../policies/argument_rule.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.url = startBrokerAt(t, addr, scenario(t, "console"), filepath.Join(dir, "broker.db"), "http://"+addr, demoPasswordHash,
-		"http://"+upstream+"/mcp", admin, s.trail) + "/mcp"
+		"http://"+upstream+"/mcp", admin, s.trail, policy) + "/mcp"
 	return &consoleSetup{pinning: s, url: s.admin + "/console", trail: s.trail}
 }
 

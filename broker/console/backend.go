@@ -1,6 +1,9 @@
 package console
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Backend is what the console shows and does, answered by the broker.
 type Backend interface {
@@ -17,6 +20,7 @@ type Backend interface {
 	RevokePin(ctx context.Context, app, kind, name string, by Person) error
 	// Record records a console event: a sign-in, a refusal, a sign-out.
 	Record(ctx context.Context, e Event) error
+	Decisions
 }
 
 // Overview is the broker at a glance.
@@ -81,4 +85,30 @@ type Event struct {
 	Subject string
 	Source  string
 	Detail  string
+}
+
+// Decisions is the part of Backend behind the decisions page.
+type Decisions interface {
+	// Decisions are the latest records that match, newest first.
+	Decisions(ctx context.Context, match func(DecisionRow) bool, limit int) []DecisionRow
+	// Decision is one record: its row and every field as JSON.
+	Decision(ctx context.Context, id string) (DecisionRow, string, bool)
+	// WatchDecisions tells of every new record until ctx ends; false when
+	// no more pages may watch.
+	WatchDecisions(ctx context.Context) (<-chan DecisionRow, bool)
+}
+
+// DecisionRow is one record of the audit trail on the decisions page.
+type DecisionRow struct {
+	ID       string    `json:"id"`
+	Time     time.Time `json:"time"`
+	Kind     string    `json:"kind"`
+	Event    string    `json:"event"`
+	Decision string    `json:"decision"`
+	Subject  string    `json:"subject,omitempty"`
+	Client   string    `json:"client,omitempty"`
+	App      string    `json:"app,omitempty"`
+	Tool     string    `json:"tool,omitempty"`
+	TraceID  string    `json:"traceId,omitempty"`
+	Detail   string    `json:"detail,omitempty"`
 }

@@ -101,6 +101,9 @@ func (c *Console) routes() {
 	mux.HandleFunc("GET "+p+"/apps/{app}/pins/{kind}/{name}", c.signedIn(RoleViewer, c.servePin))
 	mux.HandleFunc("POST "+p+"/apps/{app}/pins/{kind}/{name}/approve", c.signedIn(RoleOperator, c.approvePin))
 	mux.HandleFunc("POST "+p+"/apps/{app}/pins/{kind}/{name}/revoke", c.signedIn(RoleOperator, c.revokePin))
+	mux.HandleFunc("GET "+p+"/decisions", c.signedIn(RoleViewer, c.serveDecisions))
+	mux.HandleFunc("GET "+p+"/decisions/stream", c.signedIn(RoleViewer, c.serveDecisionStream))
+	mux.HandleFunc("GET "+p+"/decisions/{id}", c.signedIn(RoleViewer, c.serveDecision))
 	mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, p+"/", http.StatusSeeOther) })
 	c.mux = mux
 }
