@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/config"
 	"github.com/mcpbroker/mcpbroker/broker/console"
 	"github.com/mcpbroker/mcpbroker/exchange/authserver"
+	"github.com/mcpbroker/mcpbroker/opa"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -256,4 +259,80 @@ func (cb consoleBackend) WatchDecisions(ctx context.Context) (<-chan console.Dec
 		return nil, false
 	}
 	return cb.b.feed.watch(ctx)
+}
+
+func (cb consoleBackend) Approvals(_ context.Context, limit int) ([]console.ApprovalRow, error) {
+	b := cb.b
+	if b.authProvider == nil {
+		return nil, nil
+	}
+	list, err := b.authProvider.server.Approvals(limit)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]console.ApprovalRow, 0, len(list))
+	for _, a := range list {
+		rows = append(rows, console.ApprovalRow{
+			ID: a.ID, Status: a.Status, Subject: a.Subject, Client: a.Client, App: a.App, Tool: a.Tool, Approvers: a.Approvers,
+			DecidedBy: a.DecidedBy, Reason: a.Reason, Arguments: indentJSON(a.Arguments), ArgumentsDigest: a.ArgumentsDigest,
+			Requested: a.Requested, Deadline: a.Deadline, URL: b.authProvider.server.ApprovalURL(&a),
+		})
+	}
+	return rows, nil
+}
+
+func (cb consoleBackend) Policies(context.Context) []console.PolicyRow {
+	g := cb.b.current()
+	if g.authz == nil {
+		return nil
+	}
+	var rows []console.PolicyRow
+	for _, app := range g.cfg.Apps {
+		p := g.authz.policies[app.Name]
+		if p == nil {
+			continue
+		}
+		hash := p.Hash()
+		last := g.authz.lastReload(app.Name)
+		rows = append(rows, console.PolicyRow{App: app.Name, Name: p.Name(), Hash: hex.EncodeToString(hash[:]), Version: p.Version(),
+			LastReload: last.At, LastError: last.Error})
+	}
+	return rows
+}
+
+func (cb consoleBackend) EvalPolicy(ctx context.Context, app string, input []byte) (string, error) {
+	g := cb.b.current()
+	var p *opa.Policy
+	if g.authz != nil {
+		p = g.authz.policies[app]
+	}
+	if p == nil {
+		return "", fmt.Errorf("app %q has no inbound policy", app)
+	}
+	var value any
+	dec := json.NewDecoder(bytes.NewReader(input))
+	dec.UseNumber()
+	if err := dec.Decode(&value); err != nil || dec.More() {
+		return "", errors.New("the input is not one JSON value")
+	}
+	if _, ok := value.(map[string]any); !ok {
+		return "", errors.New("the input is not a JSON object")
+	}
+	result, d := p.EvalRaw(ctx, value)
+	decision := map[string]any{"allowed": d.Allowed, "reason": d.Reason, "version": d.Version}
+	if d.ExternalMessage != "" {
+		decision["external_message"] = d.ExternalMessage
+	}
+	if len(d.Scopes) > 0 {
+		decision["scopes"] = d.Scopes
+	}
+	if len(d.Labels) > 0 {
+		decision["labels"] = d.Labels
+	}
+	if a := d.Approval; a != nil {
+		decision["approval"] = map[string]any{"reason": a.Reason, "approvers": a.Approvers, "ttl": a.TTL.String()}
+	}
+	out := map[string]any{"result": result, "decision": decision}
+	raw, _ := json.MarshalIndent(out, "", "  ")
+	return string(raw), nil
 }

@@ -229,6 +229,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	accessible("record")
 
+	for page, title := range map[string]string{"approvals": "Approvals", "policies": "Policies"} {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`nav a[href="/console/`+page+`"]`))); err != nil {
+			t.Fatalf("opening %s: %v", page, err)
+		}
+		eventually(t, "the "+page+" page", func() bool {
+			h, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main h1")))
+			return h == title
+		})
+		accessible(page)
+	}
+
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`form.signout button`)),
 		chromedp.WaitVisible(chromedp.CSS(`p[role="status"]`)),

@@ -152,6 +152,34 @@ func TestConsoleOverHTTP(t *testing.T) {
 		t.Errorf("mallory's sign-in: %d %s", r.StatusCode, page)
 	}
 
+	// Approvals (none held) and policies, with an evaluation.
+	if _, page := admin.get(c.url + "/approvals"); !strings.Contains(page, "No call is held for approval") {
+		t.Errorf("the approvals page: %s", page)
+	}
+	_, policies := admin.get(c.url + "/policies")
+	if !strings.Contains(policies, "transfer-limit") {
+		t.Fatalf("the policies page: %s", policies)
+	}
+	evalURL := c.url + "/policies/eval"
+	input := `{"request":{"mcp":{"method":"tools/call","tool":{"params":{"name":"transfer","arguments":{"amount":5000}}}}},"purpose":"call"}`
+	if r, page := admin.post(evalURL, url.Values{"csrf": {csrf(t, policies)}, "app": {"ledger"}, "input": {input}}); r.StatusCode != http.StatusOK || !strings.Contains(page, "denied by policy") || !strings.Contains(page, "limited to an amount of 1000") {
+		t.Errorf("evaluating the policy: %d %s", r.StatusCode, page)
+	}
+	for _, bad := range []struct {
+		form url.Values
+		want int
+	}{
+		{url.Values{"csrf": {csrf(t, policies)}, "app": {"ledger"}, "input": {"{not json"}}, http.StatusBadRequest},
+		{url.Values{"csrf": {csrf(t, policies)}, "app": {"ledger"}, "input": {"[1]"}}, http.StatusBadRequest},
+		{url.Values{"csrf": {csrf(t, policies)}, "app": {"nope"}, "input": {"{}"}}, http.StatusBadRequest},
+		{url.Values{"csrf": {csrf(t, policies)}, "app": {"ledger"}, "input": {`{"a":"` + strings.Repeat("x", 40<<10) + `"}`}}, http.StatusRequestEntityTooLarge},
+		{url.Values{"app": {"ledger"}, "input": {"{}"}}, http.StatusForbidden},
+	} {
+		if r, page := admin.post(evalURL, bad.form); r.StatusCode != bad.want || strings.Contains(page, "<script>") {
+			t.Errorf("evaluating %.40q: %d, want %d", bad.form.Get("input"), r.StatusCode, bad.want)
+		}
+	}
+
 	r, after := admin.post(approve, url.Values{"csrf": {csrf(t, pin)}, "sha256": {pending}})
 	if r.StatusCode != http.StatusOK || !strings.Contains(after, `<dd id="pin-status">approved</dd>`) || strings.Contains(after, "pin-diff") {
 		t.Fatalf("after the approval: %d %s", r.StatusCode, after)

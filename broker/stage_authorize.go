@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -24,6 +25,9 @@ var ErrForbidden = errors.New("forbidden by policy")
 // authorizer holds each app's inbound policy.
 type authorizer struct {
 	policies map[string]*opa.Policy // by app name; apps without one are not governed
+	// reloads is each policy's last reload, for the console.
+	reloadsMu sync.Mutex
+	reloads   map[string]policyReload
 	// identities converts each verified principal once for the policy
 	// input; the token cache hands out the same principal per token.
 	identities *lru.Cache[*oauth.Principal, *opa.Identity]
@@ -71,11 +75,34 @@ func policySource(p *config.OPAPolicy, baseDir string) opa.Source {
 	return src
 }
 
+// policyReload is when a policy was last reloaded, and how.
+type policyReload struct {
+	At    time.Time
+	Error string
+}
+
+// lastReload is the app's policy's last reload; zero when none yet.
+func (a *authorizer) lastReload(app string) policyReload {
+	a.reloadsMu.Lock()
+	defer a.reloadsMu.Unlock()
+	return a.reloads[app]
+}
+
 // watch reloads file policies when they change, until ctx ends. A policy
 // that no longer compiles is reported and the previous one keeps serving.
 func (a *authorizer) watch(ctx context.Context, b *Broker) {
 	for app, p := range a.policies {
 		go p.Watch(ctx, 0, func(err error) {
+			a.reloadsMu.Lock()
+			if a.reloads == nil {
+				a.reloads = map[string]policyReload{}
+			}
+			r := policyReload{At: time.Now()}
+			if err != nil {
+				r.Error = err.Error()
+			}
+			a.reloads[app] = r
+			a.reloadsMu.Unlock()
 			if err != nil {
 				b.log.Error("policy reload failed; the previous policy keeps serving", "app", app, "error", err)
 				return

@@ -851,3 +851,18 @@ result := {"allowed": false, "external_message": sprintf("%d calls before", [cou
 		t.Error("ReadsSession is true for a policy that does not read input.session")
 	}
 }
+
+// EvalRaw evaluates a JSON input as policy eval does, with the engine's
+// reading of the result.
+func TestEvalRaw(t *testing.T) {
+	p := compile(t, `package orchestrator
+result := {"allowed": false, "external_message": "no", "approval": {"approvers": "treasury"}} if input.amount > 10
+default result := {"allowed": true}`, opa.Options{})
+	result, d := p.EvalRaw(context.Background(), map[string]any{"amount": 11})
+	if d.Allowed || d.ExternalMessage != "no" || d.Approval == nil || d.Approval.Approvers != "treasury" || fmt.Sprint(result) != "map[allowed:false approval:map[approvers:treasury] external_message:no]" {
+		t.Errorf("EvalRaw: %v %+v", result, d)
+	}
+	if _, d := p.EvalRaw(context.Background(), map[string]any{"amount": 1}); !d.Allowed {
+		t.Errorf("EvalRaw of a small amount: %+v", d)
+	}
+}

@@ -251,6 +251,36 @@ func (h printHook) Print(ctx print.Context, msg string) error {
 	return nil
 }
 
+// Hash is the SHA-256 of the current version's source text.
+func (p *Policy) Hash() [32]byte { return p.current.Load().hash }
+
+// EvalRaw evaluates the current version for an input given as a JSON
+// value, as `policy eval` does: the result as the policy wrote it, and
+// the broker's reading of it.
+func (p *Policy) EvalRaw(ctx context.Context, input any) (any, Decision) {
+	c := p.current.Load()
+	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	defer cancel()
+	rs, err := c.query.Eval(ctx, rego.EvalInput(input))
+	switch {
+	case err != nil:
+		return nil, Decision{Reason: ReasonError + err.Error(), Version: c.version, Policy: p.Name(), Hash: c.hash}
+	case len(rs) == 0 || len(rs[0].Expressions) == 0:
+		return nil, Decision{Reason: ReasonUndefined, Version: c.version, Policy: p.Name(), Hash: c.hash}
+	}
+	result := rs[0].Expressions[0].Value
+	var d Decision
+	if term, ok := result.(*ast.Term); ok {
+		// The prepared query answers terms (decision.go).
+		d = interpret(term.Value, c.version)
+		result, _ = ast.JSON(term.Value)
+	} else {
+		d = ResultDecision(result)
+	}
+	d.Version, d.Policy, d.Hash = c.version, p.Name(), c.hash
+	return result, d
+}
+
 // ReadsSession reports whether the policy's current version can read
 // input.session, so that the history is fetched only for policies that
 // use it.

@@ -21,6 +21,31 @@ type Backend interface {
 	// Record records a console event: a sign-in, a refusal, a sign-out.
 	Record(ctx context.Context, e Event) error
 	Decisions
+	// Approvals are the calls held for approval, newest first; the
+	// error when they cannot be read.
+	Approvals(ctx context.Context, limit int) ([]ApprovalRow, error)
+	// Policies are the apps' inbound policies.
+	Policies(ctx context.Context) []PolicyRow
+	// EvalPolicy evaluates the app's policy for input (JSON), as
+	// `mcpbroker policy eval` does: the result and the decision, as JSON.
+	EvalPolicy(ctx context.Context, app string, input []byte) (string, error)
+}
+
+// ApprovalRow is one call held for approval.
+type ApprovalRow struct {
+	ID, Status, Subject, Client, App, Tool, Approvers, DecidedBy, Reason string
+	Arguments, ArgumentsDigest                                          string
+	Requested, Deadline                                                 time.Time
+	// URL is the approval page, where approvers answer.
+	URL string
+}
+
+// PolicyRow is one app's inbound policy.
+type PolicyRow struct {
+	App, Name, Hash string
+	Version         uint64
+	LastReload      time.Time
+	LastError       string
 }
 
 // Overview is the broker at a glance.

@@ -104,6 +104,9 @@ func (c *Console) routes() {
 	mux.HandleFunc("GET "+p+"/decisions", c.signedIn(RoleViewer, c.serveDecisions))
 	mux.HandleFunc("GET "+p+"/decisions/stream", c.signedIn(RoleViewer, c.serveDecisionStream))
 	mux.HandleFunc("GET "+p+"/decisions/{id}", c.signedIn(RoleViewer, c.serveDecision))
+	mux.HandleFunc("GET "+p+"/approvals", c.signedIn(RoleViewer, c.serveApprovals))
+	mux.HandleFunc("GET "+p+"/policies", c.signedIn(RoleViewer, c.servePolicies))
+	mux.HandleFunc("POST "+p+"/policies/eval", c.signedIn(RoleViewer, c.evalPolicy))
 	mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, p+"/", http.StatusSeeOther) })
 	c.mux = mux
 }

@@ -367,3 +367,30 @@ func (s *Server) loadApproval(id string) (*Approval, error) {
 	})
 	return a, err
 }
+
+// Approvals are the approvals the store holds, newest first, at most
+// limit, each with its status now.
+func (s *Server) Approvals(limit int) ([]Approval, error) {
+	var all []Approval
+	err := s.store.kv.view(func(tx kvTx) error {
+		return tx.forEach(bucketApprovals, func(_ string, raw []byte) error {
+			var a Approval
+			if json.Unmarshal(raw, &a) == nil {
+				all = append(all, a)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	slices.SortFunc(all, func(a, b Approval) int { return b.Requested.Compare(a.Requested) })
+	if len(all) > limit {
+		all = all[:limit]
+	}
+	for i := range all {
+		all[i].Status = all[i].current(now)
+	}
+	return all, nil
+}
