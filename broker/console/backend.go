@@ -34,8 +34,8 @@ type Backend interface {
 // ApprovalRow is one call held for approval.
 type ApprovalRow struct {
 	ID, Status, Subject, Client, App, Tool, Approvers, DecidedBy, Reason string
-	Arguments, ArgumentsDigest                                          string
-	Requested, Deadline                                                 time.Time
+	Arguments, ArgumentsDigest                                           string
+	Requested, Deadline                                                  time.Time
 	// URL is the approval page, where approvers answer.
 	URL string
 }
