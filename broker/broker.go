@@ -94,8 +94,9 @@ type Broker struct {
 	// console is the web console on the admin listener; nil when off.
 	console *console.Console
 	// feed keeps the latest records for the console; nil without the
-	// console or the trail.
-	feed *decisionFeed
+	// console or the trail. series keeps its overview's last hour.
+	feed   *decisionFeed
+	series consoleSeries
 	// history keeps each session's calls for the policies; nil without a
 	// store (history.go in broker/history).
 	history     history.Store
@@ -356,6 +357,9 @@ func (b *Broker) ServeListener(ctx context.Context, ln net.Listener) error {
 	b.reloadMu.Unlock()
 	if ap := b.cfg.AuthProvider; ap != nil {
 		b.authProvider.start(ctx, timeOf(ap.KeyRotation))
+	}
+	if b.console != nil {
+		go b.sampleEvery(ctx, time.Minute)
 	}
 	if err := b.watchConfig(ctx); err != nil {
 		return fmt.Errorf("broker: reload.watch: %w", err)

@@ -107,6 +107,16 @@ func (cb consoleBackend) Overview(ctx context.Context) console.Overview {
 		}
 		o.Apps = append(o.Apps, s)
 	}
+	counters := b.counters()
+	o.Calls, o.Denied, o.Errors, o.Sessions = counters.Calls, counters.Denied, counters.Errors, counters.Sessions
+	o.Series = b.series.snapshot()
+	return o
+}
+
+// counters are the broker's own counters the console shows, from its
+// metrics: calls, denials and errors since the start, sessions open now.
+func (b *Broker) counters() console.Overview {
+	var o console.Overview
 	families, _ := b.metrics.Registry().Gather()
 	for _, f := range families {
 		switch f.GetName() {

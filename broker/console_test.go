@@ -135,6 +135,12 @@ func TestConsoleOverHTTP(t *testing.T) {
 	if r, err := admin.client.Do(req); err != nil || r.StatusCode != http.StatusForbidden {
 		t.Errorf("an approval from another origin: %v %v", r.StatusCode, err)
 	}
+	// Asked for under another name (DNS rebinding): refused.
+	rebound, _ := http.NewRequest(http.MethodGet, c.url+"/", nil)
+	rebound.Host = "evil.example"
+	if r, err := admin.client.Do(rebound); err != nil || r.StatusCode != http.StatusForbidden {
+		t.Errorf("the console under another Host: %v %v", r.StatusCode, err)
+	}
 	// A viewer sees, and may not approve.
 	auditor := newConsoleUser(t)
 	if r, page := auditor.signIn(c.url, "auditor"); r.StatusCode != http.StatusOK || !strings.Contains(page, "viewer") {

@@ -52,8 +52,17 @@ type PolicyRow struct {
 type Overview struct {
 	Version string
 	Apps    []AppSummary
-	// Counters since the broker started.
+	// Calls, Denied and Errors since the broker started; Sessions open
+	// now.
 	Sessions, Calls, Denied, Errors float64
+	// Series is the last hour, minute by minute, oldest first.
+	Series []Point
+}
+
+// Point is one minute of the overview's charts.
+type Point struct {
+	At                              time.Time
+	Calls, Denied, Errors, Sessions float64
 }
 
 // AppSummary is one app in lists.

@@ -45,7 +45,10 @@ type RelyingParty interface {
 
 // Console serves the console's pages.
 type Console struct {
-	opts   Options
+	opts Options
+	// host is the console URL's host: requests that name another are
+	// refused (a page of another site that resolves its name here).
+	host   string
 	aead   cipher.AEAD
 	secure bool
 	pages  *template.Template
@@ -83,7 +86,7 @@ func New(opts Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{opts: opts, aead: aead, secure: u.Scheme == "https", pages: pages, log: opts.Logger}
+	c := &Console{opts: opts, host: u.Host, aead: aead, secure: u.Scheme == "https", pages: pages, log: opts.Logger}
 	c.routes()
 	return c, nil
 }
@@ -122,6 +125,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if !strings.EqualFold(r.Host, c.host) {
+		http.Error(w, "forbidden: the console is served as "+c.host, http.StatusForbidden)
+		return
+	}
 	c.mux.ServeHTTP(w, r)
 }
 

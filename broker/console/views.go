@@ -3,11 +3,72 @@ package console
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
+// overviewPage is the overview with its charts.
+type overviewPage struct {
+	Overview
+	Charts []chart
+}
+
 func (c *Console) serveOverview(w http.ResponseWriter, r *http.Request) {
-	c.render(w, r, sessionOf(r), http.StatusOK, "overview.html", "Overview", c.opts.Backend.Overview(r.Context()))
+	o := c.opts.Backend.Overview(r.Context())
+	c.render(w, r, sessionOf(r), http.StatusOK, "overview.html", "Overview", overviewPage{Overview: o, Charts: charts(o.Series)})
+}
+
+// chart is one bar chart of the last hour, drawn as SVG on the server.
+type chart struct {
+	ID, Title string
+	Max       float64
+	Bars      []bar
+}
+
+type bar struct {
+	X, Y, W, H float64
+	Label      string
+}
+
+// Chart geometry: one bar a minute across the width.
+const (
+	chartWidth  = 360.0
+	chartHeight = 80.0
+)
+
+func charts(series []Point) []chart {
+	if len(series) == 0 {
+		return nil
+	}
+	pick := []struct {
+		id, title string
+		value     func(Point) float64
+	}{
+		{"calls", "Calls per minute", func(p Point) float64 { return p.Calls }},
+		{"denied", "Denied per minute", func(p Point) float64 { return p.Denied }},
+		{"errors", "Errors per minute", func(p Point) float64 { return p.Errors }},
+		{"sessions", "Sessions open", func(p Point) float64 { return p.Sessions }},
+	}
+	var out []chart
+	w := chartWidth / 60
+	for _, k := range pick {
+		ch := chart{ID: k.id, Title: k.title}
+		for _, p := range series {
+			ch.Max = max(ch.Max, k.value(p))
+		}
+		offset := 60 - len(series)
+		for i, p := range series {
+			v := k.value(p)
+			h := 0.0
+			if ch.Max > 0 {
+				h = v / ch.Max * (chartHeight - 4)
+			}
+			ch.Bars = append(ch.Bars, bar{X: float64(offset+i) * w, Y: chartHeight - h, W: w - 1, H: h,
+				Label: p.At.UTC().Format("15:04") + ": " + strconv.FormatFloat(v, 'f', -1, 64)})
+		}
+		out = append(out, ch)
+	}
+	return out
 }
 
 func (c *Console) serveApp(w http.ResponseWriter, r *http.Request) {
