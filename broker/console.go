@@ -60,7 +60,7 @@ func (b *Broker) newConsole(cfg *config.Config) (*console.Console, error) {
 	}
 	return console.New(console.Options{
 		Path: c.Path, URL: c.URL, SignIn: relyingParty{rp}, Operators: c.Operators, Viewers: c.Viewers,
-		SessionTTL: time.Duration(c.SessionTTL), Backend: consoleBackend{b}, Logger: b.log,
+		SessionTTL: time.Duration(c.SessionTTL), TraceURL: c.TraceURL, Backend: consoleBackend{b}, Logger: b.log,
 	})
 }
 
@@ -90,8 +90,9 @@ func (cb consoleBackend) Overview(ctx context.Context) console.Overview {
 	b := cb.b
 	o := console.Overview{Version: b.version}
 	health := b.health.Results(ctx)
+	latency := b.appLatency()
 	for _, app := range b.current().cfg.Apps {
-		s := console.AppSummary{Name: app.Name, Type: string(app.Type), Health: "unknown"}
+		s := console.AppSummary{Name: app.Name, Type: string(app.Type), Health: "unknown", Latency: latency[app.Name]}
 		if ok, checked := health[appCheckPrefix+app.Name]; checked {
 			s.Health = map[bool]string{true: "up", false: "down"}[ok]
 		}
@@ -138,6 +139,33 @@ func (b *Broker) counters() console.Overview {
 		}
 	}
 	return o
+}
+
+// appLatency is each app's mean time per call since the start, from the
+// call duration histogram; apps without calls are absent.
+func (b *Broker) appLatency() map[string]string {
+	sums, counts := map[string]float64{}, map[string]uint64{}
+	families, _ := b.metrics.Registry().Gather()
+	for _, f := range families {
+		if f.GetName() != "mcpbroker_call_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			app := labelValue(m.GetLabel(), "app")
+			if app == "" {
+				continue
+			}
+			sums[app] += m.GetHistogram().GetSampleSum()
+			counts[app] += m.GetHistogram().GetSampleCount()
+		}
+	}
+	out := map[string]string{}
+	for app, n := range counts {
+		if n > 0 {
+			out[app] = fmt.Sprintf("%.1f ms", sums[app]/float64(n)*1000)
+		}
+	}
+	return out
 }
 
 func labelValue(labels []*dto.LabelPair, name string) string {

@@ -147,6 +147,15 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	shot("console-overview.png")
 	accessible("overview")
+	// The policy holds in the browser: a script put into the page does not run.
+	if ran, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(function () {
+		var s = document.createElement("script");
+		s.textContent = "window.inlineRan = true";
+		document.body.appendChild(s);
+		return window.inlineRan === true;
+	})()`)); err != nil || ran {
+		t.Errorf("an inline script ran in the console (%v): its Content-Security-Policy does not hold", err)
+	}
 
 	// By keyboard: the first Tab reaches the skip link.
 	if err := chromedp.Do(ctx, chromedp.KeyEvent("\t")); err != nil {
@@ -169,12 +178,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	accessible("app")
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`a[href="/console/apps/ledger/pins/tool/get_balance"]`)),
-		chromedp.WaitVisible(chromedp.ID("pin-diff")),
+		chromedp.WaitVisible(chromedp.ID("pin-sides")),
 	)
 	if err != nil {
 		t.Fatalf("opening the changed tool: %v", err)
 	}
-	if diff := text("#pin-diff"); !strings.Contains(diff, "audit@example.net") {
+	if diff := text("#pin-sides"); !strings.Contains(diff, "audit@example.net") || !strings.Contains(diff, "Return the balance of one account.") {
 		t.Fatalf("the diff shows: %s", diff)
 	}
 	shot("console-tool-diff.png")
@@ -182,7 +191,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.ID("approve")),
-		chromedp.WaitNotPresent(chromedp.ID("pin-diff")),
+		chromedp.WaitNotPresent(chromedp.ID("pin-sides")),
 	)
 	if err != nil {
 		t.Fatalf("approving: %v", err)

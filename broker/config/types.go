@@ -654,6 +654,9 @@ type Console struct {
 	Viewers   []string `yaml:"viewers"`
 	// SessionTTL is how long a sign-in lasts (default 8h).
 	SessionTTL Duration `yaml:"sessionTTL"`
+	// TraceURL links a record's trace id to where traces are read:
+	// {traceId} is replaced (https://tempo.example/trace/{traceId}).
+	TraceURL string `yaml:"traceURL"`
 }
 
 // ConsoleSignIn names where people sign in to the console.

@@ -142,6 +142,12 @@ func (v *validator) console(c *Console) {
 	if c.SessionTTL < Duration(time.Minute) || c.SessionTTL > Duration(24*time.Hour) {
 		v.add("console.sessionTTL", fmt.Sprintf("want between 1m and 24h, got %s", c.SessionTTL))
 	}
+	if c.TraceURL != "" {
+		u, err := url.Parse(strings.ReplaceAll(c.TraceURL, "{traceId}", "0"))
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.Contains(c.TraceURL, "{traceId}") {
+			v.add("console.traceURL", fmt.Sprintf("want an http(s) URL with {traceId} in it, got %s", quote(c.TraceURL)))
+		}
+	}
 	switch name := c.SignIn.Connector; {
 	case name == "":
 		if ap := v.config.AuthProvider; ap == nil || !ap.Enabled {

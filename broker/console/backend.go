@@ -70,6 +70,9 @@ type AppSummary struct {
 	Name, Type string
 	// Health: "up", "down" or "unknown" (not checked yet).
 	Health string
+	// Latency is the mean time of its calls since the start; "" before
+	// the first.
+	Latency string
 	// Pins counts the app's pins by status; Changed those with a
 	// definition waiting for approval.
 	Pins    int

@@ -32,6 +32,8 @@ type Options struct {
 	Operators, Viewers []string
 	// SessionTTL bounds a sign-in.
 	SessionTTL time.Duration
+	// TraceURL links trace ids ({traceId} replaced); empty for none.
+	TraceURL string
 	Backend    Backend
 	Logger     *slog.Logger
 }

@@ -26,8 +26,11 @@ func (fakeBackend) ApprovePin(context.Context, string, string, string, string, P
 func (fakeBackend) RevokePin(context.Context, string, string, string, Person) error      { return nil }
 func (fakeBackend) Record(context.Context, Event) error                                  { return nil }
 func (fakeBackend) Decisions(context.Context, func(DecisionRow) bool, int) []DecisionRow { return nil }
-func (fakeBackend) Decision(context.Context, string) (DecisionRow, string, bool) {
-	return DecisionRow{}, "", false
+func (fakeBackend) Decision(_ context.Context, id string) (DecisionRow, string, bool) {
+	if id != "r1" {
+		return DecisionRow{}, "", false
+	}
+	return DecisionRow{ID: "r1", Decision: "denied", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}, `{"id":"r1","arguments":"<img src=x>"}`, true
 }
 func (fakeBackend) WatchDecisions(context.Context) (<-chan DecisionRow, bool) { return nil, false }
 func (fakeBackend) Approvals(context.Context, int) ([]ApprovalRow, error)     { return nil, nil }
@@ -81,5 +84,47 @@ func TestOverviewChartsAndEscaping(t *testing.T) {
 	c.ServeHTTP(w, r)
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/console/signin" {
 		t.Errorf("a forged sign-in: %d %s", w.Code, w.Header().Get("Location"))
+	}
+}
+
+// A diff side by side: common lines face each other, a removed run faces
+// the added run after it.
+func TestSides(t *testing.T) {
+	rows := sides([]string{"  {", `-   "description": "old",`, `-   "title": "T",`, `+   "description": "new",`, "  }", `+ extra`})
+	want := []sideBySide{
+		{Old: "{", New: "{", HasOld: true, HasNew: true},
+		{Old: `  "description": "old",`, OldMark: "removed", HasOld: true, New: `  "description": "new",`, NewMark: "added", HasNew: true},
+		{Old: `  "title": "T",`, OldMark: "removed", HasOld: true},
+		{Old: "}", New: "}", HasOld: true, HasNew: true},
+		{New: "extra", NewMark: "added", HasNew: true},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("rows %+v", rows)
+	}
+	for i := range want {
+		if rows[i] != want[i] {
+			t.Errorf("row %d: %+v, want %+v", i, rows[i], want[i])
+		}
+	}
+}
+
+// A record links its trace where traceURL says, and shows every field
+// escaped; a record not kept is 404.
+func TestDecisionPage(t *testing.T) {
+	c, err := New(Options{Path: "/console", URL: "http://127.0.0.1:9464/console", SignIn: noSignIn{}, Operators: []string{"ops"},
+		SessionTTL: time.Hour, TraceURL: "https://tempo.example/trace/{traceId}", Backend: fakeBackend{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, signedInRequest(c, "/console/decisions/r1"))
+	page := w.Body.String()
+	if w.Code != http.StatusOK || !strings.Contains(page, `href="https://tempo.example/trace/4bf92f3577b34da6a3ce929d0e0e4736"`) || strings.Contains(page, "<img src=x>") {
+		t.Errorf("the record page: %d %s", w.Code, page)
+	}
+	w = httptest.NewRecorder()
+	c.ServeHTTP(w, signedInRequest(c, "/console/decisions/gone"))
+	if w.Code != http.StatusNotFound {
+		t.Errorf("a record not kept: %d", w.Code)
 	}
 }

@@ -54,6 +54,8 @@ func (c *Console) serveDecisions(w http.ResponseWriter, r *http.Request) {
 type decisionPage struct {
 	Row    DecisionRow
 	Record string
+	// TraceLink is where the record's trace is read; "" for none.
+	TraceLink string
 }
 
 func (c *Console) serveDecision(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +64,11 @@ func (c *Console) serveDecision(w http.ResponseWriter, r *http.Request) {
 		c.error(w, r, sessionOf(r), http.StatusNotFound, "Not kept", "That record is not among the latest the console keeps; find it with mcpbroker audit query.")
 		return
 	}
-	c.render(w, r, sessionOf(r), http.StatusOK, "decision.html", "Record "+row.ID, decisionPage{Row: row, Record: record})
+	page := decisionPage{Row: row, Record: record}
+	if c.opts.TraceURL != "" && row.TraceID != "" {
+		page.TraceLink = strings.ReplaceAll(c.opts.TraceURL, "{traceId}", url.PathEscape(row.TraceID))
+	}
+	c.render(w, r, sessionOf(r), http.StatusOK, "decision.html", "Record "+row.ID, page)
 }
 
 // keepAlive is how often an idle stream says it is still there.

@@ -84,8 +84,60 @@ func (c *Console) serveApp(w http.ResponseWriter, r *http.Request) {
 type pinPage struct {
 	PinDetail
 	DiffLines []string
-	Operator  bool
-	CSRF      string
+	// Sides is the diff side by side: the pinned definition's lines
+	// against the changed one's.
+	Sides    []sideBySide
+	Operator bool
+	CSRF     string
+}
+
+// sideBySide is one row of the side-by-side diff; Old or New empty where
+// the line is only on the other side.
+type sideBySide struct {
+	Old, New         string
+	OldMark, NewMark string // "removed", "added" or ""
+	HasOld, HasNew   bool
+}
+
+// sides lays a diff ("- ", "+ ", "  " lines) out side by side: lines both
+// have face each other; a run of removed lines faces the run of added
+// lines that follows it.
+func sides(lines []string) []sideBySide {
+	var rows []sideBySide
+	var removed, added []string
+	flush := func() {
+		for i := 0; i < max(len(removed), len(added)); i++ {
+			var row sideBySide
+			if i < len(removed) {
+				row.Old, row.OldMark, row.HasOld = removed[i], "removed", true
+			}
+			if i < len(added) {
+				row.New, row.NewMark, row.HasNew = added[i], "added", true
+			}
+			rows = append(rows, row)
+		}
+		removed, added = nil, nil
+	}
+	for _, line := range lines {
+		mark, text := line, ""
+		if len(line) >= 2 {
+			mark, text = line[:2], line[2:]
+		}
+		switch mark {
+		case "- ":
+			if len(added) > 0 {
+				flush()
+			}
+			removed = append(removed, text)
+		case "+ ":
+			added = append(added, text)
+		default:
+			flush()
+			rows = append(rows, sideBySide{Old: text, New: text, HasOld: true, HasNew: true})
+		}
+	}
+	flush()
+	return rows
 }
 
 func (c *Console) servePin(w http.ResponseWriter, r *http.Request) {
@@ -98,7 +150,7 @@ func (c *Console) servePin(w http.ResponseWriter, r *http.Request) {
 	if p.Diff != "" {
 		lines = strings.Split(strings.TrimSuffix(p.Diff, "\n"), "\n")
 	}
-	c.render(w, r, s, http.StatusOK, "pin.html", p.Kind+" "+p.Name, pinPage{PinDetail: p, DiffLines: lines, Operator: s.Role == RoleOperator, CSRF: s.CSRF})
+	c.render(w, r, s, http.StatusOK, "pin.html", p.Kind+" "+p.Name, pinPage{PinDetail: p, DiffLines: lines, Sides: sides(lines), Operator: s.Role == RoleOperator, CSRF: s.CSRF})
 }
 
 func (c *Console) approvePin(w http.ResponseWriter, r *http.Request) {
