@@ -34,8 +34,8 @@ type Options struct {
 	SessionTTL time.Duration
 	// TraceURL links trace ids ({traceId} replaced); empty for none.
 	TraceURL string
-	Backend    Backend
-	Logger     *slog.Logger
+	Backend  Backend
+	Logger   *slog.Logger
 }
 
 // RelyingParty is the sign-in at an OpenID Provider
