@@ -38,6 +38,7 @@ func startConsole(t *testing.T) *consoleSetup {
 	}
 	s.url = startBrokerAt(t, addr, scenario(t, "console"), filepath.Join(dir, "broker.db"), "http://"+addr, demoPasswordHash,
 		"http://"+upstream+"/mcp", admin, s.trail, policy) + "/mcp"
+	waitListening(t, admin)
 	return &consoleSetup{pinning: s, url: s.admin + "/console", trail: s.trail}
 }
 
@@ -231,4 +232,30 @@ func (u *consoleUser) page(target string) string {
 
 func regexpFind(s, pattern string) string {
 	return regexp.MustCompile(pattern).FindString(s)
+}
+
+// Where the console signs people in at an OIDC connector, the browser goes
+// to the provider and back through the console's callback.
+func TestConsoleSignInAtConnector(t *testing.T) {
+	admin := freeAddress(t)
+	consoleURL := "http://" + admin + "/console"
+	idp := startIDPArgs(t, "--login-redirect", consoleURL+"/callback")
+	trail := filepath.Join(t.TempDir(), "audit")
+	startBroker(t, scenario(t, "console-connector"), idp.Issuer, admin, trail)
+	waitListening(t, admin)
+	b := newBrowser(t)
+	stop, page := b.signIn(consoleURL+"/", "carol", "carol-password", func(*url.URL) bool { return false })
+	if stop != nil || !strings.Contains(page, "Overview") || !strings.Contains(page, "carol-7d1f") || !strings.Contains(page, "operator") {
+		t.Fatalf("the console after the provider's sign-in: %s\nrequests:\n%s", page, strings.Join(b.trail, "\n"))
+	}
+	want := []string{"GET " + consoleURL + "/signin 303", "GET " + idp.Issuer + "/auth", "GET " + consoleURL + "/callback 303", "GET " + consoleURL + "/ 200"}
+	next := 0
+	for _, step := range b.trail {
+		if next < len(want) && strings.HasPrefix(step, want[next]) {
+			next++
+		}
+	}
+	if next < len(want) {
+		t.Fatalf("the sign-in missed %q; requests:\n%s", want[next], strings.Join(b.trail, "\n"))
+	}
 }
