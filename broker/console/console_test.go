@@ -128,3 +128,44 @@ func TestDecisionPage(t *testing.T) {
 		t.Errorf("a record not kept: %d", w.Code)
 	}
 }
+
+// The callback takes only the answer to its own sign-in: without the
+// sign-in's cookie, or with another state, it is refused; a good answer
+// of a person in no group is refused too.
+func TestCallbackChecks(t *testing.T) {
+	c, err := New(Options{Path: "/console", URL: "http://127.0.0.1:9464/console", SignIn: noSignIn{}, Operators: []string{"ops"},
+		SessionTTL: time.Hour, Backend: fakeBackend{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	c.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9464/console/signin", nil))
+	if w.Code != http.StatusSeeOther || !strings.HasPrefix(w.Header().Get("Location"), "http://idp.example/authorize") {
+		t.Fatalf("sign-in: %d %s", w.Code, w.Header().Get("Location"))
+	}
+	cookie := w.Result().Cookies()[0]
+	if cookie.Path != "/console/callback" || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode {
+		t.Errorf("the sign-in's cookie: %+v", cookie)
+	}
+	callback := func(query string, withCookie bool) int {
+		r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:9464/console/callback?"+query, nil)
+		if withCookie {
+			r.AddCookie(cookie)
+		}
+		w := httptest.NewRecorder()
+		c.ServeHTTP(w, r)
+		return w.Code
+	}
+	if code := callback("state=x&code=y", false); code != http.StatusBadRequest {
+		t.Errorf("a callback without the cookie: %d", code)
+	}
+	if code := callback("state=x&code=y", true); code != http.StatusForbidden {
+		t.Errorf("a callback with another state: %d", code)
+	}
+	var st signInState
+	c.open(cookie.Value, &st)
+	// noSignIn names a person in no group.
+	if code := callback("state="+st.State+"&code=y", true); code != http.StatusForbidden {
+		t.Errorf("a person in no group: %d", code)
+	}
+}
