@@ -114,12 +114,18 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Errorf("%s: accessibility: %s (%s, %s) at %v", page, v.Help, v.ID, v.Impact, v.Nodes)
 		}
 	}
+	// text is the text of the first element sel matches, read by the page
+	// itself: a query by node would fail if the page were replaced between
+	// finding the node and reading it.
 	text := func(sel chromedp.CSS) string {
 		t.Helper()
-		v, err := chromedp.Run(ctx, chromedp.Text(sel))
-		if err != nil {
-			t.Fatalf("text of %s: %v", sel, err)
-		}
+		quoted, _ := json.Marshal(string(sel))
+		var v string
+		eventually(t, "an element "+string(sel), func() bool {
+			var err error
+			v, err = chromedp.Run(ctx, chromedp.Evaluate[string](`(function () { var e = document.querySelector(` + string(quoted) + `); return e ? e.innerText : "\u0000"; })()`))
+			return err == nil && v != "\x00"
+		})
 		return v
 	}
 	shot := func(name string) {
@@ -213,10 +219,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("opening the decisions: %v", err)
 	}
 	accessible("decisions")
-	eventually(t, "the decisions page is live", func() bool {
-		state, _ := chromedp.Run(ctx, chromedp.Text(chromedp.ID("live-state")))
-		return strings.HasPrefix(state, "Live")
-	})
+	eventually(t, "the decisions page is live", func() bool { return strings.HasPrefix(text("#live-state"), "Live") })
 	if _, e := call(t, s.session(t), "ledger_transfer", `{"from":"alice","to":"bob","amount":5000}`); e == nil || e["code"].(float64) != -32010 {
 		t.Fatalf("a transfer over the limit: %v", e)
 	}
@@ -242,10 +245,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`nav a[href="/console/`+page+`"]`))); err != nil {
 			t.Fatalf("opening %s: %v", page, err)
 		}
-		eventually(t, "the "+page+" page", func() bool {
-			h, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main h1")))
-			return h == title
-		})
+		eventually(t, "the "+page+" page", func() bool { return text("main h1") == title })
 		accessible(page)
 	}
 
@@ -284,7 +284,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("mallory at the console: %v", err)
 	}
-	if refused, _ := chromedp.Run(ctx2, chromedp.Text(chromedp.CSS("p.error"))); !strings.Contains(refused, "not one of the people") {
+	if refused, _ := chromedp.Run(ctx2, chromedp.Evaluate[string](`document.querySelector("p.error").innerText`)); !strings.Contains(refused, "not one of the people") {
 		t.Fatalf("mallory at the console sees: %q", refused)
 	}
 	fmt.Fprintf(os.Stderr, "console screenshots: %s\n", shots)
