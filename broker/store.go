@@ -151,6 +151,13 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 	} else {
 		lines = append(lines, "approvals: none (they need the Auth Provider); calls a policy holds for approval are refused")
 	}
+	if c := cfg.Console; c.Enabled {
+		at := "the embedded Auth Provider"
+		if c.SignIn.Connector != "" {
+			at = "connector " + c.SignIn.Connector
+		}
+		lines = append(lines, fmt.Sprintf("console: %s on the admin listener, sign-in at %s, operators %v, viewers %v; sign-ins in memory (this process only)", c.URL, at, c.Operators, c.Viewers))
+	}
 	if cfg.Audit.Disabled {
 		lines = append(lines, "audit trail: off")
 	} else {
