@@ -73,13 +73,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	c := startConsole(t)
 	s := c.pinning
-	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
-		t.Fatalf("tools: %v", tools)
-	}
-	s.describe(t, map[string]string{"get_balance": poisoned})
-	if tools := listedTools(t, s.session(t)); slices.Contains(tools, "ledger_get_balance") {
-		t.Fatalf("the changed tool is still served: %v", tools)
-	}
+	c.changeGetBalance(t)
 
 	browser := func(t *testing.T) (context.Context, context.CancelFunc) {
 		allocator, stopAllocator := chromedp.NewExecAllocator(context.Background(),

@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -25,11 +24,7 @@ type consoleSetup struct {
 
 func startConsole(t *testing.T) *consoleSetup {
 	t.Helper()
-	s := &pinningSetup{bin: buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")}
-	dir := t.TempDir()
-	s.descriptions, s.trail = filepath.Join(dir, "descriptions.json"), filepath.Join(dir, "audit")
-	upstream := freeAddress(t)
-	startProcess(t, upstream, s.bin, "upstream", "sample", "--listen", upstream, "--descriptions", s.descriptions)
+	s, dir, upstream := describedUpstream(t)
 	addr, admin := freeAddress(t), freeAddress(t)
 	s.admin = "http://" + admin
 	policy, err := filepath.Abs("../policies/argument_rule.rego")
@@ -42,42 +37,29 @@ func startConsole(t *testing.T) *consoleSetup {
 	return &consoleSetup{pinning: s, url: s.admin + "/console", trail: s.trail}
 }
 
-// consoleUser is a browser at the console.
-type consoleUser struct {
-	t      *testing.T
-	client *http.Client
+// changeGetBalance pins the upstream's tools (a session lists them), then
+// the upstream changes get_balance's description: the tool is held.
+func (c *consoleSetup) changeGetBalance(t *testing.T) {
+	t.Helper()
+	s := c.pinning
+	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("tools: %v", tools)
+	}
+	s.describe(t, map[string]string{"get_balance": poisoned})
+	if tools := listedTools(t, s.session(t)); slices.Contains(tools, "ledger_get_balance") {
+		t.Fatalf("the changed tool is still served: %v", tools)
+	}
 }
 
-func newConsoleUser(t *testing.T) *consoleUser {
+// newConsoleUser is a browser at the console: it follows redirects.
+func newConsoleUser(t *testing.T) *webUser {
 	jar, _ := cookiejar.New(nil)
-	return &consoleUser{t: t, client: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
-}
-
-func (u *consoleUser) get(target string) (*http.Response, string) {
-	u.t.Helper()
-	resp, err := u.client.Get(target)
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
-}
-
-func (u *consoleUser) post(target string, form url.Values) (*http.Response, string) {
-	u.t.Helper()
-	resp, err := u.client.PostForm(target, form)
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, string(body)
+	return &webUser{t: t, client: &http.Client{Jar: jar, Timeout: 20 * time.Second}}
 }
 
 // signIn opens the console, is sent to the Auth Provider's sign-in, signs
 // in, and returns the page it comes back to.
-func (u *consoleUser) signIn(console, username string) (*http.Response, string) {
+func (u *webUser) signInConsole(console, username string) (*http.Response, string) {
 	u.t.Helper()
 	resp, page := u.get(console + "/")
 	if !strings.Contains(page, `name="password"`) {
@@ -96,16 +78,10 @@ func (u *consoleUser) signIn(console, username string) (*http.Response, string) 
 func TestConsoleOverHTTP(t *testing.T) {
 	c := startConsole(t)
 	s := c.pinning
-	if tools := listedTools(t, s.session(t)); !slices.Contains(tools, "ledger_get_balance") {
-		t.Fatalf("tools: %v", tools)
-	}
-	s.describe(t, map[string]string{"get_balance": poisoned})
-	if tools := listedTools(t, s.session(t)); slices.Contains(tools, "ledger_get_balance") {
-		t.Fatalf("the changed tool is still served: %v", tools)
-	}
+	c.changeGetBalance(t)
 
 	admin := newConsoleUser(t)
-	resp, page := admin.signIn(c.url, "admin")
+	resp, page := admin.signInConsole(c.url, "admin")
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, "Overview") || !strings.Contains(page, `href="/console/apps/ledger"`) || !strings.Contains(page, "1 waiting") {
 		t.Fatalf("the overview after signing in: %d %s", resp.StatusCode, page)
 	}
@@ -144,7 +120,7 @@ func TestConsoleOverHTTP(t *testing.T) {
 	}
 	// A viewer sees, and may not approve.
 	auditor := newConsoleUser(t)
-	if r, page := auditor.signIn(c.url, "auditor"); r.StatusCode != http.StatusOK || !strings.Contains(page, "viewer") {
+	if r, page := auditor.signInConsole(c.url, "auditor"); r.StatusCode != http.StatusOK || !strings.Contains(page, "viewer") {
 		t.Fatalf("the auditor's sign-in: %d %s", r.StatusCode, page)
 	}
 	_, seen := auditor.get(c.url + "/apps/ledger/pins/tool/get_balance")
@@ -155,7 +131,7 @@ func TestConsoleOverHTTP(t *testing.T) {
 		t.Errorf("a viewer's approval with another's token: %d", r.StatusCode)
 	}
 	// Someone in neither group.
-	if r, page := newConsoleUser(t).signIn(c.url, "mallory"); r.StatusCode != http.StatusForbidden || !strings.Contains(page, "not one of the people") {
+	if r, page := newConsoleUser(t).signInConsole(c.url, "mallory"); r.StatusCode != http.StatusForbidden || !strings.Contains(page, "not one of the people") {
 		t.Errorf("mallory's sign-in: %d %s", r.StatusCode, page)
 	}
 
@@ -225,7 +201,7 @@ func TestConsoleOverHTTP(t *testing.T) {
 }
 
 // page is the body of a GET.
-func (u *consoleUser) page(target string) string {
+func (u *webUser) page(target string) string {
 	_, body := u.get(target)
 	return body
 }
@@ -249,13 +225,7 @@ func TestConsoleSignInAtConnector(t *testing.T) {
 		t.Fatalf("the console after the provider's sign-in: %s\nrequests:\n%s", page, strings.Join(b.trail, "\n"))
 	}
 	want := []string{"GET " + consoleURL + "/signin 303", "GET " + idp.Issuer + "/auth", "GET " + consoleURL + "/callback 303", "GET " + consoleURL + "/ 200"}
-	next := 0
-	for _, step := range b.trail {
-		if next < len(want) && strings.HasPrefix(step, want[next]) {
-			next++
-		}
-	}
-	if next < len(want) {
-		t.Fatalf("the sign-in missed %q; requests:\n%s", want[next], strings.Join(b.trail, "\n"))
+	if missed := b.missed(want); missed != "" {
+		t.Fatalf("the sign-in missed %q; requests:\n%s", missed, strings.Join(b.trail, "\n"))
 	}
 }

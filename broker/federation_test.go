@@ -140,6 +140,22 @@ func (b *browser) signIn(start, login, password string, stop func(*url.URL) bool
 	return nil, ""
 }
 
+// missed is the first of the steps, in order, that the browser's trail
+// does not have (a step is the beginning of a line: "GET <url> <status>");
+// "" when it has them all.
+func (b *browser) missed(steps []string) string {
+	next := 0
+	for _, step := range b.trail {
+		if next < len(steps) && strings.HasPrefix(step, steps[next]) {
+			next++
+		}
+	}
+	if next < len(steps) {
+		return steps[next]
+	}
+	return ""
+}
+
 // agentAuthorizeURL is the agent's authorization request at the broker, with
 // PKCE S256 and state; it returns the URL and the code verifier.
 func agentAuthorizeURL(brokerURL, redirect, state string) (string, string) {
@@ -230,14 +246,8 @@ func TestFederatedSignIn(t *testing.T) {
 		"GET " + brokerURL + "/callback 200",
 		"POST " + brokerURL + "/authorize 303",
 	}
-	next := 0
-	for _, step := range b.trail {
-		if next < len(want) && strings.HasPrefix(step, want[next]) {
-			next++
-		}
-	}
-	if next < len(want) {
-		t.Fatalf("the flow missed %q; requests:\n%s", want[next], strings.Join(b.trail, "\n"))
+	if missed := b.missed(want); missed != "" {
+		t.Fatalf("the flow missed %q; requests:\n%s", missed, strings.Join(b.trail, "\n"))
 	}
 	query := back.Query()
 	code := query.Get("code")

@@ -296,19 +296,20 @@ func TestSessionChain(t *testing.T) {
 	}
 }
 
-// approver is a person with a browser at the approval page.
-type approver struct {
+// webUser is a person with a browser: at the approval page (which does
+// not follow redirects) or at the console (which does).
+type webUser struct {
 	t      *testing.T
 	client *http.Client
 }
 
-func newApprover(t *testing.T) *approver {
+func newApprover(t *testing.T) *webUser {
 	jar, _ := cookiejar.New(nil)
-	return &approver{t: t, client: &http.Client{Jar: jar, Timeout: 20 * time.Second,
+	return &webUser{t: t, client: &http.Client{Jar: jar, Timeout: 20 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
-func (a *approver) get(target string) (*http.Response, string) {
+func (a *webUser) get(target string) (*http.Response, string) {
 	a.t.Helper()
 	resp, err := a.client.Get(target)
 	if err != nil {
@@ -319,7 +320,7 @@ func (a *approver) get(target string) (*http.Response, string) {
 	return resp, string(body)
 }
 
-func (a *approver) post(target string, form url.Values) (*http.Response, string) {
+func (a *webUser) post(target string, form url.Values) (*http.Response, string) {
 	a.t.Helper()
 	resp, err := a.client.PostForm(target, form)
 	if err != nil {
@@ -344,7 +345,7 @@ func csrf(t *testing.T, page string) string {
 
 // signIn opens the approval page and signs in; it returns the page shown
 // after, and its status.
-func (a *approver) signIn(approvalURL, username string) (int, string) {
+func (a *webUser) signIn(approvalURL, username string) (int, string) {
 	a.t.Helper()
 	resp, page := a.get(approvalURL)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `name="password"`) {
@@ -355,7 +356,7 @@ func (a *approver) signIn(approvalURL, username string) (int, string) {
 }
 
 // answer signs in and answers: "approve" or "deny".
-func (a *approver) answer(approvalURL, username, decision string) (int, string) {
+func (a *webUser) answer(approvalURL, username, decision string) (int, string) {
 	a.t.Helper()
 	status, page := a.signIn(approvalURL, username)
 	if status != http.StatusOK || !strings.Contains(page, `name="decision"`) {
@@ -730,14 +731,8 @@ func TestFederatedApprover(t *testing.T) {
 		t.Fatalf("the approval page after the provider's sign-in: %s\nrequests:\n%s", page, strings.Join(b.trail, "\n"))
 	}
 	want := []string{"GET " + brokerURL + "/approvals/", "GET " + idp.Issuer + "/auth 303", "GET " + brokerURL + "/callback 303", "GET " + brokerURL + "/approvals/"}
-	next := 0
-	for _, step := range b.trail {
-		if next < len(want) && strings.HasPrefix(step, want[next]) {
-			next++
-		}
-	}
-	if next < len(want) {
-		t.Fatalf("the way to the approval missed %q; requests:\n%s", want[next], strings.Join(b.trail, "\n"))
+	if missed := b.missed(want); missed != "" {
+		t.Fatalf("the way to the approval missed %q; requests:\n%s", missed, strings.Join(b.trail, "\n"))
 	}
 	target, _ := url.Parse(held.url)
 	resp2, done := b.do(target, url.Values{"csrf": {csrf(t, page)}, "decision": {"approve"}})

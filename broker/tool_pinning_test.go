@@ -51,15 +51,24 @@ type pinningSetup struct {
 
 func startPinning(t *testing.T, mode string) *pinningSetup {
 	t.Helper()
-	s := &pinningSetup{bin: buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")}
-	dir := t.TempDir()
-	s.descriptions, s.trail = filepath.Join(dir, "descriptions.json"), filepath.Join(dir, "audit")
-	upstream := freeAddress(t)
-	startProcess(t, upstream, s.bin, "upstream", "sample", "--listen", upstream, "--descriptions", s.descriptions)
+	s, dir, upstream := describedUpstream(t)
 	admin := freeAddress(t)
 	s.admin = "http://" + admin
 	s.url = startBroker(t, pinningBroker, "http://"+upstream+"/mcp", mode, filepath.Join(dir, "pins.db"), s.trail, admin, adminToken) + "/mcp"
 	return s
+}
+
+// describedUpstream starts the sample upstream whose descriptions the
+// test changes (describe), with a folder for the broker's files; the
+// broker is the caller's to start.
+func describedUpstream(t *testing.T) (s *pinningSetup, dir, upstream string) {
+	t.Helper()
+	s = &pinningSetup{bin: buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")}
+	dir = t.TempDir()
+	s.descriptions, s.trail = filepath.Join(dir, "descriptions.json"), filepath.Join(dir, "audit")
+	upstream = freeAddress(t)
+	startProcess(t, upstream, s.bin, "upstream", "sample", "--listen", upstream, "--descriptions", s.descriptions)
+	return s, dir, upstream
 }
 
 // describe makes the upstream describe tool as description from its next
