@@ -117,7 +117,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		var v string
 		eventually(t, "an element "+string(sel), func() bool {
 			var err error
-			v, err = chromedp.Run(ctx, chromedp.Evaluate[string](`(function () { var e = document.querySelector(` + string(quoted) + `); return e ? e.innerText : "\u0000"; })()`))
+			v, err = chromedp.Run(ctx, chromedp.Evaluate[string](`(function () { var e = document.querySelector(`+string(quoted)+`); return e ? e.innerText : "\u0000"; })()`))
 			return err == nil && v != "\x00"
 		})
 		return v
