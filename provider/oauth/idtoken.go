@@ -34,7 +34,7 @@ func VerifyIDToken(token string, keys *KeySet, rules IDTokenRules, now time.Time
 	if rules.Issuer == "" || rules.ClientID == "" || rules.Nonce == "" {
 		return nil, errors.New("oauth: verify id token: issuer, client id and nonce are required")
 	}
-	t, err := verifyCompact(token, keys, rules.Issuer, supportedAlgorithms, true, func(t *unverifiedJWT) error {
+	t, err := verifyCompact(token, keys, rules.Issuer, supportedAlgorithms, accessTokenTyp(true), func(t *unverifiedJWT) error {
 		if typ := strings.ToLower(t.typ); typ == "at+jwt" || typ == "application/at+jwt" {
 			return invalid(ReasonType, "an access token is not an ID token")
 		}

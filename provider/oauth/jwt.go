@@ -156,7 +156,7 @@ func checkTyp(t *unverifiedJWT, allowMissing bool) error {
 
 // verifyJWT verifies a parsed token against its issuer's server.
 func (s *server) verifyJWT(ctx context.Context, token string, t *unverifiedJWT, now time.Time) (*Principal, error) {
-	if err := checkJOSE(token, t, s.algorithms, s.config.AllowMissingTyp); err != nil {
+	if err := checkJOSE(token, t, s.algorithms, accessTokenTyp(s.config.AllowMissingTyp)); err != nil {
 		return nil, err
 	}
 	state, err := s.ready(ctx)
@@ -186,8 +186,9 @@ func (s *server) verifyJWT(ctx context.Context, token string, t *unverifiedJWT, 
 }
 
 // checkJOSE applies the rules that need neither key nor issuer: a sound
-// header, a signature present, alg on the allow-list, typ at+jwt.
-func checkJOSE(token string, t *unverifiedJWT, algorithms []string, allowMissingTyp bool) error {
+// header, a signature present, alg on the allow-list, the typ of the kind
+// of token.
+func checkJOSE(token string, t *unverifiedJWT, algorithms []string, typ typRule) error {
 	if t.headerErr != nil {
 		return t.headerErr
 	}
@@ -197,7 +198,16 @@ func checkJOSE(token string, t *unverifiedJWT, algorithms []string, allowMissing
 	if !slices.Contains(algorithms, t.algorithm) {
 		return invalid(ReasonAlgorithm, "alg not allowed")
 	}
-	return checkTyp(t, allowMissingTyp)
+	return typ(t)
+}
+
+// typRule is what a kind of token must say in its typ header.
+type typRule func(*unverifiedJWT) error
+
+// accessTokenTyp is the rule of access tokens: at+jwt, or with
+// allowMissing also JWT or no typ.
+func accessTokenTyp(allowMissing bool) typRule {
+	return func(t *unverifiedJWT) error { return checkTyp(t, allowMissing) }
 }
 
 // verifySignature checks the signature with the keys a lookup found.

@@ -46,7 +46,7 @@ func VerifyJWT(token string, keys *KeySet, rules JWTRules, now time.Time) (*Prin
 	if len(algorithms) == 0 {
 		algorithms = supportedAlgorithms
 	}
-	t, err := verifyCompact(token, keys, rules.Issuer, algorithms, rules.AllowMissingTyp, func(t *unverifiedJWT) error {
+	t, err := verifyCompact(token, keys, rules.Issuer, algorithms, accessTokenTyp(rules.AllowMissingTyp), func(t *unverifiedJWT) error {
 		if rules.RequireKeyID && t.keyID == "" {
 			return invalid(ReasonKeyID, "kid missing")
 		}
@@ -75,7 +75,7 @@ func VerifyJWT(token string, keys *KeySet, rules JWTRules, now time.Time) (*Prin
 // verifyCompact takes a JWS compact token apart and verifies it against a
 // key set the caller holds: the header rules, then check (when not nil),
 // then the issuer, then the signature by the key the token names.
-func verifyCompact(token string, keys *KeySet, issuer string, algorithms []string, allowMissingTyp bool, check func(*unverifiedJWT) error) (*unverifiedJWT, error) {
+func verifyCompact(token string, keys *KeySet, issuer string, algorithms []string, typ typRule, check func(*unverifiedJWT) error) (*unverifiedJWT, error) {
 	if !isB64Token(token) {
 		return nil, invalid(ReasonMalformed, "not a b64token of at most 16 KiB")
 	}
@@ -83,7 +83,7 @@ func verifyCompact(token string, keys *KeySet, issuer string, algorithms []strin
 	if err != nil {
 		return nil, err
 	}
-	if err := checkJOSE(token, t, algorithms, allowMissingTyp); err != nil {
+	if err := checkJOSE(token, t, algorithms, typ); err != nil {
 		return nil, err
 	}
 	if check != nil {
