@@ -36,6 +36,9 @@ func (s *Server) buildMetadata() Metadata {
 	if s.exchanger != nil {
 		grants = append(grants, GrantTokenExchange)
 	}
+	if s.idjag != nil {
+		grants = append(grants, GrantJWTBearer)
+	}
 	m := Metadata{
 		Issuer:                            s.issuer,
 		AuthorizationEndpoint:             s.endpoint(pathAuthorize),

@@ -54,6 +54,13 @@ type Options struct {
 	// Federation signs users in at an OpenID Provider instead; it excludes
 	// Users.
 	Federation *Federation
+	// IDJAGIssuers are the identity providers whose Identity Assertion
+	// JWT Authorization Grants the token endpoint takes (the JWT bearer
+	// grant); their DiscoveryURL and HTTPClient are used.
+	IDJAGIssuers []Federation
+	// IDJAGMaxLifetime bounds exp - iat of those grants (default
+	// DefaultIDJAGMaxLifetime).
+	IDJAGMaxLifetime time.Duration
 	// Registration turns on dynamic client registration (RFC 7591).
 	Registration bool
 	// ClientIDMetadataDocuments lets a client use an https URL as its
@@ -146,7 +153,7 @@ type Client struct {
 	Introspect bool
 }
 
-var knownGrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange}
+var knownGrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantTokenExchange, GrantJWTBearer}
 
 // validate reports every problem with opts at once, each with its path.
 func (opts *Options) validate() error {

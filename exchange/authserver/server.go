@@ -69,6 +69,8 @@ type Server struct {
 	// registrations rate limits dynamic registration per address.
 	registrations *addressLimiter
 	federation    *federation // nil: local users sign in
+	// idjag takes identity assertion grants; nil when no issuer is trusted.
+	idjag *jwtBearerHandler
 	metadata      Metadata
 
 	// stepUps are the access tokens (by jti) a resource server refused
@@ -238,6 +240,15 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	s.addHandler(&idTokenHandler{keys: opts.Keys, issuer: s.issuer, now: s.now})
 	if s.exchanger != nil {
 		s.addHandler(&tokenExchangeHandler{exchanger: s.exchanger, audiences: s.audiences})
+	}
+	if len(opts.IDJAGIssuers) > 0 {
+		h := &jwtBearerHandler{s: s, maxLife: cmp.Or(opts.IDJAGMaxLifetime, DefaultIDJAGMaxLifetime),
+			helper: &oauth2.HandleHelper{AccessTokenStrategy: strategy, AccessTokenStorage: s.store, Config: s.config}}
+		for _, f := range opts.IDJAGIssuers {
+			h.issuers = append(h.issuers, newFederation(f, s.issuer+"/unused", s.now, s.logger))
+		}
+		s.idjag = h
+		s.addHandler(h)
 	}
 	s.metadata = s.buildMetadata()
 

@@ -47,7 +47,7 @@ var (
 
 var allBuckets = [][]byte{
 	bucketMeta, bucketClients, bucketCodes, bucketPKCE, bucketAccess, bucketRefresh,
-	bucketGrants, bucketRevoked, bucketEnded, bucketConsents, bucketApprovals, bucketApprovalBindings, bucketApprovalPending,
+	bucketGrants, bucketRevoked, bucketEnded, bucketConsents, bucketApprovals, bucketApprovalBindings, bucketApprovalPending, bucketIDJAGSeen,
 }
 
 const (

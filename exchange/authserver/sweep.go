@@ -61,7 +61,7 @@ func (s *store) sweep(now time.Time) (int, error) {
 		for _, deadlines := range []struct {
 			bucket []byte
 			grace  time.Duration
-		}{{bucketRevoked, revokedGrace}, {bucketEnded, 0}} {
+		}{{bucketRevoked, revokedGrace}, {bucketEnded, 0}, {bucketIDJAGSeen, 0}} {
 			n, err := s.sweepDeadlines(deadlines.bucket, deadlines.grace, now)
 			deleted += n
 			if err != nil {
