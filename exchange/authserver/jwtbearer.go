@@ -43,7 +43,9 @@ func (h *jwtBearerHandler) CanHandleTokenEndpointRequest(_ context.Context, requ
 	return request.GetGrantTypes().ExactOne(GrantJWTBearer)
 }
 
-func (h *jwtBearerHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+func (h *jwtBearerHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool {
+	return false
+}
 
 // refuse is the invalid_grant of a rule the assertion breaks.
 func refuse(description string) error {

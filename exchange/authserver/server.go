@@ -70,8 +70,8 @@ type Server struct {
 	registrations *addressLimiter
 	federation    *federation // nil: local users sign in
 	// idjag takes identity assertion grants; nil when no issuer is trusted.
-	idjag *jwtBearerHandler
-	metadata      Metadata
+	idjag    *jwtBearerHandler
+	metadata Metadata
 
 	// stepUps are the access tokens (by jti) a resource server refused
 	// for lack of scope: their grants are not refreshed, so that a client
