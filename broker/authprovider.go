@@ -97,6 +97,21 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 		Logger:                    b.log,
 		OnEvent:                   b.recordAuthEvent,
 	}
+	for _, conn := range cfg.Connectors {
+		if !conn.IDJAGIssuer {
+			continue
+		}
+		f := authserver.Federation{DiscoveryURL: conn.OIDCWellKnownURL, ClientID: conn.OAuthClientID}
+		if conn.TLS != nil {
+			tlsConfig, err := (pemFiles{b.baseDir}).upstreamTLS("connectors["+conn.Name+"].tls", conn.TLS)
+			if err != nil {
+				return nil, err
+			}
+			f.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: nil},
+				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		}
+		opts.IDJAGIssuers = append(opts.IDJAGIssuers, f)
+	}
 	if c := consoleClient(cfg); c != nil {
 		// The console signs people in with OpenID Connect.
 		opts.Clients = append(opts.Clients, *c)

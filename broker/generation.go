@@ -245,6 +245,16 @@ func restartOnly(running, next *config.Config) []string {
 	check("telemetry", running.Telemetry, next.Telemetry)
 	check("reload", running.Reload, next.Reload)
 	check("console", running.Console, next.Console)
+	jagIssuers := func(c *config.Config) []config.Connector {
+		var out []config.Connector
+		for _, conn := range c.Connectors {
+			if conn.IDJAGIssuer {
+				out = append(out, conn)
+			}
+		}
+		return out
+	}
+	check("connectors (idJagIssuer, the Auth Provider's trusted identity assertion issuers)", jagIssuers(running), jagIssuers(next))
 	if name := running.Console.SignIn.Connector; running.Console.Enabled && name != "" {
 		check("connectors["+name+"] (the console's sign-in)", running.Connector(name), next.Connector(name))
 	}

@@ -287,6 +287,10 @@ type Connector struct {
 	// TLS reaches the identity provider through the enterprise's own PKI
 	// (sign-in: discovery, keys, code redemption).
 	TLS *UpstreamTLS `yaml:"tls"`
+	// IDJAGIssuer: the Auth Provider takes the Identity Assertion JWT
+	// Authorization Grants this provider signs (the JWT bearer grant of
+	// MCP's enterprise-managed authorization).
+	IDJAGIssuer bool `yaml:"idJagIssuer"`
 }
 
 // Connector returns the connector with the given name, or nil.

@@ -94,6 +94,7 @@ func (v *validator) login(path string, login *Login) {
 var grantTypes = map[string]bool{
 	"authorization_code": true, "refresh_token": true, "client_credentials": true,
 	"urn:ietf:params:oauth:grant-type:token-exchange": true,
+	"urn:ietf:params:oauth:grant-type:jwt-bearer":     true,
 }
 
 func (v *validator) providerClients(path string, clients []ProviderClient, supported map[string]bool) {

@@ -40,6 +40,9 @@ func (v *validator) connectors(connectors []Connector) {
 				v.add(index(field(field(path, "oauthLoginRedirect"), "urls"), 0), fmt.Sprintf("path %s is served by the MCP provider; choose another for the sign-in callback", quote(u.Path)))
 			}
 		}
+		if ap := v.config.AuthProvider; connector.IDJAGIssuer && (ap == nil || !ap.Enabled) {
+			v.add(field(path, "idJagIssuer"), "the Auth Provider takes the grants, and it is off: enable authProvider")
+		}
 		for i, scope := range connector.Scopes {
 			if !isScopeToken(scope) {
 				v.add(index(field(path, "scopes"), i), fmt.Sprintf("not a scope token (RFC 6749 §3.3): %s", quote(scope)))
