@@ -61,6 +61,9 @@ type Options struct {
 	// IDJAGMaxLifetime bounds exp - iat of those grants (default
 	// DefaultIDJAGMaxLifetime).
 	IDJAGMaxLifetime time.Duration
+	// IDJAGIssuing, when set, issues ID-JAGs at the token exchange (with
+	// an Exchanger) to clients allowed it.
+	IDJAGIssuing *IDJAGIssuing
 	// Registration turns on dynamic client registration (RFC 7591).
 	Registration bool
 	// ClientIDMetadataDocuments lets a client use an https URL as its

@@ -70,8 +70,10 @@ type Server struct {
 	registrations *addressLimiter
 	federation    *federation // nil: local users sign in
 	// idjag takes identity assertion grants; nil when no issuer is trusted.
-	idjag    *jwtBearerHandler
-	metadata Metadata
+	idjag *jwtBearerHandler
+	// idjagIssuing issues them; nil when this server does not.
+	idjagIssuing *IDJAGIssuing
+	metadata     Metadata
 
 	// stepUps are the access tokens (by jti) a resource server refused
 	// for lack of scope: their grants are not refreshed, so that a client
@@ -118,6 +120,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 		spentForms:    newSpentForms(flowTTL, maxSpentForms),
 		registrations: newAddressLimiter(registrationBurst, registrationWindow, registrationAddresses),
 		registration:  opts.Registration,
+		idjagIssuing:  opts.IDJAGIssuing,
 		secureCookies: issuerURL.Scheme == "https",
 		logger:        opts.Logger,
 		onEvent:       opts.OnEvent,
@@ -239,7 +242,7 @@ func New(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.addHandler(&idTokenHandler{keys: opts.Keys, issuer: s.issuer, now: s.now})
 	if s.exchanger != nil {
-		s.addHandler(&tokenExchangeHandler{exchanger: s.exchanger, audiences: s.audiences})
+		s.addHandler(&tokenExchangeHandler{server: s, exchanger: s.exchanger, audiences: s.audiences})
 	}
 	if len(opts.IDJAGIssuers) > 0 {
 		h := &jwtBearerHandler{s: s, maxLife: cmp.Or(opts.IDJAGMaxLifetime, DefaultIDJAGMaxLifetime),

@@ -90,7 +90,7 @@ func (s *Server) writeTokenError(w http.ResponseWriter, r *http.Request, request
 			slog.String("client_id", clientID(request)), slog.String("error", rfc.ErrorField), slog.Any("cause", rfc.Cause()))
 	}
 	e := Event{Name: EventTokenRefused, Client: clientID(request), Status: rfc.CodeField, Detail: rfc.ErrorField}
-	if r.PostForm.Get("grant_type") == GrantJWTBearer && rfc.HintField != "" {
+	if (r.PostForm.Get("grant_type") == GrantJWTBearer || r.PostForm.Get("requested_token_type") == TokenTypeIDJAG) && rfc.HintField != "" {
 		// Which rule the assertion broke, in this server's own words.
 		e.Detail += ": " + rfc.HintField
 	}

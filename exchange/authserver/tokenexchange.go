@@ -18,6 +18,7 @@ import (
 // limited to the client's audiences and scopes and to subject tokens for
 // its subject audiences, to the exchanger.
 type tokenExchangeHandler struct {
+	server    *Server
 	exchanger TokenExchanger
 	// audiences are the server's: the subject audiences of a client that
 	// names none, the resources agents get tokens for.
@@ -53,6 +54,9 @@ func (h *tokenExchangeHandler) PopulateTokenEndpointResponse(ctx context.Context
 		return fosite.ErrUnknownRequest
 	}
 	form := request.GetRequestForm()
+	if form.Get("requested_token_type") == TokenTypeIDJAG {
+		return h.server.issueIDJAG(ctx, request, response)
+	}
 	c := request.GetClient()
 	subjectAudiences := h.audiences
 	if stored, ok := c.(*client); ok && len(stored.SubjectAudiences) > 0 {

@@ -16,8 +16,11 @@ type IDTokenRules struct {
 	// ClientID must be in aud; azp, when present or when aud names
 	// several parties, must be it. Required.
 	ClientID string
-	// Nonce is the nonce the authorization request carried. Required.
-	Nonce string
+	// Nonce is the nonce the authorization request carried. Required,
+	// unless AnyNonce: an ID token presented later (as a token exchange's
+	// subject token) is not checked against a sign-in's nonce.
+	Nonce    string
+	AnyNonce bool
 	// ClockSkew is tolerated for exp, nbf and iat. Zero means 15s.
 	ClockSkew time.Duration
 }
@@ -31,7 +34,7 @@ type IDTokenRules struct {
 // the skew, sub present and the nonce equal. It returns the verified
 // claims. Refusals are *InvalidTokenError and never contain token material.
 func VerifyIDToken(token string, keys *KeySet, rules IDTokenRules, now time.Time) (map[string]any, error) {
-	if rules.Issuer == "" || rules.ClientID == "" || rules.Nonce == "" {
+	if rules.Issuer == "" || rules.ClientID == "" || (rules.Nonce == "" && !rules.AnyNonce) {
 		return nil, errors.New("oauth: verify id token: issuer, client id and nonce are required")
 	}
 	t, err := verifyCompact(token, keys, rules.Issuer, supportedAlgorithms, accessTokenTyp(true), func(t *unverifiedJWT) error {
@@ -64,7 +67,7 @@ func VerifyIDToken(token string, keys *KeySet, rules IDTokenRules, now time.Time
 		return nil, invalid(ReasonAudience, "azp is not this client")
 	}
 	nonce, _ := claims["nonce"].(string)
-	if subtle.ConstantTimeCompare([]byte(nonce), []byte(rules.Nonce)) != 1 {
+	if !rules.AnyNonce && subtle.ConstantTimeCompare([]byte(nonce), []byte(rules.Nonce)) != 1 {
 		return nil, invalid(ReasonMalformed, "nonce does not match")
 	}
 	subject, err := StringClaim(claims, "sub")
