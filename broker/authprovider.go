@@ -16,6 +16,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/telemetry"
 	"github.com/mcpbroker/mcpbroker/exchange"
 	"github.com/mcpbroker/mcpbroker/exchange/authserver"
+	"github.com/mcpbroker/mcpbroker/opa"
 	"github.com/mcpbroker/mcpbroker/provider/oauth"
 )
 
@@ -97,6 +98,11 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 		Logger:                    b.log,
 		OnEvent:                   b.recordAuthEvent,
 	}
+	if j := ap.IDJAG; j != nil {
+		if opts.IDJAGIssuing, err = idJagIssuing(ctx, j, b); err != nil {
+			return nil, err
+		}
+	}
 	for _, conn := range cfg.Connectors {
 		if !conn.IDJAGIssuer {
 			continue
@@ -126,6 +132,41 @@ func newAuthProvider(ctx context.Context, cfg *config.Config, db *bolt.DB, b *Br
 		return nil, fmt.Errorf("broker: auth provider: %w", err)
 	}
 	return p, nil
+}
+
+// idJagIssuing makes the Auth Provider issue ID-JAGs for the resource
+// applications of j, as its policy decides (compiled here; a file policy
+// is read at start).
+func idJagIssuing(ctx context.Context, j *config.IDJAGIssuing, b *Broker) (*authserver.IDJAGIssuing, error) {
+	policy, err := opa.Compile(ctx, policySource(j.Policy, b.baseDir), opa.Options{Logger: b.log})
+	if err != nil {
+		return nil, fmt.Errorf("authProvider.idJag.policy: %w", err)
+	}
+	issuing := &authserver.IDJAGIssuing{TTL: time.Duration(j.TTL)}
+	for _, r := range j.Resources {
+		issuing.Resources = append(issuing.Resources, authserver.IDJAGResource{Name: r.Name, Audience: r.Audience, Resources: r.Resources, Scopes: r.Scopes})
+	}
+	issuing.Decide = func(ctx context.Context, r authserver.IDJAGRequest) (bool, []string, string) {
+		groups := make([]any, len(r.Groups))
+		for i, g := range r.Groups {
+			groups[i] = g
+		}
+		scopes := make([]any, len(r.Scopes))
+		for i, s := range r.Scopes {
+			scopes[i] = s
+		}
+		input := map[string]any{
+			"client_id":            r.ClientID,
+			"subject":              map[string]any{"sub": r.Subject, "groups": groups},
+			"resource_application": map[string]any{"name": r.Resource.Name, "audience": r.Resource.Audience, "resource": r.ResourceURI},
+			"scopes":               scopes,
+		}
+		_, d := policy.EvalRaw(ctx, input)
+		b.log.Info("identity assertion grant decided", "client_id", r.ClientID, "subject", r.Subject, "application", r.Resource.Name,
+			"allowed", d.Allowed, "reason", d.Reason)
+		return d.Allowed, d.Scopes, d.ExternalMessage
+	}
+	return issuing, nil
 }
 
 // register serves the authorization server's endpoints on mux.

@@ -5,6 +5,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -82,7 +84,7 @@ func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 		form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion}}
 		req, _ := http.NewRequest(http.MethodPost, brokerURL+"/token", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("jag-agent", "jag-agent-secret-0123456789")
+		req.SetBasicAuth("ledger-agent", "ledger-agent-secret-0123456789")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -92,7 +94,7 @@ func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&body)
 		return resp.StatusCode, body
 	}
-	status, tokens := redeem(idp.grant(t, "alice@corp", issuer, issuer+"/mcp", "jag-agent"))
+	status, tokens := redeem(idp.grant(t, "alice@corp", issuer, issuer+"/mcp", "ledger-agent"))
 	if status != http.StatusOK || tokens["access_token"] == nil || tokens["refresh_token"] != nil {
 		t.Fatalf("redeeming the ID-JAG: %d %v", status, tokens)
 	}
@@ -100,11 +102,103 @@ func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 	defer cancel()
 	session := connectWithToken(t, ctx, brokerURL+"/mcp", tokens["access_token"].(string))
 	seen := whoami(t, ctx, session, "ledger_whoami")
-	if c := seen.VerifiedClaims; !seen.Verified || c == nil || c.Subject != "alice@corp" || c.Actor["sub"] != "jag-agent" {
-		t.Fatalf("the upstream saw %+v, want alice@corp delegated to jag-agent", seen)
+	if c := seen.VerifiedClaims; !seen.Verified || c == nil || c.Subject != "alice@corp" || c.Actor["sub"] != "ledger-agent" {
+		t.Fatalf("the upstream saw %+v, want alice@corp delegated to ledger-agent", seen)
 	}
 	// An ID-JAG for another authorization server is refused here.
-	if status, body := redeem(idp.grant(t, "alice@corp", "https://other-as.example", issuer+"/mcp", "jag-agent")); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+	if status, body := redeem(idp.grant(t, "alice@corp", "https://other-as.example", issuer+"/mcp", "ledger-agent")); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Errorf("an ID-JAG for another server: %d %v", status, body)
+	}
+}
+
+// Enterprise-managed authorization between two brokers: A is the
+// company's identity provider, where alice signs in once; B fronts the
+// ledger and trusts A's grants. The agent trades alice's ID token at A
+// for an ID-JAG for B, as A's policy allows, redeems it at B, and calls
+// B's tool: the upstream sees alice from A, delegated to the agent. At A,
+// the grant is refused for a scope the policy does not allow, for another
+// user's group, and with an actor token.
+func TestIDJAGBetweenTwoBrokers(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	aAddr, bAddr := freeAddress(t), freeAddress(t)
+	a, b := "http://"+aAddr, "http://"+bAddr
+	ledgerAddress := freeAddress(t)
+	audience := "http://" + ledgerAddress + "/mcp"
+	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress, "--issuer", b, "--audience", audience)
+	policy, err := filepath.Abs("../policies/idjag.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startBrokerAt(t, aAddr, scenario(t, "idjag-company"), filepath.Join(t.TempDir(), "a.db"), a, demoPasswordHash, b, policy)
+	startBrokerAt(t, bAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash,
+		a+"/.well-known/openid-configuration", audience)
+
+	post := func(endpoint string, form url.Values) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("ledger-agent", "ledger-agent-secret-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	idToken := func(user string) string {
+		verifier := rand.Text() + rand.Text()
+		sum := sha256.Sum256([]byte(verifier))
+		query := url.Values{"response_type": {"code"}, "client_id": {"ledger-agent"}, "redirect_uri": {"https://agent.example/cb"},
+			"scope": {"openid"}, "state": {"s"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"}}
+		back := browserLogin(t, a+"/authorize?"+query.Encode(), user, "demo-password", "allow")
+		status, tokens := post(a+"/token", url.Values{"grant_type": {"authorization_code"}, "code": {back.Query().Get("code")},
+			"code_verifier": {verifier}, "redirect_uri": {"https://agent.example/cb"}})
+		id, _ := tokens["id_token"].(string)
+		if status != http.StatusOK || id == "" {
+			t.Fatalf("%s's ID token at A: %d %v", user, status, tokens)
+		}
+		return id
+	}
+	exchange := func(subject string, extra url.Values) (int, map[string]any) {
+		form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
+			"requested_token_type": {"urn:ietf:params:oauth:token-type:id-jag"},
+			"subject_token": {subject}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
+			"audience": {b}, "resource": {b + "/mcp"}, "scope": {"ledger:read"}}
+		for k, v := range extra {
+			form[k] = v
+		}
+		return post(a+"/token", form)
+	}
+	alice := idToken("alice")
+	status, jag := exchange(alice, nil)
+	if status != http.StatusOK || jag["issued_token_type"] != "urn:ietf:params:oauth:token-type:id-jag" || jag["token_type"] != "N_A" {
+		t.Fatalf("the ID-JAG from A: %d %v", status, jag)
+	}
+	status, tokens := post(b+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {jag["access_token"].(string)}})
+	if status != http.StatusOK || tokens["access_token"] == nil {
+		t.Fatalf("redeeming A's ID-JAG at B: %d %v", status, tokens)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	seen := whoami(t, ctx, connectWithToken(t, ctx, b+"/mcp", tokens["access_token"].(string)), "ledger_whoami")
+	if c := seen.VerifiedClaims; !seen.Verified || c == nil || c.Subject != "alice" || c.Actor["sub"] != "ledger-agent" {
+		t.Fatalf("B's upstream saw %+v, want alice from A delegated to ledger-agent", seen)
+	}
+
+	for _, tt := range []struct {
+		name    string
+		subject string
+		extra   url.Values
+		error   string
+	}{
+		{"a scope the policy does not allow", alice, url.Values{"scope": {"ledger:write"}}, "access_denied"},
+		{"a user outside finance", idToken("bob"), nil, "access_denied"},
+		{"an actor token", alice, url.Values{"actor_token": {alice}, "actor_token_type": {"urn:ietf:params:oauth:token-type:id_token"}}, "invalid_request"},
+		{"an unknown application", alice, url.Values{"audience": {"https://crm.example"}, "resource": {"https://crm.example/mcp"}}, "invalid_target"},
+	} {
+		if status, body := exchange(tt.subject, tt.extra); status < 400 || body["error"] != tt.error {
+			t.Errorf("%s: %d %v, want %s", tt.name, status, body, tt.error)
+		}
 	}
 }

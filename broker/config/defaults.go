@@ -156,6 +156,9 @@ func (c *Config) ApplyDefaults() {
 		setDefault(&ap.ExchangeTTL, defaultExchangeTTL)
 		setDefault(&ap.KeyRotation, defaultKeyRotation)
 		setDefault(&ap.SigningAlgorithm, defaultSigningAlgorithm)
+		if ap.IDJAG != nil {
+			setDefault(&ap.IDJAG.TTL, Duration(5*time.Minute))
+		}
 		if len(ap.Audiences) == 0 && strings.Contains(ap.Issuer, "://") {
 			if stream := c.MCPProvider.Transports.Stream; stream != nil && stream.Enabled {
 				ap.Audiences = []string{strings.TrimSuffix(ap.Issuer, "/") + stream.Path}

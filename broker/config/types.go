@@ -338,6 +338,11 @@ type AuthProvider struct {
 	// Registration is RFC 7591 dynamic client registration.
 	Registration Registration     `yaml:"registration"`
 	Clients      []ProviderClient `yaml:"clients"`
+	// IDJAG, when set, makes the Auth Provider the company's identity
+	// provider for enterprise-managed authorization: it issues Identity
+	// Assertion JWT Authorization Grants for the resource applications
+	// listed, as the policy decides.
+	IDJAG *IDJAGIssuing `yaml:"idJag"`
 }
 
 // Login is how users sign in at the authorization endpoint: local users,
@@ -666,6 +671,28 @@ type Console struct {
 // ConsoleSignIn names where people sign in to the console.
 type ConsoleSignIn struct {
 	Connector string `yaml:"connector"`
+}
+
+// IDJAGIssuing is the Auth Provider issuing ID-JAGs.
+type IDJAGIssuing struct {
+	// TTL is how long a grant lives (default 5m, at most 10m).
+	TTL Duration `yaml:"ttl"`
+	// Resources are the resource applications grants may be issued for.
+	Resources []IDJAGResource `yaml:"resources"`
+	// Policy decides (package orchestrator, rule result): input.client_id,
+	// input.subject.{sub,groups}, input.resource_application.{name,
+	// audience,resource}, input.scopes; result {"allowed", "scopes"?,
+	// "external_message"?}.
+	Policy *OPAPolicy `yaml:"policy"`
+}
+
+// IDJAGResource is a resource application: its authorization server's
+// issuer (audience), its resources and the scopes grants may carry.
+type IDJAGResource struct {
+	Name      string   `yaml:"name"`
+	Audience  string   `yaml:"audience"`
+	Resources []string `yaml:"resources"`
+	Scopes    []string `yaml:"scopes"`
 }
 
 // SessionHistory bounds what is kept of each session's calls: the last

@@ -13,6 +13,7 @@ func (v *validator) authProvider(provider *AuthProvider) {
 	if provider == nil || !provider.Enabled {
 		return
 	}
+	v.idJagIssuing("authProvider.idJag", provider.IDJAG)
 	message := endpointProblem(provider.Issuer)
 	if message == "" {
 		if parsed, _ := url.Parse(provider.Issuer); parsed.RawQuery != "" || parsed.ForceQuery || parsed.Fragment != "" {

@@ -159,3 +159,47 @@ func (v *validator) console(c *Console) {
 		}
 	}
 }
+
+func (v *validator) idJagIssuing(path string, j *IDJAGIssuing) {
+	if j == nil {
+		return
+	}
+	if j.TTL < Duration(10*time.Second) || j.TTL > Duration(10*time.Minute) {
+		v.add(field(path, "ttl"), fmt.Sprintf("want between 10s and 10m: a grant is short-lived, got %s", j.TTL))
+	}
+	if len(j.Resources) == 0 {
+		v.add(field(path, "resources"), "name at least one resource application")
+	}
+	names := map[string]bool{}
+	for i, r := range j.Resources {
+		at := index(field(path, "resources"), i)
+		if r.Name == "" || names[r.Name] {
+			v.add(field(at, "name"), fmt.Sprintf("want a name of its own, got %s", quote(r.Name)))
+		}
+		names[r.Name] = true
+		if message := endpointProblem(r.Audience); message != "" {
+			v.add(field(at, "audience"), "the resource application's authorization server issuer: "+message)
+		}
+		if len(r.Resources) == 0 {
+			v.add(field(at, "resources"), "name at least one resource")
+		}
+		for k, res := range r.Resources {
+			if message := absoluteURIProblem(res); message != "" {
+				v.add(index(field(at, "resources"), k), message)
+			}
+		}
+		for k, scope := range r.Scopes {
+			if !isScopeToken(scope) {
+				v.add(index(field(at, "scopes"), k), fmt.Sprintf("not a scope token (RFC 6749 §3.3): %s", quote(scope)))
+			}
+		}
+	}
+	switch p := j.Policy; {
+	case p == nil:
+		v.add(field(path, "policy"), "required: a policy decides which clients and users may have grants for which applications")
+	case p.Name == "":
+		v.add(field(path, "policy.name"), "required")
+	case (p.Rego == "") == (p.File == ""):
+		v.add(field(path, "policy"), "set one of rego (the policy inline) or file")
+	}
+}

@@ -3,6 +3,7 @@ package authserver
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,6 +120,8 @@ func (s *Server) issueIDJAG(ctx context.Context, request fosite.AccessRequester,
 	if granted == nil {
 		granted = scopes
 	}
+	// A policy grants within what the application offers.
+	granted = slices.DeleteFunc(slices.Clone(granted), func(scope string) bool { return !containsString(app.Scopes, scope) })
 	ttl := cfg.TTL
 	if ttl == 0 {
 		ttl = DefaultIDJAGTTL
