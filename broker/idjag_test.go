@@ -163,7 +163,7 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 	exchange := func(subject string, extra url.Values) (int, map[string]any) {
 		form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:token-exchange"},
 			"requested_token_type": {"urn:ietf:params:oauth:token-type:id-jag"},
-			"subject_token": {subject}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
+			"subject_token":        {subject}, "subject_token_type": {"urn:ietf:params:oauth:token-type:id_token"},
 			"audience": {b}, "resource": {b + "/mcp"}, "scope": {"ledger:read"}}
 		for k, v := range extra {
 			form[k] = v
