@@ -202,3 +202,35 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 		}
 	}
 }
+
+// Outbound enterprise-managed authorization through three brokers: C plays
+// a SaaS MCP server whose authorization server takes only identity
+// assertion grants (from B); B's app for C obtains C's tokens with
+// ID-JAGs its own Auth Provider issues. alice's and bob's calls through B
+// reach C's upstream each as themselves, and neither's token serves the
+// other.
+func TestIDJAGOutbound(t *testing.T) {
+	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
+	bAddr, cAddr := freeAddress(t), freeAddress(t)
+	b, c := "http://"+bAddr, "http://"+cAddr
+	ledgerAddress := freeAddress(t)
+	audience := "http://" + ledgerAddress + "/mcp"
+	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress, "--issuer", c, "--audience", audience)
+	policy, err := filepath.Abs("../policies/idjag.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startBrokerAt(t, cAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "c.db"), c, demoPasswordHash,
+		b+"/.well-known/openid-configuration", audience)
+	startBrokerAt(t, bAddr, scenario(t, "idjag-gateway"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash, c, policy)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	users := map[string]string{"alice": userToken(t, b, "alice"), "bob": userToken(t, b, "bob")}
+	for _, user := range []string{"alice", "bob", "alice"} {
+		seen := whoami(t, ctx, connectWithToken(t, ctx, b+"/mcp", users[user]), "saas_ledger_whoami")
+		if cl := seen.VerifiedClaims; !seen.Verified || cl == nil || cl.Subject != user || cl.Actor["sub"] != "ledger-agent" {
+			t.Fatalf("%s's call through B reached C's upstream as %+v, want %s", user, seen, user)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -25,6 +26,14 @@ import (
 func outboundOptions(cfg *config.Config, b *Broker) ([]exchange.AppOptions, error) {
 	var options []exchange.AppOptions
 	for i, app := range cfg.Apps {
+		if app.Authorization != nil && app.Authorization.Outbound != nil && app.Authorization.Outbound.Type == config.OutboundIDJAG {
+			o, err := b.idJagOutbound(app.Name, app.Authorization.Outbound.IDJAG)
+			if err != nil {
+				return nil, fmt.Errorf("broker: apps[%d].authorization.outbound.idJag: %w", i, err)
+			}
+			options = append(options, o)
+			continue
+		}
 		if app.Authorization == nil || app.Authorization.Outbound == nil || app.Authorization.Outbound.Type != config.OutboundTokenExchange {
 			continue
 		}
@@ -80,6 +89,37 @@ func outboundOptions(cfg *config.Config, b *Broker) ([]exchange.AppOptions, erro
 		options = append(options, o)
 	}
 	return options, nil
+}
+
+// idJagOutbound is an app whose upstream tokens come from its own
+// authorization server, for ID-JAGs the embedded Auth Provider issues.
+// Every request of the app carries the user's token; it is obtained once
+// per user and kept.
+func (b *Broker) idJagOutbound(name string, j *config.IDJAGOutbound) (exchange.AppOptions, error) {
+	if b.authProvider == nil {
+		return exchange.AppOptions{}, errors.New("idp: the embedded authorization server is not enabled")
+	}
+	server := b.authProvider.server
+	grant := exchange.ToolGrant{Scopes: nil, TTL: exchange.SessionTokenTTL}
+	o := exchange.AppOptions{
+		Name:     name,
+		Audience: j.Resource,
+		Tools:    map[string]exchange.ToolGrant{exchange.DefaultTool: grant},
+		Issuer: &exchange.IDJAGIssuer{
+			Name: name,
+			Grant: func(ctx context.Context, p *oauth.Principal) (string, error) {
+				if p.Issuer != b.authProvider.issuer {
+					// The Auth Provider vouches for its own users only.
+					return "", fmt.Errorf("the user's token is not the Auth Provider's (iss %q)", p.Issuer)
+				}
+				return server.MintIDJAG(ctx, j.ClientID, p.Subject, p.Groups, j.Issuer, j.Resource, j.Scopes)
+			},
+			DiscoveryURL: strings.TrimSuffix(j.Issuer, "/") + "/.well-known/oauth-authorization-server",
+			ClientID:     j.ClientID, ClientSecret: j.ClientSecret.Value(),
+			Fetcher: oauth.NewFetcher(oauth.FetcherOptions{AllowPrivateNetworks: true}),
+		},
+	}
+	return o, nil
 }
 
 // connectorFetcher reaches a connector's metadata and token endpoint: an

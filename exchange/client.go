@@ -257,6 +257,19 @@ func isErrorCode(code string) bool {
 // parseTokenResponse checks a 200 answer (RFC 8693 §2.2.1). requested is
 // the scope asked for, which an answer without scope grants.
 func parseTokenResponse(body []byte, requested []string) (*IssuedToken, error) {
+	issued, err := parseAccessTokenResponse(body, requested)
+	if err != nil {
+		return nil, err
+	}
+	if issued.IssuedTokenType == "" {
+		return nil, errors.New("issued_token_type missing")
+	}
+	return issued, nil
+}
+
+// parseAccessTokenResponse reads an RFC 6749 §5.1 response, which an
+// RFC 8693 one extends with issued_token_type.
+func parseAccessTokenResponse(body []byte, requested []string) (*IssuedToken, error) {
 	document, err := oauth.DecodeObject(body)
 	if err != nil {
 		return nil, errors.New("body is not a json object")
@@ -266,9 +279,7 @@ func parseTokenResponse(body []byte, requested []string) (*IssuedToken, error) {
 	if issued.AccessToken, ok = document["access_token"].(string); !ok || issued.AccessToken == "" {
 		return nil, errors.New("access_token missing")
 	}
-	if issued.IssuedTokenType, ok = document["issued_token_type"].(string); !ok || issued.IssuedTokenType == "" {
-		return nil, errors.New("issued_token_type missing")
-	}
+	issued.IssuedTokenType, _ = document["issued_token_type"].(string)
 	tokenType, _ := document["token_type"].(string)
 	switch {
 	case strings.EqualFold(tokenType, "Bearer"):

@@ -563,6 +563,7 @@ type OutboundType string
 // Outbound types.
 const (
 	OutboundTokenExchange OutboundType = "tokenExchange"
+	OutboundIDJAG         OutboundType = "idJag"
 	OutboundUnprotected   OutboundType = "unprotected"
 )
 
@@ -1068,6 +1069,27 @@ type OPAPolicy struct {
 type Outbound struct {
 	Type          OutboundType   `yaml:"type"`
 	TokenExchange *TokenExchange `yaml:"tokenExchange"`
+	IDJAG         *IDJAGOutbound `yaml:"idJag"`
+}
+
+// IDJAGOutbound obtains the upstream's tokens from its own authorization
+// server with identity assertion grants (MCP's enterprise-managed
+// authorization): the embedded Auth Provider, the company's identity
+// provider, issues an ID-JAG for the user, which the broker redeems there
+// as the client ClientID. Each user's token is kept until shortly before
+// it expires.
+type IDJAGOutbound struct {
+	// IDP issues the ID-JAGs: "embedded" (the Auth Provider, with
+	// authProvider.idJag listing the upstream's application).
+	IDP string `yaml:"idp"`
+	// Issuer is the upstream authorization server's issuer (the grants'
+	// aud); its metadata is read from RFC 8414's address.
+	Issuer string `yaml:"issuer"`
+	// Resource is the upstream's resource (the grants' resource).
+	Resource     string   `yaml:"resource"`
+	ClientID     string   `yaml:"clientID"`
+	ClientSecret Secret   `yaml:"clientSecret"`
+	Scopes       []string `yaml:"scopes"`
 }
 
 // TokenExchange obtains a tool-scoped token per call (RFC 8693); the

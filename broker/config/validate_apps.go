@@ -425,14 +425,22 @@ func (v *validator) appAuthorization(path string, authorization *AppAuthorizatio
 		if oauth := v.config.MCPProvider.Authorization.OAuth; oauth == nil || !oauth.Enabled {
 			v.add(field(outboundPath, "type"), `"tokenExchange" issues tokens for the authenticated agent; enable mcpProvider.authorization.oauth`)
 		}
+	case OutboundIDJAG:
+		v.outboundIDJAG(field(outboundPath, "idJag"), outbound.IDJAG)
+		if outbound.TokenExchange != nil {
+			v.add(field(outboundPath, "tokenExchange"), `only allowed when type is "tokenExchange"`)
+		}
 	case OutboundUnprotected:
 		if outbound.TokenExchange != nil {
 			v.add(field(outboundPath, "tokenExchange"), `only allowed when type is "tokenExchange"`)
 		}
 	case "":
-		v.add(field(outboundPath, "type"), `required, want "tokenExchange" or "unprotected"`)
+		v.add(field(outboundPath, "type"), `required, want "tokenExchange", "idJag" or "unprotected"`)
 	default:
-		v.add(field(outboundPath, "type"), fmt.Sprintf(`unknown type %s, want "tokenExchange" or "unprotected"`, quote(string(outbound.Type))))
+		v.add(field(outboundPath, "type"), fmt.Sprintf(`unknown type %s, want "tokenExchange", "idJag" or "unprotected"`, quote(string(outbound.Type))))
+	}
+	if outbound.IDJAG != nil && outbound.Type != OutboundIDJAG {
+		v.add(field(outboundPath, "idJag"), `only allowed when type is "idJag"`)
 	}
 	if outbound.TokenExchange != nil {
 		v.tokenExchange(field(outboundPath, "tokenExchange"), outbound.TokenExchange)

@@ -203,3 +203,43 @@ func (v *validator) idJagIssuing(path string, j *IDJAGIssuing) {
 		v.add(field(path, "policy"), "set one of rego (the policy inline) or file")
 	}
 }
+
+func (v *validator) outboundIDJAG(path string, j *IDJAGOutbound) {
+	if j == nil {
+		v.add(path, `required when type is "idJag"`)
+		return
+	}
+	if oauth := v.config.MCPProvider.Authorization.OAuth; oauth == nil || !oauth.Enabled {
+		v.add(path, "grants are issued for the authenticated user; enable mcpProvider.authorization.oauth")
+	}
+	if j.IDP != EmbeddedIdentityProvider {
+		v.add(field(path, "idp"), fmt.Sprintf(`want "embedded" (the Auth Provider issues the grants), got %s`, quote(j.IDP)))
+	}
+	if message := endpointProblem(j.Issuer); message != "" {
+		v.add(field(path, "issuer"), message)
+	}
+	if message := absoluteURIProblem(j.Resource); message != "" {
+		v.add(field(path, "resource"), message)
+	}
+	if j.ClientID == "" {
+		v.add(field(path, "clientID"), "required: the broker's client at the upstream's authorization server")
+	}
+	for i, scope := range j.Scopes {
+		if !isScopeToken(scope) {
+			v.add(index(field(path, "scopes"), i), fmt.Sprintf("not a scope token (RFC 6749 §3.3): %s", quote(scope)))
+		}
+	}
+	ap := v.config.AuthProvider
+	if ap == nil || !ap.Enabled || ap.IDJAG == nil {
+		v.add(field(path, "idp"), "the embedded Auth Provider issues no grants: set authProvider.idJag")
+		return
+	}
+	for _, r := range ap.IDJAG.Resources {
+		for _, res := range r.Resources {
+			if r.Audience == j.Issuer && res == j.Resource {
+				return
+			}
+		}
+	}
+	v.add(path, fmt.Sprintf("no resource application of authProvider.idJag has audience %s and resource %s", quote(j.Issuer), quote(j.Resource)))
+}

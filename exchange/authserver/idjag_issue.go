@@ -3,6 +3,8 @@ package authserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -110,39 +112,9 @@ func (s *Server) issueIDJAG(ctx context.Context, request fosite.AccessRequester,
 			}
 		}
 	}
-	allowed, granted, message := cfg.Decide(ctx, IDJAGRequest{ClientID: client, Subject: subject, Groups: groups, Resource: *app, ResourceURI: resources[0], Scopes: scopes})
-	if !allowed {
-		if message == "" {
-			message = "The policy does not allow this client a grant for this user and resource application."
-		}
-		return fosite.ErrAccessDenied.WithHint(message)
-	}
-	if granted == nil {
-		granted = scopes
-	}
-	// A policy grants within what the application offers.
-	granted = slices.DeleteFunc(slices.Clone(granted), func(scope string) bool { return !containsString(app.Scopes, scope) })
-	ttl := cfg.TTL
-	if ttl == 0 {
-		ttl = DefaultIDJAGTTL
-	}
-	now := s.now()
-	grant := map[string]any{"iss": s.issuer, "sub": subject, "aud": app.Audience, "resource": resources[0], "client_id": client,
-		"jti": randomID(), "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
-	if len(granted) > 0 {
-		grant["scope"] = strings.Join(granted, " ")
-	}
-	payload, err := json.Marshal(grant)
+	token, granted, ttl, err := s.mintIDJAG(ctx, IDJAGRequest{ClientID: client, Subject: subject, Groups: groups, Resource: *app, ResourceURI: resources[0], Scopes: scopes})
 	if err != nil {
-		return fosite.ErrServerError.WithWrap(err)
-	}
-	signer, err := s.keys.Active(jose.ES256)
-	if err != nil {
-		return fosite.ErrServerError.WithWrap(err)
-	}
-	token, err := signer.Sign(oauth.TypIDJAG, payload)
-	if err != nil {
-		return fosite.ErrServerError.WithWrap(err)
+		return err
 	}
 	response.SetAccessToken(token)
 	response.SetTokenType("N_A")
@@ -152,6 +124,65 @@ func (s *Server) issueIDJAG(ctx context.Context, request fosite.AccessRequester,
 		response.SetExtra("scope", strings.Join(granted, " "))
 	}
 	return nil
+}
+
+// mintIDJAG asks the policy and, allowed, signs the grant r asks for.
+func (s *Server) mintIDJAG(ctx context.Context, r IDJAGRequest) (token string, granted []string, ttl time.Duration, err error) {
+	cfg := s.idjagIssuing
+	allowed, granted, message := cfg.Decide(ctx, r)
+	if !allowed {
+		if message == "" {
+			message = "The policy does not allow this client a grant for this user and resource application."
+		}
+		return "", nil, 0, fosite.ErrAccessDenied.WithHint(message)
+	}
+	if granted == nil {
+		granted = r.Scopes
+	}
+	// A policy grants within what the application offers.
+	granted = slices.DeleteFunc(slices.Clone(granted), func(scope string) bool { return !containsString(r.Resource.Scopes, scope) })
+	ttl = cfg.TTL
+	if ttl == 0 {
+		ttl = DefaultIDJAGTTL
+	}
+	now := s.now()
+	grant := map[string]any{"iss": s.issuer, "sub": r.Subject, "aud": r.Resource.Audience, "resource": r.ResourceURI, "client_id": r.ClientID,
+		"jti": randomID(), "iat": now.Unix(), "exp": now.Add(ttl).Unix()}
+	if len(granted) > 0 {
+		grant["scope"] = strings.Join(granted, " ")
+	}
+	payload, err := json.Marshal(grant)
+	if err != nil {
+		return "", nil, 0, fosite.ErrServerError.WithWrap(err)
+	}
+	signer, err := s.keys.Active(jose.ES256)
+	if err != nil {
+		return "", nil, 0, fosite.ErrServerError.WithWrap(err)
+	}
+	if token, err = signer.Sign(oauth.TypIDJAG, payload); err != nil {
+		return "", nil, 0, fosite.ErrServerError.WithWrap(err)
+	}
+	return token, granted, ttl, nil
+}
+
+// MintIDJAG issues in process an ID-JAG for the user subject (in groups)
+// to clientID, for the resource application of audience and resource, as
+// the policy decides: what the broker's own apps redeem at their
+// upstreams' authorization servers.
+func (s *Server) MintIDJAG(ctx context.Context, clientID, subject string, groups []string, audience, resource string, scopes []string) (string, error) {
+	if s.idjagIssuing == nil {
+		return "", errors.New("authserver: the Auth Provider issues no identity assertion grants (authProvider.idJag)")
+	}
+	for _, app := range s.idjagIssuing.Resources {
+		if app.Audience == audience && containsString(app.Resources, resource) {
+			token, _, _, err := s.mintIDJAG(ctx, IDJAGRequest{ClientID: clientID, Subject: subject, Groups: groups, Resource: app, ResourceURI: resource, Scopes: scopes})
+			if err != nil {
+				return "", fmt.Errorf("authserver: identity assertion grant refused: %w", err)
+			}
+			return token, nil
+		}
+	}
+	return "", fmt.Errorf("authserver: no resource application of authProvider.idJag has audience %q and resource %q", audience, resource)
 }
 
 func containsString(list []string, s string) bool {
