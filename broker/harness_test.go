@@ -71,6 +71,22 @@ func startBrokerAt(t testing.TB, addr, yaml string, args ...any) string {
 	return "http://" + ln.Addr().String()
 }
 
+// startBrokerProcess runs the mcpbroker binary on addr with the
+// configuration yaml (placeholders filled from args), written in a folder
+// of its own, with the admin listener on a port the system chooses, until
+// the test ends; it returns the broker's URL.
+func startBrokerProcess(t testing.TB, addr, yaml string, args ...any) string {
+	t.Helper()
+	dir := t.TempDir()
+	config := filepath.Join(dir, "broker.yaml")
+	text := fmt.Sprintf(yaml, args...) + "\nadmin: {address: \"127.0.0.1:0\"}\nhttp: {address: \"" + addr + "\"}\n"
+	if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	startProcess(t, addr, buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker"), "serve", "--config", config)
+	return "http://" + addr
+}
+
 var (
 	buildOnce sync.Map // package path -> func() (string, error)
 	binDir    string

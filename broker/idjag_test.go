@@ -102,7 +102,7 @@ func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 	defer cancel()
 	session := connectWithToken(t, ctx, brokerURL+"/mcp", tokens["access_token"].(string))
 	seen := whoami(t, ctx, session, "ledger_whoami")
-	if c := seen.VerifiedClaims; !seen.Verified || c == nil || c.Subject != "alice@corp" || c.Actor["sub"] != "ledger-agent" {
+	if c := seen.VerifiedClaims; !seen.Verified || c == nil || c.Subject != idp.issuer+"|alice@corp" || c.Actor["sub"] != "ledger-agent" {
 		t.Fatalf("the upstream saw %+v, want alice@corp delegated to ledger-agent", seen)
 	}
 	// An ID-JAG for another authorization server is refused here.
@@ -111,7 +111,7 @@ func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 	}
 }
 
-// Enterprise-managed authorization between two brokers: A is the
+// Enterprise-managed authorization between two broker processes: A is the
 // company's identity provider, where alice signs in once; B fronts the
 // ledger and trusts A's grants. The agent trades alice's ID token at A
 // for an ID-JAG for B, as A's policy allows, redeems it at B, and calls
@@ -129,8 +129,8 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startBrokerAt(t, aAddr, scenario(t, "idjag-company"), filepath.Join(t.TempDir(), "a.db"), a, demoPasswordHash, b, policy)
-	startBrokerAt(t, bAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash,
+	startBrokerProcess(t, aAddr, scenario(t, "idjag-company"), filepath.Join(t.TempDir(), "a.db"), a, demoPasswordHash, b, policy)
+	startBrokerProcess(t, bAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash,
 		a+"/.well-known/openid-configuration", audience)
 
 	post := func(endpoint string, form url.Values) (int, map[string]any) {
@@ -182,8 +182,8 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	seen := whoami(t, ctx, connectWithToken(t, ctx, b+"/mcp", tokens["access_token"].(string)), "ledger_whoami")
-	if c := seen.VerifiedClaims; !seen.Verified || c == nil || c.Subject != "alice" || c.Actor["sub"] != "ledger-agent" {
-		t.Fatalf("B's upstream saw %+v, want alice from A delegated to ledger-agent", seen)
+	if c := seen.VerifiedClaims; !seen.Verified || c == nil || c.Subject != a+"|alice" || c.Actor["sub"] != "ledger-agent" {
+		t.Fatalf("B's upstream saw %+v, want alice of A (%s|alice) delegated to ledger-agent", seen, a)
 	}
 
 	for _, tt := range []struct {
@@ -203,7 +203,8 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 	}
 }
 
-// Outbound enterprise-managed authorization through three brokers: C plays
+// Outbound enterprise-managed authorization through broker processes (and
+// the test's sample ledger): C plays
 // a SaaS MCP server whose authorization server takes only identity
 // assertion grants (from B); B's app for C obtains C's tokens with
 // ID-JAGs its own Auth Provider issues. alice's and bob's calls through B
@@ -220,16 +221,16 @@ func TestIDJAGOutbound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startBrokerAt(t, cAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "c.db"), c, demoPasswordHash,
+	startBrokerProcess(t, cAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "c.db"), c, demoPasswordHash,
 		b+"/.well-known/openid-configuration", audience)
-	startBrokerAt(t, bAddr, scenario(t, "idjag-gateway"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash, c, policy)
+	startBrokerProcess(t, bAddr, scenario(t, "idjag-gateway"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash, c, policy)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	users := map[string]string{"alice": userToken(t, b, "alice"), "bob": userToken(t, b, "bob")}
 	for _, user := range []string{"alice", "bob", "alice"} {
 		seen := whoami(t, ctx, connectWithToken(t, ctx, b+"/mcp", users[user]), "saas_ledger_whoami")
-		if cl := seen.VerifiedClaims; !seen.Verified || cl == nil || cl.Subject != user || cl.Actor["sub"] != "ledger-agent" {
+		if cl := seen.VerifiedClaims; !seen.Verified || cl == nil || cl.Subject != b+"|"+user || cl.Actor["sub"] != "ledger-agent" {
 			t.Fatalf("%s's call through B reached C's upstream as %+v, want %s", user, seen, user)
 		}
 	}

@@ -110,7 +110,10 @@ func (h *jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, reque
 	if sess == nil {
 		return fosite.ErrServerError.WithHint("No session for the grant.")
 	}
-	sess.Subject, sess.Username = g.Subject, g.Subject
+	// The user is the issuer's: qualified by it, as the broker qualifies
+	// users of other issuers ("<iss>|<sub>"), so that two trusted
+	// identity providers' users of the same name stay apart.
+	sess.Subject, sess.Username = iss+"|"+g.Subject, g.Subject
 	if name, ok := g.Claims["name"].(string); ok {
 		sess.Name = name
 	}

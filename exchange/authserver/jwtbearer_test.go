@@ -119,7 +119,7 @@ func TestJWTBearerIDJAG(t *testing.T) {
 		t.Fatalf("a good ID-JAG: %d %v", status, body)
 	}
 	claims, err := oauth.UnverifiedPayload(body["access_token"].(string))
-	if err != nil || claims["sub"] != "alice@corp" || claims["aud"] != resource || claims["client_id"] != "jag-agent" || claims["iss"] != ts.issuer {
+	if err != nil || claims["sub"] != idp.issuer+"|alice@corp" || claims["aud"] != resource || claims["client_id"] != "jag-agent" || claims["iss"] != ts.issuer {
 		t.Fatalf("the access token says %v", claims)
 	}
 
