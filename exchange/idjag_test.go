@@ -41,7 +41,7 @@ func TestIDJAGIssuerKeepsTokensPerUser(t *testing.T) {
 	})
 	issuer := &IDJAGIssuer{Name: "saas", DiscoveryURL: srv.URL + "/.well-known/oauth-authorization-server", ClientID: "broker", ClientSecret: "secret-0123456789",
 		Fetcher: oauth.NewFetcher(oauth.FetcherOptions{AllowPrivateNetworks: true}),
-		Grant: func(_ context.Context, p *oauth.Principal) (string, error) { return p.Subject, nil }}
+		Grant:   func(_ context.Context, p *oauth.Principal) (string, error) { return p.Subject, nil }}
 	ctx := context.Background()
 	issue := func(subject string) (UpstreamToken, error) {
 		return issuer.Issue(ctx, TokenRequest{Principal: &oauth.Principal{Issuer: "https://b.example", Subject: subject}})
