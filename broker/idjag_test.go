@@ -81,18 +81,7 @@ func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 		idp.issuer+"/.well-known/openid-configuration", audience)
 
 	redeem := func(assertion string) (int, map[string]any) {
-		form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion}}
-		req, _ := http.NewRequest(http.MethodPost, brokerURL+"/token", strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("ledger-agent", "ledger-agent-secret-0123456789")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		return resp.StatusCode, body
+		return ledgerAgentPost(t, brokerURL+"/token", url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {assertion}})
 	}
 	status, tokens := redeem(idp.grant(t, "alice@corp", issuer, issuer+"/mcp", "ledger-agent"))
 	if status != http.StatusOK || tokens["access_token"] == nil || tokens["refresh_token"] != nil {
@@ -133,19 +122,7 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 	startBrokerProcess(t, bAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash,
 		a+"/.well-known/openid-configuration", audience)
 
-	post := func(endpoint string, form url.Values) (int, map[string]any) {
-		req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("ledger-agent", "ledger-agent-secret-0123456789")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		return resp.StatusCode, body
-	}
+	post := func(endpoint string, form url.Values) (int, map[string]any) { return ledgerAgentPost(t, endpoint, form) }
 	idToken := func(user string) string {
 		verifier := rand.Text() + rand.Text()
 		sum := sha256.Sum256([]byte(verifier))
@@ -234,4 +211,21 @@ func TestIDJAGOutbound(t *testing.T) {
 			t.Fatalf("%s's call through B reached C's upstream as %+v, want %s", user, seen, user)
 		}
 	}
+}
+
+// ledgerAgentPost posts form to a token endpoint as the confidential
+// client ledger-agent and returns the status and the JSON answer.
+func ledgerAgentPost(t *testing.T, endpoint string, form url.Values) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("ledger-agent", "ledger-agent-secret-0123456789")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
 }

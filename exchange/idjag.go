@@ -37,11 +37,9 @@ type IDJAGIssuer struct {
 	ClientID, ClientSecret string
 	Fetcher                *oauth.Fetcher
 
-	mu      sync.Mutex
-	client  *Client
-	retryAt time.Time
-	failure error
-	tokens  *lru.Cache[string, UpstreamToken]
+	client discoveredClient
+	mu     sync.Mutex
+	tokens *lru.Cache[string, UpstreamToken]
 }
 
 const (
@@ -100,27 +98,20 @@ func (i *IDJAGIssuer) Issue(ctx context.Context, r TokenRequest) (UpstreamToken,
 }
 
 func (i *IDJAGIssuer) tokenClient(ctx context.Context) (*Client, error) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.client != nil {
-		return i.client, nil
-	}
-	if time.Now().Before(i.retryAt) {
-		return nil, i.failure
-	}
-	metadata, err := Discover(ctx, i.Fetcher, i.DiscoveryURL)
-	if err == nil && metadata.TokenEndpoint == "" {
-		err = fmt.Errorf("%w: no token_endpoint", ErrMetadata)
-	}
-	if err == nil {
-		i.client, err = NewClient(ClientOptions{TokenEndpoint: metadata.TokenEndpoint, ClientID: i.ClientID, ClientSecret: i.ClientSecret, Fetcher: i.Fetcher})
-	}
-	if err != nil {
-		err = fmt.Errorf("the authorization server of app %q: %w", i.Name, err)
-		i.retryAt, i.failure = time.Now().Add(discoveryRetryInterval), err
-		return nil, err
-	}
-	return i.client, nil
+	return i.client.get(ctx, func(ctx context.Context) (*Client, error) {
+		metadata, err := Discover(ctx, i.Fetcher, i.DiscoveryURL)
+		if err == nil && metadata.TokenEndpoint == "" {
+			err = fmt.Errorf("%w: no token_endpoint", ErrMetadata)
+		}
+		var client *Client
+		if err == nil {
+			client, err = NewClient(ClientOptions{TokenEndpoint: metadata.TokenEndpoint, ClientID: i.ClientID, ClientSecret: i.ClientSecret, Fetcher: i.Fetcher})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the authorization server of app %q: %w", i.Name, err)
+		}
+		return client, nil
+	})
 }
 
 // RedeemAssertion redeems an identity assertion grant with the JWT bearer

@@ -175,11 +175,36 @@ func withinAgentLifetime(ttl time.Duration, agentExpiry, now time.Time) (time.Du
 type ConnectorIssuer struct {
 	connector Connector
 	fetcher   *oauth.Fetcher
+	client    discoveredClient
+}
 
+// discoveredClient is a token endpoint's client, made once its
+// authorization server's metadata is read; after a failed discovery the
+// failure stands for discoveryRetryInterval.
+type discoveredClient struct {
 	mu      sync.Mutex
 	client  *Client
-	retryAt time.Time // after a failed discovery, when to try again
+	retryAt time.Time
 	failure error
+}
+
+// get returns the client, discovering it first when needed.
+func (d *discoveredClient) get(ctx context.Context, discover func(context.Context) (*Client, error)) (*Client, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.client != nil {
+		return d.client, nil
+	}
+	if time.Now().Before(d.retryAt) {
+		return nil, d.failure
+	}
+	client, err := discover(ctx)
+	if err != nil {
+		d.retryAt, d.failure = time.Now().Add(discoveryRetryInterval), err
+		return nil, err
+	}
+	d.client = client
+	return client, nil
 }
 
 // discoveryRetryInterval keeps a connector that is down from being asked
@@ -299,21 +324,7 @@ func jwtScopes(token string) ([]string, error) {
 
 // exchangeClient discovers the connector's token endpoint once.
 func (ci *ConnectorIssuer) exchangeClient(ctx context.Context) (*Client, error) {
-	ci.mu.Lock()
-	defer ci.mu.Unlock()
-	if ci.client != nil {
-		return ci.client, nil
-	}
-	if time.Now().Before(ci.retryAt) {
-		return nil, ci.failure
-	}
-	client, err := ci.discover(ctx)
-	if err != nil {
-		ci.retryAt, ci.failure = time.Now().Add(discoveryRetryInterval), err
-		return nil, err
-	}
-	ci.client = client
-	return client, nil
+	return ci.client.get(ctx, ci.discover)
 }
 
 func (ci *ConnectorIssuer) discover(ctx context.Context) (*Client, error) {
