@@ -122,7 +122,9 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 	startBrokerProcess(t, bAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash,
 		a+"/.well-known/openid-configuration", audience)
 
-	post := func(endpoint string, form url.Values) (int, map[string]any) { return ledgerAgentPost(t, endpoint, form) }
+	post := func(endpoint string, form url.Values) (int, map[string]any) {
+		return ledgerAgentPost(t, endpoint, form)
+	}
 	idToken := func(user string) string {
 		verifier := rand.Text() + rand.Text()
 		sum := sha256.Sum256([]byte(verifier))
