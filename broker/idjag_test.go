@@ -71,12 +71,9 @@ func (p *companyIdP) grant(t *testing.T, subject, aud, resource, client string) 
 // company's user, delegated to the agent, with no sign-in at the broker.
 func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 	idp := startCompanyIdP(t)
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
 	addr := freeAddress(t)
 	issuer := "http://" + addr
-	ledgerAddress := freeAddress(t)
-	audience := "http://" + ledgerAddress + "/mcp"
-	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress, "--issuer", issuer, "--audience", audience)
+	audience := ledgerFor(t, issuer)
 	brokerURL := startBrokerAt(t, addr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "broker.db"), issuer, demoPasswordHash,
 		idp.issuer+"/.well-known/openid-configuration", audience)
 
@@ -108,16 +105,9 @@ func TestIDJAGRedeemedAtTheBroker(t *testing.T) {
 // the grant is refused for a scope the policy does not allow, for another
 // user's group, and with an actor token.
 func TestIDJAGBetweenTwoBrokers(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
 	aAddr, bAddr := freeAddress(t), freeAddress(t)
 	a, b := "http://"+aAddr, "http://"+bAddr
-	ledgerAddress := freeAddress(t)
-	audience := "http://" + ledgerAddress + "/mcp"
-	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress, "--issuer", b, "--audience", audience)
-	policy, err := filepath.Abs("../policies/idjag.rego")
-	if err != nil {
-		t.Fatal(err)
-	}
+	audience, policy := ledgerFor(t, b), idjagPolicy(t)
 	startBrokerProcess(t, aAddr, scenario(t, "idjag-company"), filepath.Join(t.TempDir(), "a.db"), a, demoPasswordHash, b, policy)
 	startBrokerProcess(t, bAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash,
 		a+"/.well-known/openid-configuration", audience)
@@ -190,16 +180,9 @@ func TestIDJAGBetweenTwoBrokers(t *testing.T) {
 // reach C's upstream each as themselves, and neither's token serves the
 // other.
 func TestIDJAGOutbound(t *testing.T) {
-	bin := buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker")
 	bAddr, cAddr := freeAddress(t), freeAddress(t)
 	b, c := "http://"+bAddr, "http://"+cAddr
-	ledgerAddress := freeAddress(t)
-	audience := "http://" + ledgerAddress + "/mcp"
-	startProcess(t, ledgerAddress, bin, "upstream", "sample", "--listen", ledgerAddress, "--issuer", c, "--audience", audience)
-	policy, err := filepath.Abs("../policies/idjag.rego")
-	if err != nil {
-		t.Fatal(err)
-	}
+	audience, policy := ledgerFor(t, c), idjagPolicy(t)
 	startBrokerProcess(t, cAddr, scenario(t, "idjag-resource"), filepath.Join(t.TempDir(), "c.db"), c, demoPasswordHash,
 		b+"/.well-known/openid-configuration", audience)
 	startBrokerProcess(t, bAddr, scenario(t, "idjag-gateway"), filepath.Join(t.TempDir(), "b.db"), b, demoPasswordHash, c, policy)
@@ -230,4 +213,25 @@ func ledgerAgentPost(t *testing.T, endpoint string, form url.Values) (int, map[s
 	var body map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&body)
 	return resp.StatusCode, body
+}
+
+// ledgerFor starts the sample ledger, which takes only issuer's tokens for
+// its own audience, and returns that audience (its MCP endpoint).
+func ledgerFor(t *testing.T, issuer string) string {
+	t.Helper()
+	address := freeAddress(t)
+	audience := "http://" + address + "/mcp"
+	startProcess(t, address, buildBinary(t, "github.com/mcpbroker/mcpbroker/cmd/mcpbroker"),
+		"upstream", "sample", "--listen", address, "--issuer", issuer, "--audience", audience)
+	return audience
+}
+
+// idjagPolicy is the shipped policy of identity assertion grants.
+func idjagPolicy(t *testing.T) string {
+	t.Helper()
+	policy, err := filepath.Abs("../policies/idjag.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy
 }

@@ -23,13 +23,7 @@ import (
 func TestStores(t *testing.T) {
 	stores := map[string]func(t *testing.T) Store{
 		"bolt": func(t *testing.T) Store {
-			db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
+			db, ctx := openTestBolt(t, nil)
 			s, err := NewBolt(ctx, db, time.Hour, 3, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
@@ -95,13 +89,7 @@ func TestStores(t *testing.T) {
 
 // The bbolt store sweeps the entries of sessions that ended.
 func TestBoltSweep(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	db, ctx := openTestBolt(t, nil)
 	s, err := NewBolt(ctx, db, time.Minute, 10, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -153,13 +141,7 @@ func TestLabels(t *testing.T) {
 // session; what it returns is what a store with nothing decoded reads,
 // through appends, trims, the window and other sessions' entries.
 func TestBoltReadsAsWritten(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	db, ctx := openTestBolt(t, nil)
 	log := slog.New(slog.DiscardHandler)
 	warm, _ := NewBolt(ctx, db, time.Hour, 5, log)
 	limits := Limits{MaxCalls: 5, Window: time.Minute}
@@ -193,13 +175,7 @@ func TestBoltReadsAsWritten(t *testing.T) {
 // as many sessions as it keeps leaves the live heap where reading as many
 // as it keeps left it.
 func TestBoltDecodedBounded(t *testing.T) {
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, &bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	db, ctx := openTestBolt(t, &bolt.Options{NoSync: true})
 	const maxCalls, perSession = 50, 40
 	s, err := NewBolt(ctx, db, time.Hour, maxCalls, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -254,4 +230,16 @@ func TestBoltDecodedBounded(t *testing.T) {
 		t.Errorf("reading %d more sessions grew the live heap by %d B, after %d B for the first %d: the decoded histories are not bounded", kept, extra, grown, kept)
 	}
 	t.Logf("%d sessions of %d entries: %d B live; %d more: %+d B", kept, perSession, grown, kept, int64(after)-int64(full))
+}
+
+// openTestBolt opens a bbolt file of the test's, closed when it ends, and a
+// context that ends with it.
+func openTestBolt(t *testing.T, opts *bolt.Options) (*bolt.DB, context.Context) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(t.TempDir(), "h.db"), 0o600, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, t.Context()
 }

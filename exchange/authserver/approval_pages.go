@@ -106,16 +106,9 @@ func (s *Server) startFederatedApproval(w http.ResponseWriter, r *http.Request, 
 		s.renderError(w, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached; try again later.")
 		return
 	}
-	state := &flow{Query: approvalFlowPrefix + a.ID, Stage: stageFederated, Nonce: randomID(), Verifier: randomID() + randomID()}
-	if err := s.setSealedCookie(w, federationCookie, s.federation.callbackPath, state); err != nil {
+	if err := s.sendToIdentityProvider(w, idp, approvalFlowPrefix+a.ID); err != nil {
 		s.serverError(w, err)
-		return
 	}
-	header := w.Header()
-	header.Set("Cache-Control", "no-store")
-	header.Set("Referrer-Policy", "no-referrer")
-	header.Set("Location", s.federation.authorizeURL(idp, state.CSRF, state.Nonce, state.Verifier))
-	w.WriteHeader(http.StatusSeeOther)
 }
 
 // approvalCallback takes the identity provider's answer for an approver

@@ -388,16 +388,26 @@ func (s *Server) startFederatedSignIn(w http.ResponseWriter, ctx context.Context
 		s.refuse(w, a, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached."))
 		return
 	}
+	if err := s.sendToIdentityProvider(w, idp, query); err != nil {
+		s.refuse(w, a, fosite.ErrServerError.WithWrap(err))
+	}
+}
+
+// sendToIdentityProvider sends the browser to the identity provider's
+// sign-in, the flow (what query it continues, and the sign-in's state,
+// nonce and PKCE verifier) sealed in a cookie that only the callback
+// sees; on an error nothing is written.
+func (s *Server) sendToIdentityProvider(w http.ResponseWriter, idp *idpMetadata, query string) error {
 	state := &flow{Query: query, Stage: stageFederated, Nonce: randomID(), Verifier: randomID() + randomID()}
 	if err := s.setSealedCookie(w, federationCookie, s.federation.callbackPath, state); err != nil {
-		s.refuse(w, a, fosite.ErrServerError.WithWrap(err))
-		return
+		return err
 	}
 	header := w.Header()
 	header.Set("Cache-Control", "no-store")
 	header.Set("Referrer-Policy", "no-referrer")
 	header.Set("Location", s.federation.authorizeURL(idp, state.CSRF, state.Nonce, state.Verifier))
 	w.WriteHeader(http.StatusSeeOther)
+	return nil
 }
 
 // serveCallback is where the identity provider sends the browser back: the state
