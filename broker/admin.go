@@ -88,7 +88,11 @@ func newTracing(cfg *config.Config, opts Options) (*telemetry.Tracing, error) {
 func (b *Broker) AdminHandler() http.Handler {
 	base := telemetry.AdminHandler(b.metrics, b.health)
 	pins := b.pinsHandler()
-	if pins == nil && b.console == nil {
+	console := b.console
+	if b.cfg.Console.Listener != config.ConsoleOnAdmin {
+		console = nil // on the main listener
+	}
+	if pins == nil && console == nil {
 		return base
 	}
 	mux := http.NewServeMux()
@@ -96,10 +100,10 @@ func (b *Broker) AdminHandler() http.Handler {
 		mux.Handle("/pins", pins)
 		mux.Handle("/pins/", pins)
 	}
-	if b.console != nil {
+	if console != nil {
 		path := b.cfg.Console.Path
-		mux.Handle(path, b.console)
-		mux.Handle(path+"/", b.console)
+		mux.Handle(path, console)
+		mux.Handle(path+"/", console)
 	}
 	mux.Handle("/", base)
 	return mux
@@ -126,7 +130,7 @@ func (b *Broker) serveAdmin(ln net.Listener) *http.Server {
 		}
 	}()
 	endpoints := adminEndpoints(b.cfg.Admin.Token.Value() != "")
-	if b.console != nil {
+	if b.console != nil && b.cfg.Console.Listener == config.ConsoleOnAdmin {
 		endpoints += " " + b.cfg.Console.Path
 	}
 	b.log.Info("admin listener", "address", ln.Addr().String(), "endpoints", endpoints)

@@ -249,6 +249,10 @@ func New(cfg *config.Config, opts Options) (_ *Broker, err error) {
 	}
 	mux := http.NewServeMux()
 	b.provider.Register(mux)
+	if b.console != nil && cfg.Console.Listener == config.ConsoleOnMain {
+		mux.Handle(cfg.Console.Path, b.console)
+		mux.Handle(cfg.Console.Path+"/", b.console)
+	}
 	if b.authProvider != nil {
 		endpoints := http.NewServeMux()
 		b.authProvider.register(endpoints)

@@ -229,3 +229,22 @@ func TestConsoleSignInAtConnector(t *testing.T) {
 		t.Fatalf("the sign-in missed %q; requests:\n%s", missed, strings.Join(b.trail, "\n"))
 	}
 }
+
+// With listener: main the console is served beside the agents' endpoints,
+// at the Auth Provider's issuer, and not on the admin listener.
+func TestConsoleOnTheMainListener(t *testing.T) {
+	addr, admin := freeAddress(t), freeAddress(t)
+	base := startBrokerAt(t, addr, scenario(t, "console-main"), filepath.Join(t.TempDir(), "broker.db"), "http://"+addr, demoPasswordHash, admin)
+	waitListening(t, admin)
+	if r, page := newConsoleUser(t).signInConsole(base+"/console", "admin"); r.StatusCode != http.StatusOK || !strings.Contains(page, "Overview") {
+		t.Fatalf("the console on the main listener: %d %s", r.StatusCode, page)
+	}
+	resp, err := http.Get("http://" + admin + "/console/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the admin listener serves the console too: %d", resp.StatusCode)
+	}
+}

@@ -156,7 +156,7 @@ func StateBackends(cfg *config.Config, baseDir string) []string {
 		if c.SignIn.Connector != "" {
 			at = "connector " + c.SignIn.Connector
 		}
-		lines = append(lines, fmt.Sprintf("console: %s on the admin listener, sign-in at %s, operators %v, viewers %v; sign-ins in memory (this process only)", c.URL, at, c.Operators, c.Viewers))
+		lines = append(lines, fmt.Sprintf("console: %s on the %s listener, sign-in at %s, operators %v, viewers %v; sign-ins in memory (this process only)", c.URL, c.Listener, at, c.Operators, c.Viewers))
 	}
 	if cfg.Audit.Disabled {
 		lines = append(lines, "audit trail: off")

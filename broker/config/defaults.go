@@ -174,10 +174,18 @@ func (c *Config) ApplyDefaults() {
 	}
 	setDefault(&c.Approvals.TTL, DefaultApprovalTTL)
 	if c.Console.Enabled {
+		setDefault(&c.Console.Listener, ConsoleOnAdmin)
 		setDefault(&c.Console.Path, "/console")
 		setDefault(&c.Console.SessionTTL, Duration(8*time.Hour))
-		if c.Console.URL == "" && c.Admin.Address != "" {
-			host := c.Admin.Address
+		host := c.Admin.Address
+		if c.Console.Listener == ConsoleOnMain {
+			host = c.HTTP.Address
+		}
+		switch {
+		case c.Console.URL != "":
+		case c.Console.Listener == ConsoleOnMain && c.AuthProvider != nil && c.AuthProvider.Enabled && c.AuthProvider.Issuer != "":
+			c.Console.URL = strings.TrimSuffix(c.AuthProvider.Issuer, "/") + c.Console.Path
+		case host != "":
 			if strings.HasPrefix(host, ":") {
 				host = "127.0.0.1" + host
 			}
@@ -202,6 +210,9 @@ const (
 	DefaultMaxPendingApprovals = 20
 	// ApproversSelf names the user a call is made for as its approver.
 	ApproversSelf = "self"
+	// Listeners of the console.
+	ConsoleOnAdmin = "admin"
+	ConsoleOnMain  = "main"
 )
 
 func (provider *MCPProvider) applyDefaults() {

@@ -649,10 +649,15 @@ type ToolApproval struct {
 // served on the admin listener.
 type Console struct {
 	Enabled bool `yaml:"enabled"`
-	// Path is where the admin listener serves it (default /console).
+	// Listener serves it: "admin" (the default: admin.address) or
+	// "main" (http.address, beside the agents' endpoints).
+	Listener string `yaml:"listener"`
+	// Path is where the listener serves it (default /console).
 	Path string `yaml:"path"`
 	// URL is the console's address as browsers reach it, for the
-	// sign-in's redirect (default http://<admin.address><path>).
+	// sign-in's redirect (default http://<admin.address><path>, or on the
+	// main listener the Auth Provider's issuer or http://<http.address>
+	// followed by the path).
 	URL string `yaml:"url"`
 	// SignIn says where people sign in: the embedded Auth Provider (the
 	// default), or an OIDC connector, at which <url>/callback must be

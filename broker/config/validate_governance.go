@@ -110,14 +110,32 @@ func (v *validator) console(c *Console) {
 	if !c.Enabled {
 		return
 	}
-	if v.config.Admin.Disabled {
-		v.add("console.enabled", "needs the admin listener: admin.disabled is true")
+	switch c.Listener {
+	case ConsoleOnAdmin:
+		if v.config.Admin.Disabled {
+			v.add("console.listener", `the admin listener is off (admin.disabled): say listener: main, or turn it on`)
+		}
+	case ConsoleOnMain:
+		taken := []string{"/authorize", "/token", "/register", "/introspect", "/revoke", "/jwks.json", "/callback", "/logout", "/approvals", "/.well-known"}
+		if s := v.config.MCPProvider.Transports.Stream; s != nil {
+			taken = append(taken, s.Path)
+		}
+		if s := v.config.MCPProvider.Transports.SSE; s != nil {
+			taken = append(taken, s.Path, s.MessagePath)
+		}
+		for _, p := range taken {
+			if p != "" && (c.Path == p || strings.HasPrefix(p, c.Path+"/") || strings.HasPrefix(c.Path, p+"/")) {
+				v.add("console.path", fmt.Sprintf("%s is served by the main listener already", p))
+			}
+		}
+	default:
+		v.add("console.listener", fmt.Sprintf(`want "admin" or "main", got %s`, quote(c.Listener)))
 	}
 	if !strings.HasPrefix(c.Path, "/") || strings.HasSuffix(c.Path, "/") || strings.ContainsAny(c.Path, "?#{}* ") || len(c.Path) < 2 {
 		v.add("console.path", fmt.Sprintf(`want a path such as "/console", without a trailing slash, got %s`, quote(c.Path)))
 	}
 	for _, taken := range []string{"/metrics", "/healthz", "/readyz", "/pins"} {
-		if c.Path == taken || strings.HasPrefix(c.Path, taken+"/") {
+		if c.Listener == ConsoleOnAdmin && (c.Path == taken || strings.HasPrefix(c.Path, taken+"/")) {
 			v.add("console.path", fmt.Sprintf("%s is the admin listener's own", taken))
 		}
 	}
