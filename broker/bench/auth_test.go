@@ -43,7 +43,12 @@ const authBroker = oauthProvider + `apps:
 const policyBroker = authBroker + policyRule
 
 // policyRule is the inbound policy of policyBroker's app.
-const policyRule = `    authorization:
+const policyRule = policyAllows + `            }
+`
+
+// policyAllows is policyRule up to the end of the body of its rule that
+// allows, for policies that add to it.
+const policyAllows = `    authorization:
       inbound:
         opa:
           name: bench-authz
@@ -55,7 +60,6 @@ const policyRule = `    authorization:
               some group in input.subject.groups
               group in allowed_tools[input.request.mcp.tool.params.name]
               count(input.request.mcp.tool.params.arguments.text) < 8192
-            }
 `
 
 // exchangeBroker is policyBroker with outbound token exchange: the
@@ -97,19 +101,7 @@ apps:
     toolNamespace: {disabled: true}
     labels: [internal]
     upstream: {transport: stream, stream: {url: %[1]q}}
-    authorization:
-      inbound:
-        opa:
-          name: bench-chain
-          rego: |
-            package orchestrator
-            allowed_tools := {"echo": {"warehouse-ops", "customer-support"}}
-            default result := {"allowed": false}
-            result := {"allowed": true} if {
-              some group in input.subject.groups
-              group in allowed_tools[input.request.mcp.tool.params.name]
-              count(input.request.mcp.tool.params.arguments.text) < 8192
-              not tainted
+` + policyAllows + `              not tainted
             }
             tainted if {
               "external" in input.labels

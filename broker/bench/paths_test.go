@@ -142,15 +142,7 @@ const bridgeExchangeBroker = oauthProvider + `apps:
 ` + policyRule + exchangeOutbound + exchangeStore
 
 // bridgeBroker serves the REST API at %q, described by %q, as tools.
-const bridgeBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
-apps:
-  - name: echo
+const bridgeBroker = openProvider + `  - name: echo
     type: mcpBridge
     toolNamespace: {disabled: true}
     bridge: {baseURL: %q, openapi: {file: %q}}
@@ -167,9 +159,9 @@ func modernPath(path func(testing.TB, string) target) func(testing.TB, string) t
 	}
 }
 
-// plainBroker proxies one app without authentication or policy. %s is the
-// upstream MCP endpoint.
-const plainBroker = `
+// openProvider is the MCP endpoint of the brokers without
+// authentication: /mcp, with sessions the client may end.
+const openProvider = `
 version: 1
 mcpProvider:
   enabled: true
@@ -177,7 +169,11 @@ mcpProvider:
   transports:
     stream: {enabled: true, path: /mcp, session: {enabled: true, allowClientTermination: true}}
 apps:
-  - name: ledger
+`
+
+// plainBroker proxies one app without authentication or policy. %s is the
+// upstream MCP endpoint.
+const plainBroker = openProvider + `  - name: ledger
     type: mcpProxy
     toolNamespace: {disabled: true}
     upstream: {transport: stream, stream: {url: %q}}
