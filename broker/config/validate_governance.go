@@ -72,9 +72,7 @@ func (v *validator) toolApproval(path string, a *ToolApproval) {
 	if a.Approvers == "" {
 		v.add(field(path, "approvers"), `must not be empty: "self" or a group name`)
 	}
-	if a.TTL < 0 || time.Duration(a.TTL) > maxApprovalTTL {
-		v.add(field(path, "ttl"), fmt.Sprintf("want between 1s and %s, got %s", maxApprovalTTL, a.TTL))
-	} else if a.TTL != 0 && time.Duration(a.TTL) < time.Second {
+	if ttl := time.Duration(a.TTL); ttl != 0 && (ttl < time.Second || ttl > maxApprovalTTL) {
 		v.add(field(path, "ttl"), fmt.Sprintf("want between 1s and %s, got %s", maxApprovalTTL, a.TTL))
 	}
 	if len(a.Reason) > maxReasonBytes {

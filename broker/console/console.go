@@ -10,7 +10,6 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -301,5 +300,3 @@ func diffClass(line string) string {
 	}
 	return ""
 }
-
-var errNoSignIn = errors.New("console: no sign-in in progress")

@@ -90,7 +90,7 @@ func (s *Server) issueIDJAG(ctx context.Context, request fosite.AccessRequester,
 	var app *IDJAGResource
 	for i := range cfg.Resources {
 		r := &cfg.Resources[i]
-		if r.Audience == audiences[0] && containsString(r.Resources, resources[0]) {
+		if r.Audience == audiences[0] && slices.Contains(r.Resources, resources[0]) {
 			app = r
 		}
 	}
@@ -99,7 +99,7 @@ func (s *Server) issueIDJAG(ctx context.Context, request fosite.AccessRequester,
 	}
 	scopes := strings.Fields(form.Get("scope"))
 	for _, scope := range scopes {
-		if !containsString(app.Scopes, scope) {
+		if !slices.Contains(app.Scopes, scope) {
 			return fosite.ErrInvalidScope.WithHintf("The scope '%s' is not one the resource application offers.", scope)
 		}
 	}
@@ -140,7 +140,7 @@ func (s *Server) mintIDJAG(ctx context.Context, r IDJAGRequest) (token string, g
 		granted = r.Scopes
 	}
 	// A policy grants within what the application offers.
-	granted = slices.DeleteFunc(slices.Clone(granted), func(scope string) bool { return !containsString(r.Resource.Scopes, scope) })
+	granted = slices.DeleteFunc(slices.Clone(granted), func(scope string) bool { return !slices.Contains(r.Resource.Scopes, scope) })
 	ttl = cfg.TTL
 	if ttl == 0 {
 		ttl = DefaultIDJAGTTL
@@ -174,7 +174,7 @@ func (s *Server) MintIDJAG(ctx context.Context, clientID, subject string, groups
 		return "", errors.New("authserver: the Auth Provider issues no identity assertion grants (authProvider.idJag)")
 	}
 	for _, app := range s.idjagIssuing.Resources {
-		if app.Audience == audience && containsString(app.Resources, resource) {
+		if app.Audience == audience && slices.Contains(app.Resources, resource) {
 			token, _, _, err := s.mintIDJAG(ctx, IDJAGRequest{ClientID: clientID, Subject: subject, Groups: groups, Resource: app, ResourceURI: resource, Scopes: scopes})
 			if err != nil {
 				return "", fmt.Errorf("authserver: identity assertion grant refused: %w", err)
@@ -185,11 +185,3 @@ func (s *Server) MintIDJAG(ctx context.Context, clientID, subject string, groups
 	return "", fmt.Errorf("authserver: no resource application of authProvider.idJag has audience %q and resource %q", audience, resource)
 }
 
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}

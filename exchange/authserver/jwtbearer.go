@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -47,8 +48,8 @@ func (h *jwtBearerHandler) CanSkipClientAuth(context.Context, fosite.AccessReque
 	return false
 }
 
-// refuse is the invalid_grant of a rule the assertion breaks.
-func refuse(description string) error {
+// badAssertion is the invalid_grant of a rule the assertion breaks.
+func badAssertion(description string) error {
 	return fosite.ErrInvalidGrant.WithHint(description)
 }
 
@@ -66,12 +67,12 @@ func (h *jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, reque
 	}
 	unverified, err := oauth.UnverifiedPayload(assertion)
 	if err != nil {
-		return refuse("The assertion is not a JWT.")
+		return badAssertion("The assertion is not a JWT.")
 	}
 	iss, _ := unverified["iss"].(string)
 	f, idp := h.issuer(ctx, iss)
 	if f == nil {
-		return refuse("The assertion's issuer is not trusted for identity assertion grants.")
+		return badAssertion("The assertion's issuer is not trusted for identity assertion grants.")
 	}
 	rules := oauth.IDJAGRules{Issuer: iss, Audience: h.s.issuer, Resources: h.s.audiences, ClientID: c.GetID(), MaxLifetime: h.maxLife}
 	now := h.s.now()
@@ -82,29 +83,29 @@ func (h *jwtBearerHandler) HandleTokenEndpointRequest(ctx context.Context, reque
 	if err != nil {
 		var invalid *oauth.InvalidTokenError
 		if errors.As(err, &invalid) {
-			return refuse("The identity assertion is not acceptable: " + invalid.Error()[len("oauth: invalid token: "):] + ".")
+			return badAssertion("The identity assertion is not acceptable: " + strings.TrimPrefix(invalid.Error(), "oauth: invalid token: ") + ".")
 		}
-		return refuse("The identity assertion is not acceptable.")
+		return badAssertion("The identity assertion is not acceptable.")
 	}
 	scopes := g.Scopes
 	if requested := request.GetRequestedScopes(); len(requested) > 0 {
 		// The client may ask for less than the assertion grants, not more.
 		for _, scope := range requested {
 			if !slices.Contains(g.Scopes, scope) {
-				return refuse("The scope '" + scope + "' is not in the identity assertion.")
+				return badAssertion("The scope '" + scope + "' is not in the identity assertion.")
 			}
 		}
 		scopes = requested
 	}
 	for _, scope := range scopes {
 		if !slices.Contains(c.GetScopes(), scope) {
-			return refuse("The scope '" + scope + "' is beyond what the client may have.")
+			return badAssertion("The scope '" + scope + "' is beyond what the client may have.")
 		}
 	}
 	if fresh, err := h.s.store.spendAssertion(iss, g.ID, g.Expiry.Add(time.Minute)); err != nil {
 		return err
 	} else if !fresh {
-		return refuse("The identity assertion was used before (its jti was seen).")
+		return badAssertion("The identity assertion was used before (its jti was seen).")
 	}
 	sess, _ := request.GetSession().(*session)
 	if sess == nil {

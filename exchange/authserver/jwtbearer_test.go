@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -109,7 +110,7 @@ func TestJWTBearerIDJAG(t *testing.T) {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&metadata)
 	resp.Body.Close()
-	if !slicesContains(metadata.GrantTypesSupported, GrantJWTBearer) {
+	if !slices.Contains(metadata.GrantTypesSupported, GrantJWTBearer) {
 		t.Errorf("grant_types_supported %v lacks the JWT bearer grant", metadata.GrantTypesSupported)
 	}
 
@@ -164,13 +165,4 @@ func TestJWTBearerIDJAG(t *testing.T) {
 	if status, body := redeem("plain-agent", "plain-agent-secret-0123456789", idp.sign(t, idp.key, oauth.TypIDJAG, valid()), nil); status != http.StatusBadRequest || body["error"] != "unauthorized_client" {
 		t.Errorf("a client without the grant: %d %v", status, body)
 	}
-}
-
-func slicesContains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
