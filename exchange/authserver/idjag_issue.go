@@ -184,4 +184,3 @@ func (s *Server) MintIDJAG(ctx context.Context, clientID, subject string, groups
 	}
 	return "", fmt.Errorf("authserver: no resource application of authProvider.idJag has audience %q and resource %q", audience, resource)
 }
-
