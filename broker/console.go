@@ -88,36 +88,48 @@ type consoleBackend struct{ b *Broker }
 
 func (cb consoleBackend) Overview(ctx context.Context) console.Overview {
 	b := cb.b
-	o := console.Overview{Version: b.version}
+	o, latency := b.counters()
+	o.Version = b.version
 	health := b.health.Results(ctx)
-	latency := b.appLatency()
 	for _, app := range b.current().cfg.Apps {
-		s := console.AppSummary{Name: app.Name, Type: string(app.Type), Health: "unknown", Latency: latency[app.Name]}
-		if ok, checked := health[appCheckPrefix+app.Name]; checked {
-			s.Health = map[bool]string{true: "up", false: "down"}[ok]
-		}
-		if b.pins != nil {
-			if list, err := b.pins.List(ctx, app.Name); err == nil {
-				s.Pins = len(list)
-				for _, p := range list {
-					if p.Pending != nil || p.Status == pins.PinHeld {
-						s.Changed++
-					}
-				}
-			}
-		}
-		o.Apps = append(o.Apps, s)
+		o.Apps = append(o.Apps, cb.summary(app, health, latency, cb.pinList(ctx, app.Name)))
 	}
-	counters := b.counters()
-	o.Calls, o.Denied, o.Errors, o.Sessions = counters.Calls, counters.Denied, counters.Errors, counters.Sessions
 	o.Series = b.series.snapshot()
 	return o
 }
 
-// counters are the broker's own counters the console shows, from its
-// metrics: calls, denials and errors since the start, sessions open now.
-func (b *Broker) counters() console.Overview {
+// pinList is the app's pins; nil when the app pins nothing or the store
+// does not answer.
+func (cb consoleBackend) pinList(ctx context.Context, app string) []pins.Pin {
+	if cb.b.pins == nil {
+		return nil
+	}
+	list, _ := cb.b.pins.List(ctx, app)
+	return list
+}
+
+// summary is an app as lists show it: its health by the readiness checks,
+// its mean latency, and its pins, those waiting counted.
+func (cb consoleBackend) summary(app config.App, health map[string]bool, latency map[string]string, list []pins.Pin) console.AppSummary {
+	s := console.AppSummary{Name: app.Name, Type: string(app.Type), Health: "unknown", Latency: latency[app.Name], Pins: len(list)}
+	if ok, checked := health[appCheckPrefix+app.Name]; checked {
+		s.Health = map[bool]string{true: "up", false: "down"}[ok]
+	}
+	for _, p := range list {
+		if p.Pending != nil || p.Status == pins.PinHeld {
+			s.Changed++
+		}
+	}
+	return s
+}
+
+// counters are what the console reads of the broker's own metrics, in one
+// gathering: calls, denials and errors since the start and sessions open
+// now; and each app's mean time per call since the start (apps without
+// calls absent).
+func (b *Broker) counters() (console.Overview, map[string]string) {
 	var o console.Overview
+	sums, counts := map[string]float64{}, map[string]uint64{}
 	families, _ := b.metrics.Registry().Gather()
 	for _, f := range families {
 		switch f.GetName() {
@@ -136,36 +148,22 @@ func (b *Broker) counters() console.Overview {
 			for _, m := range f.GetMetric() {
 				o.Sessions += m.GetGauge().GetValue()
 			}
-		}
-	}
-	return o
-}
-
-// appLatency is each app's mean time per call since the start, from the
-// call duration histogram; apps without calls are absent.
-func (b *Broker) appLatency() map[string]string {
-	sums, counts := map[string]float64{}, map[string]uint64{}
-	families, _ := b.metrics.Registry().Gather()
-	for _, f := range families {
-		if f.GetName() != "mcpbroker_call_duration_seconds" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			app := labelValue(m.GetLabel(), "app")
-			if app == "" {
-				continue
+		case "mcpbroker_call_duration_seconds":
+			for _, m := range f.GetMetric() {
+				if app := labelValue(m.GetLabel(), "app"); app != "" {
+					sums[app] += m.GetHistogram().GetSampleSum()
+					counts[app] += m.GetHistogram().GetSampleCount()
+				}
 			}
-			sums[app] += m.GetHistogram().GetSampleSum()
-			counts[app] += m.GetHistogram().GetSampleCount()
 		}
 	}
-	out := map[string]string{}
+	latency := map[string]string{}
 	for app, n := range counts {
 		if n > 0 {
-			out[app] = fmt.Sprintf("%.1f ms", sums[app]/float64(n)*1000)
+			latency[app] = fmt.Sprintf("%.1f ms", sums[app]/float64(n)*1000)
 		}
 	}
-	return out
+	return o, latency
 }
 
 func labelValue(labels []*dto.LabelPair, name string) string {
@@ -183,24 +181,18 @@ func (cb consoleBackend) App(ctx context.Context, name string) (console.AppView,
 		if app.Name != name {
 			continue
 		}
-		v := console.AppView{}
-		for _, s := range cb.Overview(ctx).Apps {
-			if s.Name == name {
-				v.AppSummary = s
-			}
-		}
+		list := cb.pinList(ctx, name)
+		_, latency := b.counters()
+		v := console.AppView{AppSummary: cb.summary(app, b.health.Results(ctx), latency, list)}
 		// Secrets marshal as [redacted].
 		raw, _ := json.MarshalIndent(app, "", "  ")
 		v.Config = string(raw)
-		if b.pins != nil {
-			list, _ := b.pins.List(ctx, name)
-			for _, p := range list {
-				row := console.PinRow{Kind: string(p.Kind), Name: p.Name, Status: string(p.Status), SHA256: p.Hash}
-				if p.Pending != nil {
-					row.Pending = p.Pending.Hash
-				}
-				v.Pins = append(v.Pins, row)
+		for _, p := range list {
+			row := console.PinRow{Kind: string(p.Kind), Name: p.Name, Status: string(p.Status), SHA256: p.Hash}
+			if p.Pending != nil {
+				row.Pending = p.Pending.Hash
 			}
+			v.Pins = append(v.Pins, row)
 		}
 		return v, true
 	}

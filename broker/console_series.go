@@ -22,7 +22,7 @@ const seriesMinutes = 60
 
 // sampleEvery samples the counters every interval until ctx ends.
 func (b *Broker) sampleEvery(ctx context.Context, interval time.Duration) {
-	b.series.sample(b.counters(), time.Now())
+	b.series.sample(b.countersNow(), time.Now())
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -30,9 +30,15 @@ func (b *Broker) sampleEvery(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			b.series.sample(b.counters(), now)
+			b.series.sample(b.countersNow(), now)
 		}
 	}
+}
+
+// countersNow are the counters the charts follow.
+func (b *Broker) countersNow() console.Overview {
+	o, _ := b.counters()
+	return o
 }
 
 // sample adds the minute that ends at now: the counters' growth since the
