@@ -55,6 +55,8 @@ type Call struct {
 	// the one it took (set by approve).
 	approval     *opa.Approval
 	approvalUsed *authserver.Approval
+	// history is the call's history key, once worked out (historyKey).
+	history string
 
 	// Set by exchange for a tools/call to an app whose upstream receives
 	// exchanged tokens: the token it carries instead of the session's.

@@ -118,11 +118,17 @@ var ErrHistoryUnavailable = errors.New("the session's history is unavailable; tr
 // digest of the id. A request without a session (the 2026-07-28 protocol)
 // belongs to the history of its agent acting for its user, which no new
 // token or request escapes; an anonymous one to its address's.
-func historyKey(c *Call) string {
+// It is worked out once per call: the policy, the approval and the
+// history's entry all need it.
+func (c *Call) historyKey() string {
+	if c.history != "" {
+		return c.history
+	}
 	h := sha256.New()
 	switch {
 	case c.Session != nil && c.Session.ID != "" && !c.Session.Transient():
-		return c.State.historyKeyOf(c.Session.ID)
+		c.history = c.State.historyKeyOf(c.Session.ID)
+		return c.history
 	case c.Principal != nil:
 		h.Write([]byte("agent\x00" + c.Principal.Issuer + "\x00" + c.Principal.Subject + "\x00" + c.Principal.ClientID))
 	case c.Request != nil && c.Request.HTTP != nil:
@@ -130,7 +136,8 @@ func historyKey(c *Call) string {
 	default:
 		return ""
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	c.history = hex.EncodeToString(h.Sum(nil))
+	return c.history
 }
 
 // historyKeyOf is the history key of the session with id.
@@ -168,7 +175,7 @@ func (b *Broker) sessionInput(ctx context.Context, c *Call) (*opa.Session, error
 	if limits == nil || b.history == nil {
 		return nil, ErrHistoryUnavailable
 	}
-	key := historyKey(c)
+	key := c.historyKey()
 	if key == "" {
 		return &opa.Session{}, nil
 	}
@@ -209,7 +216,7 @@ func (b *Broker) remember(ctx context.Context, c *Call) error {
 	default:
 		decision = history.Failed
 	}
-	key := historyKey(c)
+	key := c.historyKey()
 	if key == "" {
 		return nil
 	}
@@ -347,7 +354,7 @@ func (b *Broker) approve(ctx context.Context, c *Call) error {
 		name = c.Params.URI
 	}
 	req := authserver.ApprovalRequest{
-		Session: historyKey(c), Subject: subject, Client: c.Principal.ClientID,
+		Session: c.historyKey(), Subject: subject, Client: c.Principal.ClientID,
 		App: c.App.Name, Tool: name, Reason: need.Reason, Approvers: need.Approvers, TTL: need.TTL,
 		MaxPending: c.gen.gov.approvals.MaxPendingPerUser,
 	}
