@@ -29,14 +29,7 @@ import (
 
 // bridgeBroker serves the REST API at %[1]q, described by %[2]q, as the
 // mcpBridge app items.
-const bridgeBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
+const bridgeBroker = openProvider + `apps:
   - name: items
     type: mcpBridge
     bridge:
@@ -298,14 +291,7 @@ func TestKongRecipeBridged(t *testing.T) {
 
 // declaredBridge serves the REST API at %[1]q through tools declared in
 // the configuration, for an API without an OpenAPI document.
-const declaredBridge = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
+const declaredBridge = openProvider + `apps:
   - name: stock
     type: mcpBridge
     bridge:
@@ -355,14 +341,7 @@ func TestBridgeDeclaredTools(t *testing.T) {
 
 // restSampleBroker serves the sample REST services (%[1]s) described by
 // the documents in %[2]s as three mcpBridge apps.
-const restSampleBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
+const restSampleBroker = openProvider + `apps:
   - {name: orders, type: mcpBridge, toolNamespace: {disabled: true}, bridge: {baseURL: "%[1]s/orders-api", openapi: {file: "%[2]s/orders.yaml"}}}
   - {name: inventory, type: mcpBridge, toolNamespace: {disabled: true}, bridge: {baseURL: "%[1]s/inventory-api", openapi: {file: "%[2]s/inventory.yaml"}}}
   - {name: customers, type: mcpBridge, toolNamespace: {disabled: true}, bridge: {baseURL: "%[1]s/customers-api", openapi: {file: "%[2]s/customers.yaml"}}}

@@ -19,14 +19,7 @@ import (
 
 // modernBroker serves the sample ledger (%[1]q), a sessionful upstream,
 // to clients of every generation on one endpoint.
-const modernBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
+const modernBroker = openProvider + `apps:
   - name: ledger
     type: mcpProxy
     upstream: {transport: stream, stream: {url: %[1]q}}
@@ -233,14 +226,7 @@ func sseData(body string) string {
 
 // modernUpstreamBroker reaches the sample ledger served without sessions
 // (%[1]q) as protocolVersion %[2]q says.
-const modernUpstreamBroker = `
-version: 1
-mcpProvider:
-  enabled: true
-  authorization: {unauthenticated: {enabled: true}}
-  transports:
-    stream: {enabled: true, path: /mcp, session: {enabled: true}}
-apps:
+const modernUpstreamBroker = openProvider + `apps:
   - name: ledger
     type: mcpProxy
     upstream: {transport: stream, stream: {url: %[1]q, protocolVersion: %[2]q}}

@@ -14,7 +14,7 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 )
 
-// openProvider is the MCP endpoint of the trust tests' brokers: /mcp,
+// openProvider is the MCP endpoint of the brokers without authentication: /mcp,
 // with sessions, without authentication.
 const openProvider = `
 version: 1
