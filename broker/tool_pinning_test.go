@@ -14,8 +14,8 @@ import (
 	"github.com/mcpbroker/mcpbroker/broker/audit"
 )
 
-// openProvider is the MCP endpoint of the brokers without authentication: /mcp,
-// with sessions, without authentication.
+// openProvider is the MCP endpoint of the brokers without
+// authentication: /mcp, with sessions.
 const openProvider = `
 version: 1
 mcpProvider:
